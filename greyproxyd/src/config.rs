@@ -1,0 +1,184 @@
+//! Serve configuration: defaults, the TOML config file, command-line flags (which win), and
+//! the state directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// Default control address (path `/ws`).
+pub const DEFAULT_CONTROL_ADDR: &str = "127.0.0.1:43080";
+/// Default HTTP proxy address.
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:43051";
+/// Default SOCKS5 proxy address.
+pub const DEFAULT_SOCKS_ADDR: &str = "127.0.0.1:43052";
+/// Default hold timeout in seconds.
+pub const DEFAULT_HOLD_TIMEOUT: u64 = 30;
+/// Default number of request_logs rows kept.
+pub const DEFAULT_LOG_RETENTION: u64 = 200_000;
+
+/// The config file (`--config FILE`); every key is optional. Unknown keys are errors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// State directory.
+    pub state_dir: Option<PathBuf>,
+    /// Control WebSocket address.
+    pub control_addr: Option<String>,
+    /// HTTP proxy address or `off`.
+    pub http_addr: Option<String>,
+    /// SOCKS5 proxy address or `off`.
+    pub socks_addr: Option<String>,
+    /// Seconds a connection is held waiting for a decision.
+    pub hold_timeout: Option<u64>,
+    /// Start in silent allow mode until restart.
+    pub silent_allow: Option<bool>,
+    /// Tunnel everything raw (MITM arrives later; today every tunnel is raw).
+    pub no_mitm: Option<bool>,
+    /// Control-connection settings.
+    pub control: Option<ControlConfig>,
+    /// request_logs rows kept (oldest evicted).
+    pub log_retention: Option<u64>,
+}
+
+/// `[control]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    /// `token` (default) or `none` (no authentication; loopback-only setups).
+    pub auth: Option<String>,
+}
+
+impl FileConfig {
+    /// Reads and parses a config file; errors name the file and the offending key/line.
+    pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+}
+
+/// Fully resolved settings of `greyproxyd serve`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// State directory (created 0700 if missing).
+    pub state_dir: PathBuf,
+    /// Control WebSocket address.
+    pub control_addr: SocketAddr,
+    /// HTTP proxy address; `None` = off.
+    pub http_addr: Option<SocketAddr>,
+    /// SOCKS5 proxy address; `None` = off.
+    pub socks_addr: Option<SocketAddr>,
+    /// Hold timeout.
+    pub hold_timeout: Duration,
+    /// Start in silent allow mode.
+    pub silent_allow: bool,
+    /// No TLS interception.
+    pub no_mitm: bool,
+    /// Require the control token.
+    pub auth_required: bool,
+    /// request_logs rows kept.
+    pub log_retention: u64,
+}
+
+/// Parses a listen address; `off` (for the proxies) disables the listener.
+pub fn parse_addr(s: &str, what: &str, allow_off: bool) -> anyhow::Result<Option<SocketAddr>> {
+    let s = s.trim();
+    if allow_off && s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    s.parse::<SocketAddr>().map(Some).with_context(|| {
+        format!(
+            "invalid {what} address {s:?}: expected IP:PORT like 127.0.0.1:43051{}",
+            if allow_off { " or off" } else { "" }
+        )
+    })
+}
+
+/// Resolves the state directory: flag > `$GREYPROXY_STATE_DIR` > `$STATE_DIRECTORY`
+/// (systemd) > `$XDG_STATE_HOME/greyproxy` > `~/.local/state/greyproxy`.
+pub fn resolve_state_dir(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = flag {
+        return Ok(p.to_path_buf());
+    }
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(p) = env("GREYPROXY_STATE_DIR") {
+        return Ok(p);
+    }
+    if let Some(p) = env("STATE_DIRECTORY") {
+        // systemd may pass several colon-separated directories; the first is ours.
+        let s = p
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        return Ok(PathBuf::from(s));
+    }
+    if let Some(p) = env("XDG_STATE_HOME") {
+        return Ok(p.join("greyproxy"));
+    }
+    let home = env("HOME").context("cannot find a state directory: set --state-dir or HOME")?;
+    Ok(home.join(".local/state/greyproxy"))
+}
+
+/// Creates the state directory (0700) if needed.
+pub fn ensure_state_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.is_dir() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create state directory {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            parse_addr("127.0.0.1:0", "http", true).unwrap(),
+            Some("127.0.0.1:0".parse().unwrap())
+        );
+        assert_eq!(parse_addr("off", "http", true).unwrap(), None);
+        assert!(parse_addr("off", "control", false).is_err());
+        let e = parse_addr("localhost", "socks", true)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("socks"), "{e}");
+        assert!(parse_addr("[::1]:43051", "http", true).unwrap().is_some());
+    }
+
+    #[test]
+    fn config_file_rejects_unknown_keys_with_location() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "hold_timeout = 5\nhttp_adr = \"x\"\n").unwrap();
+        let e = format!("{:#}", FileConfig::load(&p).unwrap_err());
+        assert!(e.contains("http_adr") && e.contains("line 2"), "{e}");
+        std::fs::write(&p, "hold_timeout = 5\n[control]\nauth = \"none\"\n").unwrap();
+        let c = FileConfig::load(&p).unwrap();
+        assert_eq!(c.hold_timeout, Some(5));
+        assert_eq!(c.control.unwrap().auth.as_deref(), Some("none"));
+    }
+
+    #[test]
+    fn state_dir_flag_wins() {
+        assert_eq!(
+            resolve_state_dir(Some(Path::new("/x"))).unwrap(),
+            PathBuf::from("/x")
+        );
+    }
+}

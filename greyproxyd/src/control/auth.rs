@@ -1,0 +1,176 @@
+//! The control token: 256 random bits, hex, in `control.token` (0600) in the state dir.
+//! Clients send it as `Authorization: Bearer <token>` or `?token=`; it is compared in
+//! constant time and re-read on every connection, so `greyproxyd token rotate` takes effect
+//! without a restart.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use subtle::ConstantTimeEq;
+
+/// File name of the token in the state dir.
+pub const TOKEN_FILE: &str = "control.token";
+
+/// Path of the token file.
+pub fn token_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(TOKEN_FILE)
+}
+
+fn random_token() -> io::Result<String> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| io::Error::other(e.to_string()))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// Writes `token` to `path` with mode 0600, atomically (temp file + rename).
+fn write_token(path: &Path, token: &str) -> io::Result<()> {
+    let tmp = path.with_extension("token.tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(token.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)
+}
+
+/// Reads the token, creating it (0600) when missing. Tightens loose permissions.
+pub fn ensure_token(state_dir: &Path) -> io::Result<String> {
+    let path = token_path(state_dir);
+    match read_token(&path) {
+        Ok(t) => {
+            let mode = fs::metadata(&path)?.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "control token was readable by others; setting 0600");
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
+            }
+            Ok(t)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let t = random_token()?;
+            write_token(&path, &t)?;
+            Ok(t)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads the token file (trimmed); an empty file is an error.
+pub fn read_token(path: &Path) -> io::Result<String> {
+    let t = fs::read_to_string(path)?.trim().to_string();
+    if t.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is empty", path.display()),
+        ));
+    }
+    Ok(t)
+}
+
+/// Replaces the token with a new random one and returns it.
+pub fn rotate_token(state_dir: &Path) -> io::Result<String> {
+    let t = random_token()?;
+    write_token(&token_path(state_dir), &t)?;
+    Ok(t)
+}
+
+/// Constant-time comparison of a presented token with the expected one.
+pub fn token_matches(presented: &str, expected: &str) -> bool {
+    presented.len() == expected.len() && bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+/// The token a client presented on the upgrade request: `Authorization: Bearer …`, else the
+/// `token` query parameter.
+pub fn presented_token(authorization: Option<&str>, query: Option<&str>) -> Option<String> {
+    if let Some(a) = authorization {
+        let a = a.trim();
+        if let Some((scheme, t)) = a.split_once(' ')
+            && scheme.eq_ignore_ascii_case("bearer")
+        {
+            return Some(t.trim().to_string());
+        }
+    }
+    query?
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == "token")
+        .map(|(_, v)| percent_decode(v))
+}
+
+/// Minimal `%XX` decoding for the query parameter (tokens are hex, but clients may encode).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_file_is_created_0600_and_rotates() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = ensure_token(dir.path()).unwrap();
+        assert_eq!(t.len(), 64);
+        let mode = fs::metadata(token_path(dir.path()))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(ensure_token(dir.path()).unwrap(), t);
+        let t2 = rotate_token(dir.path()).unwrap();
+        assert_ne!(t, t2);
+        assert_eq!(read_token(&token_path(dir.path())).unwrap(), t2);
+        fs::set_permissions(token_path(dir.path()), fs::Permissions::from_mode(0o644)).unwrap();
+        ensure_token(dir.path()).unwrap();
+        let mode = fs::metadata(token_path(dir.path()))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn presented_token_sources() {
+        assert_eq!(
+            presented_token(Some("Bearer abc"), None).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            presented_token(Some("bearer  abc "), None).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            presented_token(None, Some("a=1&token=x%41y")).as_deref(),
+            Some("xAy")
+        );
+        assert_eq!(presented_token(Some("Basic zzz"), None), None);
+        assert!(token_matches("abc", "abc"));
+        assert!(!token_matches("abd", "abc"));
+        assert!(!token_matches("ab", "abc"));
+    }
+}

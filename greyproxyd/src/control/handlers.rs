@@ -1,0 +1,289 @@
+//! Command handlers: one decoded command in, one reply out. Mutations are committed before the
+//! reply is built (the policy engine guarantees it).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use greyproxy_protocol::command::ListArgs;
+use greyproxy_protocol::event::EVENT_TYPES;
+use greyproxy_protocol::{
+    ActivityItem, AllowAllMode, ClientMessage, Command, Decision, Listeners, PROTOCOL_VERSION,
+    Page, Reply, RequestId, Status,
+};
+use serde::Serialize;
+
+use super::claims::{ClaimGuard, Claims};
+use crate::policy::duration::parse_allow_all_duration;
+use crate::policy::queries::{DEFAULT_LIMIT, MAX_LIMIT};
+use crate::policy::{Policy, PolicyError};
+use crate::store::{LogQuery, Store};
+use crate::time::now_rfc3339;
+
+/// Per-connection state the handlers change.
+#[derive(Debug, Default)]
+pub struct SessionState {
+    /// `None` = every event; `Some(set)` = only these types (greyproxy semantics).
+    pub filter: Option<HashSet<String>>,
+    /// This connection's notification claim.
+    pub claim: Option<ClaimGuard>,
+}
+
+impl SessionState {
+    /// Whether an event of this type passes the filter.
+    pub fn wants(&self, event_type: &str) -> bool {
+        self.filter.as_ref().is_none_or(|f| f.contains(event_type))
+    }
+}
+
+/// Everything the handlers need; shared by all sessions.
+#[derive(Debug)]
+pub struct Handler {
+    /// Policy engine.
+    pub policy: Arc<Policy>,
+    /// Notification claims.
+    pub claims: Claims,
+    /// Store (activity queries).
+    pub store: Arc<Store>,
+    /// When the daemon started.
+    pub started: Instant,
+    /// Bound addresses.
+    pub listeners: Listeners,
+    /// State directory, for `status`.
+    pub state_dir: String,
+}
+
+fn error(e: impl std::fmt::Display, request_id: Option<RequestId>) -> Reply {
+    Reply::Error {
+        error: e.to_string(),
+        timestamp: now_rfc3339(),
+        request_id,
+    }
+}
+
+fn success(
+    command: &str,
+    pending_id: Option<u64>,
+    rule_id: Option<u64>,
+    request_id: Option<RequestId>,
+) -> Reply {
+    Reply::CommandSuccess {
+        command: command.into(),
+        pending_id,
+        rule_id,
+        active_claims: None,
+        timestamp: now_rfc3339(),
+        request_id,
+    }
+}
+
+fn result<T: Serialize>(command: &str, data: &T, request_id: Option<RequestId>) -> Reply {
+    match serde_json::to_value(data) {
+        Ok(data) => Reply::Result {
+            command: command.into(),
+            request_id,
+            data,
+            timestamp: now_rfc3339(),
+        },
+        Err(e) => error(format!("cannot encode result: {e}"), request_id),
+    }
+}
+
+impl Handler {
+    /// Runs one command for a session and returns the reply to send.
+    pub async fn handle(&self, msg: ClientMessage, session: &mut SessionState) -> Reply {
+        let rid = msg.request_id;
+        let name = msg.command.name();
+        match msg.command {
+            Command::Ping => Reply::Pong {
+                timestamp: now_rfc3339(),
+                request_id: rid,
+            },
+            Command::Allow(a) => match self.policy.allow(&a).await {
+                Ok(r) => success(name, Some(a.pending_id), Some(r.id), rid),
+                Err(e) => error(e, rid),
+            },
+            Command::Deny(a) => match self.policy.deny(&a).await {
+                Ok(r) => success(name, Some(a.pending_id), Some(r.id), rid),
+                Err(e) => error(e, rid),
+            },
+            Command::Dismiss(a) => match self.policy.dismiss(a.pending_id).await {
+                Ok(()) => success(name, Some(a.pending_id), None, rid),
+                Err(e) => error(e, rid),
+            },
+            Command::Subscribe(a) => {
+                let Some(t) = a.event_type.filter(|t| !t.is_empty()) else {
+                    return error("event_type is required for subscribe", rid);
+                };
+                if !EVENT_TYPES.contains(&t.as_str()) {
+                    return error(
+                        format!(
+                            "unknown event type: {t} (known: {})",
+                            EVENT_TYPES.join(", ")
+                        ),
+                        rid,
+                    );
+                }
+                session
+                    .filter
+                    .get_or_insert_with(HashSet::new)
+                    .insert(t.clone());
+                Reply::Subscribed {
+                    event_type: t,
+                    timestamp: now_rfc3339(),
+                    request_id: rid,
+                }
+            }
+            Command::Unsubscribe(a) => {
+                let Some(t) = a.event_type.filter(|t| !t.is_empty()) else {
+                    return error("event_type is required for unsubscribe", rid);
+                };
+                if let Some(f) = session.filter.as_mut() {
+                    f.remove(&t);
+                }
+                Reply::Unsubscribed {
+                    event_type: t,
+                    timestamp: now_rfc3339(),
+                    request_id: rid,
+                }
+            }
+            Command::ClaimNotifications => {
+                if session.claim.is_some() {
+                    return error("notifications already claimed by this connection", rid);
+                }
+                let (guard, n) = self.claims.claim();
+                session.claim = Some(guard);
+                Reply::NotificationClaimed {
+                    active_claims: n,
+                    timestamp: now_rfc3339(),
+                    request_id: rid,
+                }
+            }
+            Command::ReleaseNotifications => {
+                if session.claim.take().is_none() {
+                    return error("notifications are not claimed by this connection", rid);
+                }
+                Reply::CommandSuccess {
+                    command: name.into(),
+                    pending_id: None,
+                    rule_id: None,
+                    active_claims: Some(self.claims.active()),
+                    timestamp: now_rfc3339(),
+                    request_id: rid,
+                }
+            }
+            Command::Status => result(name, &self.status(), rid),
+            Command::ListPending(a) => match self.policy.list_pending(&a) {
+                Ok(p) => result(name, &p, rid),
+                Err(e) => error(e, rid),
+            },
+            Command::ListRules(a) => match self.policy.list_rules(&a) {
+                Ok(p) => result(name, &p, rid),
+                Err(e) => error(e, rid),
+            },
+            Command::CreateRule(a) => match self.policy.create_rule(&a).await {
+                Ok(r) => success(name, None, Some(r.id), rid),
+                Err(e) => error(e, rid),
+            },
+            Command::UpdateRule(a) => match self.policy.update_rule(&a).await {
+                Ok(r) => success(name, None, Some(r.id), rid),
+                Err(e) => error(e, rid),
+            },
+            Command::DeleteRule(a) => match self.policy.delete_rule(a.rule_id).await {
+                Ok(()) => success(name, None, Some(a.rule_id), rid),
+                Err(e) => error(e, rid),
+            },
+            Command::GetAllowAll => result(name, &self.policy.allow_all_status(), rid),
+            Command::SetAllowAll(a) => {
+                let duration = match parse_allow_all_duration(a.duration.as_deref()) {
+                    Ok(d) => d,
+                    Err(e) => return error(e, rid),
+                };
+                let mode = a.mode.unwrap_or(AllowAllMode::Allow);
+                match self.policy.set_allow_all(mode, duration).await {
+                    Ok(s) => result(name, &s, rid),
+                    Err(e) => error(e, rid),
+                }
+            }
+            Command::ClearAllowAll => match self.policy.clear_allow_all().await {
+                Ok(s) => result(name, &s, rid),
+                Err(e) => error(e, rid),
+            },
+            Command::ListActivity(a) => match self.list_activity(a).await {
+                Ok(p) => result(name, &p, rid),
+                Err(e) => error(e, rid),
+            },
+        }
+    }
+
+    fn status(&self) -> Status {
+        Status {
+            service: "greyproxy".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            protocol_version: PROTOCOL_VERSION,
+            uptime_seconds: self.started.elapsed().as_secs(),
+            listeners: self.listeners.clone(),
+            pending_count: self.policy.pending_count(),
+            held_connections: self.policy.held_connections(),
+            rule_count: self.policy.rule_count(),
+            allow_all: self.policy.allow_all_status(),
+            active_claims: self.claims.active(),
+            hold_timeout_seconds: self.policy.hold_timeout().as_secs(),
+            state_dir: self.state_dir.clone(),
+            last_seq: self.policy.events().last_seq(),
+        }
+    }
+
+    async fn list_activity(&self, a: ListArgs) -> Result<Page<ActivityItem>, PolicyError> {
+        if a.kind.as_deref().is_some_and(|k| k != "connection") {
+            return Ok(Page {
+                items: Vec::new(),
+                total: 0,
+                next_cursor: None,
+            });
+        }
+        let result = match a.result.as_deref() {
+            None | Some("") => None,
+            Some("allowed") => Some(Decision::Allowed),
+            Some("blocked") => Some(Decision::Blocked),
+            Some(other) => {
+                return Err(PolicyError::Invalid(format!(
+                    "invalid result filter {other:?}: use allowed or blocked"
+                )));
+            }
+        };
+        let before_id = match a.cursor.as_deref() {
+            None | Some("") => None,
+            Some(c) => Some(
+                c.parse()
+                    .map_err(|_| PolicyError::Invalid(format!("invalid cursor {c:?}")))?,
+            ),
+        };
+        let q = LogQuery {
+            container: a.container,
+            destination: a.destination,
+            result,
+            method: a.method,
+            limit: a
+                .limit
+                .map(|l| (l as usize).clamp(1, MAX_LIMIT))
+                .unwrap_or(DEFAULT_LIMIT),
+            before_id,
+        };
+        // Make rows decided a moment ago visible to the query.
+        self.policy.flush_logs().await;
+        let store = self.store.clone();
+        let page = tokio::task::spawn_blocking(move || store.query_logs(&q))
+            .await
+            .map_err(|e| PolicyError::Background(e.to_string()))??;
+        Ok(Page {
+            items: page
+                .items
+                .iter()
+                .map(|r| ActivityItem::Connection(r.to_wire()))
+                .collect(),
+            total: page.total,
+            next_cursor: page.next_before_id.map(|id| id.to_string()),
+        })
+    }
+}

@@ -1,0 +1,206 @@
+//! `greyproxyd serve`: opens the state, binds the listeners, runs the front ends, the control
+//! server and the notifier, and shuts down cleanly on SIGINT/SIGTERM.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use greyproxy_protocol::{AllowAllMode, Event, Listeners};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ServeConfig, ensure_state_dir};
+use crate::control::auth::{ensure_token, token_path};
+use crate::control::server::{self, AuthMode};
+use crate::control::{Claims, Handler};
+use crate::events::EventBus;
+use crate::policy::Policy;
+use crate::proxy::tunnel::ProxyCtx;
+use crate::proxy::{http, socks};
+use crate::store::{Store, spawn_log_writer};
+
+/// File in the state dir describing the running daemon (addresses, pid), so that clients and
+/// tests find it even when it listens on non-default or `0` ports. Removed on clean exit.
+pub const RUNTIME_FILE: &str = "daemon.json";
+
+/// Contents of [`RUNTIME_FILE`].
+#[derive(Debug, Serialize)]
+struct Runtime<'a> {
+    pid: u32,
+    version: &'a str,
+    listeners: &'a Listeners,
+}
+
+/// Name of the redb file in the state dir.
+pub const STORE_FILE: &str = "greyproxy.redb";
+
+async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} ({what})"))
+}
+
+fn warn_if_public(addr: std::net::SocketAddr, what: &str) {
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "{what} listens beyond loopback: anyone who can reach it can use it");
+    }
+}
+
+/// Runs the daemon until SIGINT/SIGTERM.
+pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
+    let started = Instant::now();
+    ensure_state_dir(&cfg.state_dir)?;
+    let auth = if cfg.auth_required {
+        ensure_token(&cfg.state_dir).with_context(|| {
+            format!("cannot create control token in {}", cfg.state_dir.display())
+        })?;
+        AuthMode::Token(token_path(&cfg.state_dir))
+    } else {
+        tracing::warn!("control.auth = \"none\": any local process can drive the daemon");
+        AuthMode::None
+    };
+    let store_path = cfg.state_dir.join(STORE_FILE);
+    let store = Arc::new(
+        tokio::task::spawn_blocking(move || Store::open(&store_path))
+            .await
+            .context("store task")??,
+    );
+    let events = Arc::new(EventBus::new());
+    let log_events = events.clone();
+    let logs = spawn_log_writer(
+        store.clone(),
+        8192,
+        cfg.log_retention,
+        Box::new(move |r| log_events.publish(Event::RequestLogNew(r.to_wire()))),
+    );
+    let policy = Policy::new(store.clone(), events.clone(), logs, cfg.hold_timeout)?;
+    policy.seed_builtins().await?;
+    policy.schedule_allow_all_expiry();
+    if cfg.silent_allow {
+        policy.set_allow_all(AllowAllMode::Allow, None).await?;
+        tracing::warn!("silent allow mode: every connection is allowed until restart");
+    }
+    if cfg.no_mitm {
+        tracing::info!("--no-mitm: connections are tunnelled without interception");
+    }
+
+    let control = bind(cfg.control_addr, "control").await?;
+    warn_if_public(cfg.control_addr, "control WebSocket");
+    let http_l = match cfg.http_addr {
+        Some(a) => {
+            warn_if_public(a, "HTTP proxy");
+            Some(bind(a, "HTTP proxy").await?)
+        }
+        None => None,
+    };
+    let socks_l = match cfg.socks_addr {
+        Some(a) => {
+            warn_if_public(a, "SOCKS5 proxy");
+            Some(bind(a, "SOCKS5 proxy").await?)
+        }
+        None => None,
+    };
+    let listeners = Listeners {
+        control: control.local_addr()?.to_string(),
+        http: http_l
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.to_string()),
+        socks5: socks_l
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.to_string()),
+        dns: None,
+    };
+
+    let shutdown = CancellationToken::new();
+    let claims = Claims::new(events.clone());
+    let handler = Arc::new(Handler {
+        policy: policy.clone(),
+        claims: claims.clone(),
+        store: store.clone(),
+        started,
+        listeners: listeners.clone(),
+        state_dir: cfg.state_dir.display().to_string(),
+    });
+    let ctx = ProxyCtx {
+        policy: policy.clone(),
+        handshake_timeout: Duration::from_secs(30),
+        connect_timeout: Duration::from_secs(10),
+        shutdown: shutdown.clone(),
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(server::serve(control, handler, auth, shutdown.clone()));
+    if let Some(l) = http_l {
+        tasks.spawn(http::serve(l, ctx.clone()));
+    }
+    if let Some(l) = socks_l {
+        tasks.spawn(socks::serve(l, ctx.clone()));
+    }
+    tokio::spawn(crate::notify::run(events.clone(), claims, shutdown.clone()));
+    let flusher = policy.clone();
+    let flush_stop = shutdown.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => flusher.flush_last_used().await,
+                _ = flush_stop.cancelled() => return,
+            }
+        }
+    });
+
+    write_runtime(&cfg.state_dir, &listeners);
+    tracing::info!(
+        control = %listeners.control,
+        http = listeners.http.as_deref().unwrap_or("off"),
+        socks5 = listeners.socks5.as_deref().unwrap_or("off"),
+        state_dir = %cfg.state_dir.display(),
+        "greyproxyd {} listening",
+        env!("CARGO_PKG_VERSION")
+    );
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    while tasks.join_next().await.is_some() {}
+    policy.flush_last_used().await;
+    policy.flush_logs().await;
+    let _ = std::fs::remove_file(cfg.state_dir.join(RUNTIME_FILE));
+    Ok(())
+}
+
+fn write_runtime(dir: &Path, listeners: &Listeners) {
+    let rt = Runtime {
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION"),
+        listeners,
+    };
+    let path = dir.join(RUNTIME_FILE);
+    let tmp = dir.join(format!("{RUNTIME_FILE}.tmp"));
+    let res = serde_json::to_vec_pretty(&rt)
+        .map_err(std::io::Error::other)
+        .and_then(|b| std::fs::write(&tmp, b))
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = res {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write runtime file");
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,162 @@
+//! `greyproxyd`: the command line. Parsing and error reporting live here; everything else is
+//! in the library.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use greyproxyd::config::{
+    DEFAULT_CONTROL_ADDR, DEFAULT_HOLD_TIMEOUT, DEFAULT_HTTP_ADDR, DEFAULT_LOG_RETENTION,
+    DEFAULT_SOCKS_ADDR, FileConfig, ServeConfig, ensure_state_dir, parse_addr, resolve_state_dir,
+};
+use greyproxyd::control::auth::{ensure_token, rotate_token, token_path};
+
+/// Network gatekeeper for AI coding agents: HTTP and SOCKS5 proxy that holds unknown
+/// destinations until a human decides over the control WebSocket.
+#[derive(Debug, Parser)]
+#[command(name = "greyproxyd", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the daemon.
+    Serve(ServeArgs),
+    /// Show or rotate the control token.
+    Token {
+        #[command(subcommand)]
+        action: TokenCmd,
+        /// State directory (default: $GREYPROXY_STATE_DIR, $STATE_DIRECTORY,
+        /// $XDG_STATE_HOME/greyproxy, ~/.local/state/greyproxy).
+        #[arg(long, global = true, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCmd {
+    /// Print the token file's path.
+    Path,
+    /// Print the token (created if missing).
+    Show,
+    /// Replace the token; a running daemon accepts only the new one from now on.
+    Rotate,
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// TOML config file; flags override its keys.
+    #[arg(long, value_name = "FILE", env = "GREYPROXY_CONFIG")]
+    config: Option<PathBuf>,
+    /// State directory (token, store, CA).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Control WebSocket address (path /ws) [default: 127.0.0.1:43080].
+    #[arg(long, value_name = "ADDR")]
+    control_addr: Option<String>,
+    /// HTTP proxy address, or `off` [default: 127.0.0.1:43051].
+    #[arg(long, value_name = "ADDR")]
+    http_addr: Option<String>,
+    /// SOCKS5 proxy address, or `off` [default: 127.0.0.1:43052].
+    #[arg(long, value_name = "ADDR")]
+    socks_addr: Option<String>,
+    /// Seconds a connection to an undecided destination is held [default: 30].
+    #[arg(long, value_name = "SECS")]
+    hold_timeout: Option<u64>,
+    /// Allow everything silently until restart (no prompts, no rules).
+    #[arg(long)]
+    silent_allow: bool,
+    /// Do not intercept TLS (this build tunnels every connection raw).
+    #[arg(long)]
+    no_mitm: bool,
+}
+
+fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
+    let file = match &a.config {
+        Some(p) => FileConfig::load(p)?,
+        None => FileConfig::default(),
+    };
+    let state_dir = resolve_state_dir(a.state_dir.as_deref().or(file.state_dir.as_deref()))?;
+    let pick = |flag: Option<String>, key: Option<String>, def: &str| {
+        flag.or(key).unwrap_or_else(|| def.to_string())
+    };
+    let control = pick(a.control_addr, file.control_addr, DEFAULT_CONTROL_ADDR);
+    let http = pick(a.http_addr, file.http_addr, DEFAULT_HTTP_ADDR);
+    let socks = pick(a.socks_addr, file.socks_addr, DEFAULT_SOCKS_ADDR);
+    let hold = a
+        .hold_timeout
+        .or(file.hold_timeout)
+        .unwrap_or(DEFAULT_HOLD_TIMEOUT);
+    if hold == 0 {
+        anyhow::bail!("hold_timeout must be at least 1 second");
+    }
+    let auth_required = match file.control.as_ref().and_then(|c| c.auth.as_deref()) {
+        None | Some("token") => true,
+        Some("none") => false,
+        Some(other) => anyhow::bail!("invalid control.auth {other:?}: use \"token\" or \"none\""),
+    };
+    Ok(ServeConfig {
+        state_dir,
+        control_addr: parse_addr(&control, "control", false)?
+            .context("control address required")?,
+        http_addr: parse_addr(&http, "HTTP proxy", true)?,
+        socks_addr: parse_addr(&socks, "SOCKS5 proxy", true)?,
+        hold_timeout: Duration::from_secs(hold),
+        silent_allow: a.silent_allow || file.silent_allow.unwrap_or(false),
+        no_mitm: a.no_mitm || file.no_mitm.unwrap_or(false),
+        auth_required,
+        log_retention: file.log_retention.unwrap_or(DEFAULT_LOG_RETENTION),
+    })
+}
+
+fn init_tracing() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("JOURNAL_STREAM").is_none())
+        .init();
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Serve(a) => {
+            init_tracing();
+            // One crypto provider for the whole process (aws-lc-rs), chosen before any TLS use.
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            let cfg = serve_config(a)?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            rt.block_on(greyproxyd::daemon::run(cfg))
+        }
+        Cmd::Token { action, state_dir } => {
+            let dir = resolve_state_dir(state_dir.as_deref())?;
+            match action {
+                TokenCmd::Path => println!("{}", token_path(&dir).display()),
+                TokenCmd::Show => {
+                    ensure_state_dir(&dir)?;
+                    println!(
+                        "{}",
+                        ensure_token(&dir).context("cannot read the control token")?
+                    );
+                }
+                TokenCmd::Rotate => {
+                    ensure_state_dir(&dir)?;
+                    println!(
+                        "{}",
+                        rotate_token(&dir).context("cannot rotate the control token")?
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}

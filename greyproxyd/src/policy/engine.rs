@@ -1,0 +1,528 @@
+//! The policy engine: in-memory rules and pending requests (mirrored in the store), connection
+//! decisions, and holds that wait for a human.
+//!
+//! Every mutation (here and in [`super::mutate`]) takes `write_lock`, commits to the store, then
+//! updates memory, publishes events and bumps `changed`. Held connections watch `changed` and
+//! re-evaluate their own destination on every bump, so any change that decides them — an allow,
+//! a rule created or edited, silent mode switched on — releases them at once, and a dismiss or
+//! deny ends only the holds of the pending requests it removed (DESIGN §5.1).
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use greyproxy_protocol::event::WaitersChanged;
+use greyproxy_protocol::{Action, AllowAllMode, Decision, Event};
+use tokio::sync::watch;
+
+use super::allow_all::AllowAllState;
+use super::error::PolicyError;
+use super::matching::find_matching;
+use super::pattern::validate_literal_host;
+use super::tracker::{ConnTracker, Tracked};
+use crate::events::EventBus;
+use crate::records::{PendingRecord, RequestLogRecord, RuleRecord};
+use crate::store::{IdKind, LogSink, Op, Store, StoreError};
+use crate::time::now_secs;
+
+/// Which proxy front end a connection came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrontEnd {
+    /// HTTP proxy (CONNECT or absolute-form).
+    Http,
+    /// SOCKS5 proxy.
+    Socks5,
+}
+
+impl FrontEnd {
+    /// The `method` column of request_logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FrontEnd::Http => "HTTP",
+            FrontEnd::Socks5 => "SOCKS5",
+        }
+    }
+}
+
+/// A connection asking to go somewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnRequest {
+    /// Client identity (container name).
+    pub container: String,
+    /// Destination host as asked (hostname or IP literal, no brackets).
+    pub host: String,
+    /// Destination port.
+    pub port: u16,
+    /// Hostname known for an IP destination.
+    pub resolved: Option<String>,
+    /// Front end.
+    pub front: FrontEnd,
+}
+
+/// Why a decision came out as it did (the `reason` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// A rule decided.
+    Rule,
+    /// Silent mode decided.
+    AllowAll,
+    /// Nobody decided within the hold timeout.
+    HoldTimeout,
+    /// The pending request was dismissed.
+    Dismissed,
+    /// The client hung up while held.
+    ClientGone,
+    /// The daemon is shutting down.
+    Shutdown,
+    /// The destination is not a plain host name or IP (e.g. `*`, `a/b`); never held.
+    InvalidDestination,
+}
+
+impl Reason {
+    /// Wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Rule => "rule",
+            Reason::AllowAll => "allow_all",
+            Reason::HoldTimeout => "hold_timeout",
+            Reason::Dismissed => "dismissed",
+            Reason::ClientGone => "client_gone",
+            Reason::Shutdown => "shutdown",
+            Reason::InvalidDestination => "invalid_destination",
+        }
+    }
+}
+
+/// Outcome of [`Policy::decide`].
+#[derive(Debug)]
+pub struct Verdict {
+    /// Allowed or blocked.
+    pub decision: Decision,
+    /// Deciding rule.
+    pub rule_id: Option<u64>,
+    /// Why.
+    pub reason: Reason,
+    /// For connections allowed by a rule: cancelled when that rule is revoked. Keep it alive
+    /// for the connection's lifetime.
+    pub tracked: Option<Tracked>,
+}
+
+impl Verdict {
+    /// True when the connection may proceed.
+    pub fn allowed(&self) -> bool {
+        self.decision == Decision::Allowed
+    }
+}
+
+/// Mutable state behind one short-lived std mutex (never held across an await).
+#[derive(Debug, Default)]
+pub(super) struct State {
+    pub(super) rules: Vec<RuleRecord>,
+    pub(super) pending: BTreeMap<u64, PendingRecord>,
+    /// Held connections per pending id.
+    pub(super) waiters: HashMap<u64, u64>,
+    pub(super) allow_all: AllowAllState,
+    /// Rules whose `last_used_at` changed since the last flush.
+    pub(super) dirty_rules: Vec<u64>,
+}
+
+/// The policy engine. Shared as `Arc<Policy>`.
+#[derive(Debug)]
+pub struct Policy {
+    pub(super) state: Mutex<State>,
+    pub(super) store: Arc<Store>,
+    pub(super) events: Arc<EventBus>,
+    pub(super) logs: LogSink,
+    pub(super) tracker: ConnTracker,
+    /// Bumped after every mutation; holders re-evaluate on each bump.
+    pub(super) changed: watch::Sender<u64>,
+    /// Serialises mutations so that the store and memory change in the same order.
+    pub(super) write_lock: tokio::sync::Mutex<()>,
+    pub(super) hold_timeout: Duration,
+}
+
+/// Result of evaluating a destination against silent mode and the rules.
+enum Eval {
+    Decided(Decision, Option<u64>, Reason),
+    Undecided,
+}
+
+impl Policy {
+    /// Builds the engine from what the store holds.
+    pub fn new(
+        store: Arc<Store>,
+        events: Arc<EventBus>,
+        logs: LogSink,
+        hold_timeout: Duration,
+    ) -> Result<Arc<Policy>, StoreError> {
+        let rules = store.load_rules()?;
+        let pending = store
+            .load_pending()?
+            .into_iter()
+            .map(|p| (p.id, p))
+            .collect();
+        let allow_all = AllowAllState::load(&store);
+        let (changed, _) = watch::channel(0);
+        Ok(Arc::new(Policy {
+            state: Mutex::new(State {
+                rules,
+                pending,
+                waiters: HashMap::new(),
+                allow_all,
+                dirty_rules: Vec::new(),
+            }),
+            store,
+            events,
+            logs,
+            tracker: ConnTracker::default(),
+            changed,
+            write_lock: tokio::sync::Mutex::new(()),
+            hold_timeout,
+        }))
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes every held connection so it re-evaluates.
+    pub(super) fn bump(&self) {
+        self.changed.send_modify(|g| *g += 1);
+    }
+
+    /// The live-connection tracker (for revocation).
+    pub fn tracker(&self) -> &ConnTracker {
+        &self.tracker
+    }
+
+    /// The event bus.
+    pub fn events(&self) -> &Arc<EventBus> {
+        &self.events
+    }
+
+    /// Seconds a connection is held.
+    pub fn hold_timeout(&self) -> Duration {
+        self.hold_timeout
+    }
+
+    /// Runs a blocking store write off the async runtime.
+    pub(super) async fn commit(&self, ops: Vec<Op>) -> Result<(), PolicyError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.apply(&ops)).await {
+            Ok(r) => Ok(r?),
+            Err(e) => Err(PolicyError::Background(e.to_string())),
+        }
+    }
+
+    fn evaluate(&self, req: &ConnRequest) -> Eval {
+        let now = now_secs();
+        let mut st = self.lock();
+        if let Some(mode) = st.allow_all.active_mode(now) {
+            let d = match mode {
+                AllowAllMode::Allow => Decision::Allowed,
+                AllowAllMode::Deny => Decision::Blocked,
+            };
+            return Eval::Decided(d, None, Reason::AllowAll);
+        }
+        let Some(rule) = find_matching(
+            &st.rules,
+            &req.container,
+            &req.host,
+            req.port,
+            req.resolved.as_deref(),
+            now,
+        ) else {
+            return Eval::Undecided;
+        };
+        let (id, action) = (rule.id, rule.action);
+        if let Some(r) = st.rules.iter_mut().find(|r| r.id == id) {
+            r.last_used_at = Some(now);
+        }
+        if !st.dirty_rules.contains(&id) {
+            st.dirty_rules.push(id);
+        }
+        let d = match action {
+            Action::Allow => Decision::Allowed,
+            Action::Deny => Decision::Blocked,
+        };
+        Eval::Decided(d, Some(id), Reason::Rule)
+    }
+
+    /// Decides a connection. With no deciding rule the connection is held: a pending request is
+    /// created (or bumped) and this future waits until a change decides it, its pending request
+    /// is dismissed, the hold times out, or `client_gone` completes. Dropping the future
+    /// mid-hold is safe: the waiter count and the log row are still taken care of.
+    pub async fn decide(
+        self: &Arc<Self>,
+        req: &ConnRequest,
+        client_gone: impl Future<Output = ()>,
+    ) -> Verdict {
+        let start = Instant::now();
+        // A destination that is no plain host could only ever become a wildcard-like rule.
+        if validate_literal_host(&req.host).is_err() {
+            return self.finish(
+                req,
+                start,
+                Decision::Blocked,
+                None,
+                Reason::InvalidDestination,
+            );
+        }
+        if let Eval::Decided(d, rule, reason) = self.evaluate(req) {
+            return self.finish(req, start, d, rule, reason);
+        }
+        let mut changed = self.changed.subscribe();
+        let (record, created) = {
+            let _w = self.write_lock.lock().await;
+            changed.borrow_and_update();
+            // Something may have decided this destination while we waited for the lock.
+            if let Eval::Decided(d, rule, reason) = self.evaluate(req) {
+                return self.finish(req, start, d, rule, reason);
+            }
+            match self.register_pending(req).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot record pending request; blocking");
+                    return self.finish(req, start, Decision::Blocked, None, Reason::HoldTimeout);
+                }
+            }
+        };
+        let pending_id = record.id;
+        let (prev, cur) = self.count_waiter(pending_id, 1);
+        self.publish_pending(&record, created);
+        self.publish_waiters(req, pending_id, prev, cur);
+        let mut guard = HoldGuard {
+            policy: self.clone(),
+            req: req.clone(),
+            pending_id,
+            start,
+            done: false,
+        };
+        let deadline = tokio::time::sleep(self.hold_timeout);
+        tokio::pin!(deadline);
+        tokio::pin!(client_gone);
+        let (d, rule, reason) = loop {
+            tokio::select! {
+                r = changed.changed() => {
+                    if r.is_err() {
+                        break (Decision::Blocked, None, Reason::Shutdown);
+                    }
+                    if let Eval::Decided(d, rule, reason) = self.evaluate(req) {
+                        break (d, rule, reason);
+                    }
+                    if !self.lock().pending.contains_key(&pending_id) {
+                        break (Decision::Blocked, None, Reason::Dismissed);
+                    }
+                }
+                _ = &mut deadline => break (Decision::Blocked, None, Reason::HoldTimeout),
+                _ = &mut client_gone => break (Decision::Blocked, None, Reason::ClientGone),
+            }
+        };
+        guard.done = true;
+        drop(guard);
+        self.finish(req, start, d, rule, reason)
+    }
+
+    /// Logs the decision and, for rule-allowed connections, registers them for revocation.
+    fn finish(
+        &self,
+        req: &ConnRequest,
+        start: Instant,
+        decision: Decision,
+        rule_id: Option<u64>,
+        reason: Reason,
+    ) -> Verdict {
+        self.log(req, start, decision, rule_id, reason);
+        let tracked = match (decision, rule_id) {
+            (Decision::Allowed, Some(id)) => Some(self.tracker.register(id)),
+            _ => None,
+        };
+        Verdict {
+            decision,
+            rule_id,
+            reason,
+            tracked,
+        }
+    }
+
+    fn log(
+        &self,
+        req: &ConnRequest,
+        start: Instant,
+        decision: Decision,
+        rule_id: Option<u64>,
+        reason: Reason,
+    ) {
+        let rule_summary = rule_id.and_then(|id| {
+            self.lock()
+                .rules
+                .iter()
+                .find(|r| r.id == id)
+                .map(RuleRecord::summary)
+        });
+        self.logs.record(RequestLogRecord {
+            id: 0,
+            timestamp: now_secs(),
+            container_name: req.container.clone(),
+            container_id: None,
+            destination_host: req.host.clone(),
+            destination_port: req.port,
+            resolved_hostname: req.resolved.clone(),
+            method: req.front.as_str().to_string(),
+            result: decision,
+            rule_id,
+            rule_summary,
+            response_time_ms: start.elapsed().as_millis() as u64,
+            reason: reason.as_str().to_string(),
+        });
+    }
+
+    /// Creates or bumps the pending request for `req` (caller holds `write_lock`); returns it and
+    /// whether it is new. Publishing is left to the caller, once the waiter is counted.
+    async fn register_pending(
+        &self,
+        req: &ConnRequest,
+    ) -> Result<(PendingRecord, bool), PolicyError> {
+        let now = now_secs();
+        let (record, created) = {
+            let st = self.lock();
+            let same = st.pending.values().find(|p| {
+                p.container_name == req.container
+                    && p.destination_host == req.host
+                    && p.destination_port == req.port
+            });
+            let sibling = || {
+                let resolved = req.resolved.as_deref()?;
+                st.pending.values().find(|p| {
+                    p.container_name == req.container
+                        && p.destination_port == req.port
+                        && p.resolved_hostname.as_deref() == Some(resolved)
+                })
+            };
+            match same.or_else(sibling) {
+                Some(p) => {
+                    let mut p = p.clone();
+                    p.last_seen = now;
+                    p.attempt_count += 1;
+                    if p.resolved_hostname.is_none() {
+                        p.resolved_hostname = req.resolved.clone();
+                    }
+                    (p, false)
+                }
+                None => (
+                    PendingRecord {
+                        id: self.store.next_id(IdKind::Pending),
+                        container_name: req.container.clone(),
+                        container_id: String::new(),
+                        destination_host: req.host.clone(),
+                        destination_port: req.port,
+                        resolved_hostname: req.resolved.clone(),
+                        first_seen: now,
+                        last_seen: now,
+                        attempt_count: 1,
+                    },
+                    true,
+                ),
+            }
+        };
+        self.commit(vec![Op::PutPending(record.clone())]).await?;
+        self.lock().pending.insert(record.id, record.clone());
+        Ok((record, created))
+    }
+
+    /// Publishes `pending_request.created`/`updated` with the live waiting count.
+    fn publish_pending(&self, record: &PendingRecord, created: bool) {
+        let waiting = self.lock().waiters.get(&record.id).copied().unwrap_or(0);
+        let wire = record.to_wire(waiting);
+        self.events.publish(if created {
+            Event::PendingCreated(wire)
+        } else {
+            Event::PendingUpdated(wire)
+        });
+    }
+
+    /// Changes the held-connection count of a pending request; returns (before, after).
+    fn count_waiter(&self, pending_id: u64, delta: i64) -> (u64, u64) {
+        let mut st = self.lock();
+        let e = st.waiters.entry(pending_id).or_insert(0);
+        let prev = *e;
+        *e = e.saturating_add_signed(delta);
+        let cur = *e;
+        if cur == 0 {
+            st.waiters.remove(&pending_id);
+        }
+        (prev, cur)
+    }
+
+    /// Publishes `waiters.changed`.
+    fn publish_waiters(&self, req: &ConnRequest, pending_id: u64, prev: u64, cur: u64) {
+        self.events.publish(Event::WaitersChanged(WaitersChanged {
+            container_name: req.container.clone(),
+            host: req.host.clone(),
+            port: req.port,
+            previous_count: prev,
+            current_count: cur,
+            pending_id: Some(pending_id),
+        }));
+    }
+
+    /// Writes rules whose `last_used_at` changed (called periodically and at shutdown), so that
+    /// the hot path never waits for the disk.
+    pub async fn flush_last_used(&self) {
+        let ops: Vec<Op> = {
+            let mut st = self.lock();
+            let dirty = std::mem::take(&mut st.dirty_rules);
+            st.rules
+                .iter()
+                .filter(|r| dirty.contains(&r.id))
+                .cloned()
+                .map(Op::PutRule)
+                .collect()
+        };
+        let _w = self.write_lock.lock().await;
+        if let Err(e) = self.commit(ops).await {
+            tracing::warn!(error = %e, "cannot persist rule last_used_at");
+        }
+    }
+
+    /// Number of connections currently held.
+    pub fn held_connections(&self) -> u64 {
+        self.lock().waiters.values().sum()
+    }
+
+    /// Waits until the log writer has committed every decision made so far.
+    pub async fn flush_logs(&self) {
+        self.logs.flush().await;
+    }
+}
+
+/// Keeps the waiter count right however a hold ends, including when its future is dropped.
+struct HoldGuard {
+    policy: Arc<Policy>,
+    req: ConnRequest,
+    pending_id: u64,
+    start: Instant,
+    done: bool,
+}
+
+impl Drop for HoldGuard {
+    fn drop(&mut self) {
+        let (prev, cur) = self.policy.count_waiter(self.pending_id, -1);
+        self.policy
+            .publish_waiters(&self.req, self.pending_id, prev, cur);
+        if !self.done {
+            // The connection's task was dropped mid-hold (client gone or shutdown).
+            self.policy.log(
+                &self.req,
+                self.start,
+                Decision::Blocked,
+                None,
+                Reason::ClientGone,
+            );
+        }
+    }
+}

@@ -1,0 +1,668 @@
+//! The three rule pattern kinds — container glob, destination, port — with greyproxy's exact
+//! matching semantics (reference §4.3), the specificity score used for precedence (§4.4), and the
+//! validation and normalisation applied when rules are created or updated. Unlike greyproxy, a
+//! pattern that could never match is refused at creation instead of being stored as a dead rule.
+
+use std::net::IpAddr;
+
+/// A rule pattern was refused; the message is shown to control-protocol users as is.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum PatternError {
+    /// The container pattern is empty or not a well-formed glob.
+    #[error("invalid container pattern {pattern:?}: {reason}")]
+    Container {
+        /// The pattern as given.
+        pattern: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The destination pattern is not `*`, a CIDR, `*.base`, `**.base`, a host or an IP.
+    #[error("invalid destination pattern {pattern:?}: {reason}")]
+    Destination {
+        /// The pattern as given.
+        pattern: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The port pattern is not `*`, a port, a range or a comma list of those.
+    #[error("invalid port pattern {pattern:?}: {reason}")]
+    Port {
+        /// The pattern as given.
+        pattern: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+// ---------------------------------------------------------------------------------------------
+// Container globs.
+//
+// A hand-written port of Go's `path.Match` (current releases): rules written for greyproxy must
+// match the same names here, including its corner cases (`*` and `?` never cross `/`, classes
+// may match `/`, the star loop advances byte by byte). A regex translation would need a regex
+// engine and would still differ in those corners.
+// ---------------------------------------------------------------------------------------------
+
+/// Why a glob is malformed.
+type GlobResult<T> = Result<T, &'static str>;
+
+/// True when the container name matches the glob; `*` matches everything and a malformed
+/// pattern matches nothing.
+pub fn container_matches(pattern: &str, name: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    // Go reports a bad pattern as an error (treated as "no match") as soon as it reaches the bad
+    // part; checking the whole pattern first gives the same answers without that bookkeeping.
+    matches!(
+        glob_check(pattern.as_bytes())
+            .and_then(|()| glob_match(pattern.as_bytes(), name.as_bytes())),
+        Ok(true)
+    )
+}
+
+/// Checks every chunk of a glob the way Go does before it reports a failed match.
+fn glob_check(mut pattern: &[u8]) -> GlobResult<()> {
+    while !pattern.is_empty() {
+        let (_, chunk, rest) = scan_chunk(pattern);
+        match_chunk(chunk, b"")?;
+        pattern = rest;
+    }
+    Ok(())
+}
+
+fn glob_match(mut pattern: &[u8], mut name: &[u8]) -> GlobResult<bool> {
+    'pattern: while !pattern.is_empty() {
+        let (star, chunk, rest) = scan_chunk(pattern);
+        pattern = rest;
+        if star && chunk.is_empty() {
+            // A trailing `*` matches the rest of the name unless it holds a `/`.
+            return Ok(!name.contains(&b'/'));
+        }
+        let (tail, ok) = match_chunk(chunk, name)?;
+        // The last chunk must consume the whole name, otherwise the star may still do better.
+        if ok && (tail.is_empty() || !pattern.is_empty()) {
+            name = tail;
+            continue;
+        }
+        if star {
+            // Let the star swallow i+1 bytes; it cannot swallow a `/`.
+            let mut i = 0;
+            while i < name.len() && name[i] != b'/' {
+                let (tail, ok) = match_chunk(chunk, &name[i + 1..])?;
+                if ok && (tail.is_empty() || !pattern.is_empty()) {
+                    name = tail;
+                    continue 'pattern;
+                }
+                i += 1;
+            }
+        }
+        return Ok(false);
+    }
+    Ok(name.is_empty())
+}
+
+/// Splits off leading stars and the chunk up to the next star outside a class.
+fn scan_chunk(mut pattern: &[u8]) -> (bool, &[u8], &[u8]) {
+    let mut star = false;
+    while let [b'*', rest @ ..] = pattern {
+        pattern = rest;
+        star = true;
+    }
+    let (mut in_range, mut i) = (false, 0);
+    while i < pattern.len() {
+        match pattern[i] {
+            b'\\' if i + 1 < pattern.len() => i += 1,
+            b'[' => in_range = true,
+            b']' => in_range = false,
+            b'*' if !in_range => break,
+            _ => {}
+        }
+        i += 1;
+    }
+    (star, &pattern[..i], &pattern[i..])
+}
+
+/// Matches one star-free chunk at the start of `s`; returns the rest of `s` and whether it
+/// matched. After a mismatch the chunk is still walked to the end so malformed syntax is found.
+fn match_chunk<'a>(mut chunk: &[u8], mut s: &'a [u8]) -> GlobResult<(&'a [u8], bool)> {
+    let mut failed = false;
+    while let Some(&c) = chunk.first() {
+        failed |= s.is_empty();
+        match c {
+            b'[' => {
+                let mut r = '\0';
+                if !failed {
+                    let (ch, n) = decode_rune(s);
+                    r = ch;
+                    s = &s[n..];
+                }
+                chunk = &chunk[1..];
+                let negated = chunk.first() == Some(&b'^');
+                if negated {
+                    chunk = &chunk[1..];
+                }
+                let (mut matched, mut ranges) = (false, 0);
+                loop {
+                    if chunk.first() == Some(&b']') && ranges > 0 {
+                        chunk = &chunk[1..];
+                        break;
+                    }
+                    let (lo, rest) = class_char(chunk)?;
+                    let mut hi = lo;
+                    chunk = rest;
+                    if chunk.first() == Some(&b'-') {
+                        (hi, chunk) = class_char(&chunk[1..])?;
+                    }
+                    matched |= lo <= r && r <= hi;
+                    ranges += 1;
+                }
+                failed |= matched == negated;
+            }
+            b'?' => {
+                if !failed {
+                    failed = s[0] == b'/';
+                    s = &s[decode_rune(s).1..];
+                }
+                chunk = &chunk[1..];
+            }
+            _ => {
+                if c == b'\\' {
+                    chunk = &chunk[1..];
+                    if chunk.is_empty() {
+                        return Err("trailing backslash escapes nothing");
+                    }
+                }
+                if !failed {
+                    failed = chunk[0] != s[0];
+                    s = &s[1..];
+                }
+                chunk = &chunk[1..];
+            }
+        }
+    }
+    Ok(if failed { (&[], false) } else { (s, true) })
+}
+
+/// One (possibly escaped) character of a class; the class must go on after it.
+fn class_char(chunk: &[u8]) -> GlobResult<(char, &[u8])> {
+    let chunk = match chunk {
+        [] => return Err("unclosed '['"),
+        [b'-' | b']', ..] => return Err("malformed character class"),
+        [b'\\'] => return Err("unclosed '['"),
+        [b'\\', rest @ ..] => rest,
+        _ => chunk,
+    };
+    let (r, n) = decode_rune(chunk);
+    if n == 1 && r == char::REPLACEMENT_CHARACTER {
+        return Err("invalid UTF-8 in character class");
+    }
+    let rest = &chunk[n..];
+    if rest.is_empty() {
+        return Err("unclosed '['");
+    }
+    Ok((r, rest))
+}
+
+/// Go's `utf8.DecodeRune`: invalid bytes decode as U+FFFD of width 1, empty input as width 0.
+fn decode_rune(s: &[u8]) -> (char, usize) {
+    let width = match s.first() {
+        None => return (char::REPLACEMENT_CHARACTER, 0),
+        Some(&b) if b < 0x80 => return (char::from(b), 1),
+        Some(0xC2..=0xDF) => 2,
+        Some(0xE0..=0xEF) => 3,
+        Some(0xF0..=0xF4) => 4,
+        Some(_) => return (char::REPLACEMENT_CHARACTER, 1),
+    };
+    s.get(..width)
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .and_then(|t| t.chars().next())
+        .map_or((char::REPLACEMENT_CHARACTER, 1), |c| (c, width))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Destinations.
+// ---------------------------------------------------------------------------------------------
+
+/// Drops surrounding whitespace, one trailing dot (FQDN form) and IPv6 brackets.
+fn bare_host(s: &str) -> &str {
+    let s = s.trim();
+    // `*.` must not turn into `*`, nor `a..` into `a.`: only a dot after a name character goes.
+    let s = match s.strip_suffix('.') {
+        Some(rest) if !rest.is_empty() && !rest.ends_with(['.', '*']) => rest,
+        _ => s,
+    };
+    s.strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .unwrap_or(s)
+}
+
+/// True when the destination host matches the pattern (ASCII case-insensitive): `*`, a CIDR
+/// (the host must be an IP inside it), `**.base` (base and its subdomains), `*.base` (its
+/// subdomains at any depth, not base) or the exact host. Any other `*` is literal.
+pub fn destination_matches(pattern: &str, host: &str) -> bool {
+    let (pattern, host) = (bare_host(pattern), bare_host(host));
+    if pattern == "*" {
+        return true;
+    }
+    if pattern.contains('/') {
+        return match (parse_cidr(pattern), host.parse::<IpAddr>()) {
+            (Ok((net, len)), Ok(ip)) => cidr_contains(net, len, ip.to_canonical()),
+            _ => false,
+        };
+    }
+    if let Some(base) = pattern.strip_prefix("**.") {
+        return !base.is_empty() && (host.eq_ignore_ascii_case(base) || is_subdomain(host, base));
+    }
+    if let Some(base) = pattern.strip_prefix("*.") {
+        return !base.is_empty() && is_subdomain(host, base);
+    }
+    // The same address written two ways (`::1` and `0::1`, or IPv4-mapped) is still the same.
+    host.eq_ignore_ascii_case(pattern)
+        || matches!((pattern.parse::<IpAddr>(), host.parse::<IpAddr>()),
+            (Ok(a), Ok(b)) if a.to_canonical() == b.to_canonical())
+}
+
+/// `host` ends with `.base` (bytes compared, so no char-boundary issues with non-ASCII hosts).
+fn is_subdomain(host: &str, base: &str) -> bool {
+    let (h, b) = (host.as_bytes(), base.as_bytes());
+    h.len() > b.len()
+        && h[h.len() - b.len() - 1] == b'.'
+        && h[h.len() - b.len()..].eq_ignore_ascii_case(b)
+}
+
+/// Parses `addr/len`; an IPv4-mapped IPv6 network of /96 or longer becomes the IPv4 network,
+/// because hosts are compared in canonical form (IPv4-mapped hosts as IPv4).
+fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
+    let (addr, len) = s.split_once('/').ok_or_else(|| "not a CIDR".to_string())?;
+    let addr = bare_host(addr);
+    let ip: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("{addr:?} is not an IP address"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let len = match len.trim().parse::<u8>() {
+        Ok(n) if n <= max && len.trim().bytes().all(|b| b.is_ascii_digit()) => n,
+        _ => {
+            let family = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
+            return Err(format!(
+                "prefix length must be 0-{max} for an {family} network"
+            ));
+        }
+    };
+    match ip {
+        IpAddr::V6(v6) if len >= 96 => match v6.to_ipv4_mapped() {
+            Some(v4) => Ok((IpAddr::V4(v4), len - 96)),
+            None => Ok((ip, len)),
+        },
+        _ => Ok((ip, len)),
+    }
+}
+
+fn cidr_contains(net: IpAddr, len: u8, ip: IpAddr) -> bool {
+    match (net, ip) {
+        (IpAddr::V4(n), IpAddr::V4(h)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            u32::from(n) & mask == u32::from(h) & mask
+        }
+        (IpAddr::V6(n), IpAddr::V6(h)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            u128::from(n) & mask == u128::from(h) & mask
+        }
+        _ => false,
+    }
+}
+
+/// The form a destination pattern is stored in: trimmed, ASCII lower-case, without a trailing
+/// dot or IPv6 brackets. Matching ignores these differences anyway; storing one form keeps the
+/// rules table free of duplicates that differ only in spelling.
+pub fn normalize_destination_pattern(pattern: &str) -> String {
+    bare_host(pattern).to_ascii_lowercase()
+}
+
+/// Checks a destination pattern as it will be stored (after
+/// [`normalize_destination_pattern`]): `*`, a CIDR, `*.base` / `**.base` with a plain base, or
+/// a host name or IP literal without wildcards.
+pub fn validate_destination_pattern(pattern: &str) -> Result<(), PatternError> {
+    let err = |reason: String| PatternError::Destination {
+        pattern: pattern.to_string(),
+        reason,
+    };
+    let norm = normalize_destination_pattern(pattern);
+    if norm.is_empty() {
+        return Err(err("pattern is empty".into()));
+    }
+    if norm == "*" {
+        return Ok(());
+    }
+    if norm.contains('/') {
+        return parse_cidr(&norm).map(drop).map_err(err);
+    }
+    let only_prefix = "a wildcard is only supported as a leading \"*.\" or \"**.\"";
+    if let Some(base) = norm.strip_prefix("**.").or_else(|| norm.strip_prefix("*.")) {
+        if base.is_empty() {
+            return Err(err(
+                "a wildcard needs a domain after it, as in \"*.example.com\"".into(),
+            ));
+        }
+        if base.contains('*') {
+            return Err(err(only_prefix.into()));
+        }
+        return check_host_name(base).map_err(err);
+    }
+    if norm.contains('*') {
+        return Err(err(only_prefix.into()));
+    }
+    if norm.parse::<IpAddr>().is_ok() {
+        return Ok(());
+    }
+    check_host_name(&norm).map_err(err)
+}
+
+/// Checks that a host a connection asked for is a plain host name or IP literal, so that it can
+/// stand as an exact destination pattern (a host such as `*` or `0.0.0.0/0` would otherwise
+/// become a wildcard or CIDR rule).
+pub fn validate_literal_host(host: &str) -> Result<(), PatternError> {
+    let norm = normalize_destination_pattern(host);
+    if norm.parse::<IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let reason = if norm.is_empty() {
+        Err("host is empty".into())
+    } else {
+        check_host_name(&norm)
+    };
+    reason.map_err(|reason| PatternError::Destination {
+        pattern: host.to_string(),
+        reason,
+    })
+}
+
+/// Host names: no empty labels, no ASCII besides letters, digits, `-`, `_` and `.` (IDNs typed
+/// in Unicode are let through).
+fn check_host_name(host: &str) -> Result<(), String> {
+    if let Some(c) = host
+        .chars()
+        .find(|c| c.is_ascii() && !(c.is_ascii_alphanumeric() || "-_.".contains(*c)))
+    {
+        return Err(match c {
+            ':' => "contains ':'; a port belongs in the port pattern".to_string(),
+            c if c.is_ascii_whitespace() => "contains whitespace".to_string(),
+            c => format!("contains {c:?}, which cannot appear in a host name"),
+        });
+    }
+    if host.split('.').any(str::is_empty) {
+        return Err(
+            "has an empty label; use \"**.example.com\" for a domain and its subdomains".into(),
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ports.
+// ---------------------------------------------------------------------------------------------
+
+/// True when the port matches `*`, a port, an inclusive range `a-b` or a comma list of those
+/// (whitespace around items ignored); a malformed item matches nothing.
+pub fn port_matches(pattern: &str, port: u16) -> bool {
+    let pattern = pattern.trim();
+    pattern == "*"
+        || pattern
+            .split(',')
+            .any(|item| parse_port_item(item).is_ok_and(|(lo, hi)| lo <= port && port <= hi))
+}
+
+/// One list item as an inclusive range.
+fn parse_port_item(item: &str) -> Result<(u16, u16), String> {
+    let item = item.trim();
+    if item.is_empty() {
+        return Err("empty entry".into());
+    }
+    let Some((lo, hi)) = item.split_once('-') else {
+        let port = parse_port(item)?;
+        return Ok((port, port));
+    };
+    let (lo, hi) = (parse_port(lo)?, parse_port(hi)?);
+    if lo > hi {
+        return Err(format!("range {lo}-{hi} starts after it ends"));
+    }
+    Ok((lo, hi))
+}
+
+fn parse_port(s: &str) -> Result<u16, String> {
+    let s = s.trim();
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{s:?} is not a port number"));
+    }
+    match s.parse::<u32>() {
+        Ok(n @ 1..=65535) => u16::try_from(n).map_err(|e| e.to_string()),
+        _ => Err("port must be 1-65535".into()),
+    }
+}
+
+/// Checks a port pattern: `*`, or ports 1–65535 and ranges `low-high` (low ≤ high), comma
+/// separated.
+pub fn validate_port_pattern(pattern: &str) -> Result<(), PatternError> {
+    let err = |reason: String| PatternError::Port {
+        pattern: pattern.to_string(),
+        reason,
+    };
+    let trimmed = pattern.trim();
+    if trimmed.is_empty() {
+        return Err(err("pattern is empty".into()));
+    }
+    if trimmed == "*" {
+        return Ok(());
+    }
+    trimmed
+        .split(',')
+        .try_for_each(|item| parse_port_item(item).map(drop))
+        .map_err(err)
+}
+
+/// Checks a container pattern: non-empty and a well-formed glob.
+pub fn validate_container_pattern(pattern: &str) -> Result<(), PatternError> {
+    let err = |reason: &str| PatternError::Container {
+        pattern: pattern.to_string(),
+        reason: reason.to_string(),
+    };
+    if pattern.is_empty() {
+        return Err(err("pattern is empty"));
+    }
+    glob_check(pattern.as_bytes()).map_err(err)
+}
+
+/// Specificity score (reference §4.4): container ≠ `*` +100 and without `*?[` another +100;
+/// destination ≠ `*` +10 and without `*?[` another +10 (CIDRs count as exact); port ≠ `*` +1.
+pub fn specificity(container: &str, destination: &str, port: &str) -> u32 {
+    let score = |pattern: &str, weight: u32| match pattern {
+        "*" => 0,
+        p if p.contains(['*', '?', '[']) => weight,
+        _ => 2 * weight,
+    };
+    score(container, 100) + score(destination, 10) + u32::from(port != "*")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_globs_follow_go_path_match() {
+        // Go's own path.Match table (path/match_test.go), errors shown as `false`.
+        #[rustfmt::skip]
+        let cases = [
+            ("abc", "abc", true), ("*", "abc", true), ("*c", "abc", true), ("a*", "a", true),
+            ("a*", "abc", true), ("a*", "ab/c", false), ("a*/b", "abc/b", true),
+            ("a*/b", "a/c/b", false), ("a*b*c*d*e*/f", "axbxcxdxe/f", true),
+            ("a*b*c*d*e*/f", "axbxcxdxexxx/f", true), ("a*b*c*d*e*/f", "axbxcxdxe/xxx/f", false),
+            ("a*b*c*d*e*/f", "axbxcxdxexxx/fff", false), ("a*b?c*x", "abxbbxdbxebxczzx", true),
+            ("a*b?c*x", "abxbbxdbxebxczzy", false), ("ab[c]", "abc", true),
+            ("ab[b-d]", "abc", true), ("ab[e-g]", "abc", false), ("ab[^c]", "abc", false),
+            ("ab[^b-d]", "abc", false), ("ab[^e-g]", "abc", true), ("a\\*b", "a*b", true),
+            ("a\\*b", "ab", false), ("a?b", "a☺b", true), ("a[^a]b", "a☺b", true),
+            ("a???b", "a☺b", false), ("a[^a][^a][^a]b", "a☺b", false), ("[a-ζ]*", "α", true),
+            ("*[a-ζ]", "A", false), ("a?b", "a/b", false), ("a*b", "a/b", false),
+            ("[\\]a]", "]", true), ("[\\-]", "-", true), ("[x\\-]", "x", true),
+            ("[x\\-]", "-", true), ("[x\\-]", "z", false), ("[\\-x]", "x", true),
+            ("[\\-x]", "-", true), ("[\\-x]", "a", false), ("[]a]", "]", false),
+            ("[-]", "-", false), ("[x-]", "x", false), ("[x-]", "-", false), ("[-x]", "x", false),
+            ("\\", "a", false), ("[a-b-c]", "a", false), ("[", "a", false), ("[^", "a", false),
+            ("[^bc", "a", false), ("a[", "a", false), ("a[", "ab", false), ("a/b[", "x", false),
+            ("*x", "xxx", true),
+            // Ours: case-sensitive, empty pattern, `*` short-circuit, classes may match `/`.
+            ("myapp-*", "myapp-web", true), ("myapp-*", "MyApp-web", false), ("", "", true),
+            ("", "a", false), ("*", "", true), ("*", "a/b", true), ("a[/]b", "a/b", true),
+            // Go's star loop advances byte-wise, so `*??` matches a lone 3-byte rune.
+            ("*??", "€", true), ("*?", "é", true), ("unknown-*", "unknown-10.0.0.1", true),
+        ];
+        for (pattern, name, want) in cases {
+            assert_eq!(
+                container_matches(pattern, name),
+                want,
+                "{pattern:?} vs {name:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn container_validation() {
+        for ok in ["*", "myapp", "myapp-*", "a?c", "[a-z]*", "a\\*b", "[^x]"] {
+            assert_eq!(validate_container_pattern(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "[", "a[", "[]", "[-x]", "[a-]", "a\\", "x*[z", "[^"] {
+            assert!(validate_container_pattern(bad).is_err(), "{bad}");
+        }
+        let e = validate_container_pattern("a\\").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "invalid container pattern \"a\\\\\": trailing backslash escapes nothing"
+        );
+    }
+
+    #[test]
+    fn destinations() {
+        #[rustfmt::skip]
+        let cases = [
+            ("*", "anything.example", true), ("*", "10.0.0.1", true),
+            ("example.com", "example.com", true), ("Example.COM", "example.com", true),
+            ("example.com", "EXAMPLE.com.", true), ("example.com", "api.example.com", false),
+            ("*.example.com", "api.example.com", true), ("*.example.com", "a.b.example.com", true),
+            ("*.example.com", "example.com", false), ("*.example.com", "badexample.com", false),
+            ("**.example.com", "example.com", true), ("**.example.com", "a.b.example.com", true),
+            ("**.example.com", "notexample.com", false),
+            ("**.EXAMPLE.com", "Api.Example.Com", true),
+            // Wildcards anywhere else are literal and never match real hosts (S-14).
+            ("api.*", "api.example.com", false), ("*.*.npmjs.org", "a.b.npmjs.org", false),
+            ("foo*bar", "foobar", false), ("*.", "a.", false), ("**.", "a", false),
+            // CIDRs: IPs only, both families, IPv4-mapped hosts, bracketed hosts.
+            ("10.0.0.0/8", "10.1.2.3", true), ("10.0.0.0/8", "11.1.2.3", false),
+            ("10.0.0.0/8", "::ffff:10.1.2.3", true), ("10.0.0.0/8", "[::ffff:10.1.2.3]", true),
+            ("0.0.0.0/0", "192.168.1.1", true), ("10.1.2.3/32", "10.1.2.3", true),
+            ("10.1.2.3/8", "10.9.9.9", true), ("10.0.0.0/8", "example.com", false),
+            ("0.0.0.0/0", "localhost", false), ("fd00::/8", "fd12::1", true),
+            ("fd00::/8", "[fd12::1]", true), ("fd00::/8", "fe80::1", false),
+            ("::/0", "10.0.0.1", false), ("::ffff:10.0.0.0/104", "10.2.3.4", true),
+            ("10.0.0.0/33", "10.0.0.1", false), ("bogus/8", "10.0.0.1", false),
+            // IP literals: brackets and spelling do not matter.
+            ("::1", "[::1]", true), ("[::1]", "::1", true), ("0::1", "::1", true),
+            ("127.0.0.1", "127.0.0.1", true), ("127.0.0.1", "::ffff:127.0.0.1", true),
+        ];
+        for (pattern, host, want) in cases {
+            assert_eq!(
+                destination_matches(pattern, host),
+                want,
+                "{pattern:?} vs {host:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn destination_validation_and_normalisation() {
+        #[rustfmt::skip]
+        let good = [
+            "*", "example.com", "*.example.com", "**.example.com", "10.0.0.0/8", "fd00::/8",
+            "::1", "[::1]", "10.1.2.3", "Example.COM.", "my_host", "intranet", "bücher.de",
+        ];
+        for ok in good {
+            assert_eq!(validate_destination_pattern(ok), Ok(()), "{ok}");
+        }
+        #[rustfmt::skip]
+        let bad = [
+            "", " ", "*.", "**.", "api.*", "*.*.x.com", "**", "foo*bar", "10.0.0.0/33", "::/129",
+            "x.com/8", "10.0.0.0/", "10.0.0.0/+8", "a b.com", "example.com:443", ".example.com",
+            "a..b", "exa?mple.com", "[bad",
+        ];
+        for bad in bad {
+            assert!(validate_destination_pattern(bad).is_err(), "{bad}");
+        }
+        let e = validate_destination_pattern("10.0.0.0/33").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid destination pattern \"10.0.0.0/33\": \
+             prefix length must be 0-32 for an IPv4 network"
+        );
+        assert_eq!(
+            normalize_destination_pattern(" API.Example.COM. "),
+            "api.example.com"
+        );
+        assert_eq!(normalize_destination_pattern("[::1]"), "::1");
+        assert_eq!(normalize_destination_pattern("*.Foo.com"), "*.foo.com");
+        assert_eq!(normalize_destination_pattern("*."), "*.");
+        assert_eq!(validate_literal_host("[::1]"), Ok(()));
+        assert_eq!(validate_literal_host("api.example.com"), Ok(()));
+        for bad in ["*", "*.evil.com", "0.0.0.0/0", "", "a b"] {
+            assert!(validate_literal_host(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ports() {
+        #[rustfmt::skip]
+        let cases = [
+            ("*", 1, true), ("*", 65535, true), ("443", 443, true), (" 443 ", 443, true),
+            ("443", 80, false), ("80,443", 443, true), ("80, 443", 443, true),
+            ("80,443", 8080, false), ("8000-8999", 8000, true), ("8000-8999", 8999, true),
+            ("8000-8999", 9000, false), ("8000 - 8999", 8500, true), ("22,8000-8999", 8080, true),
+            ("9000-8000", 8500, false), ("http", 80, false), ("", 80, false),
+            ("70000", 4464, false), ("80,bad", 80, true), ("1-2-3", 2, false), ("+80", 80, false),
+        ];
+        for (pattern, port, want) in cases {
+            assert_eq!(port_matches(pattern, port), want, "{pattern:?} vs {port}");
+        }
+        for ok in ["*", "1", "65535", "80,443", "8000-8999", " 22 , 80-81 "] {
+            assert_eq!(validate_port_pattern(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "0",
+            "70000",
+            "http",
+            "80,",
+            "9000-8000",
+            "1-2-3",
+            "80,*",
+            "-5",
+        ] {
+            assert!(validate_port_pattern(bad).is_err(), "{bad}");
+        }
+        let e = validate_port_pattern("70000").unwrap_err().to_string();
+        assert_eq!(e, "invalid port pattern \"70000\": port must be 1-65535");
+    }
+
+    #[test]
+    fn specificity_examples_from_the_reference() {
+        #[rustfmt::skip]
+        let cases = [
+            (("*", "*", "*"), 0), (("myapp", "*", "*"), 200), (("myapp-*", "*", "*"), 100),
+            (("*", "example.com", "*"), 20), (("*", "*.example.com", "*"), 10),
+            (("*", "*", "443"), 1), (("myapp", "example.com", "443"), 221),
+            (("myapp-*", "*.example.com", "443"), 111), (("*", "10.0.0.0/8", "80,443"), 21),
+            (("a[bc]", "**.x.com", "1-2"), 111),
+        ];
+        for ((c, d, p), want) in cases {
+            assert_eq!(specificity(c, d, p), want, "{c} {d} {p}");
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! The SOCKS5 front end: handshake ([`super::socks5`]), policy decision (a hold notices the
+//! client hanging up), upstream connect, reply, tunnel.
+
+use std::net::SocketAddr;
+
+use tokio::net::{TcpListener, TcpStream};
+
+use super::socks5::{self, REP_NOT_ALLOWED, REP_SUCCEEDED, reply_for_connect_error, send_reply};
+use super::tunnel::{ProxyCtx, client_gone, connect_upstream, identity, relay};
+use crate::policy::{ConnRequest, FrontEnd};
+
+/// Accepts SOCKS5 clients until shutdown.
+pub async fn serve(listener: TcpListener, ctx: ProxyCtx) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "socks5 accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = ctx.shutdown.cancelled() => return,
+        };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = handle(stream, peer, ctx).await {
+                tracing::debug!(%peer, error = %e, "socks5 connection ended");
+            }
+        });
+    }
+}
+
+async fn handle(mut stream: TcpStream, peer: SocketAddr, ctx: ProxyCtx) -> anyhow::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let request = tokio::time::timeout(ctx.handshake_timeout, socks5::handshake(&mut stream))
+        .await
+        .map_err(|_| anyhow::anyhow!("no socks5 handshake within {:?}", ctx.handshake_timeout))??;
+    let host = request.target.host();
+    let port = request.target.port();
+    let req = ConnRequest {
+        container: identity(request.username.as_deref(), peer),
+        host: host.clone(),
+        port,
+        resolved: None,
+        front: FrontEnd::Socks5,
+    };
+    let verdict = ctx.policy.decide(&req, client_gone(&stream)).await;
+    if !verdict.allowed() {
+        send_reply(&mut stream, REP_NOT_ALLOWED, None).await?;
+        return Ok(());
+    }
+    let upstream = match connect_upstream(&host, port, ctx.connect_timeout).await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::debug!(%host, port, error = %e, "socks5 upstream connect failed");
+            send_reply(&mut stream, reply_for_connect_error(&e), None).await?;
+            return Ok(());
+        }
+    };
+    send_reply(&mut stream, REP_SUCCEEDED, upstream.local_addr().ok()).await?;
+    let token = verdict.tracked.as_ref().map(|t| t.token.clone());
+    relay(stream, upstream, &[], token, ctx.shutdown.clone()).await?;
+    drop(verdict);
+    Ok(())
+}

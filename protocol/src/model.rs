@@ -1,0 +1,261 @@
+//! Objects the daemon reports: rules, pending requests, allow-all status, activity rows, status.
+
+use serde::{Deserialize, Serialize};
+
+/// What a rule does with a matching connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Let the connection through.
+    Allow,
+    /// Refuse the connection (HTTP 403 / SOCKS5 reply 0x02).
+    Deny,
+}
+
+impl Action {
+    /// The wire name (`allow` / `deny`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Deny => "deny",
+        }
+    }
+}
+
+/// Informational rule kind: `temporary` when the rule was created with an expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleType {
+    /// Never expires (unless an `expires_at` is set later).
+    Permanent,
+    /// Created with an expiry.
+    Temporary,
+}
+
+/// Which layer a rule belongs to; higher layers win before specificity is compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleSource {
+    /// Seeded by the daemon (localhost allows); lowest layer.
+    Builtin,
+    /// Attached to a sandbox session (greywall); middle layer.
+    Session,
+    /// Created by an operator; highest layer.
+    Global,
+}
+
+/// A policy rule as reported to clients (greyproxy's `RuleJSON`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    /// Monotonic id.
+    pub id: u64,
+    /// Glob over the container (client identity) name; `*` matches all.
+    pub container_pattern: String,
+    /// `*`, exact host, `*.base`, `**.base` or CIDR.
+    pub destination_pattern: String,
+    /// `*`, a port, a range `a-b` or a comma list of those.
+    pub port_pattern: String,
+    /// Informational: `temporary` when created with an expiry.
+    pub rule_type: RuleType,
+    /// Allow or deny.
+    pub action: Action,
+    /// RFC 3339 UTC, second precision.
+    pub created_at: String,
+    /// RFC 3339 UTC; `null` = never expires.
+    pub expires_at: Option<String>,
+    /// Last time the rule decided a connection; `null` if never.
+    pub last_used_at: Option<String>,
+    /// `admin`, `builtin`, `session:<id>`, …
+    pub created_by: String,
+    /// Free text.
+    pub notes: Option<String>,
+    /// False once `expires_at` has passed.
+    pub is_active: bool,
+    /// Session the rule belongs to, omitted when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// Layer of the rule.
+    pub source: RuleSource,
+}
+
+/// A destination some client tried to reach with no rule deciding it (greyproxy's
+/// `PendingRequestJSON` plus `waiting_count`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRequest {
+    /// Id to pass as `pending_id`.
+    pub id: u64,
+    /// Client identity (container) name.
+    pub container_name: String,
+    /// Container id when known, else empty.
+    #[serde(default)]
+    pub container_id: String,
+    /// Destination as the client asked for it (hostname or IP literal).
+    pub destination_host: String,
+    /// Destination port.
+    pub destination_port: u16,
+    /// Hostname learnt for an IP destination (DNS cache), `null` when unknown.
+    pub resolved_hostname: Option<String>,
+    /// RFC 3339 UTC.
+    pub first_seen: String,
+    /// RFC 3339 UTC.
+    pub last_seen: String,
+    /// Number of connection attempts folded into this row.
+    pub attempt_count: u64,
+    /// Connections currently held open waiting for a decision on this destination.
+    #[serde(default)]
+    pub waiting_count: u64,
+}
+
+impl PendingRequest {
+    /// The name to show and to build rules from: the resolved hostname when known.
+    pub fn display_host(&self) -> &str {
+        self.resolved_hostname
+            .as_deref()
+            .filter(|h| !h.is_empty())
+            .unwrap_or(&self.destination_host)
+    }
+}
+
+/// Mode of silent (allow-all) mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AllowAllMode {
+    /// Everything is allowed without rules or prompts.
+    Allow,
+    /// Everything is blocked without rules or prompts.
+    Deny,
+}
+
+/// Silent-mode status (greyproxy's `AllowAllStatus`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AllowAllStatus {
+    /// Whether silent mode is on.
+    pub active: bool,
+    /// Present when active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<AllowAllMode>,
+    /// RFC 3339 UTC end, omitted when it lasts until restart or is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Whole seconds left, omitted when there is no expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining_seconds: Option<u64>,
+}
+
+/// Outcome of a connection decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// The connection went through.
+    Allowed,
+    /// The connection was refused.
+    Blocked,
+}
+
+impl Decision {
+    /// The wire name (`allowed` / `blocked`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allowed => "allowed",
+            Decision::Blocked => "blocked",
+        }
+    }
+}
+
+/// One connection decision (greyproxy's `request_logs` row).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestLog {
+    /// Monotonic id.
+    pub id: u64,
+    /// When the decision was made, RFC 3339 UTC.
+    pub timestamp: String,
+    /// Client identity.
+    pub container_name: String,
+    /// Container id when known.
+    pub container_id: Option<String>,
+    /// Destination as asked.
+    pub destination_host: String,
+    /// Destination port.
+    pub destination_port: Option<u16>,
+    /// Hostname learnt for an IP destination.
+    pub resolved_hostname: Option<String>,
+    /// Front end: `HTTP` or `SOCKS5`.
+    pub method: Option<String>,
+    /// Allowed or blocked.
+    pub result: Decision,
+    /// Rule that decided, `null` for holds that ended without one, allow-all and errors.
+    pub rule_id: Option<u64>,
+    /// Time from arrival to decision, including any hold.
+    pub response_time_ms: Option<u64>,
+    /// Why: `rule`, `allow_all`, `hold_timeout`, `dismissed`, `client_gone`, `shutdown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// `container → destination:port` of the deciding rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_summary: Option<String>,
+}
+
+/// One row of the activity feed, newest first: connection decisions now, HTTP/WebSocket
+/// transactions once capture exists. Tagged by `kind`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ActivityItem {
+    /// A connection decision.
+    Connection(RequestLog),
+}
+
+/// A page of a list command's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page<T> {
+    /// The items of this page.
+    pub items: Vec<T>,
+    /// How many items match the filters in all.
+    pub total: u64,
+    /// Pass as `cursor` to get the next page; `null` at the end.
+    pub next_cursor: Option<String>,
+}
+
+/// Addresses the daemon listens on (real ports, also when configured as `0`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listeners {
+    /// Control WebSocket address (path `/ws`).
+    pub control: String,
+    /// HTTP proxy address.
+    pub http: Option<String>,
+    /// SOCKS5 proxy address.
+    pub socks5: Option<String>,
+    /// DNS forwarder address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<String>,
+}
+
+/// Result of the `status` command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// Always `greyproxy`.
+    pub service: String,
+    /// Daemon version.
+    pub version: String,
+    /// Control protocol version.
+    pub protocol_version: u32,
+    /// Seconds since the daemon started.
+    pub uptime_seconds: u64,
+    /// Bound addresses.
+    pub listeners: Listeners,
+    /// Number of pending requests.
+    pub pending_count: u64,
+    /// Connections currently held waiting for a decision.
+    pub held_connections: u64,
+    /// Number of rules (all, including expired).
+    pub rule_count: u64,
+    /// Silent-mode status.
+    pub allow_all: AllowAllStatus,
+    /// Notification claims held by control clients.
+    pub active_claims: u64,
+    /// Seconds a connection is held waiting for a decision.
+    pub hold_timeout_seconds: u64,
+    /// The state directory.
+    pub state_dir: String,
+    /// Sequence number of the last event published.
+    pub last_seq: u64,
+}

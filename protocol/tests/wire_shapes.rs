@@ -1,0 +1,247 @@
+//! Pins the exact JSON shapes of greyproxy's control WebSocket (seed 000) and of our additions.
+#![allow(clippy::unwrap_used)]
+
+use greyproxy_protocol::event::{ClaimsChanged, PendingDecided, WaitersChanged};
+use greyproxy_protocol::*;
+use serde_json::{Value, json};
+
+const TS: &str = "2026-04-10T10:30:00Z";
+
+fn to_json<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).expect("serialize")
+}
+
+/// Serialises, compares with `expected` (key order irrelevant), and decodes back.
+fn pin_reply(reply: Reply, expected: Value) {
+    assert_eq!(to_json(&reply), expected);
+    let back = ServerMessage::decode(&expected.to_string()).expect("decode");
+    assert_eq!(back, ServerMessage::Reply(reply));
+}
+
+#[test]
+fn connected_greeting() {
+    pin_reply(
+        Reply::Connected {
+            message: "Connected to proxy event stream".into(),
+            timestamp: TS.into(),
+            protocol_version: 1,
+            server_version: "0.1.0".into(),
+        },
+        json!({"type":"connected","message":"Connected to proxy event stream","timestamp":TS,
+               "protocol_version":1,"server_version":"0.1.0"}),
+    );
+}
+
+#[test]
+fn pong_with_and_without_request_id() {
+    pin_reply(
+        Reply::Pong {
+            timestamp: TS.into(),
+            request_id: None,
+        },
+        json!({"type":"pong","timestamp":TS}),
+    );
+    pin_reply(
+        Reply::Pong {
+            timestamp: TS.into(),
+            request_id: Some(RequestId::Str("a".into())),
+        },
+        json!({"type":"pong","timestamp":TS,"request_id":"a"}),
+    );
+}
+
+#[test]
+fn command_success_for_allow_and_dismiss() {
+    pin_reply(
+        Reply::CommandSuccess {
+            command: "allow".into(),
+            pending_id: Some(123),
+            rule_id: Some(456),
+            active_claims: None,
+            timestamp: TS.into(),
+            request_id: None,
+        },
+        json!({"type":"command_success","command":"allow","pending_id":123,"rule_id":456,"timestamp":TS}),
+    );
+    pin_reply(
+        Reply::CommandSuccess {
+            command: "dismiss".into(),
+            pending_id: Some(17),
+            rule_id: None,
+            active_claims: None,
+            timestamp: TS.into(),
+            request_id: Some(RequestId::Num(4)),
+        },
+        json!({"type":"command_success","command":"dismiss","pending_id":17,"timestamp":TS,"request_id":4}),
+    );
+}
+
+#[test]
+fn error_and_claim_and_subscribe_replies() {
+    pin_reply(
+        Reply::Error {
+            error: "unknown command: fly".into(),
+            timestamp: TS.into(),
+            request_id: None,
+        },
+        json!({"type":"error","error":"unknown command: fly","timestamp":TS}),
+    );
+    pin_reply(
+        Reply::NotificationClaimed {
+            active_claims: 1,
+            timestamp: TS.into(),
+            request_id: None,
+        },
+        json!({"type":"notification_claimed","active_claims":1,"timestamp":TS}),
+    );
+    pin_reply(
+        Reply::Subscribed {
+            event_type: "pending_request.created".into(),
+            timestamp: TS.into(),
+            request_id: None,
+        },
+        json!({"type":"subscribed","event_type":"pending_request.created","timestamp":TS}),
+    );
+    pin_reply(
+        Reply::Lagged {
+            data: reply::Lagged { missed: 12 },
+        },
+        json!({"type":"lagged","data":{"missed":12}}),
+    );
+    pin_reply(
+        Reply::Result {
+            command: "status".into(),
+            request_id: None,
+            data: json!({"x":1}),
+            timestamp: TS.into(),
+        },
+        json!({"type":"result","command":"status","request_id":null,"data":{"x":1},"timestamp":TS}),
+    );
+}
+
+fn sample_rule() -> Rule {
+    Rule {
+        id: 42,
+        container_pattern: "opencode".into(),
+        destination_pattern: "*.npmjs.org".into(),
+        port_pattern: "443".into(),
+        rule_type: RuleType::Temporary,
+        action: Action::Allow,
+        created_at: "2026-04-22T10:00:00Z".into(),
+        expires_at: Some("2026-04-23T10:00:00Z".into()),
+        last_used_at: None,
+        created_by: "admin".into(),
+        notes: None,
+        is_active: true,
+        session_id: None,
+        source: RuleSource::Global,
+    }
+}
+
+#[test]
+fn rule_json_matches_reference_rulejson() {
+    let v = to_json(&sample_rule());
+    assert_eq!(
+        v,
+        json!({"id":42,"container_pattern":"opencode","destination_pattern":"*.npmjs.org",
+               "port_pattern":"443","rule_type":"temporary","action":"allow",
+               "created_at":"2026-04-22T10:00:00Z","expires_at":"2026-04-23T10:00:00Z",
+               "last_used_at":null,"created_by":"admin","notes":null,"is_active":true,
+               "source":"global"})
+    );
+    assert_eq!(serde_json::from_value::<Rule>(v).unwrap(), sample_rule());
+}
+
+#[test]
+fn event_envelopes() {
+    let pending = PendingRequest {
+        id: 17,
+        container_name: "opencode".into(),
+        container_id: String::new(),
+        destination_host: "104.16.3.35".into(),
+        destination_port: 443,
+        resolved_hostname: Some("registry.npmjs.org".into()),
+        first_seen: "2026-04-22T10:00:00Z".into(),
+        last_seen: "2026-04-22T10:03:12Z".into(),
+        attempt_count: 4,
+        waiting_count: 1,
+    };
+    let env = EventEnvelope::new(&Event::PendingCreated(pending.clone()), 5, TS.into());
+    assert_eq!(
+        to_json(&env),
+        json!({"type":"pending_request.created","seq":5,"timestamp":TS,"data":{
+            "id":17,"container_name":"opencode","container_id":"","destination_host":"104.16.3.35",
+            "destination_port":443,"resolved_hostname":"registry.npmjs.org",
+            "first_seen":"2026-04-22T10:00:00Z","last_seen":"2026-04-22T10:03:12Z",
+            "attempt_count":4,"waiting_count":1}})
+    );
+    assert_eq!(env.event(), Some(Event::PendingCreated(pending)));
+
+    let claims = EventEnvelope::new(
+        &Event::ClaimsChanged(ClaimsChanged { active_claims: 0 }),
+        6,
+        TS.into(),
+    );
+    assert_eq!(
+        to_json(&claims),
+        json!({"type":"notification.claims_changed","data":{"active_claims":0},"seq":6,"timestamp":TS})
+    );
+
+    let allowed = Event::PendingAllowed(PendingDecided {
+        pending_id: 17,
+        rule: Some(sample_rule()),
+    });
+    let env = EventEnvelope::new(&allowed, 7, TS.into());
+    assert_eq!(env.data["pending_id"], 17);
+    assert_eq!(env.data["rule"]["id"], 42);
+    let dismissed = EventEnvelope::new(
+        &Event::PendingDismissed(PendingDecided {
+            pending_id: 17,
+            rule: None,
+        }),
+        8,
+        TS.into(),
+    );
+    assert_eq!(dismissed.data, json!({"pending_id":17}));
+
+    let waiters = EventEnvelope::new(
+        &Event::WaitersChanged(WaitersChanged {
+            container_name: "opencode".into(),
+            host: "104.16.3.35".into(),
+            port: 443,
+            previous_count: 0,
+            current_count: 1,
+            pending_id: None,
+        }),
+        9,
+        TS.into(),
+    );
+    assert_eq!(
+        waiters.data,
+        json!({"container_name":"opencode","host":"104.16.3.35","port":443,"previous_count":0,"current_count":1})
+    );
+
+    // An event type this crate does not know still decodes as a raw envelope.
+    let text =
+        r#"{"type":"transaction.new","data":{"id":1},"seq":10,"timestamp":"2026-04-10T10:30:00Z"}"#;
+    let ServerMessage::Event(raw) = ServerMessage::decode(text).unwrap() else {
+        panic!()
+    };
+    assert_eq!(raw.event_type, "transaction.new");
+    assert_eq!(raw.event(), None);
+}
+
+#[test]
+fn allow_all_status_shapes() {
+    assert_eq!(to_json(&AllowAllStatus::default()), json!({"active":false}));
+    let s = AllowAllStatus {
+        active: true,
+        mode: Some(AllowAllMode::Allow),
+        expires_at: Some(TS.into()),
+        remaining_seconds: Some(1799),
+    };
+    assert_eq!(
+        to_json(&s),
+        json!({"active":true,"mode":"allow","expires_at":TS,"remaining_seconds":1799})
+    );
+}

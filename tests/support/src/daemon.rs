@@ -1,0 +1,205 @@
+//! Starting and stopping a real daemon process for a test.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::control::Control;
+
+/// How to start a daemon.
+#[derive(Debug, Clone)]
+pub struct DaemonBuilder {
+    bin: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl DaemonBuilder {
+    /// A daemon from this binary (pass `env!("CARGO_BIN_EXE_greyproxyd")`).
+    pub fn new(bin: impl Into<PathBuf>) -> DaemonBuilder {
+        DaemonBuilder {
+            bin: bin.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    /// Extra `serve` arguments.
+    pub fn args(mut self, args: &[&str]) -> DaemonBuilder {
+        self.args.extend(args.iter().map(|s| s.to_string()));
+        self
+    }
+
+    /// Extra environment.
+    pub fn env(mut self, k: &str, v: &str) -> DaemonBuilder {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    /// Starts on a fresh temporary state dir.
+    pub async fn start(self) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        self.start_in(dir).await
+    }
+
+    /// Starts on an existing state dir (e.g. after [`Daemon::stop`]).
+    pub async fn start_in(self, dir: tempfile::TempDir) -> Daemon {
+        let log_path = dir.path().join("daemon.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
+        let _ = std::fs::remove_file(dir.path().join("daemon.json"));
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("serve")
+            .arg("--state-dir")
+            .arg(dir.path())
+            .args([
+                "--control-addr",
+                "127.0.0.1:0",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--socks-addr",
+                "127.0.0.1:0",
+            ])
+            .args(&self.args)
+            .env("RUST_LOG", "greyproxyd=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log));
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
+        let pid = child.id();
+        let runtime = wait_runtime(dir.path(), pid, &log_path).await;
+        let addr = |k: &str| -> Option<SocketAddr> {
+            runtime["listeners"][k].as_str().map(|s| s.parse().unwrap())
+        };
+        let token = std::fs::read_to_string(dir.path().join("control.token"))
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        Daemon {
+            child: Some(child),
+            builder: self,
+            dir: Some(dir),
+            control: addr("control").unwrap(),
+            http: addr("http"),
+            socks: addr("socks5"),
+            token,
+        }
+    }
+}
+
+async fn wait_runtime(dir: &Path, pid: u32, log: &Path) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(dir.join("daemon.json"))
+            && let Ok(v) = serde_json::from_str::<Value>(&text)
+            && v["pid"].as_u64() == Some(pid as u64)
+        {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "daemon did not start; log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A running daemon; killed when dropped.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Option<Child>,
+    builder: DaemonBuilder,
+    dir: Option<tempfile::TempDir>,
+    /// Control address.
+    pub control: SocketAddr,
+    /// HTTP proxy address.
+    pub http: Option<SocketAddr>,
+    /// SOCKS5 proxy address.
+    pub socks: Option<SocketAddr>,
+    /// Control token.
+    pub token: String,
+}
+
+impl Daemon {
+    /// The state dir.
+    pub fn state_dir(&self) -> &Path {
+        self.dir.as_ref().unwrap().path()
+    }
+
+    /// `ws://…/ws`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.control)
+    }
+
+    /// `http://127.0.0.1:port` of the HTTP proxy.
+    pub fn http_proxy(&self) -> String {
+        format!("http://{}", self.http.unwrap())
+    }
+
+    /// `host:port` of the SOCKS5 proxy.
+    pub fn socks_proxy(&self) -> String {
+        self.socks.unwrap().to_string()
+    }
+
+    /// A control client with the right token.
+    pub async fn client(&self) -> Control {
+        Control::connect(&self.ws_url(), Some(&self.token))
+            .await
+            .unwrap()
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.state_dir().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// SIGTERM, wait for exit; returns the state dir for a restart.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("daemon did not stop on SIGTERM");
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        self.dir.take().unwrap()
+    }
+
+    /// Stops (SIGTERM) and starts again on the same state dir with the same arguments.
+    pub async fn restart(self) -> Daemon {
+        let builder = self.builder.clone();
+        let dir = self.stop().await;
+        builder.start_in(dir).await
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Test support for the end-to-end tests: start the real `greyproxyd` binary on a fresh state
+//! dir with port-0 listeners ([`daemon`]), talk to its control WebSocket as a real client
+//! ([`control`]), run real local origins ([`origin`]) and real `curl` ([`curl`]).
+#![allow(clippy::unwrap_used)]
+
+pub mod control;
+pub mod curl;
+pub mod daemon;
+pub mod origin;
+
+pub use control::Control;
+pub use curl::{CurlResult, curl};
+pub use daemon::{Daemon, DaemonBuilder};
