@@ -49,6 +49,10 @@ pub struct FileConfig {
 pub struct ControlConfig {
     /// `token` (default) or `none` (no authentication; loopback-only setups).
     pub auth: Option<String>,
+    /// Seconds between server pings (default 30).
+    pub ping_interval: Option<u64>,
+    /// Seconds a ping may go unanswered before the connection is closed (default 10).
+    pub pong_timeout: Option<u64>,
 }
 
 impl FileConfig {
@@ -81,6 +85,8 @@ pub struct ServeConfig {
     pub auth_required: bool,
     /// request_logs rows kept.
     pub log_retention: u64,
+    /// Control heartbeat.
+    pub heartbeat: crate::control::session::Heartbeat,
 }
 
 /// Parses a listen address; `off` (for the proxies) disables the listener.

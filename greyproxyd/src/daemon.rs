@@ -124,6 +124,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         started,
         listeners: listeners.clone(),
         state_dir: cfg.state_dir.display().to_string(),
+        heartbeat: cfg.heartbeat,
     });
     let ctx = ProxyCtx {
         policy: policy.clone(),

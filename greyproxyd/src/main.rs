@@ -11,6 +11,7 @@ use greyproxyd::config::{
     DEFAULT_SOCKS_ADDR, FileConfig, ServeConfig, ensure_state_dir, parse_addr, resolve_state_dir,
 };
 use greyproxyd::control::auth::{ensure_token, rotate_token, token_path};
+use greyproxyd::control::session::Heartbeat;
 
 /// Network gatekeeper for AI coding agents: HTTP and SOCKS5 proxy that holds unknown
 /// destinations until a human decides over the control WebSocket.
@@ -98,6 +99,15 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         Some("none") => false,
         Some(other) => anyhow::bail!("invalid control.auth {other:?}: use \"token\" or \"none\""),
     };
+    let mut heartbeat = Heartbeat::default();
+    if let Some(c) = &file.control {
+        if let Some(s) = c.ping_interval.filter(|s| *s > 0) {
+            heartbeat.ping_every = Duration::from_secs(s);
+        }
+        if let Some(s) = c.pong_timeout.filter(|s| *s > 0) {
+            heartbeat.pong_within = Duration::from_secs(s);
+        }
+    }
     Ok(ServeConfig {
         state_dir,
         control_addr: parse_addr(&control, "control", false)?
@@ -109,6 +119,7 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         no_mitm: a.no_mitm || file.no_mitm.unwrap_or(false),
         auth_required,
         log_retention: file.log_retention.unwrap_or(DEFAULT_LOG_RETENTION),
+        heartbeat,
     })
 }
 

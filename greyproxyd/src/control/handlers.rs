@@ -51,6 +51,8 @@ pub struct Handler {
     pub listeners: Listeners,
     /// State directory, for `status`.
     pub state_dir: String,
+    /// Server ping settings.
+    pub heartbeat: super::session::Heartbeat,
 }
 
 fn error(e: impl std::fmt::Display, request_id: Option<RequestId>) -> Reply {

@@ -23,10 +23,23 @@ use tokio_util::sync::CancellationToken;
 use super::handlers::{Handler, SessionState};
 use crate::time::now_rfc3339;
 
-/// Server ping interval.
-pub const PING_EVERY: Duration = Duration::from_secs(30);
-/// A ping not answered within this closes the connection.
-pub const PONG_WITHIN: Duration = Duration::from_secs(10);
+/// Server ping interval and pong deadline.
+#[derive(Debug, Clone, Copy)]
+pub struct Heartbeat {
+    /// Time between server pings.
+    pub ping_every: Duration,
+    /// A ping not answered within this closes the connection.
+    pub pong_within: Duration,
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Heartbeat {
+            ping_every: Duration::from_secs(30),
+            pong_within: Duration::from_secs(10),
+        }
+    }
+}
 /// A write that takes longer than this closes the connection.
 const WRITE_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -67,7 +80,8 @@ pub async fn run_session(mut ws: Ws, handler: Arc<Handler>, shutdown: Cancellati
     if !send_reply(&mut ws, &hello).await {
         return;
     }
-    let mut next_ping = Instant::now() + PING_EVERY;
+    let hb = handler.heartbeat;
+    let mut next_ping = Instant::now() + hb.ping_every;
     let mut pong_deadline: Option<Instant> = None;
     loop {
         let heartbeat_at = pong_deadline.unwrap_or(next_ping);
@@ -130,8 +144,8 @@ pub async fn run_session(mut ws: Ws, handler: Arc<Handler>, shutdown: Cancellati
                 if !send(&mut ws, Message::Ping(Vec::new().into())).await {
                     break;
                 }
-                pong_deadline = Some(Instant::now() + PONG_WITHIN);
-                next_ping = Instant::now() + PING_EVERY;
+                pong_deadline = Some(Instant::now() + hb.pong_within);
+                next_ping = Instant::now() + hb.ping_every;
             }
             _ = shutdown.cancelled() => {
                 close(&mut ws, CloseCode::Away, "daemon shutting down").await;
