@@ -25,6 +25,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Run the daemon.
+    #[command(args_override_self = true)]
     Serve(ServeArgs),
     /// Show or rotate the control token.
     Token {

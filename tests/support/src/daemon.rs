@@ -74,9 +74,8 @@ impl DaemonBuilder {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().unwrap();
-        let pid = child.id();
-        let runtime = wait_runtime(dir.path(), pid, &log_path).await;
+        let mut child = cmd.spawn().unwrap();
+        let runtime = wait_runtime(dir.path(), &mut child, &log_path).await;
         let addr = |k: &str| -> Option<SocketAddr> {
             runtime["listeners"][k].as_str().map(|s| s.parse().unwrap())
         };
@@ -96,9 +95,16 @@ impl DaemonBuilder {
     }
 }
 
-async fn wait_runtime(dir: &Path, pid: u32, log: &Path) -> Value {
+async fn wait_runtime(dir: &Path, child: &mut Child, log: &Path) -> Value {
+    let pid = child.id();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "daemon exited with {status} before listening; log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
         if let Ok(text) = std::fs::read_to_string(dir.join("daemon.json"))
             && let Ok(v) = serde_json::from_str::<Value>(&text)
             && v["pid"].as_u64() == Some(pid as u64)
