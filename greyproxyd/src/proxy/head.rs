@@ -168,7 +168,7 @@ mod tests {
         let h = parse_head(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\nxx")
             .unwrap()
             .unwrap();
-        assert_eq!((h.host.as_str(), h.port, h.len), ("example.com", 443, 56));
+        assert_eq!((h.host.as_str(), h.port, h.len), ("example.com", 443, 59));
         let h = parse_head(b"CONNECT [::1]:8443 HTTP/1.1\r\n\r\n")
             .unwrap()
             .unwrap();
