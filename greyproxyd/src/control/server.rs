@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use futures_util::SinkExt;
 use greyproxy_protocol::{CLOSE_UNAUTHORIZED, MAX_CONTROL_MESSAGE};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -67,6 +68,52 @@ fn not_found() -> ErrorResponse {
     r
 }
 
+/// The request target of the first request line, peeked so that nothing is consumed (the
+/// WebSocket handshake still reads the whole request). `None` when the client closes first or
+/// the line is not there within 8 KiB.
+async fn peek_target(stream: &TcpStream) -> std::io::Result<Option<String>> {
+    let mut buf = vec![0u8; 8192];
+    loop {
+        let n = stream.peek(&mut buf).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if let Some(end) = buf[..n].windows(2).position(|w| w == b"\r\n") {
+            let line = String::from_utf8_lossy(&buf[..end]);
+            return Ok(line.split(' ').nth(1).map(str::to_string));
+        }
+        if n == buf.len() {
+            return Ok(None);
+        }
+        // Only part of the line has arrived; peek returns at once, so wait a little.
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Answers a plain HTTP request for another path with 404 (tungstenite would drop a request
+/// without upgrade headers before our callback sees its path, leaving the client an empty
+/// reply). The request head is read first so that closing does not reset the connection.
+async fn refuse_not_found(mut stream: TcpStream) {
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let read_head = async {
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 * 1024 {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), read_head).await;
+    let body = not_found().into_body().unwrap_or_default();
+    let resp = format!(
+        "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(resp.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -75,6 +122,16 @@ async fn connection(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let _ = stream.set_nodelay(true);
+    let target = tokio::time::timeout(std::time::Duration::from_secs(10), peek_target(&stream))
+        .await
+        .map_err(|_| anyhow::anyhow!("no request line within 10 s"))??;
+    if let Some(t) = target
+        && t.starts_with('/')
+        && t.split('?').next() != Some("/ws")
+    {
+        refuse_not_found(stream).await;
+        return Ok(());
+    }
     let mut presented: Option<String> = None;
     // The error type is fixed by tungstenite's callback signature.
     #[allow(clippy::result_large_err)]

@@ -41,7 +41,27 @@ pub async fn connect_upstream(host: &str, port: u16, timeout: Duration) -> io::R
     let fut = async {
         match host.parse::<std::net::IpAddr>() {
             Ok(ip) => TcpStream::connect((ip, port)).await,
-            Err(_) => TcpStream::connect((host, port)).await,
+            Err(_) => {
+                // Resolve separately so that a name that does not resolve is reported as such
+                // (SOCKS5 "host unreachable", HTTP 502 "cannot resolve") rather than as a
+                // generic failure.
+                let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+                    .await
+                    .map_err(|e| {
+                        io::Error::new(
+                            io::ErrorKind::NotFound,
+                            format!("cannot resolve {host}: {e}"),
+                        )
+                    })?
+                    .collect();
+                if addrs.is_empty() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("cannot resolve {host}: no addresses"),
+                    ));
+                }
+                TcpStream::connect(&addrs[..]).await
+            }
         }
     };
     let stream = tokio::time::timeout(timeout, fut)

@@ -3,10 +3,13 @@
 //! ([`control`]), run real local origins ([`origin`]) and real `curl` ([`curl`]).
 #![allow(clippy::unwrap_used)]
 
+pub mod badio;
 pub mod control;
 pub mod curl;
 pub mod daemon;
 pub mod origin;
+pub mod raw;
+pub mod wire;
 
 pub use control::Control;
 pub use curl::{CurlResult, curl};
