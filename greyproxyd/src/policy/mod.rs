@@ -5,6 +5,7 @@ pub mod allow_all;
 pub mod duration;
 pub mod engine;
 pub mod error;
+pub mod hold;
 pub mod matching;
 pub mod mutate;
 pub mod pattern;

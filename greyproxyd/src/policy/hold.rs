@@ -1,0 +1,263 @@
+//! Holds: deciding a connection, creating or bumping its pending request, and waiting —
+//! with the waiter count kept right however the wait ends — until a change decides it.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use greyproxy_protocol::event::WaitersChanged;
+use greyproxy_protocol::{Decision, Event};
+
+use super::engine::{ConnRequest, Eval, Policy, Reason, Verdict};
+use super::error::PolicyError;
+use super::pattern::validate_literal_host;
+use crate::records::{PendingRecord, RequestLogRecord, RuleRecord};
+use crate::store::{IdKind, Op};
+use crate::time::now_secs;
+
+impl Policy {
+    /// Decides a connection. With no deciding rule the connection is held: a pending request is
+    /// created (or bumped) and this future waits until a change decides it, its pending request
+    /// is dismissed, the hold times out, or `client_gone` completes. Dropping the future
+    /// mid-hold is safe: the waiter count and the log row are still taken care of.
+    pub async fn decide(
+        self: &Arc<Self>,
+        req: &ConnRequest,
+        client_gone: impl Future<Output = ()>,
+    ) -> Verdict {
+        let start = Instant::now();
+        // A destination that is no plain host could only ever become a wildcard-like rule.
+        if validate_literal_host(&req.host).is_err() {
+            return self.finish(
+                req,
+                start,
+                Decision::Blocked,
+                None,
+                Reason::InvalidDestination,
+            );
+        }
+        if let Eval::Decided(d, rule, reason) = self.evaluate(req) {
+            return self.finish(req, start, d, rule, reason);
+        }
+        let mut changed = self.changed.subscribe();
+        let (record, created) = {
+            let _w = self.write_lock.lock().await;
+            changed.borrow_and_update();
+            // Something may have decided this destination while we waited for the lock.
+            if let Eval::Decided(d, rule, reason) = self.evaluate(req) {
+                return self.finish(req, start, d, rule, reason);
+            }
+            match self.register_pending(req).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot record pending request; blocking");
+                    return self.finish(req, start, Decision::Blocked, None, Reason::HoldTimeout);
+                }
+            }
+        };
+        let pending_id = record.id;
+        let (prev, cur) = self.count_waiter(pending_id, 1);
+        self.publish_pending(&record, created);
+        self.publish_waiters(req, pending_id, prev, cur);
+        let mut guard = HoldGuard {
+            policy: self.clone(),
+            req: req.clone(),
+            pending_id,
+            start,
+            done: false,
+        };
+        let deadline = tokio::time::sleep(self.hold_timeout);
+        tokio::pin!(deadline);
+        tokio::pin!(client_gone);
+        let (d, rule, reason) = loop {
+            tokio::select! {
+                r = changed.changed() => {
+                    if r.is_err() {
+                        break (Decision::Blocked, None, Reason::Shutdown);
+                    }
+                    if let Eval::Decided(d, rule, reason) = self.evaluate(req) {
+                        break (d, rule, reason);
+                    }
+                    if !self.lock().pending.contains_key(&pending_id) {
+                        break (Decision::Blocked, None, Reason::Dismissed);
+                    }
+                }
+                _ = &mut deadline => break (Decision::Blocked, None, Reason::HoldTimeout),
+                _ = &mut client_gone => break (Decision::Blocked, None, Reason::ClientGone),
+            }
+        };
+        guard.done = true;
+        drop(guard);
+        self.finish(req, start, d, rule, reason)
+    }
+
+    /// Logs the decision and, for rule-allowed connections, registers them for revocation.
+    fn finish(
+        &self,
+        req: &ConnRequest,
+        start: Instant,
+        decision: Decision,
+        rule_id: Option<u64>,
+        reason: Reason,
+    ) -> Verdict {
+        self.log(req, start, decision, rule_id, reason);
+        let tracked = match (decision, rule_id) {
+            (Decision::Allowed, Some(id)) => Some(self.tracker.register(id)),
+            _ => None,
+        };
+        Verdict {
+            decision,
+            rule_id,
+            reason,
+            tracked,
+        }
+    }
+
+    fn log(
+        &self,
+        req: &ConnRequest,
+        start: Instant,
+        decision: Decision,
+        rule_id: Option<u64>,
+        reason: Reason,
+    ) {
+        let rule_summary = rule_id.and_then(|id| {
+            self.lock()
+                .rules
+                .iter()
+                .find(|r| r.id == id)
+                .map(RuleRecord::summary)
+        });
+        self.logs.record(RequestLogRecord {
+            id: 0,
+            timestamp: now_secs(),
+            container_name: req.container.clone(),
+            container_id: None,
+            destination_host: req.host.clone(),
+            destination_port: req.port,
+            resolved_hostname: req.resolved.clone(),
+            method: req.front.as_str().to_string(),
+            result: decision,
+            rule_id,
+            rule_summary,
+            response_time_ms: start.elapsed().as_millis() as u64,
+            reason: reason.as_str().to_string(),
+        });
+    }
+
+    /// Creates or bumps the pending request for `req` (caller holds `write_lock`); returns it and
+    /// whether it is new. Publishing is left to the caller, once the waiter is counted.
+    async fn register_pending(
+        &self,
+        req: &ConnRequest,
+    ) -> Result<(PendingRecord, bool), PolicyError> {
+        let now = now_secs();
+        let (record, created) = {
+            let st = self.lock();
+            let same = st.pending.values().find(|p| {
+                p.container_name == req.container
+                    && p.destination_host == req.host
+                    && p.destination_port == req.port
+            });
+            let sibling = || {
+                let resolved = req.resolved.as_deref()?;
+                st.pending.values().find(|p| {
+                    p.container_name == req.container
+                        && p.destination_port == req.port
+                        && p.resolved_hostname.as_deref() == Some(resolved)
+                })
+            };
+            match same.or_else(sibling) {
+                Some(p) => {
+                    let mut p = p.clone();
+                    p.last_seen = now;
+                    p.attempt_count += 1;
+                    if p.resolved_hostname.is_none() {
+                        p.resolved_hostname = req.resolved.clone();
+                    }
+                    (p, false)
+                }
+                None => (
+                    PendingRecord {
+                        id: self.store.next_id(IdKind::Pending),
+                        container_name: req.container.clone(),
+                        container_id: String::new(),
+                        destination_host: req.host.clone(),
+                        destination_port: req.port,
+                        resolved_hostname: req.resolved.clone(),
+                        first_seen: now,
+                        last_seen: now,
+                        attempt_count: 1,
+                    },
+                    true,
+                ),
+            }
+        };
+        self.commit(vec![Op::PutPending(record.clone())]).await?;
+        self.lock().pending.insert(record.id, record.clone());
+        Ok((record, created))
+    }
+
+    /// Publishes `pending_request.created`/`updated` with the live waiting count.
+    fn publish_pending(&self, record: &PendingRecord, created: bool) {
+        let waiting = self.lock().waiters.get(&record.id).copied().unwrap_or(0);
+        let wire = record.to_wire(waiting);
+        self.events.publish(if created {
+            Event::PendingCreated(wire)
+        } else {
+            Event::PendingUpdated(wire)
+        });
+    }
+
+    /// Changes the held-connection count of a pending request; returns (before, after).
+    fn count_waiter(&self, pending_id: u64, delta: i64) -> (u64, u64) {
+        let mut st = self.lock();
+        let e = st.waiters.entry(pending_id).or_insert(0);
+        let prev = *e;
+        *e = e.saturating_add_signed(delta);
+        let cur = *e;
+        if cur == 0 {
+            st.waiters.remove(&pending_id);
+        }
+        (prev, cur)
+    }
+
+    /// Publishes `waiters.changed`.
+    fn publish_waiters(&self, req: &ConnRequest, pending_id: u64, prev: u64, cur: u64) {
+        self.events.publish(Event::WaitersChanged(WaitersChanged {
+            container_name: req.container.clone(),
+            host: req.host.clone(),
+            port: req.port,
+            previous_count: prev,
+            current_count: cur,
+            pending_id: Some(pending_id),
+        }));
+    }
+}
+
+/// Keeps the waiter count right however a hold ends, including when its future is dropped.
+struct HoldGuard {
+    policy: Arc<Policy>,
+    req: ConnRequest,
+    pending_id: u64,
+    start: Instant,
+    done: bool,
+}
+
+impl Drop for HoldGuard {
+    fn drop(&mut self) {
+        let (prev, cur) = self.policy.count_waiter(self.pending_id, -1);
+        self.policy
+            .publish_waiters(&self.req, self.pending_id, prev, cur);
+        if !self.done {
+            // The connection's task was dropped mid-hold (client gone or shutdown).
+            self.policy.log(
+                &self.req,
+                self.start,
+                Decision::Blocked,
+                None,
+                Reason::ClientGone,
+            );
+        }
+    }
+}
