@@ -6,6 +6,7 @@
 //! the [`control`] WebSocket); decisions and rules are made durable in the [`store`]; every
 //! change is published on the [`events`] bus that control clients subscribe to.
 
+pub mod accept;
 pub mod config;
 pub mod control;
 pub mod daemon;

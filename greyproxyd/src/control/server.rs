@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::auth::{presented_token, read_token, token_matches};
 use super::handlers::Handler;
 use super::session::run_session;
+use crate::accept::accept_loop;
 
 /// How control clients authenticate.
 #[derive(Debug, Clone)]
@@ -37,27 +38,11 @@ pub async fn serve(
     auth: AuthMode,
     shutdown: CancellationToken,
 ) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "control accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.cancelled() => return,
-        };
-        let handler = handler.clone();
-        let auth = auth.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            if let Err(e) = connection(stream, peer, handler, auth, shutdown).await {
-                tracing::debug!(%peer, error = %e, "control connection ended");
-            }
-        });
-    }
+    let stop = shutdown.clone();
+    accept_loop(listener, stop, "control", |s, peer| {
+        connection(s, peer, handler.clone(), auth.clone(), shutdown.clone())
+    })
+    .await;
 }
 
 fn not_found() -> ErrorResponse {

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::head::{Head, HeadError, absolute_target, read_head};
 use super::tunnel::{Prefixed, ProxyCtx, client_gone, connect_upstream, identity, relay};
+use crate::accept::accept_loop;
 use crate::policy::tracker::Tracked;
 use crate::policy::{ConnRequest, FrontEnd, Verdict};
 
@@ -34,25 +35,11 @@ type Upstream = (
 
 /// Accepts HTTP-proxy clients until shutdown.
 pub async fn serve(listener: TcpListener, ctx: ProxyCtx) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "http proxy accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = ctx.shutdown.cancelled() => return,
-        };
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            if let Err(e) = handle(stream, peer, ctx).await {
-                tracing::debug!(%peer, error = %e, "http proxy connection ended");
-            }
-        });
-    }
+    let shutdown = ctx.shutdown.clone();
+    accept_loop(listener, shutdown, "http proxy", |s, peer| {
+        handle(s, peer, ctx.clone())
+    })
+    .await;
 }
 
 fn plain_response(status: StatusCode, body: String) -> Vec<u8> {

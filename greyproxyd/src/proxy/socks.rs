@@ -7,29 +7,16 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::socks5::{self, REP_NOT_ALLOWED, REP_SUCCEEDED, reply_for_connect_error, send_reply};
 use super::tunnel::{ProxyCtx, client_gone, connect_upstream, identity, relay};
+use crate::accept::accept_loop;
 use crate::policy::{ConnRequest, FrontEnd};
 
 /// Accepts SOCKS5 clients until shutdown.
 pub async fn serve(listener: TcpListener, ctx: ProxyCtx) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "socks5 accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = ctx.shutdown.cancelled() => return,
-        };
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            if let Err(e) = handle(stream, peer, ctx).await {
-                tracing::debug!(%peer, error = %e, "socks5 connection ended");
-            }
-        });
-    }
+    let shutdown = ctx.shutdown.clone();
+    accept_loop(listener, shutdown, "socks5", |s, peer| {
+        handle(s, peer, ctx.clone())
+    })
+    .await;
 }
 
 async fn handle(mut stream: TcpStream, peer: SocketAddr, ctx: ProxyCtx) -> anyhow::Result<()> {
