@@ -18,6 +18,16 @@ pub const DEFAULT_SOCKS_ADDR: &str = "127.0.0.1:43052";
 pub const DEFAULT_HOLD_TIMEOUT: u64 = 30;
 /// Default number of request_logs rows kept.
 pub const DEFAULT_LOG_RETENTION: u64 = 200_000;
+/// Default stored copy per body.
+pub const DEFAULT_BODY_CAP: usize = 2 * 1024 * 1024;
+/// Default transactions kept.
+pub const DEFAULT_MAX_TRANSACTIONS: u64 = 50_000;
+/// Default stored body bytes kept.
+pub const DEFAULT_MAX_STORED_BYTES: u64 = 1024 * 1024 * 1024;
+/// Default origin response-head timeout, seconds.
+pub const DEFAULT_RESPONSE_TIMEOUT: u64 = 300;
+/// Default sniff wait, milliseconds.
+pub const DEFAULT_SNIFF_TIMEOUT_MS: u64 = 500;
 
 /// The config file (`--config FILE`); every key is optional. Unknown keys are errors.
 #[derive(Debug, Default, Deserialize)]
@@ -41,6 +51,39 @@ pub struct FileConfig {
     pub control: Option<ControlConfig>,
     /// request_logs rows kept (oldest evicted).
     pub log_retention: Option<u64>,
+    /// Extra CA certificates (PEM files) trusted for origins, besides the system's.
+    pub upstream_ca: Option<Vec<PathBuf>>,
+    /// `[mitm]` table.
+    pub mitm: Option<MitmConfig>,
+    /// `[capture]` table.
+    pub capture: Option<CaptureConfig>,
+}
+
+/// `[mitm]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MitmConfig {
+    /// Host globs (`*.apple.com`, `**.example.com`, `pinned.example`) tunnelled raw.
+    pub bypass: Option<Vec<String>>,
+    /// Milliseconds to wait for a client's first bytes before relaying raw (server-speaks-first
+    /// protocols such as SMTP); default 500.
+    pub sniff_timeout_ms: Option<u64>,
+}
+
+/// `[capture]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureConfig {
+    /// Stored copy per body, bytes (default 2 MiB).
+    pub max_body_bytes: Option<usize>,
+    /// Extra header-name patterns to redact (`x-my-secret`, `*session*`).
+    pub redact_headers: Option<Vec<String>>,
+    /// Transactions kept (default 50 000).
+    pub max_transactions: Option<u64>,
+    /// Stored body bytes kept (default 1 GiB).
+    pub max_stored_bytes: Option<u64>,
+    /// Seconds an origin may take to start answering (default 300: LLM calls are slow).
+    pub response_timeout: Option<u64>,
 }
 
 /// `[control]` table.
@@ -87,6 +130,20 @@ pub struct ServeConfig {
     pub log_retention: u64,
     /// Control heartbeat.
     pub heartbeat: crate::control::session::Heartbeat,
+    /// Extra CAs for origins.
+    pub upstream_ca: Vec<PathBuf>,
+    /// Hosts never intercepted.
+    pub mitm_bypass: Vec<String>,
+    /// Wait for the client's first bytes.
+    pub sniff_timeout: Duration,
+    /// Stored copy per body.
+    pub body_cap: usize,
+    /// Extra redaction patterns.
+    pub redact_headers: Vec<String>,
+    /// Transaction retention.
+    pub tx_retention: crate::store::TxRetention,
+    /// Origin response-head timeout.
+    pub response_timeout: Duration,
 }
 
 /// Parses a listen address; `off` (for the proxies) disables the listener.

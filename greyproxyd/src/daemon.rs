@@ -11,15 +11,21 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::capture::forward::CaptureCtx;
+use crate::capture::redact::Redactor;
 use crate::config::{ServeConfig, ensure_state_dir};
 use crate::control::auth::{ensure_token, token_path};
 use crate::control::server::{self, AuthMode};
 use crate::control::{Claims, Handler};
 use crate::events::EventBus;
+use crate::mitm::ca;
+use crate::mitm::intercept::MitmCtx;
+use crate::mitm::reload::MitmCerts;
+use crate::mitm::upstream::UpstreamTls;
 use crate::policy::Policy;
 use crate::proxy::tunnel::ProxyCtx;
 use crate::proxy::{http, socks};
-use crate::store::{Store, spawn_log_writer};
+use crate::store::{Store, spawn_log_writer, spawn_transaction_writer};
 
 /// File in the state dir describing the running daemon (addresses, pid), so that clients and
 /// tests find it even when it listens on non-default or `0` ports. Removed on clean exit.
@@ -76,6 +82,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         Box::new(move |r| log_events.publish(Event::RequestLogNew(r.to_wire()))),
     );
     let policy = Policy::new(store.clone(), events.clone(), logs, cfg.hold_timeout)?;
+    let mitm = build_mitm(&cfg, &store, &events, &policy)?;
     policy.seed_builtins().await?;
     policy.schedule_allow_all_expiry();
     if cfg.silent_allow {
@@ -121,6 +128,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         policy: policy.clone(),
         claims: claims.clone(),
         store: store.clone(),
+        capture: mitm.capture.clone(),
         started,
         listeners: listeners.clone(),
         state_dir: cfg.state_dir.display().to_string(),
@@ -131,7 +139,11 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         handshake_timeout: Duration::from_secs(30),
         connect_timeout: Duration::from_secs(10),
         shutdown: shutdown.clone(),
+        mitm: mitm.clone(),
     };
+    mitm.certs
+        .clone()
+        .spawn_watcher(Duration::from_secs(2), shutdown.clone());
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(server::serve(control, handler, auth, shutdown.clone()));
     if let Some(l) = http_l {
@@ -171,6 +183,54 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     policy.flush_logs().await;
     let _ = std::fs::remove_file(cfg.state_dir.join(RUNTIME_FILE));
     Ok(())
+}
+
+/// The CA (generated on first start), origin TLS, redaction and the transaction writer.
+fn build_mitm(
+    cfg: &ServeConfig,
+    store: &Arc<Store>,
+    events: &Arc<EventBus>,
+    policy: &Arc<Policy>,
+) -> anyhow::Result<Arc<MitmCtx>> {
+    if !cfg.no_mitm {
+        match ca::ensure(&cfg.state_dir) {
+            Ok((ca, true)) => tracing::info!(
+                cert = %ca.cert_path().display(),
+                fingerprint = ca.fingerprint(),
+                "generated the interception CA; trust it in your agents (greyproxyd cert show)"
+            ),
+            Ok((_, false)) => {}
+            Err(e) => tracing::error!(error = %e, "no interception CA: TLS is tunnelled raw"),
+        }
+    }
+    let certs = Arc::new(MitmCerts::new(cfg.state_dir.clone(), 1024));
+    let upstream_tls = UpstreamTls::new(&cfg.upstream_ca)?;
+    tracing::debug!(roots = upstream_tls.roots, "origin TLS roots loaded");
+    let redactor =
+        Arc::new(Redactor::new(&cfg.redact_headers).context("invalid capture.redact_headers")?);
+    let tx_events = events.clone();
+    let sink = spawn_transaction_writer(
+        store.clone(),
+        4096,
+        cfg.tx_retention,
+        Box::new(move |t| tx_events.publish(Event::TransactionNew(t.clone()))),
+    );
+    let capture = Arc::new(CaptureCtx {
+        policy: policy.clone(),
+        store: store.clone(),
+        sink,
+        redactor,
+        body_cap: cfg.body_cap,
+        response_timeout: cfg.response_timeout,
+    });
+    Ok(Arc::new(MitmCtx::new(
+        !cfg.no_mitm,
+        certs,
+        upstream_tls,
+        cfg.mitm_bypass.clone(),
+        cfg.sniff_timeout,
+        capture,
+    )))
 }
 
 fn write_runtime(dir: &Path, listeners: &Listeners) {

@@ -7,10 +7,12 @@
 //! change is published on the [`events`] bus that control clients subscribe to.
 
 pub mod accept;
+pub mod capture;
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod events;
+pub mod mitm;
 pub mod notify;
 pub mod policy;
 pub mod proxy;

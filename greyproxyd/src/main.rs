@@ -7,11 +7,17 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use greyproxyd::config::{
+    DEFAULT_BODY_CAP, DEFAULT_MAX_STORED_BYTES, DEFAULT_MAX_TRANSACTIONS, DEFAULT_RESPONSE_TIMEOUT,
+    DEFAULT_SNIFF_TIMEOUT_MS,
+};
+use greyproxyd::config::{
     DEFAULT_CONTROL_ADDR, DEFAULT_HOLD_TIMEOUT, DEFAULT_HTTP_ADDR, DEFAULT_LOG_RETENTION,
     DEFAULT_SOCKS_ADDR, FileConfig, ServeConfig, ensure_state_dir, parse_addr, resolve_state_dir,
 };
 use greyproxyd::control::auth::{ensure_token, rotate_token, token_path};
 use greyproxyd::control::session::Heartbeat;
+use greyproxyd::mitm;
+use greyproxyd::store::TxRetention;
 
 /// Network gatekeeper for AI coding agents: HTTP and SOCKS5 proxy that holds unknown
 /// destinations until a human decides over the control WebSocket.
@@ -36,6 +42,29 @@ enum Cmd {
         #[arg(long, global = true, value_name = "DIR")]
         state_dir: Option<PathBuf>,
     },
+    /// Create, locate or show the CA used to intercept TLS.
+    Cert {
+        #[command(subcommand)]
+        action: CertCmd,
+        /// State directory (default: $GREYPROXY_STATE_DIR, $STATE_DIRECTORY,
+        /// $XDG_STATE_HOME/greyproxy, ~/.local/state/greyproxy).
+        #[arg(long, global = true, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CertCmd {
+    /// Create the MITM CA (ca-cert.pem, ca-key.pem); refuses to replace one without --force.
+    Generate {
+        /// Replace an existing CA (clients must then trust the new one).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the CA certificate's path.
+    Path,
+    /// Show the CA (subject, fingerprint, validity) and how to trust it.
+    Show,
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,9 +100,12 @@ struct ServeArgs {
     /// Allow everything silently until restart (no prompts, no rules).
     #[arg(long)]
     silent_allow: bool,
-    /// Do not intercept TLS (this build tunnels every connection raw).
+    /// Do not intercept TLS: tunnel every connection raw (nothing is recorded).
     #[arg(long)]
     no_mitm: bool,
+    /// Extra CA certificate (PEM) trusted for origins, besides the system's; repeatable.
+    #[arg(long, value_name = "PEM")]
+    upstream_ca: Vec<PathBuf>,
 }
 
 fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
@@ -109,7 +141,28 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
             heartbeat.pong_within = Duration::from_secs(s);
         }
     }
+    let mitm = file.mitm.unwrap_or_default();
+    let capture = file.capture.unwrap_or_default();
+    let mut upstream_ca = file.upstream_ca.unwrap_or_default();
+    upstream_ca.extend(a.upstream_ca);
     Ok(ServeConfig {
+        upstream_ca,
+        mitm_bypass: mitm.bypass.unwrap_or_default(),
+        sniff_timeout: Duration::from_millis(
+            mitm.sniff_timeout_ms.unwrap_or(DEFAULT_SNIFF_TIMEOUT_MS),
+        ),
+        body_cap: capture.max_body_bytes.unwrap_or(DEFAULT_BODY_CAP),
+        redact_headers: capture.redact_headers.unwrap_or_default(),
+        tx_retention: TxRetention {
+            max_rows: capture.max_transactions.unwrap_or(DEFAULT_MAX_TRANSACTIONS),
+            max_body_bytes: capture.max_stored_bytes.unwrap_or(DEFAULT_MAX_STORED_BYTES),
+        },
+        response_timeout: Duration::from_secs(
+            capture
+                .response_timeout
+                .unwrap_or(DEFAULT_RESPONSE_TIMEOUT)
+                .max(1),
+        ),
         state_dir,
         control_addr: parse_addr(&control, "control", false)?
             .context("control address required")?,
@@ -168,6 +221,21 @@ fn main() -> anyhow::Result<()> {
                     );
                 }
             }
+            Ok(())
+        }
+        Cmd::Cert { action, state_dir } => {
+            // Warnings (a key file tightened to 0600) go to stderr.
+            init_tracing();
+            let dir = resolve_state_dir(state_dir.as_deref())?;
+            let out = match action {
+                CertCmd::Generate { force } => {
+                    ensure_state_dir(&dir)?;
+                    mitm::cli::generate(&dir, force)?
+                }
+                CertCmd::Path => mitm::cli::path(&dir),
+                CertCmd::Show => mitm::cli::show(&dir)?,
+            };
+            print!("{out}");
             Ok(())
         }
     }

@@ -162,6 +162,9 @@ pub struct RequestLogRecord {
     pub response_time_ms: u64,
     /// `rule`, `allow_all`, `hold_timeout`, `dismissed`, `client_gone`, `shutdown`.
     pub reason: String,
+    /// Interception outcome of an allowed tunnel (see the wire type).
+    #[serde(default)]
+    pub mitm: Option<String>,
 }
 
 impl RequestLogRecord {
@@ -181,6 +184,7 @@ impl RequestLogRecord {
             response_time_ms: Some(self.response_time_ms),
             reason: Some(self.reason.clone()),
             rule_summary: self.rule_summary.clone(),
+            mitm: self.mitm.clone(),
         }
     }
 }

@@ -84,9 +84,18 @@ pub struct ListArgs {
     /// Activity result (`allowed` / `blocked`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
-    /// Activity method / front end (`HTTP`, `SOCKS5`, later HTTP verbs).
+    /// Activity method: front end for connections (`HTTP`, `SOCKS5`), verb for transactions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
+    /// Transactions: response status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Only rows at or after this time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// Only rows before this time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
     /// Rule action filter for `list_rules`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<Action>,
@@ -218,8 +227,17 @@ pub enum Command {
     SetAllowAll(SetAllowAllArgs),
     /// Switch silent mode off.
     ClearAllowAll,
-    /// Activity feed (connection decisions, later transactions), newest first.
+    /// Activity feed (connection decisions and transactions), newest first.
     ListActivity(ListArgs),
+    /// One recorded transaction with its bodies.
+    GetTransaction(TransactionIdArgs),
+}
+
+/// Arguments naming one transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionIdArgs {
+    /// The transaction.
+    pub transaction_id: u64,
 }
 
 /// Every command name this crate knows, in wire spelling.
@@ -242,6 +260,7 @@ pub const COMMAND_NAMES: &[&str] = &[
     "set_allow_all",
     "clear_allow_all",
     "list_activity",
+    "get_transaction",
 ];
 
 impl Command {
@@ -266,6 +285,7 @@ impl Command {
             Command::SetAllowAll(_) => "set_allow_all",
             Command::ClearAllowAll => "clear_allow_all",
             Command::ListActivity(_) => "list_activity",
+            Command::GetTransaction(_) => "get_transaction",
         }
     }
 }
@@ -472,6 +492,7 @@ mod tests {
             }),
             Command::ClearAllowAll,
             Command::ListActivity(ListArgs::default()),
+            Command::GetTransaction(TransactionIdArgs { transaction_id: 7 }),
         ];
         assert_eq!(cmds.len(), COMMAND_NAMES.len());
         for c in cmds {

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::{AllowAllStatus, PendingRequest, RequestLog, Rule};
+use crate::model::{AllowAllStatus, PendingRequest, RequestLog, Rule, Transaction};
 
 /// `data` of `pending_request.allowed` and `pending_request.dismissed`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +51,9 @@ pub struct RuleDeleted {
 
 /// Every event type of protocol version 1 this crate knows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+// Wire types: built once per message and serialised at once, so the size difference
+// between variants costs nothing worth an extra allocation.
+#[allow(clippy::large_enum_variant)]
 #[serde(tag = "type", content = "data")]
 pub enum Event {
     /// A connection with no deciding rule created a new pending request.
@@ -86,6 +89,9 @@ pub enum Event {
     /// A connection decision was recorded (the activity feed's `connection` rows).
     #[serde(rename = "request_log.new")]
     RequestLogNew(RequestLog),
+    /// An HTTP exchange was recorded (without bodies).
+    #[serde(rename = "transaction.new")]
+    TransactionNew(Transaction),
 }
 
 /// Every event type name, for validating `subscribe`.
@@ -121,6 +127,7 @@ impl Event {
             Event::RuleUpdated(_) => "rule.updated",
             Event::RuleDeleted(_) => "rule.deleted",
             Event::RequestLogNew(_) => "request_log.new",
+            Event::TransactionNew(_) => "transaction.new",
         }
     }
 }

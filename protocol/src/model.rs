@@ -193,15 +193,25 @@ pub struct RequestLog {
     /// `container → destination:port` of the deciding rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule_summary: Option<String>,
+    /// For allowed tunnels: `intercepted`, `http` (plaintext recorded), or why the traffic was
+    /// tunnelled raw (`mitm_disabled`, `mitm_bypass`, `no_cert`, `non_tls`, `non_http`,
+    /// `server_first`, `mitm_error`, `upstream_tls_error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mitm: Option<String>,
 }
 
 /// One row of the activity feed, newest first: connection decisions now, HTTP/WebSocket
 /// transactions once capture exists. Tagged by `kind`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+// Wire types: built once per message and serialised at once, so the size difference
+// between variants costs nothing worth an extra allocation.
+#[allow(clippy::large_enum_variant)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ActivityItem {
     /// A connection decision.
     Connection(RequestLog),
+    /// A recorded HTTP exchange (without bodies).
+    Transaction(Transaction),
 }
 
 /// A page of a list command's result.
@@ -258,4 +268,91 @@ pub struct Status {
     pub state_dir: String,
     /// Sequence number of the last event published.
     pub last_seq: u64,
+}
+
+/// Recorded headers: canonical names to all their values, secrets redacted.
+pub type HeaderMapJson = std::collections::BTreeMap<String, Vec<String>>;
+
+/// One recorded HTTP exchange (greyproxy's `HttpTransactionJSON` plus timing and capture
+/// flags). Lists and `transaction.new` events carry it without bodies; `get_transaction` fills
+/// the body fields.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Transaction {
+    /// Monotonic id, in capture (request start) order.
+    pub id: u64,
+    /// When the request started, RFC 3339 UTC.
+    pub timestamp: String,
+    /// Client identity.
+    pub container_name: String,
+    /// Origin host.
+    pub destination_host: String,
+    /// Origin port.
+    pub destination_port: u16,
+    /// HTTP method.
+    pub method: String,
+    /// Full URL with the real scheme (`https://` only when intercepted TLS), secrets in the
+    /// query redacted.
+    pub url: String,
+    /// `HTTP/1.1` or `HTTP/2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_version: Option<String>,
+    /// Request headers as sent by the client, redacted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_headers: Option<HeaderMapJson>,
+    /// Request body bytes on the wire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_body_size: Option<u64>,
+    /// Request `Content-Type`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_content_type: Option<String>,
+    /// Response status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+    /// Response headers as sent by the origin, redacted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_headers: Option<HeaderMapJson>,
+    /// Response body bytes on the wire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_body_size: Option<u64>,
+    /// Response `Content-Type`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_content_type: Option<String>,
+    /// Request start to end of the response body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// Request start to the response head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttfb_ms: Option<u64>,
+    /// Rule that allowed the connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_id: Option<u64>,
+    /// `auto` (recorded), `denied` (a deny rule answered 403), `error` (no response).
+    pub result: String,
+    /// What went wrong, when the exchange did not complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Request body (only from `get_transaction`): text, or base64 for binary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_body: Option<String>,
+    /// `text` or `base64`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_body_encoding: Option<String>,
+    /// The stored copy is a prefix (the body exceeded the capture cap).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub request_body_truncated: bool,
+    /// `identity`, `decoded`, `partial` or `failed: …` (Content-Encoding of the stored copy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_body_decoding: Option<String>,
+    /// Response body (only from `get_transaction`): text, or base64 for binary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_body: Option<String>,
+    /// `text` or `base64`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_body_encoding: Option<String>,
+    /// The stored copy is a prefix.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub response_body_truncated: bool,
+    /// `identity`, `decoded`, `partial` or `failed: …`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_body_decoding: Option<String>,
 }

@@ -5,19 +5,16 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use greyproxy_protocol::command::ListArgs;
 use greyproxy_protocol::event::EVENT_TYPES;
 use greyproxy_protocol::{
-    ActivityItem, AllowAllMode, ClientMessage, Command, Decision, Listeners, PROTOCOL_VERSION,
-    Page, Reply, RequestId, Status,
+    AllowAllMode, ClientMessage, Command, Listeners, PROTOCOL_VERSION, Reply, RequestId, Status,
 };
 use serde::Serialize;
 
 use super::claims::{ClaimGuard, Claims};
+use crate::policy::Policy;
 use crate::policy::duration::parse_allow_all_duration;
-use crate::policy::queries::{DEFAULT_LIMIT, MAX_LIMIT};
-use crate::policy::{Policy, PolicyError};
-use crate::store::{LogQuery, Store};
+use crate::store::Store;
 use crate::time::now_rfc3339;
 
 /// Per-connection state the handlers change.
@@ -45,6 +42,8 @@ pub struct Handler {
     pub claims: Claims,
     /// Store (activity queries).
     pub store: Arc<Store>,
+    /// Recording (its writer is flushed before activity queries).
+    pub capture: Arc<crate::capture::forward::CaptureCtx>,
     /// When the daemon started.
     pub started: Instant,
     /// Bound addresses.
@@ -215,6 +214,10 @@ impl Handler {
                 Ok(p) => result(name, &p, rid),
                 Err(e) => error(e, rid),
             },
+            Command::GetTransaction(a) => match self.get_transaction(a.transaction_id).await {
+                Ok(t) => result(name, &t, rid),
+                Err(e) => error(e, rid),
+            },
         }
     }
 
@@ -234,58 +237,5 @@ impl Handler {
             state_dir: self.state_dir.clone(),
             last_seq: self.policy.events().last_seq(),
         }
-    }
-
-    async fn list_activity(&self, a: ListArgs) -> Result<Page<ActivityItem>, PolicyError> {
-        if a.kind.as_deref().is_some_and(|k| k != "connection") {
-            return Ok(Page {
-                items: Vec::new(),
-                total: 0,
-                next_cursor: None,
-            });
-        }
-        let result = match a.result.as_deref() {
-            None | Some("") => None,
-            Some("allowed") => Some(Decision::Allowed),
-            Some("blocked") => Some(Decision::Blocked),
-            Some(other) => {
-                return Err(PolicyError::Invalid(format!(
-                    "invalid result filter {other:?}: use allowed or blocked"
-                )));
-            }
-        };
-        let before_id = match a.cursor.as_deref() {
-            None | Some("") => None,
-            Some(c) => Some(
-                c.parse()
-                    .map_err(|_| PolicyError::Invalid(format!("invalid cursor {c:?}")))?,
-            ),
-        };
-        let q = LogQuery {
-            container: a.container,
-            destination: a.destination,
-            result,
-            method: a.method,
-            limit: a
-                .limit
-                .map(|l| (l as usize).clamp(1, MAX_LIMIT))
-                .unwrap_or(DEFAULT_LIMIT),
-            before_id,
-        };
-        // Make rows decided a moment ago visible to the query.
-        self.policy.flush_logs().await;
-        let store = self.store.clone();
-        let page = tokio::task::spawn_blocking(move || store.query_logs(&q))
-            .await
-            .map_err(|e| PolicyError::Background(e.to_string()))??;
-        Ok(Page {
-            items: page
-                .items
-                .iter()
-                .map(|r| ActivityItem::Connection(r.to_wire()))
-                .collect(),
-            total: page.total,
-            next_cursor: page.next_before_id.map(|id| id.to_string()),
-        })
     }
 }

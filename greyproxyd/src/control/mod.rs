@@ -1,6 +1,7 @@
 //! The control WebSocket (`/ws`): token authentication, sessions with heartbeat, subscription
 //! filters and bounded event delivery, and the command handlers.
 
+pub mod activity;
 pub mod auth;
 pub mod claims;
 pub mod handlers;

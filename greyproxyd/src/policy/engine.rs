@@ -19,7 +19,7 @@ use super::error::PolicyError;
 use super::matching::find_matching;
 use super::tracker::{ConnTracker, Tracked};
 use crate::events::EventBus;
-use crate::records::{PendingRecord, RuleRecord};
+use crate::records::{PendingRecord, RequestLogRecord, RuleRecord};
 use crate::store::{LogSink, Op, Store, StoreError};
 use crate::time::now_secs;
 
@@ -55,6 +55,9 @@ pub struct ConnRequest {
     pub resolved: Option<String>,
     /// Front end.
     pub front: FrontEnd,
+    /// A tunnel whose interception outcome is known only after the decision: the log row of an
+    /// allowed tunnel waits for [`Verdict::log_mitm`] (or the verdict being dropped).
+    pub tunnel: bool,
 }
 
 /// Why a decision came out as it did (the `reason` column).
@@ -103,9 +106,28 @@ pub struct Verdict {
     /// For connections allowed by a rule: cancelled when that rule is revoked. Keep it alive
     /// for the connection's lifetime.
     pub tracked: Option<Tracked>,
+    /// The log row of an allowed tunnel, written by [`Verdict::log_mitm`] or on drop.
+    pub(super) pending_log: Option<(LogSink, RequestLogRecord)>,
+}
+
+impl Drop for Verdict {
+    fn drop(&mut self) {
+        if let Some((sink, row)) = self.pending_log.take() {
+            sink.record(row);
+        }
+    }
 }
 
 impl Verdict {
+    /// Writes the deferred log row of an allowed tunnel with its interception outcome
+    /// (`intercepted`, `http`, or why it went raw).
+    pub fn log_mitm(&mut self, mitm: &str) {
+        if let Some((sink, mut row)) = self.pending_log.take() {
+            row.mitm = Some(mitm.to_string());
+            sink.record(row);
+        }
+    }
+
     /// True when the connection may proceed.
     pub fn allowed(&self) -> bool {
         self.decision == Decision::Allowed
@@ -196,6 +218,15 @@ impl Policy {
     /// The event bus.
     pub fn events(&self) -> &Arc<EventBus> {
         &self.events
+    }
+
+    /// The rule that denies `host:port` to `container` right now, if the winning rule is a deny
+    /// (the per-request check inside intercepted tunnels; silent mode does not apply there).
+    pub fn denying_rule(&self, container: &str, host: &str, port: u16) -> Option<u64> {
+        let st = self.lock();
+        find_matching(&st.rules, container, host, port, None, now_secs())
+            .filter(|r| r.action == Action::Deny)
+            .map(|r| r.id)
     }
 
     /// Seconds a connection is held.

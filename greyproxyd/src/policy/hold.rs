@@ -100,7 +100,13 @@ impl Policy {
         rule_id: Option<u64>,
         reason: Reason,
     ) -> Verdict {
-        self.log(req, start, decision, rule_id, reason);
+        let row = self.log_row(req, start, decision, rule_id, reason);
+        let pending_log = if req.tunnel && decision == Decision::Allowed {
+            Some((self.logs.clone(), row))
+        } else {
+            self.logs.record(row);
+            None
+        };
         let tracked = match (decision, rule_id) {
             (Decision::Allowed, Some(id)) => Some(self.tracker.register(id)),
             _ => None,
@@ -110,6 +116,7 @@ impl Policy {
             rule_id,
             reason,
             tracked,
+            pending_log,
         }
     }
 
@@ -121,6 +128,18 @@ impl Policy {
         rule_id: Option<u64>,
         reason: Reason,
     ) {
+        let row = self.log_row(req, start, decision, rule_id, reason);
+        self.logs.record(row);
+    }
+
+    fn log_row(
+        &self,
+        req: &ConnRequest,
+        start: Instant,
+        decision: Decision,
+        rule_id: Option<u64>,
+        reason: Reason,
+    ) -> RequestLogRecord {
         let rule_summary = rule_id.and_then(|id| {
             self.lock()
                 .rules
@@ -128,7 +147,7 @@ impl Policy {
                 .find(|r| r.id == id)
                 .map(RuleRecord::summary)
         });
-        self.logs.record(RequestLogRecord {
+        RequestLogRecord {
             id: 0,
             timestamp: now_secs(),
             container_name: req.container.clone(),
@@ -142,7 +161,8 @@ impl Policy {
             rule_summary,
             response_time_ms: start.elapsed().as_millis() as u64,
             reason: reason.as_str().to_string(),
-        });
+            mitm: None,
+        }
     }
 
     /// Creates or bumps the pending request for `req` (caller holds `write_lock`); returns it and

@@ -20,8 +20,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::head::{Head, HeadError, absolute_target, read_head};
-use super::tunnel::{Prefixed, ProxyCtx, client_gone, connect_upstream, identity, relay};
+use super::tunnel::{Prefixed, ProxyCtx, client_gone, connect_upstream, identity};
 use crate::accept::accept_loop;
+use crate::mitm::intercept::{self, Tunnel};
 use crate::policy::tracker::Tracked;
 use crate::policy::{ConnRequest, FrontEnd, Verdict};
 
@@ -91,6 +92,7 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, ctx: ProxyCtx) -> anyho
         port: head.port,
         resolved: None,
         front: FrontEnd::Http,
+        tunnel: head.method.eq_ignore_ascii_case("CONNECT"),
     };
     let verdict = ctx.policy.decide(&req, client_gone(&stream)).await;
     if !verdict.allowed() {
@@ -104,7 +106,7 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, ctx: ProxyCtx) -> anyho
         return Ok(());
     }
     if head.method.eq_ignore_ascii_case("CONNECT") {
-        connect_tunnel(stream, buf, head, verdict, ctx).await
+        connect_tunnel(stream, buf, head, container, verdict, ctx).await
     } else {
         serve_plain(stream, buf, container, req, verdict, ctx).await
     }
@@ -114,12 +116,14 @@ async fn connect_tunnel(
     mut stream: TcpStream,
     buf: Vec<u8>,
     head: Head,
-    verdict: Verdict,
+    container: String,
+    mut verdict: Verdict,
     ctx: ProxyCtx,
 ) -> anyhow::Result<()> {
     let upstream = match connect_upstream(&head.host, head.port, ctx.connect_timeout).await {
         Ok(u) => u,
         Err(e) => {
+            verdict.log_mitm("connect_failed");
             let body = format!(
                 "greyproxy: cannot connect to {}:{}: {e}\n",
                 head.host, head.port
@@ -133,10 +137,22 @@ async fn connect_tunnel(
     stream
         .write_all(b"HTTP/1.1 200 Connection established\r\nProxy-Agent: greyproxy\r\n\r\n")
         .await?;
-    let early = &buf[head.len..];
-    let token = verdict.tracked.as_ref().map(|t| t.token.clone());
-    relay(stream, upstream, early, token, ctx.shutdown.clone()).await?;
-    drop(verdict);
+    let early = buf[head.len..].to_vec();
+    let tunnel = Tunnel {
+        container,
+        host: head.host.clone(),
+        port: head.port,
+    };
+    intercept::handle(
+        ctx.mitm.clone(),
+        stream,
+        upstream,
+        early,
+        tunnel,
+        verdict,
+        ctx.shutdown.clone(),
+    )
+    .await?;
     Ok(())
 }
 
@@ -177,7 +193,7 @@ async fn serve_plain(
     buf: Vec<u8>,
     container: String,
     req: ConnRequest,
-    verdict: Verdict,
+    mut verdict: Verdict,
     ctx: ProxyCtx,
 ) -> anyhow::Result<()> {
     let shutdown = ctx.shutdown.clone();
@@ -189,7 +205,7 @@ async fn serve_plain(
         cut: CancellationToken::new(),
         upstream: tokio::sync::Mutex::new(None),
     });
-    conn.keep(verdict.tracked);
+    conn.keep(verdict.tracked.take());
     let svc_conn = conn.clone();
     let service = service_fn(move |r: Request<Incoming>| {
         let c = svc_conn.clone();
@@ -270,8 +286,9 @@ async fn forward(conn: Arc<PlainConn>, mut req: Request<Incoming>) -> Response<P
             port,
             resolved: None,
             front: FrontEnd::Http,
+            tunnel: false,
         };
-        let verdict = conn
+        let mut verdict = conn
             .ctx
             .policy
             .decide(&creq, std::future::pending::<()>())
@@ -279,7 +296,7 @@ async fn forward(conn: Arc<PlainConn>, mut req: Request<Incoming>) -> Response<P
         if !verdict.allowed() {
             return text_response(StatusCode::FORBIDDEN, blocked_text(&host, port, &verdict));
         }
-        conn.keep(verdict.tracked);
+        conn.keep(verdict.tracked.take());
     }
     let wants_upgrade = req.headers().contains_key(header::UPGRADE);
     // Origin-form towards the origin, with a Host header.

@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::socks5::{self, REP_NOT_ALLOWED, REP_SUCCEEDED, reply_for_connect_error, send_reply};
-use super::tunnel::{ProxyCtx, client_gone, connect_upstream, identity, relay};
+use super::tunnel::{ProxyCtx, client_gone, connect_upstream, identity};
 use crate::accept::accept_loop;
+use crate::mitm::intercept::{self, Tunnel};
 use crate::policy::{ConnRequest, FrontEnd};
 
 /// Accepts SOCKS5 clients until shutdown.
@@ -32,8 +33,9 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, ctx: ProxyCtx) -> anyho
         port,
         resolved: None,
         front: FrontEnd::Socks5,
+        tunnel: true,
     };
-    let verdict = ctx.policy.decide(&req, client_gone(&stream)).await;
+    let mut verdict = ctx.policy.decide(&req, client_gone(&stream)).await;
     if !verdict.allowed() {
         send_reply(&mut stream, REP_NOT_ALLOWED, None).await?;
         return Ok(());
@@ -41,14 +43,27 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, ctx: ProxyCtx) -> anyho
     let upstream = match connect_upstream(&host, port, ctx.connect_timeout).await {
         Ok(u) => u,
         Err(e) => {
+            verdict.log_mitm("connect_failed");
             tracing::debug!(%host, port, error = %e, "socks5 upstream connect failed");
             send_reply(&mut stream, reply_for_connect_error(&e), None).await?;
             return Ok(());
         }
     };
     send_reply(&mut stream, REP_SUCCEEDED, upstream.local_addr().ok()).await?;
-    let token = verdict.tracked.as_ref().map(|t| t.token.clone());
-    relay(stream, upstream, &[], token, ctx.shutdown.clone()).await?;
-    drop(verdict);
+    let tunnel = Tunnel {
+        container: req.container.clone(),
+        host,
+        port,
+    };
+    intercept::handle(
+        ctx.mitm.clone(),
+        stream,
+        upstream,
+        Vec::new(),
+        tunnel,
+        verdict,
+        ctx.shutdown.clone(),
+    )
+    .await?;
     Ok(())
 }

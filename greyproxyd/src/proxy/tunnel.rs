@@ -25,6 +25,8 @@ pub struct ProxyCtx {
     pub connect_timeout: Duration,
     /// Cancelled at shutdown: tunnels end.
     pub shutdown: CancellationToken,
+    /// Interception and recording.
+    pub mitm: Arc<crate::mitm::intercept::MitmCtx>,
 }
 
 /// Container name for a client: the proxy username unless empty or `proxy`, else

@@ -1,5 +1,6 @@
-//! Request logs, written off the hot path: the proxy hands each decision to a [`LogSink`]
-//! (a non-blocking `try_send` on a bounded channel) and one writer task stores them in batches,
+//! Rows written off the hot path (request logs, recorded transactions): the proxy hands each row
+//! to a [`Sink`] (a non-blocking `try_send` on a bounded channel) and one writer task per kind
+//! stores them in batches, in the order they were queued,
 //! so a burst of connections costs one fsync per batch instead of one per connection, and a slow
 //! disk costs dropped log rows rather than stalled connections.
 //!
@@ -29,18 +30,38 @@ const BATCH_MAX: usize = 512;
 // boxing the row would only add an allocation per row.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
-enum Msg {
-    Log(RequestLogRecord),
+enum Msg<T> {
+    Row(T),
     Flush(oneshot::Sender<()>),
 }
 
-/// Handle to the request-log writer. Cheap to clone; when the last clone is dropped the writer
-/// stores what is still queued and exits.
-#[derive(Clone)]
-pub struct LogSink {
-    tx: mpsc::Sender<Msg>,
+/// Handle to a writer. Cheap to clone; when the last clone is dropped the writer stores what is
+/// still queued and exits.
+pub struct Sink<T> {
+    tx: mpsc::Sender<Msg<T>>,
     shared: Arc<Shared>,
+    /// What the rows are, for warnings.
+    what: &'static str,
 }
+
+impl<T> Clone for Sink<T> {
+    fn clone(&self) -> Self {
+        Sink {
+            tx: self.tx.clone(),
+            shared: Arc::clone(&self.shared),
+            what: self.what,
+        }
+    }
+}
+
+/// The request-log sink.
+pub type LogSink = Sink<RequestLogRecord>;
+
+/// How a writer stores one batch (blocking; runs on the blocking pool). It may fill in ids.
+pub type WriteBatch<T> = Arc<dyn Fn(&Store, &mut [T]) -> Result<(), StoreError> + Send + Sync>;
+
+/// Called on the writer task for each committed row, in order.
+pub type OnCommit<T> = Box<dyn Fn(&T) + Send + Sync>;
 
 /// Counters shared by the sinks and the writer.
 struct Shared {
@@ -71,28 +92,34 @@ impl Shared {
     }
 }
 
-impl fmt::Debug for LogSink {
+impl<T> fmt::Debug for Sink<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LogSink")
+        f.debug_struct("Sink")
+            .field("what", &self.what)
             .field("dropped", &self.dropped())
             .field("closed", &self.tx.is_closed())
             .finish()
     }
 }
 
-impl LogSink {
+impl<T> Sink<T> {
     /// Queues a row without waiting. When the queue is full (the disk cannot keep up) the row
-    /// is dropped and counted, with a warning at most once per second. A row with `id == 0`
-    /// gets its id when written.
-    pub fn record(&self, rec: RequestLogRecord) {
-        let reason = match self.tx.try_send(Msg::Log(rec)) {
+    /// is dropped and counted, with a warning at most once per second. A request-log row with
+    /// `id == 0` gets its id when written.
+    pub fn record(&self, rec: T) {
+        let reason = match self.tx.try_send(Msg::Row(rec)) {
             Ok(()) => return,
             Err(mpsc::error::TrySendError::Full(_)) => "queue full",
             Err(mpsc::error::TrySendError::Closed(_)) => "writer stopped",
         };
         let total = self.shared.count_dropped(1);
         if self.shared.may_warn() {
-            tracing::warn!(dropped_total = total, reason, "request log row dropped");
+            tracing::warn!(
+                dropped_total = total,
+                reason,
+                what = self.what,
+                "row dropped"
+            );
         }
     }
 
@@ -125,6 +152,22 @@ pub fn spawn_log_writer(
     max_rows: u64,
     on_commit: Box<dyn Fn(&RequestLogRecord) + Send + Sync>,
 ) -> LogSink {
+    let write: WriteBatch<RequestLogRecord> =
+        Arc::new(move |store: &Store, rows: &mut [RequestLogRecord]| {
+            store.append_logs(rows, max_rows)
+        });
+    spawn_writer(store, capacity, "request log", write, on_commit)
+}
+
+/// Starts a writer for rows of type `T` on the current tokio runtime and returns its sink.
+/// `write` stores one batch (blocking); `on_commit` runs for each committed row, in order.
+pub fn spawn_writer<T: Send + 'static>(
+    store: Arc<Store>,
+    capacity: usize,
+    what: &'static str,
+    write: WriteBatch<T>,
+    on_commit: OnCommit<T>,
+) -> Sink<T> {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let shared = Arc::new(Shared {
         dropped: AtomicU64::new(0),
@@ -134,30 +177,32 @@ pub fn spawn_log_writer(
     tokio::spawn(run_writer(
         store,
         rx,
-        max_rows,
+        write,
         on_commit,
         Arc::clone(&shared),
+        what,
     ));
-    LogSink { tx, shared }
+    Sink { tx, shared, what }
 }
 
 /// The writer loop: wait for a message, take everything else already queued (up to
 /// [`BATCH_MAX`] rows), commit it, publish, answer flushes. Ends when every sender is gone and
 /// the queue is drained.
-async fn run_writer(
+async fn run_writer<T: Send + 'static>(
     store: Arc<Store>,
-    mut rx: mpsc::Receiver<Msg>,
-    max_rows: u64,
-    on_commit: Box<dyn Fn(&RequestLogRecord) + Send + Sync>,
+    mut rx: mpsc::Receiver<Msg<T>>,
+    write: WriteBatch<T>,
+    on_commit: OnCommit<T>,
     shared: Arc<Shared>,
+    what: &'static str,
 ) {
-    let mut batch: Vec<RequestLogRecord> = Vec::new();
+    let mut batch: Vec<T> = Vec::new();
     let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
-                Msg::Log(rec) => batch.push(rec),
+                Msg::Row(rec) => batch.push(rec),
                 Msg::Flush(waiter) => waiters.push(waiter),
             }
             if batch.len() < BATCH_MAX {
@@ -168,8 +213,9 @@ async fn run_writer(
             let mut rows = std::mem::take(&mut batch);
             let count = rows.len();
             let store = Arc::clone(&store);
+            let write = Arc::clone(&write);
             let written = tokio::task::spawn_blocking(move || {
-                let result = store.append_logs(&mut rows, max_rows);
+                let result = write(&store, &mut rows);
                 (rows, result)
             })
             .await;
@@ -190,7 +236,7 @@ async fn run_writer(
                 let rows = u64::try_from(count).unwrap_or(u64::MAX);
                 let total = shared.count_dropped(rows);
                 if shared.may_warn() {
-                    tracing::error!(%error, rows, dropped_total = total, "cannot store request logs");
+                    tracing::error!(%error, rows, dropped_total = total, what, "cannot store rows");
                 }
             }
         }
@@ -220,7 +266,7 @@ impl Store {
             }
         }
         let txn = self.db.begin_write()?;
-        let mut high = [0u64; 3];
+        let mut high = [0u64; super::N_KINDS];
         {
             let mut table = txn.open_table(REQUEST_LOGS)?;
             for row in rows.iter() {

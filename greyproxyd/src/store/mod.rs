@@ -24,6 +24,7 @@ mod logs;
 mod query;
 #[cfg(test)]
 mod tests;
+mod transactions;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,8 +36,9 @@ use redb::{
 use serde::de::DeserializeOwned;
 
 pub use error::StoreError;
-pub use logs::{LogSink, spawn_log_writer};
+pub use logs::{LogSink, OnCommit, Sink, WriteBatch, spawn_log_writer, spawn_writer};
 pub use query::{LogPage, LogQuery};
+pub use transactions::{TxPage, TxQuery, TxRetention, spawn_transaction_writer};
 
 use crate::records::{PendingRecord, RuleRecord};
 
@@ -49,6 +51,8 @@ const RULES: TableDefinition<u64, &[u8]> = TableDefinition::new("rules");
 const PENDING: TableDefinition<u64, &[u8]> = TableDefinition::new("pending");
 const REQUEST_LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("request_logs");
 const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
+const TRANSACTIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("transactions");
+const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("bodies");
 
 const SCHEMA_KEY: &str = "schema_version";
 
@@ -61,16 +65,27 @@ pub enum IdKind {
     Pending,
     /// Ids of [`RequestLogRecord`](crate::records::RequestLogRecord)s.
     RequestLog,
+    /// Ids of recorded transactions (assigned when the request starts: capture order).
+    Transaction,
 }
 
+/// Number of id sequences.
+const N_KINDS: usize = 4;
+
 impl IdKind {
-    const ALL: [IdKind; 3] = [IdKind::Rule, IdKind::Pending, IdKind::RequestLog];
+    const ALL: [IdKind; N_KINDS] = [
+        IdKind::Rule,
+        IdKind::Pending,
+        IdKind::RequestLog,
+        IdKind::Transaction,
+    ];
 
     fn index(self) -> usize {
         match self {
             IdKind::Rule => 0,
             IdKind::Pending => 1,
             IdKind::RequestLog => 2,
+            IdKind::Transaction => 3,
         }
     }
 
@@ -80,6 +95,7 @@ impl IdKind {
             IdKind::Rule => "next_id.rules",
             IdKind::Pending => "next_id.pending",
             IdKind::RequestLog => "next_id.request_logs",
+            IdKind::Transaction => "next_id.transactions",
         }
     }
 
@@ -88,6 +104,7 @@ impl IdKind {
             IdKind::Rule => RULES,
             IdKind::Pending => PENDING,
             IdKind::RequestLog => REQUEST_LOGS,
+            IdKind::Transaction => TRANSACTIONS,
         }
     }
 }
@@ -116,7 +133,7 @@ pub struct Store {
     path: PathBuf,
     /// Next id to hand out, by [`IdKind::index`]. Allocation stays in memory (no transaction per
     /// id); the write that stores a row persists the counter past it (see [`Store::apply`]).
-    next: [AtomicU64; 3],
+    next: [AtomicU64; N_KINDS],
 }
 
 impl Store {
@@ -168,7 +185,7 @@ impl Store {
         }
         let txn = self.db.begin_write()?;
         // Highest "next id" implied by the rows written, by IdKind::index (0 = none written).
-        let mut high = [0u64; 3];
+        let mut high = [0u64; N_KINDS];
         {
             let mut rules = txn.open_table(RULES)?;
             let mut pending = txn.open_table(PENDING)?;
@@ -249,7 +266,11 @@ impl Store {
     /// Persists, within `txn`, each counter of `high` that is set as `max(counter, high)`, and
     /// raises the in-memory counter the same way (a row written with an id this process did not
     /// hand out, e.g. an import, must not be handed out again either).
-    fn persist_counters(&self, txn: &WriteTransaction, high: &[u64; 3]) -> Result<(), StoreError> {
+    fn persist_counters(
+        &self,
+        txn: &WriteTransaction,
+        high: &[u64; N_KINDS],
+    ) -> Result<(), StoreError> {
         if high.iter().all(|&h| h == 0) {
             return Ok(());
         }
@@ -270,7 +291,7 @@ impl Store {
 }
 
 /// Notes that a row with `id` of `kind` is being written: the next id must be above it.
-fn raise(high: &mut [u64; 3], kind: IdKind, id: u64) {
+fn raise(high: &mut [u64; N_KINDS], kind: IdKind, id: u64) {
     let slot = &mut high[kind.index()];
     *slot = (*slot).max(id.saturating_add(1));
 }
@@ -289,9 +310,9 @@ fn read_schema_version(db: &Database) -> Result<Option<u64>, StoreError> {
 /// Creates missing tables, records the schema version and works out where each id sequence
 /// resumes: after the persisted counter, and never at or below an existing key (a floor for
 /// files whose counter was lost or never written).
-fn initialise(db: &Database) -> Result<[AtomicU64; 3], StoreError> {
+fn initialise(db: &Database) -> Result<[AtomicU64; N_KINDS], StoreError> {
     let txn = db.begin_write()?;
-    let mut next = [1u64; 3];
+    let mut next = [1u64; N_KINDS];
     {
         let mut meta = txn.open_table(META)?;
         // No migrations exist yet: an older or missing version is simply stamped current.

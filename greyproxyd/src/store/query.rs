@@ -27,6 +27,10 @@ pub struct LogQuery {
     pub limit: usize,
     /// Only rows with a smaller id (the previous page's `next_before_id`).
     pub before_id: Option<u64>,
+    /// Only rows decided at or after this Unix second.
+    pub since: Option<u64>,
+    /// Only rows decided before this Unix second.
+    pub until: Option<u64>,
 }
 
 /// One page of the activity feed.
@@ -53,6 +57,7 @@ struct FilterView<'a> {
     #[serde(borrow)]
     method: Cow<'a, str>,
     result: Decision,
+    timestamp: u64,
 }
 
 /// A [`LogQuery`]'s filters, with the strings lowercased once.
@@ -61,6 +66,8 @@ struct Filter {
     destination: Option<String>,
     result: Option<Decision>,
     method: Option<String>,
+    since: Option<u64>,
+    until: Option<u64>,
 }
 
 impl Filter {
@@ -76,6 +83,8 @@ impl Filter {
             destination: norm(&q.destination),
             result: q.result,
             method: norm(&q.method),
+            since: q.since,
+            until: q.until,
         }
     }
 
@@ -84,10 +93,14 @@ impl Filter {
             && self.destination.is_none()
             && self.result.is_none()
             && self.method.is_none()
+            && self.since.is_none()
+            && self.until.is_none()
     }
 
     fn matches(&self, row: &FilterView<'_>) -> bool {
-        self.result.is_none_or(|r| r == row.result)
+        self.since.is_none_or(|s| row.timestamp >= s)
+            && self.until.is_none_or(|u| row.timestamp < u)
+            && self.result.is_none_or(|r| r == row.result)
             && self.method.as_deref().is_none_or(|m| eq_ci(&row.method, m))
             && self
                 .container

@@ -62,6 +62,7 @@ pub(super) fn log(container: &str, host: &str, method: &str, result: Decision) -
         rule_summary: None,
         response_time_ms: 1,
         reason: "rule".into(),
+        mitm: None,
     }
 }
 

@@ -1,0 +1,288 @@
+//! End-to-end benchmarks of the real `greyproxyd` binary (DESIGN.md §10), printed as one
+//! table: `cargo bench -p greyproxyd --bench proxy`.
+//!
+//! 1. Bulk throughput of a CONNECT tunnel and of a SOCKS5 tunnel over loopback, download
+//!    (origin → client) and upload (client → origin), against the same transfer done directly.
+//! 2. Allow → release latency: K connections held on distinct destinations, each released by an
+//!    `allow` on the control WebSocket; also the time to the `command_success` reply.
+//! 3. Connection setup through the proxy to an allowed destination: connect, handshake, one
+//!    small echo round trip, close — direct vs HTTP CONNECT vs SOCKS5.
+//! 4. Daemon RSS idle, with many open tunnels, after the benchmarks, and its peak.
+//!
+//! Knobs (environment): `BENCH_BYTES` (bytes per transfer, default 2 GiB; `K`/`M`/`G` suffixes
+//! are binary), `BENCH_REPS` (transfers per path and direction, default 5), `BENCH_HOLDS`
+//! (held requests, default 50), `BENCH_CONNS` (sequential connections per path, default 2000),
+//! `BENCH_TUNNELS` (concurrent open tunnels for the memory figure, default 200),
+//! `BENCH_DAEMON` (another `greyproxyd` binary, to compare builds; default: this build's).
+//! Run without `--bench` (as `cargo test --benches` does) it is a quick smoke run with small
+//! defaults.
+#![allow(clippy::unwrap_used)]
+
+#[path = "proxy/client.rs"]
+mod client;
+#[path = "proxy/measure.rs"]
+mod measure;
+#[path = "proxy/sys.rs"]
+mod sys;
+
+use std::time::{Duration, Instant};
+
+use greyproxy_testkit::DaemonBuilder;
+use greyproxy_testkit::origin::echo_origin;
+
+use client::{Via, open_tunnels};
+use measure::{Throughput, allow_latency, setup_latency, throughput};
+use sys::{Cpu, daemon_pid, human_bytes, machine, mib, pct, rss_kib, sorted};
+
+/// Size of the client's read buffer and of the origin's writes in the bulk transfers.
+pub const BULK_BUF: usize = 1 << 20;
+/// Payload of the echo round trip in the setup benchmark.
+pub const ECHO: &[u8; 32] = b"greyproxy-bench-echo-0123456789\n";
+
+/// What to run, from the environment.
+pub struct Cfg {
+    /// Bytes per bulk transfer.
+    pub bytes: u64,
+    /// Bulk transfers per path and direction.
+    pub reps: usize,
+    /// Held requests for the allow → release figure.
+    pub holds: usize,
+    /// Sequential connections per path for the setup figure.
+    pub conns: usize,
+    /// Concurrent open tunnels for the memory figure.
+    pub tunnels: usize,
+    /// The daemon binary.
+    pub daemon: String,
+}
+
+impl Cfg {
+    fn from_env() -> Cfg {
+        let full = std::env::args().any(|a| a == "--bench");
+        let (bytes, reps, holds, conns, tunnels) = if full {
+            (2u64 << 30, 5, 50, 2000, 200)
+        } else {
+            (16u64 << 20, 1, 3, 50, 10)
+        };
+        Cfg {
+            bytes: env_size("BENCH_BYTES").unwrap_or(bytes),
+            reps: env_size("BENCH_REPS").map_or(reps, |v| v as usize).max(1),
+            holds: env_size("BENCH_HOLDS").map_or(holds, |v| v as usize).max(1),
+            conns: env_size("BENCH_CONNS").map_or(conns, |v| v as usize).max(1),
+            tunnels: env_size("BENCH_TUNNELS").map_or(tunnels, |v| v as usize),
+            daemon: std::env::var("BENCH_DAEMON")
+                .unwrap_or_else(|_| env!("CARGO_BIN_EXE_greyproxyd").to_string()),
+        }
+    }
+}
+
+/// An integer from the environment, with an optional binary `K`, `M` or `G` suffix.
+fn env_size(key: &str) -> Option<u64> {
+    let v = std::env::var(key).ok()?;
+    let v = v.trim();
+    let (num, mul) = match v.char_indices().last()? {
+        (i, 'k' | 'K') => (&v[..i], 1u64 << 10),
+        (i, 'm' | 'M') => (&v[..i], 1 << 20),
+        (i, 'g' | 'G') => (&v[..i], 1 << 30),
+        _ => (v, 1),
+    };
+    match num.trim().parse::<u64>() {
+        Ok(n) => Some(n * mul),
+        Err(_) => panic!("{key}={v:?} is not a size"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::main]
+async fn main() {
+    let cfg = Cfg::from_env();
+    println!("# greyproxyd benchmark");
+    println!();
+    for (k, v) in machine() {
+        println!("- {k}: {v}");
+    }
+    println!("- daemon: {}", cfg.daemon);
+    println!(
+        "- parameters: BENCH_BYTES={} BENCH_REPS={} BENCH_HOLDS={} BENCH_CONNS={} BENCH_TUNNELS={}",
+        human_bytes(cfg.bytes),
+        cfg.reps,
+        cfg.holds,
+        cfg.conns,
+        cfg.tunnels
+    );
+    println!();
+
+    // The daemon as shipped (default log level), with long holds so that K holds outlive the
+    // run, and tunnels relayed raw: the tunnel target of DESIGN.md §10 is without MITM.
+    let d = DaemonBuilder::new(&cfg.daemon)
+        .args(&["--hold-timeout", "600", "--no-mitm"])
+        .env("RUST_LOG", "info")
+        .start()
+        .await;
+    let pid = daemon_pid(d.state_dir());
+    let (http, socks) = (d.http.unwrap(), d.socks.unwrap());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (idle_rss, _) = rss_kib(pid);
+
+    eprintln!(
+        "[1/4] bulk throughput ({} per transfer)…",
+        human_bytes(cfg.bytes)
+    );
+    let cpu_start = Cpu::now(pid);
+    let started = Instant::now();
+    let (tp, cfg) = tokio::task::spawn_blocking(move || (throughput(&cfg, http, socks, pid), cfg))
+        .await
+        .unwrap();
+
+    eprintln!("[2/4] allow → release ({} holds)…", cfg.holds);
+    let mut holds = Vec::new();
+    for _ in 0..cfg.holds {
+        holds.push(echo_origin("127.0.0.2").await);
+    }
+    let allow = allow_latency(&d, &holds, http).await;
+
+    eprintln!("[3/4] connection setup ({} per path)…", cfg.conns);
+    // holds[0] was allowed in step 2: a destination allowed by a user rule.
+    let setup = setup_latency(
+        &cfg,
+        holds[0],
+        [Via::Direct, Via::Http(http), Via::Socks(socks)],
+    )
+    .await;
+
+    let (_, _, others, steal) = Cpu::now(pid).since(cpu_start);
+    let elapsed = started.elapsed().as_secs_f64();
+
+    eprintln!("[4/4] memory with {} open tunnels…", cfg.tunnels);
+    let tunnels = open_tunnels(cfg.tunnels, 1 << 20, Via::Http(http), holds[0]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (open_rss, _) = rss_kib(pid);
+    drop(tunnels);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (after_rss, peak_rss) = rss_kib(pid);
+
+    // ----- report -----
+    println!(
+        "## Bulk tunnel throughput (MB/s = 10^6 B/s, {} reps)",
+        cfg.reps
+    );
+    println!();
+    println!(
+        "| direction | path | best MB/s | median MB/s | best / direct | median / direct | CPU s/GB all | CPU s/GB daemon |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    for dir in ["download", "upload"] {
+        let rows: Vec<&Throughput> = tp.iter().filter(|t| t.direction == dir).collect();
+        let direct = rows.iter().find(|t| t.via == Via::Direct).unwrap();
+        let (db, dm) = {
+            let s = sorted(&direct.runs);
+            (*s.last().unwrap(), pct(&s, 50.0))
+        };
+        for t in rows {
+            let s = sorted(&t.runs);
+            let (best, med) = (*s.last().unwrap(), pct(&s, 50.0));
+            let all = sorted(&t.cpu.iter().map(|c| c.0).collect::<Vec<_>>());
+            let daemon = sorted(&t.cpu.iter().map(|c| c.1).collect::<Vec<_>>());
+            println!(
+                "| {dir} | {} | {best:.0} | {med:.0} | {:.1} % | {:.1} % | {:.2} | {:.2} |",
+                t.via.name(),
+                100.0 * best / db,
+                100.0 * med / dm,
+                pct(&all, 50.0),
+                pct(&daemon, 50.0),
+            );
+        }
+    }
+    println!();
+
+    let rel = sorted(&allow.release_ms);
+    let rep = sorted(&allow.reply_ms);
+    println!(
+        "## Allow → release ({} held CONNECTs on distinct destinations, allowed one by one)",
+        cfg.holds
+    );
+    println!();
+    println!("| measure | p50 ms | p90 ms | p99 ms | max ms |");
+    println!("|---|---:|---:|---:|---:|");
+    for (name, v) in [
+        (
+            "allow sent → client reads `200 Connection established`",
+            &rel,
+        ),
+        ("allow sent → `command_success` received", &rep),
+    ] {
+        println!(
+            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            pct(v, 50.0),
+            pct(v, 90.0),
+            pct(v, 99.0),
+            v.last().unwrap()
+        );
+    }
+    if allow.early_releases > 0 {
+        println!();
+        println!(
+            "WARNING: {} held clients were released before their own allow",
+            allow.early_releases
+        );
+    }
+    println!();
+
+    println!(
+        "## Connection setup (connect + handshake + one 32-byte echo round trip, {} sequential per path)",
+        cfg.conns
+    );
+    println!();
+    println!("| path | p50 µs | p90 µs | p99 µs | conn/s | added p50 µs | added p99 µs |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let direct = sorted(&setup[0].micros);
+    for s in &setup {
+        let v = sorted(&s.micros);
+        let rate = s.micros.len() as f64 / s.wall.as_secs_f64();
+        let (added50, added99) = if s.via == Via::Direct {
+            ("—".to_string(), "—".to_string())
+        } else {
+            (
+                format!("{:.0}", pct(&v, 50.0) - pct(&direct, 50.0)),
+                format!("{:.0}", pct(&v, 99.0) - pct(&direct, 99.0)),
+            )
+        };
+        println!(
+            "| {} | {:.0} | {:.0} | {:.0} | {rate:.0} | {added50} | {added99} |",
+            s.via.name(),
+            pct(&v, 50.0),
+            pct(&v, 90.0),
+            pct(&v, 99.0),
+        );
+    }
+    println!();
+
+    println!("## Machine load during the run");
+    println!();
+    println!(
+        "Other processes used {:.2} CPUs on average over the {elapsed:.0} s of measurement (of {}); hypervisor steal {:.2} CPUs. Figures taken while this is well above 0 are disturbed.",
+        others / elapsed,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        steal / elapsed
+    );
+    println!();
+
+    println!("## Daemon memory");
+    println!();
+    println!("| measure | RSS |");
+    println!("|---|---:|");
+    println!("| idle, 1 s after start | {} |", mib(idle_rss));
+    println!(
+        "| {} tunnels open, each has relayed 1 MiB both ways | {} |",
+        cfg.tunnels,
+        mib(open_rss)
+    );
+    println!(
+        "| after the benchmarks, 1 s after the last connection closed | {} |",
+        mib(after_rss)
+    );
+    println!("| peak during the run (VmHWM) | {} |", mib(peak_rss));
+    println!();
+
+    let _ = d.stop().await;
+}

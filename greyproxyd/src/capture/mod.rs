@@ -1,0 +1,9 @@
+//! Capture of HTTP traffic: a capped copy of each body taken while it streams through
+//! ([`body`]), decoding of the stored copy ([`decode`]), header and URL redaction
+//! ([`redact`]).
+
+pub mod body;
+pub mod decode;
+pub mod forward;
+pub mod record;
+pub mod redact;

@@ -1,0 +1,493 @@
+//! What happens to an allowed tunnel: sniff the client's first bytes, then either intercept TLS
+//! (upstream handshake first with the client's SNI and ALPN offer, then the client handshake
+//! offering exactly what the origin chose), record plaintext HTTP, or relay raw bytes.
+//!
+//! The outcome is written on the connection's request_logs row (`mitm`).
+
+use std::collections::HashSet;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::server::Acceptor;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::LazyConfigAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use super::reload::MitmCerts;
+use super::upstream::{UpstreamTls, server_name};
+use crate::capture::forward::{CaptureCtx, ExchangeMeta, Upstream, boxed_io, dial_fn, forward};
+use crate::policy::Verdict;
+use crate::proxy::tunnel::{Prefixed, connect_upstream, relay};
+
+const H2: &[u8] = b"h2";
+const H1: &[u8] = b"http/1.1";
+
+/// Interception settings and state shared by all tunnels.
+pub struct MitmCtx {
+    /// Off with `--no-mitm`.
+    pub enabled: bool,
+    /// The CA and leaf issuer (absent when no CA could be loaded).
+    pub certs: Arc<MitmCerts>,
+    /// Verified TLS towards origins.
+    pub upstream_tls: UpstreamTls,
+    /// Host globs never intercepted (pinned clients).
+    pub bypass: Vec<String>,
+    /// How long to wait for the client's first bytes before assuming a server-speaks-first
+    /// protocol and relaying raw.
+    pub sniff_timeout: Duration,
+    /// Recording.
+    pub capture: Arc<CaptureCtx>,
+    /// Hosts whose clients rejected our certificate (warned once each).
+    rejected: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for MitmCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MitmCtx")
+            .field("enabled", &self.enabled)
+            .field("bypass", &self.bypass)
+            .finish()
+    }
+}
+
+impl MitmCtx {
+    /// Builds the context.
+    pub fn new(
+        enabled: bool,
+        certs: Arc<MitmCerts>,
+        upstream_tls: UpstreamTls,
+        bypass: Vec<String>,
+        sniff_timeout: Duration,
+        capture: Arc<CaptureCtx>,
+    ) -> MitmCtx {
+        MitmCtx {
+            enabled,
+            certs,
+            upstream_tls,
+            bypass,
+            sniff_timeout,
+            capture,
+            rejected: Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn bypassed(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        self.bypass.iter().any(|g| host_glob(g, &host))
+    }
+}
+
+/// `*.example.com` (any depth, not the apex), `**.example.com` (apex too), `*` or an exact
+/// host, case-insensitive — the same forms as rule destinations.
+pub fn host_glob(glob: &str, host: &str) -> bool {
+    let g = glob.trim().to_ascii_lowercase();
+    if g == "*" {
+        return true;
+    }
+    if let Some(base) = g.strip_prefix("**.") {
+        return host == base || host.ends_with(&format!(".{base}"));
+    }
+    if let Some(base) = g.strip_prefix("*.") {
+        return host.ends_with(&format!(".{base}"));
+    }
+    host == g
+}
+
+/// Facts about the tunnel.
+#[derive(Debug, Clone)]
+pub struct Tunnel {
+    /// Client identity.
+    pub container: String,
+    /// Destination host as asked (CONNECT/SOCKS target).
+    pub host: String,
+    /// Destination port.
+    pub port: u16,
+}
+
+/// Plaintext HTTP request line starts (and the HTTP/2 preface).
+fn looks_like_http(b: &[u8]) -> bool {
+    const METHODS: &[&[u8]] = &[
+        b"GET ",
+        b"POST ",
+        b"PUT ",
+        b"HEAD ",
+        b"DELETE ",
+        b"OPTIONS ",
+        b"PATCH ",
+        b"TRACE ",
+        b"PRI * ",
+    ];
+    METHODS.iter().any(|m| {
+        let n = m.len().min(b.len());
+        n >= 4 && b[..n] == m[..n]
+    })
+}
+
+fn looks_like_tls(b: &[u8]) -> bool {
+    b.len() >= 3 && b[0] == 0x16 && b[1] == 0x03 && b[2] <= 0x04
+}
+
+/// Handles an allowed tunnel after the client was told it is connected.
+pub async fn handle(
+    ctx: Arc<MitmCtx>,
+    mut client: TcpStream,
+    upstream: TcpStream,
+    mut early: Vec<u8>,
+    tunnel: Tunnel,
+    mut verdict: Verdict,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let revoked = verdict.tracked.as_ref().map(|t| t.token.clone());
+    if !ctx.enabled {
+        verdict.log_mitm("mitm_disabled");
+        return relay(client, upstream, &early, revoked, shutdown)
+            .await
+            .map(|_| ());
+    }
+    if early.is_empty() {
+        let mut buf = vec![0u8; 4096];
+        match tokio::time::timeout(ctx.sniff_timeout, client.read(&mut buf)).await {
+            Err(_) => {
+                verdict.log_mitm("server_first");
+                return relay(client, upstream, &[], revoked, shutdown)
+                    .await
+                    .map(|_| ());
+            }
+            Ok(Ok(0)) => {
+                verdict.log_mitm("client_closed");
+                return Ok(());
+            }
+            Ok(Ok(n)) => early.extend_from_slice(&buf[..n]),
+            Ok(Err(e)) => return Err(e),
+        }
+    }
+    let rule_id = verdict.rule_id;
+    let cut = revoked.clone().unwrap_or_default();
+    if looks_like_tls(&early) {
+        if ctx.certs.current().is_none() {
+            verdict.log_mitm("no_cert");
+            return relay(client, upstream, &early, revoked, shutdown)
+                .await
+                .map(|_| ());
+        }
+        let work = intercept_tls(
+            &ctx,
+            client,
+            upstream,
+            early,
+            &tunnel,
+            rule_id,
+            &mut verdict,
+        );
+        tokio::select! {
+            r = work => r,
+            _ = cut.cancelled() => Ok(()),
+            _ = shutdown.cancelled() => Ok(()),
+        }
+    } else if looks_like_http(&early) {
+        verdict.log_mitm("http");
+        let meta = Arc::new(ExchangeMeta {
+            container: tunnel.container.clone(),
+            host: tunnel.host.clone(),
+            port: tunnel.port,
+            scheme: "http",
+            rule_id,
+        });
+        let (host, port) = (tunnel.host.clone(), tunnel.port);
+        let dial = dial_fn(move || {
+            let host = host.clone();
+            async move {
+                Ok(boxed_io(
+                    connect_upstream(&host, port, Duration::from_secs(10)).await?,
+                ))
+            }
+        });
+        let up = Arc::new(Upstream::new(boxed_io(upstream), false, dial).await?);
+        let work = serve_h1(ctx.capture.clone(), up, meta, Prefixed::new(early, client));
+        tokio::select! {
+            r = work => r,
+            _ = cut.cancelled() => Ok(()),
+            _ = shutdown.cancelled() => Ok(()),
+        }
+    } else {
+        verdict.log_mitm("non_tls");
+        relay(client, upstream, &early, revoked, shutdown)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Reads the ClientHello from a copy of the client's bytes (reading more if the hello spans
+/// several segments), returning SNI and ALPN offer; `None` if it is not a valid hello.
+async fn peek_hello(
+    client: &mut TcpStream,
+    early: &mut Vec<u8>,
+    wait: Duration,
+) -> io::Result<Option<(Option<String>, Vec<Vec<u8>>)>> {
+    let mut acceptor = Acceptor::default();
+    let mut fed = 0;
+    loop {
+        let mut rd = &early[fed..];
+        while !rd.is_empty() {
+            match acceptor.read_tls(&mut rd) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(_) => return Ok(None),
+            }
+        }
+        fed = early.len();
+        match acceptor.accept() {
+            Ok(Some(accepted)) => {
+                let hello = accepted.client_hello();
+                let sni = hello.server_name().map(str::to_string);
+                let alpn = hello
+                    .alpn()
+                    .map(|it| it.map(<[u8]>::to_vec).collect())
+                    .unwrap_or_default();
+                return Ok(Some((sni, alpn)));
+            }
+            Ok(None) => {}
+            Err(_) => return Ok(None),
+        }
+        if early.len() > 64 * 1024 {
+            return Ok(None);
+        }
+        let mut buf = vec![0u8; 16 * 1024];
+        let n = tokio::time::timeout(wait, client.read(&mut buf))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "incomplete TLS ClientHello"))??;
+        if n == 0 {
+            return Ok(None);
+        }
+        early.extend_from_slice(&buf[..n]);
+    }
+}
+
+async fn intercept_tls(
+    ctx: &Arc<MitmCtx>,
+    mut client: TcpStream,
+    upstream: TcpStream,
+    mut early: Vec<u8>,
+    tunnel: &Tunnel,
+    rule_id: Option<u64>,
+    verdict: &mut Verdict,
+) -> io::Result<()> {
+    let Some((sni, offer)) = peek_hello(&mut client, &mut early, Duration::from_secs(10)).await?
+    else {
+        verdict.log_mitm("non_tls");
+        return relay(client, upstream, &early, None, CancellationToken::new())
+            .await
+            .map(|_| ());
+    };
+    // Clients without SNI (IP literals) get the CONNECT host.
+    let name = sni.clone().unwrap_or_else(|| tunnel.host.clone());
+    if ctx.bypassed(&name) || ctx.bypassed(&tunnel.host) {
+        verdict.log_mitm("mitm_bypass");
+        return relay(client, upstream, &early, None, CancellationToken::new())
+            .await
+            .map(|_| ());
+    }
+    let alpn: Vec<Vec<u8>> = offer
+        .iter()
+        .filter(|p| p.as_slice() == H2 || p.as_slice() == H1)
+        .cloned()
+        .collect();
+    if !offer.is_empty() && alpn.is_empty() {
+        // Some other protocol over TLS (not HTTP): nothing to record.
+        verdict.log_mitm("non_http");
+        return relay(client, upstream, &early, None, CancellationToken::new())
+            .await
+            .map(|_| ());
+    }
+    let Some(issuer) = ctx.certs.current() else {
+        verdict.log_mitm("no_cert");
+        return relay(client, upstream, &early, None, CancellationToken::new())
+            .await
+            .map(|_| ());
+    };
+    let Some(server) = server_name(&name) else {
+        verdict.log_mitm("non_tls");
+        return relay(client, upstream, &early, None, CancellationToken::new())
+            .await
+            .map(|_| ());
+    };
+
+    // Upstream first: its certificate is verified, and it chooses the protocol.
+    let up = tokio::time::timeout(
+        Duration::from_secs(15),
+        ctx.upstream_tls
+            .connect(server.clone(), alpn.clone(), upstream),
+    )
+    .await;
+    let client_io = Prefixed::new(early, client);
+    let up_tls = match up {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            verdict.log_mitm("upstream_tls_error");
+            let reason = format!("greyproxy: TLS to {name}:{} failed: {e}\n", tunnel.port);
+            return refuse_over_tls(&issuer, &name, &offer, client_io, &reason).await;
+        }
+        Err(_) => {
+            verdict.log_mitm("upstream_tls_error");
+            let reason = format!("greyproxy: TLS to {name}:{} timed out\n", tunnel.port);
+            return refuse_over_tls(&issuer, &name, &offer, client_io, &reason).await;
+        }
+    };
+    let chosen = up_tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    let h2 = chosen.as_deref() == Some(H2);
+    let client_alpn: Vec<Vec<u8>> = chosen.into_iter().collect();
+    let config = issuer
+        .server_config(&name, &client_alpn)
+        .map_err(io::Error::other)?;
+    let start = LazyConfigAcceptor::new(Acceptor::default(), client_io).await?;
+    let client_tls = match start.into_stream(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            verdict.log_mitm("mitm_error");
+            let first = ctx
+                .rejected
+                .lock()
+                .map(|mut r| r.insert(name.clone()))
+                .unwrap_or(false);
+            if first {
+                tracing::warn!(
+                    host = %name, error = %e,
+                    "the client rejected greyproxy's certificate (pinned, or the CA is not trusted); add the host to mitm.bypass to tunnel it raw"
+                );
+            }
+            return Ok(());
+        }
+    };
+    verdict.log_mitm("intercepted");
+    let meta = Arc::new(ExchangeMeta {
+        container: tunnel.container.clone(),
+        host: name.clone(),
+        port: tunnel.port,
+        scheme: "https",
+        rule_id,
+    });
+    let (host, port) = (tunnel.host.clone(), tunnel.port);
+    let tls = ctx.upstream_tls.clone();
+    let proto = client_alpn.clone();
+    let dial = dial_fn(move || {
+        let (host, tls, server, proto) = (host.clone(), tls.clone(), server.clone(), proto.clone());
+        async move {
+            let tcp = connect_upstream(&host, port, Duration::from_secs(10)).await?;
+            Ok(boxed_io(tls.connect(server, proto, tcp).await?))
+        }
+    });
+    let up = Arc::new(Upstream::new(boxed_io(up_tls), h2, dial).await?);
+    if h2 {
+        serve_h2(ctx.capture.clone(), up, meta, client_tls).await
+    } else {
+        serve_h1(ctx.capture.clone(), up, meta, client_tls).await
+    }
+}
+
+/// Completes the client handshake with our certificate and answers 502 with `reason` in plain
+/// text, so the user sees why (an HTTP client would otherwise only see a reset).
+async fn refuse_over_tls(
+    issuer: &super::leaf::LeafIssuer,
+    name: &str,
+    offer: &[Vec<u8>],
+    client_io: Prefixed<TcpStream>,
+    reason: &str,
+) -> io::Result<()> {
+    tracing::info!(host = name, "{}", reason.trim());
+    let alpn: Vec<Vec<u8>> = if offer.is_empty() || offer.iter().any(|p| p == H1) {
+        if offer.is_empty() {
+            vec![]
+        } else {
+            vec![H1.to_vec()]
+        }
+    } else {
+        vec![]
+    };
+    let config = issuer
+        .server_config(name, &alpn)
+        .map_err(io::Error::other)?;
+    let start = LazyConfigAcceptor::new(Acceptor::default(), client_io).await?;
+    let mut tls = start.into_stream(config).await?;
+    // Read the request head (best effort) so that closing does not reset it away.
+    let mut buf = vec![0u8; 8192];
+    let _ = tokio::time::timeout(Duration::from_secs(2), tls.read(&mut buf)).await;
+    let resp = format!(
+        "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reason}",
+        reason.len()
+    );
+    tls.write_all(resp.as_bytes()).await?;
+    let _ = tls.shutdown().await;
+    Ok(())
+}
+
+/// Serves HTTP/1.1 from the client, recording each exchange.
+pub async fn serve_h1<S>(
+    capture: Arc<CaptureCtx>,
+    up: Arc<Upstream>,
+    meta: Arc<ExchangeMeta>,
+    io: S,
+) -> io::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| {
+        let (c, u, m) = (capture.clone(), up.clone(), meta.clone());
+        async move { Ok::<_, hyper::Error>(forward(c, u, m, req).await) }
+    });
+    hyper::server::conn::http1::Builder::new()
+        .preserve_header_case(true)
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades()
+        .await
+        .map_err(io::Error::other)
+}
+
+/// Serves HTTP/2 from the client, recording each stream.
+pub async fn serve_h2<S>(
+    capture: Arc<CaptureCtx>,
+    up: Arc<Upstream>,
+    meta: Arc<ExchangeMeta>,
+    io: S,
+) -> io::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| {
+        let (c, u, m) = (capture.clone(), up.clone(), meta.clone());
+        async move { Ok::<_, hyper::Error>(forward(c, u, m, req).await) }
+    });
+    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(io), svc)
+        .await
+        .map_err(io::Error::other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffing() {
+        assert!(looks_like_tls(&[0x16, 0x03, 0x01, 0x02, 0x00]));
+        assert!(!looks_like_tls(b"GET / HTTP/1.1"));
+        assert!(looks_like_http(b"GET / HTTP/1.1\r\n"));
+        assert!(looks_like_http(b"POST"));
+        assert!(looks_like_http(b"PRI * HTTP/2.0"));
+        assert!(!looks_like_http(b"SSH-2.0-OpenSSH"));
+        assert!(!looks_like_http(b"EHLO x"));
+    }
+
+    #[test]
+    fn bypass_globs() {
+        assert!(host_glob("*.apple.com", "api.apple.com"));
+        assert!(!host_glob("*.apple.com", "apple.com"));
+        assert!(host_glob("**.apple.com", "apple.com"));
+        assert!(host_glob("Pinned.Example", "pinned.example"));
+        assert!(!host_glob("pinned.example", "other.example"));
+        assert!(host_glob("*", "x"));
+    }
+}

@@ -1,0 +1,389 @@
+//! Recorded HTTP transactions: heads (`transactions`, small, listed and filtered) and bodies
+//! (`bodies`, only read by `get_transaction`), written by one ordered writer, bounded by a
+//! row count and a total body size (oldest evicted).
+
+use std::sync::Arc;
+
+use greyproxy_protocol::Transaction;
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use serde::{Deserialize, Serialize};
+
+use super::logs::{OnCommit, Sink, WriteBatch, spawn_writer};
+use super::{BODIES, IdKind, META, N_KINDS, Store, StoreError, TRANSACTIONS, raise};
+
+/// `meta` key of the running total of stored body bytes.
+const BODY_BYTES_KEY: &str = "bodies.total_bytes";
+
+/// Retention limits; `0` means unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxRetention {
+    /// Most transactions kept.
+    pub max_rows: u64,
+    /// Most body bytes kept (sum of stored bodies).
+    pub max_body_bytes: u64,
+}
+
+/// The body fields of a transaction, stored apart from the head.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Bodies {
+    request_body: Option<String>,
+    request_body_encoding: Option<String>,
+    response_body: Option<String>,
+    response_body_encoding: Option<String>,
+}
+
+impl Bodies {
+    /// Moves the bodies out of `t`, leaving its head.
+    fn take(t: &mut Transaction) -> Bodies {
+        Bodies {
+            request_body: t.request_body.take(),
+            request_body_encoding: t.request_body_encoding.take(),
+            response_body: t.response_body.take(),
+            response_body_encoding: t.response_body_encoding.take(),
+        }
+    }
+
+    fn put_into(self, t: &mut Transaction) {
+        t.request_body = self.request_body;
+        t.request_body_encoding = self.request_body_encoding;
+        t.response_body = self.response_body;
+        t.response_body_encoding = self.response_body_encoding;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.request_body.is_none() && self.response_body.is_none()
+    }
+}
+
+/// Starts the transaction writer. Rows must carry their id (assigned at request start with
+/// [`IdKind::Transaction`], so ids follow capture order). `on_commit` gets the head (no bodies).
+pub fn spawn_transaction_writer(
+    store: Arc<Store>,
+    capacity: usize,
+    retention: TxRetention,
+    on_commit: OnCommit<Transaction>,
+) -> Sink<Transaction> {
+    let write: WriteBatch<Transaction> =
+        Arc::new(move |store: &Store, rows: &mut [Transaction]| {
+            store.append_transactions(rows, retention)
+        });
+    spawn_writer(store, capacity, "transaction", write, on_commit)
+}
+
+/// Filters and page of a transaction query; empty strings count as no filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TxQuery {
+    /// Case-insensitive substring of the container name.
+    pub container: Option<String>,
+    /// Case-insensitive substring of the host or the URL.
+    pub destination: Option<String>,
+    /// Case-insensitive method equality.
+    pub method: Option<String>,
+    /// Response status.
+    pub status: Option<u16>,
+    /// Unix seconds, inclusive.
+    pub since: Option<u64>,
+    /// Unix seconds, exclusive.
+    pub until: Option<u64>,
+    /// Most rows returned.
+    pub limit: usize,
+    /// Only ids below this.
+    pub before_id: Option<u64>,
+}
+
+/// One page of transactions, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TxPage {
+    /// Heads (no bodies).
+    pub items: Vec<Transaction>,
+    /// Rows matching the filters in all.
+    pub total: u64,
+    /// Cursor for the next page.
+    pub next_before_id: Option<u64>,
+}
+
+fn norm(s: &Option<String>) -> Option<String> {
+    s.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_lowercase)
+}
+
+impl TxQuery {
+    fn is_unfiltered(&self) -> bool {
+        norm(&self.container).is_none()
+            && norm(&self.destination).is_none()
+            && norm(&self.method).is_none()
+            && self.status.is_none()
+            && self.since.is_none()
+            && self.until.is_none()
+    }
+
+    fn matches(&self, t: &Transaction) -> bool {
+        let lc = |s: &str| s.to_lowercase();
+        if let Some(c) = norm(&self.container)
+            && !lc(&t.container_name).contains(&c)
+        {
+            return false;
+        }
+        if let Some(d) = norm(&self.destination)
+            && !lc(&t.destination_host).contains(&d)
+            && !lc(&t.url).contains(&d)
+        {
+            return false;
+        }
+        if let Some(m) = norm(&self.method)
+            && lc(&t.method) != m
+        {
+            return false;
+        }
+        if self.status.is_some() && t.status_code != self.status {
+            return false;
+        }
+        let ts = crate::time::parse_timestamp(&t.timestamp).unwrap_or(0);
+        if self.since.is_some_and(|s| ts < s) || self.until.is_some_and(|u| ts >= u) {
+            return false;
+        }
+        true
+    }
+}
+
+impl Store {
+    /// Writes transactions (heads and bodies) in one durable transaction, then evicts the
+    /// oldest beyond `retention`. Blocks on an fsync.
+    pub fn append_transactions(
+        &self,
+        rows: &mut [Transaction],
+        retention: TxRetention,
+    ) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write()?;
+        let mut high = [0u64; N_KINDS];
+        {
+            let mut heads = txn.open_table(TRANSACTIONS)?;
+            let mut bodies = txn.open_table(BODIES)?;
+            let mut meta = txn.open_table(META)?;
+            let mut total = meta.get(BODY_BYTES_KEY)?.map_or(0, |v| v.value());
+            for row in rows.iter_mut() {
+                if row.id == 0 {
+                    row.id = self.next_id(IdKind::Transaction);
+                }
+                let b = Bodies::take(row);
+                heads.insert(row.id, serde_json::to_vec(&*row)?.as_slice())?;
+                if !b.is_empty() {
+                    let bytes = serde_json::to_vec(&b)?;
+                    total += bytes.len() as u64;
+                    if let Some(old) = bodies.insert(row.id, bytes.as_slice())? {
+                        total = total.saturating_sub(old.value().len() as u64);
+                    }
+                }
+                raise(&mut high, IdKind::Transaction, row.id);
+            }
+            // Oldest first: ids grow with capture time.
+            loop {
+                let over_rows = retention.max_rows > 0 && heads.len()? > retention.max_rows;
+                let over_bytes = retention.max_body_bytes > 0 && total > retention.max_body_bytes;
+                if !over_rows && !over_bytes {
+                    break;
+                }
+                let Some((k, _)) = heads.pop_first()? else {
+                    break;
+                };
+                let id = k.value();
+                if let Some(old) = bodies.remove(id)? {
+                    total = total.saturating_sub(old.value().len() as u64);
+                }
+            }
+            meta.insert(BODY_BYTES_KEY, total)?;
+        }
+        self.persist_counters(&txn, &high)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// One transaction with its bodies, `None` when unknown (or evicted).
+    pub fn get_transaction(&self, id: u64) -> Result<Option<Transaction>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let heads = txn.open_table(TRANSACTIONS)?;
+        let Some(head) = heads.get(id)? else {
+            return Ok(None);
+        };
+        let mut t: Transaction = serde_json::from_slice(head.value())?;
+        let bodies = txn.open_table(BODIES)?;
+        if let Some(b) = bodies.get(id)? {
+            let b: Bodies = serde_json::from_slice(b.value())?;
+            b.put_into(&mut t);
+        }
+        Ok(Some(t))
+    }
+
+    /// A page of transaction heads matching `q`, newest first.
+    pub fn query_transactions(&self, q: &TxQuery) -> Result<TxPage, StoreError> {
+        let txn = self.db.begin_read()?;
+        let heads = txn.open_table(TRANSACTIONS)?;
+        let mut page = TxPage::default();
+        let unfiltered = q.is_unfiltered();
+        if unfiltered {
+            page.total = heads.len()?;
+        }
+        let mut more = false;
+        for entry in heads.iter()?.rev() {
+            let (k, v) = entry?;
+            let id = k.value();
+            if unfiltered && q.before_id.is_some_and(|b| id >= b) {
+                continue;
+            }
+            let Ok(t) = serde_json::from_slice::<Transaction>(v.value()) else {
+                tracing::warn!(id, "skipping undecodable transaction");
+                continue;
+            };
+            if !unfiltered {
+                if !q.matches(&t) {
+                    continue;
+                }
+                page.total += 1;
+                if q.before_id.is_some_and(|b| id >= b) {
+                    continue;
+                }
+            }
+            if page.items.len() >= q.limit {
+                more = true;
+                if unfiltered {
+                    break;
+                }
+                continue;
+            }
+            page.items.push(t);
+        }
+        if more {
+            page.next_before_id = page.items.last().map(|t| t.id);
+        }
+        Ok(page)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn tx(host: &str, body: usize) -> Transaction {
+        Transaction {
+            timestamp: "2026-11-22T10:00:00Z".into(),
+            container_name: "agent".into(),
+            destination_host: host.into(),
+            destination_port: 443,
+            method: "GET".into(),
+            url: format!("https://{host}/"),
+            status_code: Some(200),
+            result: "auto".into(),
+            response_body: Some("x".repeat(body)),
+            response_body_encoding: Some("text".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn heads_and_bodies_round_trip_and_retention_evicts_oldest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let keep = TxRetention {
+            max_rows: 3,
+            max_body_bytes: 0,
+        };
+        let mut rows: Vec<Transaction> = (0..5).map(|i| tx(&format!("h{i}.test"), 10)).collect();
+        store.append_transactions(&mut rows, keep).unwrap();
+        let ids: Vec<u64> = rows.iter().map(|r| r.id).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        assert!(store.get_transaction(ids[0]).unwrap().is_none());
+        let t = store.get_transaction(ids[4]).unwrap().unwrap();
+        assert_eq!(t.response_body.as_deref(), Some("xxxxxxxxxx"));
+        let page = store
+            .query_transactions(&TxQuery {
+                limit: 2,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(page.total, 3);
+        assert_eq!(page.items.len(), 2);
+        assert!(
+            page.items[0].response_body.is_none(),
+            "lists carry no bodies"
+        );
+        let next = store
+            .query_transactions(&TxQuery {
+                limit: 2,
+                before_id: page.next_before_id,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(next.items.len(), 1);
+        assert_eq!(next.next_before_id, None);
+
+        // Byte budget: each body ~70 bytes of JSON; 200 bytes keep about two.
+        let bytes = TxRetention {
+            max_rows: 0,
+            max_body_bytes: 200,
+        };
+        let mut more: Vec<Transaction> = (0..4).map(|i| tx(&format!("b{i}.test"), 20)).collect();
+        store.append_transactions(&mut more, bytes).unwrap();
+        let all = store
+            .query_transactions(&TxQuery {
+                limit: 100,
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(all.total <= 3, "{}", all.total);
+        assert_eq!(all.items[0].destination_host, "b3.test");
+    }
+
+    #[test]
+    fn filters() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let mut rows = vec![tx("api.openai.com", 1), tx("example.org", 1)];
+        rows[1].method = "POST".into();
+        rows[1].status_code = Some(500);
+        store
+            .append_transactions(
+                &mut rows,
+                TxRetention {
+                    max_rows: 0,
+                    max_body_bytes: 0,
+                },
+            )
+            .unwrap();
+        let q = |f: TxQuery| {
+            store
+                .query_transactions(&TxQuery { limit: 10, ..f })
+                .unwrap()
+        };
+        assert_eq!(
+            q(TxQuery {
+                destination: Some("OPENAI".into()),
+                ..Default::default()
+            })
+            .total,
+            1
+        );
+        assert_eq!(
+            q(TxQuery {
+                method: Some("post".into()),
+                ..Default::default()
+            })
+            .items[0]
+                .destination_host,
+            "example.org"
+        );
+        assert_eq!(
+            q(TxQuery {
+                status: Some(404),
+                ..Default::default()
+            })
+            .total,
+            0
+        );
+    }
+}
