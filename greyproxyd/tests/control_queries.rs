@@ -168,7 +168,23 @@ async fn list_activity_is_newest_first_filters_and_announces_each_row() {
     assert_eq!(ev_b["data"]["rule_id"], deny_id);
     assert_eq!(ev_b["data"]["reason"], "rule");
 
-    let all = ws.query(json!({"command":"list_activity"})).await;
+    // The unfiltered feed also has alice's recorded exchange (plain HTTP is captured).
+    let everything = ws.query(json!({"command":"list_activity"})).await;
+    assert_eq!(everything["total"], 3, "{everything}");
+    let tx: Vec<&Value> = everything["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["kind"] == "transaction")
+        .collect();
+    assert_eq!(tx.len(), 1, "{everything}");
+    assert_eq!(tx[0]["url"], format!("http://{ok}/a"));
+    assert_eq!(tx[0]["status_code"], 200);
+    assert_eq!(tx[0]["container_name"], "alice");
+
+    let all = ws
+        .query(json!({"command":"list_activity","kind":"connection"}))
+        .await;
     assert_eq!(all["total"], 2, "{all}");
     let items = all["items"].as_array().unwrap();
     assert_eq!(items[0]["kind"], "connection", "{all}");
@@ -180,6 +196,7 @@ async fn list_activity_is_newest_first_filters_and_announces_each_row() {
     let only = |q: Value| {
         let mut cmd = q;
         cmd["command"] = json!("list_activity");
+        cmd["kind"] = json!("connection");
         cmd
     };
     for (filter, who) in [
@@ -206,10 +223,12 @@ async fn list_activity_is_newest_first_filters_and_announces_each_row() {
     }
 
     // Keyset paging.
-    let p1 = ws.query(json!({"command":"list_activity","limit":1})).await;
+    let p1 = ws
+        .query(json!({"command":"list_activity","kind":"connection","limit":1}))
+        .await;
     assert_eq!(p1["items"][0]["container_name"], "bob", "{p1}");
     let p2 = ws
-        .query(json!({"command":"list_activity","limit":1,"cursor":p1["next_cursor"]}))
+        .query(json!({"command":"list_activity","kind":"connection","limit":1,"cursor":p1["next_cursor"]}))
         .await;
     assert_eq!(p2["items"][0]["container_name"], "alice", "{p2}");
 

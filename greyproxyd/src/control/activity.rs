@@ -167,7 +167,7 @@ impl Handler {
             merged.extend(p.items.iter().cloned().map(ActivityItem::Transaction));
         }
         // Newest first; within one second, higher ids first.
-        merged.sort_by(|x, y| item_time(y).cmp(&item_time(x)));
+        merged.sort_by_key(|i| std::cmp::Reverse(item_time(i)));
         let leftover_logs = merged
             .iter()
             .skip(limit)

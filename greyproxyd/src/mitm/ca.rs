@@ -17,7 +17,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, PublicKeyData, SerialNumber,
 };
-use rustls_pki_types::pem::{self, PemObject};
+use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// File name of the CA certificate in the state dir (PEM, mode 0644).
@@ -215,7 +215,7 @@ impl Ca {
         let cert_der = CertificateDer::from_pem_slice(cert_pem).map_err(|e| CaError::NotPem {
             path: cert_path.into(),
             what: "certificate",
-            reason: pem_reason(&e),
+            reason: e.to_string(),
         })?;
         let invalid_cert = |reason: String| CaError::Invalid {
             path: cert_path.into(),
@@ -256,7 +256,7 @@ impl Ca {
         let key_der = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| CaError::NotPem {
             path: key_path.into(),
             what: "private key",
-            reason: pem_reason(&e),
+            reason: e.to_string(),
         })?;
         let key = KeyPair::try_from(&key_der).map_err(|e| CaError::Invalid {
             path: key_path.into(),
@@ -283,13 +283,6 @@ impl Ca {
             cert_path: cert_path.into(),
             key_path: key_path.into(),
         })
-    }
-}
-
-fn pem_reason(e: &pem::Error) -> String {
-    match e {
-        pem::Error::NoItemsFound => "no such PEM block found".into(),
-        other => other.to_string(),
     }
 }
 
@@ -340,6 +333,24 @@ pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], CaError> {
     Ok(b)
 }
 
+/// `N` random bytes as lower-case hex.
+fn random_hex<const N: usize>() -> Result<String, CaError> {
+    Ok(random_bytes::<N>()?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Maps an I/O error on `path` to [`CaError::Io`].
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CaError {
+    let path = path.to_path_buf();
+    move |source| CaError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
 /// A random positive 128-bit serial. Random serials matter: rcgen's default derives the
 /// serial from the subject key, and all our leaves share one key, so they would share a
 /// serial too, which Firefox rejects (`SEC_ERROR_REUSED_ISSUER_AND_SERIAL`).
@@ -366,21 +377,16 @@ pub fn generate(state_dir: &Path, force: bool) -> Result<Ca, CaError> {
             .recursive(true)
             .mode(0o700)
             .create(state_dir)
-            .map_err(|source| CaError::Io {
-                action: "create directory",
-                path: state_dir.into(),
-                source,
-            })?;
+            .map_err(io_err("create directory", state_dir))?;
     }
 
     let key = KeyPair::generate()?; // ECDSA P-256 with SHA-256
-    let suffix: String = random_bytes::<4>()?
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     let mut p = CertificateParams::default();
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, format!("greyproxy CA {suffix}"));
+    dn.push(
+        DnType::CommonName,
+        format!("greyproxy CA {}", random_hex::<4>()?),
+    );
     dn.push(DnType::OrganizationName, "greyproxy");
     p.distinguished_name = dn;
     // Path length 0: the CA signs leaves only, never another CA.
@@ -409,21 +415,9 @@ pub fn generate(state_dir: &Path, force: bool) -> Result<Ca, CaError> {
 /// Writes `data` to a temporary file in the same directory, created with `mode` (so a key is
 /// never readable by others, not even briefly), syncs it and renames it over `path`.
 fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), CaError> {
-    let io_err = |action, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| CaError::Io {
-            action,
-            path,
-            source,
-        }
-    };
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("ca");
-    let tag: String = random_bytes::<4>()?
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let tmp = dir.join(format!(".{name}.{tag}.tmp"));
+    let tmp = dir.join(format!(".{name}.{}.tmp", random_hex::<4>()?));
     let result = (|| {
         let mut f = fs::OpenOptions::new()
             .write(true)
@@ -450,36 +444,20 @@ fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), CaError> {
 
 /// Tightens a key file readable by group or others to 0600, with a warning.
 pub(crate) fn tighten_key_mode(key_file: &Path) -> Result<(), CaError> {
-    let meta = fs::metadata(key_file).map_err(|source| CaError::Io {
-        action: "inspect",
-        path: key_file.into(),
-        source,
-    })?;
+    let meta = fs::metadata(key_file).map_err(io_err("inspect", key_file))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         tracing::warn!(path = %key_file.display(), mode = format!("{mode:o}"), "CA key was accessible to group/others; setting 0600");
-        fs::set_permissions(key_file, fs::Permissions::from_mode(0o600)).map_err(|source| {
-            CaError::Io {
-                action: "set the mode of",
-                path: key_file.into(),
-                source,
-            }
-        })?;
+        fs::set_permissions(key_file, fs::Permissions::from_mode(0o600))
+            .map_err(io_err("set the mode of", key_file))?;
     }
     Ok(())
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, CaError> {
-    fs::read(path).map_err(|source| {
-        if source.kind() == io::ErrorKind::NotFound {
-            CaError::Missing { path: path.into() }
-        } else {
-            CaError::Io {
-                action: "read",
-                path: path.into(),
-                source,
-            }
-        }
+    fs::read(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => CaError::Missing { path: path.into() },
+        _ => io_err("read", path)(e),
     })
 }
 

@@ -74,10 +74,10 @@ impl MitmCerts {
             loaded: Mutex::new(Snapshot::default()),
         };
         let snap = Snapshot::read(&me.state_dir);
-        if snap.cert.is_some() || snap.key.is_some() {
-            if let Err(e) = me.apply(snap) {
-                tracing::error!(error = %e, "cannot load the MITM CA; TLS is tunnelled raw until it is fixed");
-            }
+        if (snap.cert.is_some() || snap.key.is_some())
+            && let Err(e) = me.apply(snap)
+        {
+            tracing::error!(error = %e, "cannot load the MITM CA; TLS is tunnelled raw until it is fixed");
         }
         me
     }

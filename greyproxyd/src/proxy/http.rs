@@ -9,9 +9,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -22,17 +20,12 @@ use tokio_util::sync::CancellationToken;
 use super::head::{Head, HeadError, absolute_target, read_head};
 use super::tunnel::{Prefixed, ProxyCtx, client_gone, connect_upstream, identity};
 use crate::accept::accept_loop;
+use crate::capture::forward::{
+    ExchangeMeta, FwdBody, Upstream, boxed_io, dial_fn, forward, text_response,
+};
 use crate::mitm::intercept::{self, Tunnel};
 use crate::policy::tracker::Tracked;
 use crate::policy::{ConnRequest, FrontEnd, Verdict};
-
-type ProxyBody = BoxBody<Bytes, hyper::Error>;
-
-/// An origin (host, port) and the HTTP/1.1 connection to it.
-type Upstream = (
-    (String, u16),
-    hyper::client::conn::http1::SendRequest<Incoming>,
-);
 
 /// Accepts HTTP-proxy clients until shutdown.
 pub async fn serve(listener: TcpListener, ctx: ProxyCtx) {
@@ -156,17 +149,21 @@ async fn connect_tunnel(
     Ok(())
 }
 
+/// An origin (host, port) and the connection to it.
+type Origin = ((String, u16), Arc<Upstream>);
+
 /// Per-connection state of a plain-HTTP proxy connection.
 struct PlainConn {
     ctx: ProxyCtx,
     container: String,
-    /// The destination decided before hyper took over; its first request is not decided again.
-    first: Mutex<Option<(String, u16)>>,
+    /// The destination decided before hyper took over (with its rule); its first request is not
+    /// decided again.
+    first: Mutex<Option<(String, u16, Option<u64>)>>,
     /// Keeps rule registrations alive; any revoked rule cuts the whole client connection.
     tracked: Mutex<Vec<Tracked>>,
     cut: CancellationToken,
-    /// One upstream connection, reused while requests go to the same origin.
-    upstream: tokio::sync::Mutex<Option<Upstream>>,
+    /// One origin connection, reused while requests go to the same origin.
+    upstream: tokio::sync::Mutex<Option<Origin>>,
 }
 
 impl PlainConn {
@@ -186,6 +183,25 @@ impl PlainConn {
                 .push(t);
         }
     }
+
+    /// The origin connection for `host:port`, dialled lazily on first use.
+    async fn upstream(&self, host: &str, port: u16) -> Arc<Upstream> {
+        let mut slot = self.upstream.lock().await;
+        let key = (host.to_string(), port);
+        if let Some((k, u)) = slot.as_ref()
+            && *k == key
+        {
+            return u.clone();
+        }
+        let (h, timeout) = (host.to_string(), self.ctx.connect_timeout);
+        let dial = dial_fn(move || {
+            let h = h.clone();
+            async move { Ok(boxed_io(connect_upstream(&h, port, timeout).await?)) }
+        });
+        let up = Arc::new(Upstream::lazy(false, dial));
+        *slot = Some((key, up.clone()));
+        up
+    }
 }
 
 async fn serve_plain(
@@ -200,7 +216,7 @@ async fn serve_plain(
     let conn = Arc::new(PlainConn {
         ctx,
         container,
-        first: Mutex::new(Some((req.host.clone(), req.port))),
+        first: Mutex::new(Some((req.host.clone(), req.port, verdict.rule_id))),
         tracked: Mutex::new(Vec::new()),
         cut: CancellationToken::new(),
         upstream: tokio::sync::Mutex::new(None),
@@ -209,12 +225,11 @@ async fn serve_plain(
     let svc_conn = conn.clone();
     let service = service_fn(move |r: Request<Incoming>| {
         let c = svc_conn.clone();
-        async move { Ok::<_, hyper::Error>(forward(c, r).await) }
+        async move { Ok::<_, hyper::Error>(proxy_request(c, r).await) }
     });
     let io = TokioIo::new(Prefixed::new(buf, stream));
     let serving = hyper::server::conn::http1::Builder::new()
         .preserve_header_case(true)
-        .title_case_headers(false)
         .serve_connection(io, service)
         .with_upgrades();
     tokio::select! {
@@ -225,178 +240,52 @@ async fn serve_plain(
     Ok(())
 }
 
-fn text_response(status: StatusCode, body: String) -> Response<ProxyBody> {
-    let mut r = Response::new(Full::new(Bytes::from(body)).map_err(|n| match n {}).boxed());
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
-}
-
-/// Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1), plus the
-/// proxy's own credentials.
-fn strip_hop_headers(h: &mut HeaderMap, keep_upgrade: bool) {
-    let listed: Vec<String> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| !s.is_empty())
-        .collect();
-    for name in listed {
-        if keep_upgrade && name == "upgrade" {
-            continue;
-        }
-        h.remove(name.as_str());
-    }
-    for name in [
-        "proxy-authorization",
-        "proxy-connection",
-        "keep-alive",
-        "te",
-        "trailer",
-    ] {
-        h.remove(name);
-    }
-    if keep_upgrade {
-        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        h.remove(header::CONNECTION);
-        h.remove(header::UPGRADE);
-    }
-}
-
-async fn forward(conn: Arc<PlainConn>, mut req: Request<Incoming>) -> Response<ProxyBody> {
+/// One absolute-form request: decided by policy (unless it is the first one, already decided),
+/// then forwarded and recorded as `http://`.
+async fn proxy_request(conn: Arc<PlainConn>, req: Request<Incoming>) -> Response<FwdBody> {
     let uri = req.uri().to_string();
     let (host, port) = match absolute_target(&uri) {
         Ok(t) => t,
         Err(e) => return text_response(StatusCode::BAD_REQUEST, format!("{e}\n")),
     };
-    let already = {
+    let first = {
         let mut first = conn.first.lock().unwrap_or_else(|p| p.into_inner());
-        first.take().is_some_and(|f| f == (host.clone(), port))
-    };
-    if !already {
-        let creq = ConnRequest {
-            container: conn.container.clone(),
-            host: host.clone(),
-            port,
-            resolved: None,
-            front: FrontEnd::Http,
-            tunnel: false,
-        };
-        let mut verdict = conn
-            .ctx
-            .policy
-            .decide(&creq, std::future::pending::<()>())
-            .await;
-        if !verdict.allowed() {
-            return text_response(StatusCode::FORBIDDEN, blocked_text(&host, port, &verdict));
-        }
-        conn.keep(verdict.tracked.take());
-    }
-    let wants_upgrade = req.headers().contains_key(header::UPGRADE);
-    // Origin-form towards the origin, with a Host header.
-    let path = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "/".into());
-    match path.parse() {
-        Ok(p) => *req.uri_mut() = p,
-        Err(_) => return text_response(StatusCode::BAD_REQUEST, "bad request path\n".into()),
-    }
-    if !req.headers().contains_key(header::HOST) {
-        let host_hdr = if host.contains(':') {
-            format!("[{host}]")
-        } else {
-            host.clone()
-        };
-        let host_hdr = if port == 80 {
-            host_hdr
-        } else {
-            format!("{host_hdr}:{port}")
-        };
-        if let Ok(v) = HeaderValue::from_str(&host_hdr) {
-            req.headers_mut().insert(header::HOST, v);
-        }
-    }
-    strip_hop_headers(req.headers_mut(), wants_upgrade);
-    let client_upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
-
-    let mut slot = conn.upstream.lock().await;
-    let key = (host.clone(), port);
-    let reuse = matches!(&*slot, Some((k, s)) if *k == key && !s.is_closed());
-    if !reuse {
-        *slot = None;
-        let stream = match connect_upstream(&host, port, conn.ctx.connect_timeout).await {
-            Ok(s) => s,
-            Err(e) => {
-                return text_response(
-                    StatusCode::BAD_GATEWAY,
-                    format!("greyproxy: cannot connect to {host}:{port}: {e}\n"),
-                );
-            }
-        };
-        let (sender, connection) = match hyper::client::conn::http1::Builder::new()
-            .preserve_header_case(true)
-            .handshake(TokioIo::new(stream))
-            .await
-        {
-            Ok(x) => x,
-            Err(e) => {
-                return text_response(
-                    StatusCode::BAD_GATEWAY,
-                    format!("greyproxy: upstream handshake failed: {e}\n"),
-                );
-            }
-        };
-        tokio::spawn(async move {
-            if let Err(e) = connection.with_upgrades().await {
-                tracing::debug!(error = %e, "upstream connection ended");
-            }
-        });
-        *slot = Some((key, sender));
-    }
-    let Some((_, sender)) = slot.as_mut() else {
-        return text_response(StatusCode::BAD_GATEWAY, "no upstream\n".into());
-    };
-    if sender.ready().await.is_err() {
-        *slot = None;
-        return text_response(StatusCode::BAD_GATEWAY, "upstream closed\n".into());
-    }
-    let result = sender.send_request(req).await;
-    drop(slot);
-    let mut resp = match result {
-        Ok(r) => r,
-        Err(e) => {
-            return text_response(
-                StatusCode::BAD_GATEWAY,
-                format!("greyproxy: upstream error: {e}\n"),
-            );
+        match first.take() {
+            Some((h, p, rule)) if h == host && p == port => Some(rule),
+            _ => None,
         }
     };
-    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client_up) = client_upgrade {
-            let server_up = hyper::upgrade::on(&mut resp);
-            let cut = conn.cut.clone();
-            tokio::spawn(async move {
-                let (Ok(c), Ok(s)) = (client_up.await, server_up.await) else {
-                    return;
-                };
-                let mut c = TokioIo::new(c);
-                let mut s = TokioIo::new(s);
-                tokio::select! {
-                    _ = tokio::io::copy_bidirectional(&mut c, &mut s) => {}
-                    _ = cut.cancelled() => {}
-                }
-            });
+    let rule_id = match first {
+        Some(rule) => rule,
+        None => {
+            let creq = ConnRequest {
+                container: conn.container.clone(),
+                host: host.clone(),
+                port,
+                resolved: None,
+                front: FrontEnd::Http,
+                tunnel: false,
+            };
+            let mut verdict = conn
+                .ctx
+                .policy
+                .decide(&creq, std::future::pending::<()>())
+                .await;
+            if !verdict.allowed() {
+                return text_response(StatusCode::FORBIDDEN, blocked_text(&host, port, &verdict));
+            }
+            let rule = verdict.rule_id;
+            conn.keep(verdict.tracked.take());
+            rule
         }
-        return resp.map(|b| b.boxed());
-    }
-    strip_hop_headers(resp.headers_mut(), false);
-    resp.map(|b| b.boxed())
+    };
+    let meta = Arc::new(ExchangeMeta {
+        container: conn.container.clone(),
+        host: host.clone(),
+        port,
+        scheme: "http",
+        rule_id,
+    });
+    let up = conn.upstream(&host, port).await;
+    forward(conn.ctx.mitm.capture.clone(), up, meta, req).await
 }
