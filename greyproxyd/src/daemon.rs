@@ -213,7 +213,13 @@ fn build_mitm(
         store.clone(),
         4096,
         cfg.tx_retention,
-        Box::new(move |t| tx_events.publish(Event::TransactionNew(t.clone()))),
+        Box::new(move |t| {
+            tx_events.publish(if t.is_update {
+                Event::TransactionUpdated(t.clone())
+            } else {
+                Event::TransactionNew(t.clone())
+            })
+        }),
     );
     let capture = Arc::new(CaptureCtx {
         policy: policy.clone(),

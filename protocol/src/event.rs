@@ -89,9 +89,12 @@ pub enum Event {
     /// A connection decision was recorded (the activity feed's `connection` rows).
     #[serde(rename = "request_log.new")]
     RequestLogNew(RequestLog),
-    /// An HTTP exchange was recorded (without bodies).
+    /// An HTTP exchange or WebSocket message was recorded (without bodies).
     #[serde(rename = "transaction.new")]
     TransactionNew(Transaction),
+    /// A recorded transaction changed (a WebSocket upgrade row completed at close).
+    #[serde(rename = "transaction.updated")]
+    TransactionUpdated(Transaction),
 }
 
 /// Every event type name, for validating `subscribe`.
@@ -108,6 +111,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "rule.deleted",
     "request_log.new",
     "transaction.new",
+    "transaction.updated",
     "conversation.updated",
     "maintenance.progress",
 ];
@@ -128,6 +132,7 @@ impl Event {
             Event::RuleDeleted(_) => "rule.deleted",
             Event::RequestLogNew(_) => "request_log.new",
             Event::TransactionNew(_) => "transaction.new",
+            Event::TransactionUpdated(_) => "transaction.updated",
         }
     }
 }

@@ -355,4 +355,39 @@ pub struct Transaction {
     /// `identity`, `decoded`, `partial` or `failed: …`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_body_decoding: Option<String>,
+    /// WebSocket message rows (`WS_REQ`/`WS_RESP`): the id of the upgrade (101) transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade_id: Option<u64>,
+    /// WebSocket message rows: `text` or `binary`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opcode: Option<String>,
+    /// WebSocket message rows: position in the connection, both directions counted, from 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_index: Option<u64>,
+    /// WebSocket message rows: payload bytes on the wire (compressed when permessage-deflate
+    /// applied; `request_body_size` is the decoded size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wire_size: Option<u64>,
+    /// WebSocket message rows: the message was permessage-deflate compressed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compressed: bool,
+    /// Upgrade rows: negotiated `Sec-WebSocket-Extensions`, when any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ws_extensions: Option<String>,
+    /// Upgrade rows: messages recorded so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ws_messages: Option<u64>,
+    /// Upgrade rows: close code sent by either side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ws_close_code: Option<u16>,
+    /// Upgrade rows: close reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ws_close_reason: Option<String>,
+    /// Upgrade rows: why message capture stopped early (the relay itself went on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ws_capture_stopped: Option<String>,
+    /// Set on a row that replaces an earlier version of itself (an upgrade row completed at
+    /// close); published as `transaction.updated`. Not stored.
+    #[serde(skip)]
+    pub is_update: bool,
 }

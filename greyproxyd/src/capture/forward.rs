@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 use super::body::{Captured, TeeBody};
 use super::record::{fill_request, fill_response, ms};
 use super::redact::Redactor;
+use super::ws::Negotiated;
 use crate::policy::Policy;
 use crate::store::{IdKind, Sink, Store};
 use crate::time::{now_secs, rfc3339};
@@ -186,7 +187,20 @@ pub fn text_response(status: StatusCode, body: impl Into<String>) -> Response<Fw
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and the proxy's own; `Upgrade` stays when asked.
+/// `TE: trailers` is kept (the only `TE` HTTP/2 allows; gRPC requires it), and so is
+/// `Trailer`, which is end to end: without it hyper's HTTP/1.1 side drops the trailers.
 pub fn strip_hop_headers(h: &mut HeaderMap, keep_upgrade: bool) {
+    let te_trailers = h.get_all(header::TE).iter().any(|v| {
+        v.to_str().is_ok_and(|s| {
+            s.split(',').any(|t| {
+                t.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case("trailers")
+            })
+        })
+    });
     let listed: Vec<String> = h
         .get_all(header::CONNECTION)
         .iter()
@@ -206,9 +220,11 @@ pub fn strip_hop_headers(h: &mut HeaderMap, keep_upgrade: bool) {
         "proxy-connection",
         "keep-alive",
         "te",
-        "trailer",
     ] {
         h.remove(name);
+    }
+    if te_trailers {
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
     }
     if keep_upgrade {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -337,17 +353,6 @@ pub async fn forward(
     let resp_headers = resp.headers().clone();
 
     if status == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client_up) = client_upgrade {
-            let server_up = hyper::upgrade::on(&mut resp);
-            tokio::spawn(async move {
-                let (Ok(c), Ok(s)) = (client_up.await, server_up.await) else {
-                    return;
-                };
-                let mut c = TokioIo::new(c);
-                let mut s = TokioIo::new(s);
-                let _ = tokio::io::copy_bidirectional(&mut c, &mut s).await;
-            });
-        }
         let req_cap = req_rx.await.ok();
         fill_request(
             &mut t,
@@ -365,7 +370,27 @@ pub async fn forward(
             0,
         );
         t.duration_ms = Some(ttfb);
+        let negotiated = Negotiated::from_headers(&resp_headers);
+        t.ws_extensions = resp_headers
+            .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_string)
+            .reduce(|a, b| format!("{a}, {b}"));
+        let upgrade_row = t.clone();
         ctx.sink.record(t);
+        if let Some(client_up) = client_upgrade {
+            let server_up = hyper::upgrade::on(&mut resp);
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                // hyper hands over bytes that arrived together with the 101 inside Upgraded,
+                // so a server that speaks first loses nothing.
+                let (Ok(c), Ok(s)) = (client_up.await, server_up.await) else {
+                    return;
+                };
+                super::wsrelay::relay(ctx, c, s, upgrade_row, negotiated).await;
+            });
+        }
         return resp.map(|b| b.boxed());
     }
 

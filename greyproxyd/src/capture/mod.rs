@@ -7,3 +7,5 @@ pub mod decode;
 pub mod forward;
 pub mod record;
 pub mod redact;
+pub mod ws;
+pub mod wsrelay;
