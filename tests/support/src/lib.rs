@@ -7,8 +7,12 @@ pub mod badio;
 pub mod control;
 pub mod curl;
 pub mod daemon;
+pub mod fetch;
+pub mod https_origin;
+pub mod mitm;
 pub mod origin;
 pub mod raw;
+pub mod tls;
 pub mod wire;
 
 pub use control::Control;
