@@ -95,10 +95,22 @@ async fn origin_with_untrusted_certificate_gets_502_with_the_reason() {
                 .contains("content-type: text/plain")
         );
     }
+    // A client that speaks only h2 (gRPC-style ALPN offer) gets the 502 over h2.
+    let proxy: std::net::SocketAddr = env.d.http.unwrap();
+    let tls = tls_via_connect(proxy, origin.addr, None, &env.daemon_ca(), &[b"h2"])
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let mut client = Sender::handshake(tls).await;
+    let resp = client.get(&origin.addr.to_string(), "/json").await.unwrap();
+    assert_eq!(resp.status(), 502);
+    let text = String::from_utf8_lossy(&body_bytes(resp).await).to_ascii_lowercase();
+    assert!(text.contains("certificate"), "{text}");
+
     assert!(origin.requests().is_empty());
     let port = origin.addr.port();
-    let got = mitm_outcomes(&mut env.ws, "127.0.0.59", port, 2).await;
-    assert_eq!(got, ["upstream_tls_error", "upstream_tls_error"]);
+    let got = mitm_outcomes(&mut env.ws, "127.0.0.59", port, 3).await;
+    assert_eq!(got, ["upstream_tls_error"; 3]);
 }
 
 async fn banner_then_echo(s: &mut TcpStream) {

@@ -19,7 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::reload::MitmCerts;
 use super::upstream::{UpstreamTls, server_name};
-use crate::capture::forward::{CaptureCtx, ExchangeMeta, Upstream, boxed_io, dial_fn, forward};
+use crate::capture::forward::{
+    CaptureCtx, ExchangeMeta, Upstream, boxed_io, dial_fn, forward, text_response,
+};
 use crate::policy::Verdict;
 use crate::proxy::tunnel::{Prefixed, connect_upstream, relay};
 
@@ -398,20 +400,32 @@ async fn refuse_over_tls(
     reason: &str,
 ) -> io::Result<()> {
     tracing::info!(host = name, "{}", reason.trim());
-    let alpn: Vec<Vec<u8>> = if offer.is_empty() || offer.iter().any(|p| p == H1) {
-        if offer.is_empty() {
-            vec![]
-        } else {
-            vec![H1.to_vec()]
-        }
-    } else {
+    // Answer in a protocol the client speaks: HTTP/1.1 when offered (or nothing was), else h2.
+    let h2_only =
+        !offer.is_empty() && !offer.iter().any(|p| p == H1) && offer.iter().any(|p| p == H2);
+    let alpn: Vec<Vec<u8>> = if h2_only {
+        vec![H2.to_vec()]
+    } else if offer.is_empty() {
         vec![]
+    } else {
+        vec![H1.to_vec()]
     };
     let config = issuer
         .server_config(name, &alpn)
         .map_err(io::Error::other)?;
     let start = LazyConfigAcceptor::new(Acceptor::default(), client_io).await?;
     let mut tls = start.into_stream(config).await?;
+    if h2_only {
+        let reason = reason.to_string();
+        let svc = service_fn(move |_req| {
+            let r = text_response(http::StatusCode::BAD_GATEWAY, reason.clone());
+            async move { Ok::<_, hyper::Error>(r) }
+        });
+        let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(tls), svc);
+        let _ = tokio::time::timeout(Duration::from_secs(10), conn).await;
+        return Ok(());
+    }
     // Read the request head (best effort) so that closing does not reset it away.
     let mut buf = vec![0u8; 8192];
     let _ = tokio::time::timeout(Duration::from_secs(2), tls.read(&mut buf)).await;

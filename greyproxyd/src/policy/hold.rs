@@ -100,10 +100,14 @@ impl Policy {
         rule_id: Option<u64>,
         reason: Reason,
     ) -> Verdict {
-        let row = self.log_row(req, start, decision, rule_id, reason);
+        let mut row = self.log_row(req, start, decision, rule_id, reason);
         let pending_log = if req.tunnel && decision == Decision::Allowed {
             Some((self.logs.clone(), row))
         } else {
+            if decision == Decision::Allowed {
+                // Absolute-form requests are always recorded as plaintext HTTP.
+                row.mitm = Some("http".into());
+            }
             self.logs.record(row);
             None
         };
