@@ -26,6 +26,10 @@ use crate::policy::Policy;
 use crate::store::{IdKind, Sink, Store};
 use crate::time::{now_secs, rfc3339};
 
+/// Captured bodies up to this size are decoded on the async worker rather than the blocking
+/// pool (the hand-over costs more than decoding a few KiB).
+const INLINE_DECODE: usize = 16 * 1024;
+
 /// Body type of everything forwarded.
 pub type FwdBody = BoxBody<Bytes, hyper::Error>;
 
@@ -406,8 +410,13 @@ pub async fn forward(
         t.duration_ms = Some(ms(start, end));
         let cap = ctx2.body_cap;
         let redacted_resp = ctx2.redactor.headers(&resp_headers);
-        // Decoding a few MiB takes milliseconds: keep it off the async workers.
-        let t = tokio::task::spawn_blocking(move || {
+        let small = req_cap
+            .as_ref()
+            .is_none_or(|c| c.bytes.len() <= INLINE_DECODE)
+            && resp_cap
+                .as_ref()
+                .is_none_or(|c| c.bytes.len() <= INLINE_DECODE);
+        let fill = move || {
             fill_request(&mut t, &req_headers, redacted_req, req_cap.as_ref(), cap);
             fill_response(
                 &mut t,
@@ -418,8 +427,14 @@ pub async fn forward(
                 cap,
             );
             t
-        })
-        .await;
+        };
+        // Decoding a few MiB takes milliseconds: keep that off the async workers. Small
+        // bodies (the usual API call) are cheaper to finish here than to hand over.
+        let t = if small {
+            Ok(fill())
+        } else {
+            tokio::task::spawn_blocking(fill).await
+        };
         if let Ok(t) = t {
             ctx2.sink.record(t);
         }
