@@ -8,12 +8,16 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Deserialize;
 
+pub mod check;
+
 /// Default control address (path `/ws`).
 pub const DEFAULT_CONTROL_ADDR: &str = "127.0.0.1:43080";
 /// Default HTTP proxy address.
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:43051";
 /// Default SOCKS5 proxy address.
 pub const DEFAULT_SOCKS_ADDR: &str = "127.0.0.1:43052";
+/// Default DNS forwarder address (UDP and TCP).
+pub const DEFAULT_DNS_ADDR: &str = crate::proxy::dns::DEFAULT_DNS_ADDR;
 /// Default hold timeout in seconds.
 pub const DEFAULT_HOLD_TIMEOUT: u64 = 30;
 /// Default number of request_logs rows kept.
@@ -28,6 +32,8 @@ pub const DEFAULT_MAX_STORED_BYTES: u64 = 1024 * 1024 * 1024;
 pub const DEFAULT_RESPONSE_TIMEOUT: u64 = 300;
 /// Default sniff wait, milliseconds.
 pub const DEFAULT_SNIFF_TIMEOUT_MS: u64 = 500;
+/// Default seconds open tunnels may take to finish at shutdown before they are cut.
+pub const DEFAULT_SHUTDOWN_GRACE: u64 = 10;
 
 /// The config file (`--config FILE`); every key is optional. Unknown keys are errors.
 #[derive(Debug, Default, Deserialize)]
@@ -41,6 +47,10 @@ pub struct FileConfig {
     pub http_addr: Option<String>,
     /// SOCKS5 proxy address or `off`.
     pub socks_addr: Option<String>,
+    /// DNS forwarder address (UDP and TCP) or `off`.
+    pub dns_addr: Option<String>,
+    /// DNS upstreams (`IP` or `IP:PORT`); default: the system's resolvers.
+    pub dns_upstream: Option<Vec<String>>,
     /// Seconds a connection is held waiting for a decision.
     pub hold_timeout: Option<u64>,
     /// Start in silent allow mode until restart.
@@ -57,6 +67,8 @@ pub struct FileConfig {
     pub mitm: Option<MitmConfig>,
     /// `[capture]` table.
     pub capture: Option<CaptureConfig>,
+    /// Seconds open tunnels may take to finish at shutdown before they are cut (default 10).
+    pub shutdown_grace: Option<u64>,
 }
 
 /// `[mitm]` table.
@@ -99,11 +111,15 @@ pub struct ControlConfig {
 }
 
 impl FileConfig {
-    /// Reads and parses a config file; errors name the file and the offending key/line.
+    /// Reads, parses and validates a config file; errors name the file and the offending
+    /// key and line.
     pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+        let invalid = || format!("invalid config file {}", path.display());
+        let cfg: FileConfig = toml::from_str(&text).with_context(invalid)?;
+        cfg.validate(&text).with_context(invalid)?;
+        Ok(cfg)
     }
 }
 
@@ -118,6 +134,10 @@ pub struct ServeConfig {
     pub http_addr: Option<SocketAddr>,
     /// SOCKS5 proxy address; `None` = off.
     pub socks_addr: Option<SocketAddr>,
+    /// DNS forwarder address; `None` = off.
+    pub dns_addr: Option<SocketAddr>,
+    /// DNS upstreams; empty = the system's resolvers.
+    pub dns_upstreams: Vec<SocketAddr>,
     /// Hold timeout.
     pub hold_timeout: Duration,
     /// Start in silent allow mode.
@@ -144,6 +164,12 @@ pub struct ServeConfig {
     pub tx_retention: crate::store::TxRetention,
     /// Origin response-head timeout.
     pub response_timeout: Duration,
+    /// The config file, re-read on SIGHUP.
+    pub config_file: Option<PathBuf>,
+    /// The hold timeout came from the command line, so a reload keeps it.
+    pub hold_timeout_pinned: bool,
+    /// How long open tunnels may take to finish at shutdown before they are cut.
+    pub shutdown_grace: Duration,
 }
 
 /// Parses a listen address; `off` (for the proxies) disables the listener.

@@ -1,5 +1,7 @@
 //! `greyproxyd serve`: opens the state, binds the listeners, runs the front ends, the control
-//! server and the notifier, and shuts down cleanly on SIGINT/SIGTERM.
+//! server and the notifier, tells the service manager when it is ready, reloads its config on
+//! SIGHUP, and shuts down gracefully on SIGINT/SIGTERM (holds end blocked, open tunnels get
+//! `shutdown_grace` to finish, the store is flushed).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use crate::control::auth::{ensure_token, token_path};
 use crate::control::server::{self, AuthMode};
 use crate::control::{Claims, Handler};
 use crate::events::EventBus;
+use crate::lifecycle::{self, Request, Signals};
 use crate::mitm::ca;
 use crate::mitm::intercept::MitmCtx;
 use crate::mitm::reload::MitmCerts;
@@ -25,6 +28,7 @@ use crate::mitm::upstream::UpstreamTls;
 use crate::policy::Policy;
 use crate::proxy::tunnel::ProxyCtx;
 use crate::proxy::{http, socks};
+use crate::reload::Reloader;
 use crate::store::{Store, spawn_log_writer, spawn_transaction_writer};
 
 /// File in the state dir describing the running daemon (addresses, pid), so that clients and
@@ -57,6 +61,7 @@ fn warn_if_public(addr: std::net::SocketAddr, what: &str) {
 /// Runs the daemon until SIGINT/SIGTERM.
 pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let started = Instant::now();
+    let mut signals = Signals::install().context("cannot install signal handlers")?;
     ensure_state_dir(&cfg.state_dir)?;
     let auth = if cfg.auth_required {
         ensure_token(&cfg.state_dir).with_context(|| {
@@ -82,7 +87,12 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         Box::new(move |r| log_events.publish(Event::RequestLogNew(r.to_wire()))),
     );
     let policy = Policy::new(store.clone(), events.clone(), logs, cfg.hold_timeout)?;
-    let mitm = build_mitm(&cfg, &store, &events, &policy)?;
+    // `shutdown` stops accepting and ends holds and background tasks; `cut` ends the tunnels
+    // still open once the grace period is over.
+    let shutdown = CancellationToken::new();
+    let cut = CancellationToken::new();
+    let conns = tokio_util::task::TaskTracker::new();
+    let mitm = build_mitm(&cfg, &store, &events, &policy, &shutdown)?;
     policy.seed_builtins().await?;
     policy.schedule_allow_all_expiry();
     if cfg.silent_allow {
@@ -109,6 +119,11 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         }
         None => None,
     };
+    if let Some(a) = cfg.dns_addr {
+        warn_if_public(a, "DNS forwarder");
+    }
+    let (dns_cache, dns_l) =
+        crate::proxy::dns::start(store.clone(), cfg.dns_addr, &cfg.dns_upstreams).await?;
     let listeners = Listeners {
         control: control.local_addr()?.to_string(),
         http: http_l
@@ -119,10 +134,12 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             .as_ref()
             .and_then(|l| l.local_addr().ok())
             .map(|a| a.to_string()),
-        dns: None,
+        dns: dns_l
+            .as_ref()
+            .and_then(|(l, _)| l.local_addr().ok())
+            .map(|a| a.to_string()),
     };
 
-    let shutdown = CancellationToken::new();
     let claims = Claims::new(events.clone());
     let handler = Arc::new(Handler {
         policy: policy.clone(),
@@ -138,8 +155,11 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         policy: policy.clone(),
         handshake_timeout: Duration::from_secs(30),
         connect_timeout: Duration::from_secs(10),
-        shutdown: shutdown.clone(),
+        shutdown: cut.clone(),
+        stop_accepting: shutdown.clone(),
+        conns: conns.clone(),
         mitm: mitm.clone(),
+        dns: dns_cache.clone(),
     };
     mitm.certs
         .clone()
@@ -151,6 +171,10 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     }
     if let Some(l) = socks_l {
         tasks.spawn(socks::serve(l, ctx.clone()));
+    }
+    if let Some((l, fwd)) = dns_l {
+        let cache = dns_cache.clone();
+        tasks.spawn(crate::proxy::dns::serve(l, fwd, cache, shutdown.clone()));
     }
     tokio::spawn(crate::notify::run(events.clone(), claims, shutdown.clone()));
     let flusher = policy.clone();
@@ -170,18 +194,66 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         control = %listeners.control,
         http = listeners.http.as_deref().unwrap_or("off"),
         socks5 = listeners.socks5.as_deref().unwrap_or("off"),
+        dns = listeners.dns.as_deref().unwrap_or("off"),
         state_dir = %cfg.state_dir.display(),
         "greyproxyd {} listening",
         env!("CARGO_PKG_VERSION")
     );
 
-    wait_for_signal().await;
+    lifecycle::notify_ready(&listeners);
+    lifecycle::spawn_watchdog(shutdown.clone());
+
+    let reloader = Reloader {
+        file: cfg.config_file.clone(),
+        hold_timeout_pinned: cfg.hold_timeout_pinned,
+        policy: policy.clone(),
+        mitm: mitm.clone(),
+    };
+    while signals.next().await == Request::Reload {
+        lifecycle::notify_reloading();
+        match reloader.reload() {
+            Ok(summary) => {
+                tracing::info!("{summary}");
+                lifecycle::notify_reloaded(&lifecycle::status_line(&listeners));
+            }
+            Err(e) => {
+                let error = format!("{e:#}");
+                tracing::error!(%error, "config reload failed; keeping the previous settings");
+                lifecycle::notify_reloaded("config reload failed; previous settings kept");
+            }
+        }
+    }
+
     tracing::info!("shutting down");
+    lifecycle::notify_stopping();
     shutdown.cancel();
+    policy.stop_holds();
+    conns.close();
     while tasks.join_next().await.is_some() {}
+    if !conns.is_empty() {
+        tracing::info!(
+            open = conns.len(),
+            grace = ?cfg.shutdown_grace,
+            "waiting for open connections to finish"
+        );
+    }
+    if tokio::time::timeout(cfg.shutdown_grace, conns.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = conns.len(),
+            "grace period over: cutting open connections"
+        );
+    }
+    cut.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(2), conns.wait()).await;
     policy.flush_last_used().await;
     policy.flush_logs().await;
+    mitm.capture.sink.flush().await;
+    dns_cache.flush().await;
     let _ = std::fs::remove_file(cfg.state_dir.join(RUNTIME_FILE));
+    tracing::info!("stopped");
     Ok(())
 }
 
@@ -191,6 +263,7 @@ fn build_mitm(
     store: &Arc<Store>,
     events: &Arc<EventBus>,
     policy: &Arc<Policy>,
+    stopping: &CancellationToken,
 ) -> anyhow::Result<Arc<MitmCtx>> {
     if !cfg.no_mitm {
         match ca::ensure(&cfg.state_dir) {
@@ -206,8 +279,9 @@ fn build_mitm(
     let certs = Arc::new(MitmCerts::new(cfg.state_dir.clone(), 1024));
     let upstream_tls = UpstreamTls::new(&cfg.upstream_ca)?;
     tracing::debug!(roots = upstream_tls.roots, "origin TLS roots loaded");
-    let redactor =
-        Arc::new(Redactor::new(&cfg.redact_headers).context("invalid capture.redact_headers")?);
+    let redactor = std::sync::RwLock::new(Arc::new(
+        Redactor::new(&cfg.redact_headers).context("invalid capture.redact_headers")?,
+    ));
     let tx_events = events.clone();
     let sink = spawn_transaction_writer(
         store.clone(),
@@ -228,6 +302,7 @@ fn build_mitm(
         redactor,
         body_cap: cfg.body_cap,
         response_timeout: cfg.response_timeout,
+        stopping: stopping.clone(),
     });
     Ok(Arc::new(MitmCtx::new(
         !cfg.no_mitm,
@@ -253,21 +328,5 @@ fn write_runtime(dir: &Path, listeners: &Listeners) {
         .and_then(|()| std::fs::rename(&tmp, &path));
     if let Err(e) = res {
         tracing::warn!(path = %path.display(), error = %e, "cannot write runtime file");
-    }
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGTERM");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }

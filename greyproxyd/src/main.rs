@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use greyproxyd::config::{
     DEFAULT_BODY_CAP, DEFAULT_MAX_STORED_BYTES, DEFAULT_MAX_TRANSACTIONS, DEFAULT_RESPONSE_TIMEOUT,
-    DEFAULT_SNIFF_TIMEOUT_MS,
+    DEFAULT_SHUTDOWN_GRACE, DEFAULT_SNIFF_TIMEOUT_MS,
 };
 use greyproxyd::config::{
     DEFAULT_CONTROL_ADDR, DEFAULT_HOLD_TIMEOUT, DEFAULT_HTTP_ADDR, DEFAULT_LOG_RETENTION,
@@ -50,6 +50,31 @@ enum Cmd {
         /// $XDG_STATE_HOME/greyproxy, ~/.local/state/greyproxy).
         #[arg(long, global = true, value_name = "DIR")]
         state_dir: Option<PathBuf>,
+    },
+    /// Check a config file.
+    Config {
+        #[command(subcommand)]
+        action: ConfigCmd,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// Target shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages: to stdout (greyproxyd.1), or one file per command into DIR.
+    Man {
+        /// Directory for greyproxyd.1, greyproxyd-serve.1, ...
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCmd {
+    /// Parse and validate FILE; prints "ok", or names the offending key and line and exits 1.
+    Check {
+        /// The TOML config file.
+        file: PathBuf,
     },
 }
 
@@ -94,6 +119,13 @@ struct ServeArgs {
     /// SOCKS5 proxy address, or `off` [default: 127.0.0.1:43052].
     #[arg(long, value_name = "ADDR")]
     socks_addr: Option<String>,
+    /// DNS forwarder address (UDP and TCP), or `off` [default: 127.0.0.1:43053].
+    #[arg(long, value_name = "ADDR")]
+    dns_addr: Option<String>,
+    /// DNS upstream (`IP` or `IP:PORT`), repeatable; replaces the config file's list
+    /// [default: the system's resolvers].
+    #[arg(long, value_name = "ADDR")]
+    dns_upstream: Vec<String>,
     /// Seconds a connection to an undecided destination is held [default: 30].
     #[arg(long, value_name = "SECS")]
     hold_timeout: Option<u64>,
@@ -120,6 +152,16 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
     let control = pick(a.control_addr, file.control_addr, DEFAULT_CONTROL_ADDR);
     let http = pick(a.http_addr, file.http_addr, DEFAULT_HTTP_ADDR);
     let socks = pick(a.socks_addr, file.socks_addr, DEFAULT_SOCKS_ADDR);
+    let dns = pick(a.dns_addr, file.dns_addr, greyproxyd::config::DEFAULT_DNS_ADDR);
+    let dns_upstreams = if a.dns_upstream.is_empty() {
+        file.dns_upstream.unwrap_or_default()
+    } else {
+        a.dns_upstream
+    }
+    .iter()
+    .map(|u| greyproxyd::proxy::dns::upstream::parse_upstream(u))
+    .collect::<Result<Vec<_>, _>>()?;
+    let hold_timeout_pinned = a.hold_timeout.is_some();
     let hold = a
         .hold_timeout
         .or(file.hold_timeout)
@@ -168,12 +210,17 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
             .context("control address required")?,
         http_addr: parse_addr(&http, "HTTP proxy", true)?,
         socks_addr: parse_addr(&socks, "SOCKS5 proxy", true)?,
+        dns_addr: parse_addr(&dns, "DNS", true)?,
+        dns_upstreams,
         hold_timeout: Duration::from_secs(hold),
         silent_allow: a.silent_allow || file.silent_allow.unwrap_or(false),
         no_mitm: a.no_mitm || file.no_mitm.unwrap_or(false),
         auth_required,
         log_retention: file.log_retention.unwrap_or(DEFAULT_LOG_RETENTION),
         heartbeat,
+        config_file: a.config,
+        hold_timeout_pinned,
+        shutdown_grace: Duration::from_secs(file.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE)),
     })
 }
 
@@ -220,6 +267,37 @@ fn main() -> anyhow::Result<()> {
                         rotate_token(&dir).context("cannot rotate the control token")?
                     );
                 }
+            }
+            Ok(())
+        }
+        Cmd::Config {
+            action: ConfigCmd::Check { file },
+        } => {
+            FileConfig::load(&file)?;
+            println!("ok");
+            Ok(())
+        }
+        Cmd::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "greyproxyd",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Cmd::Man { dir } => {
+            let cmd = Cli::command();
+            match dir {
+                Some(d) => {
+                    std::fs::create_dir_all(&d)
+                        .with_context(|| format!("cannot create {}", d.display()))?;
+                    clap_mangen::generate_to(cmd, &d)
+                        .with_context(|| format!("cannot write man pages to {}", d.display()))?;
+                }
+                None => clap_mangen::Man::new(cmd)
+                    .render(&mut std::io::stdout())
+                    .context("cannot write the man page")?,
             }
             Ok(())
         }

@@ -92,3 +92,71 @@ async fn proxies_can_be_switched_off() {
     assert_eq!(s["listeners"]["http"], serde_json::Value::Null);
     assert_eq!(s["listeners"]["control"], d.control.to_string());
 }
+
+#[test]
+fn config_check_names_the_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    let path = cfg.to_str().unwrap();
+    std::fs::write(
+        &cfg,
+        "hold_timeout = 5\nshutdown_grace = 3\n[mitm]\nbypass = [\"*.apple.com\"]\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&["config", "check", path]);
+    assert_eq!((code, out.as_str()), (0, "ok"), "{err}");
+    // Syntax and unknown keys.
+    std::fs::write(&cfg, "[capture]\nmax_body_bytes = 1\nredact = []\n").unwrap();
+    let (code, _, err) = run(&["config", "check", path]);
+    assert_ne!(code, 0);
+    assert!(err.contains("redact") && err.contains("line 3"), "{err}");
+    // Values the types cannot express.
+    std::fs::write(&cfg, "http_addr = \"off\"\n\n[control]\nauth = \"basic\"\n").unwrap();
+    let (code, _, err) = run(&["config", "check", path]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("control.auth") && err.contains("line 4"),
+        "{err}"
+    );
+    // serve refuses the same file, naming the key.
+    let sd = dir.path().join("s");
+    let (code, _, err) = run(&[
+        "serve",
+        "--state-dir",
+        sd.to_str().unwrap(),
+        "--config",
+        path,
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("control.auth"), "{err}");
+    let (code, _, err) = run(&["config", "check", "/nonexistent/greyproxyd.toml"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("cannot read config file"), "{err}");
+}
+
+#[test]
+fn completions_and_man_pages() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, out, err) = run(&["completions", shell]);
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            out.contains("greyproxyd") && out.contains("serve"),
+            "{shell}"
+        );
+    }
+    let (code, _, _) = run(&["completions", "tcsh"]);
+    assert_ne!(code, 0);
+    let (code, out, _) = run(&["man"]);
+    assert_eq!(code, 0);
+    assert!(out.contains(".TH greyproxyd 1"), "{out}");
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = run(&["man", "--dir", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    for page in [
+        "greyproxyd.1",
+        "greyproxyd-serve.1",
+        "greyproxyd-config-check.1",
+    ] {
+        assert!(dir.path().join(page).is_file(), "{page}");
+    }
+}

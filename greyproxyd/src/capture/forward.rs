@@ -48,12 +48,30 @@ pub struct CaptureCtx {
     pub store: Arc<Store>,
     /// Ordered transaction writer.
     pub sink: Sink<Transaction>,
-    /// Header and URL redaction.
-    pub redactor: Arc<Redactor>,
+    /// Header and URL redaction; replaced on a config reload (see [`CaptureCtx::redactor`]).
+    pub redactor: std::sync::RwLock<Arc<Redactor>>,
     /// Stored copy cap per body.
     pub body_cap: usize,
     /// How long the origin may take to start its response.
     pub response_timeout: Duration,
+    /// Cancelled when shutdown begins: intercepted connections finish the exchange in flight
+    /// and close instead of idling in keep-alive through the grace period.
+    pub stopping: tokio_util::sync::CancellationToken,
+}
+
+impl CaptureCtx {
+    /// The redaction in force.
+    pub fn redactor(&self) -> Arc<Redactor> {
+        self.redactor
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the redaction (config reload); exchanges recorded from now on use it.
+    pub fn set_redactor(&self, r: Redactor) {
+        *self.redactor.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(r);
+    }
 }
 
 impl std::fmt::Debug for CaptureCtx {
@@ -271,7 +289,7 @@ pub async fn forward(
         destination_host: meta.host.clone(),
         destination_port: meta.port,
         method: req.method().as_str().to_string(),
-        url: ctx.redactor.url(&full_url(&meta, req.uri())),
+        url: ctx.redactor().url(&full_url(&meta, req.uri())),
         http_version: Some(
             match req.version() {
                 Version::HTTP_2 => "HTTP/2",
@@ -285,7 +303,7 @@ pub async fn forward(
         ..Default::default()
     };
     let req_headers = req.headers().clone();
-    let redacted_req = ctx.redactor.headers(&req_headers);
+    let redacted_req = ctx.redactor().headers(&req_headers);
 
     // A deny rule created while the tunnel is open applies to its next request.
     if let Some(rule) = ctx
@@ -300,7 +318,7 @@ pub async fn forward(
             &mut t,
             403,
             resp.headers(),
-            ctx.redactor.headers(resp.headers()),
+            ctx.redactor().headers(resp.headers()),
             None,
             0,
         );
@@ -369,7 +387,7 @@ pub async fn forward(
             &mut t,
             101,
             &resp_headers,
-            ctx.redactor.headers(&resp_headers),
+            ctx.redactor().headers(&resp_headers),
             None,
             0,
         );
@@ -409,7 +427,7 @@ pub async fn forward(
         let end = resp_cap.as_ref().map_or_else(Instant::now, |c| c.ended);
         t.duration_ms = Some(ms(start, end));
         let cap = ctx2.body_cap;
-        let redacted_resp = ctx2.redactor.headers(&resp_headers);
+        let redacted_resp = ctx2.redactor().headers(&resp_headers);
         let small = req_cap
             .as_ref()
             .is_none_or(|c| c.bytes.len() <= INLINE_DECODE)
@@ -473,7 +491,7 @@ async fn failed(
         &mut t,
         status.as_u16(),
         resp.headers(),
-        ctx.redactor.headers(resp.headers()),
+        ctx.redactor().headers(resp.headers()),
         None,
         0,
     );

@@ -1,8 +1,9 @@
 //! The WebSocket relay after a 101: bytes are copied both ways untouched (masking, extensions,
-//! everything), and a copy of each chunk goes through a bounded queue to a [`Tap`] per
-//! direction that records one transaction per message (`WS_REQ` client→server, `WS_RESP`
-//! server→client). If a tap falls behind or meets something it cannot parse, capture for the
-//! connection stops with a recorded reason; the relay never waits for capture.
+//! everything), and a copy of each chunk goes through one bounded queue (both directions, in
+//! relay order) to a [`Tap`] per direction that records one transaction per message (`WS_REQ`
+//! client→server, `WS_RESP` server→client). If a tap falls behind or meets something it
+//! cannot parse, capture for the connection stops with a recorded reason; the relay never
+//! waits for capture.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,7 +21,7 @@ use super::ws::{Direction, Event, Limits, MessageOpcode, Negotiated, Tap};
 use crate::store::IdKind;
 use crate::time::{now_secs, rfc3339};
 
-/// Chunks queued per direction for the tap before capture gives up (× 64 KiB reads at most).
+/// Chunks queued per direction for the taps before capture gives up (× 64 KiB reads at most).
 const TAP_QUEUE: usize = 256;
 /// Read size of each relay direction.
 const RELAY_BUF: usize = 64 * 1024;
@@ -126,11 +127,13 @@ impl Shared {
 }
 
 /// Reads from one side and writes to the other, handing a copy of each chunk to the tap queue
-/// (dropping capture, never bytes, when the queue is full).
+/// (dropping capture, never bytes, when the queue is full). The copy is queued before the
+/// bytes are written, and both directions share the queue, so the taps see the chunks in an
+/// order the peers could have seen them: a reply is never recorded before its request.
 async fn pump<R, W>(
     mut from: R,
     mut to: W,
-    tap: Option<mpsc::Sender<Bytes>>,
+    tap: Option<mpsc::Sender<(Direction, Bytes)>>,
     shared: Arc<Shared>,
     dir: Direction,
 ) where
@@ -144,24 +147,31 @@ async fn pump<R, W>(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if to.write_all(&buf[..n]).await.is_err() {
-            break;
-        }
         if let Some(t) = &tap
-            && t.try_send(Bytes::copy_from_slice(&buf[..n])).is_err()
+            && t.try_send((dir, Bytes::copy_from_slice(&buf[..n])))
+                .is_err()
         {
             shared.stop_capture(format!("capture fell behind ({dir:?})"));
             tap = None;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
         }
     }
     let _ = to.shutdown().await;
 }
 
-/// Decodes one direction's copy.
-async fn tap_task(mut rx: mpsc::Receiver<Bytes>, mut tap: Tap, shared: Arc<Shared>) {
-    let dir = tap.direction();
+/// Decodes both directions' copies, in the order they were relayed (message indexes follow the
+/// conversation). A direction whose tap fails stops being decoded; the other goes on.
+async fn tap_task(
+    mut rx: mpsc::Receiver<(Direction, Bytes)>,
+    mut taps: [Option<Tap>; 2],
+    shared: Arc<Shared>,
+) {
     let mut events = Vec::new();
-    while let Some(chunk) = rx.recv().await {
+    while let Some((dir, chunk)) = rx.recv().await {
+        let slot = &mut taps[dir as usize];
+        let Some(tap) = slot else { continue };
         events.clear();
         let res = tap.feed_into(&chunk, &mut events);
         for ev in events.drain(..) {
@@ -169,11 +179,13 @@ async fn tap_task(mut rx: mpsc::Receiver<Bytes>, mut tap: Tap, shared: Arc<Share
         }
         if let Err(e) = res {
             shared.stop_capture(format!("{dir:?}: {e}"));
-            return;
+            *slot = None;
         }
     }
-    if let Err(e) = tap.finish() {
-        shared.stop_capture(format!("{dir:?}: {e}"));
+    for mut tap in taps.into_iter().flatten() {
+        if let Err(e) = tap.finish() {
+            shared.stop_capture(format!("{:?}: {e}", tap.direction()));
+        }
     }
 }
 
@@ -197,35 +209,30 @@ pub async fn relay(
     });
     let (c_read, c_write) = tokio::io::split(TokioIo::new(client));
     let (s_read, s_write) = tokio::io::split(TokioIo::new(server));
-    let mut taps = Vec::new();
-    let mut senders = Vec::new();
-    for dir in [Direction::ClientToServer, Direction::ServerToClient] {
-        let (tx, rx) = mpsc::channel(TAP_QUEUE);
-        let tap = Tap::new(dir, negotiated, limits);
-        taps.push(tokio::spawn(tap_task(rx, tap, shared.clone())));
-        senders.push(tx);
-    }
-    let to_server = senders.remove(0);
-    let to_client = senders.remove(0);
+    // Indexed by `Direction as usize`.
+    let taps = [Direction::ClientToServer, Direction::ServerToClient]
+        .map(|dir| Some(Tap::new(dir, negotiated, limits)));
+    let (tx, rx) = mpsc::channel(2 * TAP_QUEUE);
+    let taps = tokio::spawn(tap_task(rx, taps, shared.clone()));
     let up = pump(
         c_read,
         s_write,
-        Some(to_server),
+        Some(tx.clone()),
         shared.clone(),
         Direction::ClientToServer,
     );
     let down = pump(
         s_read,
         c_write,
-        Some(to_client),
+        Some(tx),
         shared.clone(),
         Direction::ServerToClient,
     );
-    tokio::join!(up, down);
+    // `down` is polled first: bytes the server sent with the 101 (already buffered) are queued
+    // before anything the client sent once it had the 101, as they arrived.
+    tokio::join!(down, up);
     // The senders are gone with the pumps: the taps drain what is queued and finish.
-    for t in taps {
-        let _ = t.await;
-    }
+    let _ = taps.await;
     let mut row = shared
         .upgrade
         .lock()

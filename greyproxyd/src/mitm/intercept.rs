@@ -36,8 +36,8 @@ pub struct MitmCtx {
     pub certs: Arc<MitmCerts>,
     /// Verified TLS towards origins.
     pub upstream_tls: UpstreamTls,
-    /// Host globs never intercepted (pinned clients).
-    pub bypass: Vec<String>,
+    /// Host globs never intercepted (pinned clients); replaced on a config reload.
+    bypass: std::sync::RwLock<Arc<Vec<String>>>,
     /// How long to wait for the client's first bytes before assuming a server-speaks-first
     /// protocol and relaying raw.
     pub sniff_timeout: Duration,
@@ -51,7 +51,7 @@ impl std::fmt::Debug for MitmCtx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MitmCtx")
             .field("enabled", &self.enabled)
-            .field("bypass", &self.bypass)
+            .field("bypass", &self.bypass_list())
             .finish()
     }
 }
@@ -70,16 +70,29 @@ impl MitmCtx {
             enabled,
             certs,
             upstream_tls,
-            bypass,
+            bypass: std::sync::RwLock::new(Arc::new(bypass)),
             sniff_timeout,
             capture,
             rejected: Mutex::new(HashSet::new()),
         }
     }
 
+    /// The host globs tunnelled raw.
+    pub fn bypass_list(&self) -> Arc<Vec<String>> {
+        self.bypass
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the bypass list (config reload); tunnels opened from now on use it.
+    pub fn set_bypass(&self, globs: Vec<String>) {
+        *self.bypass.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(globs);
+    }
+
     fn bypassed(&self, host: &str) -> bool {
         let host = host.to_ascii_lowercase();
-        self.bypass.iter().any(|g| host_glob(g, &host))
+        self.bypass_list().iter().any(|g| host_glob(g, &host))
     }
 }
 
@@ -448,16 +461,21 @@ pub async fn serve_h1<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let stopping = capture.stopping.clone();
     let svc = service_fn(move |req| {
         let (c, u, m) = (capture.clone(), up.clone(), meta.clone());
         async move { Ok::<_, hyper::Error>(forward(c, u, m, req).await) }
     });
-    hyper::server::conn::http1::Builder::new()
+    let conn = hyper::server::conn::http1::Builder::new()
         .preserve_header_case(true)
         .serve_connection(TokioIo::new(io), svc)
-        .with_upgrades()
-        .await
-        .map_err(io::Error::other)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => return r.map_err(io::Error::other),
+        _ = stopping.cancelled() => conn.as_mut().graceful_shutdown(),
+    }
+    conn.await.map_err(io::Error::other)
 }
 
 /// Serves HTTP/2 from the client, recording each stream.
@@ -470,14 +488,19 @@ pub async fn serve_h2<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let stopping = capture.stopping.clone();
     let svc = service_fn(move |req| {
         let (c, u, m) = (capture.clone(), up.clone(), meta.clone());
         async move { Ok::<_, hyper::Error>(forward(c, u, m, req).await) }
     });
-    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(io), svc)
-        .await
-        .map_err(io::Error::other)
+    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => return r.map_err(io::Error::other),
+        _ = stopping.cancelled() => conn.as_mut().graceful_shutdown(),
+    }
+    conn.await.map_err(io::Error::other)
 }
 
 #[cfg(test)]

@@ -8,11 +8,13 @@
 //! deny ends only the holds of the pending requests it removed (DESIGN §5.1).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use greyproxy_protocol::{Action, AllowAllMode, Decision};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::allow_all::AllowAllState;
 use super::error::PolicyError;
@@ -158,7 +160,10 @@ pub struct Policy {
     pub(super) changed: watch::Sender<u64>,
     /// Serialises mutations so that the store and memory change in the same order.
     pub(super) write_lock: tokio::sync::Mutex<()>,
-    pub(super) hold_timeout: Duration,
+    /// Hold timeout in milliseconds (changed by a config reload).
+    pub(super) hold_timeout_ms: AtomicU64,
+    /// Cancelled at shutdown: every hold ends blocked with reason `shutdown`.
+    pub(super) stopping: CancellationToken,
 }
 
 /// Result of evaluating a destination against silent mode and the rules.
@@ -197,7 +202,8 @@ impl Policy {
             tracker: ConnTracker::default(),
             changed,
             write_lock: tokio::sync::Mutex::new(()),
-            hold_timeout,
+            hold_timeout_ms: AtomicU64::new(millis(hold_timeout)),
+            stopping: CancellationToken::new(),
         }))
     }
 
@@ -231,7 +237,18 @@ impl Policy {
 
     /// Seconds a connection is held.
     pub fn hold_timeout(&self) -> Duration {
-        self.hold_timeout
+        Duration::from_millis(self.hold_timeout_ms.load(Ordering::Relaxed))
+    }
+
+    /// Changes the hold timeout of holds that start from now on (config reload).
+    pub fn set_hold_timeout(&self, d: Duration) {
+        self.hold_timeout_ms.store(millis(d), Ordering::Relaxed);
+    }
+
+    /// Ends every hold, now and from now on, as blocked with reason `shutdown` (the held
+    /// clients get their refusal: HTTP 403, SOCKS5 reply 0x02).
+    pub fn stop_holds(&self) {
+        self.stopping.cancel();
     }
 
     /// Runs a blocking store write off the async runtime.
@@ -308,4 +325,8 @@ impl Policy {
     pub async fn flush_logs(&self) {
         self.logs.flush().await;
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -66,7 +66,7 @@ impl Policy {
             start,
             done: false,
         };
-        let deadline = tokio::time::sleep(self.hold_timeout);
+        let deadline = tokio::time::sleep(self.hold_timeout());
         tokio::pin!(deadline);
         tokio::pin!(client_gone);
         let (d, rule, reason) = loop {
@@ -84,6 +84,7 @@ impl Policy {
                 }
                 _ = &mut deadline => break (Decision::Blocked, None, Reason::HoldTimeout),
                 _ = &mut client_gone => break (Decision::Blocked, None, Reason::ClientGone),
+                _ = self.stopping.cancelled() => break (Decision::Blocked, None, Reason::Shutdown),
             }
         };
         guard.done = true;

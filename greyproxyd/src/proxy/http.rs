@@ -29,9 +29,9 @@ use crate::policy::{ConnRequest, FrontEnd, Verdict};
 
 /// Accepts HTTP-proxy clients until shutdown.
 pub async fn serve(listener: TcpListener, ctx: ProxyCtx) {
-    let shutdown = ctx.shutdown.clone();
-    accept_loop(listener, shutdown, "http proxy", |s, peer| {
-        handle(s, peer, ctx.clone())
+    let stop = ctx.stop_accepting.clone();
+    accept_loop(listener, stop, "http proxy", |s, peer| {
+        ctx.conns.track_future(handle(s, peer, ctx.clone()))
     })
     .await;
 }
@@ -83,7 +83,7 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, ctx: ProxyCtx) -> anyho
         container: container.clone(),
         host: head.host.clone(),
         port: head.port,
-        resolved: None,
+        resolved: ctx.dns.resolve_host(&head.host),
         front: FrontEnd::Http,
         tunnel: head.method.eq_ignore_ascii_case("CONNECT"),
     };
@@ -232,10 +232,22 @@ async fn serve_plain(
         .preserve_header_case(true)
         .serve_connection(io, service)
         .with_upgrades();
+    tokio::pin!(serving);
+    let stopping = conn.ctx.stop_accepting.clone();
     tokio::select! {
-        r = serving => r?,
+        r = serving.as_mut() => r?,
         _ = conn.cut.cancelled() => tracing::debug!("plain-http connection cut: rule revoked"),
         _ = shutdown.cancelled() => {}
+        _ = stopping.cancelled() => {
+            // Shutdown began: finish the request in flight (within the grace period), then
+            // close instead of waiting for the next one on an idle keep-alive connection.
+            serving.as_mut().graceful_shutdown();
+            tokio::select! {
+                r = serving => r?,
+                _ = conn.cut.cancelled() => {}
+                _ = shutdown.cancelled() => {}
+            }
+        }
     }
     Ok(())
 }
@@ -262,7 +274,7 @@ async fn proxy_request(conn: Arc<PlainConn>, req: Request<Incoming>) -> Response
                 container: conn.container.clone(),
                 host: host.clone(),
                 port,
-                resolved: None,
+                resolved: conn.ctx.dns.resolve_host(&host),
                 front: FrontEnd::Http,
                 tunnel: false,
             };

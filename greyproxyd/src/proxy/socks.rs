@@ -13,9 +13,9 @@ use crate::policy::{ConnRequest, FrontEnd};
 
 /// Accepts SOCKS5 clients until shutdown.
 pub async fn serve(listener: TcpListener, ctx: ProxyCtx) {
-    let shutdown = ctx.shutdown.clone();
-    accept_loop(listener, shutdown, "socks5", |s, peer| {
-        handle(s, peer, ctx.clone())
+    let stop = ctx.stop_accepting.clone();
+    accept_loop(listener, stop, "socks5", |s, peer| {
+        ctx.conns.track_future(handle(s, peer, ctx.clone()))
     })
     .await;
 }
@@ -31,7 +31,7 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, ctx: ProxyCtx) -> anyho
         container: identity(request.username.as_deref(), peer),
         host: host.clone(),
         port,
-        resolved: None,
+        resolved: ctx.dns.resolve_host(&host),
         front: FrontEnd::Socks5,
         tunnel: true,
     };

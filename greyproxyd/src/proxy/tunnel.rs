@@ -23,10 +23,16 @@ pub struct ProxyCtx {
     pub handshake_timeout: Duration,
     /// Limit for connecting upstream.
     pub connect_timeout: Duration,
-    /// Cancelled at shutdown: tunnels end.
+    /// Cancelled when the shutdown grace period is over: open tunnels are cut.
     pub shutdown: CancellationToken,
+    /// Cancelled when shutdown begins: the listeners stop accepting.
+    pub stop_accepting: CancellationToken,
+    /// Every proxied connection, so that shutdown can wait for them to finish.
+    pub conns: tokio_util::task::TaskTracker,
     /// Interception and recording.
     pub mitm: Arc<crate::mitm::intercept::MitmCtx>,
+    /// IP → hostname learnt by the DNS forwarder: names connections to raw IPs.
+    pub dns: Arc<crate::proxy::dns::DnsCache>,
 }
 
 /// Container name for a client: the proxy username unless empty or `proxy`, else

@@ -5,7 +5,8 @@
 //! - `meta` (`&str → u64`): `schema_version` and the id counters `next_id.<table>`;
 //! - `rules`, `pending`, `request_logs` (`u64 id → JSON bytes` of [`RuleRecord`],
 //!   [`PendingRecord`], [`RequestLogRecord`](crate::records::RequestLogRecord));
-//! - `settings` (`&str → bytes`), opaque to the store.
+//! - `settings` (`&str → bytes`), opaque to the store;
+//! - `dns_cache` (`&str` IP → JSON bytes of [`DnsCacheRow`]), see [`Store::put_dns_cache`].
 //!
 //! Values are serde_json bytes rather than a binary encoding: records are flexible (a field added
 //! later reads from old rows through serde defaults, and an older build ignores fields it does not
@@ -17,6 +18,7 @@
 //! `tokio::task::spawn_blocking`, holding the store as `Arc<Store>`. Request logs, which are
 //! written on every decision, go through the batching writer of [`spawn_log_writer`] instead.
 
+mod dns;
 mod error;
 #[cfg(test)]
 mod log_tests;
@@ -35,6 +37,7 @@ use redb::{
 };
 use serde::de::DeserializeOwned;
 
+pub use dns::DnsCacheRow;
 pub use error::StoreError;
 pub use logs::{LogSink, OnCommit, Sink, WriteBatch, spawn_log_writer, spawn_writer};
 pub use query::{LogPage, LogQuery};

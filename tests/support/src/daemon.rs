@@ -65,6 +65,9 @@ impl DaemonBuilder {
                 "127.0.0.1:0",
                 "--socks-addr",
                 "127.0.0.1:0",
+                // Never the default 43053: tests run in parallel.
+                "--dns-addr",
+                "127.0.0.1:0",
             ])
             .args(&self.args)
             .env("RUST_LOG", "greyproxyd=debug")
@@ -90,6 +93,7 @@ impl DaemonBuilder {
             control: addr("control").unwrap(),
             http: addr("http"),
             socks: addr("socks5"),
+            dns: addr("dns"),
             token,
         }
     }
@@ -133,6 +137,8 @@ pub struct Daemon {
     pub http: Option<SocketAddr>,
     /// SOCKS5 proxy address.
     pub socks: Option<SocketAddr>,
+    /// DNS forwarder address (UDP and TCP), when on.
+    pub dns: Option<SocketAddr>,
     /// Control token.
     pub token: String,
 }

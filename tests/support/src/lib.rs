@@ -14,6 +14,7 @@ pub mod origin;
 pub mod raw;
 pub mod tls;
 pub mod wire;
+pub mod wsprobe;
 
 pub use control::Control;
 pub use curl::{CurlResult, curl};

@@ -1,0 +1,141 @@
+//! Validation of a parsed config file beyond its syntax: values the TOML types cannot express
+//! (addresses, enumerations, minimums, redaction patterns), each error naming its key and line.
+
+use super::{FileConfig, parse_addr};
+use crate::capture::redact::Redactor;
+
+/// A config value that parses as TOML but cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("key `{key}`{}: {message}", line.map(|l| format!(" (line {l})")).unwrap_or_default())]
+pub struct ConfigError {
+    /// Dotted key, e.g. `control.auth`.
+    pub key: String,
+    /// 1-based line of the key in the file, when found.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The 1-based line where `key` (dotted: `table.key`) is set in `text`, if it can be found.
+pub fn line_of(text: &str, key: &str) -> Option<usize> {
+    let (table, name) = match key.rsplit_once('.') {
+        Some((t, n)) => (t, n),
+        None => ("", key),
+    };
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if let Some(h) = l.strip_prefix('[') {
+            current = h
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            continue;
+        }
+        let Some((k, _)) = l.split_once('=') else {
+            continue;
+        };
+        let k = k.trim().trim_matches('"');
+        let full = if current.is_empty() {
+            k.to_string()
+        } else {
+            format!("{current}.{k}")
+        };
+        if (current == table && k == name) || full == key {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+impl FileConfig {
+    /// Checks the values of a parsed file; `text` is its source, to locate the offending key.
+    pub fn validate(&self, text: &str) -> Result<(), ConfigError> {
+        let err = |key: &str, message: String| ConfigError {
+            key: key.to_string(),
+            line: line_of(text, key),
+            message,
+        };
+        let addrs = [
+            ("control_addr", &self.control_addr, false),
+            ("http_addr", &self.http_addr, true),
+            ("socks_addr", &self.socks_addr, true),
+            ("dns_addr", &self.dns_addr, true),
+        ];
+        for (key, value, allow_off) in addrs {
+            if let Some(v) = value {
+                parse_addr(v, key, allow_off).map_err(|e| err(key, format!("{e:#}")))?;
+            }
+        }
+        for u in self.dns_upstream.iter().flatten() {
+            crate::proxy::dns::upstream::parse_upstream(u)
+                .map_err(|e| err("dns_upstream", e.to_string()))?;
+        }
+        if self.hold_timeout == Some(0) {
+            return Err(err("hold_timeout", "must be at least 1 second".into()));
+        }
+        if let Some(c) = &self.control {
+            match c.auth.as_deref() {
+                None | Some("token") | Some("none") => {}
+                Some(other) => {
+                    return Err(err(
+                        "control.auth",
+                        format!("invalid value {other:?}: use \"token\" or \"none\""),
+                    ));
+                }
+            }
+        }
+        if let Some(m) = &self.mitm
+            && let Some(globs) = &m.bypass
+            && globs.iter().any(|g| g.trim().is_empty())
+        {
+            return Err(err("mitm.bypass", "empty host glob".into()));
+        }
+        if let Some(c) = &self.capture {
+            if let Some(extra) = &c.redact_headers {
+                Redactor::new(extra).map_err(|e| err("capture.redact_headers", e.to_string()))?;
+            }
+            if c.response_timeout == Some(0) {
+                return Err(err(
+                    "capture.response_timeout",
+                    "must be at least 1 second".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_keys_in_tables() {
+        let t = "hold_timeout = 5\n\n[control]\nauth = \"x\"\n[mitm]\nbypass = []\n";
+        assert_eq!(line_of(t, "hold_timeout"), Some(1));
+        assert_eq!(line_of(t, "control.auth"), Some(4));
+        assert_eq!(line_of(t, "mitm.bypass"), Some(6));
+        assert_eq!(line_of(t, "auth"), None);
+    }
+
+    #[test]
+    fn errors_name_key_and_line() {
+        let t = "http_addr = \"off\"\n[control]\nauth = \"basic\"\n";
+        let c: FileConfig = toml::from_str(t).unwrap();
+        let e = c.validate(t).unwrap_err().to_string();
+        assert!(e.contains("control.auth") && e.contains("line 3"), "{e}");
+        let t = "hold_timeout = 3\ndns_upstream = [\"1.1.1.1:53\", \"nope\"]\n";
+        let c: FileConfig = toml::from_str(t).unwrap();
+        let e = c.validate(t).unwrap_err().to_string();
+        assert!(e.contains("dns_upstream") && e.contains("line 2"), "{e}");
+        let t = "socks_addr = \"localhost\"\n";
+        let c: FileConfig = toml::from_str(t).unwrap();
+        let e = c.validate(t).unwrap_err().to_string();
+        assert!(e.contains("socks_addr") && e.contains("line 1"), "{e}");
+    }
+}
