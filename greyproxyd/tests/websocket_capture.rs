@@ -15,6 +15,11 @@ use serde_json::{Value, json};
 const BIN: &str = env!("CARGO_BIN_EXE_greyproxyd");
 const PATH: &str = "/v1/realtime";
 const REASON: &str = "conversation over";
+const CAP: usize = 2 * 1024 * 1024;
+
+fn json_strings(v: &[String]) -> Vec<Value> {
+    v.iter().map(|s| json!(s)).collect()
+}
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Via {
@@ -37,8 +42,6 @@ enum Deflate {
 
 struct Chat {
     rows: WsRows,
-    sent: Vec<String>,
-    echoed: Vec<String>,
     client: Value,
     server: Value,
     url: String,
@@ -75,7 +78,10 @@ async fn chat(ip: &str, via: Via, deflate: Deflate) -> Chat {
 
     // The peers saw exactly what the other sent.
     assert_eq!(client["received"], json!(echoed), "echoes on the client");
-    assert_eq!(client["pongs"], 1, "the ping was answered through the relay");
+    assert_eq!(
+        client["pongs"], 1,
+        "the ping was answered through the relay"
+    );
     assert_eq!(client["close_code"], 1000, "{client}");
     let server = origin.closed().await;
     assert_eq!(server["received"], json!(sent), "messages on the server");
@@ -91,7 +97,23 @@ async fn chat(ip: &str, via: Via, deflate: Deflate) -> Chat {
     let rows = closed_connection(&mut env.ws, ip, 40).await;
     assert_eq!(rows.dir("WS_REQ").len(), 20);
     assert_eq!(rows.dir("WS_RESP").len(), 20);
-    assert_messages(&rows, &url, &sent, &echoed);
+    assert_messages(
+        &rows,
+        &url,
+        &json_strings(&sent),
+        &json_strings(&echoed),
+        CAP,
+    );
+    // Each message waits for the previous echo: the indexes follow the conversation.
+    let order: Vec<&Value> = rows.messages.iter().map(|m| &m["method"]).collect();
+    let want: Vec<Value> = (0..20)
+        .flat_map(|_| [json!("WS_REQ"), json!("WS_RESP")])
+        .collect();
+    assert_eq!(
+        order,
+        want.iter().collect::<Vec<_>>(),
+        "rows in conversation order"
+    );
 
     let up = &rows.upgrade;
     let port = origin.addr.port();
@@ -110,8 +132,6 @@ async fn chat(ip: &str, via: Via, deflate: Deflate) -> Chat {
     origin.stop().await;
     Chat {
         rows,
-        sent,
-        echoed,
         client,
         server,
         url,
@@ -165,7 +185,10 @@ async fn deflate_with_context_takeover_through_the_http_proxy() {
     assert!(!ext.contains("no_context_takeover"), "{ext}");
     assert_context_takeover(&c);
     assert!(c.url.starts_with("wss://127.0.0.80:"));
-    assert_eq!(c.client["close_reason"], REASON, "the server echoed the close");
+    assert_eq!(
+        c.client["close_reason"], REASON,
+        "the server echoed the close"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -196,7 +219,11 @@ async fn no_context_takeover_asked_by_the_client() {
 async fn a_client_offering_no_compression_gets_uncompressed_rows() {
     let c = chat("127.0.0.84", Via::Http, Deflate::ClientOffersNone).await;
     assert!(c.server["extensions"].is_null(), "{}", c.server);
-    assert!(c.rows.upgrade.get("ws_extensions").is_none(), "{}", c.rows.upgrade);
+    assert!(
+        c.rows.upgrade.get("ws_extensions").is_none(),
+        "{}",
+        c.rows.upgrade
+    );
     for m in &c.rows.messages {
         assert!(!compressed(m), "{m}");
         assert_eq!(

@@ -19,8 +19,8 @@ with the reason on stderr when anything fails). Input:
   count, size  bench: messages and their approximate size; each is echoed by server.py
 
 Output (library): received (texts, {"b64": …} for binary), extensions, pongs, close_code,
-close_reason. Raw: status, received_b64 (every byte after the 101 head). Bench: messages,
-payload_bytes, seconds.
+close_reason. Raw: status, received_hex (every byte after the 101 head). Bench: messages,
+payload_bytes, seconds, cpu_seconds (this process).
 """
 
 import asyncio
@@ -128,7 +128,9 @@ def connect_kwargs(cfg):
 
 
 def shown(msg):
-    return msg if isinstance(msg, str) else {"b64": base64.b64encode(msg).decode()}
+    if isinstance(msg, str):
+        return msg
+    return {"b64": base64.b64encode(msg).decode(), "len": len(msg)}
 
 
 async def run_library(cfg):
@@ -215,7 +217,7 @@ async def run_raw(cfg):
         else:
             raise ValueError(f"unknown action {a}")
     writer.close()
-    return {"status": status, "received_b64": base64.b64encode(got).decode()}
+    return {"status": status, "received_hex": got.hex()}
 
 
 def bench_message(i, size):
@@ -245,18 +247,19 @@ async def run_bench(cfg):
                     raise AssertionError(f"reply {i} differs")
             done.set_result(None)
 
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         task = asyncio.create_task(reader())
         for m in msgs:
             await ws.send(m)
         await asyncio.wait_for(done, 600)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         await task
         ext = ws.response.headers.get("Sec-WebSocket-Extensions")
     return {
         "messages": n,
         "payload_bytes": sum(len(m) for m in msgs),
         "seconds": seconds,
+        "cpu_seconds": cpu,
         "extensions": ext,
     }
 
