@@ -43,6 +43,11 @@ struct Runtime<'a> {
     listeners: &'a Listeners,
 }
 
+/// Transactions queued for the writer at most (WebSocket bursts are many small rows).
+const TX_QUEUE_ROWS: usize = 16_384;
+/// Body bytes queued for the writer at most; beyond it rows are stored without bodies.
+const TX_QUEUE_BYTES: u64 = 256 * 1024 * 1024;
+
 /// Name of the redb file in the state dir.
 pub const STORE_FILE: &str = "greyproxy.redb";
 
@@ -283,10 +288,12 @@ fn build_mitm(
         Redactor::new(&cfg.redact_headers).context("invalid capture.redact_headers")?,
     ));
     let tx_events = events.clone();
+    let queued_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let sink = spawn_transaction_writer(
         store.clone(),
-        4096,
+        TX_QUEUE_ROWS,
         cfg.tx_retention,
+        queued_bytes.clone(),
         Box::new(move |t| {
             tx_events.publish(if t.is_update {
                 Event::TransactionUpdated(t.clone())
@@ -303,6 +310,8 @@ fn build_mitm(
         body_cap: cfg.body_cap,
         response_timeout: cfg.response_timeout,
         stopping: stopping.clone(),
+        queued_bytes,
+        max_queued_bytes: TX_QUEUE_BYTES,
     });
     Ok(Arc::new(MitmCtx::new(
         !cfg.no_mitm,

@@ -57,9 +57,33 @@ pub struct CaptureCtx {
     /// Cancelled when shutdown begins: intercepted connections finish the exchange in flight
     /// and close instead of idling in keep-alive through the grace period.
     pub stopping: tokio_util::sync::CancellationToken,
+    /// Body bytes queued for the writer right now (the writer subtracts what it stored).
+    pub queued_bytes: Arc<std::sync::atomic::AtomicU64>,
+    /// Most body bytes queued at once; beyond it rows are queued without their bodies, so a
+    /// slow disk never lets memory grow with the traffic.
+    pub max_queued_bytes: u64,
 }
 
 impl CaptureCtx {
+    /// Queues a finished transaction for storage, within the queue's byte budget.
+    pub fn record(&self, mut t: Transaction) {
+        use std::sync::atomic::Ordering;
+        let mut weight = crate::store::body_weight(&t);
+        if self.queued_bytes.load(Ordering::Relaxed) + weight > self.max_queued_bytes {
+            t.request_body = None;
+            t.request_body_encoding = None;
+            t.response_body = None;
+            t.response_body_encoding = None;
+            t.error
+                .get_or_insert_with(|| "bodies not stored: the capture queue is full".into());
+            weight = 0;
+        }
+        self.queued_bytes.fetch_add(weight, Ordering::Relaxed);
+        if !self.sink.record(t) {
+            self.queued_bytes.fetch_sub(weight, Ordering::Relaxed);
+        }
+    }
+
     /// The redaction in force.
     pub fn redactor(&self) -> Arc<Redactor> {
         self.redactor
@@ -323,7 +347,7 @@ pub async fn forward(
             0,
         );
         t.duration_ms = Some(ms(start, Instant::now()));
-        ctx.sink.record(t);
+        ctx.record(t);
         return resp;
     }
 
@@ -400,7 +424,7 @@ pub async fn forward(
             .map(str::to_string)
             .reduce(|a, b| format!("{a}, {b}"));
         let upgrade_row = t.clone();
-        ctx.sink.record(t);
+        ctx.record(t);
         if let Some(client_up) = client_upgrade {
             let server_up = hyper::upgrade::on(&mut resp);
             let ctx = ctx.clone();
@@ -454,7 +478,7 @@ pub async fn forward(
             tokio::task::spawn_blocking(fill).await
         };
         if let Ok(t) = t {
-            ctx2.sink.record(t);
+            ctx2.record(t);
         }
     });
     Response::from_parts(parts, body)
@@ -496,7 +520,7 @@ async fn failed(
         0,
     );
     t.duration_ms = Some(ms(start, Instant::now()));
-    ctx.sink.record(t);
+    ctx.record(t);
     resp
 }
 

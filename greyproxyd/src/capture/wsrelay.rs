@@ -122,7 +122,7 @@ impl Shared {
             compressed,
             ..Default::default()
         };
-        self.ctx.sink.record(t);
+        self.ctx.record(t);
     }
 }
 
@@ -243,5 +243,5 @@ pub async fn relay(
         row.duration_ms = Some(now_secs().saturating_sub(start) * 1000);
     }
     row.is_update = true;
-    shared.ctx.sink.record(row);
+    shared.ctx.record(row);
 }

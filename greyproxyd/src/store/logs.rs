@@ -103,12 +103,12 @@ impl<T> fmt::Debug for Sink<T> {
 }
 
 impl<T> Sink<T> {
-    /// Queues a row without waiting. When the queue is full (the disk cannot keep up) the row
-    /// is dropped and counted, with a warning at most once per second. A request-log row with
-    /// `id == 0` gets its id when written.
-    pub fn record(&self, rec: T) {
+    /// Queues a row without waiting; returns whether it was queued. When the queue is full (the
+    /// disk cannot keep up) the row is dropped and counted, with a warning at most once per
+    /// second. A request-log row with `id == 0` gets its id when written.
+    pub fn record(&self, rec: T) -> bool {
         let reason = match self.tx.try_send(Msg::Row(rec)) {
-            Ok(()) => return,
+            Ok(()) => return true,
             Err(mpsc::error::TrySendError::Full(_)) => "queue full",
             Err(mpsc::error::TrySendError::Closed(_)) => "writer stopped",
         };
@@ -121,6 +121,7 @@ impl<T> Sink<T> {
                 "row dropped"
             );
         }
+        false
     }
 
     /// Rows dropped so far: queue full, writer gone, or their write failed.

@@ -41,7 +41,7 @@ pub use dns::DnsCacheRow;
 pub use error::StoreError;
 pub use logs::{LogSink, OnCommit, Sink, WriteBatch, spawn_log_writer, spawn_writer};
 pub use query::{LogPage, LogQuery};
-pub use transactions::{TxPage, TxQuery, TxRetention, spawn_transaction_writer};
+pub use transactions::{TxPage, TxQuery, TxRetention, body_weight, spawn_transaction_writer};
 
 use crate::records::{PendingRecord, RuleRecord};
 

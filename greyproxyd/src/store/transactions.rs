@@ -3,9 +3,10 @@
 //! row count and a total body size (oldest evicted).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use greyproxy_protocol::Transaction;
-use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use redb::{Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
 
 use super::logs::{OnCommit, Sink, WriteBatch, spawn_writer};
@@ -61,14 +62,32 @@ pub fn spawn_transaction_writer(
     store: Arc<Store>,
     capacity: usize,
     retention: TxRetention,
+    queued_bytes: Arc<AtomicU64>,
     on_commit: OnCommit<Transaction>,
 ) -> Sink<Transaction> {
     let write: WriteBatch<Transaction> =
         Arc::new(move |store: &Store, rows: &mut [Transaction]| {
-            store.append_transactions(rows, retention)
+            let weight: u64 = rows.iter().map(body_weight).sum();
+            let r = store.append_transactions(rows, retention);
+            // Stored or failed, these bodies no longer wait in memory.
+            let _ = queued_bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+                Some(q.saturating_sub(weight))
+            });
+            r
         });
     spawn_writer(store, capacity, "transaction", write, on_commit)
 }
+
+/// Body bytes a queued transaction holds (what the capture queue's byte budget counts).
+pub fn body_weight(t: &Transaction) -> u64 {
+    (t.request_body.as_ref().map_or(0, String::len)
+        + t.response_body.as_ref().map_or(0, String::len)) as u64
+}
+
+/// Batches at least this large are committed without an fsync of their own: capture rows are
+/// not decisions, a burst (WebSocket messages, many small requests) would otherwise be limited
+/// by fsyncs, and the next durable commit (a smaller batch, a rule, a log batch) persists them.
+const LAZY_BATCH: usize = 64;
 
 /// Filters and page of a transaction query; empty strings count as no filter.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -159,7 +178,11 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        let txn = self.db.begin_write()?;
+        let mut txn = self.db.begin_write()?;
+        if rows.len() >= LAZY_BATCH {
+            // If refused the commit is simply durable, only slower.
+            let _ = txn.set_durability(Durability::None);
+        }
         let mut high = [0u64; N_KINDS];
         {
             let mut heads = txn.open_table(TRANSACTIONS)?;
