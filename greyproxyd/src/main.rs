@@ -152,7 +152,11 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
     let control = pick(a.control_addr, file.control_addr, DEFAULT_CONTROL_ADDR);
     let http = pick(a.http_addr, file.http_addr, DEFAULT_HTTP_ADDR);
     let socks = pick(a.socks_addr, file.socks_addr, DEFAULT_SOCKS_ADDR);
-    let dns = pick(a.dns_addr, file.dns_addr, greyproxyd::config::DEFAULT_DNS_ADDR);
+    let dns = pick(
+        a.dns_addr,
+        file.dns_addr,
+        greyproxyd::config::DEFAULT_DNS_ADDR,
+    );
     let dns_upstreams = if a.dns_upstream.is_empty() {
         file.dns_upstream.unwrap_or_default()
     } else {
