@@ -7,5 +7,7 @@ pub mod decode;
 pub mod forward;
 pub mod record;
 pub mod redact;
+pub mod serve;
+pub mod upstream;
 pub mod ws;
 pub mod wsrelay;

@@ -19,9 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::reload::MitmCerts;
 use super::upstream::{UpstreamTls, server_name};
-use crate::capture::forward::{
-    CaptureCtx, ExchangeMeta, Upstream, boxed_io, dial_fn, forward, text_response,
-};
+use crate::capture::forward::{CaptureCtx, ExchangeMeta, text_response};
+use crate::capture::serve::{serve_h1, serve_h2};
+use crate::capture::upstream::{Upstream, boxed_io, dial_fn};
 use crate::policy::Verdict;
 use crate::proxy::tunnel::{Prefixed, connect_upstream, relay};
 
@@ -449,58 +449,6 @@ async fn refuse_over_tls(
     tls.write_all(resp.as_bytes()).await?;
     let _ = tls.shutdown().await;
     Ok(())
-}
-
-/// Serves HTTP/1.1 from the client, recording each exchange.
-pub async fn serve_h1<S>(
-    capture: Arc<CaptureCtx>,
-    up: Arc<Upstream>,
-    meta: Arc<ExchangeMeta>,
-    io: S,
-) -> io::Result<()>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let stopping = capture.stopping.clone();
-    let svc = service_fn(move |req| {
-        let (c, u, m) = (capture.clone(), up.clone(), meta.clone());
-        async move { Ok::<_, hyper::Error>(forward(c, u, m, req).await) }
-    });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .preserve_header_case(true)
-        .serve_connection(TokioIo::new(io), svc)
-        .with_upgrades();
-    tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => return r.map_err(io::Error::other),
-        _ = stopping.cancelled() => conn.as_mut().graceful_shutdown(),
-    }
-    conn.await.map_err(io::Error::other)
-}
-
-/// Serves HTTP/2 from the client, recording each stream.
-pub async fn serve_h2<S>(
-    capture: Arc<CaptureCtx>,
-    up: Arc<Upstream>,
-    meta: Arc<ExchangeMeta>,
-    io: S,
-) -> io::Result<()>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let stopping = capture.stopping.clone();
-    let svc = service_fn(move |req| {
-        let (c, u, m) = (capture.clone(), up.clone(), meta.clone());
-        async move { Ok::<_, hyper::Error>(forward(c, u, m, req).await) }
-    });
-    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(io), svc);
-    tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => return r.map_err(io::Error::other),
-        _ = stopping.cancelled() => conn.as_mut().graceful_shutdown(),
-    }
-    conn.await.map_err(io::Error::other)
 }
 
 #[cfg(test)]

@@ -20,9 +20,8 @@ use tokio_util::sync::CancellationToken;
 use super::head::{Head, HeadError, absolute_target, read_head};
 use super::tunnel::{Prefixed, ProxyCtx, client_gone, connect_upstream, identity};
 use crate::accept::accept_loop;
-use crate::capture::forward::{
-    ExchangeMeta, FwdBody, Upstream, boxed_io, dial_fn, forward, text_response,
-};
+use crate::capture::forward::{ExchangeMeta, FwdBody, forward, text_response};
+use crate::capture::upstream::{Upstream, boxed_io, dial_fn};
 use crate::mitm::intercept::{self, Tunnel};
 use crate::policy::tracker::Tracked;
 use crate::policy::{ConnRequest, FrontEnd, Verdict};

@@ -1,0 +1,138 @@
+//! The origin side of a recorded client connection: one HTTP/2 connection shared by all
+//! streams, or one HTTP/1.1 connection used request by request and re-dialled when the origin
+//! closed it.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::forward::FwdBody;
+
+/// Any byte stream an HTTP connection can run over.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+/// Opens a new connection to the origin (TLS included when needed).
+pub type Dial = Arc<dyn Fn() -> BoxFuture<'static, io::Result<Box<dyn Io>>> + Send + Sync>;
+
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<FwdBody>),
+    H2(hyper::client::conn::http2::SendRequest<FwdBody>),
+}
+
+/// The origin side of a client connection: one HTTP/2 connection shared by all streams, or one
+/// HTTP/1.1 connection used request by request and re-dialled if the origin closed it.
+pub struct Upstream {
+    h2: bool,
+    sender: tokio::sync::Mutex<Option<Sender>>,
+    dial: Dial,
+}
+
+async fn handshake(io: Box<dyn Io>, h2: bool) -> io::Result<Sender> {
+    let io = TokioIo::new(io);
+    if h2 {
+        let (s, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(io::Error::other)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream h2 connection ended");
+            }
+        });
+        Ok(Sender::H2(s))
+    } else {
+        let (s, conn) = hyper::client::conn::http1::Builder::new()
+            .preserve_header_case(true)
+            .handshake(io)
+            .await
+            .map_err(io::Error::other)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream h1 connection ended");
+            }
+        });
+        Ok(Sender::H1(s))
+    }
+}
+
+impl Upstream {
+    /// Starts from an already connected stream; `dial` opens replacements (HTTP/1.1).
+    pub async fn new(first: Box<dyn Io>, h2: bool, dial: Dial) -> io::Result<Upstream> {
+        let sender = handshake(first, h2).await?;
+        Ok(Upstream {
+            h2,
+            sender: tokio::sync::Mutex::new(Some(sender)),
+            dial,
+        })
+    }
+
+    /// Starts without a connection; the first request dials.
+    pub fn lazy(h2: bool, dial: Dial) -> Upstream {
+        Upstream {
+            h2,
+            sender: tokio::sync::Mutex::new(None),
+            dial,
+        }
+    }
+
+    /// Whether requests go out as HTTP/2.
+    pub fn is_h2(&self) -> bool {
+        self.h2
+    }
+
+    /// Sends one request, (re)connecting when needed.
+    pub async fn send(&self, req: Request<FwdBody>) -> Result<Response<Incoming>, String> {
+        let mut slot = self.sender.lock().await;
+        let usable = match slot.as_mut() {
+            Some(Sender::H1(s)) => !s.is_closed() && s.ready().await.is_ok(),
+            Some(Sender::H2(s)) => !s.is_closed() && s.ready().await.is_ok(),
+            None => false,
+        };
+        if !usable {
+            let io = (self.dial)()
+                .await
+                .map_err(|e| format!("cannot reach the origin: {e}"))?;
+            *slot = Some(
+                handshake(io, self.h2)
+                    .await
+                    .map_err(|e| format!("origin handshake failed: {e}"))?,
+            );
+        }
+        match slot.as_mut() {
+            Some(Sender::H2(s)) => {
+                // HTTP/2 streams run concurrently: don't hold the lock for the response.
+                let fut = s.send_request(req);
+                drop(slot);
+                fut.await.map_err(|e| e.to_string())
+            }
+            Some(Sender::H1(s)) => {
+                let fut = s.send_request(req);
+                drop(slot);
+                fut.await.map_err(|e| e.to_string())
+            }
+            None => Err("no origin connection".into()),
+        }
+    }
+}
+
+/// Boxed future helper for [`Dial`]s.
+pub fn boxed_io<S: Io>(s: S) -> Box<dyn Io> {
+    Box::new(s)
+}
+
+/// Pins a dial future.
+pub fn dial_fn<F, Fut>(f: F) -> Dial
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = io::Result<Box<dyn Io>>> + Send + 'static,
+{
+    Arc::new(move || -> BoxFuture<'static, io::Result<Box<dyn Io>>> {
+        Box::pin(f()) as Pin<Box<_>>
+    })
+}
