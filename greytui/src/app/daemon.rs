@@ -1,0 +1,406 @@
+//! How the [`App`] follows the daemon: connection changes, resyncs (on connect, on a `seq` gap,
+//! on `lagged`, on `R`), broadcast events and the replies to its own commands.
+
+use greyproxy_protocol::command::{ListArgs, TransactionIdArgs};
+use greyproxy_protocol::{
+    ActivityItem, AllowAllStatus, Command, Event, EventEnvelope, Page, PendingRequest, Reply, Rule,
+    Status, Transaction,
+};
+use serde::de::DeserializeOwned;
+
+use super::lists::{self, ACTIVITY_PAGE, NextPage, reselect};
+use super::{App, ConnState, Effect, Tag, allow_all_label, send};
+use crate::link::LinkEvent;
+
+/// Page size of the pending and rules lists (the daemon's maximum).
+const LIST_PAGE: u32 = 1000;
+
+fn list(cursor: Option<String>, limit: u32) -> ListArgs {
+    ListArgs {
+        limit: Some(limit),
+        cursor,
+        ..ListArgs::default()
+    }
+}
+
+fn data<T: DeserializeOwned>(r: Reply) -> Result<T, String> {
+    match r {
+        Reply::Result { data, .. } => {
+            serde_json::from_value(data).map_err(|e| format!("unexpected result: {e}"))
+        }
+        other => Err(format!("unexpected reply {other:?}")),
+    }
+}
+
+impl App {
+    pub(super) fn on_link(&mut self, ev: LinkEvent<Tag>) -> Vec<Effect> {
+        match ev {
+            LinkEvent::Connecting { attempt, url } => {
+                self.url = url;
+                if !matches!(self.conn, ConnState::Disconnected { .. }) || attempt == 1 {
+                    self.conn = ConnState::Connecting(attempt);
+                }
+                Vec::new()
+            }
+            LinkEvent::Connected {
+                server_version,
+                url,
+            } => {
+                self.conn = ConnState::Connected;
+                self.url = url;
+                self.server_version = Some(server_version);
+                self.claimed = false;
+                let mut fx = vec![send(Tag::Claim, Command::ClaimNotifications)];
+                fx.extend(self.resync());
+                fx
+            }
+            LinkEvent::Disconnected {
+                reason,
+                unauthorized,
+                retry_in,
+            } => {
+                self.conn = ConnState::Disconnected {
+                    reason,
+                    unauthorized,
+                    retry_in,
+                };
+                self.claimed = false;
+                self.last_seq = None;
+                Vec::new()
+            }
+            LinkEvent::Lagged(missed) => {
+                self.say(format!("missed {missed} events; reloading"), true);
+                self.resync()
+            }
+            LinkEvent::Event(env) => self.on_event(env),
+            LinkEvent::Reply { tag, outcome } => self.on_reply(tag, outcome),
+        }
+    }
+
+    /// Reloads everything the dashboard shows from the daemon's list commands.
+    pub fn resync(&mut self) -> Vec<Effect> {
+        self.resyncs += 1;
+        // The next event sets the baseline again: replies describe the state at least as new
+        // as any event before them.
+        self.last_seq = None;
+        let mut fx = vec![
+            send(Tag::Status, Command::Status),
+            send(
+                Tag::Pending { append: false },
+                Command::ListPending(list(None, LIST_PAGE)),
+            ),
+            send(
+                Tag::Rules { append: false },
+                Command::ListRules(list(None, LIST_PAGE)),
+            ),
+        ];
+        fx.extend(self.activity_page(false));
+        fx
+    }
+
+    /// Requests the first page (`more == false`) or the next page of the activity feed.
+    pub(super) fn activity_page(&mut self, more: bool) -> Vec<Effect> {
+        let a = &mut self.activity;
+        let next = if more {
+            match a.next.clone() {
+                Some(n) => n,
+                None => return Vec::new(),
+            }
+        } else {
+            NextPage::default()
+        };
+        if more {
+            a.loading_more = true;
+        } else {
+            a.loading = true;
+            a.loading_more = false;
+        }
+        let f = &a.filter;
+        let args = ListArgs {
+            container: Some(f.container.clone()).filter(|s| !s.is_empty()),
+            destination: Some(f.destination.clone()).filter(|s| !s.is_empty()),
+            result: f.result.map(|d| d.as_str().to_string()),
+            kind: f.kind.clone(),
+            limit: Some(ACTIVITY_PAGE),
+            cursor: next.cursor.clone(),
+            until: next.until.clone(),
+            ..ListArgs::default()
+        };
+        let tag = Tag::Activity {
+            generation: a.generation,
+            more: more.then_some(next),
+        };
+        vec![send(tag, Command::ListActivity(args))]
+    }
+
+    fn on_event(&mut self, env: EventEnvelope) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        let gap = self.last_seq.is_some_and(|last| env.seq != last + 1);
+        self.last_seq = Some(env.seq);
+        let rows = self.list_rows();
+        match env.event() {
+            Some(Event::PendingCreated(p)) => {
+                let known = self.pending.iter().any(|x| x.id == p.id);
+                if !known {
+                    fx.push(Effect::Bell);
+                    if self.desktop_notify {
+                        fx.push(Effect::Notify {
+                            summary: "greyproxy: request waiting".into(),
+                            body: format!(
+                                "{} → {}:{} (#{})",
+                                p.container_name,
+                                p.display_host(),
+                                p.destination_port,
+                                p.id
+                            ),
+                        });
+                    }
+                }
+                self.upsert_pending(p);
+            }
+            Some(Event::PendingUpdated(p)) => self.upsert_pending(p),
+            Some(Event::PendingAllowed(d)) | Some(Event::PendingDismissed(d)) => {
+                let sel = self.selected_pending().map(|p| p.id);
+                self.pending.retain(|p| p.id != d.pending_id);
+                reselect(
+                    &self.pending,
+                    sel,
+                    lists::pending_id,
+                    &mut self.pending_nav,
+                    rows,
+                );
+            }
+            Some(Event::WaitersChanged(w)) => {
+                if let Some(p) = w
+                    .pending_id
+                    .and_then(|id| self.pending.iter_mut().find(|p| p.id == id))
+                {
+                    p.waiting_count = w.current_count;
+                }
+            }
+            Some(Event::AllowAllChanged(s)) => self.allow_all = s,
+            Some(Event::ClaimsChanged(c)) => self.claims = c.active_claims,
+            Some(Event::RuleCreated(r)) | Some(Event::RuleUpdated(r)) => self.upsert_rule(r),
+            Some(Event::RuleDeleted(d)) => {
+                let sel = self.selected_rule().map(|r| r.id);
+                self.rules.retain(|r| r.id != d.rule_id);
+                reselect(&self.rules, sel, lists::rule_id, &mut self.rules_nav, rows);
+            }
+            Some(Event::RequestLogNew(r)) => self.push_activity(ActivityItem::Connection(r)),
+            Some(Event::TransactionNew(t)) => self.push_activity(ActivityItem::Transaction(t)),
+            Some(Event::TransactionUpdated(t)) => fx.extend(self.update_transaction(t)),
+            // Types newer than this build (transaction.new, …) are not shown yet.
+            None => {}
+        }
+        if gap {
+            self.say("missed events; reloading", true);
+            fx.extend(self.resync());
+        }
+        fx
+    }
+
+    fn push_activity(&mut self, item: ActivityItem) {
+        // While the first page is loading it will contain this row (or a newer state).
+        if !self.activity.loading {
+            let rows = self.list_rows();
+            self.activity.push_live(item, rows);
+        }
+    }
+
+    /// A recorded exchange changed (a WebSocket upgrade completed at close): the row is
+    /// replaced where it is, and an open detail of it is fetched again.
+    fn update_transaction(&mut self, t: Transaction) -> Vec<Effect> {
+        let id = t.id;
+        let item = ActivityItem::Transaction(t);
+        let key = lists::item_key(&item);
+        if let Some(row) = self
+            .activity
+            .items
+            .iter_mut()
+            .find(|i| lists::item_key(i) == key)
+        {
+            *row = item.clone();
+        }
+        match &mut self.activity.detail {
+            Some(d) if lists::item_key(&d.item) == key => {
+                d.item = item;
+                d.full = None;
+                let args = TransactionIdArgs { transaction_id: id };
+                vec![send(Tag::Transaction(id), Command::GetTransaction(args))]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn upsert_pending(&mut self, p: PendingRequest) {
+        let sel = self.selected_pending().map(|p| p.id);
+        match self.pending.iter_mut().find(|x| x.id == p.id) {
+            Some(x) => *x = p,
+            None => {
+                let at = self
+                    .pending
+                    .iter()
+                    .position(|x| x.id < p.id)
+                    .unwrap_or(self.pending.len());
+                self.pending.insert(at, p);
+            }
+        }
+        let rows = self.list_rows();
+        reselect(
+            &self.pending,
+            sel,
+            lists::pending_id,
+            &mut self.pending_nav,
+            rows,
+        );
+    }
+
+    fn upsert_rule(&mut self, r: Rule) {
+        let sel = self.selected_rule().map(|r| r.id);
+        match self.rules.iter_mut().find(|x| x.id == r.id) {
+            Some(x) => *x = r,
+            None => {
+                let at = self
+                    .rules
+                    .iter()
+                    .position(|x| x.id < r.id)
+                    .unwrap_or(self.rules.len());
+                self.rules.insert(at, r);
+            }
+        }
+        let rows = self.list_rows();
+        reselect(&self.rules, sel, lists::rule_id, &mut self.rules_nav, rows);
+    }
+
+    fn on_reply(&mut self, tag: Tag, outcome: Result<Reply, String>) -> Vec<Effect> {
+        let rows = self.list_rows();
+        match (tag, outcome) {
+            (Tag::Claim, Ok(Reply::NotificationClaimed { active_claims, .. })) => {
+                self.claimed = true;
+                self.claims = active_claims;
+            }
+            (Tag::Claim, _) => {}
+            (Tag::Status, Ok(r)) => match data::<Status>(r) {
+                Ok(s) => {
+                    self.server_version = Some(s.version);
+                    self.allow_all = s.allow_all;
+                    self.claims = s.active_claims;
+                }
+                Err(e) => self.say(format!("status: {e}"), true),
+            },
+            (Tag::Pending { append }, Ok(r)) => match data::<Page<PendingRequest>>(r) {
+                Ok(page) => {
+                    let sel = self.selected_pending().map(|p| p.id);
+                    if !append {
+                        self.pending.clear();
+                    }
+                    self.pending.extend(page.items);
+                    reselect(
+                        &self.pending,
+                        sel,
+                        lists::pending_id,
+                        &mut self.pending_nav,
+                        rows,
+                    );
+                    if let Some(c) = page.next_cursor {
+                        let next = Command::ListPending(list(Some(c), LIST_PAGE));
+                        return vec![send(Tag::Pending { append: true }, next)];
+                    }
+                }
+                Err(e) => self.say(format!("pending: {e}"), true),
+            },
+            (Tag::Rules { append }, Ok(r)) => match data::<Page<Rule>>(r) {
+                Ok(page) => {
+                    let sel = self.selected_rule().map(|r| r.id);
+                    if !append {
+                        self.rules.clear();
+                    }
+                    self.rules.extend(page.items);
+                    reselect(&self.rules, sel, lists::rule_id, &mut self.rules_nav, rows);
+                    if let Some(c) = page.next_cursor {
+                        let next = Command::ListRules(list(Some(c), LIST_PAGE));
+                        return vec![send(Tag::Rules { append: true }, next)];
+                    }
+                }
+                Err(e) => self.say(format!("rules: {e}"), true),
+            },
+            (Tag::Activity { generation, more }, outcome) => {
+                if generation != self.activity.generation {
+                    return Vec::new(); // an answer for a filter that is gone
+                }
+                if more.is_some() {
+                    self.activity.loading_more = false;
+                } else {
+                    self.activity.loading = false;
+                }
+                match (outcome.and_then(data::<Page<ActivityItem>>), more) {
+                    (Ok(p), Some(asked)) => {
+                        self.activity.append_page(p.items, &asked, p.next_cursor)
+                    }
+                    (Ok(p), None) => self
+                        .activity
+                        .set_first_page(p.items, p.total, p.next_cursor),
+                    (Err(e), _) => self.say(format!("activity: {e}"), true),
+                }
+                let n = self.activity.items.len();
+                self.activity.nav.clamp(n, rows);
+            }
+            (Tag::Decide { done, what }, Ok(r)) => {
+                let rule = match r {
+                    Reply::CommandSuccess {
+                        rule_id: Some(id), ..
+                    } => format!(" (rule {id})"),
+                    _ => String::new(),
+                };
+                self.say(format!("{done} {what}{rule}"), false);
+            }
+            (Tag::Decide { done, what }, Err(e)) => {
+                let verb = match done {
+                    "allowed" => "allow",
+                    "denied" => "deny",
+                    _ => "dismiss",
+                };
+                self.say(format!("{verb} {what} failed: {e}"), true);
+            }
+            (Tag::CreateRule, Ok(r)) => {
+                let id = match r {
+                    Reply::CommandSuccess { rule_id, .. } => rule_id,
+                    _ => None,
+                };
+                let id = id.map(|i| format!(" {i}")).unwrap_or_default();
+                self.say(format!("created rule{id}"), false);
+            }
+            (Tag::UpdateRule(id), Ok(_)) => self.say(format!("updated rule {id}"), false),
+            (Tag::DeleteRule(id), Ok(_)) => self.say(format!("deleted rule {id}"), false),
+            (Tag::Silent, Ok(r)) => match data::<AllowAllStatus>(r) {
+                Ok(s) => {
+                    self.say(format!("silent mode: {}", allow_all_label(&s)), false);
+                    self.allow_all = s;
+                }
+                Err(e) => self.say(format!("silent mode: {e}"), true),
+            },
+            (Tag::CreateRule, Err(e)) => self.say(format!("create rule failed: {e}"), true),
+            (Tag::UpdateRule(id), Err(e)) => {
+                self.say(format!("update rule {id} failed: {e}"), true)
+            }
+            (Tag::DeleteRule(id), Err(e)) => {
+                self.say(format!("delete rule {id} failed: {e}"), true)
+            }
+            (Tag::Silent, Err(e)) => self.say(format!("silent mode failed: {e}"), true),
+            (Tag::Transaction(id), outcome) => {
+                if let Some(d) = &mut self.activity.detail
+                    && lists::item_key(&d.item) == ("transaction", id)
+                {
+                    d.full = Some(outcome.and_then(|r| match r {
+                        Reply::Result { data, .. } => Ok(data),
+                        other => Err(format!("unexpected reply {other:?}")),
+                    }));
+                }
+            }
+            (Tag::Status | Tag::Pending { .. } | Tag::Rules { .. }, Err(e)) => {
+                self.say(format!("reload failed: {e}"), true)
+            }
+        }
+        Vec::new()
+    }
+}

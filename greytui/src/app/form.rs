@@ -1,0 +1,347 @@
+//! Forms: the rule editor, the activity filter and silent mode. Fields are text or a choice;
+//! keys come from the keymap's form context, anything else types into the focused field. A
+//! submitted form is validated and turned into a command here too.
+
+use crossterm::event::{KeyCode, KeyEvent};
+use greyproxy_protocol::command::{CreateRuleArgs, SetAllowAllArgs, UpdateRuleArgs};
+use greyproxy_protocol::{Action as RuleAction, AllowAllMode, Command, Decision, Rule};
+
+use super::lists::{self, ActivityFilter, Nav};
+use super::modal::{Modal, Outcome, typed_char};
+use super::{App, Effect, Tag, send};
+use crate::keymap::{Action, Ctx, action_in};
+
+/// A form field's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldKind {
+    /// Free text.
+    Text(String),
+    /// One of fixed options.
+    Choice {
+        /// The options.
+        options: &'static [&'static str],
+        /// The chosen one.
+        idx: usize,
+    },
+}
+
+/// One form field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    /// Label.
+    pub label: &'static str,
+    /// Value.
+    pub kind: FieldKind,
+    /// One-line explanation shown under the fields when focused.
+    pub help: &'static str,
+}
+
+fn text(label: &'static str, value: &str, help: &'static str) -> Field {
+    Field {
+        label,
+        kind: FieldKind::Text(value.to_string()),
+        help,
+    }
+}
+
+fn choice(
+    label: &'static str,
+    options: &'static [&'static str],
+    idx: usize,
+    help: &'static str,
+) -> Field {
+    Field {
+        label,
+        kind: FieldKind::Choice { options, idx },
+        help,
+    }
+}
+
+/// What a form is for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FormPurpose {
+    /// Create a rule.
+    NewRule,
+    /// Edit this rule (as it was when the form opened).
+    EditRule(Box<Rule>),
+    /// Activity filter.
+    Filter,
+    /// Switch silent mode on.
+    Silent,
+}
+
+/// A form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Form {
+    /// What it is for.
+    pub purpose: FormPurpose,
+    /// Title.
+    pub title: String,
+    /// Fields.
+    pub fields: Vec<Field>,
+    /// Focused field.
+    pub focus: usize,
+    /// Validation error of the last save attempt.
+    pub error: Option<String>,
+}
+
+const ACTIONS: &[&str] = &["allow", "deny"];
+const RESULTS: &[&str] = &["any", "allowed", "blocked"];
+const KINDS: &[&str] = &["any", "connection", "transaction"];
+
+impl Form {
+    /// An empty rule.
+    pub fn new_rule() -> Form {
+        Form {
+            purpose: FormPurpose::NewRule,
+            title: "New rule".into(),
+            fields: vec![
+                text("container", "*", "glob over container names; * = all"),
+                text(
+                    "destination",
+                    "",
+                    "host, *.domain, **.domain (with apex), CIDR or *",
+                ),
+                text("port", "*", "*, 443, 8000-8100 or 80,443"),
+                choice("action", ACTIONS, 0, "←/→ or space to change"),
+                text("notes", "", "free text"),
+                text("expires", "", "empty = permanent, or 1h, 12h, 7d, 30m…"),
+            ],
+            focus: 1,
+            error: None,
+        }
+    }
+
+    /// A rule's fields, to edit.
+    pub fn edit_rule(r: &Rule) -> Form {
+        let action = ACTIONS.iter().position(|a| *a == r.action.as_str());
+        Form {
+            purpose: FormPurpose::EditRule(Box::new(r.clone())),
+            title: format!("Edit rule {}", r.id),
+            fields: vec![
+                text(
+                    "container",
+                    &r.container_pattern,
+                    "glob over container names; * = all",
+                ),
+                text(
+                    "destination",
+                    &r.destination_pattern,
+                    "host, *.domain, **.domain (with apex), CIDR or *",
+                ),
+                text("port", &r.port_pattern, "*, 443, 8000-8100 or 80,443"),
+                choice(
+                    "action",
+                    ACTIONS,
+                    action.unwrap_or(0),
+                    "←/→ or space to change",
+                ),
+                text(
+                    "notes",
+                    r.notes.as_deref().unwrap_or(""),
+                    "free text; empty clears",
+                ),
+                text(
+                    "expires",
+                    "",
+                    "empty = unchanged, permanent = never, or 1h, 7d… from now",
+                ),
+            ],
+            focus: 0,
+            error: None,
+        }
+    }
+
+    /// The activity filter.
+    pub fn filter(f: &ActivityFilter) -> Form {
+        let result = match f.result {
+            None => 0,
+            Some(Decision::Allowed) => 1,
+            Some(Decision::Blocked) => 2,
+        };
+        let kind = f
+            .kind
+            .as_deref()
+            .and_then(|k| KINDS.iter().position(|x| *x == k))
+            .unwrap_or(0);
+        Form {
+            purpose: FormPurpose::Filter,
+            title: "Filter activity".into(),
+            fields: vec![
+                text("container", &f.container, "substring of the container name"),
+                text(
+                    "destination",
+                    &f.destination,
+                    "substring of the host or resolved name",
+                ),
+                choice("result", RESULTS, result, "←/→ or space to change"),
+                choice("kind", KINDS, kind, "←/→ or space to change"),
+            ],
+            focus: 0,
+            error: None,
+        }
+    }
+
+    /// Silent mode.
+    pub fn silent() -> Form {
+        Form {
+            purpose: FormPurpose::Silent,
+            title: "Silent mode".into(),
+            fields: vec![
+                choice(
+                    "mode",
+                    ACTIONS,
+                    0,
+                    "allow = everything passes, deny = everything is blocked",
+                ),
+                text(
+                    "duration",
+                    "",
+                    "empty = until the daemon restarts, or 30m, 2h…",
+                ),
+            ],
+            focus: 1,
+            error: None,
+        }
+    }
+
+    /// The trimmed text of field `i` (empty for a choice).
+    pub fn text(&self, i: usize) -> &str {
+        match self.fields.get(i).map(|f| &f.kind) {
+            Some(FieldKind::Text(t)) => t.trim(),
+            _ => "",
+        }
+    }
+
+    /// The chosen option of field `i` (empty for text).
+    pub fn choice(&self, i: usize) -> &'static str {
+        match self.fields.get(i).map(|f| &f.kind) {
+            Some(FieldKind::Choice { options, idx }) => options.get(*idx).copied().unwrap_or(""),
+            _ => "",
+        }
+    }
+
+    /// Handles a key; `Submit(())` asks the app to validate and act.
+    pub fn key(&mut self, k: KeyEvent) -> Outcome<()> {
+        let n = self.fields.len().max(1);
+        let field = self.fields.get_mut(self.focus);
+        match (action_in(Ctx::Form, k), field) {
+            (Some(Action::Select), _) => return Outcome::Submit(()),
+            (Some(Action::Cancel), _) => return Outcome::Close,
+            (Some(Action::NextField), _) => self.focus = (self.focus + 1) % n,
+            (Some(Action::PrevField), _) => self.focus = (self.focus + n - 1) % n,
+            (Some(Action::ChoiceNext), Some(f)) => cycle(f, 1),
+            (Some(Action::ChoicePrev), Some(f)) => cycle(f, -1),
+            (Some(Action::ClearField), Some(f)) => {
+                if let FieldKind::Text(t) = &mut f.kind {
+                    t.clear();
+                }
+            }
+            (_, Some(f)) => match (&mut f.kind, k.code, typed_char(k)) {
+                (FieldKind::Text(t), KeyCode::Backspace, _) => {
+                    t.pop();
+                }
+                (FieldKind::Text(t), _, Some(c)) => t.push(c),
+                (FieldKind::Choice { .. }, _, Some(' ')) => cycle(f, 1),
+                _ => {}
+            },
+            _ => {}
+        }
+        Outcome::Stay
+    }
+}
+
+fn cycle(f: &mut Field, delta: isize) {
+    if let FieldKind::Choice { options, idx } = &mut f.kind {
+        let n = options.len().max(1) as isize;
+        *idx = ((*idx as isize + delta).rem_euclid(n)) as usize;
+    }
+}
+
+impl App {
+    /// Validates a submitted form and turns it into a command; an invalid form stays open with
+    /// its error.
+    pub(super) fn submit_form(&mut self, mut f: Form) -> Vec<Effect> {
+        match self.form_command(&f) {
+            Ok(fx) => fx,
+            Err(e) => {
+                f.error = Some(e);
+                self.modal = Some(Modal::Form(f));
+                Vec::new()
+            }
+        }
+    }
+
+    fn form_command(&mut self, f: &Form) -> Result<Vec<Effect>, String> {
+        let opt = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
+        let action = || match f.choice(3) {
+            "deny" => RuleAction::Deny,
+            _ => RuleAction::Allow,
+        };
+        match &f.purpose {
+            FormPurpose::NewRule => {
+                if f.text(0).is_empty() || f.text(1).is_empty() {
+                    return Err("container and destination are required".into());
+                }
+                let args = CreateRuleArgs {
+                    container_pattern: f.text(0).into(),
+                    destination_pattern: f.text(1).into(),
+                    port_pattern: opt(f.text(2)),
+                    action: Some(action()),
+                    notes: opt(f.text(4)),
+                    expires_at: None,
+                    duration: opt(f.text(5)),
+                };
+                Ok(vec![send(Tag::CreateRule, Command::CreateRule(args))])
+            }
+            FormPurpose::EditRule(r) => {
+                if f.text(0).is_empty() || f.text(1).is_empty() || f.text(2).is_empty() {
+                    return Err("container, destination and port are required".into());
+                }
+                let changed = |new: &str, old: &str| (new != old).then(|| new.to_string());
+                let notes = f.text(4);
+                let args = UpdateRuleArgs {
+                    rule_id: r.id,
+                    container_pattern: changed(f.text(0), &r.container_pattern),
+                    destination_pattern: changed(f.text(1), &r.destination_pattern),
+                    port_pattern: changed(f.text(2), &r.port_pattern),
+                    action: Some(action()).filter(|a| *a != r.action),
+                    notes: (notes != r.notes.as_deref().unwrap_or("")).then(|| opt(notes)),
+                    expires_at: None,
+                    duration: opt(f.text(5)),
+                };
+                Ok(vec![send(Tag::UpdateRule(r.id), Command::UpdateRule(args))])
+            }
+            FormPurpose::Filter => {
+                let a = &mut self.activity;
+                a.filter = lists::ActivityFilter {
+                    container: f.text(0).into(),
+                    destination: f.text(1).into(),
+                    result: match f.choice(2) {
+                        "allowed" => Some(Decision::Allowed),
+                        "blocked" => Some(Decision::Blocked),
+                        _ => None,
+                    },
+                    kind: Some(f.choice(3).to_string()).filter(|k| k != "any"),
+                };
+                a.generation += 1;
+                a.items.clear();
+                a.nav = Nav::default();
+                a.follow = true;
+                a.unseen = 0;
+                Ok(self.activity_page(false))
+            }
+            FormPurpose::Silent => {
+                let mode = match f.choice(0) {
+                    "deny" => AllowAllMode::Deny,
+                    _ => AllowAllMode::Allow,
+                };
+                let args = SetAllowAllArgs {
+                    mode: Some(mode),
+                    duration: opt(f.text(1)),
+                };
+                Ok(vec![send(Tag::Silent, Command::SetAllowAll(args))])
+            }
+        }
+    }
+}

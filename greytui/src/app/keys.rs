@@ -1,0 +1,273 @@
+//! How the [`App`] answers keys: the keymap gives an action for the current context, modals
+//! take their own keys, and actions become state changes and commands.
+
+use crossterm::event::KeyEvent;
+use greyproxy_protocol::command::{
+    DecideArgs, PendingIdArgs, RuleIdArgs, Scope, TransactionIdArgs,
+};
+use greyproxy_protocol::{ActivityItem, Command, PendingRequest};
+
+use super::form::Form;
+use super::lists::{Detail, Nav};
+use super::modal::{Confirm, Modal, Outcome, Picker, Verb};
+use super::{App, Effect, Tag, View, describe_pending, send};
+use crate::keymap::{Action, Ctx, action_for};
+
+impl App {
+    pub(super) fn on_key(&mut self, k: KeyEvent) -> Vec<Effect> {
+        if crate::keymap::action_in(Ctx::Global, k) == Some(Action::Quit) {
+            self.quit = true;
+            return vec![Effect::Quit];
+        }
+        if let Some(m) = self.modal.take() {
+            return self.modal_key(m, k);
+        }
+        match action_for(self.ctx(), k) {
+            Some(a) => self.act(a),
+            None => {
+                self.dirty = false;
+                Vec::new()
+            }
+        }
+    }
+
+    fn modal_key(&mut self, m: Modal, k: KeyEvent) -> Vec<Effect> {
+        match m {
+            Modal::Help(scroll) => {
+                match crate::keymap::action_in(Ctx::Help, k) {
+                    Some(Action::Down) => self.modal = Some(Modal::Help(scroll.saturating_add(1))),
+                    Some(Action::Up) => self.modal = Some(Modal::Help(scroll.saturating_sub(1))),
+                    Some(Action::Cancel) => {}
+                    _ => self.modal = Some(Modal::Help(scroll)),
+                }
+                Vec::new()
+            }
+            Modal::Picker(mut p) => match p.key(k) {
+                Outcome::Stay => {
+                    self.modal = Some(Modal::Picker(p));
+                    Vec::new()
+                }
+                Outcome::Close => Vec::new(),
+                Outcome::Submit((scope, duration)) => {
+                    self.decide(p.verb, &p.pending, scope, Some(duration))
+                }
+            },
+            Modal::Form(mut f) => match f.key(k) {
+                Outcome::Stay => {
+                    self.modal = Some(Modal::Form(f));
+                    Vec::new()
+                }
+                Outcome::Close => Vec::new(),
+                Outcome::Submit(()) => self.submit_form(f),
+            },
+            Modal::Confirm(c) => match c.key(k) {
+                Outcome::Stay => {
+                    self.modal = Some(Modal::Confirm(c));
+                    Vec::new()
+                }
+                Outcome::Close => Vec::new(),
+                Outcome::Submit(()) => match c {
+                    Confirm::DeleteRule(id, _) => vec![send(
+                        Tag::DeleteRule(id),
+                        Command::DeleteRule(RuleIdArgs { rule_id: id }),
+                    )],
+                },
+            },
+        }
+    }
+
+    fn switch(&mut self, v: View) -> Vec<Effect> {
+        self.view = v;
+        Vec::new()
+    }
+
+    fn act(&mut self, a: Action) -> Vec<Effect> {
+        let rows = self.list_rows();
+        let half = (rows / 2).max(1) as isize;
+        match a {
+            Action::Quit => {
+                self.quit = true;
+                vec![Effect::Quit]
+            }
+            Action::Back => {
+                if self.view == View::Activity && self.activity.detail.is_some() {
+                    self.activity.detail = None;
+                    Vec::new()
+                } else {
+                    self.quit = true;
+                    vec![Effect::Quit]
+                }
+            }
+            Action::Help => {
+                self.modal = Some(Modal::Help(0));
+                Vec::new()
+            }
+            Action::NextView | Action::PrevView => {
+                let i = View::ALL.iter().position(|v| *v == self.view).unwrap_or(0);
+                let n = View::ALL.len();
+                let j = if a == Action::NextView {
+                    i + 1
+                } else {
+                    i + n - 1
+                } % n;
+                self.switch(View::ALL[j])
+            }
+            Action::ShowPending => self.switch(View::Pending),
+            Action::ShowActivity => self.switch(View::Activity),
+            Action::ShowRules => self.switch(View::Rules),
+            Action::Up => self.step(-1),
+            Action::Down => self.step(1),
+            Action::PageUp => self.step(-half),
+            Action::PageDown => self.step(half),
+            Action::Top => self.step(isize::MIN / 2),
+            Action::Bottom => self.step(isize::MAX / 2),
+            Action::AllowExact => match self.selected_pending().cloned() {
+                Some(p) => self.decide(Verb::Allow, &p, Scope::Exact, Some("permanent".into())),
+                None => self.nothing_selected(),
+            },
+            Action::AllowPick | Action::DenyPick => match self.selected_pending().cloned() {
+                Some(p) => {
+                    let verb = if a == Action::AllowPick {
+                        Verb::Allow
+                    } else {
+                        Verb::Deny
+                    };
+                    self.modal = Some(Modal::Picker(Picker::new(verb, p)));
+                    Vec::new()
+                }
+                None => self.nothing_selected(),
+            },
+            Action::Dismiss => match self.selected_pending().cloned() {
+                Some(p) => vec![send(
+                    Tag::Decide {
+                        done: "dismissed",
+                        what: describe_pending(&p),
+                    },
+                    Command::Dismiss(PendingIdArgs { pending_id: p.id }),
+                )],
+                None => self.nothing_selected(),
+            },
+            Action::Open => {
+                let Some(item) = self.activity.items.get(self.activity.nav.selected).cloned()
+                else {
+                    return self.nothing_selected();
+                };
+                let fetch = match &item {
+                    ActivityItem::Transaction(t) => vec![send(
+                        Tag::Transaction(t.id),
+                        Command::GetTransaction(TransactionIdArgs {
+                            transaction_id: t.id,
+                        }),
+                    )],
+                    ActivityItem::Connection(_) => Vec::new(),
+                };
+                self.activity.detail = Some(Detail {
+                    item,
+                    full: None,
+                    scroll: 0,
+                });
+                fetch
+            }
+            Action::Filter => {
+                self.modal = Some(Modal::Form(Form::filter(&self.activity.filter)));
+                Vec::new()
+            }
+            Action::Follow => {
+                self.activity.follow = !self.activity.follow;
+                if self.activity.follow {
+                    self.activity.unseen = 0;
+                    self.activity.nav = Nav::default();
+                    if self.activity.stale_top {
+                        return self.activity_page(false);
+                    }
+                }
+                Vec::new()
+            }
+            Action::NewRule => {
+                self.modal = Some(Modal::Form(Form::new_rule()));
+                Vec::new()
+            }
+            Action::EditRule => match self.selected_rule() {
+                Some(r) => {
+                    self.modal = Some(Modal::Form(Form::edit_rule(r)));
+                    Vec::new()
+                }
+                None => self.nothing_selected(),
+            },
+            Action::DeleteRule => match self.selected_rule() {
+                Some(r) => {
+                    let c = Confirm::DeleteRule(r.id, crate::format::rule_summary(r));
+                    self.modal = Some(Modal::Confirm(c));
+                    Vec::new()
+                }
+                None => self.nothing_selected(),
+            },
+            Action::ToggleSilent => {
+                if self.allow_all.active {
+                    vec![send(Tag::Silent, Command::ClearAllowAll)]
+                } else {
+                    self.modal = Some(Modal::Form(Form::silent()));
+                    Vec::new()
+                }
+            }
+            Action::Resync => self.resync(),
+            // Modal-only actions never reach here (modals handle their own keys).
+            _ => Vec::new(),
+        }
+    }
+
+    fn nothing_selected(&mut self) -> Vec<Effect> {
+        self.say("nothing selected", true);
+        Vec::new()
+    }
+
+    fn step(&mut self, delta: isize) -> Vec<Effect> {
+        let rows = self.list_rows();
+        match self.view {
+            View::Pending => self.pending_nav.step(delta, self.pending.len(), rows),
+            View::Rules => self.rules_nav.step(delta, self.rules.len(), rows),
+            View::Activity => {
+                if let Some(d) = &mut self.activity.detail {
+                    let delta = delta.clamp(-10_000, 10_000) as i32;
+                    d.scroll = (d.scroll as i32 + delta).clamp(0, u16::MAX as i32) as u16;
+                    return Vec::new();
+                }
+                let a = &mut self.activity;
+                a.nav.step(delta, a.items.len(), rows);
+                // Scrolling away from the newest row leaves follow mode, as in `tail -f` viewers.
+                if a.nav.selected > 0 {
+                    a.follow = false;
+                }
+                if a.nav.selected == 0 && a.stale_top {
+                    // Newer rows were dropped while reading deep down: fetch them again.
+                    return self.activity_page(false);
+                }
+                if a.wants_more() {
+                    return self.activity_page(true);
+                }
+            }
+        }
+        Vec::new()
+    }
+
+    fn decide(
+        &mut self,
+        verb: Verb,
+        p: &PendingRequest,
+        scope: Scope,
+        duration: Option<String>,
+    ) -> Vec<Effect> {
+        let args = DecideArgs {
+            pending_id: p.id,
+            scope: Some(scope),
+            duration,
+            notes: None,
+        };
+        let (done, command) = match verb {
+            Verb::Allow => ("allowed", Command::Allow(args)),
+            Verb::Deny => ("denied", Command::Deny(args)),
+        };
+        let what = describe_pending(p);
+        vec![send(Tag::Decide { done, what }, command)]
+    }
+}

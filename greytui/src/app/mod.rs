@@ -1,0 +1,337 @@
+//! The dashboard's state machine: a plain [`App`] changed only by [`App::update`], which takes
+//! a [`Msg`] (a key, a resize, a clock tick, something from the daemon link) and returns the
+//! [`Effect`]s to carry out (commands to send, bell, desktop notification, quit). No I/O
+//! happens here, so every behaviour is tested without a terminal or a daemon.
+
+mod daemon;
+pub mod form;
+mod keys;
+pub mod lists;
+pub mod modal;
+
+use std::time::{Duration, SystemTime};
+
+use crossterm::event::KeyEvent;
+use greyproxy_protocol::{AllowAllMode, AllowAllStatus, Command, PendingRequest, Rule};
+
+use crate::keymap::Ctx;
+use crate::link::{LinkEvent, Request};
+use lists::{Activity, Nav};
+use modal::Modal;
+
+/// Rows of chrome around a list: view tabs, table header, footer hints, message, status bar.
+pub const CHROME_ROWS: u16 = 5;
+
+/// How long a command's result stays on the message line.
+pub const MESSAGE_TTL: Duration = Duration::from_secs(10);
+
+/// The views.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// Pending requests (default).
+    Pending,
+    /// Activity feed.
+    Activity,
+    /// Rules.
+    Rules,
+}
+
+impl View {
+    /// In tab order.
+    pub const ALL: [View; 3] = [View::Pending, View::Activity, View::Rules];
+
+    /// Tab title.
+    pub fn title(self) -> &'static str {
+        match self {
+            View::Pending => "Pending",
+            View::Activity => "Activity",
+            View::Rules => "Rules",
+        }
+    }
+}
+
+/// State of the link to the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnState {
+    /// Trying (attempt number).
+    Connecting(u32),
+    /// Connected.
+    Connected,
+    /// Lost or refused; next attempt after the delay.
+    Disconnected {
+        /// Why.
+        reason: String,
+        /// The token was refused.
+        unauthorized: bool,
+        /// Delay before the next attempt.
+        retry_in: Duration,
+    },
+}
+
+/// What each command sent was for, returned with its reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tag {
+    /// `claim_notifications` on connect.
+    Claim,
+    /// `status` during a resync.
+    Status,
+    /// A page of `list_pending` (`append` for pages after the first).
+    Pending {
+        /// Append to the list rather than replace it.
+        append: bool,
+    },
+    /// A page of `list_rules`.
+    Rules {
+        /// Append to the list rather than replace it.
+        append: bool,
+    },
+    /// A page of `list_activity` for the filter generation `generation`.
+    Activity {
+        /// Filter generation the query was made for.
+        generation: u64,
+        /// For an older page: where it was asked to start (`None` for the first page).
+        more: Option<lists::NextPage>,
+    },
+    /// `allow` / `deny` / `dismiss` of a pending request, with a description for the message.
+    Decide {
+        /// `allowed`, `denied`, `dismissed`.
+        done: &'static str,
+        /// `#12 opencode → host:443`.
+        what: String,
+    },
+    /// `create_rule`.
+    CreateRule,
+    /// `update_rule`.
+    UpdateRule(u64),
+    /// `delete_rule`.
+    DeleteRule(u64),
+    /// `set_allow_all` / `clear_allow_all`.
+    Silent,
+    /// `get_transaction` for the detail view.
+    Transaction(u64),
+}
+
+/// Input to [`App::update`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Msg {
+    /// A key press.
+    Key(KeyEvent),
+    /// The terminal's new size (columns, rows).
+    Resize(u16, u16),
+    /// The clock (ages, expiries, message timeout).
+    Tick(SystemTime),
+    /// Something from the daemon link.
+    Link(LinkEvent<Tag>),
+}
+
+/// Output of [`App::update`], carried out by the runtime.
+// A command is a few hundred bytes and an update yields a handful of effects that live for one
+// loop turn: boxing would only add allocations.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Send a command.
+    Send(Request<Tag>),
+    /// Ring the terminal bell.
+    Bell,
+    /// Desktop notification (only when a session bus exists; never fails).
+    Notify {
+        /// Title.
+        summary: String,
+        /// Body.
+        body: String,
+    },
+    /// Leave.
+    Quit,
+}
+
+/// A line on the message bar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Text.
+    pub text: String,
+    /// Shown as an error.
+    pub error: bool,
+    /// When it was set (it disappears after [`MESSAGE_TTL`]).
+    pub at: SystemTime,
+}
+
+/// Everything the dashboard shows.
+#[derive(Debug, Clone)]
+pub struct App {
+    /// Current time (from [`Msg::Tick`]; fixed in tests).
+    pub now: SystemTime,
+    /// Terminal size (columns, rows).
+    pub size: (u16, u16),
+    /// Current view.
+    pub view: View,
+    /// Open modal, if any.
+    pub modal: Option<Modal>,
+    /// Link state.
+    pub conn: ConnState,
+    /// Control URL of the current or last attempt.
+    pub url: String,
+    /// Daemon version (greeting / status).
+    pub server_version: Option<String>,
+    /// `seq` of the last event seen on this connection.
+    pub last_seq: Option<u64>,
+    /// Pending requests, newest first.
+    pub pending: Vec<PendingRequest>,
+    /// Selection in the pending view.
+    pub pending_nav: Nav,
+    /// Rules, newest first.
+    pub rules: Vec<Rule>,
+    /// Selection in the rules view.
+    pub rules_nav: Nav,
+    /// The activity window.
+    pub activity: Activity,
+    /// Silent mode.
+    pub allow_all: AllowAllStatus,
+    /// Notification claims held across all clients.
+    pub claims: u64,
+    /// This client holds a claim.
+    pub claimed: bool,
+    /// Message line.
+    pub message: Option<Message>,
+    /// Send desktop notifications.
+    pub desktop_notify: bool,
+    /// Something changed since the last frame.
+    pub dirty: bool,
+    /// Quit was asked.
+    pub quit: bool,
+    /// Resyncs done (connects, gaps, lags, `R`), for the status bar and tests.
+    pub resyncs: u64,
+}
+
+/// Silent-mode status as one phrase: `off`, `allow all (29m left)`, `deny all (until restart)`.
+pub fn allow_all_label(s: &AllowAllStatus) -> String {
+    if !s.active {
+        return "off".into();
+    }
+    let mode = match s.mode {
+        Some(AllowAllMode::Deny) => "deny all",
+        _ => "allow all",
+    };
+    match s.remaining_seconds {
+        Some(r) => format!(
+            "{mode} ({} left)",
+            crate::format::short_span(Duration::from_secs(r))
+        ),
+        None => format!("{mode} (until restart)"),
+    }
+}
+
+impl App {
+    /// A fresh dashboard, not connected yet.
+    pub fn new(now: SystemTime, size: (u16, u16), desktop_notify: bool) -> App {
+        App {
+            now,
+            size,
+            view: View::Pending,
+            modal: None,
+            conn: ConnState::Connecting(1),
+            url: String::new(),
+            server_version: None,
+            last_seq: None,
+            pending: Vec::new(),
+            pending_nav: Nav::default(),
+            rules: Vec::new(),
+            rules_nav: Nav::default(),
+            activity: Activity::new(),
+            allow_all: AllowAllStatus::default(),
+            claims: 0,
+            claimed: false,
+            message: None,
+            desktop_notify,
+            dirty: true,
+            quit: false,
+            resyncs: 0,
+        }
+    }
+
+    /// Visible rows of a list at the current size.
+    pub fn list_rows(&self) -> usize {
+        self.size.1.saturating_sub(CHROME_ROWS).max(1) as usize
+    }
+
+    /// The keymap context of what has the keyboard now.
+    pub fn ctx(&self) -> Ctx {
+        match (&self.modal, self.view) {
+            (Some(Modal::Help(_)), _) => Ctx::Help,
+            (Some(Modal::Picker(_)), _) => Ctx::Picker,
+            (Some(Modal::Form(_)), _) => Ctx::Form,
+            (Some(Modal::Confirm(_)), _) => Ctx::Confirm,
+            (None, View::Activity) if self.activity.detail.is_some() => Ctx::Detail,
+            (None, View::Pending) => Ctx::Pending,
+            (None, View::Activity) => Ctx::Activity,
+            (None, View::Rules) => Ctx::Rules,
+        }
+    }
+
+    /// The selected pending request.
+    pub fn selected_pending(&self) -> Option<&PendingRequest> {
+        self.pending.get(self.pending_nav.selected)
+    }
+
+    /// The selected rule.
+    pub fn selected_rule(&self) -> Option<&Rule> {
+        self.rules.get(self.rules_nav.selected)
+    }
+
+    fn say(&mut self, text: impl Into<String>, error: bool) {
+        self.message = Some(Message {
+            text: text.into(),
+            error,
+            at: self.now,
+        });
+    }
+
+    /// Applies one message; returns what to do.
+    pub fn update(&mut self, msg: Msg) -> Vec<Effect> {
+        self.dirty = true;
+        match msg {
+            Msg::Key(k) => self.on_key(k),
+            Msg::Resize(w, h) => {
+                self.size = (w, h);
+                self.clamp_all();
+                Vec::new()
+            }
+            Msg::Tick(now) => {
+                self.now = now;
+                if let Some(m) = &self.message
+                    && now.duration_since(m.at).unwrap_or_default() >= MESSAGE_TTL
+                {
+                    self.message = None;
+                }
+                Vec::new()
+            }
+            Msg::Link(ev) => self.on_link(ev),
+        }
+    }
+
+    fn clamp_all(&mut self) {
+        let rows = self.list_rows();
+        self.pending_nav.clamp(self.pending.len(), rows);
+        self.rules_nav.clamp(self.rules.len(), rows);
+        let n = self.activity.items.len();
+        self.activity.nav.clamp(n, rows);
+    }
+}
+
+/// `#12 opencode → host:443`.
+pub fn describe_pending(p: &PendingRequest) -> String {
+    format!(
+        "#{} {} → {}:{}",
+        p.id,
+        p.container_name,
+        p.display_host(),
+        p.destination_port
+    )
+}
+
+fn send(tag: Tag, command: Command) -> Effect {
+    Effect::Send(Request { tag, command })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,291 @@
+//! Modal state: the scope / duration picker of `A` and `D`, forms (rule editor, activity
+//! filter, silent mode) and the yes/no confirmation. Each one turns keys into an outcome; the
+//! [`super::App`] turns outcomes into commands.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use greyproxy_protocol::PendingRequest;
+use greyproxy_protocol::command::Scope;
+
+use crate::keymap::{Action, Ctx, action_in};
+
+/// Allow or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    /// `allow`.
+    Allow,
+    /// `deny`.
+    Deny,
+}
+
+impl Verb {
+    /// `allow` / `deny`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Allow => "allow",
+            Verb::Deny => "deny",
+        }
+    }
+}
+
+/// Scopes offered by the picker, with their labels.
+pub const SCOPES: [(Scope, &str); 4] = [
+    (Scope::Exact, "exact"),
+    (Scope::AnyPort, "any port"),
+    (Scope::SubdomainWildcard, "subdomain"),
+    (Scope::AllContainers, "all containers"),
+];
+
+/// Durations offered by the picker; the last entry asks for a typed one.
+pub const DURATIONS: [&str; 8] = [
+    "once",
+    "1h",
+    "12h",
+    "24h",
+    "7d",
+    "30d",
+    "permanent",
+    "other…",
+];
+
+/// Index of `permanent` in [`DURATIONS`], the preselected duration.
+const PERMANENT: usize = 6;
+
+/// Where the picker is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PickerStep {
+    /// Choosing the scope.
+    Scope,
+    /// Choosing the duration.
+    Duration,
+    /// Typing a duration.
+    Typed,
+}
+
+/// The scope / duration picker for one pending request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Picker {
+    /// Allow or deny.
+    pub verb: Verb,
+    /// The request being decided (a copy: it may disappear meanwhile).
+    pub pending: PendingRequest,
+    /// Current step.
+    pub step: PickerStep,
+    /// Highlighted scope.
+    pub scope: usize,
+    /// Highlighted duration.
+    pub duration: usize,
+    /// Typed duration.
+    pub typed: String,
+}
+
+/// What a key did to a modal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome<T> {
+    /// Still open.
+    Stay,
+    /// Closed without acting.
+    Close,
+    /// Act.
+    Submit(T),
+}
+
+/// A typed character, if `k` is one (no Ctrl/Alt).
+pub(super) fn typed_char(k: KeyEvent) -> Option<char> {
+    match k.code {
+        KeyCode::Char(c)
+            if !k
+                .modifiers
+                .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT) =>
+        {
+            Some(c)
+        }
+        _ => None,
+    }
+}
+
+impl Picker {
+    /// A picker at its first step, `permanent` preselected.
+    pub fn new(verb: Verb, pending: PendingRequest) -> Picker {
+        Picker {
+            verb,
+            pending,
+            step: PickerStep::Scope,
+            scope: 0,
+            duration: PERMANENT,
+            typed: String::new(),
+        }
+    }
+
+    /// What a scope would create, e.g. `opencode → **.example.com:*`.
+    pub fn preview(&self, scope: Scope) -> String {
+        let p = &self.pending;
+        let host = p.display_host();
+        match scope {
+            Scope::Exact => format!("{} → {host}:{}", p.container_name, p.destination_port),
+            Scope::AnyPort => format!("{} → {host}:*", p.container_name),
+            Scope::SubdomainWildcard => match guess_domain(host) {
+                Some(d) => format!("{} → **.{d}:*", p.container_name),
+                None => format!(
+                    "{} → {host}:{} (stays exact)",
+                    p.container_name, p.destination_port
+                ),
+            },
+            Scope::AllContainers => format!("* → {host}:{}", p.destination_port),
+        }
+    }
+
+    /// Handles a key.
+    pub fn key(&mut self, k: KeyEvent) -> Outcome<(Scope, String)> {
+        if self.step == PickerStep::Typed {
+            match action_in(Ctx::Form, k) {
+                Some(Action::Select) => {
+                    let d = self.typed.trim();
+                    if d.is_empty() {
+                        return Outcome::Stay;
+                    }
+                    return Outcome::Submit((self.chosen_scope(), d.to_string()));
+                }
+                Some(Action::Cancel) => self.step = PickerStep::Duration,
+                Some(Action::ClearField) => self.typed.clear(),
+                _ if k.code == KeyCode::Backspace => {
+                    self.typed.pop();
+                }
+                _ => {
+                    if let Some(c) = typed_char(k) {
+                        self.typed.push(c);
+                    }
+                }
+            }
+            return Outcome::Stay;
+        }
+        let len = match self.step {
+            PickerStep::Scope => SCOPES.len(),
+            _ => DURATIONS.len(),
+        };
+        let cur = match self.step {
+            PickerStep::Scope => &mut self.scope,
+            _ => &mut self.duration,
+        };
+        let digit = typed_char(k)
+            .and_then(|c| c.to_digit(10))
+            .filter(|d| (1..=len as u32).contains(d));
+        match (action_in(Ctx::Picker, k), digit) {
+            (_, Some(d)) => {
+                *cur = d as usize - 1;
+                self.advance()
+            }
+            (Some(Action::Down), _) => {
+                *cur = (*cur + 1) % len;
+                Outcome::Stay
+            }
+            (Some(Action::Up), _) => {
+                *cur = (*cur + len - 1) % len;
+                Outcome::Stay
+            }
+            (Some(Action::Select), _) => self.advance(),
+            (Some(Action::Cancel), _) => match self.step {
+                PickerStep::Scope => Outcome::Close,
+                _ => {
+                    self.step = PickerStep::Scope;
+                    Outcome::Stay
+                }
+            },
+            _ => Outcome::Stay,
+        }
+    }
+
+    fn chosen_scope(&self) -> Scope {
+        SCOPES.get(self.scope).map(|s| s.0).unwrap_or_default()
+    }
+
+    fn advance(&mut self) -> Outcome<(Scope, String)> {
+        match self.step {
+            PickerStep::Scope => {
+                self.step = PickerStep::Duration;
+                Outcome::Stay
+            }
+            _ if self.duration + 1 == DURATIONS.len() => {
+                self.step = PickerStep::Typed;
+                Outcome::Stay
+            }
+            _ => {
+                let d = DURATIONS.get(self.duration).copied().unwrap_or("permanent");
+                Outcome::Submit((self.chosen_scope(), d.to_string()))
+            }
+        }
+    }
+}
+
+/// The registrable domain the daemon will most likely pick for `host`, for the picker's
+/// preview only: the daemon decides with the Public Suffix List. Two labels, three when the
+/// second-level label is a short public one (`co.uk`, `com.au`); `None` for IP literals.
+pub fn guess_domain(host: &str) -> Option<String> {
+    if host.parse::<std::net::IpAddr>().is_ok() || !host.contains('.') {
+        return None;
+    }
+    let labels: Vec<&str> = host.trim_end_matches('.').split('.').collect();
+    let n = labels.len();
+    let second = labels.get(n.wrapping_sub(2)).copied().unwrap_or("");
+    let take = if n >= 3 && ["co", "com", "net", "org", "gov", "ac", "edu"].contains(&second) {
+        3
+    } else {
+        2
+    };
+    Some(labels[n.saturating_sub(take)..].join("."))
+}
+
+/// What a confirmation confirms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirm {
+    /// Delete this rule (id, summary).
+    DeleteRule(u64, String),
+}
+
+impl Confirm {
+    /// The question.
+    pub fn question(&self) -> String {
+        match self {
+            Confirm::DeleteRule(id, s) => format!("Delete rule {id} ({s})?"),
+        }
+    }
+
+    /// Handles a key: `Submit` on yes.
+    pub fn key(&self, k: KeyEvent) -> Outcome<()> {
+        match action_in(Ctx::Confirm, k) {
+            Some(Action::Yes) => Outcome::Submit(()),
+            Some(Action::No) => Outcome::Close,
+            _ => Outcome::Stay,
+        }
+    }
+}
+
+/// Every modal.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Modal {
+    /// Help overlay, scrolled by this many lines.
+    Help(u16),
+    /// Picker.
+    Picker(Picker),
+    /// Form.
+    Form(super::form::Form),
+    /// Confirmation.
+    Confirm(Confirm),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_guesses_for_the_preview() {
+        assert_eq!(
+            guess_domain("registry.npmjs.org").as_deref(),
+            Some("npmjs.org")
+        );
+        assert_eq!(guess_domain("api.foo.co.uk").as_deref(), Some("foo.co.uk"));
+        assert_eq!(guess_domain("npmjs.org").as_deref(), Some("npmjs.org"));
+        assert_eq!(guess_domain("10.0.0.1"), None);
+        assert_eq!(guess_domain("::1"), None);
+        assert_eq!(guess_domain("localhost"), None);
+    }
+}

@@ -1,0 +1,152 @@
+//! Command line of `greytui` (DESIGN.md §3): the dashboard by default, `--once COMMAND` for
+//! scripts. Connection flags are global so that they may follow the command.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use greyproxy_protocol::command::Scope;
+
+/// Keyboard-driven dashboard for greyproxyd; `--once COMMAND` runs one command for scripts.
+#[derive(Debug, Parser)]
+#[command(name = "greytui", version, about, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Control WebSocket URL [default: from <state dir>/daemon.json, else ws://127.0.0.1:43080/ws]
+    #[arg(long, global = true, value_name = "URL")]
+    pub url: Option<String>,
+    /// File holding the control token [default: $GREYPROXY_TOKEN, else <state dir>/control.token]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// The daemon's state directory [default: $GREYPROXY_STATE_DIR, $STATE_DIRECTORY,
+    /// $XDG_STATE_HOME/greyproxy, ~/.local/state/greyproxy]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Run one command and exit (see the commands below)
+    #[arg(long)]
+    pub once: bool,
+    /// With --once: print JSON instead of a table (watch always prints JSON lines)
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Dashboard: do not send desktop notifications (the terminal bell still rings)
+    #[arg(long)]
+    pub no_notify: bool,
+    /// The command to run with --once.
+    #[command(subcommand)]
+    pub command: Option<OnceCmd>,
+}
+
+/// Shown after `--help`.
+const EXIT_CODES: &str = "Exit codes with --once: 0 done; 1 the daemon refused (unknown id, \
+bad scope or duration…); 2 usage; 3 cannot connect or unauthorized.";
+
+/// Commands of `--once`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum OnceCmd {
+    /// Allow a pending request (creates an allow rule, releases its held connections)
+    Allow(DecideOpts),
+    /// Deny a pending request (creates a deny rule, ends its held connections)
+    Deny(DecideOpts),
+    /// Dismiss a pending request without a rule
+    Dismiss {
+        /// Pending request id
+        id: u64,
+    },
+    /// List pending requests
+    Pending,
+    /// List rules
+    Rules,
+    /// Show daemon status
+    Status,
+    /// Print events as JSON lines until interrupted
+    Watch {
+        /// Only this event type (repeatable), e.g. pending_request.created
+        #[arg(long = "event", value_name = "TYPE")]
+        events: Vec<String>,
+    },
+}
+
+/// Arguments of `allow` and `deny`.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct DecideOpts {
+    /// Pending request id
+    pub id: u64,
+    /// exact (default), any_port, subdomain_wildcard, all_containers
+    #[arg(long, value_name = "SCOPE")]
+    pub scope: Option<String>,
+    /// once, 1h, 12h, 24h, 7d, 30d, permanent (default) or a span such as 30m
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<String>,
+    /// Free text stored on the rule
+    #[arg(long, value_name = "TEXT")]
+    pub notes: Option<String>,
+}
+
+/// Parses a scope name; the wire names and the short forms `any-port`/`port`, `subdomain`,
+/// `all-containers`/`all` are accepted.
+pub fn parse_scope(s: &str) -> Result<Scope, String> {
+    match s.to_ascii_lowercase().replace('-', "_").as_str() {
+        "exact" => Ok(Scope::Exact),
+        "any_port" | "port" => Ok(Scope::AnyPort),
+        "subdomain_wildcard" | "subdomain" => Ok(Scope::SubdomainWildcard),
+        "all_containers" | "all" => Ok(Scope::AllContainers),
+        _ => Err(format!(
+            "unknown scope {s:?}: use exact, any_port, subdomain_wildcard or all_containers"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn once_commands_parse_with_flags_anywhere() {
+        let c = Cli::try_parse_from([
+            "greytui",
+            "--once",
+            "allow",
+            "12",
+            "--scope",
+            "any_port",
+            "--duration",
+            "1h",
+            "--state-dir",
+            "/s",
+        ])
+        .unwrap();
+        assert!(c.once);
+        assert_eq!(c.state_dir, Some(PathBuf::from("/s")));
+        assert_eq!(
+            c.command,
+            Some(OnceCmd::Allow(DecideOpts {
+                id: 12,
+                scope: Some("any_port".into()),
+                duration: Some("1h".into()),
+                notes: None
+            }))
+        );
+        let c = Cli::try_parse_from(["greytui", "--once", "pending", "--json"]).unwrap();
+        assert!(c.json);
+        let c = Cli::try_parse_from([
+            "greytui", "--once", "watch", "--event", "a.b", "--event", "c",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.command,
+            Some(OnceCmd::Watch {
+                events: vec!["a.b".into(), "c".into()]
+            })
+        );
+        assert!(Cli::try_parse_from(["greytui", "--once", "allow", "x"]).is_err());
+        assert!(Cli::try_parse_from(["greytui", "--bogus"]).is_err());
+    }
+
+    #[test]
+    fn scopes() {
+        assert_eq!(parse_scope("exact"), Ok(Scope::Exact));
+        assert_eq!(parse_scope("any-port"), Ok(Scope::AnyPort));
+        assert_eq!(parse_scope("subdomain"), Ok(Scope::SubdomainWildcard));
+        assert_eq!(parse_scope("ALL_CONTAINERS"), Ok(Scope::AllContainers));
+        assert!(parse_scope("galaxy").is_err());
+    }
+}

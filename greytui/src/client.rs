@@ -1,0 +1,214 @@
+//! One control-WebSocket connection: connect with the bearer token, read the greeting, send
+//! commands with a fresh `request_id`, read replies and events.
+//!
+//! The daemon tells a wrong token apart from a network failure only by closing the upgraded
+//! socket with code 4001, so [`connect`] reads the first frame before it reports success.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use greyproxy_protocol::{
+    CLOSE_UNAUTHORIZED, ClientMessage, Command, EventEnvelope, Reply, RequestId, ServerMessage,
+};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long connecting (TCP, upgrade and greeting) may take before the daemon counts as down.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where and how to connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `ws://host:port/ws`.
+    pub url: String,
+    /// Bearer token, if any.
+    pub token: Option<String>,
+}
+
+/// Why a connection could not be made or was lost.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// TCP connect, upgrade or I/O failed, or timed out.
+    #[error("cannot reach the daemon at {url}: {detail}")]
+    Unreachable {
+        /// The URL tried.
+        url: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The daemon closed with 4001: missing or wrong token.
+    #[error("unauthorized: the daemon at {0} refused the control token")]
+    Unauthorized(String),
+    /// The daemon sent something that is not the control protocol.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The connection closed.
+    #[error("connection closed{}", .0.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
+    Closed(Option<String>),
+}
+
+/// A message read from the daemon.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Incoming {
+    /// A direct reply (also `lagged`).
+    Reply(Reply),
+    /// A broadcast event.
+    Event(EventEnvelope),
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// An open, authenticated control connection.
+pub struct Connection {
+    ws: Ws,
+    url: String,
+    next_id: i64,
+    /// Daemon version from the greeting.
+    pub server_version: String,
+    /// Protocol version from the greeting.
+    pub protocol_version: u32,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("url", &self.url)
+            .field("server_version", &self.server_version)
+            .finish()
+    }
+}
+
+fn unreachable(url: &str, detail: impl std::fmt::Display) -> ClientError {
+    ClientError::Unreachable {
+        url: url.to_string(),
+        detail: detail.to_string(),
+    }
+}
+
+/// Connects, authenticates and reads the greeting, all within [`CONNECT_TIMEOUT`].
+pub async fn connect(ep: &Endpoint) -> Result<Connection, ClientError> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, connect_inner(ep)).await {
+        Ok(r) => r,
+        Err(_) => Err(unreachable(&ep.url, "timed out")),
+    }
+}
+
+async fn connect_inner(ep: &Endpoint) -> Result<Connection, ClientError> {
+    let mut req = ep
+        .url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| unreachable(&ep.url, format!("invalid URL: {e}")))?;
+    if let Some(t) = &ep.token {
+        let v = HeaderValue::from_str(&format!("Bearer {t}"))
+            .map_err(|_| unreachable(&ep.url, "the token contains invalid characters"))?;
+        req.headers_mut().insert("Authorization", v);
+    }
+    let (ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .map_err(|e| unreachable(&ep.url, e))?;
+    let mut conn = Connection {
+        ws,
+        url: ep.url.clone(),
+        next_id: 0,
+        server_version: String::new(),
+        protocol_version: 0,
+    };
+    match conn.recv().await? {
+        Incoming::Reply(Reply::Connected {
+            server_version,
+            protocol_version,
+            ..
+        }) => {
+            conn.server_version = server_version;
+            conn.protocol_version = protocol_version;
+            Ok(conn)
+        }
+        other => Err(ClientError::Protocol(format!(
+            "expected the connected greeting, got {other:?}"
+        ))),
+    }
+}
+
+impl Connection {
+    /// Sends a command with a fresh integer `request_id` and returns that id.
+    pub async fn send(&mut self, command: Command) -> Result<RequestId, ClientError> {
+        self.next_id += 1;
+        let id = RequestId::Num(self.next_id);
+        let msg = ClientMessage {
+            request_id: Some(id.clone()),
+            command,
+        };
+        self.ws
+            .send(Message::text(msg.encode()))
+            .await
+            .map_err(|e| unreachable(&self.url, e))?;
+        Ok(id)
+    }
+
+    /// Reads the next reply or event. Cancel-safe: a message is never lost when the future is
+    /// dropped before it completes (the stream keeps it).
+    pub async fn recv(&mut self) -> Result<Incoming, ClientError> {
+        loop {
+            let frame = match self.ws.next().await {
+                None => return Err(ClientError::Closed(None)),
+                Some(Err(e)) => return Err(unreachable(&self.url, e)),
+                Some(Ok(f)) => f,
+            };
+            let text = match frame {
+                Message::Text(t) => t.as_str().to_string(),
+                Message::Binary(b) => String::from_utf8_lossy(&b).into_owned(),
+                Message::Close(Some(f)) if u16::from(f.code) == CLOSE_UNAUTHORIZED => {
+                    return Err(ClientError::Unauthorized(self.url.clone()));
+                }
+                Message::Close(f) => {
+                    return Err(ClientError::Closed(
+                        f.map(|f| format!("{} {}", u16::from(f.code), f.reason)),
+                    ));
+                }
+                // Pings are answered by tungstenite itself on the next read or write.
+                _ => continue,
+            };
+            return match ServerMessage::decode(&text) {
+                Ok(ServerMessage::Reply(r)) => Ok(Incoming::Reply(r)),
+                Ok(ServerMessage::Event(e)) => Ok(Incoming::Event(e)),
+                Err(e) => Err(ClientError::Protocol(format!("undecodable message: {e}"))),
+            };
+        }
+    }
+
+    /// Sends a command and waits for its reply; events arriving meanwhile are dropped (scripts
+    /// that want events use [`Connection::recv`]).
+    pub async fn request(&mut self, command: Command) -> Result<Reply, ClientError> {
+        let id = self.send(command).await?;
+        loop {
+            if let Incoming::Reply(r) = self.recv().await?
+                && reply_id(&r) == Some(&id)
+            {
+                return Ok(r);
+            }
+        }
+    }
+
+    /// Closes politely (errors ignored: the peer may be gone already).
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
+
+/// The `request_id` a reply echoes, if any.
+pub fn reply_id(r: &Reply) -> Option<&RequestId> {
+    match r {
+        Reply::Pong { request_id, .. }
+        | Reply::CommandSuccess { request_id, .. }
+        | Reply::Subscribed { request_id, .. }
+        | Reply::Unsubscribed { request_id, .. }
+        | Reply::NotificationClaimed { request_id, .. }
+        | Reply::Result { request_id, .. }
+        | Reply::Error { request_id, .. } => request_id.as_ref(),
+        Reply::Connected { .. } | Reply::Lagged { .. } => None,
+    }
+}

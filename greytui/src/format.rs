@@ -1,0 +1,184 @@
+//! Pure text helpers shared by the dashboard and `--once` output: ages, expiries, destinations
+//! and plain-text tables.
+
+use std::time::{Duration, SystemTime};
+
+use greyproxy_protocol::{PendingRequest, Rule};
+
+/// Parses an RFC 3339 timestamp from the daemon; `None` when malformed (never panics on what a
+/// peer sent).
+pub fn parse_time(ts: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339_weak(ts).ok()
+}
+
+/// A short span: `42s`, `5m`, `3h`, `2d` (largest unit only, as a column of ages reads best).
+pub fn short_span(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86_400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+/// Time elapsed since `ts`, as [`short_span`]; `?` when `ts` is unreadable, `0s` when in the
+/// future (clock skew between daemon and client).
+pub fn age(ts: &str, now: SystemTime) -> String {
+    match parse_time(ts) {
+        Some(t) => short_span(now.duration_since(t).unwrap_or_default()),
+        None => "?".into(),
+    }
+}
+
+/// A rule's expiry relative to `now`: `never`, `in 59m`, `expired`.
+pub fn expiry(expires_at: Option<&str>, now: SystemTime) -> String {
+    let Some(ts) = expires_at else {
+        return "never".into();
+    };
+    match parse_time(ts) {
+        Some(t) => match t.duration_since(now) {
+            Ok(left) if left > Duration::ZERO => format!("in {}", short_span(left)),
+            _ => "expired".into(),
+        },
+        None => ts.to_string(),
+    }
+}
+
+/// The destination of a pending request: the resolved hostname first, the IP it was asked as in
+/// parentheses when they differ.
+pub fn pending_destination(p: &PendingRequest) -> String {
+    match p.resolved_hostname.as_deref().filter(|h| !h.is_empty()) {
+        Some(h) if h != p.destination_host => format!("{h} ({})", p.destination_host),
+        _ => p.destination_host.clone(),
+    }
+}
+
+/// `container → destination:port` of a rule.
+pub fn rule_summary(r: &Rule) -> String {
+    format!(
+        "{} → {}:{}",
+        r.container_pattern, r.destination_pattern, r.port_pattern
+    )
+}
+
+/// The `HH:MM:SS` part of an RFC 3339 timestamp (UTC), or the text itself when it is not one.
+pub fn clock(ts: &str) -> &str {
+    ts.get(11..19).unwrap_or(ts)
+}
+
+/// Renders rows as a left-aligned plain-text table with two spaces between columns and no
+/// trailing spaces: the human output of `--once`.
+pub fn text_table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut l = String::new();
+        for (i, c) in cells.enumerate() {
+            if i > 0 {
+                l.push_str("  ");
+            }
+            l.push_str(c);
+            let pad = widths.get(i).copied().unwrap_or(0);
+            l.extend(std::iter::repeat_n(
+                ' ',
+                pad.saturating_sub(c.chars().count()),
+            ));
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&mut header.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+/// Cuts `s` to at most `max` characters, marking the cut with `…`.
+pub fn ellipsize(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn at(ts: &str) -> SystemTime {
+        parse_time(ts).unwrap()
+    }
+
+    #[test]
+    fn spans_and_ages() {
+        assert_eq!(short_span(Duration::from_secs(0)), "0s");
+        assert_eq!(short_span(Duration::from_secs(59)), "59s");
+        assert_eq!(short_span(Duration::from_secs(60)), "1m");
+        assert_eq!(short_span(Duration::from_secs(7200)), "2h");
+        assert_eq!(short_span(Duration::from_secs(86_400 * 3)), "3d");
+        let now = at("2026-11-22T10:05:00Z");
+        assert_eq!(age("2026-11-22T10:00:00Z", now), "5m");
+        assert_eq!(age("2026-11-22T10:06:00Z", now), "0s");
+        assert_eq!(age("bogus", now), "?");
+    }
+
+    #[test]
+    fn expiries() {
+        let now = at("2026-11-22T10:00:00Z");
+        assert_eq!(expiry(None, now), "never");
+        assert_eq!(expiry(Some("2026-11-22T11:00:00Z"), now), "in 1h");
+        assert_eq!(expiry(Some("2026-11-22T09:00:00Z"), now), "expired");
+        assert_eq!(expiry(Some("2026-11-22T10:00:00Z"), now), "expired");
+    }
+
+    #[test]
+    fn pending_destination_prefers_the_resolved_name() {
+        let mut p = PendingRequest {
+            id: 1,
+            container_name: "c".into(),
+            container_id: String::new(),
+            destination_host: "104.16.3.35".into(),
+            destination_port: 443,
+            resolved_hostname: Some("registry.npmjs.org".into()),
+            first_seen: String::new(),
+            last_seen: String::new(),
+            attempt_count: 1,
+            waiting_count: 0,
+        };
+        assert_eq!(pending_destination(&p), "registry.npmjs.org (104.16.3.35)");
+        p.resolved_hostname = Some(String::new());
+        assert_eq!(pending_destination(&p), "104.16.3.35");
+    }
+
+    #[test]
+    fn tables_align_and_trim() {
+        let t = text_table(
+            &["ID", "NAME", "X"],
+            &[
+                vec!["1".into(), "alpha".into(), String::new()],
+                vec!["100".into(), "b".into(), "y".into()],
+            ],
+        );
+        assert_eq!(t, "ID   NAME   X\n1    alpha\n100  b      y\n");
+    }
+
+    #[test]
+    fn ellipsis_and_clock() {
+        assert_eq!(ellipsize("abcdef", 4), "abc…");
+        assert_eq!(ellipsize("abc", 4), "abc");
+        assert_eq!(clock("2026-11-22T10:05:07Z"), "10:05:07");
+        assert_eq!(clock("short"), "short");
+    }
+}

@@ -1,0 +1,21 @@
+//! `greytui`: the keyboard-driven dashboard and scripting client of `greyproxyd`, talking only
+//! the public control protocol (`/ws`, crate `greyproxy-protocol`).
+//!
+//! Layers, from the wire up: [`paths`] finds the daemon and its token, [`client`] is one
+//! control connection, [`link`] keeps one alive for the dashboard (reconnects, routes replies),
+//! [`once`] runs the `--once` commands. The dashboard is an Elm-style split: [`app`] holds all
+//! state and changes only in `App::update` (no I/O), [`ui`] draws it, [`keymap`] is the single
+//! table of keys, and [`tui`] is the event loop that ties them to the terminal.
+
+pub mod app;
+pub mod cli;
+pub mod client;
+pub mod format;
+pub mod keymap;
+pub mod link;
+pub mod notify;
+pub mod once;
+pub mod paths;
+pub mod sample;
+pub mod tui;
+pub mod ui;

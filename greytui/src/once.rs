@@ -1,0 +1,374 @@
+//! `greytui --once COMMAND`: one command against the daemon, a tidy table or stable JSON on
+//! stdout, a one-line message on stderr and the exit codes of DESIGN.md §3.
+//!
+//! JSON output (documented in docs/greytui.md): `pending` and `rules` print one array of the
+//! protocol's objects (every page), `status` the status object, `allow`/`deny`
+//! `{"pending_id":N,"rule_id":M}`, `dismiss` `{"pending_id":N}`; `watch` prints each event
+//! envelope (and `lagged` notices) as one JSON line.
+
+use std::io::Write;
+use std::time::SystemTime;
+
+use greyproxy_protocol::command::{DecideArgs, EventTypeArgs, ListArgs, PendingIdArgs};
+use greyproxy_protocol::{Command, Page, PendingRequest, Reply, Rule, Status};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::cli::{Cli, DecideOpts, OnceCmd, parse_scope};
+use crate::client::{self, ClientError, Connection, Incoming};
+use crate::format::{age, expiry, pending_destination, text_table};
+use crate::paths::{self, TokenSource};
+
+/// Exit codes of `--once`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    /// Done.
+    Ok = 0,
+    /// The daemon refused (unknown id, bad scope or duration…).
+    Refused = 1,
+    /// Usage error.
+    Usage = 2,
+    /// Cannot connect, or unauthorized.
+    Unreachable = 3,
+}
+
+/// A failed `--once` run: the exit code and the one-line message for stderr.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Exit code.
+    pub code: ExitCode,
+    /// One line, without the program name.
+    pub message: String,
+}
+
+impl Failure {
+    fn new(code: ExitCode, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+fn io_failure(e: std::io::Error) -> Failure {
+    Failure::new(ExitCode::Refused, format!("cannot write output: {e}"))
+}
+
+fn client_failure(e: ClientError, source: &TokenSource) -> Failure {
+    match e {
+        ClientError::Unauthorized(_) => {
+            Failure::new(ExitCode::Unreachable, format!("{e} ({source})"))
+        }
+        ClientError::Unreachable { .. } | ClientError::Closed(_) => {
+            Failure::new(ExitCode::Unreachable, e.to_string())
+        }
+        ClientError::Protocol(_) => Failure::new(ExitCode::Unreachable, e.to_string()),
+    }
+}
+
+/// Runs one command, writing its output to `out`.
+pub async fn run(cli: &Cli, cmd: &OnceCmd, out: &mut dyn Write) -> Result<(), Failure> {
+    // Validate what can be validated before connecting, so that a typo does not depend on
+    // whether the daemon is up.
+    let decide = |o: &DecideOpts| -> Result<DecideArgs, Failure> {
+        let scope = match &o.scope {
+            Some(s) => Some(parse_scope(s).map_err(|m| Failure::new(ExitCode::Refused, m))?),
+            None => None,
+        };
+        Ok(DecideArgs {
+            pending_id: o.id,
+            scope,
+            duration: o.duration.clone(),
+            notes: o.notes.clone(),
+        })
+    };
+    let command = match cmd {
+        OnceCmd::Allow(o) => Some(Command::Allow(decide(o)?)),
+        OnceCmd::Deny(o) => Some(Command::Deny(decide(o)?)),
+        OnceCmd::Dismiss { id } => Some(Command::Dismiss(PendingIdArgs { pending_id: *id })),
+        _ => None,
+    };
+    let (ep, source) = paths::endpoint(
+        cli.url.as_deref(),
+        cli.token_file.as_deref(),
+        cli.state_dir.as_deref(),
+        &paths::process_env,
+    )
+    .map_err(|e| Failure::new(ExitCode::Unreachable, e.to_string()))?;
+    let mut conn = client::connect(&ep)
+        .await
+        .map_err(|e| client_failure(e, &source))?;
+    let result = match (cmd, command) {
+        (_, Some(c)) => decide_cmd(&mut conn, c, cli.json, out).await,
+        (OnceCmd::Pending, None) => {
+            let items: Vec<PendingRequest> = list_all(&mut conn, Command::ListPending).await?;
+            if cli.json {
+                print_json(out, &items)
+            } else {
+                print_pending(out, &items, SystemTime::now())
+            }
+        }
+        (OnceCmd::Rules, None) => {
+            let items: Vec<Rule> = list_all(&mut conn, Command::ListRules).await?;
+            if cli.json {
+                print_json(out, &items)
+            } else {
+                print_rules(out, &items, SystemTime::now())
+            }
+        }
+        (OnceCmd::Status, None) => {
+            let st: Status = query(&mut conn, Command::Status).await?;
+            if cli.json {
+                print_json(out, &st)
+            } else {
+                print_status(out, &st, &ep.url)
+            }
+        }
+        (OnceCmd::Watch { events }, None) => watch(&mut conn, events, out).await.map_err(|e| {
+            if e.code == ExitCode::Unreachable {
+                Failure::new(e.code, format!("{} ({source})", e.message))
+            } else {
+                e
+            }
+        }),
+        _ => Err(Failure::new(ExitCode::Usage, "unsupported command")),
+    };
+    conn.close().await;
+    result
+}
+
+/// Sends a command; `Err` with exit code 1 for the daemon's `error` reply, 3 for a lost link.
+async fn request(conn: &mut Connection, c: Command) -> Result<Reply, Failure> {
+    match conn.request(c).await {
+        Ok(Reply::Error { error, .. }) => Err(Failure::new(ExitCode::Refused, error)),
+        Ok(r) => Ok(r),
+        Err(e) => Err(Failure::new(ExitCode::Unreachable, e.to_string())),
+    }
+}
+
+/// A query command's `data`, decoded.
+async fn query<T: DeserializeOwned>(conn: &mut Connection, c: Command) -> Result<T, Failure> {
+    match request(conn, c).await? {
+        Reply::Result { data, .. } => serde_json::from_value(data)
+            .map_err(|e| Failure::new(ExitCode::Refused, format!("unexpected result: {e}"))),
+        other => Err(Failure::new(
+            ExitCode::Refused,
+            format!("unexpected reply {other:?}"),
+        )),
+    }
+}
+
+/// Every page of a list command.
+async fn list_all<T: DeserializeOwned>(
+    conn: &mut Connection,
+    make: fn(ListArgs) -> Command,
+) -> Result<Vec<T>, Failure> {
+    let mut all = Vec::new();
+    let mut cursor = None;
+    loop {
+        let args = ListArgs {
+            limit: Some(1000),
+            cursor: cursor.take(),
+            ..ListArgs::default()
+        };
+        let page: Page<T> = query(conn, make(args)).await?;
+        all.extend(page.items);
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return Ok(all),
+        }
+    }
+}
+
+async fn decide_cmd(
+    conn: &mut Connection,
+    c: Command,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let verb = match &c {
+        Command::Allow(_) => "allowed",
+        Command::Deny(_) => "denied",
+        _ => "dismissed",
+    };
+    let Reply::CommandSuccess {
+        pending_id,
+        rule_id,
+        ..
+    } = request(conn, c).await?
+    else {
+        return Err(Failure::new(ExitCode::Refused, "unexpected reply"));
+    };
+    if json {
+        let mut v = json!({ "pending_id": pending_id });
+        if let Some(r) = rule_id {
+            v["rule_id"] = json!(r);
+        }
+        return print_json(out, &v);
+    }
+    let id = pending_id.map(|i| i.to_string()).unwrap_or_default();
+    let rule = rule_id.map(|r| format!(" (rule {r})")).unwrap_or_default();
+    writeln!(out, "{verb} pending request {id}{rule}").map_err(io_failure)
+}
+
+fn print_json<T: serde::Serialize>(out: &mut dyn Write, v: &T) -> Result<(), Failure> {
+    let text = serde_json::to_string(v)
+        .map_err(|e| Failure::new(ExitCode::Refused, format!("cannot encode JSON: {e}")))?;
+    writeln!(out, "{text}").map_err(io_failure)
+}
+
+/// The human table of `--once pending`.
+pub fn print_pending(
+    out: &mut dyn Write,
+    items: &[PendingRequest],
+    now: SystemTime,
+) -> Result<(), Failure> {
+    if items.is_empty() {
+        return writeln!(out, "no pending requests").map_err(io_failure);
+    }
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|p| {
+            vec![
+                p.id.to_string(),
+                p.container_name.clone(),
+                pending_destination(p),
+                p.destination_port.to_string(),
+                p.attempt_count.to_string(),
+                p.waiting_count.to_string(),
+                age(&p.first_seen, now),
+            ]
+        })
+        .collect();
+    let header = [
+        "ID",
+        "CONTAINER",
+        "DESTINATION",
+        "PORT",
+        "ATTEMPTS",
+        "WAITING",
+        "AGE",
+    ];
+    write!(out, "{}", text_table(&header, &rows)).map_err(io_failure)
+}
+
+/// The human table of `--once rules`.
+pub fn print_rules(out: &mut dyn Write, items: &[Rule], now: SystemTime) -> Result<(), Failure> {
+    if items.is_empty() {
+        return writeln!(out, "no rules").map_err(io_failure);
+    }
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.to_string(),
+                r.action.as_str().to_string(),
+                r.container_pattern.clone(),
+                r.destination_pattern.clone(),
+                r.port_pattern.clone(),
+                expiry(r.expires_at.as_deref(), now),
+                format!("{:?}", r.source).to_lowercase(),
+                r.notes.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let header = [
+        "ID",
+        "ACTION",
+        "CONTAINER",
+        "DESTINATION",
+        "PORT",
+        "EXPIRES",
+        "SOURCE",
+        "NOTES",
+    ];
+    write!(out, "{}", text_table(&header, &rows)).map_err(io_failure)
+}
+
+/// The human form of `--once status`.
+pub fn print_status(out: &mut dyn Write, s: &Status, url: &str) -> Result<(), Failure> {
+    let allow_all = crate::app::allow_all_label(&s.allow_all);
+    let rows = vec![
+        vec!["daemon".into(), format!("{} {}", s.service, s.version)],
+        vec!["control".into(), url.to_string()],
+        vec![
+            "http proxy".into(),
+            s.listeners.http.clone().unwrap_or_else(|| "off".into()),
+        ],
+        vec![
+            "socks5 proxy".into(),
+            s.listeners.socks5.clone().unwrap_or_else(|| "off".into()),
+        ],
+        vec!["uptime".into(), humantime_secs(s.uptime_seconds)],
+        vec!["pending".into(), s.pending_count.to_string()],
+        vec!["held connections".into(), s.held_connections.to_string()],
+        vec!["rules".into(), s.rule_count.to_string()],
+        vec!["silent mode".into(), allow_all],
+        vec!["notification claims".into(), s.active_claims.to_string()],
+        vec![
+            "hold timeout".into(),
+            format!("{}s", s.hold_timeout_seconds),
+        ],
+        vec!["state dir".into(), s.state_dir.clone()],
+    ];
+    for r in rows {
+        writeln!(out, "{:<20} {}", format!("{}:", r[0]), r[1]).map_err(io_failure)?;
+    }
+    Ok(())
+}
+
+fn humantime_secs(s: u64) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(s)).to_string()
+}
+
+/// `--once watch`: subscribe (when types are given), then print every event as a JSON line
+/// until SIGINT/SIGTERM (exit 0) or the connection is lost (exit 3).
+async fn watch(
+    conn: &mut Connection,
+    events: &[String],
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    for t in events {
+        let c = Command::Subscribe(EventTypeArgs {
+            event_type: Some(t.clone()),
+        });
+        request(conn, c).await?;
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Failure::new(ExitCode::Refused, format!("cannot watch signals: {e}")))?;
+    loop {
+        let m = tokio::select! {
+            m = conn.recv() => m,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = term.recv() => return Ok(()),
+        };
+        let line = match m {
+            Ok(Incoming::Event(e)) => serde_json::to_string(&e),
+            Ok(Incoming::Reply(r @ Reply::Lagged { .. })) => serde_json::to_string(&r),
+            Ok(Incoming::Reply(_)) => continue,
+            Err(e) => return Err(Failure::new(ExitCode::Unreachable, e.to_string())),
+        };
+        let Ok(line) = line else { continue };
+        // A closed stdout (`| head`) ends watching quietly, like other Unix filters.
+        if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn empty_lists_say_so() {
+        let mut out = Vec::new();
+        print_pending(&mut out, &[], SystemTime::now()).unwrap();
+        print_rules(&mut out, &[], SystemTime::now()).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "no pending requests\nno rules\n"
+        );
+    }
+}

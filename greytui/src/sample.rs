@@ -1,0 +1,192 @@
+//! Sample daemon objects and a populated dashboard at a fixed clock, shared by the state-machine
+//! tests, the render snapshots, the documentation captures and the render benchmark.
+
+use std::time::SystemTime;
+
+use greyproxy_protocol::{
+    Action, ActivityItem, Decision, EventEnvelope, PendingRequest, RequestLog, Rule, RuleSource,
+    RuleType, Transaction,
+};
+
+use crate::app::{App, Msg};
+use crate::link::LinkEvent;
+
+/// The fixed "now" of the samples.
+pub const NOW: &str = "2026-11-22T10:00:00Z";
+
+/// [`NOW`] as a time.
+pub fn now() -> SystemTime {
+    crate::format::parse_time(NOW).unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+/// A pending request first seen `age_s` seconds before [`NOW`].
+pub fn pending(id: u64, container: &str, host: &str, port: u16, age_s: u64) -> PendingRequest {
+    let seen = humantime::format_rfc3339_seconds(now() - std::time::Duration::from_secs(age_s));
+    PendingRequest {
+        id,
+        container_name: container.into(),
+        container_id: String::new(),
+        destination_host: host.into(),
+        destination_port: port,
+        resolved_hostname: None,
+        first_seen: seen.to_string(),
+        last_seen: seen.to_string(),
+        attempt_count: 1,
+        waiting_count: 1,
+    }
+}
+
+/// A global rule.
+pub fn rule(id: u64, container: &str, dest: &str, port: &str, action: Action) -> Rule {
+    Rule {
+        id,
+        container_pattern: container.into(),
+        destination_pattern: dest.into(),
+        port_pattern: port.into(),
+        rule_type: RuleType::Permanent,
+        action,
+        created_at: "2026-11-21T09:00:00Z".into(),
+        expires_at: None,
+        last_used_at: None,
+        created_by: "admin".into(),
+        notes: None,
+        is_active: true,
+        session_id: None,
+        source: RuleSource::Global,
+    }
+}
+
+/// A connection decision at `HH:MM:SS` of the sample day, as an activity row.
+pub fn connection(
+    id: u64,
+    time: &str,
+    container: &str,
+    host: &str,
+    port: u16,
+    ok: bool,
+) -> ActivityItem {
+    ActivityItem::Connection(request_log(id, time, container, host, port, ok))
+}
+
+/// A connection decision at `HH:MM:SS` of the sample day.
+pub fn request_log(
+    id: u64,
+    time: &str,
+    container: &str,
+    host: &str,
+    port: u16,
+    ok: bool,
+) -> RequestLog {
+    RequestLog {
+        id,
+        timestamp: format!("2026-11-22T{time}Z"),
+        container_name: container.into(),
+        container_id: None,
+        destination_host: host.into(),
+        destination_port: Some(port),
+        resolved_hostname: None,
+        method: Some("HTTP".into()),
+        result: if ok {
+            Decision::Allowed
+        } else {
+            Decision::Blocked
+        },
+        rule_id: ok.then_some(4),
+        response_time_ms: Some(if ok { 2 } else { 30_001 }),
+        reason: Some(if ok { "rule" } else { "hold_timeout" }.into()),
+        rule_summary: ok.then(|| format!("{container} → {host}:{port}")),
+        mitm: None,
+    }
+}
+
+/// A recorded HTTP exchange.
+pub fn transaction(
+    id: u64,
+    time: &str,
+    container: &str,
+    method: &str,
+    url: &str,
+    status: u16,
+) -> ActivityItem {
+    let host = url
+        .split("://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or("")
+        .to_string();
+    ActivityItem::Transaction(Transaction {
+        id,
+        timestamp: format!("2026-11-22T{time}Z"),
+        container_name: container.into(),
+        destination_host: host,
+        destination_port: 443,
+        method: method.into(),
+        url: url.into(),
+        http_version: Some("HTTP/1.1".into()),
+        status_code: Some(status),
+        response_content_type: Some("application/json".into()),
+        duration_ms: Some(412),
+        rule_id: Some(4),
+        result: "auto".into(),
+        ..Transaction::default()
+    })
+}
+
+/// An event envelope as the daemon sends it.
+pub fn envelope(event: &greyproxy_protocol::Event, seq: u64) -> EventEnvelope {
+    EventEnvelope::new(event, seq, NOW.into())
+}
+
+/// A connected dashboard of `w`×`h` with a few pending requests, rules and activity rows.
+pub fn demo_app(w: u16, h: u16) -> App {
+    let mut app = App::new(now(), (w, h), false);
+    app.update(Msg::Link(LinkEvent::Connected {
+        server_version: "0.1.0".into(),
+        url: "ws://127.0.0.1:43080/ws".into(),
+    }));
+    app.claimed = true;
+    app.claims = 1;
+    let mut p1 = pending(17, "opencode", "104.16.3.35", 443, 4);
+    p1.resolved_hostname = Some("registry.npmjs.org".into());
+    p1.attempt_count = 3;
+    p1.waiting_count = 2;
+    let mut p2 = pending(16, "claude-code", "api.github.com", 443, 95);
+    p2.waiting_count = 0;
+    let p3 = pending(15, "aider", "pypi.org", 443, 7200);
+    app.pending = vec![p1, p2, p3];
+    let mut r1 = rule(7, "opencode", "**.npmjs.org", "*", Action::Allow);
+    r1.expires_at = Some("2026-11-22T11:00:00Z".into());
+    r1.rule_type = RuleType::Temporary;
+    r1.notes = Some("npm installs".into());
+    let r2 = rule(6, "*", "169.254.169.254", "*", Action::Deny);
+    let mut r3 = rule(1, "*", "127.0.0.1", "*", Action::Allow);
+    r3.source = RuleSource::Builtin;
+    r3.created_by = "builtin".into();
+    app.rules = vec![r1, r2, r3];
+    let items = vec![
+        transaction(
+            12,
+            "09:59:58",
+            "opencode",
+            "POST",
+            "https://api.anthropic.com/v1/messages",
+            200,
+        ),
+        connection(41, "09:59:57", "opencode", "api.anthropic.com", 443, true),
+        connection(40, "09:59:31", "aider", "pypi.org", 443, false),
+        transaction(
+            11,
+            "09:58:02",
+            "claude-code",
+            "GET",
+            "https://api.github.com/repos/o/r",
+            404,
+        ),
+        connection(39, "09:58:01", "claude-code", "api.github.com", 443, true),
+    ];
+    app.activity.loading = false;
+    app.activity.set_first_page(items, 5, None);
+    app.message = None;
+    app.dirty = true;
+    app
+}

@@ -1,0 +1,188 @@
+//! Drawing: a pure function of the [`App`] into a ratatui frame. The frame is the view tabs,
+//! the current view, the footer hints (from the keymap table), the message line and the status
+//! bar, with an overlay on top when a modal is open.
+
+mod detail;
+mod overlays;
+mod views;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use crate::app::{App, ConnState, View, allow_all_label};
+use crate::keymap;
+
+/// Style of the selected row.
+pub(crate) const SELECTED: Style = Style::new().add_modifier(Modifier::REVERSED);
+/// Style of headings and table headers.
+pub(crate) const HEADER: Style = Style::new().add_modifier(Modifier::BOLD);
+/// Style of keys in hints.
+pub(crate) const KEY: Style = Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD);
+/// Style of dim text.
+pub(crate) const DIM: Style = Style::new().fg(Color::DarkGray);
+
+/// Draws the whole dashboard.
+pub fn draw(f: &mut Frame, app: &App) {
+    let [tabs, body, hints, message, status] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+    ])
+    .areas(f.area());
+    draw_tabs(f, tabs, app);
+    match app.view {
+        View::Pending => views::pending(f, body, app),
+        View::Activity => match &app.activity.detail {
+            Some(d) => views::detail(f, body, d),
+            None => views::activity(f, body, app),
+        },
+        View::Rules => views::rules(f, body, app),
+    }
+    draw_hints(f, hints, app);
+    draw_message(f, message, app);
+    draw_status(f, status, app);
+    overlays::draw(f, app);
+}
+
+fn draw_tabs(f: &mut Frame, area: Rect, app: &App) {
+    let mut spans = vec![Span::styled(" greytui ", HEADER)];
+    for (i, v) in View::ALL.iter().enumerate() {
+        let count = match v {
+            View::Pending => format!(" ({})", app.pending.len()),
+            View::Rules => format!(" ({})", app.rules.len()),
+            View::Activity => String::new(),
+        };
+        let text = format!(" {} {}{count} ", i + 1, v.title());
+        let style = if *v == app.view {
+            SELECTED.add_modifier(Modifier::BOLD)
+        } else {
+            Style::new()
+        };
+        spans.push(Span::raw(" "));
+        spans.push(Span::styled(text, style));
+    }
+    let left = Line::from(spans);
+    let right = match app.view {
+        View::Activity => activity_info(app),
+        _ => String::new(),
+    };
+    let [l, r] = Layout::horizontal([Constraint::Length(left.width() as u16), Constraint::Min(0)])
+        .areas(area);
+    f.render_widget(Paragraph::new(left), l);
+    f.render_widget(Paragraph::new(Line::from(right).right_aligned()), r);
+}
+
+/// `follow · 1234 of 100000 · container~x` for the activity tab line.
+fn activity_info(app: &App) -> String {
+    let a = &app.activity;
+    let mut parts = Vec::new();
+    if a.loading {
+        parts.push("loading…".to_string());
+    }
+    parts.push(if a.follow {
+        "following".to_string()
+    } else if a.unseen > 0 {
+        format!("paused, {} new", a.unseen)
+    } else {
+        "paused".to_string()
+    });
+    parts.push(format!("{} of {}", a.items.len(), a.total));
+    if a.filter.is_active() {
+        parts.push(a.filter.describe());
+    }
+    format!("{} ", parts.join(" · "))
+}
+
+fn draw_hints(f: &mut Frame, area: Rect, app: &App) {
+    let mut spans = vec![Span::raw(" ")];
+    for (k, hint) in keymap::hints(app.ctx()) {
+        spans.push(Span::styled(k, KEY));
+        spans.push(Span::raw(format!(" {hint}  ")));
+    }
+    f.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn draw_message(f: &mut Frame, area: Rect, app: &App) {
+    let Some(m) = &app.message else { return };
+    let style = if m.error {
+        Style::new().fg(Color::Red)
+    } else {
+        Style::new().fg(Color::Green)
+    };
+    f.render_widget(
+        Paragraph::new(Span::styled(format!(" {}", m.text), style)),
+        area,
+    );
+}
+
+fn draw_status(f: &mut Frame, area: Rect, app: &App) {
+    let bar = Style::new().bg(Color::DarkGray).fg(Color::White);
+    let (dot, state, state_style) = match &app.conn {
+        ConnState::Connected => ("●", "connected".to_string(), bar.fg(Color::LightGreen)),
+        ConnState::Connecting(n) if *n <= 1 => {
+            ("○", "connecting".to_string(), bar.fg(Color::Yellow))
+        }
+        ConnState::Connecting(n) => (
+            "○",
+            format!("reconnecting (attempt {n})"),
+            bar.fg(Color::Yellow),
+        ),
+        ConnState::Disconnected {
+            unauthorized: true, ..
+        } => (
+            "✗",
+            "unauthorized: wrong token".to_string(),
+            bar.fg(Color::LightRed),
+        ),
+        ConnState::Disconnected { retry_in, .. } => (
+            "○",
+            format!("reconnecting in {}", crate::format::short_span(*retry_in)),
+            bar.fg(Color::LightRed),
+        ),
+    };
+    let version = app
+        .server_version
+        .as_deref()
+        .map(|v| format!("greyproxyd {v}"))
+        .unwrap_or_else(|| "greyproxyd ?".into());
+    let claims = if app.claimed {
+        format!("claims {} (ours)", app.claims)
+    } else {
+        format!("claims {}", app.claims)
+    };
+    let mut spans = vec![
+        Span::styled(format!(" {dot} {state} "), state_style),
+        Span::styled(format!("│ {version} │ "), bar),
+        Span::styled(format!("{} pending", app.pending.len()), bar),
+        Span::styled(" │ silent: ", bar),
+    ];
+    let silent = allow_all_label(&app.allow_all);
+    let silent_style = if app.allow_all.active {
+        bar.fg(Color::LightYellow).add_modifier(Modifier::BOLD)
+    } else {
+        bar
+    };
+    spans.push(Span::styled(silent, silent_style));
+    spans.push(Span::styled(format!(" │ {claims} │ {}", app.url), bar));
+    if let ConnState::Disconnected { reason, .. } = &app.conn {
+        spans.push(Span::styled(format!(" │ {reason}"), bar));
+    }
+    f.render_widget(Paragraph::new(Line::from(spans)).style(bar), area);
+}
+
+/// A rectangle of at most `w`×`h` centred in `area`.
+pub(crate) fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    }
+}

@@ -1,0 +1,331 @@
+//! The list views (pending, activity, rules) and the frame of the activity detail. Only the visible rows are
+//! turned into widgets, so a frame costs the same with 100 rows loaded or 10 000.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::Span;
+use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
+
+use greyproxy_protocol::{ActivityItem, Decision, RequestLog};
+
+use super::detail;
+
+use super::{DIM, HEADER, SELECTED};
+use crate::app::App;
+use crate::app::lists::{Detail, Nav, container_of};
+use crate::format::{age, clock, expiry, pending_destination};
+
+/// Width for a column: the longest value (or the header), between `min` and `max`.
+fn fit<'a>(header: &str, values: impl Iterator<Item = &'a str>, min: u16, max: u16) -> u16 {
+    let w = values
+        .map(|v| v.chars().count())
+        .chain(std::iter::once(header.len()))
+        .max()
+        .unwrap_or(0);
+    (w as u16).clamp(min, max)
+}
+
+/// The visible slice `[offset, offset + rows)` of a list of `len` rows.
+fn window(nav: &Nav, len: usize, rows: usize) -> std::ops::Range<usize> {
+    let start = nav.offset.min(len);
+    start..(start + rows).min(len)
+}
+
+fn table<'a>(
+    f: &mut Frame,
+    area: Rect,
+    header: &[&'a str],
+    widths: Vec<Constraint>,
+    rows: Vec<Row<'a>>,
+    empty: &str,
+) {
+    let is_empty = rows.is_empty();
+    let head = Row::new(header.iter().map(|h| Cell::from(*h))).style(HEADER);
+    f.render_widget(
+        Table::new(rows, widths).header(head).column_spacing(1),
+        area,
+    );
+    if is_empty && area.height > 2 {
+        let msg_area = Rect {
+            y: area.y + 2,
+            height: area.height - 2,
+            ..area
+        };
+        let p = Paragraph::new(Span::styled(empty.to_string(), DIM))
+            .wrap(Wrap { trim: true })
+            .centered();
+        f.render_widget(p, msg_area);
+    }
+}
+
+fn style_row(row: Row<'_>, selected: bool, base: Style) -> Row<'_> {
+    if selected {
+        row.style(base.patch(SELECTED))
+    } else {
+        row.style(base)
+    }
+}
+
+/// The pending view: one row per pending request, newest first.
+pub fn pending(f: &mut Frame, area: Rect, app: &App) {
+    let rows_n = area.height.saturating_sub(1) as usize;
+    let range = window(&app.pending_nav, app.pending.len(), rows_n);
+    let visible = &app.pending[range.clone()];
+    let cw = fit(
+        "CONTAINER",
+        visible.iter().map(|p| p.container_name.as_str()),
+        9,
+        20,
+    );
+    let rows = visible
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let cells = vec![
+                Cell::from(p.id.to_string()),
+                Cell::from(p.container_name.clone()),
+                Cell::from(pending_destination(p)),
+                Cell::from(p.destination_port.to_string()),
+                Cell::from(p.attempt_count.to_string()),
+                Cell::from(p.waiting_count.to_string()),
+                Cell::from(age(&p.first_seen, app.now)),
+            ];
+            // A request with connections held open is someone waiting right now.
+            let base = if p.waiting_count > 0 {
+                Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD)
+            } else {
+                Style::new()
+            };
+            style_row(
+                Row::new(cells),
+                range.start + i == app.pending_nav.selected,
+                base,
+            )
+        })
+        .collect();
+    let widths = vec![
+        Constraint::Length(5),
+        Constraint::Length(cw),
+        Constraint::Fill(1),
+        Constraint::Length(5),
+        Constraint::Length(8),
+        Constraint::Length(7),
+        Constraint::Length(4),
+    ];
+    let header = [
+        "ID",
+        "CONTAINER",
+        "DESTINATION",
+        "PORT",
+        "ATTEMPTS",
+        "WAITING",
+        "AGE",
+    ];
+    table(
+        f,
+        area,
+        &header,
+        widths,
+        rows,
+        "No pending requests. New ones appear here at once, with a bell.",
+    );
+}
+
+fn destination(r: &RequestLog) -> String {
+    let host = match r.resolved_hostname.as_deref().filter(|h| !h.is_empty()) {
+        Some(h) if h != r.destination_host => format!("{h} ({})", r.destination_host),
+        _ => r.destination_host.clone(),
+    };
+    match r.destination_port {
+        Some(p) => format!("{host}:{p}"),
+        None => host,
+    }
+}
+
+/// The cells of one activity row, for either kind.
+fn activity_cells(item: &ActivityItem, wide: bool) -> Vec<Cell<'static>> {
+    let (time, result, container, what, method, info, ms, rule) = match item {
+        ActivityItem::Connection(r) => (
+            clock(&r.timestamp).to_string(),
+            match r.result {
+                Decision::Allowed => Span::styled("allowed", Style::new().fg(Color::Green)),
+                Decision::Blocked => Span::styled("blocked", Style::new().fg(Color::Red)),
+            },
+            r.container_name.clone(),
+            destination(r),
+            r.method.clone().unwrap_or_default(),
+            r.reason.clone().unwrap_or_default(),
+            r.response_time_ms,
+            r.rule_summary.clone().unwrap_or_default(),
+        ),
+        ActivityItem::Transaction(t) => (
+            clock(&t.timestamp).to_string(),
+            match (t.status_code, t.result.as_str()) {
+                (_, "denied") => Span::styled("denied", Style::new().fg(Color::Red)),
+                (Some(s), _) if s >= 400 => {
+                    Span::styled(s.to_string(), Style::new().fg(Color::Yellow))
+                }
+                (Some(s), _) => Span::styled(s.to_string(), Style::new().fg(Color::Green)),
+                (None, r) => Span::styled(r.to_string(), Style::new().fg(Color::Red)),
+            },
+            t.container_name.clone(),
+            t.url.clone(),
+            t.method.clone(),
+            t.response_content_type.clone().unwrap_or_default(),
+            t.duration_ms,
+            t.rule_id.map(|r| format!("rule {r}")).unwrap_or_default(),
+        ),
+    };
+    let mut cells = vec![
+        Cell::from(time),
+        Cell::from(result),
+        Cell::from(container),
+        Cell::from(what),
+        Cell::from(method),
+        Cell::from(info),
+        Cell::from(ms.map(|m| m.to_string()).unwrap_or_default()),
+    ];
+    if wide {
+        cells.push(Cell::from(rule));
+    }
+    cells
+}
+
+/// The activity view: the feed window, newest first.
+pub fn activity(f: &mut Frame, area: Rect, app: &App) {
+    let a = &app.activity;
+    let rows_n = area.height.saturating_sub(1) as usize;
+    let range = window(&a.nav, a.items.len(), rows_n);
+    let visible: Vec<&ActivityItem> = a.items.range(range.clone()).collect();
+    let cw = fit("CONTAINER", visible.iter().map(|i| container_of(i)), 9, 16);
+    let wide = area.width >= 110;
+    let rows = visible
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let row = Row::new(activity_cells(item, wide));
+            style_row(row, range.start + i == a.nav.selected, Style::new())
+        })
+        .collect();
+    let mut widths = vec![
+        Constraint::Length(8),
+        Constraint::Length(7),
+        Constraint::Length(cw),
+        Constraint::Fill(2),
+        Constraint::Length(7),
+        Constraint::Length(12),
+        Constraint::Length(6),
+    ];
+    let mut header = vec![
+        "TIME",
+        "RESULT",
+        "CONTAINER",
+        "DESTINATION",
+        "METHOD",
+        "REASON",
+        "MS",
+    ];
+    if wide {
+        widths.push(Constraint::Fill(1));
+        header.push("RULE");
+    }
+    let empty = if a.loading {
+        "Loading…"
+    } else if a.filter.is_active() {
+        "No activity matches the filter (/ to change it)."
+    } else {
+        "No activity yet."
+    };
+    table(f, area, &header, widths, rows, empty);
+}
+
+/// The rules view.
+pub fn rules(f: &mut Frame, area: Rect, app: &App) {
+    let rows_n = area.height.saturating_sub(1) as usize;
+    let range = window(&app.rules_nav, app.rules.len(), rows_n);
+    let visible = &app.rules[range.clone()];
+    let cw = fit(
+        "CONTAINER",
+        visible.iter().map(|r| r.container_pattern.as_str()),
+        9,
+        16,
+    );
+    let pw = fit(
+        "PORT",
+        visible.iter().map(|r| r.port_pattern.as_str()),
+        4,
+        11,
+    );
+    let rows = visible
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let action = match r.action {
+                greyproxy_protocol::Action::Allow => {
+                    Span::styled("allow", Style::new().fg(Color::Green))
+                }
+                greyproxy_protocol::Action::Deny => {
+                    Span::styled("deny", Style::new().fg(Color::Red))
+                }
+            };
+            let cells = vec![
+                Cell::from(r.id.to_string()),
+                Cell::from(action),
+                Cell::from(r.container_pattern.clone()),
+                Cell::from(r.destination_pattern.clone()),
+                Cell::from(r.port_pattern.clone()),
+                Cell::from(expiry(r.expires_at.as_deref(), app.now)),
+                Cell::from(format!("{:?}", r.source).to_lowercase()),
+                Cell::from(r.notes.clone().unwrap_or_default()),
+            ];
+            let base = if r.is_active { Style::new() } else { DIM };
+            style_row(
+                Row::new(cells),
+                range.start + i == app.rules_nav.selected,
+                base,
+            )
+        })
+        .collect();
+    let widths = vec![
+        Constraint::Length(4),
+        Constraint::Length(6),
+        Constraint::Length(cw),
+        Constraint::Fill(2),
+        Constraint::Length(pw),
+        Constraint::Length(9),
+        Constraint::Length(7),
+        Constraint::Fill(1),
+    ];
+    let header = [
+        "ID",
+        "ACTION",
+        "CONTAINER",
+        "DESTINATION",
+        "PORT",
+        "EXPIRES",
+        "SOURCE",
+        "NOTES",
+    ];
+    table(
+        f,
+        area,
+        &header,
+        widths,
+        rows,
+        "No rules. n creates one; a on a pending request creates one too.",
+    );
+}
+
+/// The detail of one activity row.
+pub fn detail(f: &mut Frame, area: Rect, d: &Detail) {
+    let lines = match &d.item {
+        ActivityItem::Connection(r) => detail::connection(r),
+        ActivityItem::Transaction(t) => detail::transaction(t, d.full.as_ref()),
+    };
+    let max = (lines.len() as u16).saturating_sub(area.height);
+    let p = Paragraph::new(lines)
+        .wrap(Wrap { trim: false })
+        .scroll((d.scroll.min(max), 0));
+    f.render_widget(p, area);
+}
