@@ -62,6 +62,13 @@ pub enum OnceCmd {
         #[arg(long = "event", value_name = "TYPE")]
         events: Vec<String>,
     },
+    /// Print a shell completion script (needs no daemon)
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (needs no daemon)
+    Man,
 }
 
 /// Arguments of `allow` and `deny`.
