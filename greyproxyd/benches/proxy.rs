@@ -8,12 +8,18 @@
 //! 3. Connection setup through the proxy to an allowed destination: connect, handshake, one
 //!    small echo round trip, close — direct vs HTTP CONNECT vs SOCKS5.
 //! 4. Daemon RSS idle, with many open tunnels, after the benchmarks, and its peak.
+//! 5. MITM (`proxy/mitm.rs`): HTTP/1.1 keep-alive request rate and latency, and bulk HTTPS
+//!    download throughput, direct vs greyproxyd MITM vs greyproxyd `--no-mitm` vs mitmproxy
+//!    (installed with pip when missing), with one client and one HTTPS origin.
 //!
 //! Knobs (environment): `BENCH_BYTES` (bytes per transfer, default 2 GiB; `K`/`M`/`G` suffixes
 //! are binary), `BENCH_REPS` (transfers per path and direction, default 5), `BENCH_HOLDS`
 //! (held requests, default 50), `BENCH_CONNS` (sequential connections per path, default 2000),
 //! `BENCH_TUNNELS` (concurrent open tunnels for the memory figure, default 200),
-//! `BENCH_DAEMON` (another `greyproxyd` binary, to compare builds; default: this build's).
+//! `BENCH_DAEMON` (another `greyproxyd` binary, to compare builds; default: this build's),
+//! `BENCH_ONLY` (`tunnel` for 1–4, `mitm` for 5; default both), and the MITM knobs
+//! `BENCH_MITM_SECS`, `BENCH_MITM_WARMUP`, `BENCH_MITM_CONNS`, `BENCH_MITM_BYTES`,
+//! `BENCH_MITM_REPS`, `BENCH_MITMDUMP` (see `proxy/mitm.rs`, `proxy/mitmproxy.rs`).
 //! Run without `--bench` (as `cargo test --benches` does) it is a quick smoke run with small
 //! defaults.
 #![allow(clippy::unwrap_used)]
@@ -22,6 +28,12 @@
 mod client;
 #[path = "proxy/measure.rs"]
 mod measure;
+#[path = "proxy/mitm.rs"]
+mod mitm;
+#[path = "proxy/mitm_load.rs"]
+mod mitm_load;
+#[path = "proxy/mitmproxy.rs"]
+mod mitmproxy;
 #[path = "proxy/sys.rs"]
 mod sys;
 
@@ -53,11 +65,24 @@ pub struct Cfg {
     pub tunnels: usize,
     /// The daemon binary.
     pub daemon: String,
+    /// Run the tunnel sections (1–4).
+    pub tunnel: bool,
+    /// Run the MITM section.
+    pub mitm: Option<mitm::MitmCfg>,
 }
 
 impl Cfg {
     fn from_env() -> Cfg {
         let full = std::env::args().any(|a| a == "--bench");
+        let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+        let (tunnel, with_mitm) = match only.trim() {
+            "" | "all" => (true, true),
+            "tunnel" => (true, false),
+            "mitm" => (false, true),
+            other => panic!("BENCH_ONLY={other:?}: expected tunnel, mitm or all"),
+        };
+        let daemon = std::env::var("BENCH_DAEMON")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_greyproxyd").to_string());
         let (bytes, reps, holds, conns, tunnels) = if full {
             (2u64 << 30, 5, 50, 2000, 200)
         } else {
@@ -69,8 +94,9 @@ impl Cfg {
             holds: env_size("BENCH_HOLDS").map_or(holds, |v| v as usize).max(1),
             conns: env_size("BENCH_CONNS").map_or(conns, |v| v as usize).max(1),
             tunnels: env_size("BENCH_TUNNELS").map_or(tunnels, |v| v as usize),
-            daemon: std::env::var("BENCH_DAEMON")
-                .unwrap_or_else(|_| env!("CARGO_BIN_EXE_greyproxyd").to_string()),
+            mitm: with_mitm.then(|| mitm::MitmCfg::from_env(full, &daemon)),
+            daemon,
+            tunnel,
         }
     }
 }
@@ -95,23 +121,35 @@ fn env_size(key: &str) -> Option<u64> {
 
 #[tokio::main]
 async fn main() {
-    let cfg = Cfg::from_env();
+    let mut cfg = Cfg::from_env();
     println!("# greyproxyd benchmark");
     println!();
     for (k, v) in machine() {
         println!("- {k}: {v}");
     }
     println!("- daemon: {}", cfg.daemon);
-    println!(
-        "- parameters: BENCH_BYTES={} BENCH_REPS={} BENCH_HOLDS={} BENCH_CONNS={} BENCH_TUNNELS={}",
-        human_bytes(cfg.bytes),
-        cfg.reps,
-        cfg.holds,
-        cfg.conns,
-        cfg.tunnels
-    );
-    println!();
+    if cfg.tunnel {
+        println!(
+            "- parameters: BENCH_BYTES={} BENCH_REPS={} BENCH_HOLDS={} BENCH_CONNS={} BENCH_TUNNELS={}",
+            human_bytes(cfg.bytes),
+            cfg.reps,
+            cfg.holds,
+            cfg.conns,
+            cfg.tunnels
+        );
+    }
+    let mitm_cfg = cfg.mitm.take();
+    if cfg.tunnel {
+        println!();
+        tunnel_sections(cfg).await;
+    }
+    if let Some(m) = mitm_cfg {
+        mitm::run(&m).await;
+    }
+}
 
+/// Sections 1–4: tunnels, allow → release, setup, memory.
+async fn tunnel_sections(cfg: Cfg) {
     // The daemon as shipped (default log level), with long holds so that K holds outlive the
     // run, and tunnels relayed raw: the tunnel target of DESIGN.md §10 is without MITM.
     let d = DaemonBuilder::new(&cfg.daemon)

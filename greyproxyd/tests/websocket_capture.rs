@@ -129,6 +129,20 @@ async fn chat(ip: &str, via: Via, deflate: Deflate) -> Chat {
     assert!(up.get("ws_capture_stopped").is_none(), "{up}");
     assert_eq!(up["ws_extensions"], server["extensions"], "{up}");
     assert_eq!(mitm_of(&mut env.ws, ip, port).await, "intercepted");
+    // The messages of one WebSocket, as a dashboard lists them under its upgrade row.
+    let mine = env
+        .ws
+        .query(json!({"command":"list_activity","upgrade_id":up["id"],"limit":1000}))
+        .await;
+    assert_eq!(mine["total"], 40, "{mine}");
+    assert!(
+        mine["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["upgrade_id"] == up["id"] && t["kind"] == "transaction"),
+        "{mine}"
+    );
     origin.stop().await;
     Chat {
         rows,

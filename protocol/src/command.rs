@@ -96,6 +96,9 @@ pub struct ListArgs {
     /// Only rows before this time (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
+    /// Transactions: only the WebSocket messages of this upgrade (101) transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade_id: Option<u64>,
     /// Rule action filter for `list_rules`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<Action>,

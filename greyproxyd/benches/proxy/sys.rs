@@ -15,6 +15,9 @@ pub struct Cpu {
     busy: u64,
     /// The whole machine, stolen by the hypervisor.
     steal: u64,
+    /// The whole machine, in interrupts and softirqs (part of `busy`; loopback TCP's receive
+    /// path runs there and is charged to no process).
+    irq: u64,
 }
 
 const TICKS_PER_SEC: f64 = 100.0;
@@ -50,7 +53,13 @@ impl Cpu {
             daemon: proc_ticks(&daemon.to_string()),
             busy: at(0) + at(1) + at(2) + at(5) + at(6),
             steal: at(7),
+            irq: at(5) + at(6),
         }
+    }
+
+    /// CPU seconds the whole machine spent in interrupts and softirqs since `earlier`.
+    pub fn irq_since(self, earlier: Cpu) -> f64 {
+        self.irq.saturating_sub(earlier.irq) as f64 / TICKS_PER_SEC
     }
 
     /// CPU seconds spent since `earlier`: (benchmark process, daemon, other processes, steal).
@@ -153,4 +162,10 @@ pub fn human_bytes(b: u64) -> String {
     } else {
         format!("{b} B")
     }
+}
+
+/// Resets a process's peak RSS (`VmHWM`) to its current RSS (`/proc/<pid>/clear_refs` = 5), so
+/// that the next [`rss_kib`] reads the peak since now. False when not permitted.
+pub fn reset_peak_rss(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
 }

@@ -93,7 +93,7 @@ impl Handler {
         if result.is_some() {
             want_txs = false;
         }
-        let want_logs = want_logs && a.status.is_none();
+        let want_logs = want_logs && a.status.is_none() && a.upgrade_id.is_none();
         let cursor = match a.cursor.as_deref() {
             None | Some("") => Cursor::default(),
             Some(c) => Cursor::parse(c).ok_or_else(|| bad(format!("invalid cursor {c:?}")))?,
@@ -122,6 +122,7 @@ impl Handler {
             destination: a.destination,
             method: a.method,
             status: a.status,
+            upgrade_id: a.upgrade_id,
             since,
             until,
             limit,

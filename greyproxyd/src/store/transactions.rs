@@ -104,6 +104,8 @@ pub struct TxQuery {
     pub since: Option<u64>,
     /// Unix seconds, exclusive.
     pub until: Option<u64>,
+    /// Only WebSocket messages of this upgrade transaction.
+    pub upgrade_id: Option<u64>,
     /// Most rows returned.
     pub limit: usize,
     /// Only ids below this.
@@ -136,6 +138,7 @@ impl TxQuery {
             && self.status.is_none()
             && self.since.is_none()
             && self.until.is_none()
+            && self.upgrade_id.is_none()
     }
 
     fn matches(&self, t: &Transaction) -> bool {
@@ -157,6 +160,9 @@ impl TxQuery {
             return false;
         }
         if self.status.is_some() && t.status_code != self.status {
+            return false;
+        }
+        if self.upgrade_id.is_some() && t.upgrade_id != self.upgrade_id {
             return false;
         }
         let ts = crate::time::parse_timestamp(&t.timestamp).unwrap_or(0);

@@ -1,0 +1,497 @@
+//! The MITM benchmark (DESIGN.md §10): HTTP/1.1 keep-alive request rate and latency, and bulk
+//! HTTPS download throughput, over four paths in one run with one client and one origin:
+//! direct, greyproxyd intercepting (`--upstream-ca` trusts the test origin), greyproxyd with
+//! `--no-mitm` (a plain tunnel, end-to-end TLS) and mitmproxy (`mitmdump`, verifying the origin
+//! against the same test CA).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::ClientConfig;
+
+use greyproxy_testkit::tls::{TestCa, client_config};
+use greyproxy_testkit::{Daemon, DaemonBuilder};
+
+use crate::client::Via;
+use crate::mitm_load::{JSON, Rate, bulk, connect, get, https_origin, rate};
+use crate::mitmproxy::{Mitmdump, locate};
+use crate::sys::{Cpu, daemon_pid, human_bytes, mib, pct, reset_peak_rss, rss_kib, sorted};
+
+/// What the MITM section runs, from the environment.
+pub struct MitmCfg {
+    /// Measured window per request-rate row.
+    pub window: Duration,
+    /// Warm-up per row, on the row's connections.
+    pub warm: Duration,
+    /// Concurrent connections of the request-rate rows, in order.
+    pub conns: Vec<usize>,
+    /// Bytes per bulk download.
+    pub bytes: u64,
+    /// Bulk downloads per path.
+    pub reps: usize,
+    /// Whether mitmproxy may be installed with pip when missing (not in smoke runs).
+    pub install: bool,
+    /// The daemon binary.
+    pub daemon: String,
+}
+
+impl MitmCfg {
+    /// `BENCH_MITM_SECS`, `BENCH_MITM_WARMUP` (seconds), `BENCH_MITM_CONNS` (comma list),
+    /// `BENCH_MITM_BYTES`, `BENCH_MITM_REPS`; small values for a smoke run.
+    pub fn from_env(full: bool, daemon: &str) -> MitmCfg {
+        let secs = |k: &str, d: f64| {
+            std::env::var(k)
+                .ok()
+                .map(|v| {
+                    v.trim()
+                        .parse::<f64>()
+                        .unwrap_or_else(|_| panic!("{k}={v:?}"))
+                })
+                .unwrap_or(d)
+        };
+        let conns = std::env::var("BENCH_MITM_CONNS")
+            .ok()
+            .map(|v| {
+                v.split(',')
+                    .map(|c| c.trim().parse::<usize>().expect("BENCH_MITM_CONNS").max(1))
+                    .collect()
+            })
+            .unwrap_or_else(|| vec![16, 1]);
+        MitmCfg {
+            window: Duration::from_secs_f64(secs("BENCH_MITM_SECS", if full { 10.0 } else { 0.3 })),
+            warm: Duration::from_secs_f64(secs("BENCH_MITM_WARMUP", if full { 1.0 } else { 0.1 })),
+            conns,
+            bytes: crate::env_size("BENCH_MITM_BYTES").unwrap_or(if full {
+                1 << 30
+            } else {
+                16 << 20
+            }),
+            reps: crate::env_size("BENCH_MITM_REPS")
+                .map_or(if full { 3 } else { 1 }, |v| v as usize)
+                .max(1),
+            install: full,
+            daemon: daemon.to_string(),
+        }
+    }
+}
+
+/// One way from the client to the origin.
+struct Route {
+    name: &'static str,
+    via: Via,
+    /// What the client trusts.
+    tls: Arc<ClientConfig>,
+    /// The proxy process, if any.
+    pid: Option<u32>,
+}
+
+const DIRECT: &str = "direct";
+const MITM: &str = "greyproxyd MITM";
+const TUNNEL: &str = "greyproxyd `--no-mitm` (tunnel)";
+const MITMPROXY: &str = "mitmproxy";
+
+fn h1_client(roots: &Path) -> Arc<ClientConfig> {
+    client_config(roots, &[b"http/1.1"])
+}
+
+async fn wait_file(p: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !p.is_file() {
+        assert!(Instant::now() < deadline, "{} never appeared", p.display());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A bulk row: MB/s and CPU s/GB (bench, proxy) per download, and the proxy's peak RSS.
+#[derive(Default)]
+struct Bulk {
+    mbs: Vec<f64>,
+    cpu: Vec<(f64, f64)>,
+    peak_kib: Option<u64>,
+    error: Option<String>,
+}
+
+/// Transactions the daemon's writer dropped (its `row dropped` warnings), from its log.
+fn dropped_transactions(d: &Daemon) -> u64 {
+    d.log()
+        .lines()
+        .filter(|l| l.contains("row dropped") && l.contains("transaction"))
+        .filter_map(|l| l.split("dropped_total=").nth(1))
+        .filter_map(|v| v.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Runs the MITM section and prints its tables.
+pub async fn run(cfg: &MitmCfg) {
+    println!(
+        "- MITM parameters: BENCH_MITM_SECS={} BENCH_MITM_WARMUP={} BENCH_MITM_CONNS={} BENCH_MITM_BYTES={} BENCH_MITM_REPS={}",
+        cfg.window.as_secs_f64(),
+        cfg.warm.as_secs_f64(),
+        cfg.conns
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+        human_bytes(cfg.bytes),
+        cfg.reps
+    );
+    println!();
+    eprintln!("[mitm] origin, two daemons, mitmdump…");
+    let ca = TestCa::new("greyproxy bench origin CA");
+    let origin = https_origin(&ca).await;
+    let ca_arg = ca.pem_arg();
+    let mitm_d = DaemonBuilder::new(&cfg.daemon)
+        .args(&["--upstream-ca", &ca_arg])
+        .env("RUST_LOG", "info")
+        .start()
+        .await;
+    let tun_d = DaemonBuilder::new(&cfg.daemon)
+        .args(&["--no-mitm"])
+        .env("RUST_LOG", "info")
+        .start()
+        .await;
+    let daemon_ca: PathBuf = mitm_d.state_dir().join("ca-cert.pem");
+    wait_file(&daemon_ca).await;
+    let mitmdump = match locate(cfg.install) {
+        Ok(bin) => Mitmdump::start(&bin, ca.pem_path()).await,
+        Err(e) => Err(e),
+    };
+    let mut routes = vec![
+        Route {
+            name: DIRECT,
+            via: Via::Direct,
+            tls: h1_client(ca.pem_path()),
+            pid: None,
+        },
+        Route {
+            name: MITM,
+            via: Via::Http(mitm_d.http.unwrap()),
+            tls: h1_client(&daemon_ca),
+            pid: Some(daemon_pid(mitm_d.state_dir())),
+        },
+        Route {
+            name: TUNNEL,
+            via: Via::Http(tun_d.http.unwrap()),
+            tls: h1_client(ca.pem_path()),
+            pid: Some(daemon_pid(tun_d.state_dir())),
+        },
+    ];
+    let mut mitmproxy_note = String::new();
+    match &mitmdump {
+        Ok(m) => {
+            mitmproxy_note = format!("{} (pid {})", m.version, m.pid);
+            routes.push(Route {
+                name: MITMPROXY,
+                via: Via::Http(m.addr),
+                tls: h1_client(&m.ca),
+                pid: Some(m.pid),
+            });
+        }
+        Err(e) => eprintln!("      mitmproxy: not available: {e}"),
+    }
+    // Every route must deliver the origin's bytes before anything is timed; the roots each
+    // client trusts prove who terminated TLS (the daemon's CA only works if it intercepted).
+    let mut failed: Vec<(&'static str, String)> = Vec::new();
+    let mut ok = Vec::new();
+    for r in routes {
+        let check = async {
+            let mut c = connect(r.via, origin, r.tls.clone()).await?;
+            let n = get(&mut c, &origin.to_string(), "/json").await?;
+            if n == JSON.len() as u64 {
+                Ok(())
+            } else {
+                Err(format!("{n} bytes"))
+            }
+        };
+        match check.await {
+            Ok(()) => ok.push(r),
+            Err(e) if r.name == MITMPROXY => failed.push((r.name, e)),
+            Err(e) => panic!("{}: {e}", r.name),
+        }
+    }
+    let routes = ok;
+    for r in &routes {
+        if let Some(p) = r.pid {
+            eprintln!("      {}: pid {p}", r.name);
+        }
+    }
+
+    let mut rates: Vec<(usize, &'static str, Result<Rate, String>)> = Vec::new();
+    for &n in &cfg.conns {
+        for r in &routes {
+            eprintln!(
+                "[mitm] request rate, {n} connection(s), {} ({} s)…",
+                r.name,
+                cfg.window.as_secs_f64()
+            );
+            let res = rate(r.pid, r.via, origin, r.tls.clone(), n, cfg.warm, cfg.window).await;
+            if let Err(e) = &res {
+                assert_eq!(r.name, MITMPROXY, "{}: {e}", r.name);
+            }
+            rates.push((n, r.name, res));
+        }
+    }
+
+    eprintln!(
+        "[mitm] bulk download, {} × {}…",
+        cfg.reps,
+        human_bytes(cfg.bytes)
+    );
+    let mut bulks: Vec<Bulk> = routes.iter().map(|_| Bulk::default()).collect();
+    let warm = cfg.bytes.min(64 << 20);
+    for (r, b) in routes.iter().zip(&mut bulks) {
+        if let Err(e) = bulk(r.via, origin, r.tls.clone(), warm).await {
+            b.error = Some(e);
+        }
+        if let Some(p) = r.pid {
+            reset_peak_rss(p);
+        }
+    }
+    for _ in 0..cfg.reps {
+        for (r, b) in routes.iter().zip(&mut bulks) {
+            if b.error.is_some() {
+                continue;
+            }
+            let before = Cpu::now(r.pid.unwrap_or(0));
+            match bulk(r.via, origin, r.tls.clone(), cfg.bytes).await {
+                Ok((mbs, _)) => {
+                    let (me, proxy, _, _) = Cpu::now(r.pid.unwrap_or(0)).since(before);
+                    let gb = cfg.bytes as f64 / 1e9;
+                    b.mbs.push(mbs);
+                    b.cpu.push((me / gb, proxy / gb));
+                }
+                Err(e) => {
+                    assert_eq!(r.name, MITMPROXY, "{}: {e}", r.name);
+                    b.error = Some(e);
+                }
+            }
+        }
+    }
+    for (r, b) in routes.iter().zip(&mut bulks) {
+        b.peak_kib = r.pid.map(|p| rss_kib(p).1);
+    }
+    let dropped = dropped_transactions(&mitm_d);
+    let mitm_idle = rss_kib(daemon_pid(mitm_d.state_dir())).0;
+    let db_bytes =
+        std::fs::metadata(mitm_d.state_dir().join("greyproxy.redb")).map_or(0, |m| m.len());
+
+    // ----- report -----
+    let unavailable = match (&mitmdump, failed.first()) {
+        (Err(e), _) => Some(format!("not available ({e})")),
+        (Ok(_), Some((_, e))) => Some(format!("failed ({e})")),
+        _ => None,
+    };
+    report_rates(cfg, &rates, unavailable.as_deref());
+    report_bulk(cfg, &routes, &bulks, unavailable.as_deref());
+    println!(
+        "- mitmproxy: {}",
+        unavailable.as_deref().unwrap_or(&mitmproxy_note)
+    );
+    println!(
+        "- transactions dropped by the MITM daemon's writer (queue full): {dropped}; its RSS after the run: {}; its store file: {:.1} MiB",
+        mib(mitm_idle),
+        db_bytes as f64 / (1 << 20) as f64
+    );
+    println!();
+    report_targets(&rates);
+    drop(mitmdump);
+    let _ = mitm_d.stop().await;
+    let _ = tun_d.stop().await;
+}
+
+fn find<'a>(
+    rates: &'a [(usize, &str, Result<Rate, String>)],
+    n: usize,
+    name: &str,
+) -> Option<&'a Rate> {
+    rates
+        .iter()
+        .find(|(c, p, _)| *c == n && *p == name)
+        .and_then(|(_, _, r)| r.as_ref().ok())
+}
+
+fn req_s(r: &Rate) -> f64 {
+    r.requests as f64 / r.window.as_secs_f64()
+}
+
+fn report_rates(
+    cfg: &MitmCfg,
+    rates: &[(usize, &'static str, Result<Rate, String>)],
+    unavailable: Option<&str>,
+) {
+    println!(
+        "## MITM request rate (HTTP/1.1 keep-alive, GET of a {}-byte JSON, {} s per row after {} s warm-up)",
+        JSON.len(),
+        cfg.window.as_secs_f64(),
+        cfg.warm.as_secs_f64()
+    );
+    println!();
+    println!(
+        "| conns | path | req/s | p50 µs | p99 µs | ÷ direct | ÷ mitmproxy | proxy CPU s | proxy CPU µs/req | proxy peak RSS | client+origin CPU s | softirq CPUs | other CPUs |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &n in &cfg.conns {
+        let direct = find(rates, n, DIRECT).map(req_s);
+        let mp = find(rates, n, MITMPROXY).map(req_s);
+        for (c, name, r) in rates.iter().filter(|(c, _, _)| *c == n) {
+            let Ok(r) = r else {
+                continue;
+            };
+            let v = sorted(&r.micros);
+            let rs = req_s(r);
+            let ratio =
+                |base: Option<f64>| base.map_or("—".into(), |b| format!("{:.2}×", rs / b));
+            let (me, proxy, others, irq) = r.cpu;
+            let secs = r.window.as_secs_f64();
+            let proxy_cols = if *name == DIRECT {
+                ("—".to_string(), "—".to_string(), "—".to_string())
+            } else {
+                (
+                    format!("{proxy:.2}"),
+                    format!("{:.0}", proxy * 1e6 / r.requests.max(1) as f64),
+                    r.peak_kib.map_or("—".into(), mib),
+                )
+            };
+            println!(
+                "| {c} | {name} | {rs:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {me:.2} | {:.2} | {:.2} |",
+                pct(&v, 50.0),
+                pct(&v, 99.0),
+                ratio(direct),
+                ratio(mp),
+                proxy_cols.0,
+                proxy_cols.1,
+                proxy_cols.2,
+                irq / secs,
+                others / secs
+            );
+        }
+        if let Some(u) = unavailable {
+            println!("| {n} | mitmproxy: {u} | | | | | | | | | | | |");
+        }
+    }
+    println!();
+    let base = cfg.conns.iter().find(|&&n| n == 1).copied();
+    if let Some(n) = base
+        && let Some(d) = find(rates, n, DIRECT)
+    {
+        let dv = sorted(&d.micros);
+        println!("## Added latency over direct (1 connection, difference of the percentiles)");
+        println!();
+        println!("| path | p50 µs | p99 µs | added p50 µs | added p99 µs |");
+        println!("|---|---:|---:|---:|---:|");
+        for name in [DIRECT, MITM, TUNNEL, MITMPROXY] {
+            let Some(r) = find(rates, n, name) else {
+                continue;
+            };
+            let v = sorted(&r.micros);
+            let (p50, p99) = (pct(&v, 50.0), pct(&v, 99.0));
+            let added = |x: f64| {
+                if name == DIRECT {
+                    "—".to_string()
+                } else {
+                    format!("{x:.0}")
+                }
+            };
+            println!(
+                "| {name} | {p50:.0} | {p99:.0} | {} | {} |",
+                added(p50 - pct(&dv, 50.0)),
+                added(p99 - pct(&dv, 99.0))
+            );
+        }
+        println!();
+    }
+}
+
+fn report_bulk(cfg: &MitmCfg, routes: &[Route], bulks: &[Bulk], unavailable: Option<&str>) {
+    println!(
+        "## MITM bulk download ({} HTTPS body per transfer, {} reps, MB/s = 10^6 B/s)",
+        human_bytes(cfg.bytes),
+        cfg.reps
+    );
+    println!();
+    println!(
+        "| path | best MB/s | median MB/s | median ÷ direct | proxy CPU s/GB | client+origin CPU s/GB | proxy peak RSS |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let direct = bulks[0].mbs.clone();
+    let dmed = (!direct.is_empty()).then(|| pct(&sorted(&direct), 50.0));
+    for (r, b) in routes.iter().zip(bulks) {
+        if let Some(e) = &b.error {
+            println!("| {}: failed ({e}) | | | | | | |", r.name);
+            continue;
+        }
+        let s = sorted(&b.mbs);
+        let med = pct(&s, 50.0);
+        let me = pct(
+            &sorted(&b.cpu.iter().map(|c| c.0).collect::<Vec<_>>()),
+            50.0,
+        );
+        let proxy = pct(
+            &sorted(&b.cpu.iter().map(|c| c.1).collect::<Vec<_>>()),
+            50.0,
+        );
+        let is_direct = r.pid.is_none();
+        println!(
+            "| {} | {:.0} | {med:.0} | {} | {} | {me:.2} | {} |",
+            r.name,
+            s.last().unwrap(),
+            dmed.map_or("—".into(), |d| format!("{:.1} %", 100.0 * med / d)),
+            if is_direct {
+                "—".into()
+            } else {
+                format!("{proxy:.2}")
+            },
+            if is_direct {
+                "—".into()
+            } else {
+                b.peak_kib.map_or("—".into(), mib)
+            },
+        );
+    }
+    if let Some(u) = unavailable {
+        println!("| mitmproxy: {u} | | | | | | |");
+    }
+    println!();
+}
+
+fn report_targets(rates: &[(usize, &'static str, Result<Rate, String>)]) {
+    println!("## MITM targets of DESIGN.md §10");
+    println!();
+    println!("| target | figure | verdict |");
+    println!("|---|---|---|");
+    let mut figs = Vec::new();
+    let mut met = true;
+    let mut conns: Vec<usize> = rates.iter().map(|r| r.0).collect();
+    conns.dedup();
+    for n in conns {
+        if let (Some(g), Some(m)) = (find(rates, n, MITM), find(rates, n, MITMPROXY)) {
+            let x = req_s(g) / req_s(m);
+            met &= x >= 10.0;
+            figs.push(format!(
+                "{x:.1}× at {n} conn(s) ({:.0} vs {:.0} req/s)",
+                req_s(g),
+                req_s(m)
+            ));
+        }
+    }
+    if figs.is_empty() {
+        println!("| MITM keep-alive req/s ≥ 10× mitmproxy | mitmproxy not measured | — |");
+    } else {
+        println!(
+            "| MITM keep-alive req/s ≥ 10× mitmproxy | {} | {} |",
+            figs.join("; "),
+            if met { "met" } else { "**missed**" }
+        );
+    }
+    if let (Some(g), Some(d)) = (find(rates, 1, MITM), find(rates, 1, DIRECT)) {
+        let added = pct(&sorted(&g.micros), 50.0) - pct(&sorted(&d.micros), 50.0);
+        println!(
+            "| added p50 latency of a small MITM request ≤ 1 ms | {:.0} µs (1 connection) | {} |",
+            added,
+            if added <= 1000.0 { "met" } else { "**missed**" }
+        );
+    }
+    println!();
+}
