@@ -103,6 +103,8 @@ pub enum Action {
     Open,
     /// Edit the activity filter.
     Filter,
+    /// In a WebSocket upgrade's detail: switch between its messages and its own headers.
+    UpgradeHeaders,
     /// Toggle follow mode (selection pinned to the newest row).
     Follow,
     /// New rule.
@@ -228,7 +230,9 @@ pub static BINDINGS: &[Binding] = &[
     b(C::Rules, &[ch('n')], A::NewRule, "new rule", Some("new")),
     b(C::Rules, &[ch('e'), key(KeyCode::Enter)], A::EditRule, "edit rule", Some("edit")),
     b(C::Rules, &[ch('d'), key(KeyCode::Delete)], A::DeleteRule, "delete rule (asks)", Some("delete")),
-    b(C::Detail, &[key(KeyCode::Esc)], A::Back, "back to the list", Some("back")),
+    b(C::Detail, &[key(KeyCode::Esc)], A::Back, "back to the list (from a message: to its upgrade)", Some("back")),
+    b(C::Detail, &[key(KeyCode::Enter)], A::Open, "open the selected WebSocket message", None),
+    b(C::Detail, &[ch('h')], A::UpgradeHeaders, "WebSocket upgrade: its headers / its messages", None),
     b(C::Picker, &[ch('j'), key(KeyCode::Down)], A::Down, "next option", None),
     b(C::Picker, &[ch('k'), key(KeyCode::Up)], A::Up, "previous option", None),
     b(C::Picker, &[key(KeyCode::Enter)], A::Select, "choose (1-9 choose directly)", Some("choose")),

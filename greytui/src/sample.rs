@@ -190,3 +190,56 @@ pub fn demo_app(w: u16, h: u16) -> App {
     app.dirty = true;
     app
 }
+
+/// A WebSocket upgrade (101) row, completed at close.
+pub fn ws_upgrade(id: u64) -> Transaction {
+    Transaction {
+        id,
+        timestamp: "2026-11-22T10:00:00Z".into(),
+        container_name: "codex".into(),
+        destination_host: "api.openai.com".into(),
+        destination_port: 443,
+        method: "GET".into(),
+        url: "wss://api.openai.com/v1/responses".into(),
+        http_version: Some("HTTP/1.1".into()),
+        status_code: Some(101),
+        result: "auto".into(),
+        ws_extensions: Some("permessage-deflate; client_max_window_bits".into()),
+        ws_messages: Some(3),
+        ws_close_code: Some(1000),
+        ws_close_reason: Some("done".into()),
+        ..Transaction::default()
+    }
+}
+
+/// Message `index` of upgrade `upgrade` (`client`: client → server), as listed (no payload).
+pub fn ws_message(id: u64, upgrade: u64, index: u64, client: bool, size: u64) -> Transaction {
+    Transaction {
+        id,
+        timestamp: format!("2026-11-22T10:00:0{}Z", index % 10),
+        container_name: "codex".into(),
+        destination_host: "api.openai.com".into(),
+        destination_port: 443,
+        method: if client { "WS_REQ" } else { "WS_RESP" }.into(),
+        url: "wss://api.openai.com/v1/responses".into(),
+        status_code: Some(101),
+        result: "auto".into(),
+        upgrade_id: Some(upgrade),
+        opcode: Some("text".into()),
+        message_index: Some(index),
+        request_body_size: Some(size),
+        wire_size: Some(size / 5),
+        compressed: true,
+        ..Transaction::default()
+    }
+}
+
+/// A `result` reply carrying `data`, as the daemon answers a query.
+pub fn result_reply(data: serde_json::Value) -> greyproxy_protocol::Reply {
+    greyproxy_protocol::Reply::Result {
+        command: "x".into(),
+        request_id: None,
+        data,
+        timestamp: NOW.into(),
+    }
+}

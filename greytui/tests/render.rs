@@ -107,6 +107,65 @@ fn activity_details() {
     });
 }
 
+/// An upgrade's detail with its messages listed, two payloads fetched, the second selected.
+fn ws_detail(app: &mut App) {
+    use greyproxy_protocol::ActivityItem;
+    use greytui::sample::{result_reply, ws_message, ws_upgrade};
+    let mut up = ws_upgrade(50);
+    up.ws_capture_stopped = Some("tap fell behind".into());
+    app.activity.items.push_front(ActivityItem::Transaction(up));
+    app.activity.total += 1;
+    keys(app, "2g\n");
+    let msgs = [
+        ws_message(51, 50, 0, true, 1834),
+        ws_message(52, 50, 1, false, 212),
+        ws_message(53, 50, 2, true, 5 * 1024 * 1024),
+    ];
+    let items: Vec<ActivityItem> = msgs
+        .iter()
+        .cloned()
+        .map(ActivityItem::Transaction)
+        .collect();
+    let page = serde_json::json!({"items": items, "total": 3, "next_cursor": null});
+    app.update(Msg::Link(LinkEvent::Reply {
+        tag: Tag::WsMessages(50),
+        outcome: Ok(result_reply(page)),
+    }));
+    let bodies = [
+        (0, "{\"type\":\"response.create\",\"input\":\"hi\"}"),
+        (
+            1,
+            "{\"type\":\"response.done\",\"usage\":{\"total_tokens\":9}}",
+        ),
+    ];
+    for (i, body) in bodies {
+        let mut full = serde_json::to_value(&msgs[i]).unwrap();
+        full["request_body"] = serde_json::json!(body);
+        app.update(Msg::Link(LinkEvent::Reply {
+            tag: Tag::WsBody(msgs[i].id),
+            outcome: Ok(result_reply(full)),
+        }));
+    }
+    keys(app, "j");
+}
+
+#[test]
+fn websocket_upgrade_messages() {
+    snap("detail_websocket", ws_detail);
+    snap("detail_websocket_message", |app| {
+        ws_detail(app);
+        keys(app, "\n");
+        let mut full =
+            serde_json::to_value(greytui::sample::ws_message(52, 50, 1, false, 212)).unwrap();
+        full["request_body"] =
+            serde_json::json!("{\"type\":\"response.done\",\"usage\":{\"total_tokens\":9}}");
+        app.update(Msg::Link(LinkEvent::Reply {
+            tag: Tag::WsBody(52),
+            outcome: Ok(greytui::sample::result_reply(full)),
+        }));
+    });
+}
+
 #[test]
 fn activity_filter_form() {
     snap("activity_filter", |app| keys(app, "2/open"));

@@ -23,7 +23,7 @@ fn list(cursor: Option<String>, limit: u32) -> ListArgs {
     }
 }
 
-fn data<T: DeserializeOwned>(r: Reply) -> Result<T, String> {
+pub(super) fn data<T: DeserializeOwned>(r: Reply) -> Result<T, String> {
     match r {
         Reply::Result { data, .. } => {
             serde_json::from_value(data).map_err(|e| format!("unexpected result: {e}"))
@@ -187,7 +187,10 @@ impl App {
                 reselect(&self.rules, sel, lists::rule_id, &mut self.rules_nav, rows);
             }
             Some(Event::RequestLogNew(r)) => self.push_activity(ActivityItem::Connection(r)),
-            Some(Event::TransactionNew(t)) => self.push_activity(ActivityItem::Transaction(t)),
+            Some(Event::TransactionNew(t)) => {
+                fx.extend(self.ws_live(&t));
+                self.push_activity(ActivityItem::Transaction(t));
+            }
             Some(Event::TransactionUpdated(t)) => fx.extend(self.update_transaction(t)),
             // Types newer than this build (transaction.new, …) are not shown yet.
             None => {}
@@ -397,6 +400,8 @@ impl App {
                     }));
                 }
             }
+            (Tag::WsMessages(id), outcome) => return self.ws_listed(id, outcome),
+            (Tag::WsBody(id), outcome) => self.ws_body(id, outcome),
             (Tag::Status | Tag::Pending { .. } | Tag::Rules { .. }, Err(e)) => {
                 self.say(format!("reload failed: {e}"), true)
             }

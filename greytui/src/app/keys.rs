@@ -90,7 +90,9 @@ impl App {
                 vec![Effect::Quit]
             }
             Action::Back => {
-                if self.view == View::Activity && self.activity.detail.is_some() {
+                if self.view == View::Activity && self.ws_close() {
+                    Vec::new()
+                } else if self.view == View::Activity && self.activity.detail.is_some() {
                     self.activity.detail = None;
                     Vec::new()
                 } else {
@@ -147,24 +149,38 @@ impl App {
                 )],
                 None => self.nothing_selected(),
             },
+            Action::Open if self.activity.detail.is_some() => self.ws_open(),
+            Action::UpgradeHeaders => {
+                self.ws_toggle_headers();
+                Vec::new()
+            }
             Action::Open => {
                 let Some(item) = self.activity.items.get(self.activity.nav.selected).cloned()
                 else {
                     return self.nothing_selected();
                 };
-                let fetch = match &item {
-                    ActivityItem::Transaction(t) => vec![send(
+                let mut fetch = Vec::new();
+                let mut ws = None;
+                if let ActivityItem::Transaction(t) = &item {
+                    fetch.push(send(
                         Tag::Transaction(t.id),
                         Command::GetTransaction(TransactionIdArgs {
                             transaction_id: t.id,
                         }),
-                    )],
-                    ActivityItem::Connection(_) => Vec::new(),
-                };
+                    ));
+                    if super::ws::is_upgrade(t) {
+                        fetch.push(App::ws_list(t.id));
+                        ws = Some(super::ws::WsMessages {
+                            loading: true,
+                            ..Default::default()
+                        });
+                    }
+                }
                 self.activity.detail = Some(Detail {
                     item,
                     full: None,
                     scroll: 0,
+                    ws,
                 });
                 fetch
             }
@@ -227,6 +243,9 @@ impl App {
             View::Pending => self.pending_nav.step(delta, self.pending.len(), rows),
             View::Rules => self.rules_nav.step(delta, self.rules.len(), rows),
             View::Activity => {
+                if let Some(fx) = self.ws_step(delta) {
+                    return fx;
+                }
                 if let Some(d) = &mut self.activity.detail {
                     let delta = delta.clamp(-10_000, 10_000) as i32;
                     d.scroll = (d.scroll as i32 + delta).clamp(0, u16::MAX as i32) as u16;

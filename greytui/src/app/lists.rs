@@ -190,6 +190,8 @@ pub struct Detail {
     pub full: Option<Result<serde_json::Value, String>>,
     /// Lines scrolled.
     pub scroll: u16,
+    /// For a WebSocket upgrade: its messages.
+    pub ws: Option<super::ws::WsMessages>,
 }
 
 /// The activity view's window of the feed.

@@ -8,6 +8,7 @@ pub mod form;
 mod keys;
 pub mod lists;
 pub mod modal;
+pub mod ws;
 
 use std::time::{Duration, SystemTime};
 
@@ -109,6 +110,10 @@ pub enum Tag {
     Silent,
     /// `get_transaction` for the detail view.
     Transaction(u64),
+    /// `list_activity` of the messages of a WebSocket upgrade (its id).
+    WsMessages(u64),
+    /// `get_transaction` of one WebSocket message (preview or opened message).
+    WsBody(u64),
 }
 
 /// Input to [`App::update`].
@@ -315,6 +320,10 @@ impl App {
         self.rules_nav.clamp(self.rules.len(), rows);
         let n = self.activity.items.len();
         self.activity.nav.clamp(n, rows);
+        let ws_rows = self.ws_rows();
+        if let Some(ws) = self.activity.detail.as_mut().and_then(|d| d.ws.as_mut()) {
+            ws.nav.clamp(ws.items.len(), ws_rows);
+        }
     }
 }
 

@@ -71,8 +71,18 @@ pub fn transaction(
         .status_code
         .map(|s| s.to_string())
         .unwrap_or_else(|| t.result.clone());
+    let head = match t.upgrade_id {
+        Some(_) => format!(
+            " {} {} {} · message {}",
+            crate::app::ws::direction(t),
+            t.method,
+            t.url,
+            opt(t.message_index)
+        ),
+        None => format!(" {} {} → {status}", t.method, t.url),
+    };
     let mut lines = vec![
-        Line::styled(format!(" {} {} → {status}", t.method, t.url), HEADER),
+        Line::styled(head, HEADER),
         Line::raw(""),
         field("transaction", t.id.to_string()),
         field("time", t.timestamp.clone()),
@@ -81,13 +91,21 @@ pub fn transaction(
             "destination",
             format!("{}:{}", t.destination_host, t.destination_port),
         ),
-        field("http version", opt(t.http_version.clone())),
-        field("result", t.result.clone()),
-        field("error", opt(t.error.clone())),
-        field("rule", opt(t.rule_id)),
-        field("duration", opt(t.duration_ms.map(|m| format!("{m} ms")))),
-        field("first byte", opt(t.ttfb_ms.map(|m| format!("{m} ms")))),
     ];
+    if t.upgrade_id.is_some() {
+        // A WebSocket message: no HTTP exchange of its own.
+        ws_fields(&mut lines, t);
+    } else {
+        lines.extend([
+            field("http version", opt(t.http_version.clone())),
+            field("result", t.result.clone()),
+            field("error", opt(t.error.clone())),
+            field("rule", opt(t.rule_id)),
+            field("duration", opt(t.duration_ms.map(|m| format!("{m} ms")))),
+            field("first byte", opt(t.ttfb_ms.map(|m| format!("{m} ms")))),
+        ]);
+        ws_fields(&mut lines, t);
+    }
     match full {
         None => lines.push(Line::styled(" loading headers and bodies…", DIM)),
         Some(Err(e)) => lines.push(Line::styled(
@@ -100,6 +118,7 @@ pub fn transaction(
             let text = serde_json::to_string_pretty(v).unwrap_or_default();
             lines.extend(text.lines().map(|l| Line::raw(format!(" {l}"))));
         }
+        Some(Ok(_)) if t.upgrade_id.is_some() => message_body(&mut lines, t),
         Some(Ok(_)) => {
             section(
                 &mut lines,
@@ -130,6 +149,67 @@ pub fn transaction(
         }
     }
     lines
+}
+
+/// WebSocket fields: of a message row (direction, opcode, sizes) or of an upgrade row
+/// (extensions, close, capture).
+fn ws_fields(lines: &mut Vec<Line<'static>>, t: &Transaction) {
+    if let Some(up) = t.upgrade_id {
+        let dir = if t.method.eq_ignore_ascii_case("WS_REQ") {
+            "→ client to server"
+        } else {
+            "← server to client"
+        };
+        lines.push(field("direction", dir.into()));
+        lines.push(field("upgrade", format!("transaction {up}")));
+        lines.push(field("message index", opt(t.message_index)));
+        lines.push(field("opcode", opt(t.opcode.clone())));
+        let wire = opt(t.wire_size.map(|w| format!("{w} bytes")));
+        let z = if t.compressed {
+            " (permessage-deflate)"
+        } else {
+            ""
+        };
+        lines.push(field("wire size", format!("{wire}{z}")));
+        return;
+    }
+    if t.ws_extensions.is_some() || t.ws_messages.is_some() || t.ws_close_code.is_some() {
+        lines.push(field("ws extensions", opt(t.ws_extensions.clone())));
+        lines.push(field("ws messages", opt(t.ws_messages)));
+        lines.push(field("ws close", opt(t.ws_close_code)));
+        lines.push(field("close reason", opt(t.ws_close_reason.clone())));
+    }
+    if let Some(why) = &t.ws_capture_stopped {
+        lines.push(field("capture stopped", why.clone()));
+    }
+}
+
+/// A WebSocket message's payload (kept in the request body for both directions).
+fn message_body(lines: &mut Vec<Line<'static>>, t: &Transaction) {
+    let b = Body {
+        text: t.request_body.as_deref(),
+        encoding: t.request_body_encoding.as_deref(),
+        content_type: None,
+        size: t.request_body_size,
+        truncated: t.request_body_truncated,
+        decoding: None,
+    };
+    lines.push(Line::raw(""));
+    let mut notes: Vec<String> = b.size.map(|s| format!("{s} bytes")).into_iter().collect();
+    if b.truncated {
+        notes.push("truncated".into());
+    }
+    if b.encoding == Some("base64") {
+        notes.push("binary, base64".into());
+    }
+    lines.push(Line::styled(
+        format!(" Message payload ({})", notes.join(", ")),
+        HEADER,
+    ));
+    match b.text.filter(|t| !t.is_empty()) {
+        None => lines.push(Line::styled("   (empty)", DIM)),
+        Some(text) => lines.extend(body_lines(text, b.encoding)),
+    }
 }
 
 /// One side's body and what is known about it.

@@ -5,6 +5,7 @@
 mod detail;
 mod overlays;
 mod views;
+mod ws;
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};

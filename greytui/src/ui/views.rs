@@ -319,6 +319,15 @@ pub fn rules(f: &mut Frame, area: Rect, app: &App) {
 
 /// The detail of one activity row.
 pub fn detail(f: &mut Frame, area: Rect, d: &Detail) {
+    if let (ActivityItem::Transaction(u), Some(ws)) = (&d.item, &d.ws)
+        && !ws.headers
+    {
+        match &ws.open {
+            Some(m) => detail(f, area, m),
+            None => super::ws::draw(f, area, u, ws),
+        }
+        return;
+    }
     let lines = match &d.item {
         ActivityItem::Connection(r) => detail::connection(r),
         ActivityItem::Transaction(t) => detail::transaction(t, d.full.as_ref()),

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod views;
+mod ws;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use greyproxy_protocol::command::{
