@@ -8,11 +8,15 @@
 //! A dedicated std thread would also work, but the task keeps `on_commit` (which publishes
 //! events) and `flush` inside the runtime, and the per-batch hop to the blocking pool costs
 //! microseconds next to the commit's fsync.
+//!
+//! A writer may also *linger* (group commit): after the first row of a batch it waits up to a
+//! few milliseconds for more before committing, so that rows trickling in one by one (a single
+//! keep-alive client) share a commit instead of paying one each. A flush ends the wait at once.
 
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use redb::ReadableTableMetadata;
 use tokio::sync::{mpsc, oneshot};
@@ -169,6 +173,19 @@ pub fn spawn_writer<T: Send + 'static>(
     write: WriteBatch<T>,
     on_commit: OnCommit<T>,
 ) -> Sink<T> {
+    spawn_lingering_writer(store, capacity, what, Duration::ZERO, write, on_commit)
+}
+
+/// [`spawn_writer`] whose batches wait up to `linger` after their first row for more rows
+/// (group commit; a flush, a full batch or a closed queue ends the wait early).
+pub fn spawn_lingering_writer<T: Send + 'static>(
+    store: Arc<Store>,
+    capacity: usize,
+    what: &'static str,
+    linger: Duration,
+    write: WriteBatch<T>,
+    on_commit: OnCommit<T>,
+) -> Sink<T> {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let shared = Arc::new(Shared {
         dropped: AtomicU64::new(0),
@@ -182,13 +199,14 @@ pub fn spawn_writer<T: Send + 'static>(
         on_commit,
         Arc::clone(&shared),
         what,
+        linger,
     ));
     Sink { tx, shared, what }
 }
 
 /// The writer loop: wait for a message, take everything else already queued (up to
-/// [`BATCH_MAX`] rows), commit it, publish, answer flushes. Ends when every sender is gone and
-/// the queue is drained.
+/// [`BATCH_MAX`] rows) or arriving within `linger`, commit it, publish, answer flushes. Ends
+/// when every sender is gone and the queue is drained.
 async fn run_writer<T: Send + 'static>(
     store: Arc<Store>,
     mut rx: mpsc::Receiver<Msg<T>>,
@@ -196,18 +214,30 @@ async fn run_writer<T: Send + 'static>(
     on_commit: OnCommit<T>,
     shared: Arc<Shared>,
     what: &'static str,
+    linger: Duration,
 ) {
     let mut batch: Vec<T> = Vec::new();
     let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
-        while let Some(msg) = next.take() {
-            match msg {
-                Msg::Row(rec) => batch.push(rec),
-                Msg::Flush(waiter) => waiters.push(waiter),
+        let deadline = tokio::time::Instant::now() + linger;
+        loop {
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Row(rec) => batch.push(rec),
+                    Msg::Flush(waiter) => waiters.push(waiter),
+                }
+                if batch.len() < BATCH_MAX {
+                    next = rx.try_recv().ok();
+                }
             }
-            if batch.len() < BATCH_MAX {
-                next = rx.try_recv().ok();
+            if linger.is_zero() || batch.len() >= BATCH_MAX || !waiters.is_empty() {
+                break;
+            }
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(msg)) => next = Some(msg),
+                // Waited long enough, or every sender is gone: commit what there is.
+                Ok(None) | Err(_) => break,
             }
         }
         if !batch.is_empty() {
