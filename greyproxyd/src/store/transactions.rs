@@ -73,10 +73,21 @@ pub fn spawn_transaction_writer(
     queued_bytes: Arc<AtomicU64>,
     on_commit: OnCommit<Transaction>,
 ) -> Sink<Transaction> {
+    let last_durable = std::sync::Mutex::new(std::time::Instant::now());
     let write: WriteBatch<Transaction> =
         Arc::new(move |store: &Store, rows: &mut [Transaction]| {
             let weight: u64 = rows.iter().map(body_weight).sum();
-            let r = store.append_transactions(rows, retention);
+            let due = last_durable
+                .lock()
+                .map_or(true, |t| t.elapsed() >= DURABLE_EVERY);
+            let durable = due || rows.len() < LAZY_BATCH;
+            let r = store.write_transactions(rows, retention, durable);
+            if durable
+                && r.is_ok()
+                && let Ok(mut t) = last_durable.lock()
+            {
+                *t = std::time::Instant::now();
+            }
             // Stored or failed, these bodies no longer wait in memory.
             let _ = queued_bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
                 Some(q.saturating_sub(weight))
@@ -96,6 +107,14 @@ pub fn body_weight(t: &Transaction) -> u64 {
 /// not decisions, a burst (WebSocket messages, many small requests) would otherwise be limited
 /// by fsyncs, and the next durable commit (a smaller batch, a rule, a log batch) persists them.
 const LAZY_BATCH: usize = 64;
+
+/// Longest run of lazy commits: redb reuses the pages a commit replaced only after a durable
+/// commit, so a sustained stream of large batches (keep-alive clients, no rule or log write in
+/// between) would otherwise grow the file and the page cache without bound. Measured with 16
+/// keep-alive MITM connections for 60 s (docs/performance.md, MITM): daemon RSS 260 MiB with
+/// every batch lazy, 133 MiB with a durable commit every second, 100 MiB every 200 ms (92–96
+/// MiB without [`TX_LINGER`]).
+const DURABLE_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Filters and page of a transaction query; empty strings count as no filter.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -182,18 +201,29 @@ impl TxQuery {
 }
 
 impl Store {
-    /// Writes transactions (heads and bodies) in one durable transaction, then evicts the
-    /// oldest beyond `retention`. Blocks on an fsync.
+    /// Writes transactions (heads and bodies) in one transaction, then evicts the oldest
+    /// beyond `retention`. Durable (blocks on an fsync) unless the batch has [`LAZY_BATCH`] rows
+    /// or more.
     pub fn append_transactions(
         &self,
         rows: &mut [Transaction],
         retention: TxRetention,
     ) -> Result<(), StoreError> {
+        self.write_transactions(rows, retention, rows.len() < LAZY_BATCH)
+    }
+
+    /// [`Store::append_transactions`] with the durability chosen by the caller.
+    fn write_transactions(
+        &self,
+        rows: &mut [Transaction],
+        retention: TxRetention,
+        durable: bool,
+    ) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
         }
         let mut txn = self.db.begin_write()?;
-        if rows.len() >= LAZY_BATCH {
+        if !durable {
             // If refused the commit is simply durable, only slower.
             let _ = txn.set_durability(Durability::None);
         }
