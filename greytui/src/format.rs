@@ -112,6 +112,18 @@ pub fn ellipsize(s: &str, max: usize) -> String {
     out
 }
 
+/// Column titles of a rule list, shared by `--once rules` and the Rules view.
+pub const RULE_COLUMNS: [&str; 8] = [
+    "ID",
+    "ACTION",
+    "CONTAINER",
+    "DESTINATION",
+    "PORT",
+    "EXPIRES",
+    "SOURCE",
+    "NOTES",
+];
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

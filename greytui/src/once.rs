@@ -272,16 +272,7 @@ pub fn print_rules(out: &mut dyn Write, items: &[Rule], now: SystemTime) -> Resu
             ]
         })
         .collect();
-    let header = [
-        "ID",
-        "ACTION",
-        "CONTAINER",
-        "DESTINATION",
-        "PORT",
-        "EXPIRES",
-        "SOURCE",
-        "NOTES",
-    ];
+    let header = crate::format::RULE_COLUMNS;
     write!(out, "{}", text_table(&header, &rows)).map_err(io_failure)
 }
 

@@ -4,11 +4,32 @@
 use std::io;
 use std::sync::Arc;
 
-use hyper::service::service_fn;
+use std::future::Future;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::{Service, service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use super::forward::{CaptureCtx, ExchangeMeta, forward};
+use super::forward::{CaptureCtx, ExchangeMeta, FwdBody, forward};
 use super::upstream::Upstream;
+
+/// The per-connection service: every request goes through [`forward`].
+fn recording_service(
+    capture: Arc<CaptureCtx>,
+    up: Arc<Upstream>,
+    meta: Arc<ExchangeMeta>,
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response<FwdBody>,
+    Error = hyper::Error,
+    Future = impl Future<Output = Result<Response<FwdBody>, hyper::Error>> + Send,
+> + Clone {
+    service_fn(move |req| {
+        let (c, u, m) = (capture.clone(), up.clone(), meta.clone());
+        async move { Ok::<_, hyper::Error>(forward(c, u, m, req).await) }
+    })
+}
 
 /// Serves HTTP/1.1 from the client, recording each exchange.
 pub async fn serve_h1<S>(
@@ -21,10 +42,7 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let stopping = capture.stopping.clone();
-    let svc = service_fn(move |req| {
-        let (c, u, m) = (capture.clone(), up.clone(), meta.clone());
-        async move { Ok::<_, hyper::Error>(forward(c, u, m, req).await) }
-    });
+    let svc = recording_service(capture, up, meta);
     let conn = hyper::server::conn::http1::Builder::new()
         .preserve_header_case(true)
         .serve_connection(TokioIo::new(io), svc)
@@ -48,10 +66,7 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let stopping = capture.stopping.clone();
-    let svc = service_fn(move |req| {
-        let (c, u, m) = (capture.clone(), up.clone(), meta.clone());
-        async move { Ok::<_, hyper::Error>(forward(c, u, m, req).await) }
-    });
+    let svc = recording_service(capture, up, meta);
     let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);

@@ -297,16 +297,7 @@ pub fn rules(f: &mut Frame, area: Rect, app: &App) {
         Constraint::Length(7),
         Constraint::Fill(1),
     ];
-    let header = [
-        "ID",
-        "ACTION",
-        "CONTAINER",
-        "DESTINATION",
-        "PORT",
-        "EXPIRES",
-        "SOURCE",
-        "NOTES",
-    ];
+    let header = crate::format::RULE_COLUMNS;
     table(
         f,
         area,
