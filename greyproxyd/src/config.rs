@@ -69,6 +69,10 @@ pub struct FileConfig {
     pub capture: Option<CaptureConfig>,
     /// Seconds open tunnels may take to finish at shutdown before they are cut (default 10).
     pub shutdown_grace: Option<u64>,
+    /// `[[middleware]]` tables: external middlewares, after those given on the command line.
+    pub middleware: Option<Vec<crate::middleware::MiddlewareEntry>>,
+    /// `[[llm_endpoint]]` tables: user rules of the LLM endpoint registry (the `llm` filter).
+    pub llm_endpoint: Option<Vec<crate::middleware::llm::LlmRule>>,
 }
 
 /// `[mitm]` table.
@@ -170,6 +174,10 @@ pub struct ServeConfig {
     pub hold_timeout_pinned: bool,
     /// How long open tunnels may take to finish at shutdown before they are cut.
     pub shutdown_grace: Duration,
+    /// External middlewares in cascade order.
+    pub middlewares: Vec<crate::middleware::client::ClientConfig>,
+    /// User rules of the LLM endpoint registry.
+    pub llm_rules: Vec<crate::middleware::llm::LlmRule>,
 }
 
 /// Parses a listen address; `off` (for the proxies) disables the listener.

@@ -98,6 +98,10 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let cut = CancellationToken::new();
     let conns = tokio_util::task::TaskTracker::new();
     let mitm = build_mitm(&cfg, &store, &events, &policy, &shutdown)?;
+    // Middlewares outlive the connections that use them: they stop after the last one.
+    let mw_stop = CancellationToken::new();
+    let middlewares = mitm.capture.middlewares.clone();
+    middlewares.start(&mw_stop);
     policy.seed_builtins().await?;
     policy.schedule_allow_all_expiry();
     if cfg.silent_allow {
@@ -155,6 +159,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         listeners: listeners.clone(),
         state_dir: cfg.state_dir.display().to_string(),
         heartbeat: cfg.heartbeat,
+        middlewares: middlewares.clone(),
     });
     let ctx = ProxyCtx {
         policy: policy.clone(),
@@ -169,6 +174,18 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     mitm.certs
         .clone()
         .spawn_watcher(Duration::from_secs(2), shutdown.clone());
+    if !middlewares.is_empty() {
+        // Traffic that arrives meanwhile waits in the listen backlog rather than being failed
+        // closed by a middleware that is still starting.
+        let late = middlewares
+            .wait_ready(crate::middleware::STARTUP_WAIT)
+            .await;
+        for m in late {
+            tracing::warn!(
+                "middleware {m} not ready after 5 s: requests it would see fail closed until it is"
+            );
+        }
+    }
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(server::serve(control, handler, auth, shutdown.clone()));
     if let Some(l) = http_l {
@@ -253,6 +270,10 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     }
     cut.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), conns.wait()).await;
+    mw_stop.cancel();
+    middlewares
+        .join(crate::middleware::stdio::CLOSE_GRACE + Duration::from_secs(1))
+        .await;
     policy.flush_last_used().await;
     policy.flush_logs().await;
     mitm.capture.sink.flush().await;
@@ -302,6 +323,11 @@ fn build_mitm(
             })
         }),
     );
+    let middlewares = Arc::new(crate::middleware::Middlewares::new(
+        cfg.middlewares.clone(),
+        cfg.llm_rules.clone(),
+        upstream_tls.config(vec![b"http/1.1".to_vec()]),
+    ));
     let capture = Arc::new(CaptureCtx {
         policy: policy.clone(),
         store: store.clone(),
@@ -312,6 +338,7 @@ fn build_mitm(
         stopping: stopping.clone(),
         queued_bytes,
         max_queued_bytes: TX_QUEUE_BYTES,
+        middlewares,
     });
     Ok(Arc::new(MitmCtx::new(
         !cfg.no_mitm,

@@ -13,6 +13,7 @@ pub mod control;
 pub mod daemon;
 pub mod events;
 pub mod lifecycle;
+pub mod middleware;
 pub mod mitm;
 pub mod notify;
 pub mod policy;

@@ -32,7 +32,7 @@ struct Cli {
 enum Cmd {
     /// Run the daemon.
     #[command(args_override_self = true)]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Show or rotate the control token.
     Token {
         #[command(subcommand)]
@@ -138,6 +138,14 @@ struct ServeArgs {
     /// Extra CA certificate (PEM) trusted for origins, besides the system's; repeatable.
     #[arg(long, value_name = "PEM")]
     upstream_ca: Vec<PathBuf>,
+    /// External middleware reached over WebSocket (`ws://`, `wss://`; `http(s)://` is
+    /// rewritten); repeatable, consulted in order before `--middleware-cmd` ones.
+    #[arg(long = "middleware", value_name = "URL")]
+    middleware: Vec<String>,
+    /// External middleware spawned as a child speaking NDJSON on stdio; the command line is
+    /// split like a shell would (quotes, backslashes) but never run by one; repeatable.
+    #[arg(long = "middleware-cmd", value_name = "CMD")]
+    middleware_cmd: Vec<String>,
 }
 
 fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
@@ -187,6 +195,14 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
             heartbeat.pong_within = Duration::from_secs(s);
         }
     }
+    let middlewares = greyproxyd::middleware::build_configs(
+        &a.middleware,
+        &a.middleware_cmd,
+        file.middleware.as_deref().unwrap_or_default(),
+    )?;
+    let llm_rules = file.llm_endpoint.unwrap_or_default();
+    greyproxyd::middleware::llm::validate(&llm_rules)
+        .map_err(|e| anyhow::anyhow!("llm_endpoint: {e}"))?;
     let mitm = file.mitm.unwrap_or_default();
     let capture = file.capture.unwrap_or_default();
     let mut upstream_ca = file.upstream_ca.unwrap_or_default();
@@ -225,6 +241,8 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         config_file: a.config,
         hold_timeout_pinned,
         shutdown_grace: Duration::from_secs(file.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE)),
+        middlewares,
+        llm_rules,
     })
 }
 
@@ -246,7 +264,7 @@ fn main() -> anyhow::Result<()> {
             init_tracing();
             // One crypto provider for the whole process (aws-lc-rs), chosen before any TLS use.
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-            let cfg = serve_config(a)?;
+            let cfg = serve_config(*a)?;
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

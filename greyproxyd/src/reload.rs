@@ -57,7 +57,11 @@ impl Reloader {
             hold.map(|h| format!(", hold timeout {}s", h.as_secs()))
                 .unwrap_or_default()
         );
+        let llm_rules = file.llm_endpoint.clone().unwrap_or_default();
+        crate::middleware::llm::validate(&llm_rules)
+            .map_err(|e| anyhow::anyhow!("llm_endpoint: {e}"))?;
         self.mitm.set_bypass(bypass);
+        self.mitm.capture.middlewares.set_llm_rules(llm_rules);
         self.mitm.capture.set_redactor(redactor);
         if let Some(h) = hold {
             self.policy.set_hold_timeout(h);

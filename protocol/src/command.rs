@@ -234,6 +234,9 @@ pub enum Command {
     ListActivity(ListArgs),
     /// One recorded transaction with its bodies.
     GetTransaction(TransactionIdArgs),
+    /// Configured external middlewares and their live state; `data` is
+    /// `{"middlewares":[MiddlewareStatus…]}`.
+    ListMiddlewares,
 }
 
 /// Arguments naming one transaction.
@@ -264,6 +267,7 @@ pub const COMMAND_NAMES: &[&str] = &[
     "clear_allow_all",
     "list_activity",
     "get_transaction",
+    "list_middlewares",
 ];
 
 impl Command {
@@ -289,6 +293,7 @@ impl Command {
             Command::ClearAllowAll => "clear_allow_all",
             Command::ListActivity(_) => "list_activity",
             Command::GetTransaction(_) => "get_transaction",
+            Command::ListMiddlewares => "list_middlewares",
         }
     }
 }

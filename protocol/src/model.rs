@@ -386,6 +386,10 @@ pub struct Transaction {
     /// Upgrade rows: why message capture stopped early (the relay itself went on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ws_capture_stopped: Option<String>,
+    /// Decisions of external middlewares on this exchange that are worth a row: deny, block,
+    /// rewrite, or any decision carrying tags (request cascade first, then response).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub middleware_events: Vec<crate::middleware::MiddlewareEvent>,
     /// Set on a row that replaces an earlier version of itself (an upgrade row completed at
     /// close); published as `transaction.updated`. Not stored.
     #[serde(skip)]

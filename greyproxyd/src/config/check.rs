@@ -94,6 +94,13 @@ impl FileConfig {
         {
             return Err(err("mitm.bypass", "empty host glob".into()));
         }
+        if let Some(entries) = &self.middleware {
+            crate::middleware::build_configs(&[], &[], entries)
+                .map_err(|e| err("middleware", e.to_string()))?;
+        }
+        if let Some(rules) = &self.llm_endpoint {
+            crate::middleware::llm::validate(rules).map_err(|e| err("llm_endpoint", e))?;
+        }
         if let Some(c) = &self.capture {
             if let Some(extra) = &c.redact_headers {
                 Redactor::new(extra).map_err(|e| err("capture.redact_headers", e.to_string()))?;

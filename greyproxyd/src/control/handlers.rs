@@ -52,6 +52,8 @@ pub struct Handler {
     pub state_dir: String,
     /// Server ping settings.
     pub heartbeat: super::session::Heartbeat,
+    /// External middlewares, for `list_middlewares`.
+    pub middlewares: Arc<crate::middleware::Middlewares>,
 }
 
 fn error(e: impl std::fmt::Display, request_id: Option<RequestId>) -> Reply {
@@ -218,6 +220,11 @@ impl Handler {
                 Ok(t) => result(name, &t, rid),
                 Err(e) => error(e, rid),
             },
+            Command::ListMiddlewares => result(
+                name,
+                &serde_json::json!({ "middlewares": self.middlewares.statuses() }),
+                rid,
+            ),
         }
     }
 

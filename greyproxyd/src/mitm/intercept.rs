@@ -211,6 +211,7 @@ pub async fn handle(
             port: tunnel.port,
             scheme: "http",
             rule_id,
+            plain_proxy: false,
         });
         let (host, port) = (tunnel.host.clone(), tunnel.port);
         let dial = dial_fn(move || {
@@ -384,6 +385,7 @@ async fn intercept_tls(
         port: tunnel.port,
         scheme: "https",
         rule_id,
+        plain_proxy: false,
     });
     let (host, port) = (tunnel.host.clone(), tunnel.port);
     let tls = ctx.upstream_tls.clone();

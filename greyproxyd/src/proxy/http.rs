@@ -296,6 +296,7 @@ async fn proxy_request(conn: Arc<PlainConn>, req: Request<Incoming>) -> Response
         port,
         scheme: "http",
         rule_id,
+        plain_proxy: true,
     });
     let up = conn.upstream(&host, port).await;
     forward(conn.ctx.mitm.capture.clone(), up, meta, req).await

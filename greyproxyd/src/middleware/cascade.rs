@@ -1,0 +1,529 @@
+//! The request and response cascades: each matching step's middleware is asked in order, its
+//! decision applied to the working message (greyproxy's action × hook matrix, header denylist,
+//! Content-Encoding rule), and the decisions worth a row become [`MiddlewareEvent`]s.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use bytes::Bytes;
+use greyproxy_protocol::middleware::{
+    Decision, HttpRequestMessage, HttpResponseMessage, MiddlewareEvent, WireHeaders,
+};
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+
+use super::client::{Outcome, message_id};
+use super::filter::FilterInput;
+use super::{Middlewares, Step};
+use crate::capture::decode::decode_body;
+use crate::time::now_rfc3339;
+
+/// Headers a rewrite may never set: hop-by-hop, credentials and identity (canonical names).
+pub const DENYLIST: [&str; 12] = [
+    "Connection",
+    "Keep-Alive",
+    "Proxy-Authenticate",
+    "Proxy-Authorization",
+    "Te",
+    "Trailer",
+    "Transfer-Encoding",
+    "Upgrade",
+    "Authorization",
+    "Cookie",
+    "Set-Cookie",
+    "Host",
+];
+
+/// Go's `CanonicalMIMEHeaderKey`: `x-foo-bar` → `X-Foo-Bar`; names with characters outside
+/// token characters are returned unchanged.
+pub fn canonical(name: &str) -> String {
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if !name.chars().all(token) {
+        return name.to_string();
+    }
+    let mut up = true;
+    name.chars()
+        .map(|c| {
+            let out = if up {
+                c.to_ascii_uppercase()
+            } else {
+                c.to_ascii_lowercase()
+            };
+            up = c == '-';
+            out
+        })
+        .collect()
+}
+
+/// A header map as the wire shows it: canonical names, values in order, without `Host`.
+pub fn wire_headers(h: &HeaderMap) -> WireHeaders {
+    let mut out = WireHeaders::new();
+    for (name, value) in h {
+        if name == header::HOST {
+            continue;
+        }
+        out.entry(canonical(name.as_str()))
+            .or_default()
+            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+    }
+    out
+}
+
+/// Applies a rewrite's headers: each listed header's values are replaced (an empty list removes
+/// it), denylisted names are refused. Returns (changed names, refused names).
+pub fn merge_headers(
+    h: &mut HeaderMap,
+    set: &BTreeMap<String, Vec<String>>,
+) -> (Vec<String>, Vec<String>) {
+    let mut changed = Vec::new();
+    let mut refused = Vec::new();
+    for (name, values) in set {
+        let canon = canonical(name);
+        if DENYLIST.contains(&canon.as_str()) {
+            refused.push(canon);
+            continue;
+        }
+        let Ok(hn) = HeaderName::from_bytes(canon.as_bytes()) else {
+            refused.push(canon);
+            continue;
+        };
+        let new: Vec<HeaderValue> = values
+            .iter()
+            .filter_map(|v| HeaderValue::from_str(v).ok())
+            .collect();
+        let old: Vec<&HeaderValue> = h.get_all(&hn).iter().collect();
+        let differs = old.len() != new.len() || old.iter().zip(&new).any(|(a, b)| *a != b);
+        h.remove(&hn);
+        for v in new {
+            h.append(hn.clone(), v);
+        }
+        if differs {
+            changed.push(canon);
+        }
+    }
+    (changed, refused)
+}
+
+/// Where a cascade runs: the facts every message of one exchange shares.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// Host header / `:authority`.
+    pub host: String,
+    /// Decoded path without query (request filters and the registry).
+    pub path: String,
+    /// Request target as the wire message shows it.
+    pub uri: String,
+    /// Method.
+    pub method: String,
+    /// `HTTP/1.1`, `HTTP/1.0`, `HTTP/2.0`.
+    pub proto: String,
+    /// Client identity.
+    pub container: String,
+    /// Intercepted (MITM) pipeline.
+    pub tls: bool,
+    /// `http` (plain proxy) or `mitm`: prefix of the hook labels.
+    pub pipeline: &'static str,
+}
+
+/// Working state of a request.
+#[derive(Debug)]
+pub struct RequestWork {
+    /// Current headers.
+    pub headers: HeaderMap,
+    /// Current body when it is fully known and within the limit.
+    pub body: Option<Bytes>,
+    /// A step replaced the body.
+    pub body_replaced: bool,
+}
+
+/// Working state of a response.
+#[derive(Debug)]
+pub struct ResponseWork {
+    /// Current status.
+    pub status: u16,
+    /// Current headers.
+    pub headers: HeaderMap,
+    /// Current raw (still encoded) body when fully known and within the limit.
+    pub body: Option<Bytes>,
+    /// Some step rewrote something.
+    pub rewritten: bool,
+    /// A step replaced the body.
+    pub body_replaced: bool,
+}
+
+/// A cascade that ended the exchange.
+#[derive(Debug)]
+pub struct Stop {
+    /// Status to answer with.
+    pub status: u16,
+    /// Body to answer with (`None` = none supplied).
+    pub body: Option<Vec<u8>>,
+    /// Who stopped it, for the default body.
+    pub by: String,
+    /// Set when the proxy decided on the middleware's behalf.
+    pub fallback: Option<&'static str>,
+}
+
+fn label(step: &Step) -> (String, String) {
+    let name = step
+        .client
+        .declared()
+        .map(|d| d.name.clone())
+        .unwrap_or_default();
+    let url = step.client.config.endpoint.event_url().to_string();
+    (name, url)
+}
+
+fn event(
+    step: &Step,
+    seq: u32,
+    hook: &str,
+    action: &str,
+    status: i64,
+    out: &Outcome,
+    waited: u64,
+) -> MiddlewareEvent {
+    let (middleware_name, middleware_url) = label(step);
+    MiddlewareEvent {
+        sequence: seq,
+        middleware_name,
+        middleware_url,
+        hook: hook.into(),
+        action: action.into(),
+        status_code: status,
+        headers_changed: Vec::new(),
+        body_rewritten: false,
+        tags: out.decision.tags.clone(),
+        duration_ms: waited,
+        fallback: out.fallback.map(str::to_string),
+        created_at: now_rfc3339(),
+    }
+}
+
+fn tagged(
+    step: &Step,
+    seq: u32,
+    hook: &str,
+    out: &Outcome,
+    waited: u64,
+) -> Option<MiddlewareEvent> {
+    if out.decision.tags.is_empty() {
+        return None;
+    }
+    let action = if out.decision.action == "passthrough" {
+        "tagged-passthrough"
+    } else {
+        "tagged-allow"
+    };
+    Some(event(step, seq, hook, action, 0, out, waited))
+}
+
+fn log_outcome(step: &Step, hook: &str, out: &Outcome, response: bool) {
+    let url = step.client.config.endpoint.display();
+    if let Some(reason) = out.fallback {
+        tracing::warn!(
+            "middleware {url} ({hook}): {reason} fallback action={:?}",
+            out.decision.action
+        );
+    } else if !["allow", "deny", "rewrite", "passthrough", "block"]
+        .contains(&out.decision.action.as_str())
+    {
+        let treat = if response { "passthrough" } else { "allow" };
+        tracing::warn!(
+            "middleware {url} ({hook}): unknown action {:?}, treating as {treat}",
+            out.decision.action
+        );
+    }
+}
+
+fn view(body: &Option<Bytes>, limit: usize) -> Option<Vec<u8>> {
+    body.as_ref()
+        .filter(|b| b.len() <= limit)
+        .map(|b| b.to_vec())
+}
+
+fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Runs the request cascade over `work`; `Some(stop)` when a step denied.
+pub async fn run_request(
+    mw: &Middlewares,
+    steps: &[Step],
+    cx: &Context,
+    work: &mut RequestWork,
+    events: &mut Vec<MiddlewareEvent>,
+) -> Option<Stop> {
+    let hook = format!("{}-request", cx.pipeline);
+    let llm = mw.llm().lookup(&cx.host, &cx.path, &cx.method).is_some();
+    let mut seq = 0u32;
+    for step in steps {
+        let ct = header_str(&work.headers, header::CONTENT_TYPE);
+        let input = FilterInput {
+            tls: cx.tls,
+            llm,
+            host: &cx.host,
+            path: &cx.path,
+            method: &cx.method,
+            content_type: ct.as_deref(),
+            container: &cx.container,
+        };
+        if !step.filter.matches(&input) {
+            continue;
+        }
+        let id = message_id();
+        let msg = HttpRequestMessage {
+            kind: "http-request".into(),
+            id: id.clone(),
+            host: cx.host.clone(),
+            method: cx.method.clone(),
+            uri: cx.uri.clone(),
+            proto: cx.proto.clone(),
+            headers: wire_headers(&work.headers),
+            body: view(&work.body, mw.body_limit()),
+            container: cx.container.clone(),
+            tls: cx.tls,
+        };
+        let started = Instant::now();
+        let out = match serde_json::to_string(&msg) {
+            Ok(j) => step.client.send(&id, j, false).await,
+            Err(_) => step.client.fallback(&id, false, "marshal_error"),
+        };
+        let waited = started.elapsed().as_millis() as u64;
+        log_outcome(step, &hook, &out, false);
+        let d: &Decision = &out.decision;
+        match d.action.as_str() {
+            "deny" => {
+                let status = if d.status_code == 0 {
+                    403
+                } else {
+                    d.status_code
+                };
+                events.push(event(step, seq, &hook, "deny", status, &out, waited));
+                return Some(Stop {
+                    status: u16::try_from(status)
+                        .ok()
+                        .filter(|s| (100..=999).contains(s))
+                        .unwrap_or(403),
+                    body: d.body.clone(),
+                    by: step.client.config.endpoint.display(),
+                    fallback: out.fallback,
+                });
+            }
+            "rewrite" => {
+                let mut e = event(step, seq, &hook, "rewrite", d.status_code, &out, waited);
+                if let Some(b) = &d.body {
+                    e.body_rewritten = work.body.as_deref() != Some(b.as_slice());
+                    work.body = Some(Bytes::from(b.clone()));
+                    work.body_replaced = true;
+                }
+                let (changed, refused) = merge_headers(&mut work.headers, &d.headers);
+                if !refused.is_empty() {
+                    tracing::warn!(
+                        "middleware {} ({hook}): rejected header rewrite for {refused:?} (hop-by-hop or auth)",
+                        step.client.config.endpoint.display()
+                    );
+                }
+                e.headers_changed = changed;
+                events.push(e);
+            }
+            _ => events.extend(tagged(step, seq, &hook, &out, waited)),
+        }
+        seq += 1;
+    }
+    None
+}
+
+/// Request facts a response message repeats.
+#[derive(Debug, Clone)]
+pub struct RequestSide {
+    /// Request headers after the request cascade.
+    pub headers: WireHeaders,
+    /// The request body before the request cascade, when it was buffered.
+    pub body: Option<Bytes>,
+}
+
+/// Runs the response cascade over `work`; `Some(stop)` when a step blocked.
+pub async fn run_response(
+    mw: &Middlewares,
+    steps: &[Step],
+    cx: &Context,
+    req: &RequestSide,
+    duration_ms: i64,
+    work: &mut ResponseWork,
+    events: &mut Vec<MiddlewareEvent>,
+) -> Option<Stop> {
+    let hook = format!("{}-response", cx.pipeline);
+    let llm = mw.llm().lookup(&cx.host, &cx.uri, &cx.method).is_some();
+    let mut seq = 0u32;
+    for step in steps {
+        let ct = header_str(&work.headers, header::CONTENT_TYPE);
+        let input = FilterInput {
+            tls: cx.tls,
+            llm,
+            host: &cx.host,
+            path: &cx.uri,
+            method: &cx.method,
+            content_type: ct.as_deref(),
+            container: &cx.container,
+        };
+        if !step.filter.matches(&input) {
+            continue;
+        }
+        let limit = mw.body_limit();
+        let ce = header_str(&work.headers, header::CONTENT_ENCODING);
+        let body = view(&work.body, limit).map(|raw| {
+            // A body that fails to decode is shown raw; a bomb is cut at a few times the cap.
+            decode_body(
+                &raw,
+                ce.as_deref(),
+                false,
+                super::MAX_BUFFER.saturating_mul(4),
+            )
+            .bytes
+        });
+        let id = message_id();
+        let msg = HttpResponseMessage {
+            kind: "http-response".into(),
+            id: id.clone(),
+            host: cx.host.clone(),
+            method: cx.method.clone(),
+            uri: cx.uri.clone(),
+            status_code: work.status,
+            request_headers: req.headers.clone(),
+            request_body: view(&req.body, limit),
+            response_headers: wire_headers(&work.headers),
+            response_body: body.clone(),
+            container: cx.container.clone(),
+            duration_ms,
+        };
+        let started = Instant::now();
+        let out = match serde_json::to_string(&msg) {
+            Ok(j) => step.client.send(&id, j, true).await,
+            Err(_) => step.client.fallback(&id, true, "marshal_error"),
+        };
+        let waited = started.elapsed().as_millis() as u64;
+        log_outcome(step, &hook, &out, true);
+        let d: &Decision = &out.decision;
+        match d.action.as_str() {
+            "block" => {
+                let status = if d.status_code == 0 {
+                    502
+                } else {
+                    d.status_code
+                };
+                events.push(event(step, seq, &hook, "block", status, &out, waited));
+                return Some(Stop {
+                    status: u16::try_from(status)
+                        .ok()
+                        .filter(|s| (100..=999).contains(s))
+                        .unwrap_or(502),
+                    body: d.body.clone(),
+                    by: step.client.config.endpoint.display(),
+                    fallback: out.fallback,
+                });
+            }
+            "rewrite" => {
+                let mut e = event(step, seq, &hook, "rewrite", d.status_code, &out, waited);
+                work.rewritten = true;
+                if let Some(s) = u16::try_from(d.status_code)
+                    .ok()
+                    .filter(|s| (100..=999).contains(s))
+                {
+                    work.status = s;
+                }
+                if let Some(b) = &d.body {
+                    // Compare with what the middleware saw (the decoded view).
+                    e.body_rewritten = body.as_deref() != Some(b.as_slice());
+                    work.body = Some(Bytes::from(b.clone()));
+                    work.body_replaced = true;
+                    work.headers.remove(header::CONTENT_ENCODING);
+                }
+                let (changed, refused) = merge_headers(&mut work.headers, &d.headers);
+                if !refused.is_empty() {
+                    tracing::warn!(
+                        "middleware {} ({hook}): rejected header rewrite for {refused:?} (hop-by-hop or auth)",
+                        step.client.config.endpoint.display()
+                    );
+                }
+                e.headers_changed = changed;
+                if d.body.is_some()
+                    && ce.is_some()
+                    && !e.headers_changed.iter().any(|h| h == "Content-Encoding")
+                {
+                    e.headers_changed.push("Content-Encoding".into());
+                }
+                events.push(e);
+            }
+            _ => events.extend(tagged(step, seq, &hook, &out, waited)),
+        }
+        seq += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_names() {
+        assert_eq!(canonical("x-foo-bar"), "X-Foo-Bar");
+        assert_eq!(canonical("CONTENT-TYPE"), "Content-Type");
+        assert_eq!(canonical("te"), "Te");
+        assert_eq!(canonical("bad name"), "bad name");
+    }
+
+    #[test]
+    fn merge_replaces_removes_and_refuses_the_denylist() {
+        let mut h = HeaderMap::new();
+        h.append("x-existing", HeaderValue::from_static("old"));
+        h.append("x-keep", HeaderValue::from_static("k"));
+        h.append("x-gone", HeaderValue::from_static("g"));
+        h.append("authorization", HeaderValue::from_static("secret"));
+        let mut set = BTreeMap::new();
+        set.insert("x-new".to_string(), vec!["1".to_string()]);
+        set.insert("X-Existing".to_string(), vec!["new".to_string()]);
+        set.insert("X-Gone".to_string(), vec![]);
+        for d in [
+            "authorization",
+            "Host",
+            "Cookie",
+            "Set-Cookie",
+            "Proxy-Authorization",
+            "Connection",
+            "Transfer-Encoding",
+            "Keep-Alive",
+            "Te",
+            "Trailer",
+            "Upgrade",
+            "Proxy-Authenticate",
+        ] {
+            set.insert(d.to_string(), vec!["x".to_string()]);
+        }
+        let (changed, refused) = merge_headers(&mut h, &set);
+        assert_eq!(refused.len(), 12);
+        assert_eq!(h["x-new"], "1");
+        assert_eq!(h["x-existing"], "new");
+        assert_eq!(h["x-keep"], "k");
+        assert!(!h.contains_key("x-gone"));
+        assert_eq!(h["authorization"], "secret");
+        assert!(!h.contains_key("host"));
+        let mut changed = changed;
+        changed.sort();
+        assert_eq!(changed, vec!["X-Existing", "X-Gone", "X-New"]);
+    }
+
+    #[test]
+    fn wire_headers_are_canonical_without_host_and_keep_duplicates() {
+        let mut h = HeaderMap::new();
+        h.append("host", HeaderValue::from_static("a"));
+        h.append("x-a", HeaderValue::from_static("1"));
+        h.append("x-a", HeaderValue::from_static("2"));
+        let w = wire_headers(&h);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w["X-A"], vec!["1", "2"]);
+    }
+}

@@ -1,0 +1,505 @@
+//! One configured middleware: its connection loop (dial or spawn, hello, read decisions,
+//! reconnect with jittered backoff) and [`Client::send`], which always comes back with a
+//! decision — the middleware's, or a fallback chosen by `on_disconnect`.
+//!
+//! Hooks and filters come from the latest successful hello and are replaced by each new one
+//! (greyproxy freezes them at startup). Until a first hello the client is "not ready" and the
+//! cascade fails closed on its behalf (see `super::Middlewares::steps`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use greyproxy_protocol::middleware::{
+    Decision, MiddlewareHello, MiddlewareStatus, ProxyHello, negotiate_version,
+};
+use tokio::sync::{oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::filter::CompiledFilter;
+use super::link::Link;
+
+/// How long a middleware has to answer the proxy hello.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Per-message timeout when none (or a non-positive one) is configured.
+pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+/// First reconnect wait; doubled per failure up to [`BACKOFF_MAX`].
+pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Longest reconnect wait (before jitter).
+pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// A connection that lived this long resets the backoff.
+pub const HEALTHY: Duration = Duration::from_secs(5);
+
+/// How the middleware is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// The daemon dials a WebSocket.
+    Ws {
+        /// `ws://` or `wss://` URL.
+        url: String,
+        /// One extra upgrade header.
+        auth_header: Option<(String, String)>,
+    },
+    /// The daemon spawns a child and speaks NDJSON on its stdin/stdout.
+    Stdio {
+        /// Program and arguments (no shell).
+        argv: Vec<String>,
+        /// stderr log label: the configured name, else the program's basename.
+        label: String,
+    },
+}
+
+impl Endpoint {
+    /// `ws` or `stdio`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Endpoint::Ws { .. } => "ws",
+            Endpoint::Stdio { .. } => "stdio",
+        }
+    }
+
+    /// The endpoint string of logs and `list_middlewares`: the URL, or `stdio:<program>`.
+    pub fn display(&self) -> String {
+        match self {
+            Endpoint::Ws { url, .. } => url.clone(),
+            Endpoint::Stdio { argv, .. } => {
+                format!("stdio:{}", argv.first().map_or("", String::as_str))
+            }
+        }
+    }
+
+    /// The URL stored on Activity events (empty for stdio, as greyproxy does).
+    pub fn event_url(&self) -> &str {
+        match self {
+            Endpoint::Ws { url, .. } => url,
+            Endpoint::Stdio { .. } => "",
+        }
+    }
+}
+
+/// Settings of one middleware.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Where it is.
+    pub endpoint: Endpoint,
+    /// Per-message timeout.
+    pub timeout: Duration,
+    /// `on_disconnect`: exactly `allow` fails open; anything else fails closed.
+    pub on_disconnect: String,
+}
+
+impl ClientConfig {
+    /// Whether the middleware fails open.
+    pub fn fails_open(&self) -> bool {
+        self.on_disconnect == "allow"
+    }
+}
+
+/// What the latest hello declared, compiled.
+#[derive(Debug)]
+pub struct Declared {
+    /// Friendly name.
+    pub name: String,
+    /// Agreed protocol version.
+    pub version: u32,
+    /// `max_body_bytes` (≤ 0 = no limit).
+    pub max_body_bytes: i64,
+    /// Hook types as declared (shown in status).
+    pub hook_types: Vec<String>,
+    /// Request hooks with their filters, in declaration order.
+    pub request: Vec<Arc<CompiledFilter>>,
+    /// Response hooks with their filters.
+    pub response: Vec<Arc<CompiledFilter>>,
+}
+
+/// The live part of one connection.
+struct Conn {
+    out: tokio::sync::mpsc::Sender<String>,
+    pending: Mutex<HashMap<String, oneshot::Sender<Decision>>>,
+}
+
+#[derive(Default)]
+struct State {
+    declared: Option<Arc<Declared>>,
+    conn: Option<Arc<Conn>>,
+    connected: bool,
+    last_error: Option<String>,
+    connects: u64,
+    pid: Option<u32>,
+}
+
+/// Why the proxy decided on a middleware's behalf.
+pub type FallbackReason = &'static str;
+
+/// A decision and, when it is a fallback, why.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The decision to apply.
+    pub decision: Decision,
+    /// `disconnected`, `write_error`, `timeout`, `marshal_error` — or `None` for a real one.
+    pub fallback: Option<FallbackReason>,
+}
+
+/// One configured middleware.
+pub struct Client {
+    /// Settings.
+    pub config: ClientConfig,
+    state: Mutex<State>,
+    ready_tx: watch::Sender<bool>,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoint", &self.config.endpoint)
+            .finish()
+    }
+}
+
+/// Removes a pending entry when the waiting request goes away (cancelled or timed out).
+struct PendingGuard<'a> {
+    conn: &'a Conn,
+    id: &'a str,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.conn
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(self.id);
+    }
+}
+
+impl Client {
+    /// A client that is not connected yet; [`Client::run`] connects it.
+    pub fn new(config: ClientConfig, tls: Arc<rustls::ClientConfig>) -> Arc<Client> {
+        let (ready_tx, _) = watch::channel(false);
+        Arc::new(Client {
+            config,
+            state: Mutex::new(State::default()),
+            ready_tx,
+            tls,
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What the latest hello declared (kept while disconnected), `None` before any hello.
+    pub fn declared(&self) -> Option<Arc<Declared>> {
+        self.state().declared.clone()
+    }
+
+    /// Waits until the client is ready or `limit` passes; returns readiness.
+    pub async fn wait_ready(&self, limit: Duration) -> bool {
+        let mut rx = self.ready_tx.subscribe();
+        tokio::time::timeout(limit, rx.wait_for(|r| *r))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// The fallback for a message when the middleware cannot answer.
+    pub fn fallback(&self, id: &str, response: bool, reason: FallbackReason) -> Outcome {
+        let open = self.config.fails_open();
+        let (action, status) = match (response, open) {
+            (false, true) => ("allow", 0),
+            (true, true) => ("passthrough", 0),
+            (false, false) => ("deny", 403),
+            (true, false) => ("block", 502),
+        };
+        Outcome {
+            decision: Decision {
+                kind: "decision".into(),
+                id: id.into(),
+                action: action.into(),
+                status_code: status,
+                ..Decision::default()
+            },
+            fallback: Some(reason),
+        }
+    }
+
+    /// Sends one message (already JSON) and waits for its decision; never fails.
+    pub async fn send(&self, id: &str, json: String, response: bool) -> Outcome {
+        let Some(conn) = self.state().conn.clone() else {
+            return self.fallback(id, response, "disconnected");
+        };
+        let (tx, rx) = oneshot::channel();
+        conn.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), tx);
+        let _guard = PendingGuard { conn: &conn, id };
+        let timeout = self.config.timeout;
+        match tokio::time::timeout(timeout, conn.out.send(json)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return self.fallback(id, response, "write_error"),
+            Err(_) => return self.fallback(id, response, "timeout"),
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(decision)) => Outcome {
+                decision,
+                fallback: None,
+            },
+            Ok(Err(_)) => self.fallback(id, response, "disconnected"),
+            Err(_) => self.fallback(id, response, "timeout"),
+        }
+    }
+
+    /// The live status for `list_middlewares`.
+    pub fn status(&self) -> MiddlewareStatus {
+        let st = self.state();
+        let d = st.declared.as_ref();
+        MiddlewareStatus {
+            url: self.config.endpoint.display(),
+            kind: self.config.endpoint.kind().into(),
+            command: match &self.config.endpoint {
+                Endpoint::Stdio { argv, .. } => argv.clone(),
+                Endpoint::Ws { .. } => Vec::new(),
+            },
+            name: d.map(|d| d.name.clone()).unwrap_or_default(),
+            connected: st.connected,
+            ready: st.conn.is_some(),
+            protocol_version: d.map_or(0, |d| d.version),
+            hooks: d.map(|d| d.hook_types.clone()).unwrap_or_default(),
+            max_body_bytes: d.map_or(0, |d| d.max_body_bytes),
+            timeout_ms: self.config.timeout.as_millis() as u64,
+            on_disconnect: if self.config.fails_open() {
+                "allow".into()
+            } else {
+                "deny".into()
+            },
+            last_error: st.last_error.clone(),
+            connects: st.connects,
+            pid: st.pid,
+        }
+    }
+
+    /// Connects and reconnects until `stop`.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        let mut backoff = BACKOFF_MIN;
+        let endpoint = self.config.endpoint.display();
+        loop {
+            let started = Instant::now();
+            let err = self.connect_once(&stop).await;
+            self.disconnected(err.clone());
+            if stop.is_cancelled() {
+                break;
+            }
+            let up = started.elapsed();
+            if up >= HEALTHY {
+                backoff = BACKOFF_MIN;
+            }
+            let wait = jitter(backoff);
+            tracing::warn!(
+                "middleware {endpoint} disconnected (up {}): {} — reconnecting in {}",
+                humantime::format_duration(Duration::from_millis(up.as_millis() as u64)),
+                err.as_deref().unwrap_or("closed"),
+                humantime::format_duration(Duration::from_millis(wait.as_millis() as u64)),
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.cancelled() => break,
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    fn disconnected(&self, err: Option<String>) {
+        let mut st = self.state();
+        // Dropping the connection drops every waiter's sender: they fall back at once.
+        st.conn = None;
+        st.connected = false;
+        st.pid = None;
+        if err.is_some() {
+            st.last_error = err;
+        }
+        drop(st);
+        self.ready_tx.send_replace(false);
+    }
+
+    /// One connection: dial/spawn, hello, then decisions until the transport ends. Returns why
+    /// it ended.
+    async fn connect_once(&self, stop: &CancellationToken) -> Option<String> {
+        let link = match &self.config.endpoint {
+            Endpoint::Ws { url, auth_header } => {
+                let dial = super::wsdial::dial(url, auth_header.as_ref(), self.tls.clone());
+                match tokio::select! { l = dial => l, _ = stop.cancelled() => return None } {
+                    Ok(l) => l,
+                    Err(e) => return Some(e),
+                }
+            }
+            Endpoint::Stdio { argv, label } => match super::stdio::spawn(argv, label) {
+                Ok(l) => l,
+                Err(e) => return Some(format!("spawn {}: {e}", argv.join(" "))),
+            },
+        };
+        {
+            let mut st = self.state();
+            st.connected = true;
+            st.pid = link.pid;
+        }
+        let mut link = link;
+        let end = tokio::select! {
+            e = self.converse(&mut link) => e,
+            _ = stop.cancelled() => "shutting down".into(),
+        };
+        // Waiters must not sit on a dead connection while the child is reaped.
+        self.disconnected(Some(end.clone()));
+        link.shutdown().await;
+        Some(end)
+    }
+
+    async fn converse(&self, link: &mut Link) -> String {
+        let hello = match serde_json::to_string(&ProxyHello::default()) {
+            Ok(h) => h,
+            Err(e) => return format!("hello encode: {e}"),
+        };
+        if link.out.send(hello).await.is_err() {
+            return "transport closed before hello".into();
+        }
+        let first = match tokio::time::timeout(HELLO_TIMEOUT, link.inbound.recv()).await {
+            Err(_) => return "no hello within 5 s".into(),
+            Ok(None) => return "transport closed".into(),
+            Ok(Some(Err(e))) => return e,
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let declared = match self.accept_hello(&first) {
+            Ok(d) => Arc::new(d),
+            Err(e) => return e,
+        };
+        tracing::info!(
+            "middleware hello: name={} endpoint={} transport={} protocol=v{} hooks={} max_body_bytes={}",
+            declared.name,
+            self.config.endpoint.display(),
+            self.config.endpoint.kind(),
+            declared.version,
+            declared.request.len() + declared.response.len(),
+            declared.max_body_bytes,
+        );
+        let conn = Arc::new(Conn {
+            out: link.out.clone(),
+            pending: Mutex::new(HashMap::new()),
+        });
+        {
+            let mut st = self.state();
+            st.declared = Some(declared);
+            st.conn = Some(conn.clone());
+            st.connects += 1;
+            st.last_error = None;
+        }
+        self.ready_tx.send_replace(true);
+        loop {
+            match link.inbound.recv().await {
+                None => return "transport closed".into(),
+                Some(Err(e)) => return e,
+                Some(Ok(frame)) => deliver(&conn, &frame, &self.config.endpoint),
+            }
+        }
+    }
+
+    fn accept_hello(&self, frame: &[u8]) -> Result<Declared, String> {
+        let h = MiddlewareHello::decode(frame).map_err(|e| format!("hello parse: {e}"))?;
+        if h.kind != "hello" {
+            return Err(format!("hello: unexpected type {:?}", h.kind));
+        }
+        let version = negotiate_version(h.min_version, h.max_version)?;
+        let mut request = Vec::new();
+        let mut response = Vec::new();
+        for hook in &h.hooks {
+            let f = Arc::new(CompiledFilter::new(hook.filters.as_ref()));
+            match hook.kind.as_str() {
+                "http-request" => request.push(f),
+                "http-response" => response.push(f),
+                other => tracing::debug!("middleware hook type {other:?} ignored"),
+            }
+        }
+        Ok(Declared {
+            name: h.name,
+            version,
+            max_body_bytes: h.max_body_bytes,
+            hook_types: h.hooks.iter().map(|h| h.kind.clone()).collect(),
+            request,
+            response,
+        })
+    }
+}
+
+/// Routes one inbound frame to its waiter.
+fn deliver(conn: &Conn, frame: &[u8], endpoint: &Endpoint) {
+    let d = match Decision::decode(frame) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(
+                "middleware {}: malformed frame, skipping: {e}",
+                endpoint.display()
+            );
+            return;
+        }
+    };
+    let waiter = conn
+        .pending
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&d.id);
+    match waiter {
+        Some(w) => {
+            let _ = w.send(d);
+        }
+        None => tracing::debug!(
+            "middleware {}: decision for unknown id {:?} (late response or duplicate)",
+            endpoint.display(),
+            d.id
+        ),
+    }
+}
+
+/// `b` ± up to 20 %, uniformly (greyproxy's jitter).
+pub fn jitter(b: Duration) -> Duration {
+    let ms = b.as_millis() as u64;
+    if ms == 0 {
+        return b;
+    }
+    let span = (ms / 5).max(1);
+    let mut r = [0u8; 9];
+    let _ = getrandom::fill(&mut r);
+    let j = u64::from_le_bytes([r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]]) % span;
+    let out = if r[8] & 1 == 0 { ms - j } else { ms + j };
+    Duration::from_millis(out)
+}
+
+/// A fresh message id: 16 random bytes as 32 lowercase hex characters.
+pub fn message_id() -> String {
+    let mut b = [0u8; 16];
+    let _ = getrandom::fill(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_twenty_percent() {
+        for _ in 0..200 {
+            let j = jitter(Duration::from_millis(1000)).as_millis();
+            assert!((800..=1200).contains(&j), "{j}");
+        }
+        assert_eq!(jitter(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn ids_are_32_lowercase_hex_and_unique() {
+        let ids: std::collections::HashSet<String> = (0..100).map(|_| message_id()).collect();
+        assert_eq!(ids.len(), 100);
+        assert!(ids.iter().all(|i| {
+            i.len() == 32
+                && i.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        }));
+    }
+}

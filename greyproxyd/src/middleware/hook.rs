@@ -1,0 +1,346 @@
+//! The cascades applied to live HTTP messages in the forwarder.
+//!
+//! Filters are decided from the head first: when no step can match, the message streams on
+//! untouched and nothing is buffered. Otherwise the body is read up to the effective limit —
+//! within it the middlewares see it whole; beyond it they see `null` and the buffered prefix
+//! plus the rest stream on unless a rewrite replaced the body. Memory per message is thus
+//! bounded by the limit (greyproxy buffers every body whole).
+
+use bytes::{Bytes, BytesMut};
+use greyproxy_protocol::middleware::MiddlewareEvent;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version, header};
+use http_body::Frame;
+use http_body_util::{BodyExt, BodyStream, Full, StreamBody};
+
+use super::Middlewares;
+use super::cascade::{
+    Context, RequestSide, RequestWork, ResponseWork, run_request, run_response, wire_headers,
+};
+use super::filter::FilterInput;
+use crate::capture::forward::FwdBody;
+
+/// A body read up to a limit.
+struct Buffered {
+    /// Everything read so far.
+    head: Bytes,
+    /// Trailers, when the body ended with them.
+    trailers: Option<HeaderMap>,
+    /// The unread rest; `None` once the body ended within the limit.
+    rest: Option<FwdBody>,
+}
+
+impl Buffered {
+    /// The whole body, when it ended within the limit.
+    fn whole(&self) -> Option<Bytes> {
+        self.rest.is_none().then(|| self.head.clone())
+    }
+
+    /// The body to send on: what was read, then whatever is left.
+    fn into_body(self) -> FwdBody {
+        let mut frames: Vec<Result<Frame<Bytes>, hyper::Error>> = Vec::new();
+        if !self.head.is_empty() {
+            frames.push(Ok(Frame::data(self.head)));
+        }
+        if let Some(t) = self.trailers {
+            frames.push(Ok(Frame::trailers(t)));
+        }
+        let first = futures_util::stream::iter(frames);
+        match self.rest {
+            None => StreamBody::new(first).boxed(),
+            Some(rest) => {
+                let chained = futures_util::StreamExt::chain(first, BodyStream::new(rest));
+                BodyExt::boxed(StreamBody::new(chained))
+            }
+        }
+    }
+}
+
+/// Reads `body` until it ends or more than `limit` bytes came.
+async fn buffer(mut body: FwdBody, limit: usize) -> Result<Buffered, hyper::Error> {
+    let mut head = BytesMut::new();
+    let mut trailers = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame?;
+        match frame.into_data() {
+            Ok(d) => {
+                head.extend_from_slice(&d);
+                if head.len() > limit {
+                    return Ok(Buffered {
+                        head: head.freeze(),
+                        trailers: None,
+                        rest: Some(body),
+                    });
+                }
+            }
+            Err(f) => {
+                if let Ok(t) = f.into_trailers() {
+                    trailers = Some(t);
+                }
+            }
+        }
+    }
+    Ok(Buffered {
+        head: head.freeze(),
+        trailers,
+        rest: None,
+    })
+}
+
+fn full(b: Bytes) -> FwdBody {
+    Full::new(b).map_err(|n| match n {}).boxed()
+}
+
+/// `%XX` decoding of a path (greyproxy filters on Go's decoded `URL.Path`).
+pub fn percent_decode(p: &str) -> String {
+    let b = p.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The facts of a request every hook needs. `plain_proxy`: absolute-form request on the
+/// HTTP proxy (hook labels `http-*`, absolute `uri`); otherwise a tunnelled exchange (`mitm-*`).
+pub fn context<B>(req: &Request<B>, container: &str, plain_proxy: bool, tls: bool) -> Context {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.as_str().to_string()))
+        .unwrap_or_default();
+    let uri = if plain_proxy {
+        req.uri().to_string()
+    } else {
+        req.uri()
+            .path_and_query()
+            .map_or("/".into(), |p| p.as_str().to_string())
+    };
+    Context {
+        host,
+        path: percent_decode(req.uri().path()),
+        uri,
+        method: req.method().as_str().to_string(),
+        proto: match req.version() {
+            Version::HTTP_2 => "HTTP/2.0",
+            Version::HTTP_10 => "HTTP/1.0",
+            _ => "HTTP/1.1",
+        }
+        .into(),
+        container: container.to_string(),
+        tls,
+        pipeline: if plain_proxy { "http" } else { "mitm" },
+    }
+}
+
+/// A response the proxy makes for a deny or block.
+fn stop_response(
+    status: u16,
+    body: Option<Vec<u8>>,
+    by: &str,
+    fallback: Option<&str>,
+) -> Response<FwdBody> {
+    let body = match (body, fallback) {
+        (Some(b), _) => b,
+        (None, Some(reason)) => {
+            format!("greyproxy: middleware {by} unavailable ({reason}); failing closed\n")
+                .into_bytes()
+        }
+        (None, None) => Vec::new(),
+    };
+    let mut r = Response::new(full(Bytes::from(body.clone())));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+    if !body.is_empty() {
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+    }
+    r
+}
+
+/// What the request side leaves for the response side.
+#[derive(Debug, Default)]
+pub struct RequestTrace {
+    /// The request cascade ran (some step matched).
+    pub ran: bool,
+    /// The request body before the cascade, when it was buffered whole.
+    pub original_body: Option<Bytes>,
+}
+
+/// Runs the request cascade. `Ok` carries the request to forward; `Err` the proxy's answer
+/// (a deny). Events are appended to `events` either way.
+pub async fn on_request(
+    mw: &Middlewares,
+    cx: &Context,
+    req: Request<FwdBody>,
+    events: &mut Vec<MiddlewareEvent>,
+) -> Result<(Request<FwdBody>, RequestTrace), Response<FwdBody>> {
+    let steps = mw.steps(false);
+    if steps.is_empty() {
+        return Ok((req, RequestTrace::default()));
+    }
+    let llm = mw.llm().lookup(&cx.host, &cx.path, &cx.method).is_some();
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let input = FilterInput {
+        tls: cx.tls,
+        llm,
+        host: &cx.host,
+        path: &cx.path,
+        method: &cx.method,
+        content_type: ct,
+        container: &cx.container,
+    };
+    // Only a step that matches the original head can start the cascade (later steps can only
+    // change because an earlier one ran), so this decides buffering exactly.
+    if !steps.iter().any(|s| s.filter.matches(&input)) {
+        return Ok((req, RequestTrace::default()));
+    }
+    let (mut parts, body) = req.into_parts();
+    let buffered = match buffer(body, mw.body_limit()).await {
+        Ok(b) => b,
+        Err(e) => {
+            return Err(stop_response(
+                400,
+                Some(format!("greyproxy: reading the request body failed: {e}\n").into_bytes()),
+                "",
+                None,
+            ));
+        }
+    };
+    let original = buffered.whole();
+    let mut work = RequestWork {
+        headers: std::mem::take(&mut parts.headers),
+        body: original.clone(),
+        body_replaced: false,
+    };
+    if let Some(stop) = run_request(mw, &steps, cx, &mut work, events).await {
+        return Err(stop_response(
+            stop.status,
+            stop.body,
+            &stop.by,
+            stop.fallback,
+        ));
+    }
+    parts.headers = work.headers;
+    let body = if work.body_replaced {
+        parts.headers.remove(header::CONTENT_LENGTH);
+        parts.headers.remove(header::TRANSFER_ENCODING);
+        full(work.body.unwrap_or_default())
+    } else {
+        buffered.into_body()
+    };
+    Ok((
+        Request::from_parts(parts, body),
+        RequestTrace {
+            ran: true,
+            original_body: original,
+        },
+    ))
+}
+
+/// Runs the response cascade and returns what the client gets.
+pub async fn on_response(
+    mw: &Middlewares,
+    cx: &Context,
+    request_headers: &HeaderMap,
+    trace: &RequestTrace,
+    duration_ms: i64,
+    resp: Response<FwdBody>,
+    events: &mut Vec<MiddlewareEvent>,
+) -> Response<FwdBody> {
+    let steps = mw.steps(true);
+    if steps.is_empty() {
+        return resp;
+    }
+    let llm = mw.llm().lookup(&cx.host, &cx.uri, &cx.method).is_some();
+    let ct = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let input = FilterInput {
+        tls: cx.tls,
+        llm,
+        host: &cx.host,
+        path: &cx.uri,
+        method: &cx.method,
+        content_type: ct,
+        container: &cx.container,
+    };
+    if !steps.iter().any(|s| s.filter.matches(&input)) {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let buffered = match buffer(body, mw.body_limit()).await {
+        Ok(b) => b,
+        Err(e) => {
+            return stop_response(
+                502,
+                Some(
+                    format!("greyproxy: reading the origin's response failed: {e}\n").into_bytes(),
+                ),
+                "",
+                None,
+            );
+        }
+    };
+    let mut work = ResponseWork {
+        status: parts.status.as_u16(),
+        headers: parts.headers.clone(),
+        body: buffered.whole(),
+        rewritten: false,
+        body_replaced: false,
+    };
+    let req_side = RequestSide {
+        headers: wire_headers(request_headers),
+        body: if trace.ran {
+            trace.original_body.clone()
+        } else {
+            None
+        },
+    };
+    if let Some(stop) =
+        run_response(mw, &steps, cx, &req_side, duration_ms, &mut work, events).await
+    {
+        return stop_response(stop.status, stop.body, &stop.by, stop.fallback);
+    }
+    if !work.rewritten {
+        return Response::from_parts(parts, buffered.into_body());
+    }
+    parts.status = StatusCode::from_u16(work.status).unwrap_or(parts.status);
+    parts.headers = work.headers;
+    let body = if work.body_replaced {
+        parts.headers.remove(header::CONTENT_LENGTH);
+        parts.headers.remove(header::TRANSFER_ENCODING);
+        full(work.body.unwrap_or_default())
+    } else {
+        buffered.into_body()
+    };
+    Response::from_parts(parts, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("/a%20b/%2Fc"), "/a b//c");
+        assert_eq!(percent_decode("/bad%zz%2"), "/bad%zz%2");
+    }
+}
