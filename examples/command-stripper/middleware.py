@@ -74,7 +74,7 @@ def walk(obj, fn):
 def on_response(msg):
     mid = msg["id"]
     if msg.get("response_body") is None:
-        log.warning("%s%s: response over max_body_bytes, not inspected", msg.get("host"), msg.get("uri"))
+        log.warning("%s %s: response over max_body_bytes, not inspected", msg.get("host"), msg.get("uri"))
         return passthrough(mid)
     raw = decode_body(msg["response_body"])
     if not raw:
@@ -90,7 +90,7 @@ def on_response(msg):
         new = json.dumps(walk(doc, lambda s: strip_text(s, flags)), ensure_ascii=False)
     if not flags:
         return passthrough(mid)
-    log.warning("%s%s (container %r): stripped %s", msg.get("host"), msg.get("uri"),
+    log.warning("%s %s (container %r): stripped %s", msg.get("host"), msg.get("uri"),
                 msg.get("container", ""), ", ".join(flags))
     return rewrite_response(mid, body=new.encode("utf-8"), tags={"command-stripper.flags": flags})
 

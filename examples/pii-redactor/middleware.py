@@ -120,7 +120,7 @@ def on_request(msg):
         new = json.dumps(walk(doc, lambda s: redact_text(s, count)), ensure_ascii=False)
     if count[0] == 0:
         return allow(mid)
-    log.info("%s%s: redacted %d value(s)", msg.get("host"), msg.get("uri"), count[0])
+    log.info("%s %s: redacted %d value(s)", msg.get("host"), msg.get("uri"), count[0])
     return rewrite_request(mid, body=new.encode("utf-8"), tags={"pii.redacted": count[0]})
 
 
@@ -165,7 +165,7 @@ def on_response(msg):
         new = json.dumps(walk(doc, lambda s: restore_text(s, count)), ensure_ascii=False)
     if count[0] == 0:
         return passthrough(mid)
-    log.info("%s%s: restored %d placeholder(s)", msg.get("host"), msg.get("uri"), count[0])
+    log.info("%s %s: restored %d placeholder(s)", msg.get("host"), msg.get("uri"), count[0])
     return rewrite_response(mid, body=new.encode("utf-8"), tags={"pii.restored": count[0]})
 
 

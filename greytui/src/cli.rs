@@ -56,6 +56,8 @@ pub enum OnceCmd {
     Rules,
     /// Show daemon status
     Status,
+    /// List the configured external middlewares and their state
+    Middlewares,
     /// Print events as JSON lines until interrupted
     Watch {
         /// Only this event type (repeatable), e.g. pending_request.created
@@ -134,6 +136,9 @@ mod tests {
         );
         let c = Cli::try_parse_from(["greytui", "--once", "pending", "--json"]).unwrap();
         assert!(c.json);
+        let c = Cli::try_parse_from(["greytui", "--once", "middlewares", "--json"]).unwrap();
+        assert!(c.json);
+        assert_eq!(c.command, Some(OnceCmd::Middlewares));
         let c = Cli::try_parse_from([
             "greytui", "--once", "watch", "--event", "a.b", "--event", "c",
         ])

@@ -18,6 +18,8 @@ pub enum Ctx {
     Activity,
     /// The rules view.
     Rules,
+    /// The middlewares view.
+    Middlewares,
     /// The detail of one activity row.
     Detail,
     /// The scope / duration picker of `A` and `D`.
@@ -38,6 +40,7 @@ impl Ctx {
             Ctx::Pending => "Pending",
             Ctx::Activity => "Activity",
             Ctx::Rules => "Rules",
+            Ctx::Middlewares => "Middlewares",
             Ctx::Detail => "Activity detail",
             Ctx::Picker => "Scope / duration picker",
             Ctx::Form => "Forms (type to edit the focused field)",
@@ -47,11 +50,12 @@ impl Ctx {
     }
 
     /// Order of the sections in the help overlay.
-    pub const ALL: [Ctx; 9] = [
+    pub const ALL: [Ctx; 10] = [
         Ctx::Global,
         Ctx::Pending,
         Ctx::Activity,
         Ctx::Rules,
+        Ctx::Middlewares,
         Ctx::Detail,
         Ctx::Picker,
         Ctx::Form,
@@ -79,6 +83,8 @@ pub enum Action {
     ShowActivity,
     /// Rules view.
     ShowRules,
+    /// Middlewares view.
+    ShowMiddlewares,
     /// Selection up.
     Up,
     /// Selection down.
@@ -117,6 +123,8 @@ pub enum Action {
     ToggleSilent,
     /// Reload everything from the daemon.
     Resync,
+    /// Fetch the current view's list again now (middlewares).
+    Refresh,
     /// Choose the highlighted option / save the form.
     Select,
     /// Close the picker, form or confirmation without acting (picker: one step back).
@@ -212,6 +220,7 @@ pub static BINDINGS: &[Binding] = &[
     b(C::Global, &[ch('1')], A::ShowPending, "pending view", None),
     b(C::Global, &[ch('2')], A::ShowActivity, "activity view", None),
     b(C::Global, &[ch('3')], A::ShowRules, "rules view", None),
+    b(C::Global, &[ch('4')], A::ShowMiddlewares, "middlewares view", None),
     b(C::Global, &[ch('j'), key(KeyCode::Down)], A::Down, "down", None),
     b(C::Global, &[ch('k'), key(KeyCode::Up)], A::Up, "up", None),
     b(C::Global, &[ch('g'), key(KeyCode::Home)], A::Top, "first row", None),
@@ -230,6 +239,7 @@ pub static BINDINGS: &[Binding] = &[
     b(C::Rules, &[ch('n')], A::NewRule, "new rule", Some("new")),
     b(C::Rules, &[ch('e'), key(KeyCode::Enter)], A::EditRule, "edit rule", Some("edit")),
     b(C::Rules, &[ch('d'), key(KeyCode::Delete)], A::DeleteRule, "delete rule (asks)", Some("delete")),
+    b(C::Middlewares, &[ch('r')], A::Refresh, "refresh now (every 2 s while shown)", Some("refresh")),
     b(C::Detail, &[key(KeyCode::Esc)], A::Back, "back to the list (from a message: to its upgrade)", Some("back")),
     b(C::Detail, &[key(KeyCode::Enter)], A::Open, "open the selected WebSocket message", None),
     b(C::Detail, &[ch('h')], A::UpgradeHeaders, "WebSocket upgrade: its headers / its messages", None),
@@ -318,7 +328,10 @@ pub fn hints(ctx: Ctx) -> Vec<(String, &'static str)> {
         .filter(|b| b.ctx == ctx)
         .filter_map(|b| Some((label(b.keys.first()?), b.hint?)))
         .collect();
-    if matches!(ctx, Ctx::Pending | Ctx::Activity | Ctx::Rules | Ctx::Detail) {
+    if matches!(
+        ctx,
+        Ctx::Pending | Ctx::Activity | Ctx::Rules | Ctx::Middlewares | Ctx::Detail
+    ) {
         out.extend(
             BINDINGS
                 .iter()

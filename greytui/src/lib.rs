@@ -5,7 +5,8 @@
 //! control connection, [`link`] keeps one alive for the dashboard (reconnects, routes replies),
 //! [`once`] runs the `--once` commands. The dashboard is an Elm-style split: [`app`] holds all
 //! state and changes only in `App::update` (no I/O), [`ui`] draws it, [`keymap`] is the single
-//! table of keys, and [`tui`] is the event loop that ties them to the terminal.
+//! table of keys, and [`tui`] is the event loop that ties them to the terminal. [`middlewares`]
+//! words the state of external middlewares and the badges of their decisions for both.
 
 pub mod app;
 pub mod cli;
@@ -13,6 +14,7 @@ pub mod client;
 pub mod format;
 pub mod keymap;
 pub mod link;
+pub mod middlewares;
 pub mod notify;
 pub mod once;
 pub mod paths;

@@ -3,13 +3,14 @@
 //!
 //! JSON output (documented in docs/greytui.md): `pending` and `rules` print one array of the
 //! protocol's objects (every page), `status` the status object, `allow`/`deny`
-//! `{"pending_id":N,"rule_id":M}`, `dismiss` `{"pending_id":N}`; `watch` prints each event
-//! envelope (and `lagged` notices) as one JSON line.
+//! `{"pending_id":N,"rule_id":M}`, `dismiss` `{"pending_id":N}`, `middlewares` an array of
+//! MiddlewareStatus; `watch` prints each event envelope (and `lagged` notices) as one JSON line.
 
 use std::io::Write;
 use std::time::SystemTime;
 
 use greyproxy_protocol::command::{DecideArgs, EventTypeArgs, ListArgs, PendingIdArgs};
+use greyproxy_protocol::middleware::MiddlewareStatus;
 use greyproxy_protocol::{Command, Page, PendingRequest, Reply, Rule, Status};
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -17,6 +18,7 @@ use serde_json::json;
 use crate::cli::{Cli, DecideOpts, OnceCmd, parse_scope};
 use crate::client::{self, ClientError, Connection, Incoming};
 use crate::format::{age, expiry, pending_destination, text_table};
+use crate::middlewares::MiddlewareList;
 use crate::paths::{self, TokenSource};
 
 /// Exit codes of `--once`.
@@ -122,6 +124,14 @@ pub async fn run(cli: &Cli, cmd: &OnceCmd, out: &mut dyn Write) -> Result<(), Fa
                 print_json(out, &st)
             } else {
                 print_status(out, &st, &ep.url)
+            }
+        }
+        (OnceCmd::Middlewares, None) => {
+            let list: MiddlewareList = query(&mut conn, Command::ListMiddlewares).await?;
+            if cli.json {
+                print_json(out, &list.middlewares)
+            } else {
+                print_middlewares(out, &list.middlewares)
             }
         }
         (OnceCmd::Watch { events }, None) => watch(&mut conn, events, out).await.map_err(|e| {
@@ -276,6 +286,20 @@ pub fn print_rules(out: &mut dyn Write, items: &[Rule], now: SystemTime) -> Resu
     write!(out, "{}", text_table(&header, &rows)).map_err(io_failure)
 }
 
+/// The human table of `--once middlewares` (a stopped middleware's state carries its last
+/// error).
+pub fn print_middlewares(out: &mut dyn Write, items: &[MiddlewareStatus]) -> Result<(), Failure> {
+    if items.is_empty() {
+        return writeln!(
+            out,
+            "no middlewares (greyproxyd serve --middleware-cmd CMD or --middleware URL adds one)"
+        )
+        .map_err(io_failure);
+    }
+    let rows: Vec<Vec<String>> = items.iter().map(crate::middlewares::row).collect();
+    write!(out, "{}", text_table(&crate::middlewares::COLUMNS, &rows)).map_err(io_failure)
+}
+
 /// The human form of `--once status`.
 pub fn print_status(out: &mut dyn Write, s: &Status, url: &str) -> Result<(), Failure> {
     let allow_all = crate::app::allow_all_label(&s.allow_all);
@@ -360,6 +384,27 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "no pending requests\nno rules\n"
+        );
+        let mut out = Vec::new();
+        print_middlewares(&mut out, &[]).unwrap();
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .starts_with("no middlewares (")
+        );
+    }
+
+    #[test]
+    fn middlewares_table() {
+        let mut out = Vec::new();
+        print_middlewares(&mut out, &crate::sample::middlewares()).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\
+MIDDLEWARE              KIND   STATE                     PROTO  HOOKS                        TIMEOUT  ON DISCONNECT  CONNECTS
+redactor                stdio  ready                     v1     http-request, http-response  5s       deny           1
+ws://127.0.0.1:9000/mw  ws     down: connection refused  —      —                            1500ms   allow          3
+"
         );
     }
 }

@@ -243,3 +243,82 @@ pub fn result_reply(data: serde_json::Value) -> greyproxy_protocol::Reply {
         timestamp: NOW.into(),
     }
 }
+
+/// Two configured middlewares: a ready stdio one and a WebSocket one that is down.
+pub fn middlewares() -> Vec<greyproxy_protocol::middleware::MiddlewareStatus> {
+    use greyproxy_protocol::middleware::MiddlewareStatus;
+    vec![
+        MiddlewareStatus {
+            url: "stdio:/usr/local/bin/redact".into(),
+            kind: "stdio".into(),
+            command: vec![
+                "/usr/local/bin/redact".into(),
+                "--mask".into(),
+                "api keys".into(),
+            ],
+            name: "redactor".into(),
+            connected: true,
+            ready: true,
+            protocol_version: 1,
+            hooks: vec!["http-request".into(), "http-response".into()],
+            max_body_bytes: 1_048_576,
+            timeout_ms: 5000,
+            on_disconnect: "deny".into(),
+            connects: 1,
+            pid: Some(4242),
+            ..MiddlewareStatus::default()
+        },
+        MiddlewareStatus {
+            url: "ws://127.0.0.1:9000/mw".into(),
+            kind: "ws".into(),
+            timeout_ms: 1500,
+            on_disconnect: "allow".into(),
+            last_error: Some("connection refused".into()),
+            connects: 3,
+            ..MiddlewareStatus::default()
+        },
+    ]
+}
+
+/// Middleware decisions on one exchange: a tag on the request, a rewrite of it, and a block of
+/// the response by a nameless stdio middleware after a timeout.
+pub fn middleware_events() -> Vec<greyproxy_protocol::middleware::MiddlewareEvent> {
+    use greyproxy_protocol::middleware::MiddlewareEvent;
+    let mut tags = serde_json::Map::new();
+    tags.insert("pii".into(), serde_json::json!(true));
+    tags.insert("kind".into(), serde_json::json!("api-key"));
+    vec![
+        MiddlewareEvent {
+            sequence: 0,
+            middleware_name: "classifier".into(),
+            middleware_url: "ws://127.0.0.1:9000/mw".into(),
+            hook: "http-request".into(),
+            action: "tagged-allow".into(),
+            tags,
+            duration_ms: 3,
+            created_at: "2026-11-22T09:59:58Z".into(),
+            ..MiddlewareEvent::default()
+        },
+        MiddlewareEvent {
+            sequence: 1,
+            middleware_name: "redactor".into(),
+            hook: "http-request".into(),
+            action: "rewrite".into(),
+            headers_changed: vec!["authorization".into(), "x-api-key".into()],
+            body_rewritten: true,
+            duration_ms: 12,
+            created_at: "2026-11-22T09:59:58Z".into(),
+            ..MiddlewareEvent::default()
+        },
+        MiddlewareEvent {
+            sequence: 0,
+            hook: "http-response".into(),
+            action: "block".into(),
+            status_code: 403,
+            duration_ms: 5000,
+            fallback: Some("timeout".into()),
+            created_at: "2026-11-22T09:59:58Z".into(),
+            ..MiddlewareEvent::default()
+        },
+    ]
+}

@@ -107,6 +107,64 @@ fn activity_details() {
     });
 }
 
+/// The sample middlewares, as `list_middlewares` answers.
+fn middlewares_listed(app: &mut App, list: serde_json::Value) {
+    keys(app, "4");
+    app.update(Msg::Link(LinkEvent::Reply {
+        tag: Tag::Middlewares,
+        outcome: Ok(greytui::sample::result_reply(
+            serde_json::json!({ "middlewares": list }),
+        )),
+    }));
+}
+
+#[test]
+fn middlewares_view() {
+    snap("middlewares_empty", |app| {
+        middlewares_listed(app, serde_json::json!([]))
+    });
+    let list = serde_json::to_value(greytui::sample::middlewares()).unwrap();
+    snap("middlewares", |app| middlewares_listed(app, list.clone()));
+    snap("middlewares_down_selected", |app| {
+        middlewares_listed(app, list.clone());
+        keys(app, "j");
+    });
+}
+
+/// Middleware decisions on the sample's transactions: all three kinds on #12, a tag on #11.
+fn with_middleware_events(app: &mut App) {
+    use greyproxy_protocol::ActivityItem;
+    let events = greytui::sample::middleware_events();
+    for item in app.activity.items.iter_mut() {
+        if let ActivityItem::Transaction(t) = item {
+            t.middleware_events = match t.id {
+                12 => events.clone(),
+                _ => events[..1].to_vec(),
+            };
+        }
+    }
+}
+
+#[test]
+fn middleware_decisions_in_activity_and_detail() {
+    snap("activity_middleware_badges", |app| {
+        with_middleware_events(app);
+        keys(app, "2");
+    });
+    snap("detail_middleware_events", |app| {
+        with_middleware_events(app);
+        keys(app, "2\n");
+        let full = match &app.activity.items[0] {
+            greyproxy_protocol::ActivityItem::Transaction(t) => serde_json::to_value(t).unwrap(),
+            _ => unreachable!(),
+        };
+        app.update(Msg::Link(LinkEvent::Reply {
+            tag: Tag::Transaction(12),
+            outcome: Ok(greytui::sample::result_reply(full)),
+        }));
+    });
+}
+
 /// An upgrade's detail with its messages listed, two payloads fetched, the second selected.
 fn ws_detail(app: &mut App) {
     use greyproxy_protocol::ActivityItem;
@@ -204,7 +262,7 @@ fn silent_mode_on_and_unauthorized() {
 fn sizes_are_respected_and_tiny_terminals_do_not_panic() {
     for (w, h) in [(20, 5), (1, 1), (80, 24), (300, 100)] {
         let mut app = App::new(now(), (w, h), false);
-        for k in ["", "?", "2", "3", "3n", "1"] {
+        for k in ["", "?", "2", "3", "3n", "4", "1"] {
             keys(&mut app, k);
             let b = render(&app);
             assert_eq!(b.buffer().area.width, w);

@@ -66,6 +66,8 @@ impl App {
                 };
                 self.claimed = false;
                 self.last_seq = None;
+                // Its reply, if any, is an error now; the resync on connect asks again.
+                self.middlewares.in_flight = false;
                 Vec::new()
             }
             LinkEvent::Lagged(missed) => {
@@ -95,6 +97,9 @@ impl App {
             ),
         ];
         fx.extend(self.activity_page(false));
+        if self.view == super::View::Middlewares {
+            fx.extend(self.middlewares_fetch());
+        }
         fx
     }
 
@@ -402,6 +407,7 @@ impl App {
             }
             (Tag::WsMessages(id), outcome) => return self.ws_listed(id, outcome),
             (Tag::WsBody(id), outcome) => self.ws_body(id, outcome),
+            (Tag::Middlewares, outcome) => self.middlewares_listed(outcome),
             (Tag::Status | Tag::Pending { .. } | Tag::Rules { .. }, Err(e)) => {
                 self.say(format!("reload failed: {e}"), true)
             }

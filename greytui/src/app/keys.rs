@@ -77,7 +77,11 @@ impl App {
     }
 
     fn switch(&mut self, v: View) -> Vec<Effect> {
+        let opened = self.view != v;
         self.view = v;
+        if opened && v == View::Middlewares {
+            return self.middlewares_fetch();
+        }
         Vec::new()
     }
 
@@ -117,6 +121,12 @@ impl App {
             Action::ShowPending => self.switch(View::Pending),
             Action::ShowActivity => self.switch(View::Activity),
             Action::ShowRules => self.switch(View::Rules),
+            Action::ShowMiddlewares => self.switch(View::Middlewares),
+            Action::Refresh if self.conn != super::ConnState::Connected => {
+                self.say("not connected to the daemon", true);
+                Vec::new()
+            }
+            Action::Refresh => self.middlewares_fetch(),
             Action::Up => self.step(-1),
             Action::Down => self.step(1),
             Action::PageUp => self.step(-half),
@@ -242,6 +252,10 @@ impl App {
         match self.view {
             View::Pending => self.pending_nav.step(delta, self.pending.len(), rows),
             View::Rules => self.rules_nav.step(delta, self.rules.len(), rows),
+            View::Middlewares => {
+                let m = &mut self.middlewares;
+                m.nav.step(delta, m.items.len(), rows);
+            }
             View::Activity => {
                 if let Some(fx) = self.ws_step(delta) {
                     return fx;

@@ -7,6 +7,7 @@ mod daemon;
 pub mod form;
 mod keys;
 pub mod lists;
+pub mod middlewares;
 pub mod modal;
 pub mod ws;
 
@@ -35,11 +36,18 @@ pub enum View {
     Activity,
     /// Rules.
     Rules,
+    /// Configured external middlewares.
+    Middlewares,
 }
 
 impl View {
-    /// In tab order.
-    pub const ALL: [View; 3] = [View::Pending, View::Activity, View::Rules];
+    /// In tab order (the number keys follow it).
+    pub const ALL: [View; 4] = [
+        View::Pending,
+        View::Activity,
+        View::Rules,
+        View::Middlewares,
+    ];
 
     /// Tab title.
     pub fn title(self) -> &'static str {
@@ -47,6 +55,7 @@ impl View {
             View::Pending => "Pending",
             View::Activity => "Activity",
             View::Rules => "Rules",
+            View::Middlewares => "Middlewares",
         }
     }
 }
@@ -114,6 +123,8 @@ pub enum Tag {
     WsMessages(u64),
     /// `get_transaction` of one WebSocket message (preview or opened message).
     WsBody(u64),
+    /// `list_middlewares` for the Middlewares view.
+    Middlewares,
 }
 
 /// Input to [`App::update`].
@@ -190,6 +201,8 @@ pub struct App {
     pub rules_nav: Nav,
     /// The activity window.
     pub activity: Activity,
+    /// The Middlewares view.
+    pub middlewares: middlewares::Middlewares,
     /// Silent mode.
     pub allow_all: AllowAllStatus,
     /// Notification claims held across all clients.
@@ -243,6 +256,7 @@ impl App {
             rules: Vec::new(),
             rules_nav: Nav::default(),
             activity: Activity::new(),
+            middlewares: middlewares::Middlewares::default(),
             allow_all: AllowAllStatus::default(),
             claims: 0,
             claimed: false,
@@ -270,6 +284,7 @@ impl App {
             (None, View::Pending) => Ctx::Pending,
             (None, View::Activity) => Ctx::Activity,
             (None, View::Rules) => Ctx::Rules,
+            (None, View::Middlewares) => Ctx::Middlewares,
         }
     }
 
@@ -308,7 +323,7 @@ impl App {
                 {
                     self.message = None;
                 }
-                Vec::new()
+                self.middlewares_tick()
             }
             Msg::Link(ev) => self.on_link(ev),
         }
@@ -318,6 +333,8 @@ impl App {
         let rows = self.list_rows();
         self.pending_nav.clamp(self.pending.len(), rows);
         self.rules_nav.clamp(self.rules.len(), rows);
+        let m = &mut self.middlewares;
+        m.nav.clamp(m.items.len(), rows);
         let n = self.activity.items.len();
         self.activity.nav.clamp(n, rows);
         let ws_rows = self.ws_rows();

@@ -106,6 +106,7 @@ pub fn transaction(
         ]);
         ws_fields(&mut lines, t);
     }
+    middleware_events(&mut lines, t);
     match full {
         None => lines.push(Line::styled(" loading headers and bodies…", DIM)),
         Some(Err(e)) => lines.push(Line::styled(
@@ -181,6 +182,53 @@ fn ws_fields(lines: &mut Vec<Line<'static>>, t: &Transaction) {
     }
     if let Some(why) = &t.ws_capture_stopped {
         lines.push(field("capture stopped", why.clone()));
+    }
+}
+
+/// The decisions of external middlewares on the exchange, in cascade order: one line each
+/// (badge, decision and status, hook and step, middleware, time taken), then what it changed,
+/// its fallback reason and its tags.
+fn middleware_events(lines: &mut Vec<Line<'static>>, t: &Transaction) {
+    if t.middleware_events.is_empty() {
+        return;
+    }
+    lines.push(Line::raw(""));
+    lines.push(Line::styled(" Middlewares", HEADER));
+    for e in &t.middleware_events {
+        let badge = crate::middlewares::Badge::of(&e.action);
+        let style = badge
+            .map(super::middlewares::badge_style)
+            .unwrap_or_default();
+        let symbol = badge.map(|b| b.symbol()).unwrap_or("·");
+        lines.push(Line::from(vec![
+            Span::styled(format!("   {symbol} "), style),
+            Span::styled(crate::middlewares::event_action(e), style.patch(HEADER)),
+            Span::raw(format!(
+                "  {} #{} · {} · {} ms",
+                e.hook,
+                e.sequence,
+                crate::middlewares::event_label(e),
+                e.duration_ms
+            )),
+        ]));
+        let sub = |k: &str, v: String| {
+            Line::from(vec![
+                Span::styled(format!("     {k:<16}"), DIM),
+                Span::raw(v),
+            ])
+        };
+        if !e.headers_changed.is_empty() {
+            lines.push(sub("headers changed", e.headers_changed.join(", ")));
+        }
+        if e.body_rewritten {
+            lines.push(sub("body", "rewritten".into()));
+        }
+        if let Some(f) = &e.fallback {
+            lines.push(sub("fallback", f.clone()));
+        }
+        if let Some(tags) = crate::middlewares::tags(e) {
+            lines.push(sub("tags", tags));
+        }
     }
 }
 

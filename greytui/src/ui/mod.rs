@@ -3,6 +3,7 @@
 //! bar, with an overlay on top when a modal is open.
 
 mod detail;
+pub mod middlewares;
 mod overlays;
 mod views;
 mod ws;
@@ -43,6 +44,7 @@ pub fn draw(f: &mut Frame, app: &App) {
             None => views::activity(f, body, app),
         },
         View::Rules => views::rules(f, body, app),
+        View::Middlewares => middlewares::draw(f, body, app),
     }
     draw_hints(f, hints, app);
     draw_message(f, message, app);
@@ -51,12 +53,12 @@ pub fn draw(f: &mut Frame, app: &App) {
 }
 
 fn draw_tabs(f: &mut Frame, area: Rect, app: &App) {
-    let mut spans = vec![Span::styled(" greytui ", HEADER)];
+    let mut spans = Vec::new();
     for (i, v) in View::ALL.iter().enumerate() {
         let count = match v {
             View::Pending => format!(" ({})", app.pending.len()),
             View::Rules => format!(" ({})", app.rules.len()),
-            View::Activity => String::new(),
+            View::Activity | View::Middlewares => String::new(),
         };
         let text = format!(" {} {}{count} ", i + 1, v.title());
         let style = if *v == app.view {
@@ -67,11 +69,18 @@ fn draw_tabs(f: &mut Frame, area: Rect, app: &App) {
         spans.push(Span::raw(" "));
         spans.push(Span::styled(text, style));
     }
-    let left = Line::from(spans);
     let right = match app.view {
         View::Activity => activity_info(app),
+        View::Middlewares => middlewares::info(app),
         _ => String::new(),
     };
+    let brand = Span::styled(" greytui ", HEADER);
+    // The name gives way to the view's state line when both do not fit.
+    let tabs_w: usize = spans.iter().map(Span::width).sum();
+    if tabs_w + brand.width() + right.chars().count() <= area.width as usize {
+        spans.insert(0, brand);
+    }
+    let left = Line::from(spans);
     let [l, r] = Layout::horizontal([Constraint::Length(left.width() as u16), Constraint::Min(0)])
         .areas(area);
     f.render_widget(Paragraph::new(left), l);

@@ -1,5 +1,5 @@
-//! The list views (pending, activity, rules) and the frame of the activity detail. Only the visible rows are
-//! turned into widgets, so a frame costs the same with 100 rows loaded or 10 000.
+//! The list views (pending, activity, rules) and the frame of the activity detail. Only the
+//! visible rows are turned into widgets, so a frame costs the same with 100 rows loaded or 10 000.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
@@ -17,7 +17,12 @@ use crate::app::lists::{Detail, Nav, container_of};
 use crate::format::{age, clock, expiry, pending_destination};
 
 /// Width for a column: the longest value (or the header), between `min` and `max`.
-fn fit<'a>(header: &str, values: impl Iterator<Item = &'a str>, min: u16, max: u16) -> u16 {
+pub(super) fn fit<'a>(
+    header: &str,
+    values: impl Iterator<Item = &'a str>,
+    min: u16,
+    max: u16,
+) -> u16 {
     let w = values
         .map(|v| v.chars().count())
         .chain(std::iter::once(header.len()))
@@ -27,12 +32,12 @@ fn fit<'a>(header: &str, values: impl Iterator<Item = &'a str>, min: u16, max: u
 }
 
 /// The visible slice `[offset, offset + rows)` of a list of `len` rows.
-fn window(nav: &Nav, len: usize, rows: usize) -> std::ops::Range<usize> {
+pub(super) fn window(nav: &Nav, len: usize, rows: usize) -> std::ops::Range<usize> {
     let start = nav.offset.min(len);
     start..(start + rows).min(len)
 }
 
-fn table<'a>(
+pub(super) fn table<'a>(
     f: &mut Frame,
     area: Rect,
     header: &[&'a str],
@@ -59,7 +64,7 @@ fn table<'a>(
     }
 }
 
-fn style_row(row: Row<'_>, selected: bool, base: Style) -> Row<'_> {
+pub(super) fn style_row(row: Row<'_>, selected: bool, base: Style) -> Row<'_> {
     if selected {
         row.style(base.patch(SELECTED))
     } else {
@@ -177,7 +182,15 @@ fn activity_cells(item: &ActivityItem, wide: bool) -> Vec<Cell<'static>> {
             t.rule_id.map(|r| format!("rule {r}")).unwrap_or_default(),
         ),
     };
+    // The strongest middleware decision on the exchange, in a one-column gutter.
+    let badge = match item {
+        ActivityItem::Transaction(t) => crate::middlewares::strongest(&t.middleware_events)
+            .map(super::middlewares::badge_span)
+            .unwrap_or_default(),
+        ActivityItem::Connection(_) => Span::raw(""),
+    };
     let mut cells = vec![
+        Cell::from(badge),
         Cell::from(time),
         Cell::from(result),
         Cell::from(container),
@@ -209,6 +222,7 @@ pub fn activity(f: &mut Frame, area: Rect, app: &App) {
         })
         .collect();
     let mut widths = vec![
+        Constraint::Length(1),
         Constraint::Length(8),
         Constraint::Length(7),
         Constraint::Length(cw),
@@ -218,6 +232,7 @@ pub fn activity(f: &mut Frame, area: Rect, app: &App) {
         Constraint::Length(6),
     ];
     let mut header = vec![
+        "",
         "TIME",
         "RESULT",
         "CONTAINER",

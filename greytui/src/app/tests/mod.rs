@@ -2,6 +2,7 @@
 //! This file: connection, pending requests, resyncs; `views.rs`: rules, activity, overlays.
 #![allow(clippy::unwrap_used)]
 
+mod middlewares;
 mod views;
 mod ws;
 
