@@ -79,7 +79,7 @@ def on_request(msg):
     labels = scan(body.decode("utf-8", "replace"))
     if not labels:
         return allow(mid)
-    log.warning("blocked %s %s%s (container %r): %s", msg.get("method"), msg.get("host"),
+    log.warning("blocked %s %s %s (container %r): %s", msg.get("method"), msg.get("host"),
                 msg.get("uri"), msg.get("container", ""), ", ".join(labels))
     text = (
         f"Request blocked: detected leaked credentials ({', '.join(labels)}). "

@@ -12,12 +12,15 @@
 //!    download throughput, direct vs greyproxyd MITM vs greyproxyd `--no-mitm` vs mitmproxy
 //!    (installed with pip when missing), with one client and one HTTPS origin.
 //!
+//! 6. Middleware (`proxy/middleware.rs`): the MITM request rate and latency with no middleware
+//!    and with the Python passthrough example on stdio and on WebSocket.
+//!
 //! Knobs (environment): `BENCH_BYTES` (bytes per transfer, default 2 GiB; `K`/`M`/`G` suffixes
 //! are binary), `BENCH_REPS` (transfers per path and direction, default 5), `BENCH_HOLDS`
 //! (held requests, default 50), `BENCH_CONNS` (sequential connections per path, default 2000),
 //! `BENCH_TUNNELS` (concurrent open tunnels for the memory figure, default 200),
 //! `BENCH_DAEMON` (another `greyproxyd` binary, to compare builds; default: this build's),
-//! `BENCH_ONLY` (`tunnel` for 1–4, `mitm` for 5; default both), and the MITM knobs
+//! `BENCH_ONLY` (`tunnel` for 1–4, `mitm` for 5, `middleware` for 6; default all), and the MITM knobs
 //! `BENCH_MITM_SECS`, `BENCH_MITM_WARMUP`, `BENCH_MITM_CONNS`, `BENCH_MITM_BYTES`,
 //! `BENCH_MITM_REPS`, `BENCH_MITMDUMP` (see `proxy/mitm.rs`, `proxy/mitmproxy.rs`).
 //! Run without `--bench` (as `cargo test --benches` does) it is a quick smoke run with small
@@ -28,6 +31,8 @@
 mod client;
 #[path = "proxy/measure.rs"]
 mod measure;
+#[path = "proxy/middleware.rs"]
+mod middleware;
 #[path = "proxy/mitm.rs"]
 mod mitm;
 #[path = "proxy/mitm_load.rs"]
@@ -69,17 +74,20 @@ pub struct Cfg {
     pub tunnel: bool,
     /// Run the MITM section.
     pub mitm: Option<mitm::MitmCfg>,
+    /// Run the middleware section (same knobs as the MITM one).
+    pub middleware: Option<mitm::MitmCfg>,
 }
 
 impl Cfg {
     fn from_env() -> Cfg {
         let full = std::env::args().any(|a| a == "--bench");
         let only = std::env::var("BENCH_ONLY").unwrap_or_default();
-        let (tunnel, with_mitm) = match only.trim() {
-            "" | "all" => (true, true),
-            "tunnel" => (true, false),
-            "mitm" => (false, true),
-            other => panic!("BENCH_ONLY={other:?}: expected tunnel, mitm or all"),
+        let (tunnel, with_mitm, with_mw) = match only.trim() {
+            "" | "all" => (true, true, true),
+            "tunnel" => (true, false, false),
+            "mitm" => (false, true, false),
+            "middleware" => (false, false, true),
+            other => panic!("BENCH_ONLY={other:?}: expected tunnel, mitm, middleware or all"),
         };
         let daemon = std::env::var("BENCH_DAEMON")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_greyproxyd").to_string());
@@ -95,6 +103,7 @@ impl Cfg {
             conns: env_size("BENCH_CONNS").map_or(conns, |v| v as usize).max(1),
             tunnels: env_size("BENCH_TUNNELS").map_or(tunnels, |v| v as usize),
             mitm: with_mitm.then(|| mitm::MitmCfg::from_env(full, &daemon)),
+            middleware: with_mw.then(|| mitm::MitmCfg::from_env(full, &daemon)),
             daemon,
             tunnel,
         }
@@ -139,12 +148,16 @@ async fn main() {
         );
     }
     let mitm_cfg = cfg.mitm.take();
+    let mw_cfg = cfg.middleware.take();
     if cfg.tunnel {
         println!();
         tunnel_sections(cfg).await;
     }
     if let Some(m) = mitm_cfg {
         mitm::run(&m).await;
+    }
+    if let Some(m) = mw_cfg {
+        middleware::run(&m).await;
     }
 }
 

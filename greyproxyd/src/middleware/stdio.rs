@@ -237,7 +237,7 @@ mod tests {
             out.push(String::from_utf8(l).unwrap());
         }
         assert_eq!(out, vec!["{\"a\":1}", "", "last"]);
-        let long = vec![b'x'; 50];
+        let long = [b'x'; 50];
         let mut r = BufReader::with_capacity(8, &long[..]);
         let mut l = Vec::new();
         assert!(read_line_capped(&mut r, &mut l, 10).await.is_err());
