@@ -308,3 +308,39 @@ async fn watch_prints_json_lines_until_terminated() {
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("unknown event type"), "{r:?}");
 }
+
+/// `--once middlewares` against a daemon running the Python passthrough example on stdio: the
+/// table and the JSON show it ready with the name and hooks from its hello.
+#[tokio::test]
+async fn middlewares_lists_a_live_stdio_middleware() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/passthrough/middleware.py")
+        .canonicalize()
+        .unwrap();
+    let cmd = format!("python3 {}", example.display());
+    let d = greyproxy_testkit::DaemonBuilder::new(common::daemon_bin())
+        .args(&["--middleware-cmd", &cmd])
+        .start()
+        .await;
+    let r = once(&d, &["middlewares", "--json"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let items: Vec<Value> = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["kind"], "stdio");
+    assert_eq!(items[0]["name"], "passthrough");
+    assert_eq!(items[0]["ready"], true);
+    assert_eq!(
+        items[0]["hooks"],
+        serde_json::json!(["http-request", "http-response"])
+    );
+    assert!(items[0]["pid"].as_u64().is_some(), "{items:?}");
+
+    let r = once(&d, &["middlewares"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("passthrough") && r.stdout.contains("stdio"),
+        "{r:?}"
+    );
+    assert!(r.stdout.contains("ready"), "{r:?}");
+    d.stop().await;
+}
