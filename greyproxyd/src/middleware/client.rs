@@ -311,8 +311,14 @@ impl Client {
 
     fn disconnected(&self, err: Option<String>) {
         let mut st = self.state();
-        // Dropping the connection drops every waiter's sender: they fall back at once.
-        st.conn = None;
+        // Waiters hold the connection too: dropping their senders is what makes them fall
+        // back at once (`disconnected`) instead of waiting out their timeout.
+        if let Some(conn) = st.conn.take() {
+            conn.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+        }
         st.connected = false;
         st.pid = None;
         if err.is_some() {

@@ -86,6 +86,30 @@ async fn buffer(mut body: FwdBody, limit: usize) -> Result<Buffered, hyper::Erro
     })
 }
 
+/// Longest the unread rest of a request body is read and discarded after a deny or a body
+/// replacement, so that the client can finish sending and read the answer (HTTP/1.1 clients
+/// that are still writing otherwise see a reset; HTTP/2 streams a cancel).
+const DRAIN_LIMIT: u64 = 64 << 20;
+/// How long that may take.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads and discards what is left of a body, within [`DRAIN_LIMIT`] and [`DRAIN_TIME`].
+async fn drain(rest: Option<FwdBody>) {
+    let Some(mut body) = rest else { return };
+    let work = async {
+        let mut seen = 0u64;
+        while let Some(Ok(f)) = body.frame().await {
+            if let Some(d) = f.data_ref() {
+                seen += d.len() as u64;
+                if seen > DRAIN_LIMIT {
+                    break;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, work).await;
+}
+
 fn full(b: Bytes) -> FwdBody {
     Full::new(b).map_err(|n| match n {}).boxed()
 }
@@ -230,6 +254,7 @@ pub async fn on_request(
         body_replaced: false,
     };
     if let Some(stop) = run_request(mw, &steps, cx, &mut work, events).await {
+        drain(buffered.rest).await;
         return Err(stop_response(
             stop.status,
             stop.body,
@@ -241,6 +266,7 @@ pub async fn on_request(
     let body = if work.body_replaced {
         parts.headers.remove(header::CONTENT_LENGTH);
         parts.headers.remove(header::TRANSFER_ENCODING);
+        drain(buffered.rest).await;
         full(work.body.unwrap_or_default())
     } else {
         buffered.into_body()

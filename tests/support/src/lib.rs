@@ -7,6 +7,7 @@ pub mod badio;
 pub mod control;
 pub mod curl;
 pub mod daemon;
+pub mod fakemw;
 pub mod fetch;
 pub mod https_origin;
 pub mod mitm;
