@@ -65,6 +65,7 @@ fn warn_if_public(addr: std::net::SocketAddr, what: &str) {
 
 /// Runs the daemon until SIGINT/SIGTERM.
 pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
+    lifecycle::raise_fd_limit();
     let started = Instant::now();
     let mut signals = Signals::install().context("cannot install signal handlers")?;
     ensure_state_dir(&cfg.state_dir)?;

@@ -107,6 +107,33 @@ pub fn spawn_watchdog(stop: CancellationToken) {
     });
 }
 
+/// Raises the soft limit on open files (`RLIMIT_NOFILE`) to the hard limit, once at start:
+/// every held connection costs a descriptor (two once it is released and dials upstream), and
+/// the soft limit a shell or service manager hands out (often 1024) is far below what a burst
+/// of held clients needs. The new value is logged at debug; failure only warns.
+pub fn raise_fd_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let lim = getrlimit(Resource::Nofile);
+    let (Some(soft), Some(hard)) = (lim.current, lim.maximum) else {
+        tracing::debug!(soft = ?lim.current, hard = ?lim.maximum, "open-file limit unlimited");
+        return;
+    };
+    if soft >= hard {
+        tracing::debug!(limit = soft, "open-file limit already at its hard limit");
+        return;
+    }
+    let raised = Rlimit {
+        current: Some(hard),
+        maximum: Some(hard),
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::debug!(from = soft, to = hard, "raised the open-file limit"),
+        Err(e) => {
+            tracing::warn!(error = %e, limit = soft, "cannot raise the open-file limit");
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

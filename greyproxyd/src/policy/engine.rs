@@ -146,6 +146,8 @@ pub(super) struct State {
     pub(super) allow_all: AllowAllState,
     /// Rules whose `last_used_at` changed since the last flush.
     pub(super) dirty_rules: Vec<u64>,
+    /// Pending requests bumped (attempt count, last seen) since the last flush.
+    pub(super) dirty_pending: Vec<u64>,
 }
 
 /// The policy engine. Shared as `Arc<Policy>`.
@@ -195,6 +197,7 @@ impl Policy {
                 waiters: HashMap::new(),
                 allow_all,
                 dirty_rules: Vec::new(),
+                dirty_pending: Vec::new(),
             }),
             store,
             events,
@@ -297,22 +300,33 @@ impl Policy {
         Eval::Decided(d, Some(id), Reason::Rule)
     }
 
-    /// Writes rules whose `last_used_at` changed (called periodically and at shutdown), so that
-    /// the hot path never waits for the disk.
+    /// Writes rules whose `last_used_at` changed and pending requests bumped by another attempt
+    /// (called periodically and at shutdown), so that the hot path never waits for the disk.
+    ///
+    /// The rows are taken under `write_lock`: taken before it, a row deleted or edited by a
+    /// mutation in progress would be written back over it (a deleted rule resurrected, an
+    /// acknowledged edit undone).
     pub async fn flush_last_used(&self) {
+        let _w = self.write_lock.lock().await;
         let ops: Vec<Op> = {
             let mut st = self.lock();
             let dirty = std::mem::take(&mut st.dirty_rules);
-            st.rules
+            let dirty_pending = std::mem::take(&mut st.dirty_pending);
+            let rules = st
+                .rules
                 .iter()
                 .filter(|r| dirty.contains(&r.id))
                 .cloned()
-                .map(Op::PutRule)
-                .collect()
+                .map(Op::PutRule);
+            let pending = dirty_pending
+                .iter()
+                .filter_map(|id| st.pending.get(id))
+                .cloned()
+                .map(Op::PutPending);
+            rules.chain(pending).collect()
         };
-        let _w = self.write_lock.lock().await;
         if let Err(e) = self.commit(ops).await {
-            tracing::warn!(error = %e, "cannot persist rule last_used_at");
+            tracing::warn!(error = %e, "cannot persist rule last_used_at and pending attempt counts");
         }
     }
 
@@ -329,4 +343,52 @@ impl Policy {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::store::spawn_log_writer;
+
+    /// The periodic `last_used_at` flush waits for `write_lock` while a delete holds it: what it
+    /// writes must be taken after the delete, or the deleted rule comes back on disk.
+    #[tokio::test]
+    async fn a_flush_never_writes_back_a_rule_deleted_while_it_waited() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("s.redb")).unwrap());
+        let logs = spawn_log_writer(store.clone(), 16, 1000, Box::new(|_| {}));
+        let events = Arc::new(EventBus::new());
+        let policy = Policy::new(store.clone(), events, logs, Duration::from_secs(30)).unwrap();
+        let args = serde_json::from_value(serde_json::json!({
+            "container_pattern": "*", "destination_pattern": "used.example"}))
+        .unwrap();
+        let rule = policy.create_rule(&args).await.unwrap();
+        let req = ConnRequest {
+            container: "c".into(),
+            host: "used.example".into(),
+            port: 443,
+            resolved: None,
+            front: FrontEnd::Http,
+            tunnel: false,
+        };
+        assert!(matches!(policy.evaluate(&req), Eval::Decided(..)));
+
+        let busy = policy.write_lock.lock().await;
+        let p = policy.clone();
+        let delete = tokio::spawn(async move { p.delete_rule(rule.id).await });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        let p = policy.clone();
+        let flush = tokio::spawn(async move { p.flush_last_used().await });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        drop(busy);
+        delete.await.unwrap().unwrap();
+        flush.await.unwrap();
+        let on_disk = store.load_rules().unwrap();
+        assert!(on_disk.iter().all(|r| r.id != rule.id), "{on_disk:?}");
+    }
 }

@@ -79,6 +79,13 @@ impl Policy {
                         break (d, rule, reason);
                     }
                     if !self.lock().pending.contains_key(&pending_id) {
+                        // An allow adds its rule and removes the pending request together, and
+                        // may have done so between the evaluation above and this check (a hold
+                        // woken by an earlier change): only a removal without a deciding rule
+                        // is a dismissal.
+                        if let Eval::Decided(d, rule, reason) = self.evaluate(req) {
+                            break (d, rule, reason);
+                        }
                         break (Decision::Blocked, None, Reason::Dismissed);
                     }
                 }
@@ -218,8 +225,19 @@ impl Policy {
                 ),
             }
         };
-        self.commit(vec![Op::PutPending(record.clone())]).await?;
-        self.lock().pending.insert(record.id, record.clone());
+        if created {
+            self.commit(vec![Op::PutPending(record.clone())]).await?;
+            self.lock().pending.insert(record.id, record.clone());
+        } else {
+            // Another attempt at a known destination changes only its counters: written by the
+            // periodic flush rather than one durable commit each, which, under `write_lock`,
+            // would queue every decision behind a burst of held clients (one fsync apiece).
+            let mut st = self.lock();
+            st.pending.insert(record.id, record.clone());
+            if !st.dirty_pending.contains(&record.id) {
+                st.dirty_pending.push(record.id);
+            }
+        }
         Ok((record, created))
     }
 

@@ -31,7 +31,7 @@ pub enum StoreError {
         supported: u64,
     },
     /// A read or write transaction could not be started.
-    #[error("store transaction failed: {0}")]
+    #[error("store transaction failed: {}", describe_transaction_error(.0))]
     Transaction(#[from] redb::TransactionError),
     /// A table could not be opened (for example, it has an unexpected type).
     #[error("store table error: {0}")]
@@ -63,6 +63,20 @@ fn describe_open_error(err: &redb::DatabaseError) -> String {
         }
         redb::DatabaseError::DatabaseAlreadyOpen => {
             format!("in use by another process, is another greyproxyd running? ({err})")
+        }
+        _ => err.to_string(),
+    }
+}
+
+/// redb's wording, except after an earlier failed write: redb then refuses every write until the
+/// file is reopened ("Please close and re-open the database"), which for the person running the
+/// daemon means a restart once the disk takes writes again.
+fn describe_transaction_error(err: &redb::TransactionError) -> String {
+    match err {
+        redb::TransactionError::Storage(redb::StorageError::PreviousIo) => {
+            "an earlier write to the store failed (disk full or read-only?); nothing can be \
+             saved until greyproxyd is restarted with the disk writable"
+                .to_string()
         }
         _ => err.to_string(),
     }
