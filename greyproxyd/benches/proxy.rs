@@ -15,12 +15,16 @@
 //! 6. Middleware (`proxy/middleware.rs`): the MITM request rate and latency with no middleware
 //!    and with the Python passthrough example on stdio and on WebSocket.
 //!
+//! 7. Soak (`proxy/soak.rs`, only with `BENCH_ONLY=soak`): 30 minutes (`BENCH_SOAK_SECS`) of
+//!    mixed traffic; RSS, descriptors and threads sampled; flat RSS and descriptors back to
+//!    baseline are the verdict.
+//!
 //! Knobs (environment): `BENCH_BYTES` (bytes per transfer, default 2 GiB; `K`/`M`/`G` suffixes
 //! are binary), `BENCH_REPS` (transfers per path and direction, default 5), `BENCH_HOLDS`
 //! (held requests, default 50), `BENCH_CONNS` (sequential connections per path, default 2000),
 //! `BENCH_TUNNELS` (concurrent open tunnels for the memory figure, default 200),
 //! `BENCH_DAEMON` (another `greyproxyd` binary, to compare builds; default: this build's),
-//! `BENCH_ONLY` (`tunnel` for 1–4, `mitm` for 5, `middleware` for 6; default all), and the MITM knobs
+//! `BENCH_ONLY` (`tunnel` for 1–4, `mitm` for 5, `middleware` for 6, `soak` for 7; default all but the soak), and the MITM knobs
 //! `BENCH_MITM_SECS`, `BENCH_MITM_WARMUP`, `BENCH_MITM_CONNS`, `BENCH_MITM_BYTES`,
 //! `BENCH_MITM_REPS`, `BENCH_MITMDUMP` (see `proxy/mitm.rs`, `proxy/mitmproxy.rs`).
 //! Run without `--bench` (as `cargo test --benches` does) it is a quick smoke run with small
@@ -39,8 +43,12 @@ mod mitm;
 mod mitm_load;
 #[path = "proxy/mitmproxy.rs"]
 mod mitmproxy;
+#[path = "proxy/soak.rs"]
+mod soak;
 #[path = "proxy/sys.rs"]
 mod sys;
+#[path = "proxy/tinyproxy.rs"]
+mod tinyproxy;
 
 use std::time::{Duration, Instant};
 
@@ -76,18 +84,23 @@ pub struct Cfg {
     pub mitm: Option<mitm::MitmCfg>,
     /// Run the middleware section (same knobs as the MITM one).
     pub middleware: Option<mitm::MitmCfg>,
+    /// Run the soak (only when asked for: it takes 30 minutes).
+    pub soak: Option<soak::SoakCfg>,
 }
 
 impl Cfg {
     fn from_env() -> Cfg {
         let full = std::env::args().any(|a| a == "--bench");
         let only = std::env::var("BENCH_ONLY").unwrap_or_default();
-        let (tunnel, with_mitm, with_mw) = match only.trim() {
-            "" | "all" => (true, true, true),
-            "tunnel" => (true, false, false),
-            "mitm" => (false, true, false),
-            "middleware" => (false, false, true),
-            other => panic!("BENCH_ONLY={other:?}: expected tunnel, mitm, middleware or all"),
+        let (tunnel, with_mitm, with_mw, with_soak) = match only.trim() {
+            "" | "all" => (true, true, true, false),
+            "tunnel" => (true, false, false, false),
+            "mitm" => (false, true, false, false),
+            "middleware" => (false, false, true, false),
+            "soak" => (false, false, false, true),
+            other => {
+                panic!("BENCH_ONLY={other:?}: expected tunnel, mitm, middleware, soak or all")
+            }
         };
         let daemon = std::env::var("BENCH_DAEMON")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_greyproxyd").to_string());
@@ -104,6 +117,7 @@ impl Cfg {
             tunnels: env_size("BENCH_TUNNELS").map_or(tunnels, |v| v as usize),
             mitm: with_mitm.then(|| mitm::MitmCfg::from_env(full, &daemon)),
             middleware: with_mw.then(|| mitm::MitmCfg::from_env(full, &daemon)),
+            soak: with_soak.then(|| soak::SoakCfg::from_env(full, &daemon)),
             daemon,
             tunnel,
         }
@@ -149,6 +163,7 @@ async fn main() {
     }
     let mitm_cfg = cfg.mitm.take();
     let mw_cfg = cfg.middleware.take();
+    let soak_cfg = cfg.soak.take();
     if cfg.tunnel {
         println!();
         tunnel_sections(cfg).await;
@@ -158,6 +173,9 @@ async fn main() {
     }
     if let Some(m) = mw_cfg {
         middleware::run(&m).await;
+    }
+    if let Some(s) = soak_cfg {
+        soak::run(&s).await;
     }
 }
 
@@ -179,11 +197,26 @@ async fn tunnel_sections(cfg: Cfg) {
         "[1/4] bulk throughput ({} per transfer)…",
         human_bytes(cfg.bytes)
     );
+    let full = std::env::args().any(|a| a == "--bench");
+    let peer = match tinyproxy::Tinyproxy::start(full) {
+        Ok(t) => {
+            eprintln!("      tinyproxy {} (pid {})", t.version, t.pid);
+            Some(t)
+        }
+        Err(e) => {
+            eprintln!("      tinyproxy: not available: {e}");
+            None
+        }
+    };
+    let peer_addr = peer.as_ref().map(|t| (t.addr, t.pid));
     let cpu_start = Cpu::now(pid);
     let started = Instant::now();
-    let (tp, cfg) = tokio::task::spawn_blocking(move || (throughput(&cfg, http, socks, pid), cfg))
-        .await
-        .unwrap();
+    let (tp, cfg) =
+        tokio::task::spawn_blocking(move || (throughput(&cfg, http, socks, pid, peer_addr), cfg))
+            .await
+            .unwrap();
+    let peer_note = peer.as_ref().map(|t| t.version.clone());
+    drop(peer);
 
     eprintln!("[2/4] allow → release ({} holds)…", cfg.holds);
     let mut holds = Vec::new();
@@ -219,7 +252,7 @@ async fn tunnel_sections(cfg: Cfg) {
     );
     println!();
     println!(
-        "| direction | path | best MB/s | median MB/s | best / direct | median / direct | CPU s/GB all | CPU s/GB daemon |"
+        "| direction | path | best MB/s | median MB/s | best / direct | median / direct | CPU s/GB all | CPU s/GB proxy |"
     );
     println!("|---|---|---:|---:|---:|---:|---:|---:|");
     for dir in ["download", "upload"] {
@@ -244,6 +277,11 @@ async fn tunnel_sections(cfg: Cfg) {
             );
         }
     }
+    println!();
+    println!(
+        "- peer: {} (its CPU column is its own process)",
+        peer_note.as_deref().unwrap_or("tinyproxy not available")
+    );
     println!();
 
     let rel = sorted(&allow.release_ms);

@@ -12,6 +12,8 @@ pub enum Via {
     Direct,
     Http(SocketAddr),
     Socks(SocketAddr),
+    /// HTTP CONNECT through another proxy (a peer such as tinyproxy), named in the report.
+    Peer(SocketAddr, &'static str),
 }
 
 impl Via {
@@ -21,6 +23,7 @@ impl Via {
             Via::Direct => "direct",
             Via::Http(_) => "HTTP CONNECT",
             Via::Socks(_) => "SOCKS5",
+            Via::Peer(_, name) => name,
         }
     }
 }
@@ -58,7 +61,7 @@ pub fn check_established(head: &[u8]) {
 pub fn open_blocking(via: Via, target: SocketAddr) -> (StdStream, Vec<u8>) {
     match via {
         Via::Direct => (StdStream::connect(target).unwrap(), Vec::new()),
-        Via::Http(proxy) => {
+        Via::Http(proxy) | Via::Peer(proxy, _) => {
             let mut s = StdStream::connect(proxy).unwrap();
             s.write_all(connect_request(target).as_bytes()).unwrap();
             let mut buf = Vec::new();
@@ -105,7 +108,7 @@ pub async fn open_async(via: Via, target: SocketAddr) -> TcpStream {
             s.set_nodelay(true).unwrap();
             s
         }
-        Via::Http(proxy) => {
+        Via::Http(proxy) | Via::Peer(proxy, _) => {
             let mut s = TcpStream::connect(proxy).await.unwrap();
             s.set_nodelay(true).unwrap();
             s.write_all(connect_request(target).as_bytes())

@@ -121,18 +121,32 @@ pub struct Throughput {
 }
 
 /// Bulk transfers direct, through CONNECT and through SOCKS5, both directions, interleaved.
-pub fn throughput(cfg: &Cfg, http: SocketAddr, socks: SocketAddr, pid: u32) -> Vec<Throughput> {
+pub fn throughput(
+    cfg: &Cfg,
+    http: SocketAddr,
+    socks: SocketAddr,
+    pid: u32,
+    peer: Option<(SocketAddr, u32)>,
+) -> Vec<Throughput> {
     let source = source_origin(cfg.bytes);
     let warm = cfg.bytes.min(64 << 20);
     let warm_source = source_origin(warm);
     let sink = sink_origin();
-    let vias = [Via::Direct, Via::Http(http), Via::Socks(socks)];
+    // Each path with the process whose CPU is the proxy's (the peer's own for tinyproxy).
+    let mut vias = vec![
+        (Via::Direct, pid),
+        (Via::Http(http), pid),
+        (Via::Socks(socks), pid),
+    ];
+    if let Some((addr, ppid)) = peer {
+        vias.push((Via::Peer(addr, "tinyproxy CONNECT"), ppid));
+    }
     let mut out = Vec::new();
     for direction in ["download", "upload"] {
         let mut runs: Vec<Vec<f64>> = vec![Vec::new(); vias.len()];
         let mut cpu: Vec<Vec<(f64, f64)>> = vec![Vec::new(); vias.len()];
         // Warm-up (page cache, TCP autotuning, daemon allocator), not counted.
-        for via in vias {
+        for &(via, _) in &vias {
             match direction {
                 "download" => download(via, warm_source, warm),
                 _ => upload(via, sink, warm),
@@ -140,7 +154,7 @@ pub fn throughput(cfg: &Cfg, http: SocketAddr, socks: SocketAddr, pid: u32) -> V
         }
         // Interleaved so that drift (thermal, neighbours) hits every path alike.
         for _ in 0..cfg.reps {
-            for (i, via) in vias.into_iter().enumerate() {
+            for (i, &(via, pid)) in vias.iter().enumerate() {
                 let before = Cpu::now(pid);
                 let mbs = match direction {
                     "download" => download(via, source, cfg.bytes),
@@ -152,7 +166,7 @@ pub fn throughput(cfg: &Cfg, http: SocketAddr, socks: SocketAddr, pid: u32) -> V
                 cpu[i].push(((me + daemon) / gb, daemon / gb));
             }
         }
-        for ((via, runs), cpu) in vias.into_iter().zip(runs).zip(cpu) {
+        for ((&(via, _), runs), cpu) in vias.iter().zip(runs).zip(cpu) {
             out.push(Throughput {
                 direction,
                 via,
