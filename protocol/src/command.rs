@@ -502,6 +502,7 @@ mod tests {
             Command::ClearAllowAll,
             Command::ListActivity(ListArgs::default()),
             Command::GetTransaction(TransactionIdArgs { transaction_id: 7 }),
+            Command::ListMiddlewares,
         ];
         assert_eq!(cmds.len(), COMMAND_NAMES.len());
         for c in cmds {

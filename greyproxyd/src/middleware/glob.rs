@@ -329,6 +329,20 @@ mod tests {
     }
 
     #[test]
+    fn many_stars_do_not_backtrack() {
+        // Checked while fuzzing: like Go, a `*` commits to the first position where the chunk
+        // after it matches (only the last chunk retries), so matching is linear here rather
+        // than exponential in the number of stars.
+        let value = "a".repeat(100_000);
+        let start = std::time::Instant::now();
+        assert!(!go_match("*a*a*a*a*a*a*a*a*a*a*a*a*b", &value));
+        assert!(go_match("*a*a*a*a*a*a*a*a*a*a*a*a*", &value));
+        assert!(!filter_glob("*a*a*a*a*a*b", &value));
+        assert!(!go_match("*?*?*?*?*?*?*?*?*/", &value));
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
     fn filter_glob_suffix_extension() {
         let p = "*.openai.com";
         assert!(filter_glob(p, "api.openai.com"));

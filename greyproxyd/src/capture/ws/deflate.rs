@@ -199,6 +199,9 @@ pub struct Inflated {
     pub data: Vec<u8>,
     /// Every byte produced so far, kept or not.
     pub total: usize,
+    /// History bytes decoded again (and discarded) to restart after BFINAL blocks: as much
+    /// work as output, so they count against `max_total` too.
+    replayed: usize,
     keep: usize,
     max_total: usize,
 }
@@ -209,6 +212,7 @@ impl Inflated {
         Self {
             data: Vec::new(),
             total: 0,
+            replayed: 0,
             keep,
             max_total,
         }
@@ -222,13 +226,25 @@ impl Inflated {
     /// Counts `chunk`, keeps what fits, fails past the cap.
     pub fn write(&mut self, chunk: &[u8]) -> Result<(), DeflateError> {
         self.total = self.total.saturating_add(chunk.len());
-        if self.total > self.max_total {
+        self.check()?;
+        let room = self.keep.saturating_sub(self.data.len());
+        self.data.extend_from_slice(&chunk[..room.min(chunk.len())]);
+        Ok(())
+    }
+
+    /// Counts `len` history bytes about to be replayed into a restarted decoder.
+    fn replay(&mut self, len: usize) -> Result<(), DeflateError> {
+        self.replayed = self.replayed.saturating_add(len);
+        self.check()
+    }
+
+    /// Fails once output and replayed history together pass the cap.
+    fn check(&self) -> Result<(), DeflateError> {
+        if self.total.saturating_add(self.replayed) > self.max_total {
             return Err(DeflateError::TooLarge {
                 cap: self.max_total,
             });
         }
-        let room = self.keep.saturating_sub(self.data.len());
-        self.data.extend_from_slice(&chunk[..room.min(chunk.len())]);
         Ok(())
     }
 }
@@ -305,7 +321,7 @@ impl Inflater {
                 if input.is_empty() {
                     return Ok(());
                 }
-                self.restart()?;
+                self.restart(out)?;
             }
             if SCRATCH - self.filled < MIN_ROOM {
                 self.scratch
@@ -377,14 +393,17 @@ impl Inflater {
     /// set, in the same message or the next, and the sender's window carries on across it.
     /// zlib-style decoders stop at BFINAL, and the miniz backend cannot be given a preset
     /// dictionary, so the new decoder is primed with a stored block holding the last 32 KiB of
-    /// output: that puts exactly the sender's history in its window. Its output is discarded.
-    fn restart(&mut self) -> Result<(), DeflateError> {
+    /// output: that puts exactly the sender's history in its window. Its output is discarded,
+    /// but the work is charged to `out`: a run of tiny BFINAL blocks would otherwise make every
+    /// two input bytes cost a 32 KiB replay, unbounded by the decompression cap.
+    fn restart(&mut self, out: &mut Inflated) -> Result<(), DeflateError> {
         self.decompress.reset(false);
         self.ended = false;
         let history = &self.scratch[self.filled.saturating_sub(WINDOW)..self.filled];
         if history.is_empty() {
             return Ok(());
         }
+        out.replay(history.len())?;
         // `history` is at most WINDOW (32 KiB) long, so it fits a stored block's 16-bit LEN.
         let len = history.len() as u16;
         let mut primer = Vec::with_capacity(5 + history.len());

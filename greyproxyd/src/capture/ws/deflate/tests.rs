@@ -356,6 +356,39 @@ fn decompression_bomb_fails_fast_naming_the_cap() {
 }
 
 #[test]
+fn bfinal_restarts_count_against_the_cap() {
+    // Found by fuzzing (ws_frame): 32 KiB of history, then a run of empty BFINAL blocks
+    // (`03 00`: BFINAL=1, fixed Huffman, end of block). Each one made `restart` replay the whole
+    // 32 KiB window into a fresh decoder, uncounted: 64 KiB of input cost 1 GiB of decoding
+    // while the output stayed at 32 KiB, far under any cap. The replay now counts against it.
+    let mut bits = Bits::default();
+    bits.put(1, 1); // BFINAL
+    bits.put(1, 2); // fixed Huffman
+    bits.code(0x30, 8); // literal 0
+    for _ in 0..127 {
+        bits.code(0b1100_0101, 8); // length 258
+        bits.code(0, 5); // distance 1
+    }
+    bits.code(0, 7); // end of block
+    if bits.n > 0 {
+        bits.out.push(bits.acc as u8); // pad to the byte boundary
+    }
+    let mut data = bits.out;
+    let history = 1 + 258 * 127;
+    data.extend(b"\x03\x00".repeat(20_000));
+    let start = Instant::now();
+    let error = Inflater::new(false)
+        .inflate_message(&data, MIB)
+        .unwrap_err();
+    assert_eq!(error, DeflateError::TooLarge { cap: MIB });
+    assert!(start.elapsed() < Duration::from_secs(10));
+    // A few restarts stay well within the cap, and the output is only what was produced.
+    let few = &data[..data.len() - 2 * 19_990];
+    let out = Inflater::new(false).inflate_message(few, MIB).unwrap();
+    assert_eq!(out, vec![0; history]);
+}
+
+#[test]
 fn corrupt_data_is_an_error() {
     // BTYPE=11 is reserved.
     assert!(matches!(

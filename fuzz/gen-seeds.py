@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Regenerates the committed seed corpora under fuzz/corpus/<target>/ (a few valid inputs
+per target). Run from anywhere: python3 fuzz/gen-seeds.py"""
+
+import os
+import struct
+import zlib
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+
+
+def put(target, name, data):
+    d = os.path.join(ROOT, target)
+    os.makedirs(d, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+# --- socks5_handshake: greeting [+ RFC 1929 auth] + request (+ pipelined bytes) ---------------
+put("socks5_handshake", "noauth_ipv4", bytes([5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1, 0x1F, 0x90]))
+put("socks5_handshake", "noauth_domain",
+    bytes([5, 1, 0, 5, 1, 0, 3, 11]) + b"example.com" + bytes([1, 0xBB]) + b"GET / HTTP/1.1\r\n")
+put("socks5_handshake", "noauth_ipv6", bytes([5, 1, 0, 5, 1, 0, 4]) + bytes(15) + b"\x01\x00\x50")
+put("socks5_handshake", "userpass_domain",
+    bytes([5, 2, 0, 2, 1, 8]) + b"opencode" + bytes([5]) + b"proxy"
+    + bytes([5, 1, 0, 3, 7]) + b"a.b.com" + bytes([0, 80]))
+put("socks5_handshake", "bind_command", bytes([5, 1, 0, 5, 2, 0, 1, 10, 0, 0, 1, 0, 80]))
+put("socks5_handshake", "no_method", bytes([5, 2, 1, 3]))
+
+# --- http_head: first byte = read chunk knob, then the head -----------------------------------
+put("http_head", "connect", b"\x00CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+put("http_head", "connect_v6_auth",
+    b"\x03CONNECT [::1]:8443 HTTP/1.1\r\nProxy-Authorization: Basic b3BlbmNvZGU6cHJveHk=\r\n\r\n")
+put("http_head", "absolute_get",
+    b"\x10GET http://u:p@Example.com:8080/x?y#z HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\nbody")
+put("http_head", "origin_form", b"\x01GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+put("http_head", "partial", b"\x00POST http://a/ HTTP/1.1\r\nContent-Length: 3\r\n")
+
+
+# --- WebSocket frames ----------------------------------------------------------------------------
+def frame(fin, rsv, opcode, payload, mask=None):
+    b0 = (0x80 if fin else 0) | rsv | opcode
+    mbit = 0x80 if mask else 0
+    n = len(payload)
+    if n <= 125:
+        head = bytes([b0, mbit | n])
+    elif n <= 0xFFFF:
+        head = bytes([b0, mbit | 126]) + struct.pack(">H", n)
+    else:
+        head = bytes([b0, mbit | 127]) + struct.pack(">Q", n)
+    if mask:
+        payload = bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
+        head += bytes(mask)
+    return head + payload
+
+
+def deflate_messages(msgs):
+    """permessage-deflate with context takeover: one raw-deflate stream, SYNC_FLUSH per message,
+    the 00 00 FF FF tail stripped."""
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    out = []
+    for m in msgs:
+        data = c.compress(m) + c.flush(zlib.Z_SYNC_FLUSH)
+        assert data.endswith(b"\x00\x00\xff\xff")
+        out.append(data[:-4])
+    return out
+
+
+MASK = [0x37, 0xFA, 0x21, 0x3D]
+RSV1 = 0x40
+plain_s2c = (frame(True, 0, 1, b'{"type":"hello"}') + frame(False, 0, 2, b"\x00\x01")
+             + frame(False, 0, 0, b"\x02") + frame(True, 0, 9, b"ping")
+             + frame(True, 0, 0, b"\x03") + frame(True, 0, 8, b"\x03\xe8bye"))
+plain_c2s = (frame(True, 0, 1, b"Hello", MASK) + frame(True, 0, 10, b"", MASK)
+             + frame(True, 0, 2, bytes(range(200)), MASK))
+msgs = [b'{"event":"token","text":"hello world"}' * 3, b'{"event":"token","text":"hello again"}' * 3]
+comp = deflate_messages(msgs)
+deflate_s2c = b"".join(frame(True, RSV1, 1, m) for m in comp)
+deflate_c2s = frame(False, RSV1, 1, comp[0][:10], MASK) + frame(True, 0, 0, comp[0][10:], MASK) \
+    + frame(True, RSV1, 1, comp[1], MASK)
+
+# ws_tap: byte 0 = flags (bit0 deflate, bit1 client_no_context_takeover, bit2
+# server_no_context_takeover, bit3 client-to-server, bits 5-7 chunk size), byte 1 = limits.
+put("ws_tap", "plain_s2c", bytes([0b111 << 5, 0x0F]) + plain_s2c)
+put("ws_tap", "plain_c2s_chunked", bytes([0x08 | (2 << 5), 0x0E]) + plain_c2s)
+put("ws_tap", "deflate_s2c", bytes([0x01 | (7 << 5), 0x0F]) + deflate_s2c)
+put("ws_tap", "deflate_c2s_bytewise", bytes([0x09, 0x0A]) + deflate_c2s)
+put("ws_tap", "deflate_nct", bytes([0x07 | (4 << 5), 0x0F]) + b"".join(
+    frame(True, RSV1, 2, deflate_messages([m])[0]) for m in msgs))
+
+# ws_frame: byte 0 = flags (bits 0-1 cap, bits 2-3 chunk, RSV bits allowed as in the frame
+# header, bit 7 no_context_takeover for the raw inflater pass).
+put("ws_frame", "plain", bytes([0x03 | (3 << 2)]) + plain_s2c)
+put("ws_frame", "masked_bytewise", bytes([0x02]) + plain_c2s)
+put("ws_frame", "rsv1", bytes([RSV1 | 0x03 | (2 << 2)]) + deflate_s2c)
+put("ws_frame", "raw_deflate", bytes([0x80]) + comp[0])
+big = frame(True, 0, 2, bytes(300)) + frame(True, 0, 2, b"x" * 70000)
+put("ws_frame", "extended_lengths", bytes([0x01 | (3 << 2)]) + big[:2000])
+# Regression seed: 32 KiB of history in a BFINAL block, then empty BFINAL blocks (`03 00`), each
+# of which once replayed the whole window uncounted (see docs/fuzzing.md).
+history = zlib.compressobj(9, zlib.DEFLATED, -15)
+history = history.compress(bytes(32768)) + history.flush(zlib.Z_FINISH)
+put("ws_frame", "bfinal_restarts", bytes([0x03 << 2]) + history + b"\x03\x00" * 2000)
+put("ws_frame", "extensions_text",
+    b"\x00permessage-deflate; client_no_context_takeover; server_max_window_bits=\"10\"\nx, permessage-deflate")
+
+# --- control_command -----------------------------------------------------------------------------
+for name, text in {
+    "allow": '{"command":"allow","pending_id":123,"scope":"exact","duration":"permanent","notes":"n","request_id":"r1"}',
+    "deny": '{"command":"deny","pending_id":7,"request_id":42}',
+    "list_rules": '{"command":"list_rules"}',
+    "create_rule": '{"command":"create_rule","container_pattern":"*","destination_pattern":"*.example.com","port_pattern":"443","action":"allow"}',
+    "subscribe": '{"command":"subscribe","event_types":["pending_created"]}',
+    "update_rule": '{"command":"update_rule","rule_id":5,"notes":null,"expires_at":"","action":"deny"}',
+    "unknown": '{"command":"nope","request_id":null}',
+}.items():
+    put("control_command", name, text)
+
+# --- middleware_decode ---------------------------------------------------------------------------
+for name, text in {
+    "decision_allow": '{"type":"decision","id":"1","action":"allow"}',
+    "decision_deny": '{"Type":"decision","ID":"2","Action":"deny","status_code":403,"body":"bm8=","tags":{"k":1}}',
+    "decision_rewrite": '{"type":"decision","id":"3","action":"rewrite","headers":{"X-A":["1","2"],"X-B":null},"body":"aGVs\\r\\nbG8="}',
+    "hello": '{"type":"hello","name":"scanner","min_version":1,"max_version":2,"hooks":[{"type":"http-request","filters":{"host":["*.openai.com"],"tls":true}},{"Type":"http-response","Filters":null}],"max_body_bytes":1048576}',
+    "hello_legacy": '{"type":"hello","hooks":[{"type":"http-request"}]}',
+}.items():
+    put("middleware_decode", name, text)
+
+# --- middleware_glob: pattern NUL value ------------------------------------------------------------
+for name, (p, v) in {
+    "suffix": ("*.openai.com", "api.openai.com"),
+    "classes": ("a[^b-d]?[\\]x]*", "aé/]zzz"),
+    "path": ("a*b*c*d*e*/f", "axbxcxdxexxx/f"),
+    "backtrack": ("*a*a*a*a*a*a*a*b", "a" * 200),
+    "malformed": ("[a-", "a"),
+}.items():
+    put("middleware_glob", name, p + "\0" + v)
+
+# --- middleware_split ----------------------------------------------------------------------------
+for name, text in {
+    "plain": "python3 mw.py --flag",
+    "quotes": "uv run --with 'websockets>=12' \"my mw.py\" a\\ b",
+    "sh": "sh -c \"echo hi | cat\"",
+    "unterminated": "a 'b c",
+}.items():
+    put("middleware_split", name, text)
