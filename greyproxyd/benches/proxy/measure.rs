@@ -142,7 +142,15 @@ pub fn throughput(
         vias.push((Via::Peer(addr, "tinyproxy CONNECT"), ppid));
     }
     let mut out = Vec::new();
+    let all_vias = vias;
     for direction in ["download", "upload"] {
+        // tinyproxy closes both directions when the client half-closes, so the upload's
+        // acknowledgement (sent after the client's FIN) never arrives: downloads only.
+        let vias: Vec<(Via, u32)> = all_vias
+            .iter()
+            .copied()
+            .filter(|(v, _)| direction == "download" || !matches!(v, Via::Peer(..)))
+            .collect();
         let mut runs: Vec<Vec<f64>> = vec![Vec::new(); vias.len()];
         let mut cpu: Vec<Vec<(f64, f64)>> = vec![Vec::new(); vias.len()];
         // Warm-up (page cache, TCP autotuning, daemon allocator), not counted.
