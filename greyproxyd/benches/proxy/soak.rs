@@ -168,6 +168,16 @@ pub async fn run(cfg: &SoakCfg) {
     report(
         cfg, &samples, idle_fds, end_fds, idle_rss, end_rss, peak_rss, holds, &errors,
     );
+    let log = d.log();
+    let bad: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" ERROR ") || l.contains(" WARN "))
+        .collect();
+    println!("- daemon warnings and errors: {}", bad.len());
+    for l in bad.iter().take(5) {
+        println!("  - `{l}`");
+    }
+    println!();
     let _ = d.stop().await;
 }
 
