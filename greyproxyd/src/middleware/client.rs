@@ -19,6 +19,11 @@ use tokio_util::sync::CancellationToken;
 use super::filter::CompiledFilter;
 use super::link::Link;
 
+/// Malformed frames per connection logged as warnings before the rest go to debug.
+const MALFORMED_LOGGED: u64 = 5;
+/// After that, one warning with the count every this many.
+const MALFORMED_EVERY: u64 = 10_000;
+
 /// How long a middleware has to answer the proxy hello.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Per-message timeout when none (or a non-positive one) is configured.
@@ -116,6 +121,9 @@ pub struct Declared {
 struct Conn {
     out: tokio::sync::mpsc::Sender<String>,
     pending: Mutex<HashMap<String, oneshot::Sender<Decision>>>,
+    /// Frames that were not decisions, for rate-limited logging (a middleware flooding its
+    /// stdout must not flood the daemon's log too).
+    malformed: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -390,6 +398,7 @@ impl Client {
         let conn = Arc::new(Conn {
             out: link.out.clone(),
             pending: Mutex::new(HashMap::new()),
+            malformed: std::sync::atomic::AtomicU64::new(0),
         });
         {
             let mut st = self.state();
@@ -440,10 +449,23 @@ fn deliver(conn: &Conn, frame: &[u8], endpoint: &Endpoint) {
     let d = match Decision::decode(frame) {
         Ok(d) => d,
         Err(e) => {
-            tracing::warn!(
-                "middleware {}: malformed frame, skipping: {e}",
-                endpoint.display()
-            );
+            let n = conn
+                .malformed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1;
+            let ep = endpoint.display();
+            if n <= MALFORMED_LOGGED {
+                tracing::warn!("middleware {ep}: malformed frame, skipping: {e}");
+                if n == MALFORMED_LOGGED {
+                    tracing::warn!(
+                        "middleware {ep}: further malformed frames are logged at debug, with a count every {MALFORMED_EVERY}"
+                    );
+                }
+            } else if n % MALFORMED_EVERY == 0 {
+                tracing::warn!("middleware {ep}: {n} malformed frames skipped so far");
+            } else {
+                tracing::debug!("middleware {ep}: malformed frame, skipping: {e}");
+            }
             return;
         }
     };
