@@ -461,7 +461,7 @@ fn deliver(conn: &Conn, frame: &[u8], endpoint: &Endpoint) {
                         "middleware {ep}: further malformed frames are logged at debug, with a count every {MALFORMED_EVERY}"
                     );
                 }
-            } else if n % MALFORMED_EVERY == 0 {
+            } else if n.is_multiple_of(MALFORMED_EVERY) {
                 tracing::warn!("middleware {ep}: {n} malformed frames skipped so far");
             } else {
                 tracing::debug!("middleware {ep}: malformed frame, skipping: {e}");
