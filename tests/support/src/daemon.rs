@@ -77,8 +77,11 @@ impl DaemonBuilder {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().unwrap();
-        let runtime = wait_runtime(dir.path(), &mut child, &log_path).await;
+        // Killed if the start is abandoned (a panic, or the test dropping this future), so that
+        // no daemon outlives its test.
+        let mut guard = StartGuard(Some(cmd.spawn().unwrap()));
+        let runtime = wait_runtime(dir.path(), guard.child(), &log_path).await;
+        let child = guard.0.take().unwrap();
         let addr = |k: &str| -> Option<SocketAddr> {
             runtime["listeners"][k].as_str().map(|s| s.parse().unwrap())
         };
@@ -95,6 +98,24 @@ impl DaemonBuilder {
             socks: addr("socks5"),
             dns: addr("dns"),
             token,
+        }
+    }
+}
+
+/// The daemon being started; killed on drop unless handed over.
+struct StartGuard(Option<Child>);
+
+impl StartGuard {
+    fn child(&mut self) -> &mut Child {
+        self.0.as_mut().unwrap()
+    }
+}
+
+impl Drop for StartGuard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
 }
