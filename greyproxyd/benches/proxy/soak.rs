@@ -123,6 +123,11 @@ pub async fn run(cfg: &SoakCfg) {
         errors.clone(),
     )));
     let mut ctl = d.client().await;
+    // Only what the hold step waits for: every transaction would otherwise be queued in this
+    // client for the whole run (a 30-minute run grew the benchmark itself to 24 GB).
+    let _ = ctl
+        .cmd(json!({"command": "subscribe", "event_type": "pending_request.created"}))
+        .await;
     let started = Instant::now();
     let mut samples = Vec::new();
     let mut next_sample = started;
