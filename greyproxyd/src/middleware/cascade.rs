@@ -124,6 +124,33 @@ pub struct Context {
     pub pipeline: &'static str,
 }
 
+impl Context {
+    /// Whether the LLM endpoint registry recognises this exchange (requests look up the
+    /// decoded path, responses the raw URI, as greyproxy does).
+    pub fn is_llm(&self, mw: &Middlewares, response: bool) -> bool {
+        let path = if response { &self.uri } else { &self.path };
+        mw.llm().lookup(&self.host, path, &self.method).is_some()
+    }
+
+    /// The filter input of a request (or response) hook with this content type.
+    pub fn filter_input<'a>(
+        &'a self,
+        response: bool,
+        llm: bool,
+        content_type: Option<&'a str>,
+    ) -> FilterInput<'a> {
+        FilterInput {
+            tls: self.tls,
+            llm,
+            host: &self.host,
+            path: if response { &self.uri } else { &self.path },
+            method: &self.method,
+            content_type,
+            container: &self.container,
+        }
+    }
+}
+
 /// Working state of a request.
 #[derive(Debug)]
 pub struct RequestWork {
@@ -148,6 +175,8 @@ pub struct ResponseWork {
     pub rewritten: bool,
     /// A step replaced the body.
     pub body_replaced: bool,
+    /// Upstream round trip to the response head, milliseconds.
+    pub duration_ms: i64,
 }
 
 /// A cascade that ended the exchange.
@@ -247,29 +276,92 @@ fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Sends one message (its JSON, or why it could not be encoded) to a step's middleware and logs
+/// a fallback or unknown action; returns the outcome and the milliseconds waited.
+async fn ask(
+    step: &Step,
+    hook: &str,
+    id: &str,
+    json: serde_json::Result<String>,
+    response: bool,
+) -> (Outcome, u64) {
+    let started = Instant::now();
+    let out = match json {
+        Ok(j) => step.client.send(id, j, response).await,
+        Err(_) => step.client.fallback(id, response, "marshal_error"),
+    };
+    let waited = started.elapsed().as_millis() as u64;
+    log_outcome(step, hook, &out, response);
+    (out, waited)
+}
+
+/// A decision status usable on the wire.
+fn http_status(code: i64) -> Option<u16> {
+    u16::try_from(code).ok().filter(|s| (100..=999).contains(s))
+}
+
+/// A deny (request) or block (response): its event, and how the exchange ends. A missing or
+/// unusable status becomes `default` (403 / 502).
+#[allow(clippy::too_many_arguments)]
+fn stop(
+    step: &Step,
+    seq: u32,
+    hook: &str,
+    action: &str,
+    default: u16,
+    out: &Outcome,
+    waited: u64,
+    events: &mut Vec<MiddlewareEvent>,
+) -> Stop {
+    let d = &out.decision;
+    let status = if d.status_code == 0 {
+        i64::from(default)
+    } else {
+        d.status_code
+    };
+    events.push(event(step, seq, hook, action, status, out, waited));
+    Stop {
+        status: http_status(status).unwrap_or(default),
+        body: d.body.clone(),
+        by: step.client.config.endpoint.display(),
+        fallback: out.fallback,
+    }
+}
+
+/// [`merge_headers`], warning about refused names; returns the changed names.
+fn merge_logged(
+    step: &Step,
+    hook: &str,
+    headers: &mut HeaderMap,
+    set: &BTreeMap<String, Vec<String>>,
+) -> Vec<String> {
+    let (changed, refused) = merge_headers(headers, set);
+    if !refused.is_empty() {
+        tracing::warn!(
+            "middleware {} ({hook}): rejected header rewrite for {refused:?} (hop-by-hop or auth)",
+            step.client.config.endpoint.display()
+        );
+    }
+    changed
+}
+
 /// Runs the request cascade over `work`; `Some(stop)` when a step denied.
 pub async fn run_request(
     mw: &Middlewares,
     steps: &[Step],
     cx: &Context,
+    llm: bool,
     work: &mut RequestWork,
     events: &mut Vec<MiddlewareEvent>,
 ) -> Option<Stop> {
     let hook = format!("{}-request", cx.pipeline);
-    let llm = mw.llm().lookup(&cx.host, &cx.path, &cx.method).is_some();
     let mut seq = 0u32;
     for step in steps {
         let ct = header_str(&work.headers, header::CONTENT_TYPE);
-        let input = FilterInput {
-            tls: cx.tls,
-            llm,
-            host: &cx.host,
-            path: &cx.path,
-            method: &cx.method,
-            content_type: ct.as_deref(),
-            container: &cx.container,
-        };
-        if !step.filter.matches(&input) {
+        if !step
+            .filter
+            .matches(&cx.filter_input(false, llm, ct.as_deref()))
+        {
             continue;
         }
         let id = message_id();
@@ -285,32 +377,10 @@ pub async fn run_request(
             container: cx.container.clone(),
             tls: cx.tls,
         };
-        let started = Instant::now();
-        let out = match serde_json::to_string(&msg) {
-            Ok(j) => step.client.send(&id, j, false).await,
-            Err(_) => step.client.fallback(&id, false, "marshal_error"),
-        };
-        let waited = started.elapsed().as_millis() as u64;
-        log_outcome(step, &hook, &out, false);
+        let (out, waited) = ask(step, &hook, &id, serde_json::to_string(&msg), false).await;
         let d: &Decision = &out.decision;
         match d.action.as_str() {
-            "deny" => {
-                let status = if d.status_code == 0 {
-                    403
-                } else {
-                    d.status_code
-                };
-                events.push(event(step, seq, &hook, "deny", status, &out, waited));
-                return Some(Stop {
-                    status: u16::try_from(status)
-                        .ok()
-                        .filter(|s| (100..=999).contains(s))
-                        .unwrap_or(403),
-                    body: d.body.clone(),
-                    by: step.client.config.endpoint.display(),
-                    fallback: out.fallback,
-                });
-            }
+            "deny" => return Some(stop(step, seq, &hook, "deny", 403, &out, waited, events)),
             "rewrite" => {
                 let mut e = event(step, seq, &hook, "rewrite", d.status_code, &out, waited);
                 if let Some(b) = &d.body {
@@ -318,14 +388,7 @@ pub async fn run_request(
                     work.body = Some(Bytes::from(b.clone()));
                     work.body_replaced = true;
                 }
-                let (changed, refused) = merge_headers(&mut work.headers, &d.headers);
-                if !refused.is_empty() {
-                    tracing::warn!(
-                        "middleware {} ({hook}): rejected header rewrite for {refused:?} (hop-by-hop or auth)",
-                        step.client.config.endpoint.display()
-                    );
-                }
-                e.headers_changed = changed;
+                e.headers_changed = merge_logged(step, &hook, &mut work.headers, &d.headers);
                 events.push(e);
             }
             _ => events.extend(tagged(step, seq, &hook, &out, waited)),
@@ -349,26 +412,19 @@ pub async fn run_response(
     mw: &Middlewares,
     steps: &[Step],
     cx: &Context,
+    llm: bool,
     req: &RequestSide,
-    duration_ms: i64,
     work: &mut ResponseWork,
     events: &mut Vec<MiddlewareEvent>,
 ) -> Option<Stop> {
     let hook = format!("{}-response", cx.pipeline);
-    let llm = mw.llm().lookup(&cx.host, &cx.uri, &cx.method).is_some();
     let mut seq = 0u32;
     for step in steps {
         let ct = header_str(&work.headers, header::CONTENT_TYPE);
-        let input = FilterInput {
-            tls: cx.tls,
-            llm,
-            host: &cx.host,
-            path: &cx.uri,
-            method: &cx.method,
-            content_type: ct.as_deref(),
-            container: &cx.container,
-        };
-        if !step.filter.matches(&input) {
+        if !step
+            .filter
+            .matches(&cx.filter_input(true, llm, ct.as_deref()))
+        {
             continue;
         }
         let limit = mw.body_limit();
@@ -396,41 +452,16 @@ pub async fn run_response(
             response_headers: wire_headers(&work.headers),
             response_body: body.clone(),
             container: cx.container.clone(),
-            duration_ms,
+            duration_ms: work.duration_ms,
         };
-        let started = Instant::now();
-        let out = match serde_json::to_string(&msg) {
-            Ok(j) => step.client.send(&id, j, true).await,
-            Err(_) => step.client.fallback(&id, true, "marshal_error"),
-        };
-        let waited = started.elapsed().as_millis() as u64;
-        log_outcome(step, &hook, &out, true);
+        let (out, waited) = ask(step, &hook, &id, serde_json::to_string(&msg), true).await;
         let d: &Decision = &out.decision;
         match d.action.as_str() {
-            "block" => {
-                let status = if d.status_code == 0 {
-                    502
-                } else {
-                    d.status_code
-                };
-                events.push(event(step, seq, &hook, "block", status, &out, waited));
-                return Some(Stop {
-                    status: u16::try_from(status)
-                        .ok()
-                        .filter(|s| (100..=999).contains(s))
-                        .unwrap_or(502),
-                    body: d.body.clone(),
-                    by: step.client.config.endpoint.display(),
-                    fallback: out.fallback,
-                });
-            }
+            "block" => return Some(stop(step, seq, &hook, "block", 502, &out, waited, events)),
             "rewrite" => {
                 let mut e = event(step, seq, &hook, "rewrite", d.status_code, &out, waited);
                 work.rewritten = true;
-                if let Some(s) = u16::try_from(d.status_code)
-                    .ok()
-                    .filter(|s| (100..=999).contains(s))
-                {
+                if let Some(s) = http_status(d.status_code) {
                     work.status = s;
                 }
                 if let Some(b) = &d.body {
@@ -440,14 +471,7 @@ pub async fn run_response(
                     work.body_replaced = true;
                     work.headers.remove(header::CONTENT_ENCODING);
                 }
-                let (changed, refused) = merge_headers(&mut work.headers, &d.headers);
-                if !refused.is_empty() {
-                    tracing::warn!(
-                        "middleware {} ({hook}): rejected header rewrite for {refused:?} (hop-by-hop or auth)",
-                        step.client.config.endpoint.display()
-                    );
-                }
-                e.headers_changed = changed;
+                e.headers_changed = merge_logged(step, &hook, &mut work.headers, &d.headers);
                 if d.body.is_some()
                     && ce.is_some()
                     && !e.headers_changed.iter().any(|h| h == "Content-Encoding")

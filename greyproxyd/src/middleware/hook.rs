@@ -16,7 +16,6 @@ use super::Middlewares;
 use super::cascade::{
     Context, RequestSide, RequestWork, ResponseWork, run_request, run_response, wire_headers,
 };
-use super::filter::FilterInput;
 use crate::capture::forward::FwdBody;
 
 /// A body read up to a limit.
@@ -216,20 +215,12 @@ pub async fn on_request(
     if steps.is_empty() {
         return Ok((req, RequestTrace::default()));
     }
-    let llm = mw.llm().lookup(&cx.host, &cx.path, &cx.method).is_some();
+    let llm = cx.is_llm(mw, false);
     let ct = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let input = FilterInput {
-        tls: cx.tls,
-        llm,
-        host: &cx.host,
-        path: &cx.path,
-        method: &cx.method,
-        content_type: ct,
-        container: &cx.container,
-    };
+    let input = cx.filter_input(false, llm, ct);
     // Only a step that matches the original head can start the cascade (later steps can only
     // change because an earlier one ran), so this decides buffering exactly.
     if !steps.iter().any(|s| s.filter.matches(&input)) {
@@ -253,7 +244,7 @@ pub async fn on_request(
         body: original.clone(),
         body_replaced: false,
     };
-    if let Some(stop) = run_request(mw, &steps, cx, &mut work, events).await {
+    if let Some(stop) = run_request(mw, &steps, cx, llm, &mut work, events).await {
         drain(buffered.rest).await;
         return Err(stop_response(
             stop.status,
@@ -294,20 +285,12 @@ pub async fn on_response(
     if steps.is_empty() {
         return resp;
     }
-    let llm = mw.llm().lookup(&cx.host, &cx.uri, &cx.method).is_some();
+    let llm = cx.is_llm(mw, true);
     let ct = resp
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let input = FilterInput {
-        tls: cx.tls,
-        llm,
-        host: &cx.host,
-        path: &cx.uri,
-        method: &cx.method,
-        content_type: ct,
-        container: &cx.container,
-    };
+    let input = cx.filter_input(true, llm, ct);
     if !steps.iter().any(|s| s.filter.matches(&input)) {
         return resp;
     }
@@ -331,6 +314,7 @@ pub async fn on_response(
         body: buffered.whole(),
         rewritten: false,
         body_replaced: false,
+        duration_ms,
     };
     let req_side = RequestSide {
         headers: wire_headers(request_headers),
@@ -340,9 +324,7 @@ pub async fn on_response(
             None
         },
     };
-    if let Some(stop) =
-        run_response(mw, &steps, cx, &req_side, duration_ms, &mut work, events).await
-    {
+    if let Some(stop) = run_response(mw, &steps, cx, llm, &req_side, &mut work, events).await {
         return stop_response(stop.status, stop.body, &stop.by, stop.fallback);
     }
     if !work.rewritten {
