@@ -212,6 +212,19 @@ mod tests {
 
     /// client ⇄ [relay] ⇄ origin: returns (client, origin, relay's client side, relay's
     /// upstream side).
+    /// Runs the relay between the two proxy-side ends; yields the (up, down) byte counts.
+    fn spawn_relay(
+        rc: TcpStream,
+        ru: TcpStream,
+    ) -> tokio::task::JoinHandle<io::Result<(u64, u64)>> {
+        tokio::spawn(async move {
+            let (mut up, mut down) = (0, 0);
+            relay(&rc, &ru, &mut up, &mut down)
+                .await
+                .map(|()| (up, down))
+        })
+    }
+
     async fn tunnel_ends() -> (TcpStream, TcpStream, TcpStream, TcpStream) {
         let (client, rc) = pair().await;
         let (origin, ru) = pair().await;
@@ -324,12 +337,7 @@ mod tests {
     #[tokio::test]
     async fn half_close_from_client() {
         let (mut client, mut origin, rc, ru) = tunnel_ends().await;
-        let relay = tokio::spawn(async move {
-            let (mut up, mut down) = (0, 0);
-            relay(&rc, &ru, &mut up, &mut down)
-                .await
-                .map(|()| (up, down))
-        });
+        let relay = spawn_relay(rc, ru);
         client.write_all(b"request").await.unwrap();
         client.shutdown().await.unwrap();
         let mut got = Vec::new();
@@ -349,12 +357,7 @@ mod tests {
     #[tokio::test]
     async fn half_close_from_origin() {
         let (mut client, mut origin, rc, ru) = tunnel_ends().await;
-        let relay = tokio::spawn(async move {
-            let (mut up, mut down) = (0, 0);
-            relay(&rc, &ru, &mut up, &mut down)
-                .await
-                .map(|()| (up, down))
-        });
+        let relay = spawn_relay(rc, ru);
         origin.write_all(b"banner").await.unwrap();
         origin.shutdown().await.unwrap();
         let mut got = Vec::new();
