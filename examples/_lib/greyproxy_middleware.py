@@ -55,6 +55,7 @@ __all__ = [
     "rewrite_response",
     "decode_body",
     "encode_body",
+    "walk",
     "run",
     "PROTOCOL_VERSION",
 ]
@@ -98,6 +99,17 @@ def decode_body(b64: Optional[str]) -> bytes:
     if not b64:
         return b""
     return base64.b64decode(b64)
+
+
+def walk(obj, fn):
+    """Applies fn to every string value (not keys) of a parsed JSON document; returns the copy."""
+    if isinstance(obj, str):
+        return fn(obj)
+    if isinstance(obj, list):
+        return [walk(v, fn) for v in obj]
+    if isinstance(obj, dict):
+        return {k: walk(v, fn) for k, v in obj.items()}
+    return obj
 
 
 # --------------------------------------------------------------------------------------------

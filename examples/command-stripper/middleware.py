@@ -23,7 +23,13 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "_lib"))
 
-from greyproxy_middleware import decode_body, passthrough, rewrite_response, run  # noqa: E402
+from greyproxy_middleware import (  # noqa: E402
+    decode_body,
+    passthrough,
+    rewrite_response,
+    run,
+    walk,
+)
 
 log = logging.getLogger("command-stripper")
 
@@ -59,16 +65,6 @@ def strip_text(text: str, flags: list) -> str:
             if label not in flags:
                 flags.append(label)
     return text
-
-
-def walk(obj, fn):
-    if isinstance(obj, str):
-        return fn(obj)
-    if isinstance(obj, list):
-        return [walk(v, fn) for v in obj]
-    if isinstance(obj, dict):
-        return {k: walk(v, fn) for k, v in obj.items()}
-    return obj
 
 
 def on_response(msg):

@@ -34,6 +34,7 @@ from greyproxy_middleware import (  # noqa: E402
     rewrite_request,
     rewrite_response,
     run,
+    walk,
 )
 
 log = logging.getLogger("pii-redactor")
@@ -89,17 +90,6 @@ def redact_text(text: str, count: list) -> str:
             return placeholder_for(kind, value)
         text = rx.sub(sub, text)
     return text
-
-
-def walk(obj, fn):
-    """Applies fn to every string value (not keys) of a JSON document."""
-    if isinstance(obj, str):
-        return fn(obj)
-    if isinstance(obj, list):
-        return [walk(v, fn) for v in obj]
-    if isinstance(obj, dict):
-        return {k: walk(v, fn) for k, v in obj.items()}
-    return obj
 
 
 def on_request(msg):
