@@ -15,24 +15,42 @@
 //! 6. Middleware (`proxy/middleware.rs`): the MITM request rate and latency with no middleware
 //!    and with the Python passthrough example on stdio and on WebSocket.
 //!
-//! 7. Soak (`proxy/soak.rs`, only with `BENCH_ONLY=soak`): 30 minutes (`BENCH_SOAK_SECS`) of
-//!    mixed traffic; RSS, descriptors and threads sampled; flat RSS and descriptors back to
-//!    baseline are the verdict.
+//! 7. Protocols (`proxy/protocols.rs`): HTTP/2 request rate and latency (N streams on one
+//!    connection, and 1), SSE streaming (events/s, MB/s, time to the first event: streamed or
+//!    buffered) and WebSocket echo (messages/s, round-trip latency), over the MITM section's
+//!    four paths, with the negotiated protocol reported per path.
+//!
+//! 8. Established load generators (`proxy/loadgen.rs`): wrk for plain HTTP/1.1 through each
+//!    proxy's forwarding (greyproxyd, mitmproxy, tinyproxy), oha for HTTPS through `CONNECT`
+//!    (HTTP/1.1 and HTTP/2; direct, greyproxyd MITM and `--no-mitm`, mitmproxy): a cross-check
+//!    of the benchmark's own client by tools nobody here wrote.
+//!
+//! 9. Soak (`proxy/soak.rs`, only with `BENCH_ONLY=soak`): 30 minutes (`BENCH_SOAK_SECS`) of
+//!    mixed traffic; RSS, descriptors, threads and runtime tasks sampled; flat RSS, and
+//!    descriptors and tasks back to baseline, are the verdict.
 //!
 //! Knobs (environment): `BENCH_BYTES` (bytes per transfer, default 2 GiB; `K`/`M`/`G` suffixes
 //! are binary), `BENCH_REPS` (transfers per path and direction, default 5), `BENCH_HOLDS`
 //! (held requests, default 50), `BENCH_CONNS` (sequential connections per path, default 2000),
 //! `BENCH_TUNNELS` (concurrent open tunnels for the memory figure, default 200),
 //! `BENCH_DAEMON` (another `greyproxyd` binary, to compare builds; default: this build's),
-//! `BENCH_ONLY` (`tunnel` for 1–4, `mitm` for 5, `middleware` for 6, `soak` for 7; default all but the soak), and the MITM knobs
-//! `BENCH_MITM_SECS`, `BENCH_MITM_WARMUP`, `BENCH_MITM_CONNS`, `BENCH_MITM_BYTES`,
-//! `BENCH_MITM_REPS`, `BENCH_MITMDUMP` (see `proxy/mitm.rs`, `proxy/mitmproxy.rs`).
+//! `BENCH_ONLY` (`tunnel` for 1–4, `mitm` for 5, `middleware` for 6, `protocols` for 7,
+//! `loadgen` for 8, `soak` for 9, or a comma list; default `all`: every section but the soak),
+//! the MITM knobs `BENCH_MITM_SECS`, `BENCH_MITM_WARMUP`,
+//! `BENCH_MITM_CONNS`, `BENCH_MITM_BYTES`, `BENCH_MITM_REPS`, `BENCH_MITMDUMP` (see
+//! `proxy/mitm.rs`, `proxy/mitmproxy.rs`), and the protocols knobs `BENCH_PROTO_SECS`, `BENCH_PROTO_WARMUP`, `BENCH_PROTO_STREAMS` (HTTP/2
+//! streams, default 16), `BENCH_PROTO_INFLIGHT` (WebSocket messages in flight, default 64),
+//! `BENCH_PROTO_EVENTS` (events per SSE stream), `BENCH_PROTO_FIRST` (SSE streams timed to the
+//! first event) (see `proxy/protocols.rs`), and the load generators' `BENCH_LOAD_SECS`,
+//! `BENCH_LOAD_CONNS`, `BENCH_WRK_THREADS`, `BENCH_OHA` (see `proxy/loadgen.rs`).
 //! Run without `--bench` (as `cargo test --benches` does) it is a quick smoke run with small
 //! defaults.
 #![allow(clippy::unwrap_used)]
 
 #[path = "proxy/client.rs"]
 mod client;
+#[path = "proxy/loadgen.rs"]
+mod loadgen;
 #[path = "proxy/measure.rs"]
 mod measure;
 #[path = "proxy/middleware.rs"]
@@ -43,12 +61,24 @@ mod mitm;
 mod mitm_load;
 #[path = "proxy/mitmproxy.rs"]
 mod mitmproxy;
+#[path = "proxy/oha.rs"]
+mod oha;
+#[path = "proxy/protocols.rs"]
+mod protocols;
+#[path = "proxy/protocols_load.rs"]
+mod protocols_load;
+#[path = "proxy/protocols_ws.rs"]
+mod protocols_ws;
 #[path = "proxy/soak.rs"]
 mod soak;
+#[path = "proxy/summary.rs"]
+mod summary;
 #[path = "proxy/sys.rs"]
 mod sys;
 #[path = "proxy/tinyproxy.rs"]
 mod tinyproxy;
+#[path = "proxy/wrk.rs"]
+mod wrk;
 
 use std::time::{Duration, Instant};
 
@@ -84,6 +114,10 @@ pub struct Cfg {
     pub mitm: Option<mitm::MitmCfg>,
     /// Run the middleware section (same knobs as the MITM one).
     pub middleware: Option<mitm::MitmCfg>,
+    /// Run the protocols section (HTTP/2, SSE, WebSocket).
+    pub protocols: Option<protocols::ProtoCfg>,
+    /// Run the established load generators (wrk, oha).
+    pub loadgen: Option<loadgen::LoadCfg>,
     /// Run the soak (only when asked for: it takes 30 minutes).
     pub soak: Option<soak::SoakCfg>,
 }
@@ -92,16 +126,38 @@ impl Cfg {
     fn from_env() -> Cfg {
         let full = std::env::args().any(|a| a == "--bench");
         let only = std::env::var("BENCH_ONLY").unwrap_or_default();
-        let (tunnel, with_mitm, with_mw, with_soak) = match only.trim() {
-            "" | "all" => (true, true, true, false),
-            "tunnel" => (true, false, false, false),
-            "mitm" => (false, true, false, false),
-            "middleware" => (false, false, true, false),
-            "soak" => (false, false, false, true),
-            other => {
-                panic!("BENCH_ONLY={other:?}: expected tunnel, mitm, middleware, soak or all")
-            }
+        let only = only.trim();
+        let known = [
+            "tunnel",
+            "mitm",
+            "middleware",
+            "protocols",
+            "loadgen",
+            "soak",
+            "all",
+        ];
+        let sections: Vec<&str> = if only.is_empty() {
+            vec!["all"]
+        } else {
+            only.split(',').map(str::trim).collect()
         };
+        if let Some(bad) = sections.iter().find(|s| !known.contains(s)) {
+            panic!(
+                "BENCH_ONLY={bad:?}: expected a comma list of {}",
+                known.join(", ")
+            );
+        }
+        // `all` is every section but the soak, which takes 30 minutes.
+        let on =
+            |name: &str| sections.contains(&name) || (name != "soak" && sections.contains(&"all"));
+        let (tunnel, with_mitm, with_mw, with_proto, with_load, with_soak) = (
+            on("tunnel"),
+            on("mitm"),
+            on("middleware"),
+            on("protocols"),
+            on("loadgen"),
+            on("soak"),
+        );
         let daemon = std::env::var("BENCH_DAEMON")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_greyproxyd").to_string());
         let (bytes, reps, holds, conns, tunnels) = if full {
@@ -117,6 +173,8 @@ impl Cfg {
             tunnels: env_size("BENCH_TUNNELS").map_or(tunnels, |v| v as usize),
             mitm: with_mitm.then(|| mitm::MitmCfg::from_env(full, &daemon)),
             middleware: with_mw.then(|| mitm::MitmCfg::from_env(full, &daemon)),
+            protocols: with_proto.then(|| protocols::ProtoCfg::from_env(full, &daemon)),
+            loadgen: with_load.then(|| loadgen::LoadCfg::from_env(full, &daemon)),
             soak: with_soak.then(|| soak::SoakCfg::from_env(full, &daemon)),
             daemon,
             tunnel,
@@ -163,24 +221,35 @@ async fn main() {
     }
     let mitm_cfg = cfg.mitm.take();
     let mw_cfg = cfg.middleware.take();
+    let proto_cfg = cfg.protocols.take();
+    let load_cfg = cfg.loadgen.take();
     let soak_cfg = cfg.soak.take();
+    let mut tunnel_targets = None;
     if cfg.tunnel {
         println!();
-        tunnel_sections(cfg).await;
+        tunnel_targets = Some(tunnel_sections(cfg).await);
     }
+    let mut mitm_targets = None;
     if let Some(m) = mitm_cfg {
-        mitm::run(&m).await;
+        mitm_targets = Some(mitm::run(&m).await);
     }
     if let Some(m) = mw_cfg {
         middleware::run(&m).await;
     }
+    if let Some(p) = proto_cfg {
+        protocols::run(&p).await;
+    }
+    if let Some(l) = load_cfg {
+        loadgen::run(&l).await;
+    }
+    summary::print(tunnel_targets.as_ref(), mitm_targets.as_ref());
     if let Some(s) = soak_cfg {
         soak::run(&s).await;
     }
 }
 
 /// Sections 1–4: tunnels, allow → release, setup, memory.
-async fn tunnel_sections(cfg: Cfg) {
+async fn tunnel_sections(cfg: Cfg) -> summary::TunnelTargets {
     // The daemon as shipped (default log level), with long holds so that K holds outlive the
     // run, and tunnels relayed raw: the tunnel target of DESIGN.md §10 is without MITM.
     let d = DaemonBuilder::new(&cfg.daemon)
@@ -255,7 +324,8 @@ async fn tunnel_sections(cfg: Cfg) {
         "| direction | path | best MB/s | median MB/s | best / direct | median / direct | CPU s/GB all | CPU s/GB proxy |"
     );
     println!("|---|---|---:|---:|---:|---:|---:|---:|");
-    for dir in ["download", "upload"] {
+    let mut connect_pct = [0.0f64; 2];
+    for (d, dir) in ["download", "upload"].into_iter().enumerate() {
         let rows: Vec<&Throughput> = tp.iter().filter(|t| t.direction == dir).collect();
         let direct = rows.iter().find(|t| t.via == Via::Direct).unwrap();
         let (db, dm) = {
@@ -267,6 +337,9 @@ async fn tunnel_sections(cfg: Cfg) {
             let (best, med) = (*s.last().unwrap(), pct(&s, 50.0));
             let all = sorted(&t.cpu.iter().map(|c| c.0).collect::<Vec<_>>());
             let daemon = sorted(&t.cpu.iter().map(|c| c.1).collect::<Vec<_>>());
+            if matches!(t.via, Via::Http(_)) {
+                connect_pct[d] = 100.0 * med / dm;
+            }
             println!(
                 "| {dir} | {} | {best:.0} | {med:.0} | {:.1} % | {:.1} % | {:.2} | {:.2} |",
                 t.via.name(),
@@ -374,4 +447,8 @@ async fn tunnel_sections(cfg: Cfg) {
     println!();
 
     let _ = d.stop().await;
+    summary::TunnelTargets {
+        connect_pct: (connect_pct[0], connect_pct[1]),
+        allow_ms: (pct(&rel, 50.0), pct(&rel, 99.0)),
+    }
 }

@@ -317,6 +317,7 @@ pub fn print_status(out: &mut dyn Write, s: &Status, url: &str) -> Result<(), Fa
         vec!["uptime".into(), humantime_secs(s.uptime_seconds)],
         vec!["pending".into(), s.pending_count.to_string()],
         vec!["held connections".into(), s.held_connections.to_string()],
+        vec!["runtime tasks".into(), s.alive_tasks.to_string()],
         vec!["rules".into(), s.rule_count.to_string()],
         vec!["silent mode".into(), allow_all],
         vec!["notification claims".into(), s.active_claims.to_string()],

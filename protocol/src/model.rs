@@ -268,6 +268,11 @@ pub struct Status {
     pub state_dir: String,
     /// Sequence number of the last event published.
     pub last_seq: u64,
+    /// Tasks alive in the daemon's runtime (one or more per open connection, plus a fixed
+    /// set of background tasks). It returns to its idle figure when traffic stops, so a task
+    /// leak shows here; absent from older daemons.
+    #[serde(default)]
+    pub alive_tasks: u64,
 }
 
 /// Recorded headers: canonical names to all their values, secrets redacted.

@@ -60,6 +60,8 @@ struct Sample {
     rss_kib: u64,
     fds: usize,
     threads: u64,
+    /// `status.alive_tasks`, with the soak's own control connection open.
+    tasks: u64,
     requests: u64,
 }
 
@@ -74,6 +76,15 @@ fn threads(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("Threads:"))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// `status.alive_tasks` seen from a control connection of its own, opened and closed here:
+/// the same count before and after the traffic is comparable.
+async fn tasks_alone(d: &greyproxy_testkit::Daemon) -> u64 {
+    let mut c = d.client().await;
+    let st = c.query(json!({"command": "status"})).await;
+    drop(c);
+    st["alive_tasks"].as_u64().unwrap_or(0)
 }
 
 /// Runs the soak and prints its table and verdict.
@@ -94,6 +105,7 @@ pub async fn run(cfg: &SoakCfg) {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_fds = fds(pid);
     let idle_rss = rss_kib(pid).0;
+    let idle_tasks = tasks_alone(&d).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let requests = Arc::new(AtomicU64::new(0));
@@ -137,7 +149,9 @@ pub async fn run(cfg: &SoakCfg) {
     while started.elapsed() < cfg.duration {
         let now = Instant::now();
         if now >= next_sample {
+            let st = ctl.query(json!({"command": "status"})).await;
             samples.push(Sample {
+                tasks: st["alive_tasks"].as_u64().unwrap_or(0),
                 at: started.elapsed(),
                 rss_kib: rss_kib(pid).0,
                 fds: fds(pid),
@@ -170,8 +184,15 @@ pub async fn run(cfg: &SoakCfg) {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let end_fds = fds(pid);
     let (end_rss, peak_rss) = rss_kib(pid);
+    let end_tasks = tasks_alone(&d).await;
     report(
-        cfg, &samples, idle_fds, end_fds, idle_rss, end_rss, peak_rss, holds, &errors,
+        cfg,
+        &samples,
+        (idle_fds, end_fds),
+        (idle_tasks, end_tasks),
+        (idle_rss, end_rss, peak_rss),
+        holds,
+        &errors,
     );
     let log = d.log();
     let bad: Vec<&str> = log
@@ -186,15 +207,13 @@ pub async fn run(cfg: &SoakCfg) {
     let _ = d.stop().await;
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Prints the samples and the verdict; pairs are (idle before traffic, 3 s after it).
 fn report(
     cfg: &SoakCfg,
     samples: &[Sample],
-    idle_fds: usize,
-    end_fds: usize,
-    idle_rss: u64,
-    end_rss: u64,
-    peak_rss: u64,
+    (idle_fds, end_fds): (usize, usize),
+    (idle_tasks, end_tasks): (u64, u64),
+    (idle_rss, end_rss, peak_rss): (u64, u64, u64),
     holds: u64,
     errors: &AtomicU64,
 ) {
@@ -204,17 +223,18 @@ fn report(
         cfg.sample.as_secs()
     );
     println!();
-    println!("| t (s) | RSS | open fds | threads | MITM requests so far |");
-    println!("|---:|---:|---:|---:|---:|");
+    println!("| t (s) | RSS | open fds | threads | runtime tasks | MITM requests so far |");
+    println!("|---:|---:|---:|---:|---:|---:|");
     let step = (samples.len() / 12).max(1);
     for (i, s) in samples.iter().enumerate() {
         if i % step == 0 || i + 1 == samples.len() {
             println!(
-                "| {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} |",
                 s.at.as_secs(),
                 mib(s.rss_kib),
                 s.fds,
                 s.threads,
+                s.tasks,
                 s.requests
             );
         }
@@ -233,7 +253,7 @@ fn report(
     };
     let total = last.map_or(0, |l| l.requests);
     println!(
-        "- idle before traffic: {} RSS, {idle_fds} fds",
+        "- idle before traffic: {} RSS, {idle_fds} fds, {idle_tasks} runtime tasks",
         mib(idle_rss)
     );
     println!(
@@ -242,6 +262,14 @@ fn report(
         mib(peak_rss),
         if end_fds <= idle_fds + 2 {
             "back to baseline"
+        } else {
+            "NOT back to baseline"
+        }
+    );
+    println!(
+        "- runtime tasks after traffic (+3 s): {end_tasks} — {}",
+        if end_tasks <= idle_tasks + 2 {
+            "back to baseline (no task leak)"
         } else {
             "NOT back to baseline"
         }

@@ -243,6 +243,9 @@ impl Handler {
             hold_timeout_seconds: self.policy.hold_timeout().as_secs(),
             state_dir: self.state_dir.clone(),
             last_seq: self.policy.events().last_seq(),
+            alive_tasks: tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks() as u64,
         }
     }
 }

@@ -1,0 +1,70 @@
+//! The closing table: this run's figures for the targets of DESIGN.md §10, gathered from the
+//! sections that measured them, so one run gives one verdict per target.
+
+use crate::mitm::MitmTargets;
+
+/// The tunnel sections' figures that have targets.
+pub struct TunnelTargets {
+    /// Median HTTP CONNECT throughput ÷ median direct, %, (download, upload).
+    pub connect_pct: (f64, f64),
+    /// Allow sent → held client released, ms: (p50, p99).
+    pub allow_ms: (f64, f64),
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "**missed**" }
+}
+
+/// Prints the table for whatever was measured; nothing when neither section ran.
+pub fn print(tunnel: Option<&TunnelTargets>, mitm: Option<&MitmTargets>) {
+    if tunnel.is_none() && mitm.is_none() {
+        return;
+    }
+    println!("## Targets of DESIGN.md §10 in this run");
+    println!();
+    println!("| target | this run | verdict |");
+    println!("|---|---|---|");
+    if let Some(m) = mitm {
+        if m.vs_mitmproxy.is_empty() {
+            println!("| MITM keep-alive req/s ≥ 10× mitmproxy's | mitmproxy not measured | — |");
+        } else {
+            let figs: Vec<String> = m
+                .vs_mitmproxy
+                .iter()
+                .map(|(n, x)| format!("{x:.1}× at {n} conn(s)"))
+                .collect();
+            let met = m.vs_mitmproxy.iter().all(|(_, x)| *x >= 10.0);
+            println!(
+                "| MITM keep-alive req/s ≥ 10× mitmproxy's | {} | {} |",
+                figs.join(", "),
+                verdict(met)
+            );
+        }
+    }
+    if let Some(t) = tunnel {
+        let (down, up) = t.connect_pct;
+        println!(
+            "| tunnel throughput ≥ 90 % of direct | download {down:.0} %, upload {up:.0} % (HTTP CONNECT, medians) | {} |",
+            verdict(down >= 90.0 && up >= 90.0)
+        );
+    }
+    if let Some(added) = mitm.and_then(|m| m.added_p50_us) {
+        println!(
+            "| added p50 latency ≤ 1 ms | {added:.0} µs (small MITM request, 1 connection) | {} |",
+            verdict(added <= 1000.0)
+        );
+    }
+    if let Some(t) = tunnel {
+        println!(
+            "| allow → release ≤ 10 ms | p50 {:.2} ms, p99 {:.2} ms | {} |",
+            t.allow_ms.0,
+            t.allow_ms.1,
+            verdict(t.allow_ms.0 <= 10.0)
+        );
+    }
+    println!();
+    println!(
+        "Zero lost decisions after kill -9 is proven by a test, not measured here: `cargo test -p greyproxyd --test fault_kill`."
+    );
+    println!();
+}
