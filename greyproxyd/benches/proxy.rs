@@ -71,6 +71,8 @@ mod protocols_load;
 mod protocols_ws;
 #[path = "proxy/soak.rs"]
 mod soak;
+#[path = "proxy/soak_mix.rs"]
+mod soak_mix;
 #[path = "proxy/summary.rs"]
 mod summary;
 #[path = "proxy/sys.rs"]

@@ -95,13 +95,23 @@ impl Tmux {
 
     /// Waits until one line of the screen shows all of `parts`; returns the screen.
     async fn wait_line(&self, parts: &[&str]) -> String {
+        self.wait_screen(&format!("a line showing {parts:?}"), |s| {
+            s.lines().any(|l| parts.iter().all(|p| l.contains(p)))
+        })
+        .await
+    }
+
+    /// Waits until the whole screen satisfies `ok` (what it waits for is `what`); returns it.
+    /// A terminal redraws in steps (tmux resizes the pane, then greytui repaints), so a check
+    /// on one capture may see the frame in between.
+    async fn wait_screen(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let s = self.screen();
-            if s.lines().any(|l| parts.iter().all(|p| l.contains(p))) {
+            if ok(&s) {
                 return s;
             }
-            assert!(Instant::now() < deadline, "no line showed {parts:?}:\n{s}");
+            assert!(Instant::now() < deadline, "no screen showed {what}:\n{s}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -201,14 +211,14 @@ async fn picker_at_80x24_resizes_cleanly_and_ctrl_c_restores_the_terminal() {
             .unwrap()
             .success()
     );
-    let screen = t.wait_for("n new").await;
-    assert!(screen.lines().count() >= 39, "{screen}");
-    assert!(
-        screen
-            .lines()
-            .any(|l| l.contains("● connected") && l.contains("claims")),
-        "{screen}"
-    );
+    t.wait_screen("the rules view re-laid out at 120×40", |screen| {
+        screen.lines().count() >= 39
+            && screen.lines().any(|l| l.contains("n new"))
+            && screen
+                .lines()
+                .any(|l| l.contains("● connected") && l.contains("claims"))
+    })
+    .await;
 
     t.keys(&["C-c"]);
     let screen = t.wait_for("tty=").await;

@@ -5,8 +5,9 @@
 //! to their idle baseline once the traffic stops.
 //!
 //! Traffic, all at once: keep-alive HTTPS requests through the MITM (4 workers, reconnecting
-//! every 200 requests), HTTPS bulk downloads larger than the capture cap, raw CONNECT tunnels
-//! to an echo origin (not HTTP: relayed untouched), a held connection to a fresh destination
+//! every 200 requests), HTTPS bulk downloads larger than the capture cap, HTTP/2 requests, SSE
+//! streams and WebSocket echoes through the MITM (`soak_mix.rs`), raw CONNECT tunnels to an
+//! echo origin (not HTTP: relayed untouched), a held connection to a fresh destination
 //! allowed over the control socket and its rule deleted again every 2 s, and `list_activity`
 //! pages read every 5 s.
 
@@ -93,6 +94,8 @@ pub async fn run(cfg: &SoakCfg) {
     let ca = TestCa::new("greyproxy soak origin CA");
     let origin = https_origin(&ca).await;
     let echo = echo_origin("127.0.0.1").await;
+    let proto = crate::protocols_load::proto_origin(&ca).await;
+    let ws = crate::protocols_ws::ws_origin(&ca).await;
     let ca_arg = ca.pem_arg();
     let d = DaemonBuilder::new(&cfg.daemon)
         .args(&["--upstream-ca", &ca_arg, "--hold-timeout", "60"])
@@ -133,6 +136,38 @@ pub async fn run(cfg: &SoakCfg) {
         echo,
         stop.clone(),
         errors.clone(),
+    )));
+    let mix = crate::soak_mix::Shared {
+        stop: stop.clone(),
+        errors: errors.clone(),
+    };
+    let ca_pem = d.state_dir().join("ca-cert.pem");
+    let h2_tls = client_config(&ca_pem, &[b"h2", b"http/1.1"]);
+    let (h2_done, sse_done, ws_done) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    workers.push(tokio::spawn(crate::soak_mix::h2(
+        proxy,
+        proto,
+        h2_tls.clone(),
+        mix.clone(),
+        h2_done.clone(),
+    )));
+    workers.push(tokio::spawn(crate::soak_mix::sse(
+        proxy,
+        proto,
+        h2_tls,
+        mix.clone(),
+        sse_done.clone(),
+    )));
+    workers.push(tokio::spawn(crate::soak_mix::ws(
+        proxy,
+        ws,
+        tls.clone(),
+        mix,
+        ws_done.clone(),
     )));
     let mut ctl = d.client().await;
     // Only what the hold step waits for: every transaction would otherwise be queued in this
@@ -193,6 +228,12 @@ pub async fn run(cfg: &SoakCfg) {
         (idle_rss, end_rss, peak_rss),
         holds,
         &errors,
+    );
+    println!(
+        "- protocol traffic through the MITM: {} HTTP/2 requests, {} SSE events, {} WebSocket round trips",
+        h2_done.load(Ordering::Relaxed),
+        sse_done.load(Ordering::Relaxed),
+        ws_done.load(Ordering::Relaxed)
     );
     let log = d.log();
     let bad: Vec<&str> = log
