@@ -79,6 +79,7 @@ async fn dial_inner(
         .map_err(|e| format!("connect {host}:{port}: {e}"))?;
     let _ = tcp.set_nodelay(true);
     let config = WebSocketConfig::default()
+        .read_buffer_size(crate::control::server::WS_READ_CHUNK)
         .max_message_size(Some(MAX_LINE))
         .max_frame_size(Some(MAX_LINE));
     if secure {
