@@ -205,6 +205,45 @@ async fn deleting_a_rule_cuts_the_tunnels_it_allowed_and_only_those() {
 }
 
 #[tokio::test]
+async fn deleting_a_rule_cuts_a_plain_http_keep_alive_connection_it_allowed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let origin = http_origin("127.0.2.10").await;
+    let d = daemon().start().await;
+    let mut ws = d.client().await;
+    let rule = create_rule(&mut ws, "*", "127.0.2.10", "*", "allow").await;
+    let mut s = tokio::net::TcpStream::connect(d.http.unwrap())
+        .await
+        .unwrap();
+    // Two requests on one keep-alive connection: it stays open between them.
+    for path in ["/one", "/two"] {
+        s.write_all(
+            format!("GET http://{origin}{path} HTTP/1.1\r\nHost: {origin}\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let want = format!("hello from {origin} GET {path}");
+        let mut got = Vec::new();
+        while !String::from_utf8_lossy(&got).contains(&want) {
+            let mut buf = [0u8; 1024];
+            let n = tokio::time::timeout(SOON, s.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "closed before the answer to {path}");
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+    let r = ws
+        .cmd(json!({"command":"delete_rule","rule_id":rule}))
+        .await;
+    assert_eq!(r["type"], "command_success", "{r}");
+    assert!(
+        closed_within(&mut s, SOON).await,
+        "the keep-alive connection outlived its rule"
+    );
+}
+
+#[tokio::test]
 async fn turning_a_rule_into_a_deny_cuts_its_tunnels() {
     let e = echo_origin("127.0.2.9").await;
     let d = daemon().start().await;

@@ -160,6 +160,8 @@ struct PlainConn {
     first: Mutex<Option<(String, u16, Option<u64>)>>,
     /// Keeps rule registrations alive; any revoked rule cuts the whole client connection.
     tracked: Mutex<Vec<Tracked>>,
+    /// Cancelled when a tracked rule is revoked, and when the connection ends: each rule's
+    /// watcher task waits on it, so none outlives the connection.
     cut: CancellationToken,
     /// One origin connection, reused while requests go to the same origin.
     upstream: tokio::sync::Mutex<Option<Origin>>,
@@ -220,6 +222,9 @@ async fn serve_plain(
         cut: CancellationToken::new(),
         upstream: tokio::sync::Mutex::new(None),
     });
+    // Ends every rule watcher `keep` spawned when this function returns, however it returns
+    // (a watcher used to live until its rule was revoked: one task per plain-HTTP connection).
+    let _watchers = conn.cut.clone().drop_guard();
     conn.keep(verdict.tracked.take());
     let svc_conn = conn.clone();
     let service = service_fn(move |r: Request<Incoming>| {
