@@ -1,5 +1,6 @@
 //! The soak's protocol workers: HTTP/2 requests, SSE streams and WebSocket echoes through the
-//! MITM (the origins of `protocols_load.rs` and `protocols_ws.rs`), each on connections that
+//! MITM (the origins of `protocols_load.rs` and `protocols_ws.rs`), and plain-HTTP requests
+//! through the proxy's forwarding, each on connections that
 //! are replaced now and then so that the daemon keeps opening, recording and closing them —
 //! a WebSocket's upgrade row is completed at close, an SSE response at its end.
 
@@ -141,5 +142,43 @@ pub async fn ws(
             done.fetch_add(1, Ordering::Relaxed);
         }
         let _ = w.close(None).await;
+    }
+}
+
+/// Plain-HTTP `GET`s in absolute form through the proxy's forwarding (recorded as `http://`),
+/// keep-alive, a new connection every 50 requests; `done` counts requests.
+pub async fn plain(proxy: SocketAddr, origin: SocketAddr, s: Shared, done: Arc<AtomicU64>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let req = format!("GET http://{origin}/soak HTTP/1.1\r\nHost: {origin}\r\n\r\n");
+    let want = format!("hello from {origin} GET /soak");
+    while !s.stopped() {
+        let Ok(mut c) = tokio::net::TcpStream::connect(proxy).await else {
+            s.failed().await;
+            continue;
+        };
+        for _ in 0..50 {
+            if s.stopped() {
+                return;
+            }
+            let mut got = Vec::new();
+            let ok = c.write_all(req.as_bytes()).await.is_ok()
+                && tokio::time::timeout(STALL, async {
+                    let mut buf = [0u8; 512];
+                    while !got.ends_with(want.as_bytes()) {
+                        match c.read(&mut buf).await {
+                            Ok(0) | Err(_) => return false,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    true
+                })
+                .await
+                .unwrap_or(false);
+            if !ok {
+                s.failed().await;
+                break;
+            }
+            done.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
