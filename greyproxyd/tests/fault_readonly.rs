@@ -178,6 +178,10 @@ async fn a_store_that_turns_read_only_fails_writes_with_errors_and_keeps_serving
     let r = curl(&["-x", &proxy, &format!("http://{unknown}/")]).await;
     assert_eq!(r.status, 403, "{r:?}");
     assert!(r.elapsed < PROMPT, "{r:?}");
+    assert!(
+        r.body.contains("blocked (store error)"),
+        "the refusal says why: {r:?}"
+    );
     let st = ws.query(json!({"command":"status"})).await;
     assert_eq!(st["held_connections"], 1, "{st}");
 

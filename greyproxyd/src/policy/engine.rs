@@ -79,6 +79,9 @@ pub enum Reason {
     Shutdown,
     /// The destination is not a plain host name or IP (e.g. `*`, `a/b`); never held.
     InvalidDestination,
+    /// The pending request could not be recorded (the store refused the write), so nobody
+    /// could have decided it: refused at once instead of held.
+    StoreError,
 }
 
 impl Reason {
@@ -92,6 +95,7 @@ impl Reason {
             Reason::ClientGone => "client_gone",
             Reason::Shutdown => "shutdown",
             Reason::InvalidDestination => "invalid_destination",
+            Reason::StoreError => "store_error",
         }
     }
 }

@@ -51,7 +51,7 @@ impl Policy {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot record pending request; blocking");
-                    return self.finish(req, start, Decision::Blocked, None, Reason::HoldTimeout);
+                    return self.finish(req, start, Decision::Blocked, None, Reason::StoreError);
                 }
             }
         };
