@@ -18,9 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use greyproxy_testkit::Daemon;
 use greyproxy_testkit::origin::http_origin;
 use greyproxy_testkit::tls::TestCa;
-use greyproxy_testkit::{Daemon, DaemonBuilder};
 
 use crate::mitmproxy::{Mitmdump, locate as locate_mitmdump};
 use crate::protocols_load::proto_origin;
@@ -77,20 +77,6 @@ pub struct Row {
     peak_kib: Option<u64>,
 }
 
-/// utime + stime of `pid`, seconds (0 once it is gone).
-fn proc_cpu(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0.0;
-    };
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .skip(1)
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    (f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0)) as f64 / 100.0
-}
-
 /// Runs `bin args` to completion while measuring; `parse` reads its stdout.
 async fn measured(
     bin: &Path,
@@ -119,7 +105,10 @@ async fn measured(
         let ticks = ticks.clone();
         tokio::spawn(async move {
             loop {
-                ticks.fetch_max((proc_cpu(tool) * 100.0) as u64, Ordering::Relaxed);
+                ticks.fetch_max(
+                    (crate::sys::proc_cpu_secs(tool) * 100.0) as u64,
+                    Ordering::Relaxed,
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         })
@@ -189,22 +178,7 @@ pub async fn run(cfg: &LoadCfg) {
     let plain = http_origin("127.0.0.1").await;
     let tls_origin = proto_origin(&ca).await;
     let ca_arg = ca.pem_arg();
-    let mitm_d = DaemonBuilder::new(&cfg.daemon)
-        .args(&["--upstream-ca", &ca_arg])
-        .env("RUST_LOG", "info")
-        .start()
-        .await;
-    let tun_d = DaemonBuilder::new(&cfg.daemon)
-        .args(&["--no-mitm"])
-        .env("RUST_LOG", "info")
-        .start()
-        .await;
-    let daemon_ca: PathBuf = mitm_d.state_dir().join("ca-cert.pem");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !daemon_ca.is_file() {
-        assert!(std::time::Instant::now() < deadline, "no daemon CA");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (mitm_d, tun_d, daemon_ca) = crate::mitm::daemon_pair(&cfg.daemon, &ca_arg).await;
     let mitmdump = match locate_mitmdump(cfg.install) {
         Ok(b) => Mitmdump::start(&b, ca.pem_path()).await,
         Err(e) => Err(e),

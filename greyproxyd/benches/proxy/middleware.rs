@@ -98,19 +98,6 @@ impl Drop for WsMiddleware {
     }
 }
 
-/// utime + stime of `pid`, seconds.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let f: Vec<u64> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .skip(1)
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    (f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0)) as f64 / 100.0
-}
-
 /// The children of `pid` (the stdio middleware the daemon spawned).
 fn children(pid: u32) -> Vec<u32> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
@@ -206,7 +193,7 @@ pub async fn run(cfg: &MitmCfg) {
     for &n in &cfg.conns {
         for r in &routes {
             eprintln!("[middleware] {n} connection(s), {}…", r.name);
-            let mw_before = r.middleware.map(cpu_secs);
+            let mw_before = r.middleware.map(crate::sys::proc_cpu_secs);
             let t = Instant::now();
             let res = rate(
                 Some(r.pid),
@@ -223,7 +210,7 @@ pub async fn run(cfg: &MitmCfg) {
             let mw = r
                 .middleware
                 .zip(mw_before)
-                .map(|(p, b)| (cpu_secs(p) - b) / secs);
+                .map(|(p, b)| (crate::sys::proc_cpu_secs(p) - b) / secs);
             rows.push((n, r.name, res, mw));
         }
     }

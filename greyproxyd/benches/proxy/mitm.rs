@@ -95,12 +95,30 @@ fn h1_client(roots: &Path) -> Arc<ClientConfig> {
     client_config(roots, &[b"http/1.1"])
 }
 
-async fn wait_file(p: &Path) {
+/// The two daemons every comparison section runs: one intercepting (trusting the origins'
+/// test CA `ca_arg`) and one `--no-mitm`; also the intercepting one's CA file, once written.
+pub async fn daemon_pair(bin: &str, ca_arg: &str) -> (Daemon, Daemon, PathBuf) {
+    let mitm_d = DaemonBuilder::new(bin)
+        .args(&["--upstream-ca", ca_arg])
+        .env("RUST_LOG", "info")
+        .start()
+        .await;
+    let tun_d = DaemonBuilder::new(bin)
+        .args(&["--no-mitm"])
+        .env("RUST_LOG", "info")
+        .start()
+        .await;
+    let daemon_ca = mitm_d.state_dir().join("ca-cert.pem");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !p.is_file() {
-        assert!(Instant::now() < deadline, "{} never appeared", p.display());
+    while !daemon_ca.is_file() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            daemon_ca.display()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    (mitm_d, tun_d, daemon_ca)
 }
 
 /// A bulk row: MB/s and CPU s/GB (bench, proxy) per download, and the proxy's peak RSS.
@@ -151,18 +169,7 @@ pub async fn run(cfg: &MitmCfg) -> MitmTargets {
     let ca = TestCa::new("greyproxy bench origin CA");
     let origin = https_origin(&ca).await;
     let ca_arg = ca.pem_arg();
-    let mitm_d = DaemonBuilder::new(&cfg.daemon)
-        .args(&["--upstream-ca", &ca_arg])
-        .env("RUST_LOG", "info")
-        .start()
-        .await;
-    let tun_d = DaemonBuilder::new(&cfg.daemon)
-        .args(&["--no-mitm"])
-        .env("RUST_LOG", "info")
-        .start()
-        .await;
-    let daemon_ca: PathBuf = mitm_d.state_dir().join("ca-cert.pem");
-    wait_file(&daemon_ca).await;
+    let (mitm_d, tun_d, daemon_ca) = daemon_pair(&cfg.daemon, &ca_arg).await;
     let mitmdump = match locate(cfg.install) {
         Ok(bin) => Mitmdump::start(&bin, ca.pem_path()).await,
         Err(e) => Err(e),

@@ -10,13 +10,12 @@
 //! HTTP/2 rows name the client's ALPN and the HTTP version the origin saw, the SSE row the
 //! framing the client received and whether the first event arrived before the stream ended.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustls::ClientConfig;
 
-use greyproxy_testkit::DaemonBuilder;
 use greyproxy_testkit::tls::{TestCa, client_config};
 
 use crate::client::Via;
@@ -119,14 +118,6 @@ fn settle<T>(name: &str, what: &str, r: Result<T, String>) -> Result<T, String> 
     r
 }
 
-async fn wait_file(p: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !p.is_file() {
-        assert!(Instant::now() < deadline, "{} never appeared", p.display());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// A measured row: the load parameter (streams, window), the path, the load.
 type Row = (usize, &'static str, Result<Load, String>);
 /// What a path negotiated, or why it failed before timing.
@@ -152,18 +143,7 @@ pub async fn run(cfg: &ProtoCfg) {
     let origin = proto_origin(&ca).await;
     let ws = ws_origin(&ca).await;
     let ca_arg = ca.pem_arg();
-    let mitm_d = DaemonBuilder::new(&cfg.daemon)
-        .args(&["--upstream-ca", &ca_arg])
-        .env("RUST_LOG", "info")
-        .start()
-        .await;
-    let tun_d = DaemonBuilder::new(&cfg.daemon)
-        .args(&["--no-mitm"])
-        .env("RUST_LOG", "info")
-        .start()
-        .await;
-    let daemon_ca = mitm_d.state_dir().join("ca-cert.pem");
-    wait_file(&daemon_ca).await;
+    let (mitm_d, tun_d, daemon_ca) = crate::mitm::daemon_pair(&cfg.daemon, &ca_arg).await;
     let mitmdump = match locate(cfg.install) {
         Ok(bin) => Mitmdump::start(&bin, ca.pem_path()).await,
         Err(e) => Err(e),

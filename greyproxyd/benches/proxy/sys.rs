@@ -4,6 +4,26 @@ use std::path::Path;
 
 use serde_json::Value;
 
+/// utime + stime of process `pid` (`"self"` for this one), in clock ticks; 0 once it is gone.
+fn proc_ticks(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0;
+    };
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the state.
+    f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0)
+}
+
+/// CPU seconds process `pid` has used (0 once it is gone).
+pub fn proc_cpu_secs(pid: u32) -> f64 {
+    proc_ticks(&pid.to_string()) as f64 / TICKS_PER_SEC
+}
+
 /// CPU time counters, in clock ticks (USER_HZ, 100 per second on Linux).
 #[derive(Clone, Copy)]
 pub struct Cpu {
@@ -25,19 +45,6 @@ const TICKS_PER_SEC: f64 = 100.0;
 impl Cpu {
     /// Current counters, `daemon` being the daemon's pid.
     pub fn now(daemon: u32) -> Cpu {
-        let proc_ticks = |pid: &str| -> u64 {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let Some((_, rest)) = stat.rsplit_once(')') else {
-                return 0;
-            };
-            let f: Vec<u64> = rest
-                .split_whitespace()
-                .skip(1)
-                .map(|x| x.parse().unwrap_or(0))
-                .collect();
-            // utime and stime are fields 14 and 15 of the line, 12 and 13 after the state.
-            f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0)
-        };
         let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
         let f: Vec<u64> = stat
             .lines()
@@ -168,4 +175,39 @@ pub fn human_bytes(b: u64) -> String {
 /// that the next [`rss_kib`] reads the peak since now. False when not permitted.
 pub fn reset_peak_rss(pid: u32) -> bool {
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
+/// The first of `paths` that exists; when none does and `install` is set, installs the Debian
+/// package `package` with apt-get (as root) and looks again. `Err` says why there is none.
+pub fn apt_binary(
+    paths: &[&str],
+    package: &str,
+    install: bool,
+) -> Result<std::path::PathBuf, String> {
+    let find = || {
+        paths
+            .iter()
+            .map(std::path::PathBuf::from)
+            .find(|p| p.is_file())
+    };
+    if let Some(p) = find() {
+        return Ok(p);
+    }
+    if !install {
+        return Err("not installed (a full `--bench` run installs it with apt)".into());
+    }
+    eprintln!("      installing {package} with apt-get…");
+    let ok = std::process::Command::new("apt-get")
+        .args(["install", "-y", "-qq", package])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    find().ok_or_else(|| {
+        format!(
+            "apt-get install {package} {}",
+            if ok { "gave no binary" } else { "failed" }
+        )
+    })
 }

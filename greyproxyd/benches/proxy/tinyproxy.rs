@@ -20,36 +20,15 @@ pub struct Tinyproxy {
 }
 
 fn locate(install: bool) -> Result<PathBuf, String> {
-    let find = || {
-        [
+    crate::sys::apt_binary(
+        &[
             "/usr/bin/tinyproxy",
             "/usr/sbin/tinyproxy",
             "/usr/local/bin/tinyproxy",
-        ]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-    };
-    if let Some(p) = find() {
-        return Ok(p);
-    }
-    if !install {
-        return Err("not installed (a full `--bench` run installs it with apt)".into());
-    }
-    eprintln!("      installing tinyproxy with apt-get…");
-    let ok = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "tinyproxy-bin"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    find().ok_or_else(|| {
-        format!(
-            "apt-get install tinyproxy-bin {}",
-            if ok { "gave no binary" } else { "failed" }
-        )
-    })
+        ],
+        "tinyproxy-bin",
+        install,
+    )
 }
 
 impl Tinyproxy {

@@ -5,38 +5,13 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::loadgen::{LoadCfg, Row};
 
 /// wrk's binary, installed with apt when missing and `install` is set.
 pub fn locate(install: bool) -> Result<PathBuf, String> {
-    let find = || {
-        ["/usr/bin/wrk", "/usr/local/bin/wrk"]
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.is_file())
-    };
-    if let Some(p) = find() {
-        return Ok(p);
-    }
-    if !install {
-        return Err("not installed (a full `--bench` run installs it with apt)".into());
-    }
-    eprintln!("      installing wrk with apt-get…");
-    let ok = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "wrk"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    find().ok_or_else(|| {
-        format!(
-            "apt-get install wrk {}",
-            if ok { "gave no binary" } else { "failed" }
-        )
-    })
+    crate::sys::apt_binary(&["/usr/bin/wrk", "/usr/local/bin/wrk"], "wrk", install)
 }
 
 /// `wrk -v`, first line.
