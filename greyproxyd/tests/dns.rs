@@ -68,9 +68,18 @@ fn stub_answer(query: &[u8], tcp: bool) -> Option<Vec<u8>> {
 
 /// Starts the stub upstream on one loopback port (UDP and TCP); returns it and a query counter.
 async fn stub_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(addr).await.unwrap();
+    // The UDP port the kernel picks may be taken for TCP (another test's listener, a socket
+    // in TIME_WAIT): pick again until both protocols have it.
+    let mut attempt = 0;
+    let (udp, addr, tcp) = loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = udp.local_addr().unwrap();
+        match TcpListener::bind(addr).await {
+            Ok(tcp) => break (udp, addr, tcp),
+            Err(_) if attempt < 50 => attempt += 1,
+            Err(e) => panic!("no port free for both UDP and TCP: {e}"),
+        }
+    };
     let seen = Arc::new(AtomicUsize::new(0));
     let count = seen.clone();
     tokio::spawn(async move {
