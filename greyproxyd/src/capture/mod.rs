@@ -1,9 +1,8 @@
 //! Capture of HTTP traffic: a capped copy of each body taken while it streams through
-//! ([`body`]), decoding of the stored copy ([`decode`]), header and URL redaction
+//! ([`body`]), decoding of the stored copy (`http::decode`), header and URL redaction
 //! ([`redact`]).
 
 pub mod body;
-pub mod decode;
 pub mod forward;
 pub mod record;
 pub mod redact;

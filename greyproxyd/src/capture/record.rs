@@ -8,7 +8,7 @@ use greyproxy_protocol::{HeaderMapJson, Transaction};
 use http::HeaderMap;
 
 use super::body::{Captured, is_textual};
-use super::decode::decode_body;
+use crate::http::decode::decode_body;
 
 /// How many times the capture cap the decoded copy may grow (compression ratios of text are
 /// high; beyond this it is a bomb or not worth keeping).

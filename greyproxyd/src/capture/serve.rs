@@ -11,8 +11,9 @@ use hyper::body::Incoming;
 use hyper::service::{Service, service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use super::forward::{CaptureCtx, ExchangeMeta, FwdBody, forward};
+use super::forward::{CaptureCtx, ExchangeMeta, forward};
 use super::upstream::Upstream;
+use crate::http::Body;
 
 /// The per-connection service: every request goes through [`forward`].
 fn recording_service(
@@ -21,9 +22,9 @@ fn recording_service(
     meta: Arc<ExchangeMeta>,
 ) -> impl Service<
     Request<Incoming>,
-    Response = Response<FwdBody>,
+    Response = Response<Body>,
     Error = hyper::Error,
-    Future = impl Future<Output = Result<Response<FwdBody>, hyper::Error>> + Send,
+    Future = impl Future<Output = Result<Response<Body>, hyper::Error>> + Send,
 > + Clone {
     service_fn(move |req| {
         let (c, u, m) = (capture.clone(), up.clone(), meta.clone());

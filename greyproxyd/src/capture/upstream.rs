@@ -3,27 +3,18 @@
 //! closed it.
 
 use std::io;
-use std::pin::Pin;
-use std::sync::Arc;
 
-use futures_util::future::BoxFuture;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::forward::FwdBody;
+use crate::http::Body;
 
-/// Any byte stream an HTTP connection can run over.
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
-
-/// Opens a new connection to the origin (TLS included when needed).
-pub type Dial = Arc<dyn Fn() -> BoxFuture<'static, io::Result<Box<dyn Io>>> + Send + Sync>;
+use crate::net::{Dial, Io};
 
 enum Sender {
-    H1(hyper::client::conn::http1::SendRequest<FwdBody>),
-    H2(hyper::client::conn::http2::SendRequest<FwdBody>),
+    H1(hyper::client::conn::http1::SendRequest<Body>),
+    H2(hyper::client::conn::http2::SendRequest<Body>),
 }
 
 /// The origin side of a client connection: one HTTP/2 connection shared by all streams, or one
@@ -87,7 +78,7 @@ impl Upstream {
     }
 
     /// Sends one request, (re)connecting when needed.
-    pub async fn send(&self, req: Request<FwdBody>) -> Result<Response<Incoming>, String> {
+    pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, String> {
         let mut slot = self.sender.lock().await;
         let usable = match slot.as_mut() {
             Some(Sender::H1(s)) => !s.is_closed() && s.ready().await.is_ok(),
@@ -119,20 +110,4 @@ impl Upstream {
             None => Err("no origin connection".into()),
         }
     }
-}
-
-/// Boxed future helper for [`Dial`]s.
-pub fn boxed_io<S: Io>(s: S) -> Box<dyn Io> {
-    Box::new(s)
-}
-
-/// Pins a dial future.
-pub fn dial_fn<F, Fut>(f: F) -> Dial
-where
-    F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = io::Result<Box<dyn Io>>> + Send + 'static,
-{
-    Arc::new(move || -> BoxFuture<'static, io::Result<Box<dyn Io>>> {
-        Box::pin(f()) as Pin<Box<_>>
-    })
 }

@@ -15,12 +15,6 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 
-/// Bytes tungstenite reads at a time on our WebSocket links (control clients, middlewares).
-/// It zero-fills that much buffer before *every* read, including reads that find nothing, so
-/// its 128 KiB default cost a 128 KiB memset per wake-up (1.7 % of the daemon's CPU with a
-/// WebSocket middleware, in a profile); our messages are mostly far smaller, and a large one
-/// simply takes more reads.
-pub(crate) const WS_READ_CHUNK: usize = 16 * 1024;
 use tokio_tungstenite::tungstenite::{Message, http};
 use tokio_util::sync::CancellationToken;
 
@@ -139,7 +133,7 @@ async fn connection(
         Ok(resp)
     };
     let config = WebSocketConfig::default()
-        .read_buffer_size(WS_READ_CHUNK)
+        .read_buffer_size(crate::net::READ_CHUNK)
         .max_message_size(Some(MAX_CONTROL_MESSAGE))
         .max_frame_size(Some(MAX_CONTROL_MESSAGE));
     let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config));

@@ -14,7 +14,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, header};
 use super::client::{Outcome, message_id};
 use super::filter::FilterInput;
 use super::{Middlewares, Step};
-use crate::capture::decode::decode_body;
+use crate::http::decode::decode_body;
 use crate::time::now_rfc3339;
 
 /// Headers a rewrite may never set: hop-by-hop, credentials and identity (canonical names).

@@ -10,13 +10,14 @@ use bytes::{Bytes, BytesMut};
 use greyproxy_protocol::middleware::MiddlewareEvent;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version, header};
 use http_body::Frame;
-use http_body_util::{BodyExt, BodyStream, Full, StreamBody};
+use http_body_util::{BodyExt, BodyStream, StreamBody};
 
 use super::Middlewares;
 use super::cascade::{
     Context, RequestSide, RequestWork, ResponseWork, run_request, run_response, wire_headers,
 };
-use crate::capture::forward::FwdBody;
+use crate::http::Body;
+use crate::http::body::full;
 
 /// A body read up to a limit.
 struct Buffered {
@@ -25,7 +26,7 @@ struct Buffered {
     /// Trailers, when the body ended with them.
     trailers: Option<HeaderMap>,
     /// The unread rest; `None` once the body ended within the limit.
-    rest: Option<FwdBody>,
+    rest: Option<Body>,
 }
 
 impl Buffered {
@@ -35,7 +36,7 @@ impl Buffered {
     }
 
     /// The body to send on: what was read, then whatever is left.
-    fn into_body(self) -> FwdBody {
+    fn into_body(self) -> Body {
         let mut frames: Vec<Result<Frame<Bytes>, hyper::Error>> = Vec::new();
         if !self.head.is_empty() {
             frames.push(Ok(Frame::data(self.head)));
@@ -55,7 +56,7 @@ impl Buffered {
 }
 
 /// Reads `body` until it ends or more than `limit` bytes came.
-async fn buffer(mut body: FwdBody, limit: usize) -> Result<Buffered, hyper::Error> {
+async fn buffer(mut body: Body, limit: usize) -> Result<Buffered, hyper::Error> {
     let mut head = BytesMut::new();
     let mut trailers = None;
     while let Some(frame) = body.frame().await {
@@ -93,7 +94,7 @@ const DRAIN_LIMIT: u64 = 64 << 20;
 const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Reads and discards what is left of a body, within [`DRAIN_LIMIT`] and [`DRAIN_TIME`].
-async fn drain(rest: Option<FwdBody>) {
+async fn drain(rest: Option<Body>) {
     let Some(mut body) = rest else { return };
     let work = async {
         let mut seen = 0u64;
@@ -107,10 +108,6 @@ async fn drain(rest: Option<FwdBody>) {
         }
     };
     let _ = tokio::time::timeout(DRAIN_TIME, work).await;
-}
-
-fn full(b: Bytes) -> FwdBody {
-    Full::new(b).map_err(|n| match n {}).boxed()
 }
 
 /// `%XX` decoding of a path (greyproxy filters on Go's decoded `URL.Path`).
@@ -174,7 +171,7 @@ fn stop_response(
     body: Option<Vec<u8>>,
     by: &str,
     fallback: Option<&str>,
-) -> Response<FwdBody> {
+) -> Response<Body> {
     let body = match (body, fallback) {
         (Some(b), _) => b,
         (None, Some(reason)) => {
@@ -208,9 +205,9 @@ pub struct RequestTrace {
 pub async fn on_request(
     mw: &Middlewares,
     cx: &Context,
-    req: Request<FwdBody>,
+    req: Request<Body>,
     events: &mut Vec<MiddlewareEvent>,
-) -> Result<(Request<FwdBody>, RequestTrace), Response<FwdBody>> {
+) -> Result<(Request<Body>, RequestTrace), Response<Body>> {
     let steps = mw.steps(false);
     if steps.is_empty() {
         return Ok((req, RequestTrace::default()));
@@ -278,9 +275,9 @@ pub async fn on_response(
     request_headers: &HeaderMap,
     trace: &RequestTrace,
     duration_ms: i64,
-    resp: Response<FwdBody>,
+    resp: Response<Body>,
     events: &mut Vec<MiddlewareEvent>,
-) -> Response<FwdBody> {
+) -> Response<Body> {
     let steps = mw.steps(true);
     if steps.is_empty() {
         return resp;

@@ -79,11 +79,11 @@ async fn dial_inner(
         .map_err(|e| format!("connect {host}:{port}: {e}"))?;
     let _ = tcp.set_nodelay(true);
     let config = WebSocketConfig::default()
-        .read_buffer_size(crate::control::server::WS_READ_CHUNK)
+        .read_buffer_size(crate::net::READ_CHUNK)
         .max_message_size(Some(MAX_LINE))
         .max_frame_size(Some(MAX_LINE));
     if secure {
-        let name = crate::mitm::upstream::server_name(&bare).ok_or("bad TLS server name")?;
+        let name = crate::net::server_name(&bare).ok_or("bad TLS server name")?;
         let tls = tokio_rustls::TlsConnector::from(tls)
             .connect(name, tcp)
             .await

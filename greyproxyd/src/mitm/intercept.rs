@@ -18,12 +18,13 @@ use tokio_rustls::LazyConfigAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::reload::MitmCerts;
-use super::upstream::{UpstreamTls, server_name};
-use crate::capture::forward::{CaptureCtx, ExchangeMeta, text_response};
+use super::upstream::UpstreamTls;
+use crate::capture::forward::{CaptureCtx, ExchangeMeta};
 use crate::capture::serve::{serve_h1, serve_h2};
-use crate::capture::upstream::{Upstream, boxed_io, dial_fn};
+use crate::capture::upstream::Upstream;
+use crate::http::text_response;
+use crate::net::{Prefixed, boxed_io, connect_upstream, dial_fn, relay, server_name};
 use crate::policy::Verdict;
-use crate::proxy::tunnel::{Prefixed, connect_upstream, relay};
 
 const H2: &[u8] = b"h2";
 const H1: &[u8] = b"http/1.1";

@@ -101,8 +101,3 @@ impl UpstreamTls {
             .await
     }
 }
-
-/// The TLS server name for a host (DNS name or IP literal), `None` when it is neither.
-pub fn server_name(host: &str) -> Option<ServerName<'static>> {
-    ServerName::try_from(host.to_string()).ok()
-}

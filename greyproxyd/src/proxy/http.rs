@@ -18,11 +18,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::head::{Head, HeadError, absolute_target, read_head};
-use super::tunnel::{Prefixed, ProxyCtx, client_gone, connect_upstream, identity};
+use super::tunnel::{ProxyCtx, identity};
 use crate::accept::accept_loop;
-use crate::capture::forward::{ExchangeMeta, FwdBody, forward, text_response};
-use crate::capture::upstream::{Upstream, boxed_io, dial_fn};
+use crate::capture::forward::{ExchangeMeta, forward};
+use crate::capture::upstream::Upstream;
+use crate::http::{Body, text_response};
 use crate::mitm::intercept::{self, Tunnel};
+use crate::net::{Prefixed, boxed_io, client_gone, connect_upstream, dial_fn};
 use crate::policy::tracker::Tracked;
 use crate::policy::{ConnRequest, FrontEnd, Verdict};
 
@@ -258,7 +260,7 @@ async fn serve_plain(
 
 /// One absolute-form request: decided by policy (unless it is the first one, already decided),
 /// then forwarded and recorded as `http://`.
-async fn proxy_request(conn: Arc<PlainConn>, req: Request<Incoming>) -> Response<FwdBody> {
+async fn proxy_request(conn: Arc<PlainConn>, req: Request<Incoming>) -> Response<Body> {
     let uri = req.uri().to_string();
     let (host, port) = match absolute_target(&uri) {
         Ok(t) => t,

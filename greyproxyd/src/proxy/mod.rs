@@ -6,5 +6,4 @@ pub mod head;
 pub mod http;
 pub mod socks;
 pub mod socks5;
-pub mod splice;
 pub mod tunnel;

@@ -6,9 +6,10 @@ use std::net::SocketAddr;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::socks5::{self, REP_NOT_ALLOWED, REP_SUCCEEDED, reply_for_connect_error, send_reply};
-use super::tunnel::{ProxyCtx, client_gone, connect_upstream, identity};
+use super::tunnel::{ProxyCtx, identity};
 use crate::accept::accept_loop;
 use crate::mitm::intercept::{self, Tunnel};
+use crate::net::{client_gone, connect_upstream};
 use crate::policy::{ConnRequest, FrontEnd};
 
 /// Accepts SOCKS5 clients until shutdown.

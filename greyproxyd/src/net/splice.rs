@@ -200,7 +200,7 @@ mod tests {
     use tokio_util::sync::CancellationToken;
 
     use super::*;
-    use crate::proxy::tunnel;
+    use crate::net::relay as tunnel;
 
     /// A connected pair of loopback sockets: (outer end, end the relay gets).
     async fn pair() -> (TcpStream, TcpStream) {
