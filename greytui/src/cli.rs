@@ -1,4 +1,4 @@
-//! Command line of `greytui` (DESIGN.md §3): the dashboard by default, `--once COMMAND` for
+//! Command line of `greytui` (docs/greytui.md): the dashboard by default, `--once COMMAND` for
 //! scripts. Connection flags are global so that they may follow the command.
 
 use std::path::PathBuf;
