@@ -202,7 +202,7 @@ impl TxQuery {
 
 impl Store {
     /// Writes transactions (heads and bodies) in one transaction, then evicts the oldest
-    /// beyond `retention`. Durable (blocks on an fsync) unless the batch has [`LAZY_BATCH`] rows
+    /// beyond `retention`. Durable (blocks on an fsync) unless the batch has `LAZY_BATCH` rows
     /// or more.
     pub fn append_transactions(
         &self,
