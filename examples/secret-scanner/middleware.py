@@ -25,7 +25,7 @@ from greyproxy_middleware import allow, decode_body, deny, run  # noqa: E402
 
 log = logging.getLogger("secret-scanner")
 
-# Hosts whose request bodies carry credentials by design (OAuth token exchanges).
+# Hosts whose request bodies carry credentials legitimately (OAuth token exchanges).
 SKIP_HOSTS = {
     "login.microsoftonline.com",
     "accounts.google.com",

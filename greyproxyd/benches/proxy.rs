@@ -1,4 +1,4 @@
-//! End-to-end benchmarks of the real `greyproxyd` binary (DESIGN.md §10), printed as one
+//! End-to-end benchmarks of the real `greyproxyd` binary (docs/performance.md), printed as one
 //! table: `cargo bench -p greyproxyd --bench proxy`.
 //!
 //! 1. Bulk throughput of a CONNECT tunnel and of a SOCKS5 tunnel over loopback, download
@@ -253,7 +253,7 @@ async fn main() {
 /// Sections 1–4: tunnels, allow → release, setup, memory.
 async fn tunnel_sections(cfg: Cfg) -> summary::TunnelTargets {
     // The daemon as shipped (default log level), with long holds so that K holds outlive the
-    // run, and tunnels relayed raw: the tunnel target of DESIGN.md §10 is without MITM.
+    // run, and tunnels relayed raw: the tunnel throughput target is without MITM.
     let d = DaemonBuilder::new(&cfg.daemon)
         .args(&["--hold-timeout", "600", "--no-mitm"])
         .env("RUST_LOG", "info")

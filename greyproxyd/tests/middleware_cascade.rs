@@ -1,7 +1,7 @@
-//! The middleware cascade across processes (reference §13 F, G7): order by flag kind then
-//! config, each step seeing the previous step's rewrites, a deny stopping the rest, filters
-//! evaluated per step on the current request; our differences: a middleware that comes up late
-//! is consulted (failing closed until then) and a new hello's hooks change dispatch; the `llm`
+//! The middleware cascade across processes (cases F, G7 of docs/middleware.md#tests): order by flag
+//! kind then config, each step seeing the previous step's rewrites, a deny stopping the rest,
+//! filters evaluated per step on the current request; our differences: a middleware that comes up
+//! late is consulted (failing closed until then) and a new hello's hooks change dispatch; the `llm`
 //! filter follows the live endpoint registry (config reload).
 #![allow(clippy::unwrap_used)]
 

@@ -1,9 +1,9 @@
-//! What the daemon tells middlewares (reference §13 D, G6, G8): every key of request and
-//! response messages, canonical header maps with duplicates and no `Host`, `""` versus
-//! `null` bodies, the smallest positive `max_body_bytes` of all middlewares, decompressed
-//! response views decided on the compressed size, plain-proxy (absolute-form, `tls:false`)
-//! versus MITM (origin-form, `tls:true`) messages and the `tls` filter, the pre-rewrite
-//! `request_body` of response messages.
+//! What the daemon tells middlewares (cases D, G6, G8 of docs/middleware.md#tests): every key of
+//! request and response messages, canonical header maps with duplicates and no `Host`, `""` versus
+//! `null` bodies, the smallest positive `max_body_bytes` of all middlewares, decompressed response
+//! views decided on the compressed size, plain-proxy (absolute-form, `tls:false`) versus MITM
+//! (origin-form, `tls:true`) messages and the `tls` filter, the pre-rewrite `request_body` of
+//! response messages.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;

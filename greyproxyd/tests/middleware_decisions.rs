@@ -1,8 +1,8 @@
-//! What middleware decisions do to real traffic (reference §13 E): allow/passthrough leave
-//! bytes untouched; deny and block replace the exchange (also on the MITM path, with the
-//! middleware's status and body); request and response rewrites of bodies, headers and status
-//! with the header denylist, header removal, Content-Encoding handling, `""` versus absent
-//! bodies; wrong action for the hook and unknown actions continue.
+//! What middleware decisions do to real traffic (cases E of docs/middleware.md#tests):
+//! allow/passthrough leave bytes untouched; deny and block replace the exchange (also on the MITM
+//! path, with the middleware's status and body); request and response rewrites of bodies, headers
+//! and status with the header denylist, header removal, Content-Encoding handling, `""` versus
+//! absent bodies; wrong action for the hook and unknown actions continue.
 #![allow(clippy::unwrap_used)]
 
 use greyproxy_testkit::fakemw::env::{both, start, wait_log};

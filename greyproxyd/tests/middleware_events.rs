@@ -1,7 +1,7 @@
-//! Middleware decisions recorded on transactions (reference §10, §13 J): which decisions make
-//! events and with which action, status, changed header names, body flag and tags; sequences
-//! per cascade counting only matched steps; hook labels for the plain path and MITM; stdio
-//! events without URL and with the hello's name.
+//! Middleware decisions recorded on transactions (cases J of docs/middleware.md#tests): which
+//! decisions make events and with which action, status, changed header names, body flag and tags;
+//! sequences per cascade counting only matched steps; hook labels for the plain path and MITM;
+//! stdio events without URL and with the hello's name.
 #![allow(clippy::unwrap_used)]
 
 use greyproxy_testkit::fakemw::env::{events, start, tx};

@@ -1,7 +1,7 @@
-//! The example middlewares end to end (reference §13 K), each on both transports, through the
-//! daemon with real curl to plain and HTTPS origins: passthrough, secret-scanner, pii-redactor,
-//! command-stripper, cost-tracker with audit-log, and the Python helper surviving handler
-//! exceptions.
+//! The example middlewares end to end (cases K of docs/middleware.md#tests), each on both
+//! transports, through the daemon with real curl to plain and HTTPS origins: passthrough,
+//! secret-scanner, pii-redactor, command-stripper, cost-tracker with audit-log, and the Python
+//! helper surviving handler exceptions.
 #![allow(clippy::unwrap_used)]
 
 use greyproxy_testkit::fakemw::Transport;

@@ -1,8 +1,8 @@
-//! Middleware failure handling across processes (reference §13 H, J3): per-message timeouts
-//! and `on_disconnect`, a connection lost with a response in flight, requests while the
-//! middleware is down, never-ready middlewares failing closed (or open), the reconnect
-//! backoff and its reset, stdio children that ignore EOF (and their grandchildren) killed as
-//! a process group, a child exiting after its hello, the default timeout.
+//! Middleware failure handling across processes (cases H, J3 of docs/middleware.md#tests):
+//! per-message timeouts and `on_disconnect`, a connection lost with a response in flight, requests
+//! while the middleware is down, never-ready middlewares failing closed (or open), the reconnect
+//! backoff and its reset, stdio children that ignore EOF (and their grandchildren) killed as a
+//! process group, a child exiting after its hello, the default timeout.
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};

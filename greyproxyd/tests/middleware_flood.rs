@@ -1,7 +1,7 @@
-//! A middleware that floods its connection with non-decisions (issue 8's fault list): tens of
-//! thousands of junk frames around every real decision. Requests still get their decisions at
-//! once, the connection stays up, the control socket stays responsive, and the daemon's log
-//! does not flood with it (the first few are warnings, the rest counted).
+//! A middleware that floods its connection with non-decisions (a fault the daemon must survive):
+//! tens of thousands of junk frames around every real decision. Requests still get their decisions
+//! at once, the connection stays up, the control socket stays responsive, and the daemon's log does
+//! not flood with it (the first few are warnings, the rest counted).
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};

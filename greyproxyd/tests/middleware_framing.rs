@@ -1,6 +1,6 @@
-//! Middleware framing and multiplexing across processes (reference §13 B, C): binary WS
-//! frames, CRLF and blank stdio lines, an over-long stdio line, the child's stderr in the log
-//! and its environment; 32-hex ids unique per message, replies in any order, garbage frames,
+//! Middleware framing and multiplexing across processes (cases B, C of docs/middleware.md#tests):
+//! binary WS frames, CRLF and blank stdio lines, an over-long stdio line, the child's stderr in the
+//! log and its environment; 32-hex ids unique per message, replies in any order, garbage frames,
 //! unknown ids, duplicates, bad base64 and any decision `type`.
 #![allow(clippy::unwrap_used)]
 

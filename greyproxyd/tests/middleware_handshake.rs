@@ -1,8 +1,9 @@
-//! Middleware handshake and configuration, across processes (reference §13 A, I): the proxy
-//! hello's exact bytes, version ranges, lenient hello decoding and what `list_middlewares`
-//! shows; hellos that are refused (bad range, wrong type, none at all, unparseable, a banner
-//! before the hello) never make a middleware ready and it reconnects; CLI `http://` URLs dial
-//! `ws://`, `auth_header` reaches the upgrade, invalid `[[middleware]]` tables are refused.
+//! Middleware handshake and configuration, across processes (cases A, I of
+//! docs/middleware.md#tests): the proxy hello's exact bytes, version ranges, lenient hello decoding
+//! and what `list_middlewares` shows; hellos that are refused (bad range, wrong type, none at all,
+//! unparseable, a banner before the hello) never make a middleware ready and it reconnects; CLI
+//! `http://` URLs dial `ws://`, `auth_header` reaches the upgrade, invalid `[[middleware]]` tables
+//! are refused.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;

@@ -1,6 +1,6 @@
-//! Bodies and streaming with middlewares (DESIGN §7: filters decided from the head before any
-//! buffering; bodies over the limit go to middlewares as `null` and stream on intact): large
-//! uploads and downloads over `max_body_bytes` reach their peer byte for byte, a rewrite
+//! Bodies and streaming with middlewares (docs/design.md#middleware: filters decided from the head
+//! before any buffering; bodies over the limit go to middlewares as `null` and stream on intact):
+//! large uploads and downloads over `max_body_bytes` reach their peer byte for byte, a rewrite
 //! still replaces an over-limit body, and an SSE stream no step can match is not held back.
 #![allow(clippy::unwrap_used)]
 

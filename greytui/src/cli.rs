@@ -1,4 +1,4 @@
-//! Command line of `greytui` (DESIGN.md §3): the dashboard by default, `--once COMMAND` for
+//! Command line of `greytui` (docs/greytui.md): the dashboard by default, `--once COMMAND` for
 //! scripts. Connection flags are global so that they may follow the command.
 
 use std::path::PathBuf;
@@ -10,10 +10,12 @@ use greyproxy_protocol::command::Scope;
 #[derive(Debug, Parser)]
 #[command(name = "greytui", version, about, after_help = EXIT_CODES)]
 pub struct Cli {
-    /// Control WebSocket URL [default: from <state dir>/daemon.json, else ws://127.0.0.1:43080/ws]
+    /// Control WebSocket URL [default: from daemon.json in the state dir, else
+    /// ws://127.0.0.1:43080/ws]
     #[arg(long, global = true, value_name = "URL")]
     pub url: Option<String>,
-    /// File holding the control token [default: $GREYPROXY_TOKEN, else <state dir>/control.token]
+    /// File holding the control token [default: $GREYPROXY_TOKEN, else control.token in the state
+    /// dir]
     #[arg(long, global = true, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// The daemon's state directory [default: $GREYPROXY_STATE_DIR, $STATE_DIRECTORY,

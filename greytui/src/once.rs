@@ -1,5 +1,6 @@
 //! `greytui --once COMMAND`: one command against the daemon, a tidy table or stable JSON on
-//! stdout, a one-line message on stderr and the exit codes of DESIGN.md §3.
+//! stdout, a one-line message on stderr, and exit codes 0 (done), 1 (the daemon refused), 2
+//! (usage) and 3 (cannot connect or unauthorized), as docs/greytui.md#--once-for-scripts lists.
 //!
 //! JSON output (documented in docs/greytui.md): `pending` and `rules` print one array of the
 //! protocol's objects (every page), `status` the status object, `allow`/`deny`

@@ -1,4 +1,5 @@
-//! Pins the exact JSON shapes of greyproxy's control WebSocket (seed 000) and of our additions.
+//! Pins the exact JSON shapes of greyproxy's control WebSocket (docs/protocol.md) and of our
+//! additions.
 #![allow(clippy::unwrap_used)]
 
 use greyproxy_protocol::event::{ClaimsChanged, PendingDecided, WaitersChanged};

@@ -1,8 +1,8 @@
-//! The MITM benchmark (DESIGN.md §10): HTTP/1.1 keep-alive request rate and latency, and bulk
-//! HTTPS download throughput, over four paths in one run with one client and one origin:
-//! direct, greyproxyd intercepting (`--upstream-ca` trusts the test origin), greyproxyd with
-//! `--no-mitm` (a plain tunnel, end-to-end TLS) and mitmproxy (`mitmdump`, verifying the origin
-//! against the same test CA).
+//! The MITM benchmark (targets: docs/performance.md#targets): HTTP/1.1 keep-alive request rate and
+//! latency, and bulk HTTPS download throughput, over four paths in one run with one client and one
+//! origin: direct, greyproxyd intercepting (`--upstream-ca` trusts the test origin), greyproxyd
+//! with `--no-mitm` (a plain tunnel, end-to-end TLS) and mitmproxy (`mitmdump`, verifying the
+//! origin against the same test CA).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -141,7 +141,8 @@ fn dropped_transactions(d: &Daemon) -> u64 {
         .unwrap_or(0)
 }
 
-/// The MITM section's figures that DESIGN.md §10 sets targets for, for the closing summary.
+/// The MITM section's figures that have targets (docs/performance.md#targets), for the closing
+/// summary.
 #[derive(Default)]
 pub struct MitmTargets {
     /// greyproxyd MITM req/s ÷ mitmproxy's, per connection count (absent: not measured).
@@ -473,7 +474,7 @@ fn report_bulk(cfg: &MitmCfg, routes: &[Route], bulks: &[Bulk], unavailable: Opt
     println!();
 }
 
-/// The figures the closing summary (`summary.rs`) judges against DESIGN.md §10.
+/// The figures the closing summary (`summary.rs`) judges against the targets.
 fn targets(rates: &[(usize, &'static str, Result<Rate, String>)]) -> MitmTargets {
     let mut conns: Vec<usize> = rates.iter().map(|r| r.0).collect();
     conns.dedup();

@@ -1,5 +1,5 @@
-//! The closing table: this run's figures for the targets of DESIGN.md §10, gathered from the
-//! sections that measured them, so one run gives one verdict per target.
+//! The closing table: this run's figures for the targets (docs/performance.md#targets),
+//! gathered from the sections that measured them, so one run gives one verdict per target.
 
 use crate::mitm::MitmTargets;
 
@@ -20,7 +20,7 @@ pub fn print(tunnel: Option<&TunnelTargets>, mitm: Option<&MitmTargets>) {
     if tunnel.is_none() && mitm.is_none() {
         return;
     }
-    println!("## Targets of DESIGN.md §10 in this run");
+    println!("## Targets in this run");
     println!();
     println!("| target | this run | verdict |");
     println!("|---|---|---|");

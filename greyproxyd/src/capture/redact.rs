@@ -1,6 +1,6 @@
 //! Redaction of header values and URL query values before a transaction is stored.
 //!
-//! Header names are matched against greyproxy's pattern language (reference §3.6):
+//! Header names are matched against greyproxy's pattern language (docs/configuration.md):
 //! case-insensitive, `*` only at the ends (`name` exact, `*x*` contains, `*x` ends with, `x*`
 //! starts with, `*` everything). The defaults ([`DEFAULT_HEADER_PATTERNS`]) always apply and
 //! configured patterns add to them. A matching header keeps its name and all its values become

@@ -1,10 +1,10 @@
 //! Middleware hook filters: a [`HookFilter`] received in a middleware's `hello`, compiled once
 //! ([`CompiledFilter`]) and evaluated against each request/response ([`FilterInput`]).
 //!
-//! Semantics (reference §5): keys are evaluated in the order `tls`, `llm`, `host`, `path`,
-//! `method`, `content_type`, `container`; the first failing key answers "no match". Across keys
-//! it is an AND, within one key an OR over its patterns; an absent key or an empty list places no
-//! constraint, and an absent filter matches everything.
+//! Semantics (greyproxy's, docs/middleware.md#filters): keys are evaluated in the order `tls`,
+//! `llm`, `host`, `path`, `method`, `content_type`, `container`; the first failing key answers
+//! "no match". Across keys it is an AND, within one key an OR over its patterns; an absent key or
+//! an empty list places no constraint, and an absent filter matches everything.
 
 use greyproxy_protocol::middleware::HookFilter;
 use regex::Regex;

@@ -1,5 +1,6 @@
-//! The LLM endpoint registry: maps `(host, path, method)` to a decoder name (capture reference
-//! §5.1). It feeds the middleware `llm` filter key and the capture dissectors.
+//! The LLM endpoint registry: maps `(host, path, method)` to a decoder name (the table and its
+//! matching rules are in docs/middleware.md#filters). It feeds the middleware `llm` filter key
+//! and the capture dissectors.
 //!
 //! The registry holds the seven built-in rules followed by user rules (`[[llm_endpoint]]` tables
 //! of the configuration file). Matching walks the enabled rules by priority (highest first), then

@@ -1,5 +1,6 @@
-//! Shell-like splitting of `--middleware-cmd` strings into an argv (reference §9.4), without a
-//! shell: no variable expansion, globbing or pipes (use `sh -c "…"` explicitly for those).
+//! Shell-like splitting of `--middleware-cmd` strings into an argv (greyproxy's rules, restated in
+//! docs/middleware.md#command-line), without a shell: no variable expansion, globbing or pipes
+//! (use `sh -c "…"` explicitly for those).
 //!
 //! * Separators are space and tab only (a newline is an ordinary character).
 //! * `'…'` is literal; a backslash has no special meaning inside.

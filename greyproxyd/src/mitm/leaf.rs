@@ -35,7 +35,7 @@ use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use super::ca::{BACKDATE, Ca, CaError, random_serial};
 
-/// Longest validity of a leaf (DESIGN.md §6).
+/// Longest validity of a leaf (docs/design.md#mitm): clients reject leaves valid for much longer.
 pub const LEAF_VALIDITY: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Age after which a cached leaf is issued again, well before it expires.
 pub const REISSUE_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);

@@ -43,7 +43,7 @@ pub async fn relay(
 }
 
 /// [`relay`] for streams that are not plain TCP sockets (no `splice(2)`): copies through two
-/// user-space buffers of [`TUNNEL_BUF`]. Returns the bytes relayed `a` → `b` (including
+/// user-space buffers of `TUNNEL_BUF` bytes. Returns the bytes relayed `a` → `b` (including
 /// `early`, written to `b` first) and `b` → `a`; `(0, 0)` when cut.
 pub async fn relay_streams<A, B>(
     a: &mut A,

@@ -1,6 +1,6 @@
 //! Durations: how long a rule made by allow/deny/create lives (`once`, `1h`, …, `permanent`, or
 //! any humantime span) and how long silent mode (allow-all) stays on. Unlike greyproxy, an
-//! unknown string is an error rather than a silent permanent rule (DESIGN §5.2).
+//! unknown string is an error rather than a silent permanent rule (docs/design.md#durations).
 
 use std::time::Duration;
 
@@ -149,7 +149,7 @@ mod tests {
 
     #[test]
     fn humantime_spans_the_reference_turned_into_permanent_rules() {
-        // S-3: greyproxy silently made these permanent.
+        // greyproxy silently made these permanent (docs/design.md#durations).
         assert_eq!(parse_duration("30m"), Ok(secs(1_800)));
         assert_eq!(parse_duration("2h"), Ok(secs(7_200)));
         assert_eq!(parse_duration("2h30m"), Ok(secs(9_000)));

@@ -5,7 +5,7 @@
 //! updates memory, publishes events and bumps `changed`. Held connections watch `changed` and
 //! re-evaluate their own destination on every bump, so any change that decides them — an allow,
 //! a rule created or edited, silent mode switched on — releases them at once, and a dismiss or
-//! deny ends only the holds of the pending requests it removed (DESIGN §5.1).
+//! deny ends only the holds of the pending requests it removed (docs/design.md#holds).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,6 +1,6 @@
-//! Rule precedence: which rule, if any, decides a connection (reference §4.4). Layer first
-//! (global > session > builtin), then specificity, then deny before allow, then — unlike
-//! greyproxy, whose unstable sort leaves this arbitrary — the lowest id (DESIGN §5.6).
+//! Rule precedence: which rule, if any, decides a connection (docs/design.md#precedence). Layer
+//! first (global > session > builtin), then specificity, then deny before allow, then — unlike
+//! greyproxy, whose unstable sort leaves this arbitrary — the lowest id.
 
 use std::cmp::Reverse;
 

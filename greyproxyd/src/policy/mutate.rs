@@ -1,6 +1,6 @@
 //! Decisions and rule edits: allow, deny, dismiss, create/update/delete rule. Each is committed
-//! to the store before memory changes and before the caller replies (DESIGN §5.8), then events
-//! are published and held connections re-evaluate.
+//! to the store before memory changes and before the caller replies (docs/design.md#durability),
+//! then events are published and held connections re-evaluate.
 
 use std::sync::Arc;
 
@@ -39,7 +39,7 @@ fn same_key(r: &RuleRecord, c: &str, d: &str, p: &str, a: Action) -> bool {
 }
 
 impl Policy {
-    /// Seeds the built-in localhost allow rules once per store (deleting them later sticks).
+    /// Creates the built-in localhost allow rules once per store (deleting them later sticks).
     pub async fn seed_builtins(self: &Arc<Self>) -> Result<(), PolicyError> {
         if self.store.get_setting(BUILTINS_SEEDED)?.is_some() {
             return Ok(());

@@ -1,7 +1,8 @@
 //! The three rule pattern kinds — container glob, destination, port — with greyproxy's exact
-//! matching semantics (reference §4.3), the specificity score used for precedence (§4.4), and the
-//! validation and normalisation applied when rules are created or updated. Unlike greyproxy, a
-//! pattern that could never match is refused at creation instead of being stored as a dead rule.
+//! matching semantics (docs/protocol.md#patterns-create_rule-update_rule), the specificity score
+//! used for precedence (docs/design.md#precedence), and the validation and normalisation applied
+//! when rules are created or updated. Unlike greyproxy, a pattern that could never match is
+//! refused at creation instead of being stored as a dead rule (docs/design.md#patterns).
 
 use std::net::IpAddr;
 
@@ -472,8 +473,9 @@ pub fn validate_container_pattern(pattern: &str) -> Result<(), PatternError> {
     glob_check(pattern.as_bytes()).map_err(err)
 }
 
-/// Specificity score (reference §4.4): container ≠ `*` +100 and without `*?[` another +100;
-/// destination ≠ `*` +10 and without `*?[` another +10 (CIDRs count as exact); port ≠ `*` +1.
+/// Specificity score (greyproxy's, docs/design.md#precedence): container ≠ `*` +100 and without
+/// `*?[` another +100; destination ≠ `*` +10 and without `*?[` another +10 (CIDRs count as
+/// exact); port ≠ `*` +1.
 pub fn specificity(container: &str, destination: &str, port: &str) -> u32 {
     let score = |pattern: &str, weight: u32| match pattern {
         "*" => 0,

@@ -1,7 +1,7 @@
-//! The patterns of the rule an allow/deny creates for a pending request, per scope (reference
-//! §5.5), with DESIGN §5.3's difference: `subdomain_wildcard` covers the registrable domain from
-//! the Public Suffix List (`api.foo.co.uk` → `**.foo.co.uk`), apex included, so the rule always
-//! matches the request it was made for — greyproxy's "last two labels" did not (S-4).
+//! The patterns of the rule an allow/deny creates for a pending request, per scope, with one
+//! difference from greyproxy (docs/design.md#scopes): `subdomain_wildcard` covers the registrable
+//! domain from the Public Suffix List (`api.foo.co.uk` → `**.foo.co.uk`), apex included, so the
+//! rule always matches the request it was made for — greyproxy's "last two labels" did not.
 
 use std::net::IpAddr;
 

@@ -2,8 +2,8 @@
 //! ([`upstream`]) and each answer unchanged to the client, learning IP → hostname from A/AAAA
 //! answers on the way ([`cache`]). That is how connections that reach the proxies as raw IPs
 //! (greywall's tun2socks on Linux sends DNS here and TCP to SOCKS5) are matched against
-//! hostname rules and shown by name (reference §11.1, §13). DNS queries themselves are never
-//! policy-checked.
+//! hostname rules and shown by name (docs/design.md#plain-http-policy, docs/configuration.md#dns).
+//! DNS queries themselves are never policy-checked.
 //!
 //! Work is bounded: at most [`MAX_UDP_INFLIGHT`] UDP queries in flight (more are dropped; DNS
 //! clients retry) and [`MAX_TCP_CONNS`] TCP connections (more wait in the kernel's backlog).

@@ -2,13 +2,13 @@
 //! (RFC 1929).
 //!
 //! The handshake only learns *what* the client wants ([`Request`]): the target and, when the
-//! client authenticated, the username that names its container (reference
-//! `greyproxy-control-policy.md` §2). Policy, connecting and the final reply belong to the
+//! client authenticated, the username that names its container (docs/design.md#identity).
+//! Policy, connecting and the final reply belong to the
 //! caller, which sends it with [`send_reply`] (mapping connect failures through
 //! [`reply_for_connect_error`]).
 //!
 //! Unlike greyproxy, which always selects username/password, no method is forced on clients
-//! (DESIGN.md §5 point 5): if the client offers username/password we pick it, because that is
+//! (docs/design.md#identity): if the client offers username/password we pick it, because that is
 //! how we learn its identity; otherwise no-auth is accepted and the caller derives
 //! `unknown-<ip>`. The password is never checked.
 //!
@@ -234,7 +234,7 @@ async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
     // The password is ignored, but it must be consumed so the request parses.
     let mut passwd = vec![0u8; usize::from(plen[0])];
     stream.read_exact(&mut passwd).await?;
-    // Identity never fails authentication (reference §2: the auther always succeeds).
+    // Identity never fails authentication: the password is never checked (greyproxy's too).
     write_flush(stream, &[AUTH_VERSION, AUTH_SUCCESS]).await?;
 
     // Lossy: a non-UTF-8 username still identifies the client; it only names a container.

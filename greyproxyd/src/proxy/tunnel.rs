@@ -30,7 +30,7 @@ pub struct ProxyCtx {
 }
 
 /// Container name for a client: the proxy username unless empty or `proxy`, else
-/// `unknown-<ip>` (reference §2).
+/// `unknown-<ip>` (docs/design.md#identity).
 pub fn identity(username: Option<&str>, peer: SocketAddr) -> String {
     match username.map(str::trim) {
         Some(u) if !u.is_empty() && u != "proxy" => u.to_string(),

@@ -1,7 +1,7 @@
 //! The `dns_cache` table (`&str` IP → JSON [`DnsCacheRow`]): the IP → hostname mappings learnt
 //! from DNS answers, kept so that connections to raw IPs are still named after a restart
-//! (reference §11.1). Rows are written in batches by a [`super::spawn_writer`] sink; expired
-//! rows are skipped at load and pruned once the table outgrows its bound.
+//! (docs/design.md#plain-http-policy). Rows are written in batches by a [`super::spawn_writer`]
+//! sink; expired rows are skipped at load and pruned once the table outgrows its bound.
 
 use std::net::IpAddr;
 

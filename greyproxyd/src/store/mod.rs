@@ -1,5 +1,5 @@
-//! Persistence (DESIGN.md §8): one redb file, `greyproxy.redb` in the state dir, holding the
-//! rules, the pending requests, the request logs and free-form settings.
+//! Persistence (docs/design.md#persistence): one redb file, `greyproxy.redb` in the state dir,
+//! holding the rules, the pending requests, the request logs and free-form settings.
 //!
 //! Tables:
 //! - `meta` (`&str → u64`): `schema_version` and the id counters `next_id.<table>`;

@@ -15,7 +15,7 @@ use super::{BODIES, IdKind, META, N_KINDS, Store, StoreError, TRANSACTIONS, rais
 /// How long a batch of transactions waits for more before it is committed (group commit). A
 /// single keep-alive client otherwise commits every few requests, and the commits, not the
 /// requests, then dominate the daemon's CPU: measured with `cargo bench -p greyproxyd --bench
-/// proxy` (docs/performance.md, MITM), 5 ms took one connection from ≈ 4 800 to ≈ 6 400
+/// proxy` (docs/bench-log/mitm.md), 5 ms took one connection from ≈ 4 800 to ≈ 6 400
 /// requests/s and the daemon from ≈ 195 to ≈ 125 µs of CPU per request. `transaction.new`
 /// events wait as long as the commit.
 pub const TX_LINGER: std::time::Duration = std::time::Duration::from_millis(5);
@@ -111,7 +111,7 @@ const LAZY_BATCH: usize = 64;
 /// Longest run of lazy commits: redb reuses the pages a commit replaced only after a durable
 /// commit, so a sustained stream of large batches (keep-alive clients, no rule or log write in
 /// between) would otherwise grow the file and the page cache without bound. Measured with 16
-/// keep-alive MITM connections for 60 s (docs/performance.md, MITM): daemon RSS 260 MiB with
+/// keep-alive MITM connections for 60 s (docs/bench-log/mitm.md): daemon RSS 260 MiB with
 /// every batch lazy, 133 MiB with a durable commit every second, 100 MiB every 200 ms (92–96
 /// MiB without [`TX_LINGER`]).
 const DURABLE_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
@@ -202,7 +202,7 @@ impl TxQuery {
 
 impl Store {
     /// Writes transactions (heads and bodies) in one transaction, then evicts the oldest
-    /// beyond `retention`. Durable (blocks on an fsync) unless the batch has [`LAZY_BATCH`] rows
+    /// beyond `retention`. Durable (blocks on an fsync) unless the batch has `LAZY_BATCH` rows
     /// or more.
     pub fn append_transactions(
         &self,

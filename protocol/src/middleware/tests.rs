@@ -1,4 +1,5 @@
-//! Decoding pinned against the Go greyproxy's behaviour (reference §4, §13 A/C).
+//! Decoding pinned against the Go greyproxy's behaviour (docs/middleware.md#messages; cases A and C
+//! of docs/middleware.md#tests).
 
 use super::*;
 

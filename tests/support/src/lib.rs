@@ -1,6 +1,6 @@
 //! Test support for the end-to-end tests: start the real `greyproxyd` binary on a fresh state
 //! dir with port-0 listeners ([`daemon`]), talk to its control WebSocket as a real client
-//! ([`control`]), run real local origins ([`origin`]) and real `curl` ([`curl`]).
+//! ([`control`]), run real local origins ([`origin`]) and real `curl` ([`mod@curl`]).
 #![allow(clippy::unwrap_used)]
 
 pub mod badio;

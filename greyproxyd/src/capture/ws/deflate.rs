@@ -2,8 +2,8 @@
 //! inflater per direction that follows the sender's compression context.
 //!
 //! greyproxy rewrote the client's offer to force `*_no_context_takeover` so that every message
-//! could be inflated alone (seeds 003/004). We relay the handshake untouched instead, so the
-//! peers usually keep their LZ77 window across messages (the default of most libraries): a
+//! could be inflated alone. We relay the handshake untouched instead (docs/design.md#capture), so
+//! the peers usually keep their LZ77 window across messages (the default of most libraries): a
 //! message may refer back into earlier ones, and only an inflater that has seen *every* earlier
 //! message of that direction, in order, can decode it. [`Inflater`] is that persistent state:
 //! a raw-deflate `flate2::Decompress` (a 15-bit window decodes any smaller negotiated

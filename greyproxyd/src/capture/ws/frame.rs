@@ -11,8 +11,8 @@
 //!   each (larger frames are still parsed to their end and report their declared size), so a
 //!   5 MiB frame does not need 5 MiB unless the cap asks for it.
 //!
-//! Masked payloads are unmasked in the parser's own buffer, never in the caller's bytes (the
-//! greyproxy bug of seed 003 was unmasking the forwarded bytes in place). Violations that make
+//! Masked payloads are unmasked in the parser's own buffer, never in the caller's bytes (greyproxy
+//! unmasked the forwarded bytes in place, a bug: docs/design.md#capture). Violations that make
 //! the rest of the stream unparseable (unknown opcode, reserved bit, oversized or fragmented
 //! control frame, 64-bit length with its top bit set) are errors, and the parser then stays
 //! failed. Non-minimal length encodings and the masking direction are *not* checked: the

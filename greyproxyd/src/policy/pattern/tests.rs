@@ -68,7 +68,7 @@ fn destinations() {
         ("**.example.com", "example.com", true), ("**.example.com", "a.b.example.com", true),
         ("**.example.com", "notexample.com", false),
         ("**.EXAMPLE.com", "Api.Example.Com", true),
-        // Wildcards anywhere else are literal and never match real hosts (S-14).
+        // Wildcards anywhere else are literal and never match real hosts (greyproxy's semantics).
         ("api.*", "api.example.com", false), ("*.*.npmjs.org", "a.b.npmjs.org", false),
         ("foo*bar", "foobar", false), ("*.", "a.", false), ("**.", "a", false),
         // CIDRs: IPs only, both families, IPv4-mapped hosts, bracketed hosts.

@@ -1,5 +1,5 @@
-//! The IP → hostname cache filled from DNS answers (reference §11.1): bounded (LRU), TTL-aware
-//! (record TTLs clamped to [[`TTL_FLOOR`], [`TTL_CEILING`]]) and mirrored in the store's
+//! The IP → hostname cache filled from DNS answers (docs/configuration.md#dns): bounded (LRU),
+//! TTL-aware (record TTLs clamped to [[`TTL_FLOOR`], [`TTL_CEILING`]]) and mirrored in the store's
 //! `dns_cache` table through a batching [`Sink`], so that lookups never touch the disk.
 //!
 //! Last writer wins: an IP shared by several names maps to whichever was answered last, as in
