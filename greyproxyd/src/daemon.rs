@@ -13,7 +13,8 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::capture::forward::CaptureCtx;
+use crate::capture::exchange::CaptureCtx;
+use crate::capture::recorder::Recorder;
 use crate::capture::redact::Redactor;
 use crate::config::{ServeConfig, ensure_state_dir};
 use crate::control::auth::{ensure_token, token_path};
@@ -155,7 +156,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         policy: policy.clone(),
         claims: claims.clone(),
         store: store.clone(),
-        capture: mitm.capture.clone(),
+        transactions: mitm.capture.recorder.sink().clone(),
         started,
         listeners: listeners.clone(),
         state_dir: cfg.state_dir.display().to_string(),
@@ -277,7 +278,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         .await;
     policy.flush_last_used().await;
     policy.flush_logs().await;
-    mitm.capture.sink.flush().await;
+    mitm.capture.recorder.sink().flush().await;
     dns_cache.flush().await;
     let _ = std::fs::remove_file(cfg.state_dir.join(RUNTIME_FILE));
     tracing::info!("stopped");
@@ -306,9 +307,7 @@ fn build_mitm(
     let certs = Arc::new(MitmCerts::new(cfg.state_dir.clone(), 1024));
     let upstream_tls = UpstreamTls::new(&cfg.upstream_ca)?;
     tracing::debug!(roots = upstream_tls.roots, "origin TLS roots loaded");
-    let redactor = std::sync::RwLock::new(Arc::new(
-        Redactor::new(&cfg.redact_headers).context("invalid capture.redact_headers")?,
-    ));
+    let redactor = Redactor::new(&cfg.redact_headers).context("invalid capture.redact_headers")?;
     let tx_events = events.clone();
     let queued_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let sink = spawn_transaction_writer(
@@ -329,16 +328,19 @@ fn build_mitm(
         cfg.llm_rules.clone(),
         upstream_tls.config(vec![b"http/1.1".to_vec()]),
     ));
-    let capture = Arc::new(CaptureCtx {
-        policy: policy.clone(),
-        store: store.clone(),
+    let recorder = Arc::new(Recorder::new(
+        store.clone(),
         sink,
         redactor,
-        body_cap: cfg.body_cap,
+        cfg.body_cap,
+        queued_bytes,
+        TX_QUEUE_BYTES,
+    ));
+    let capture = Arc::new(CaptureCtx {
+        policy: policy.clone(),
+        recorder,
         response_timeout: cfg.response_timeout,
         stopping: stopping.clone(),
-        queued_bytes,
-        max_queued_bytes: TX_QUEUE_BYTES,
         middlewares,
     });
     Ok(Arc::new(MitmCtx::new(

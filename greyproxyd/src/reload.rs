@@ -62,7 +62,7 @@ impl Reloader {
             .map_err(|e| anyhow::anyhow!("llm_endpoint: {e}"))?;
         self.mitm.set_bypass(bypass);
         self.mitm.capture.middlewares.set_llm_rules(llm_rules);
-        self.mitm.capture.set_redactor(redactor);
+        self.mitm.capture.recorder.set_redactor(redactor);
         if let Some(h) = hold {
             self.policy.set_hold_timeout(h);
         }

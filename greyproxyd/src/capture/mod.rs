@@ -1,10 +1,13 @@
-//! Capture of HTTP traffic: a capped copy of each body taken while it streams through
-//! ([`body`]), decoding of the stored copy (`http::decode`), header and URL redaction
-//! ([`redact`]).
+//! Capture of HTTP traffic: the exchange that forwards one request through the policy check,
+//! the middleware hooks and the origin ([`exchange`]), a capped copy of each body taken while
+//! it streams through ([`body`]), the transaction filled from them ([`record`]) and queued for
+//! storage ([`recorder`]), header and URL redaction ([`redact`]), and the WebSocket relay and
+//! tap ([`wsrelay`], [`ws`]).
 
 pub mod body;
-pub mod forward;
+pub mod exchange;
 pub mod record;
+pub mod recorder;
 pub mod redact;
 pub mod serve;
 pub mod upstream;

@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use hyper::service::{Service, service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use super::forward::{CaptureCtx, ExchangeMeta, forward};
+use super::exchange::{CaptureCtx, ExchangeMeta, forward};
 use super::upstream::Upstream;
 use crate::http::Body;
 

@@ -16,9 +16,8 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::forward::CaptureCtx;
+use super::exchange::CaptureCtx;
 use super::ws::{Direction, Event, Limits, MessageOpcode, Negotiated, Tap};
-use crate::store::IdKind;
 use crate::time::{now_secs, rfc3339};
 
 /// Chunks queued per direction for the taps before capture gives up (× 64 KiB reads at most).
@@ -90,7 +89,7 @@ impl Shared {
             ),
         };
         let t = Transaction {
-            id: self.ctx.store.next_id(IdKind::Transaction),
+            id: self.ctx.recorder.next_id(),
             timestamp: rfc3339(now_secs()),
             container_name: template.container_name,
             destination_host: template.destination_host,
@@ -122,7 +121,7 @@ impl Shared {
             compressed,
             ..Default::default()
         };
-        self.ctx.record(t);
+        self.ctx.recorder.record(t);
     }
 }
 
@@ -199,7 +198,7 @@ pub async fn relay(
     negotiated: Negotiated,
 ) {
     let limits = Limits {
-        max_message: ctx.body_cap,
+        max_message: ctx.recorder.body_cap,
         ..Limits::default()
     };
     let shared = Arc::new(Shared {
@@ -243,5 +242,5 @@ pub async fn relay(
         row.duration_ms = Some(now_secs().saturating_sub(start) * 1000);
     }
     row.is_update = true;
-    shared.ctx.record(row);
+    shared.ctx.recorder.record(row);
 }

@@ -106,7 +106,7 @@ impl Handler {
         let until = time_arg("until", &a.until)?;
 
         self.policy.flush_logs().await;
-        self.capture.sink.flush().await;
+        self.transactions.flush().await;
         let lq = LogQuery {
             container: a.container.clone(),
             destination: a.destination.clone(),
@@ -208,7 +208,7 @@ impl Handler {
 
     /// `get_transaction`.
     pub async fn get_transaction(&self, id: u64) -> Result<Transaction, PolicyError> {
-        self.capture.sink.flush().await;
+        self.transactions.flush().await;
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.get_transaction(id))
             .await

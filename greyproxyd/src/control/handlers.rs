@@ -43,7 +43,7 @@ pub struct Handler {
     /// Store (activity queries).
     pub store: Arc<Store>,
     /// Recording (its writer is flushed before activity queries).
-    pub capture: Arc<crate::capture::forward::CaptureCtx>,
+    pub transactions: crate::store::Sink<greyproxy_protocol::Transaction>,
     /// When the daemon started.
     pub started: Instant,
     /// Bound addresses.

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::reload::MitmCerts;
 use super::upstream::UpstreamTls;
-use crate::capture::forward::{CaptureCtx, ExchangeMeta};
+use crate::capture::exchange::{CaptureCtx, ExchangeMeta};
 use crate::capture::serve::{serve_h1, serve_h2};
 use crate::capture::upstream::Upstream;
 use crate::http::text_response;

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::head::{Head, HeadError, absolute_target, read_head};
 use super::tunnel::{ProxyCtx, identity};
 use crate::accept::accept_loop;
-use crate::capture::forward::{ExchangeMeta, forward};
+use crate::capture::exchange::{ExchangeMeta, forward};
 use crate::capture::upstream::Upstream;
 use crate::http::{Body, text_response};
 use crate::mitm::intercept::{self, Tunnel};

@@ -1,0 +1,99 @@
+//! The recorder: transaction ids, the redaction in force, the stored-copy cap and the ordered
+//! writer, with a byte budget for what is queued so a slow disk never lets memory grow with
+//! the traffic. Every recorded exchange and WebSocket message goes through [`Recorder::record`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use greyproxy_protocol::Transaction;
+
+use super::redact::Redactor;
+use crate::store::{IdKind, Sink, Store};
+
+/// What recording needs, shared by every connection.
+pub struct Recorder {
+    /// Transaction ids.
+    store: Arc<Store>,
+    /// Ordered transaction writer.
+    sink: Sink<Transaction>,
+    /// Header and URL redaction; replaced on a config reload.
+    redactor: RwLock<Arc<Redactor>>,
+    /// Stored copy cap per body.
+    pub body_cap: usize,
+    /// Body bytes queued for the writer right now (the writer subtracts what it stored).
+    queued_bytes: Arc<AtomicU64>,
+    /// Most body bytes queued at once; beyond it rows are queued without their bodies.
+    max_queued_bytes: u64,
+}
+
+impl Recorder {
+    /// A recorder writing through `sink`; `queued_bytes` is shared with the writer, which
+    /// subtracts what it stored.
+    pub fn new(
+        store: Arc<Store>,
+        sink: Sink<Transaction>,
+        redactor: Redactor,
+        body_cap: usize,
+        queued_bytes: Arc<AtomicU64>,
+        max_queued_bytes: u64,
+    ) -> Recorder {
+        Recorder {
+            store,
+            sink,
+            redactor: RwLock::new(Arc::new(redactor)),
+            body_cap,
+            queued_bytes,
+            max_queued_bytes,
+        }
+    }
+
+    /// A new transaction id.
+    pub fn next_id(&self) -> u64 {
+        self.store.next_id(IdKind::Transaction)
+    }
+
+    /// The writer, for those who must wait until what was recorded is stored.
+    pub fn sink(&self) -> &Sink<Transaction> {
+        &self.sink
+    }
+
+    /// Queues a finished transaction for storage, within the queue's byte budget.
+    pub fn record(&self, mut t: Transaction) {
+        let mut weight = crate::store::body_weight(&t);
+        if self.queued_bytes.load(Ordering::Relaxed) + weight > self.max_queued_bytes {
+            t.request_body = None;
+            t.request_body_encoding = None;
+            t.response_body = None;
+            t.response_body_encoding = None;
+            t.error
+                .get_or_insert_with(|| "bodies not stored: the capture queue is full".into());
+            weight = 0;
+        }
+        self.queued_bytes.fetch_add(weight, Ordering::Relaxed);
+        if !self.sink.record(t) {
+            self.queued_bytes.fetch_sub(weight, Ordering::Relaxed);
+        }
+    }
+
+    /// The redaction in force.
+    pub fn redactor(&self) -> Arc<Redactor> {
+        self.redactor
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the redaction (config reload); exchanges recorded from now on use it.
+    pub fn set_redactor(&self, r: Redactor) {
+        *self.redactor.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(r);
+    }
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("body_cap", &self.body_cap)
+            .field("max_queued_bytes", &self.max_queued_bytes)
+            .finish()
+    }
+}
