@@ -219,7 +219,7 @@ fn strip_port(host: &str) -> &str {
 ///
 /// Works on bytes: `*` is ASCII and a literal after a `*` starts on a char boundary, so a match
 /// can never split a UTF-8 sequence.
-fn star_glob(pattern: &str, value: &str) -> bool {
+pub(crate) fn star_glob(pattern: &str, value: &str) -> bool {
     let (p, v) = (pattern.as_bytes(), value.as_bytes());
     let (mut pi, mut vi) = (0usize, 0usize);
     // Position of the last `*` seen and the value position it currently absorbs up to.
