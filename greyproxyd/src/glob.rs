@@ -434,6 +434,4 @@ fn is_subdomain(host: &str, base: &str) -> bool {
 }
 
 #[cfg(test)]
-mod differential;
-#[cfg(test)]
 mod tests;
