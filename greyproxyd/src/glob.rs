@@ -9,16 +9,16 @@
 //! this is a hand-written port of Go's `path.Match` (identical to `path/filepath.Match` on
 //! Unix), corner cases included. The whole value must match; comparison is case-sensitive.
 //!
-//! * `*` matches any run of characters except `/` (so `a*` does not match `a/b`);
+//! * `*` matches any run of characters except `/` (so `a*` does not match `a/b`); `**` is just
+//!   two stars, the same as one (no "any depth" meaning: that is the host dialect's `**.`);
 //! * `?` matches one character except `/`;
 //! * `[abc]`, `[a-z]`, `[^a-z]` match one character in (or, with `^`, not in) a set of
 //!   characters and inclusive ranges; a class *may* match `/`. `]` and `-` must be escaped at
 //!   the start of a class (`[\]a]`, `[\-x]`), and a range needs a character on both sides;
 //! * `\` escapes the next character, inside classes too (`a\*b` matches only `a*b`);
 //! * a `*` commits to the first position where the chunk after it matches — only the last
-//!   chunk retries further positions — so matching is linear, never exponential, in the
-//!   number of stars (and, like Go, a few patterns that a backtracking matcher would match do
-//!   not match).
+//!   chunk retries further positions — so matching is never exponential in the number of
+//!   stars (worst case O(pattern × value), as in Go).
 //!
 //! A malformed pattern (`[`, `[a-`, `[]`, `[-x]`, `a[^`, a trailing `\`) is an error in Go,
 //! which every caller treats as "no match": [`Dialect::matches`] answers `false` for it
@@ -43,7 +43,7 @@
 //! included; every other character (`?`, `[`, `\` too) is literal; the whole value must match;
 //! comparison is case-sensitive (the registry lower-cases hosts and host patterns itself, with
 //! Unicode case mapping, before matching). There are no malformed patterns. Matching
-//! backtracks only to the last `*`, so it is linear in practice.
+//! backtracks only to the last `*` (worst case O(pattern × value)).
 //!
 //! # [`Dialect::Host`]: host names
 //!
