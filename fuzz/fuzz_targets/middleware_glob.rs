@@ -1,12 +1,27 @@
-//! Middleware filter globs: `go_match` and `filter_glob` with both the pattern and the value
-//! fuzzed (split at the first NUL byte). They must never panic and must stay fast on any input
+//! The glob engine's Go dialect as the middleware filters use it (`Dialect::FILTER`) and
+//! without the `*.suffix` extension, with both the pattern and the value fuzzed (split at the
+//! first NUL byte). They must never panic and must stay fast on any input
 //! (libFuzzer's `-timeout` catches exponential backtracking). Also checks a few properties that
 //! hold for any pattern.
 
 #![no_main]
 
-use greyproxyd::middleware::glob::{filter_glob, go_match};
+use greyproxyd::glob::{Dialect, PathOptions, StarStep};
 use libfuzzer_sys::fuzz_target;
+
+/// `Dialect::FILTER` without the `*.suffix` extension.
+const GO: Dialect = Dialect::Path(PathOptions {
+    star_step: StarStep::Char,
+    ..PathOptions::GO
+});
+
+fn go_match(pattern: &str, value: &str) -> bool {
+    GO.matches(pattern, value)
+}
+
+fn filter_glob(pattern: &str, value: &str) -> bool {
+    Dialect::FILTER.matches(pattern, value)
+}
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

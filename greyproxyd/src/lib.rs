@@ -12,6 +12,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod events;
+pub mod glob;
 pub mod http;
 pub mod lifecycle;
 pub mod middleware;

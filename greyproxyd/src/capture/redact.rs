@@ -11,6 +11,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::http::header;
+use crate::http::percent::{self, Plus};
+
 /// Header name patterns that are always redacted.
 pub const DEFAULT_HEADER_PATTERNS: &[&str] = &[
     "Authorization",
@@ -172,7 +175,7 @@ impl Redactor {
                     .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
                     .collect()
             };
-            out.insert(canonical_name(name.as_str()), values);
+            out.insert(header::canonical(name.as_str()), values);
         }
         out
     }
@@ -201,7 +204,9 @@ impl Redactor {
                 }
                 match param.split_once('=') {
                     Some((name, value))
-                        if !value.is_empty() && self.is_sensitive_param(&percent_decode(name)) =>
+                        if !value.is_empty()
+                            && self
+                                .is_sensitive_param(&percent::decode_lossy(name, Plus::Space)) =>
                     {
                         out.push_str(name);
                         out.push('=');
@@ -241,58 +246,6 @@ fn redact_userinfo(head: &str, out: &mut String) {
         }
         _ => out.push_str(head),
     }
-}
-
-/// Percent-decodes a query parameter name (and `+` as space) for matching only, so that
-/// `api%5Fkey` is recognised as `api_key`. Malformed escapes are kept literally.
-fn percent_decode(name: &str) -> String {
-    if !name.contains(['%', '+']) {
-        return name.to_owned();
-    }
-    let bytes = name.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            // `from_str_radix` would accept a sign; only two hex digits make an escape.
-            .filter(|hex| hex.iter().all(u8::is_ascii_hexdigit))
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match (escaped, bytes[i]) {
-            (Some(byte), _) => {
-                out.push(byte);
-                i += 3;
-            }
-            (None, b'+') => {
-                out.push(b' ');
-                i += 1;
-            }
-            (None, other) => {
-                out.push(other);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Go's canonical MIME header form, which stored greyproxy rows use: the first letter and every
-/// letter after a `-` upper-cased, the rest lower-cased (`x-api-key` → `X-Api-Key`).
-fn canonical_name(name: &str) -> String {
-    let mut upper = true;
-    name.chars()
-        .map(|c| {
-            let mapped = if upper {
-                c.to_ascii_uppercase()
-            } else {
-                c.to_ascii_lowercase()
-            };
-            upper = c == '-';
-            mapped
-        })
-        .collect()
 }
 
 #[cfg(test)]

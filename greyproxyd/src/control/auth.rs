@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use subtle::ConstantTimeEq;
 
+use crate::http::percent::{self, Plus};
+
 /// File name of the token in the state dir.
 pub const TOKEN_FILE: &str = "control.token";
 
@@ -99,29 +101,8 @@ pub fn presented_token(authorization: Option<&str>, query: Option<&str>) -> Opti
         .split('&')
         .filter_map(|kv| kv.split_once('='))
         .find(|(k, _)| *k == "token")
-        .map(|(_, v)| percent_decode(v))
-}
-
-/// Minimal `%XX` decoding for the query parameter (tokens are hex, but clients may encode).
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(if b[i] == b'+' { b' ' } else { b[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+        // Tokens are hex, but clients may percent-encode the query.
+        .map(|(_, v)| percent::decode_lossy(v, Plus::Space).into_owned())
 }
 
 #[cfg(test)]
@@ -167,6 +148,11 @@ mod tests {
         assert_eq!(
             presented_token(None, Some("a=1&token=x%41y")).as_deref(),
             Some("xAy")
+        );
+        // A sign is not a hex digit: `%+f` used to decode to 0x0F.
+        assert_eq!(
+            presented_token(None, Some("token=%+f%2")).as_deref(),
+            Some("% f%2")
         );
         assert_eq!(presented_token(Some("Basic zzz"), None), None);
         assert!(token_matches("abc", "abc"));

@@ -15,6 +15,7 @@ use super::client::{Outcome, message_id};
 use super::filter::FilterInput;
 use super::{Middlewares, Step};
 use crate::http::decode::decode_body;
+use crate::http::header::canonical;
 use crate::time::now_rfc3339;
 
 /// Headers a rewrite may never set: hop-by-hop, credentials and identity (canonical names).
@@ -32,27 +33,6 @@ pub const DENYLIST: [&str; 12] = [
     "Set-Cookie",
     "Host",
 ];
-
-/// Go's `CanonicalMIMEHeaderKey`: `x-foo-bar` → `X-Foo-Bar`; names with characters outside
-/// token characters are returned unchanged.
-pub fn canonical(name: &str) -> String {
-    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-    if !name.chars().all(token) {
-        return name.to_string();
-    }
-    let mut up = true;
-    name.chars()
-        .map(|c| {
-            let out = if up {
-                c.to_ascii_uppercase()
-            } else {
-                c.to_ascii_lowercase()
-            };
-            up = c == '-';
-            out
-        })
-        .collect()
-}
 
 /// A header map as the wire shows it: canonical names, values in order, without `Host`.
 pub fn wire_headers(h: &HeaderMap) -> WireHeaders {
@@ -491,14 +471,6 @@ pub async fn run_response(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn canonical_names() {
-        assert_eq!(canonical("x-foo-bar"), "X-Foo-Bar");
-        assert_eq!(canonical("CONTENT-TYPE"), "Content-Type");
-        assert_eq!(canonical("te"), "Te");
-        assert_eq!(canonical("bad name"), "bad name");
-    }
 
     #[test]
     fn merge_replaces_removes_and_refuses_the_denylist() {

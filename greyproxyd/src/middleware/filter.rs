@@ -9,7 +9,7 @@
 use greyproxy_protocol::middleware::HookFilter;
 use regex::Regex;
 
-use super::glob::filter_glob;
+use crate::glob::Dialect;
 
 /// What one hook invocation is matched against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +138,12 @@ impl CompiledFilter {
         }
         None
     }
+}
+
+/// The glob of the `host`, `content_type` and `container` keys: Go's `path.Match` plus the
+/// `*.suffix` extension ([`Dialect::FILTER`]).
+fn filter_glob(pattern: &str, value: &str) -> bool {
+    Dialect::FILTER.matches(pattern, value)
 }
 
 /// The media type used by the `content_type` filter: when the value contains a `;`, the text

@@ -18,6 +18,7 @@ use super::cascade::{
 };
 use crate::http::Body;
 use crate::http::body::full;
+use crate::http::percent::{self, Plus};
 
 /// A body read up to a limit.
 struct Buffered {
@@ -110,27 +111,6 @@ async fn drain(rest: Option<Body>) {
     let _ = tokio::time::timeout(DRAIN_TIME, work).await;
 }
 
-/// `%XX` decoding of a path (greyproxy filters on Go's decoded `URL.Path`).
-pub fn percent_decode(p: &str) -> String {
-    let b = p.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The facts of a request every hook needs. `plain_proxy`: absolute-form request on the
 /// HTTP proxy (hook labels `http-*`, absolute `uri`); otherwise a tunnelled exchange (`mitm-*`).
 pub fn context<B>(req: &Request<B>, container: &str, plain_proxy: bool, tls: bool) -> Context {
@@ -150,7 +130,8 @@ pub fn context<B>(req: &Request<B>, container: &str, plain_proxy: bool, tls: boo
     };
     Context {
         host,
-        path: percent_decode(req.uri().path()),
+        // greyproxy filters on Go's decoded `URL.Path`; `+` is a literal in a path.
+        path: percent::decode_lossy(req.uri().path(), Plus::Literal).into_owned(),
         uri,
         method: req.method().as_str().to_string(),
         proto: match req.version() {
@@ -337,15 +318,4 @@ pub async fn on_response(
         buffered.into_body()
     };
     Response::from_parts(parts, body)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("/a%20b/%2Fc"), "/a b//c");
-        assert_eq!(percent_decode("/bad%zz%2"), "/bad%zz%2");
-    }
 }

@@ -1,5 +1,5 @@
 //! External middlewares (greyproxy protocol v1 over stdio or WebSocket): the pure matching
-//! logic ([`glob`], [`filter`], [`llm`]), command-line splitting ([`split`]), the transports
+//! logic ([`filter`], [`llm`], both matching with [`crate::glob`]), command-line splitting ([`split`]), the transports
 //! ([`stdio`], [`wsdial`], [`link`]), the per-middleware connection ([`client`]), the cascade
 //! rules ([`cascade`]) and their application to HTTP messages in the forwarder ([`hook`]).
 //!
@@ -9,7 +9,6 @@
 pub mod cascade;
 pub mod client;
 pub mod filter;
-pub mod glob;
 pub mod hook;
 pub mod link;
 pub mod llm;

@@ -22,6 +22,7 @@ use super::upstream::UpstreamTls;
 use crate::capture::exchange::{CaptureCtx, ExchangeMeta};
 use crate::capture::serve::{serve_h1, serve_h2};
 use crate::capture::upstream::Upstream;
+use crate::glob::Dialect;
 use crate::http::text_response;
 use crate::net::{Prefixed, boxed_io, connect_upstream, dial_fn, relay, server_name};
 use crate::policy::Verdict;
@@ -91,26 +92,14 @@ impl MitmCtx {
         *self.bypass.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(globs);
     }
 
+    /// `*.example.com` (any depth, not the apex), `**.example.com` (apex too), `*` or an exact
+    /// host, ASCII case-insensitive — the same forms as rule destinations, except that `*.` and
+    /// `**.` alone are read literally ([`Dialect::BYPASS`]).
     fn bypassed(&self, host: &str) -> bool {
-        let host = host.to_ascii_lowercase();
-        self.bypass_list().iter().any(|g| host_glob(g, &host))
+        self.bypass_list()
+            .iter()
+            .any(|g| Dialect::BYPASS.matches(g.trim(), host))
     }
-}
-
-/// `*.example.com` (any depth, not the apex), `**.example.com` (apex too), `*` or an exact
-/// host, case-insensitive — the same forms as rule destinations.
-pub fn host_glob(glob: &str, host: &str) -> bool {
-    let g = glob.trim().to_ascii_lowercase();
-    if g == "*" {
-        return true;
-    }
-    if let Some(base) = g.strip_prefix("**.") {
-        return host == base || host.ends_with(&format!(".{base}"));
-    }
-    if let Some(base) = g.strip_prefix("*.") {
-        return host.ends_with(&format!(".{base}"));
-    }
-    host == g
 }
 
 /// Facts about the tunnel.
@@ -467,15 +456,5 @@ mod tests {
         assert!(looks_like_http(b"PRI * HTTP/2.0"));
         assert!(!looks_like_http(b"SSH-2.0-OpenSSH"));
         assert!(!looks_like_http(b"EHLO x"));
-    }
-
-    #[test]
-    fn bypass_globs() {
-        assert!(host_glob("*.apple.com", "api.apple.com"));
-        assert!(!host_glob("*.apple.com", "apple.com"));
-        assert!(host_glob("**.apple.com", "apple.com"));
-        assert!(host_glob("Pinned.Example", "pinned.example"));
-        assert!(!host_glob("pinned.example", "other.example"));
-        assert!(host_glob("*", "x"));
     }
 }

@@ -6,6 +6,8 @@
 
 use std::net::IpAddr;
 
+use crate::glob::Dialect;
+
 /// A rule pattern was refused; the message is shown to control-protocol users as is.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum PatternError {
@@ -36,189 +38,14 @@ pub enum PatternError {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Container globs.
-//
-// A hand-written port of Go's `path.Match` (current releases): rules written for greyproxy must
-// match the same names here, including its corner cases (`*` and `?` never cross `/`, classes
-// may match `/`, the star loop advances byte by byte). A regex translation would need a regex
-// engine and would still differ in those corners.
+// Container globs: Go's `path.Match` (see [`crate::glob`]), so that rules written for greyproxy
+// match the same names here, corner cases included.
 // ---------------------------------------------------------------------------------------------
-
-/// Why a glob is malformed.
-type GlobResult<T> = Result<T, &'static str>;
 
 /// True when the container name matches the glob; `*` matches everything and a malformed
 /// pattern matches nothing.
 pub fn container_matches(pattern: &str, name: &str) -> bool {
-    if pattern == "*" {
-        return true;
-    }
-    // Go reports a bad pattern as an error (treated as "no match") as soon as it reaches the bad
-    // part; checking the whole pattern first gives the same answers without that bookkeeping.
-    matches!(
-        glob_check(pattern.as_bytes())
-            .and_then(|()| glob_match(pattern.as_bytes(), name.as_bytes())),
-        Ok(true)
-    )
-}
-
-/// Checks every chunk of a glob the way Go does before it reports a failed match.
-fn glob_check(mut pattern: &[u8]) -> GlobResult<()> {
-    while !pattern.is_empty() {
-        let (_, chunk, rest) = scan_chunk(pattern);
-        match_chunk(chunk, b"")?;
-        pattern = rest;
-    }
-    Ok(())
-}
-
-fn glob_match(mut pattern: &[u8], mut name: &[u8]) -> GlobResult<bool> {
-    'pattern: while !pattern.is_empty() {
-        let (star, chunk, rest) = scan_chunk(pattern);
-        pattern = rest;
-        if star && chunk.is_empty() {
-            // A trailing `*` matches the rest of the name unless it holds a `/`.
-            return Ok(!name.contains(&b'/'));
-        }
-        let (tail, ok) = match_chunk(chunk, name)?;
-        // The last chunk must consume the whole name, otherwise the star may still do better.
-        if ok && (tail.is_empty() || !pattern.is_empty()) {
-            name = tail;
-            continue;
-        }
-        if star {
-            // Let the star swallow i+1 bytes; it cannot swallow a `/`.
-            let mut i = 0;
-            while i < name.len() && name[i] != b'/' {
-                let (tail, ok) = match_chunk(chunk, &name[i + 1..])?;
-                if ok && (tail.is_empty() || !pattern.is_empty()) {
-                    name = tail;
-                    continue 'pattern;
-                }
-                i += 1;
-            }
-        }
-        return Ok(false);
-    }
-    Ok(name.is_empty())
-}
-
-/// Splits off leading stars and the chunk up to the next star outside a class.
-fn scan_chunk(mut pattern: &[u8]) -> (bool, &[u8], &[u8]) {
-    let mut star = false;
-    while let [b'*', rest @ ..] = pattern {
-        pattern = rest;
-        star = true;
-    }
-    let (mut in_range, mut i) = (false, 0);
-    while i < pattern.len() {
-        match pattern[i] {
-            b'\\' if i + 1 < pattern.len() => i += 1,
-            b'[' => in_range = true,
-            b']' => in_range = false,
-            b'*' if !in_range => break,
-            _ => {}
-        }
-        i += 1;
-    }
-    (star, &pattern[..i], &pattern[i..])
-}
-
-/// Matches one star-free chunk at the start of `s`; returns the rest of `s` and whether it
-/// matched. After a mismatch the chunk is still walked to the end so malformed syntax is found.
-fn match_chunk<'a>(mut chunk: &[u8], mut s: &'a [u8]) -> GlobResult<(&'a [u8], bool)> {
-    let mut failed = false;
-    while let Some(&c) = chunk.first() {
-        failed |= s.is_empty();
-        match c {
-            b'[' => {
-                let mut r = '\0';
-                if !failed {
-                    let (ch, n) = decode_rune(s);
-                    r = ch;
-                    s = &s[n..];
-                }
-                chunk = &chunk[1..];
-                let negated = chunk.first() == Some(&b'^');
-                if negated {
-                    chunk = &chunk[1..];
-                }
-                let (mut matched, mut ranges) = (false, 0);
-                loop {
-                    if chunk.first() == Some(&b']') && ranges > 0 {
-                        chunk = &chunk[1..];
-                        break;
-                    }
-                    let (lo, rest) = class_char(chunk)?;
-                    let mut hi = lo;
-                    chunk = rest;
-                    if chunk.first() == Some(&b'-') {
-                        (hi, chunk) = class_char(&chunk[1..])?;
-                    }
-                    matched |= lo <= r && r <= hi;
-                    ranges += 1;
-                }
-                failed |= matched == negated;
-            }
-            b'?' => {
-                if !failed {
-                    failed = s[0] == b'/';
-                    s = &s[decode_rune(s).1..];
-                }
-                chunk = &chunk[1..];
-            }
-            _ => {
-                if c == b'\\' {
-                    chunk = &chunk[1..];
-                    if chunk.is_empty() {
-                        return Err("trailing backslash escapes nothing");
-                    }
-                }
-                if !failed {
-                    failed = chunk[0] != s[0];
-                    s = &s[1..];
-                }
-                chunk = &chunk[1..];
-            }
-        }
-    }
-    Ok(if failed { (&[], false) } else { (s, true) })
-}
-
-/// One (possibly escaped) character of a class; the class must go on after it.
-fn class_char(chunk: &[u8]) -> GlobResult<(char, &[u8])> {
-    let chunk = match chunk {
-        [] => return Err("unclosed '['"),
-        [b'-' | b']', ..] => return Err("malformed character class"),
-        [b'\\'] => return Err("unclosed '['"),
-        [b'\\', rest @ ..] => rest,
-        _ => chunk,
-    };
-    let (r, n) = decode_rune(chunk);
-    if n == 1 && r == char::REPLACEMENT_CHARACTER {
-        return Err("invalid UTF-8 in character class");
-    }
-    let rest = &chunk[n..];
-    if rest.is_empty() {
-        return Err("unclosed '['");
-    }
-    Ok((r, rest))
-}
-
-/// Go's `utf8.DecodeRune`: invalid bytes decode as U+FFFD of width 1, empty input as width 0.
-fn decode_rune(s: &[u8]) -> (char, usize) {
-    let width = match s.first() {
-        None => return (char::REPLACEMENT_CHARACTER, 0),
-        Some(&b) if b < 0x80 => return (char::from(b), 1),
-        Some(0xC2..=0xDF) => 2,
-        Some(0xE0..=0xEF) => 3,
-        Some(0xF0..=0xF4) => 4,
-        Some(_) => return (char::REPLACEMENT_CHARACTER, 1),
-    };
-    s.get(..width)
-        .and_then(|b| std::str::from_utf8(b).ok())
-        .and_then(|t| t.chars().next())
-        .map_or((char::REPLACEMENT_CHARACTER, 1), |c| (c, width))
+    Dialect::CONTAINER.matches(pattern, name)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -243,33 +70,16 @@ fn bare_host(s: &str) -> &str {
 /// subdomains at any depth, not base) or the exact host. Any other `*` is literal.
 pub fn destination_matches(pattern: &str, host: &str) -> bool {
     let (pattern, host) = (bare_host(pattern), bare_host(host));
-    if pattern == "*" {
-        return true;
-    }
     if pattern.contains('/') {
         return match (parse_cidr(pattern), host.parse::<IpAddr>()) {
             (Ok((net, len)), Ok(ip)) => cidr_contains(net, len, ip.to_canonical()),
             _ => false,
         };
     }
-    if let Some(base) = pattern.strip_prefix("**.") {
-        return !base.is_empty() && (host.eq_ignore_ascii_case(base) || is_subdomain(host, base));
-    }
-    if let Some(base) = pattern.strip_prefix("*.") {
-        return !base.is_empty() && is_subdomain(host, base);
-    }
     // The same address written two ways (`::1` and `0::1`, or IPv4-mapped) is still the same.
-    host.eq_ignore_ascii_case(pattern)
+    Dialect::DESTINATION.matches(pattern, host)
         || matches!((pattern.parse::<IpAddr>(), host.parse::<IpAddr>()),
             (Ok(a), Ok(b)) if a.to_canonical() == b.to_canonical())
-}
-
-/// `host` ends with `.base` (bytes compared, so no char-boundary issues with non-ASCII hosts).
-fn is_subdomain(host: &str, base: &str) -> bool {
-    let (h, b) = (host.as_bytes(), base.as_bytes());
-    h.len() > b.len()
-        && h[h.len() - b.len() - 1] == b'.'
-        && h[h.len() - b.len()..].eq_ignore_ascii_case(b)
 }
 
 /// Parses `addr/len`; an IPv4-mapped IPv6 network of /96 or longer becomes the IPv4 network,
@@ -463,14 +273,16 @@ pub fn validate_port_pattern(pattern: &str) -> Result<(), PatternError> {
 
 /// Checks a container pattern: non-empty and a well-formed glob.
 pub fn validate_container_pattern(pattern: &str) -> Result<(), PatternError> {
-    let err = |reason: &str| PatternError::Container {
+    let err = |reason: String| PatternError::Container {
         pattern: pattern.to_string(),
-        reason: reason.to_string(),
+        reason,
     };
     if pattern.is_empty() {
-        return Err(err("pattern is empty"));
+        return Err(err("pattern is empty".into()));
     }
-    glob_check(pattern.as_bytes()).map_err(err)
+    Dialect::CONTAINER
+        .check(pattern)
+        .map_err(|e| err(e.to_string()))
 }
 
 /// Specificity score (greyproxy's, docs/design.md#precedence): container ≠ `*` +100 and without
