@@ -34,6 +34,7 @@ const LAYERS: &[&str] = &[
     "time",
     "net",
     "http",
+    "glob",
     "accept",
     "records",
     "store",
