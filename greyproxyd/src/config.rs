@@ -180,6 +180,45 @@ pub struct ServeConfig {
     pub llm_rules: Vec<crate::middleware::llm::LlmRule>,
 }
 
+impl ServeConfig {
+    /// The defaults of `greyproxyd serve` with a given state dir, every listener on
+    /// `127.0.0.1:0` (the system picks the ports; [`crate::daemon::Daemon::listeners`] has
+    /// them) and the DNS forwarder off: a daemon that can run beside any other, as an
+    /// in-process test does.
+    pub fn ephemeral(state_dir: PathBuf) -> ServeConfig {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        ServeConfig {
+            state_dir,
+            control_addr: any,
+            http_addr: Some(any),
+            socks_addr: Some(any),
+            dns_addr: None,
+            dns_upstreams: Vec::new(),
+            hold_timeout: Duration::from_secs(DEFAULT_HOLD_TIMEOUT),
+            silent_allow: false,
+            no_mitm: false,
+            auth_required: true,
+            log_retention: DEFAULT_LOG_RETENTION,
+            heartbeat: crate::control::session::Heartbeat::default(),
+            upstream_ca: Vec::new(),
+            mitm_bypass: Vec::new(),
+            sniff_timeout: Duration::from_millis(DEFAULT_SNIFF_TIMEOUT_MS),
+            body_cap: DEFAULT_BODY_CAP,
+            redact_headers: Vec::new(),
+            tx_retention: crate::store::TxRetention {
+                max_rows: DEFAULT_MAX_TRANSACTIONS,
+                max_body_bytes: DEFAULT_MAX_STORED_BYTES,
+            },
+            response_timeout: Duration::from_secs(DEFAULT_RESPONSE_TIMEOUT),
+            config_file: None,
+            hold_timeout_pinned: false,
+            shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE),
+            middlewares: Vec::new(),
+            llm_rules: Vec::new(),
+        }
+    }
+}
+
 /// Parses a listen address; `off` (for the proxies) disables the listener.
 pub fn parse_addr(s: &str, what: &str, allow_off: bool) -> anyhow::Result<Option<SocketAddr>> {
     let s = s.trim();

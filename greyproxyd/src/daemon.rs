@@ -3,6 +3,7 @@
 //! SIGHUP, and shuts down gracefully on SIGINT/SIGTERM (holds end blocked, open tunnels get
 //! `shutdown_grace` to finish, the store is flushed).
 
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +12,6 @@ use anyhow::Context;
 use greyproxy_protocol::{AllowAllMode, Event, Listeners};
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::capture::exchange::CaptureCtx;
 use crate::capture::recorder::Recorder;
@@ -22,14 +22,17 @@ use crate::control::server::{self, AuthMode};
 use crate::control::{Claims, Handler};
 use crate::events::EventBus;
 use crate::lifecycle::{self, Request, Signals};
+use crate::middleware::Middlewares;
 use crate::mitm::ca;
 use crate::mitm::intercept::MitmCtx;
 use crate::mitm::reload::MitmCerts;
 use crate::mitm::upstream::UpstreamTls;
 use crate::policy::Policy;
+use crate::proxy::dns::{DnsCache, DnsListener, Forwarder};
 use crate::proxy::tunnel::ProxyCtx;
 use crate::proxy::{http, socks};
 use crate::reload::Reloader;
+use crate::shutdown::Shutdown;
 use crate::store::{Store, spawn_log_writer, spawn_transaction_writer};
 
 /// File in the state dir describing the running daemon (addresses, pid), so that clients and
@@ -64,11 +67,66 @@ fn warn_if_public(addr: std::net::SocketAddr, what: &str) {
     }
 }
 
-/// Runs the daemon until SIGINT/SIGTERM.
+/// Runs the daemon until SIGINT/SIGTERM, reloading its config on SIGHUP.
 pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     lifecycle::raise_fd_limit();
-    let started = Instant::now();
     let mut signals = Signals::install().context("cannot install signal handlers")?;
+    let daemon = build(cfg).await?;
+    let reloader = daemon.reloader();
+    let listeners = daemon.listeners.clone();
+    let until = async move {
+        while signals.next().await == Request::Reload {
+            lifecycle::notify_reloading();
+            match reloader.reload() {
+                Ok(summary) => {
+                    tracing::info!("{summary}");
+                    lifecycle::notify_reloaded(&lifecycle::status_line(&listeners));
+                }
+                Err(e) => {
+                    let error = format!("{e:#}");
+                    tracing::error!(%error, "config reload failed; keeping the previous settings");
+                    lifecycle::notify_reloaded("config reload failed; previous settings kept");
+                }
+            }
+        }
+    };
+    daemon.serve(until).await
+}
+
+/// A daemon whose state is open and whose listeners are bound, not serving yet: what
+/// [`build`] returns and [`Daemon::serve`] runs. Tests run one in-process with port 0 and read
+/// the real addresses from [`Daemon::listeners`].
+pub struct Daemon {
+    cfg: ServeConfig,
+    /// Where it listens (the real ports when 0 was asked).
+    pub listeners: Listeners,
+    shutdown: Shutdown,
+    policy: Arc<Policy>,
+    events: Arc<EventBus>,
+    mitm: Arc<MitmCtx>,
+    middlewares: Arc<Middlewares>,
+    dns_cache: Arc<DnsCache>,
+    claims: Claims,
+    handler: Arc<Handler>,
+    auth: AuthMode,
+    control: TcpListener,
+    http: Option<TcpListener>,
+    socks: Option<TcpListener>,
+    dns: Option<(DnsListener, Arc<Forwarder>)>,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("listeners", &self.listeners)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens the state (token, store, CA), binds every listener and wires the parts together.
+/// Nothing is served until [`Daemon::serve`].
+pub async fn build(cfg: ServeConfig) -> anyhow::Result<Daemon> {
+    let started = Instant::now();
     ensure_state_dir(&cfg.state_dir)?;
     let auth = if cfg.auth_required {
         ensure_token(&cfg.state_dir).with_context(|| {
@@ -94,16 +152,11 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         Box::new(move |r| log_events.publish(Event::RequestLogNew(r.to_wire()))),
     );
     let policy = Policy::new(store.clone(), events.clone(), logs, cfg.hold_timeout)?;
-    // `shutdown` stops accepting and ends holds and background tasks; `cut` ends the tunnels
-    // still open once the grace period is over.
-    let shutdown = CancellationToken::new();
-    let cut = CancellationToken::new();
-    let conns = tokio_util::task::TaskTracker::new();
+    let shutdown = Shutdown::new();
     let mitm = build_mitm(&cfg, &store, &events, &policy, &shutdown)?;
-    // Middlewares outlive the connections that use them: they stop after the last one.
-    let mw_stop = CancellationToken::new();
     let middlewares = mitm.capture.middlewares.clone();
-    middlewares.start(&mw_stop);
+    // Middlewares outlive the connections that use them: they stop at the shutdown's end.
+    middlewares.start(&shutdown.done_token());
     policy.seed_builtins().await?;
     policy.schedule_allow_all_expiry();
     if cfg.silent_allow {
@@ -116,14 +169,14 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
 
     let control = bind(cfg.control_addr, "control").await?;
     warn_if_public(cfg.control_addr, "control WebSocket");
-    let http_l = match cfg.http_addr {
+    let http = match cfg.http_addr {
         Some(a) => {
             warn_if_public(a, "HTTP proxy");
             Some(bind(a, "HTTP proxy").await?)
         }
         None => None,
     };
-    let socks_l = match cfg.socks_addr {
+    let socks = match cfg.socks_addr {
         Some(a) => {
             warn_if_public(a, "SOCKS5 proxy");
             Some(bind(a, "SOCKS5 proxy").await?)
@@ -133,19 +186,19 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     if let Some(a) = cfg.dns_addr {
         warn_if_public(a, "DNS forwarder");
     }
-    let (dns_cache, dns_l) =
+    let (dns_cache, dns) =
         crate::proxy::dns::start(store.clone(), cfg.dns_addr, &cfg.dns_upstreams).await?;
     let listeners = Listeners {
         control: control.local_addr()?.to_string(),
-        http: http_l
+        http: http
             .as_ref()
             .and_then(|l| l.local_addr().ok())
             .map(|a| a.to_string()),
-        socks5: socks_l
+        socks5: socks
             .as_ref()
             .and_then(|l| l.local_addr().ok())
             .map(|a| a.to_string()),
-        dns: dns_l
+        dns: dns
             .as_ref()
             .and_then(|(l, _)| l.local_addr().ok())
             .map(|a| a.to_string()),
@@ -163,126 +216,140 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         heartbeat: cfg.heartbeat,
         middlewares: middlewares.clone(),
     });
-    let ctx = ProxyCtx {
-        policy: policy.clone(),
-        handshake_timeout: Duration::from_secs(30),
-        connect_timeout: Duration::from_secs(10),
-        shutdown: cut.clone(),
-        stop_accepting: shutdown.clone(),
-        conns: conns.clone(),
-        mitm: mitm.clone(),
-        dns: dns_cache.clone(),
-    };
-    mitm.certs
-        .clone()
-        .spawn_watcher(Duration::from_secs(2), shutdown.clone());
-    if !middlewares.is_empty() {
-        // Traffic that arrives meanwhile waits in the listen backlog rather than being failed
-        // closed by a middleware that is still starting.
-        let late = middlewares
-            .wait_ready(crate::middleware::STARTUP_WAIT)
-            .await;
-        for m in late {
-            tracing::warn!(
-                "middleware {m} not ready after 5 s: requests it would see fail closed until it is"
-            );
-        }
-    }
-    let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(server::serve(control, handler, auth, shutdown.clone()));
-    if let Some(l) = http_l {
-        tasks.spawn(http::serve(l, ctx.clone()));
-    }
-    if let Some(l) = socks_l {
-        tasks.spawn(socks::serve(l, ctx.clone()));
-    }
-    if let Some((l, fwd)) = dns_l {
-        let cache = dns_cache.clone();
-        tasks.spawn(crate::proxy::dns::serve(l, fwd, cache, shutdown.clone()));
-    }
-    tokio::spawn(crate::notify::run(events.clone(), claims, shutdown.clone()));
-    let flusher = policy.clone();
-    let flush_stop = shutdown.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            tokio::select! {
-                _ = tick.tick() => flusher.flush_last_used().await,
-                _ = flush_stop.cancelled() => return,
-            }
-        }
-    });
+    Ok(Daemon {
+        cfg,
+        listeners,
+        shutdown,
+        policy,
+        events,
+        mitm,
+        middlewares,
+        dns_cache,
+        claims,
+        handler,
+        auth,
+        control,
+        http,
+        socks,
+        dns,
+    })
+}
 
-    write_runtime(&cfg.state_dir, &listeners);
-    tracing::info!(
-        control = %listeners.control,
-        http = listeners.http.as_deref().unwrap_or("off"),
-        socks5 = listeners.socks5.as_deref().unwrap_or("off"),
-        dns = listeners.dns.as_deref().unwrap_or("off"),
-        state_dir = %cfg.state_dir.display(),
-        "greyproxyd {} listening",
-        env!("CARGO_PKG_VERSION")
-    );
-
-    lifecycle::notify_ready(&listeners);
-    lifecycle::spawn_watchdog(shutdown.clone());
-
-    let reloader = Reloader {
-        file: cfg.config_file.clone(),
-        hold_timeout_pinned: cfg.hold_timeout_pinned,
-        policy: policy.clone(),
-        mitm: mitm.clone(),
-    };
-    while signals.next().await == Request::Reload {
-        lifecycle::notify_reloading();
-        match reloader.reload() {
-            Ok(summary) => {
-                tracing::info!("{summary}");
-                lifecycle::notify_reloaded(&lifecycle::status_line(&listeners));
-            }
-            Err(e) => {
-                let error = format!("{e:#}");
-                tracing::error!(%error, "config reload failed; keeping the previous settings");
-                lifecycle::notify_reloaded("config reload failed; previous settings kept");
-            }
+impl Daemon {
+    /// What SIGHUP re-reads, wired to this daemon's parts.
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            file: self.cfg.config_file.clone(),
+            hold_timeout_pinned: self.cfg.hold_timeout_pinned,
+            policy: self.policy.clone(),
+            mitm: self.mitm.clone(),
         }
     }
 
-    tracing::info!("shutting down");
-    lifecycle::notify_stopping();
-    shutdown.cancel();
-    policy.stop_holds();
-    conns.close();
-    while tasks.join_next().await.is_some() {}
-    if !conns.is_empty() {
+    /// Serves every listener until `until` completes (or the shutdown begins some other way),
+    /// then drains: holds end, open connections get the grace period, the store is flushed.
+    pub async fn serve(self, until: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Daemon {
+            cfg,
+            listeners,
+            shutdown,
+            policy,
+            events,
+            mitm,
+            middlewares,
+            dns_cache,
+            claims,
+            handler,
+            auth,
+            control,
+            http,
+            socks,
+            dns,
+        } = self;
+        let begun = shutdown.begun_token();
+        let ctx = ProxyCtx {
+            policy: policy.clone(),
+            handshake_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            shutdown: shutdown.clone(),
+            mitm: mitm.clone(),
+            dns: dns_cache.clone(),
+        };
+        mitm.certs
+            .clone()
+            .spawn_watcher(Duration::from_secs(2), begun.clone());
+        if !middlewares.is_empty() {
+            // Traffic that arrives meanwhile waits in the listen backlog rather than being
+            // failed closed by a middleware that is still starting.
+            let late = middlewares
+                .wait_ready(crate::middleware::STARTUP_WAIT)
+                .await;
+            for m in late {
+                tracing::warn!(
+                    "middleware {m} not ready after 5 s: requests it would see fail closed until it is"
+                );
+            }
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(server::serve(control, handler, auth, begun.clone()));
+        if let Some(l) = http {
+            tasks.spawn(http::serve(l, ctx.clone()));
+        }
+        if let Some(l) = socks {
+            tasks.spawn(socks::serve(l, ctx.clone()));
+        }
+        if let Some((l, fwd)) = dns {
+            let cache = dns_cache.clone();
+            tasks.spawn(crate::proxy::dns::serve(l, fwd, cache, begun.clone()));
+        }
+        tokio::spawn(crate::notify::run(events.clone(), claims, begun.clone()));
+        let flusher = policy.clone();
+        let flush_stop = begun.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => flusher.flush_last_used().await,
+                    _ = flush_stop.cancelled() => return,
+                }
+            }
+        });
+
+        write_runtime(&cfg.state_dir, &listeners);
         tracing::info!(
-            open = conns.len(),
-            grace = ?cfg.shutdown_grace,
-            "waiting for open connections to finish"
+            control = %listeners.control,
+            http = listeners.http.as_deref().unwrap_or("off"),
+            socks5 = listeners.socks5.as_deref().unwrap_or("off"),
+            dns = listeners.dns.as_deref().unwrap_or("off"),
+            state_dir = %cfg.state_dir.display(),
+            "greyproxyd {} listening",
+            env!("CARGO_PKG_VERSION")
         );
+        lifecycle::notify_ready(&listeners);
+        lifecycle::spawn_watchdog(begun.clone());
+
+        tokio::select! {
+            () = until => {}
+            () = begun.cancelled() => {}
+        }
+
+        tracing::info!("shutting down");
+        lifecycle::notify_stopping();
+        shutdown.begin();
+        policy.stop_holds();
+        while tasks.join_next().await.is_some() {}
+        shutdown.drain(cfg.shutdown_grace).await;
+        middlewares
+            .join(crate::middleware::stdio::CLOSE_GRACE + Duration::from_secs(1))
+            .await;
+        policy.flush_last_used().await;
+        policy.flush_logs().await;
+        mitm.capture.recorder.sink().flush().await;
+        dns_cache.flush().await;
+        let _ = std::fs::remove_file(cfg.state_dir.join(RUNTIME_FILE));
+        tracing::info!("stopped");
+        Ok(())
     }
-    if tokio::time::timeout(cfg.shutdown_grace, conns.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            open = conns.len(),
-            "grace period over: cutting open connections"
-        );
-    }
-    cut.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(2), conns.wait()).await;
-    mw_stop.cancel();
-    middlewares
-        .join(crate::middleware::stdio::CLOSE_GRACE + Duration::from_secs(1))
-        .await;
-    policy.flush_last_used().await;
-    policy.flush_logs().await;
-    mitm.capture.recorder.sink().flush().await;
-    dns_cache.flush().await;
-    let _ = std::fs::remove_file(cfg.state_dir.join(RUNTIME_FILE));
-    tracing::info!("stopped");
-    Ok(())
 }
 
 /// The CA (generated on first start), origin TLS, redaction and the transaction writer.
@@ -291,7 +358,7 @@ fn build_mitm(
     store: &Arc<Store>,
     events: &Arc<EventBus>,
     policy: &Arc<Policy>,
-    stopping: &CancellationToken,
+    shutdown: &Shutdown,
 ) -> anyhow::Result<Arc<MitmCtx>> {
     if !cfg.no_mitm {
         match ca::ensure(&cfg.state_dir) {
@@ -340,7 +407,7 @@ fn build_mitm(
         policy: policy.clone(),
         recorder,
         response_timeout: cfg.response_timeout,
-        stopping: stopping.clone(),
+        shutdown: shutdown.clone(),
         middlewares,
     });
     Ok(Arc::new(MitmCtx::new(
@@ -367,5 +434,75 @@ fn write_runtime(dir: &Path, listeners: &Listeners) {
         .and_then(|()| std::fs::rename(&tmp, &path));
     if let Err(e) = res {
         tracing::warn!(path = %path.display(), error = %e, "cannot write runtime file");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+
+    /// An origin on 127.0.0.1 (allowed by the built-in rules) answering one request.
+    async fn origin() -> std::net::SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let mut got = Vec::new();
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut buf).await.unwrap();
+                assert!(n > 0, "client closed before its head ended");
+                got.extend_from_slice(&buf[..n]);
+            }
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nin-proc\n")
+                .await
+                .unwrap();
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_daemon_runs_in_process_on_port_0_and_drains() {
+        let dir = tempfile::tempdir().unwrap();
+        let daemon = build(ServeConfig::ephemeral(dir.path().to_path_buf()))
+            .await
+            .unwrap();
+        let http = daemon.listeners.http.clone().unwrap();
+        assert!(!http.ends_with(":0"), "{http}");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(daemon.serve(async {
+            let _ = stopped.await;
+        }));
+
+        let origin = origin().await;
+        let mut c = TcpStream::connect(&http).await.unwrap();
+        let req = format!(
+            "GET http://{origin}/x HTTP/1.1\r\nHost: {origin}\r\nConnection: close\r\n\r\n"
+        );
+        c.write_all(req.as_bytes()).await.unwrap();
+        let mut resp = Vec::new();
+        c.read_to_end(&mut resp).await.unwrap();
+        let resp = String::from_utf8_lossy(&resp);
+        assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
+        assert!(resp.ends_with("in-proc\n"), "{resp}");
+
+        let runtime: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join(RUNTIME_FILE)).unwrap()).unwrap();
+        assert_eq!(runtime["listeners"]["http"], http.as_str());
+
+        stop.send(()).unwrap();
+        served.await.unwrap().unwrap();
+        assert!(
+            !dir.path().join(RUNTIME_FILE).exists(),
+            "a clean stop removes daemon.json"
+        );
+        assert!(
+            TcpStream::connect(&http).await.is_err(),
+            "the listener is closed"
+        );
     }
 }

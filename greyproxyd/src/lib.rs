@@ -23,6 +23,7 @@ pub mod policy;
 pub mod proxy;
 pub mod records;
 pub mod reload;
+pub mod shutdown;
 pub mod store;
 pub mod time;
 
@@ -35,6 +36,7 @@ const LAYERS: &[&str] = &[
     "net",
     "http",
     "glob",
+    "shutdown",
     "accept",
     "records",
     "store",

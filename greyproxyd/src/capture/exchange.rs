@@ -25,7 +25,6 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
 
 use super::body::{Captured, TeeBody};
 use super::record::{self, fill_request, fill_response, ms};
@@ -35,6 +34,7 @@ use super::ws::Negotiated;
 use crate::http::{Body, Origin, prepare_request, strip_hop_headers, text_response};
 use crate::middleware::{Middlewares, hook};
 use crate::policy::Policy;
+use crate::shutdown::Shutdown;
 use crate::time::{now_secs, rfc3339};
 
 /// Captured bodies up to this size are decoded on the async worker rather than the blocking
@@ -49,9 +49,9 @@ pub struct CaptureCtx {
     pub recorder: Arc<Recorder>,
     /// How long the origin may take to start its response.
     pub response_timeout: Duration,
-    /// Cancelled when shutdown begins: intercepted connections finish the exchange in flight
-    /// and close instead of idling in keep-alive through the grace period.
-    pub stopping: CancellationToken,
+    /// When shutdown begins, intercepted connections finish the exchange in flight and close
+    /// instead of idling in keep-alive through the grace period.
+    pub shutdown: Shutdown,
     /// External middlewares consulted for each request and response.
     pub middlewares: Arc<Middlewares>,
 }

@@ -30,9 +30,9 @@ use crate::policy::{ConnRequest, FrontEnd, Verdict};
 
 /// Accepts HTTP-proxy clients until shutdown.
 pub async fn serve(listener: TcpListener, ctx: ProxyCtx) {
-    let stop = ctx.stop_accepting.clone();
+    let stop = ctx.shutdown.begun_token();
     accept_loop(listener, stop, "http proxy", |s, peer| {
-        ctx.conns.track_future(handle(s, peer, ctx.clone()))
+        ctx.shutdown.track(handle(s, peer, ctx.clone()))
     })
     .await;
 }
@@ -144,7 +144,7 @@ async fn connect_tunnel(
         early,
         tunnel,
         verdict,
-        ctx.shutdown.clone(),
+        ctx.shutdown.cut_token(),
     )
     .await?;
     Ok(())
@@ -215,7 +215,7 @@ async fn serve_plain(
     mut verdict: Verdict,
     ctx: ProxyCtx,
 ) -> anyhow::Result<()> {
-    let shutdown = ctx.shutdown.clone();
+    let shutdown = ctx.shutdown.cut_token();
     let conn = Arc::new(PlainConn {
         ctx,
         container,
@@ -239,7 +239,7 @@ async fn serve_plain(
         .serve_connection(io, service)
         .with_upgrades();
     tokio::pin!(serving);
-    let stopping = conn.ctx.stop_accepting.clone();
+    let stopping = conn.ctx.shutdown.begun_token();
     tokio::select! {
         r = serving.as_mut() => r?,
         _ = conn.cut.cancelled() => tracing::debug!("plain-http connection cut: rule revoked"),

@@ -14,9 +14,9 @@ use crate::policy::{ConnRequest, FrontEnd};
 
 /// Accepts SOCKS5 clients until shutdown.
 pub async fn serve(listener: TcpListener, ctx: ProxyCtx) {
-    let stop = ctx.stop_accepting.clone();
+    let stop = ctx.shutdown.begun_token();
     accept_loop(listener, stop, "socks5", |s, peer| {
-        ctx.conns.track_future(handle(s, peer, ctx.clone()))
+        ctx.shutdown.track(handle(s, peer, ctx.clone()))
     })
     .await;
 }
@@ -63,7 +63,7 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, ctx: ProxyCtx) -> anyho
         Vec::new(),
         tunnel,
         verdict,
-        ctx.shutdown.clone(),
+        ctx.shutdown.cut_token(),
     )
     .await?;
     Ok(())

@@ -4,9 +4,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-
 use crate::policy::Policy;
+use crate::shutdown::Shutdown;
 
 /// What the front ends share.
 #[derive(Debug, Clone)]
@@ -17,12 +16,9 @@ pub struct ProxyCtx {
     pub handshake_timeout: Duration,
     /// Limit for connecting upstream.
     pub connect_timeout: Duration,
-    /// Cancelled when the shutdown grace period is over: open tunnels are cut.
-    pub shutdown: CancellationToken,
-    /// Cancelled when shutdown begins: the listeners stop accepting.
-    pub stop_accepting: CancellationToken,
-    /// Every proxied connection, so that shutdown can wait for them to finish.
-    pub conns: tokio_util::task::TaskTracker,
+    /// The daemon's shutdown: its begin stops the listeners, its cut ends open tunnels, and
+    /// it tracks every proxied connection so that it can wait for them to finish.
+    pub shutdown: Shutdown,
     /// Interception and recording.
     pub mitm: Arc<crate::mitm::intercept::MitmCtx>,
     /// IP → hostname learnt by the DNS forwarder: names connections to raw IPs.
