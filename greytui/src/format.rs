@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use greyproxy_protocol::{PendingRequest, Rule};
+use greyproxy_protocol::{AllowAllMode, AllowAllStatus, PendingRequest, Rule, Transaction};
 
 /// Parses an RFC 3339 timestamp from the daemon; `None` when malformed (never panics on what a
 /// peer sent).
@@ -60,6 +60,41 @@ pub fn rule_summary(r: &Rule) -> String {
         "{} → {}:{}",
         r.container_pattern, r.destination_pattern, r.port_pattern
     )
+}
+
+/// `#12 opencode → host:443`: a pending request in messages.
+pub(crate) fn describe_pending(p: &PendingRequest) -> String {
+    format!(
+        "#{} {} → {}:{}",
+        p.id,
+        p.container_name,
+        p.display_host(),
+        p.destination_port
+    )
+}
+
+/// Silent-mode status as one phrase: `off`, `allow all (29m left)`, `deny all (until restart)`.
+pub(crate) fn allow_all_label(s: &AllowAllStatus) -> String {
+    if !s.active {
+        return "off".into();
+    }
+    let mode = match s.mode {
+        Some(AllowAllMode::Deny) => "deny all",
+        _ => "allow all",
+    };
+    match s.remaining_seconds {
+        Some(r) => format!("{mode} ({} left)", short_span(Duration::from_secs(r))),
+        None => format!("{mode} (until restart)"),
+    }
+}
+
+/// `→` for a client→server WebSocket message (`WS_REQ`), `←` for server→client.
+pub(crate) fn ws_direction(t: &Transaction) -> &'static str {
+    if t.method.eq_ignore_ascii_case("WS_REQ") {
+        "→"
+    } else {
+        "←"
+    }
 }
 
 /// The `HH:MM:SS` part of an RFC 3339 timestamp (UTC), or the text itself when it is not one.

@@ -64,7 +64,7 @@ impl Ctx {
     ];
 }
 
-/// What a key asks for. The [`crate::app::App`] interprets it in its current state.
+/// What a key asks for. The dashboard's state machine interprets it in its current state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     /// Leave the program.

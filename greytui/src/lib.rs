@@ -7,12 +7,16 @@
 //! state and changes only in `App::update` (no I/O), [`ui`] draws it, [`keymap`] is the single
 //! table of keys, and [`tui`] is the event loop that ties them to the terminal. [`middlewares`]
 //! words the state of external middlewares and the badges of their decisions for both.
+//!
+//! Imports point one way: `ui` reads `app`, never the reverse; what both need (text in
+//! [`format`] and `middlewares`, screen geometry in `layout`, keys in `keymap`) sits below them.
 
 pub mod app;
 pub mod cli;
 pub mod client;
 pub mod format;
 pub mod keymap;
+mod layout;
 pub mod link;
 pub mod middlewares;
 pub mod notify;

@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::cli::{Cli, DecideOpts, OnceCmd, parse_scope};
 use crate::client::{self, ClientError, Connection, Incoming};
-use crate::format::{age, expiry, pending_destination, text_table};
+use crate::format::{age, allow_all_label, expiry, pending_destination, text_table};
 use crate::middlewares::MiddlewareList;
 use crate::paths::{self, TokenSource};
 
@@ -302,7 +302,7 @@ pub fn print_middlewares(out: &mut dyn Write, items: &[MiddlewareStatus]) -> Res
 
 /// The human form of `--once status`.
 pub fn print_status(out: &mut dyn Write, s: &Status, url: &str) -> Result<(), Failure> {
-    let allow_all = crate::app::allow_all_label(&s.allow_all);
+    let allow_all = allow_all_label(&s.allow_all);
     let rows = vec![
         vec!["daemon".into(), format!("{} {}", s.service, s.version)],
         vec!["control".into(), url.to_string()],

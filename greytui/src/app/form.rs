@@ -6,9 +6,10 @@ use crossterm::event::{KeyCode, KeyEvent};
 use greyproxy_protocol::command::{CreateRuleArgs, SetAllowAllArgs, UpdateRuleArgs};
 use greyproxy_protocol::{Action as RuleAction, AllowAllMode, Command, Decision, Rule};
 
-use super::lists::{self, ActivityFilter, Nav};
-use super::modal::{Modal, Outcome, typed_char};
-use super::{App, Effect, Tag, send};
+use super::listed::Nav;
+use super::lists::{self, ActivityFilter};
+use super::modal::{Outcome, typed_char};
+use super::{App, Effect, Modal, Tag, send};
 use crate::keymap::{Action, Ctx, action_in};
 
 /// A form field's value.

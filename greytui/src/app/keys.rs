@@ -7,10 +7,12 @@ use greyproxy_protocol::command::{
 };
 use greyproxy_protocol::{ActivityItem, Command, PendingRequest};
 
+use super::detail::{Detail, WsMessages, is_upgrade};
 use super::form::Form;
-use super::lists::{Detail, Nav};
-use super::modal::{Confirm, Modal, Outcome, Picker, Verb};
-use super::{App, Effect, Tag, View, describe_pending, send};
+use super::listed::Nav;
+use super::modal::{Confirm, Outcome, Picker, Verb};
+use super::{App, Effect, Modal, Tag, View, send};
+use crate::format::describe_pending;
 use crate::keymap::{Action, Ctx, action_for};
 
 impl App {
@@ -133,11 +135,11 @@ impl App {
             Action::PageDown => self.step(half),
             Action::Top => self.step(isize::MIN / 2),
             Action::Bottom => self.step(isize::MAX / 2),
-            Action::AllowExact => match self.selected_pending().cloned() {
+            Action::AllowExact => match self.pending.selected().cloned() {
                 Some(p) => self.decide(Verb::Allow, &p, Scope::Exact, Some("permanent".into())),
                 None => self.nothing_selected(),
             },
-            Action::AllowPick | Action::DenyPick => match self.selected_pending().cloned() {
+            Action::AllowPick | Action::DenyPick => match self.pending.selected().cloned() {
                 Some(p) => {
                     let verb = if a == Action::AllowPick {
                         Verb::Allow
@@ -149,7 +151,7 @@ impl App {
                 }
                 None => self.nothing_selected(),
             },
-            Action::Dismiss => match self.selected_pending().cloned() {
+            Action::Dismiss => match self.pending.selected().cloned() {
                 Some(p) => vec![send(
                     Tag::Decide {
                         done: "dismissed",
@@ -178,9 +180,9 @@ impl App {
                             transaction_id: t.id,
                         }),
                     ));
-                    if super::ws::is_upgrade(t) {
+                    if is_upgrade(t) {
                         fetch.push(App::ws_list(t.id));
-                        ws = Some(super::ws::WsMessages {
+                        ws = Some(WsMessages {
                             loading: true,
                             ..Default::default()
                         });
@@ -213,14 +215,14 @@ impl App {
                 self.modal = Some(Modal::Form(Form::new_rule()));
                 Vec::new()
             }
-            Action::EditRule => match self.selected_rule() {
+            Action::EditRule => match self.rules.selected() {
                 Some(r) => {
                     self.modal = Some(Modal::Form(Form::edit_rule(r)));
                     Vec::new()
                 }
                 None => self.nothing_selected(),
             },
-            Action::DeleteRule => match self.selected_rule() {
+            Action::DeleteRule => match self.rules.selected() {
                 Some(r) => {
                     let c = Confirm::DeleteRule(r.id, crate::format::rule_summary(r));
                     self.modal = Some(Modal::Confirm(c));
@@ -250,12 +252,9 @@ impl App {
     fn step(&mut self, delta: isize) -> Vec<Effect> {
         let rows = self.list_rows();
         match self.view {
-            View::Pending => self.pending_nav.step(delta, self.pending.len(), rows),
-            View::Rules => self.rules_nav.step(delta, self.rules.len(), rows),
-            View::Middlewares => {
-                let m = &mut self.middlewares;
-                m.nav.step(delta, m.items.len(), rows);
-            }
+            View::Pending => self.pending.step(delta, rows),
+            View::Rules => self.rules.step(delta, rows),
+            View::Middlewares => self.middlewares.list.step(delta, rows),
             View::Activity => {
                 if let Some(fx) = self.ws_step(delta) {
                     return fx;

@@ -1,4 +1,5 @@
-//! The three lists the dashboard shows and how a selection moves over them. Pure data: the
+//! The lists the dashboard shows: the identity of pending requests and rules (their
+//! [`Listed`](super::listed::Listed) does the rest) and the activity window. Pure data: the
 //! [`super::App`] decides when to fetch pages.
 //!
 //! The activity list is a bounded window of the daemon's feed: the first page, the pages the
@@ -8,6 +9,9 @@
 use std::collections::VecDeque;
 
 use greyproxy_protocol::{ActivityItem, Decision, PendingRequest, Rule};
+
+use super::detail::Detail;
+use super::listed::{Keyed, Nav};
 
 /// Most activity rows kept in memory (a page more while scrolling); rows beyond it are dropped
 /// and fetched again from the daemon when scrolled back to.
@@ -19,58 +23,18 @@ pub const ACTIVITY_PAGE: u32 = 500;
 /// Fetch the next page when the selection is this close to the end of the window.
 pub const PREFETCH_MARGIN: usize = 100;
 
-/// A selection and the first visible row of a list.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Nav {
-    /// Selected row.
-    pub selected: usize,
-    /// First visible row.
-    pub offset: usize,
-}
-
-impl Nav {
-    /// Keeps the selection inside `len` rows and visible in a window of `rows` rows.
-    pub fn clamp(&mut self, len: usize, rows: usize) {
-        let rows = rows.max(1);
-        self.selected = self.selected.min(len.saturating_sub(1));
-        if self.selected < self.offset {
-            self.offset = self.selected;
-        } else if self.selected >= self.offset + rows {
-            self.offset = self.selected + 1 - rows;
-        }
-        // Do not leave empty space below the last row when the list shrank.
-        self.offset = self.offset.min(len.saturating_sub(rows));
-    }
-
-    /// Moves the selection by `delta` rows.
-    pub fn step(&mut self, delta: isize, len: usize, rows: usize) {
-        self.selected = self.selected.saturating_add_signed(delta);
-        self.clamp(len, rows);
-    }
-
-    /// Selects row `idx`.
-    pub fn go(&mut self, idx: usize, len: usize, rows: usize) {
-        self.selected = idx;
-        self.clamp(len, rows);
+impl Keyed for PendingRequest {
+    type Key = u64;
+    fn key(&self) -> u64 {
+        self.id
     }
 }
 
-/// Finds the index of the row with `id` after a list changed, to keep the same row selected.
-pub fn reselect<T>(items: &[T], id: Option<u64>, id_of: fn(&T) -> u64, nav: &mut Nav, rows: usize) {
-    if let Some(i) = id.and_then(|id| items.iter().position(|x| id_of(x) == id)) {
-        nav.selected = i;
+impl Keyed for Rule {
+    type Key = u64;
+    fn key(&self) -> u64 {
+        self.id
     }
-    nav.clamp(items.len(), rows);
-}
-
-/// Id of a pending request (for [`reselect`]).
-pub fn pending_id(p: &PendingRequest) -> u64 {
-    p.id
-}
-
-/// Id of a rule (for [`reselect`]).
-pub fn rule_id(r: &Rule) -> u64 {
-    r.id
 }
 
 /// Identity of an activity row: connections and transactions are numbered separately.
@@ -178,20 +142,6 @@ impl ActivityFilter {
         }
         parts.join(" ")
     }
-}
-
-/// The detail of one activity row.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Detail {
-    /// The row as listed.
-    pub item: ActivityItem,
-    /// For a transaction: what `get_transaction` answered (any JSON: it is rendered as a
-    /// transaction when it decodes as one, as pretty JSON otherwise), or its error.
-    pub full: Option<Result<serde_json::Value, String>>,
-    /// Lines scrolled.
-    pub scroll: u16,
-    /// For a WebSocket upgrade: its messages.
-    pub ws: Option<super::ws::WsMessages>,
 }
 
 /// The activity view's window of the feed.
@@ -366,51 +316,6 @@ mod tests {
             rule_summary: None,
             mitm: None,
         })
-    }
-
-    #[test]
-    fn nav_stays_visible_and_in_bounds() {
-        let mut n = Nav::default();
-        n.step(5, 10, 3);
-        assert_eq!(
-            n,
-            Nav {
-                selected: 5,
-                offset: 3
-            }
-        );
-        n.step(-5, 10, 3);
-        assert_eq!(
-            n,
-            Nav {
-                selected: 0,
-                offset: 0
-            }
-        );
-        n.step(100, 10, 3);
-        assert_eq!(
-            n,
-            Nav {
-                selected: 9,
-                offset: 7
-            }
-        );
-        n.clamp(2, 3);
-        assert_eq!(
-            n,
-            Nav {
-                selected: 1,
-                offset: 0
-            }
-        );
-        n.clamp(0, 3);
-        assert_eq!(
-            n,
-            Nav {
-                selected: 0,
-                offset: 0
-            }
-        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use greyproxy_protocol::middleware::MiddlewareStatus;
 use greyproxy_protocol::{Command, Reply};
 
-use super::lists::Nav;
+use super::listed::{Keyed, Listed};
 use super::{App, ConnState, Effect, Tag, View, send};
 use crate::middlewares::MiddlewareList;
 
@@ -21,10 +21,9 @@ const TICK_SLACK: Duration = Duration::from_millis(250);
 /// The list and what is known about its freshness.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Middlewares {
-    /// As the daemon listed them, in configuration order.
-    pub items: Vec<MiddlewareStatus>,
-    /// Selection (its details are shown under the table).
-    pub nav: Nav,
+    /// As the daemon listed them, in configuration order, and the selection (its details are
+    /// shown under the table).
+    pub list: Listed<MiddlewareStatus>,
     /// A list arrived at least once.
     pub loaded: bool,
     /// A `list_middlewares` is in flight.
@@ -35,10 +34,11 @@ pub struct Middlewares {
     pub error: Option<String>,
 }
 
-impl Middlewares {
-    /// The selected middleware.
-    pub fn selected(&self) -> Option<&MiddlewareStatus> {
-        self.items.get(self.nav.selected)
+/// A middleware is known by its endpoint: its name comes with its hello and may change.
+impl Keyed for MiddlewareStatus {
+    type Key = String;
+    fn key(&self) -> String {
+        self.url.clone()
     }
 }
 
@@ -74,22 +74,19 @@ impl App {
 
     /// The reply to `list_middlewares`: the selection stays on the same middleware (by URL).
     pub(super) fn middlewares_listed(&mut self, outcome: Result<Reply, String>) {
+        let rows = self.list_rows();
         let m = &mut self.middlewares;
         m.in_flight = false;
         match outcome.and_then(super::daemon::data::<MiddlewareList>) {
             Ok(list) => {
-                let sel = m.selected().map(|s| s.url.clone());
-                m.items = list.middlewares;
+                m.list.replace(list.middlewares, rows);
                 m.loaded = true;
                 m.error = None;
-                if let Some(i) = sel.and_then(|u| m.items.iter().position(|s| s.url == u)) {
-                    m.nav.selected = i;
-                }
             }
-            Err(e) => m.error = Some(e),
+            Err(e) => {
+                m.error = Some(e);
+                m.list.clamp(rows);
+            }
         }
-        let rows = self.list_rows();
-        let m = &mut self.middlewares;
-        m.nav.clamp(m.items.len(), rows);
     }
 }

@@ -4,25 +4,27 @@
 //! happens here, so every behaviour is tested without a terminal or a daemon.
 
 mod daemon;
-pub mod form;
+pub(crate) mod detail;
+pub(crate) mod form;
 mod keys;
+pub(crate) mod listed;
 pub mod lists;
-pub mod middlewares;
-pub mod modal;
-pub mod ws;
+pub(crate) mod middlewares;
+pub(crate) mod modal;
+mod ws;
 
 use std::time::{Duration, SystemTime};
 
 use crossterm::event::KeyEvent;
-use greyproxy_protocol::{AllowAllMode, AllowAllStatus, Command, PendingRequest, Rule};
+use greyproxy_protocol::{AllowAllStatus, Command, PendingRequest, Rule};
 
 use crate::keymap::Ctx;
+use crate::layout;
 use crate::link::{LinkEvent, Request};
-use lists::{Activity, Nav};
-use modal::Modal;
-
-/// Rows of chrome around a list: view tabs, table header, footer hints, message, status bar.
-pub const CHROME_ROWS: u16 = 5;
+use form::Form;
+use listed::Listed;
+use lists::Activity;
+use modal::{Confirm, Picker};
 
 /// How long a command's result stays on the message line.
 pub const MESSAGE_TTL: Duration = Duration::from_secs(10);
@@ -161,6 +163,20 @@ pub enum Effect {
     Quit,
 }
 
+/// Every modal. It lives here, above the modules of its kinds, so that a form can reopen
+/// itself without [`modal`] and [`form`] importing each other.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Modal {
+    /// Help overlay, scrolled by this many lines.
+    Help(u16),
+    /// Picker.
+    Picker(Picker),
+    /// Form.
+    Form(Form),
+    /// Confirmation.
+    Confirm(Confirm),
+}
+
 /// A line on the message bar.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
@@ -191,14 +207,10 @@ pub struct App {
     pub server_version: Option<String>,
     /// `seq` of the last event seen on this connection.
     pub last_seq: Option<u64>,
-    /// Pending requests, newest first.
-    pub pending: Vec<PendingRequest>,
-    /// Selection in the pending view.
-    pub pending_nav: Nav,
-    /// Rules, newest first.
-    pub rules: Vec<Rule>,
-    /// Selection in the rules view.
-    pub rules_nav: Nav,
+    /// Pending requests, newest first, and the selection in the pending view.
+    pub pending: Listed<PendingRequest>,
+    /// Rules, newest first, and the selection in the rules view.
+    pub rules: Listed<Rule>,
     /// The activity window.
     pub activity: Activity,
     /// The Middlewares view.
@@ -221,24 +233,6 @@ pub struct App {
     pub resyncs: u64,
 }
 
-/// Silent-mode status as one phrase: `off`, `allow all (29m left)`, `deny all (until restart)`.
-pub fn allow_all_label(s: &AllowAllStatus) -> String {
-    if !s.active {
-        return "off".into();
-    }
-    let mode = match s.mode {
-        Some(AllowAllMode::Deny) => "deny all",
-        _ => "allow all",
-    };
-    match s.remaining_seconds {
-        Some(r) => format!(
-            "{mode} ({} left)",
-            crate::format::short_span(Duration::from_secs(r))
-        ),
-        None => format!("{mode} (until restart)"),
-    }
-}
-
 impl App {
     /// A fresh dashboard, not connected yet.
     pub fn new(now: SystemTime, size: (u16, u16), desktop_notify: bool) -> App {
@@ -251,10 +245,8 @@ impl App {
             url: String::new(),
             server_version: None,
             last_seq: None,
-            pending: Vec::new(),
-            pending_nav: Nav::default(),
-            rules: Vec::new(),
-            rules_nav: Nav::default(),
+            pending: Listed::default(),
+            rules: Listed::default(),
             activity: Activity::new(),
             middlewares: middlewares::Middlewares::default(),
             allow_all: AllowAllStatus::default(),
@@ -270,7 +262,7 @@ impl App {
 
     /// Visible rows of a list at the current size.
     pub fn list_rows(&self) -> usize {
-        self.size.1.saturating_sub(CHROME_ROWS).max(1) as usize
+        layout::list_rows(self.size.1)
     }
 
     /// The keymap context of what has the keyboard now.
@@ -286,16 +278,6 @@ impl App {
             (None, View::Rules) => Ctx::Rules,
             (None, View::Middlewares) => Ctx::Middlewares,
         }
-    }
-
-    /// The selected pending request.
-    pub fn selected_pending(&self) -> Option<&PendingRequest> {
-        self.pending.get(self.pending_nav.selected)
-    }
-
-    /// The selected rule.
-    pub fn selected_rule(&self) -> Option<&Rule> {
-        self.rules.get(self.rules_nav.selected)
     }
 
     fn say(&mut self, text: impl Into<String>, error: bool) {
@@ -331,10 +313,9 @@ impl App {
 
     fn clamp_all(&mut self) {
         let rows = self.list_rows();
-        self.pending_nav.clamp(self.pending.len(), rows);
-        self.rules_nav.clamp(self.rules.len(), rows);
-        let m = &mut self.middlewares;
-        m.nav.clamp(m.items.len(), rows);
+        self.pending.clamp(rows);
+        self.rules.clamp(rows);
+        self.middlewares.list.clamp(rows);
         let n = self.activity.items.len();
         self.activity.nav.clamp(n, rows);
         let ws_rows = self.ws_rows();
@@ -342,17 +323,6 @@ impl App {
             ws.nav.clamp(ws.items.len(), ws_rows);
         }
     }
-}
-
-/// `#12 opencode → host:443`.
-pub fn describe_pending(p: &PendingRequest) -> String {
-    format!(
-        "#{} {} → {}:{}",
-        p.id,
-        p.container_name,
-        p.display_host(),
-        p.destination_port
-    )
 }
 
 fn send(tag: Tag, command: Command) -> Effect {

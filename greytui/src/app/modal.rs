@@ -259,19 +259,6 @@ impl Confirm {
     }
 }
 
-/// Every modal.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Modal {
-    /// Help overlay, scrolled by this many lines.
-    Help(u16),
-    /// Picker.
-    Picker(Picker),
-    /// Form.
-    Form(super::form::Form),
-    /// Confirmation.
-    Confirm(Confirm),
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
