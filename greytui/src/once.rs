@@ -228,7 +228,7 @@ fn print_json<T: serde::Serialize>(out: &mut dyn Write, v: &T) -> Result<(), Fai
 }
 
 /// The human table of `--once pending`.
-pub fn print_pending(
+pub(crate) fn print_pending(
     out: &mut dyn Write,
     items: &[PendingRequest],
     now: SystemTime,
@@ -263,7 +263,11 @@ pub fn print_pending(
 }
 
 /// The human table of `--once rules`.
-pub fn print_rules(out: &mut dyn Write, items: &[Rule], now: SystemTime) -> Result<(), Failure> {
+pub(crate) fn print_rules(
+    out: &mut dyn Write,
+    items: &[Rule],
+    now: SystemTime,
+) -> Result<(), Failure> {
     if items.is_empty() {
         return writeln!(out, "no rules").map_err(io_failure);
     }
@@ -288,7 +292,10 @@ pub fn print_rules(out: &mut dyn Write, items: &[Rule], now: SystemTime) -> Resu
 
 /// The human table of `--once middlewares` (a stopped middleware's state carries its last
 /// error).
-pub fn print_middlewares(out: &mut dyn Write, items: &[MiddlewareStatus]) -> Result<(), Failure> {
+pub(crate) fn print_middlewares(
+    out: &mut dyn Write,
+    items: &[MiddlewareStatus],
+) -> Result<(), Failure> {
     if items.is_empty() {
         return writeln!(
             out,
@@ -301,7 +308,7 @@ pub fn print_middlewares(out: &mut dyn Write, items: &[MiddlewareStatus]) -> Res
 }
 
 /// The human form of `--once status`.
-pub fn print_status(out: &mut dyn Write, s: &Status, url: &str) -> Result<(), Failure> {
+pub(crate) fn print_status(out: &mut dyn Write, s: &Status, url: &str) -> Result<(), Failure> {
     let allow_all = allow_all_label(&s.allow_all);
     let rows = vec![
         vec!["daemon".into(), format!("{} {}", s.service, s.version)],

@@ -22,7 +22,7 @@ use crate::link::{self, LinkEvent};
 use crate::{notify, paths, ui};
 
 /// Shortest time between two frames (about 30 frames per second).
-pub const FRAME: Duration = Duration::from_millis(33);
+pub(crate) const FRAME: Duration = Duration::from_millis(33);
 
 /// Most link events applied before the next frame.
 const BATCH: usize = 2048;

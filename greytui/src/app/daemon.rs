@@ -81,7 +81,7 @@ impl App {
     }
 
     /// Reloads everything the dashboard shows from the daemon's list commands.
-    pub fn resync(&mut self) -> Vec<Effect> {
+    pub(crate) fn resync(&mut self) -> Vec<Effect> {
         self.resyncs += 1;
         // The next event sets the baseline again: replies describe the state at least as new
         // as any event before them.

@@ -10,16 +10,16 @@ use super::listed::Nav;
 
 /// The detail of one activity row.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Detail {
+pub(crate) struct Detail {
     /// The row as listed.
-    pub item: ActivityItem,
+    pub(crate) item: ActivityItem,
     /// For a transaction: what `get_transaction` answered (any JSON: it is rendered as a
     /// transaction when it decodes as one, as pretty JSON otherwise), or its error.
-    pub full: Option<Result<serde_json::Value, String>>,
+    pub(crate) full: Option<Result<serde_json::Value, String>>,
     /// Lines scrolled.
-    pub scroll: u16,
+    pub(crate) scroll: u16,
     /// For a WebSocket upgrade: its messages.
-    pub ws: Option<WsMessages>,
+    pub(crate) ws: Option<WsMessages>,
 }
 
 /// Whether a transaction is a WebSocket upgrade (the 101 row, not one of its messages).
@@ -32,23 +32,23 @@ pub(crate) fn is_upgrade(t: &Transaction) -> bool {
 
 /// The message list of an upgrade's detail.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct WsMessages {
+pub(crate) struct WsMessages {
     /// Messages in connection order (`message_index`).
-    pub items: Vec<Transaction>,
+    pub(crate) items: Vec<Transaction>,
     /// The list was requested and not answered yet.
-    pub loading: bool,
+    pub(crate) loading: bool,
     /// Why the list could not be loaded.
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// Selection.
-    pub nav: Nav,
+    pub(crate) nav: Nav,
     /// First line of the payloads fetched so far, by message id.
-    pub previews: BTreeMap<u64, String>,
+    pub(crate) previews: BTreeMap<u64, String>,
     /// Messages whose payload was asked for.
-    pub requested: BTreeSet<u64>,
+    pub(crate) requested: BTreeSet<u64>,
     /// The message opened with Enter.
-    pub open: Option<Box<Detail>>,
+    pub(crate) open: Option<Box<Detail>>,
     /// The upgrade's own request and response (`h`) are shown instead of the messages.
-    pub headers: bool,
+    pub(crate) headers: bool,
 }
 
 impl WsMessages {

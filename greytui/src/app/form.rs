@@ -14,7 +14,7 @@ use crate::keymap::{Action, Ctx, action_in};
 
 /// A form field's value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FieldKind {
+pub(crate) enum FieldKind {
     /// Free text.
     Text(String),
     /// One of fixed options.
@@ -28,13 +28,13 @@ pub enum FieldKind {
 
 /// One form field.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Field {
+pub(crate) struct Field {
     /// Label.
-    pub label: &'static str,
+    pub(crate) label: &'static str,
     /// Value.
-    pub kind: FieldKind,
+    pub(crate) kind: FieldKind,
     /// One-line explanation shown under the fields when focused.
-    pub help: &'static str,
+    pub(crate) help: &'static str,
 }
 
 fn text(label: &'static str, value: &str, help: &'static str) -> Field {
@@ -60,7 +60,7 @@ fn choice(
 
 /// What a form is for.
 #[derive(Debug, Clone, PartialEq)]
-pub enum FormPurpose {
+pub(crate) enum FormPurpose {
     /// Create a rule.
     NewRule,
     /// Edit this rule (as it was when the form opened).
@@ -73,17 +73,17 @@ pub enum FormPurpose {
 
 /// A form.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Form {
+pub(crate) struct Form {
     /// What it is for.
-    pub purpose: FormPurpose,
+    pub(crate) purpose: FormPurpose,
     /// Title.
-    pub title: String,
+    pub(crate) title: String,
     /// Fields.
-    pub fields: Vec<Field>,
+    pub(crate) fields: Vec<Field>,
     /// Focused field.
-    pub focus: usize,
+    pub(crate) focus: usize,
     /// Validation error of the last save attempt.
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 const ACTIONS: &[&str] = &["allow", "deny"];
@@ -92,7 +92,7 @@ const KINDS: &[&str] = &["any", "connection", "transaction"];
 
 impl Form {
     /// An empty rule.
-    pub fn new_rule() -> Form {
+    pub(crate) fn new_rule() -> Form {
         Form {
             purpose: FormPurpose::NewRule,
             title: "New rule".into(),
@@ -114,7 +114,7 @@ impl Form {
     }
 
     /// A rule's fields, to edit.
-    pub fn edit_rule(r: &Rule) -> Form {
+    pub(crate) fn edit_rule(r: &Rule) -> Form {
         let action = ACTIONS.iter().position(|a| *a == r.action.as_str());
         Form {
             purpose: FormPurpose::EditRule(Box::new(r.clone())),
@@ -154,7 +154,7 @@ impl Form {
     }
 
     /// The activity filter.
-    pub fn filter(f: &ActivityFilter) -> Form {
+    pub(crate) fn filter(f: &ActivityFilter) -> Form {
         let result = match f.result {
             None => 0,
             Some(Decision::Allowed) => 1,
@@ -184,7 +184,7 @@ impl Form {
     }
 
     /// Silent mode.
-    pub fn silent() -> Form {
+    pub(crate) fn silent() -> Form {
         Form {
             purpose: FormPurpose::Silent,
             title: "Silent mode".into(),
@@ -207,7 +207,7 @@ impl Form {
     }
 
     /// The trimmed text of field `i` (empty for a choice).
-    pub fn text(&self, i: usize) -> &str {
+    pub(crate) fn text(&self, i: usize) -> &str {
         match self.fields.get(i).map(|f| &f.kind) {
             Some(FieldKind::Text(t)) => t.trim(),
             _ => "",
@@ -215,7 +215,7 @@ impl Form {
     }
 
     /// The chosen option of field `i` (empty for text).
-    pub fn choice(&self, i: usize) -> &'static str {
+    pub(crate) fn choice(&self, i: usize) -> &'static str {
         match self.fields.get(i).map(|f| &f.kind) {
             Some(FieldKind::Choice { options, idx }) => options.get(*idx).copied().unwrap_or(""),
             _ => "",
@@ -223,7 +223,7 @@ impl Form {
     }
 
     /// Handles a key; `Submit(())` asks the app to validate and act.
-    pub fn key(&mut self, k: KeyEvent) -> Outcome<()> {
+    pub(crate) fn key(&mut self, k: KeyEvent) -> Outcome<()> {
         let n = self.fields.len().max(1);
         let field = self.fields.get_mut(self.focus);
         match (action_in(Ctx::Form, k), field) {

@@ -15,7 +15,7 @@ pub struct Nav {
 
 impl Nav {
     /// Keeps the selection inside `len` rows and visible in a window of `rows` rows.
-    pub fn clamp(&mut self, len: usize, rows: usize) {
+    pub(crate) fn clamp(&mut self, len: usize, rows: usize) {
         let rows = rows.max(1);
         self.selected = self.selected.min(len.saturating_sub(1));
         if self.selected < self.offset {
@@ -28,13 +28,14 @@ impl Nav {
     }
 
     /// Moves the selection by `delta` rows.
-    pub fn step(&mut self, delta: isize, len: usize, rows: usize) {
+    pub(crate) fn step(&mut self, delta: isize, len: usize, rows: usize) {
         self.selected = self.selected.saturating_add_signed(delta);
         self.clamp(len, rows);
     }
 
     /// Selects row `idx`.
-    pub fn go(&mut self, idx: usize, len: usize, rows: usize) {
+    #[cfg(test)]
+    pub(crate) fn go(&mut self, idx: usize, len: usize, rows: usize) {
         self.selected = idx;
         self.clamp(len, rows);
     }
@@ -55,7 +56,7 @@ pub trait Keyed {
 pub struct Listed<T> {
     items: Vec<T>,
     /// Selection and first visible row.
-    pub nav: Nav,
+    pub(crate) nav: Nav,
 }
 
 impl<T> Default for Listed<T> {
@@ -92,7 +93,7 @@ impl<T> Listed<T> {
     }
 
     /// The selected item.
-    pub fn selected(&self) -> Option<&T> {
+    pub(crate) fn selected(&self) -> Option<&T> {
         self.items.get(self.nav.selected)
     }
 

@@ -15,13 +15,13 @@ use super::listed::{Keyed, Nav};
 
 /// Most activity rows kept in memory (a page more while scrolling); rows beyond it are dropped
 /// and fetched again from the daemon when scrolled back to.
-pub const MAX_ACTIVITY: usize = 10_000;
+pub(crate) const MAX_ACTIVITY: usize = 10_000;
 
 /// Rows fetched per activity page.
-pub const ACTIVITY_PAGE: u32 = 500;
+pub(crate) const ACTIVITY_PAGE: u32 = 500;
 
 /// Fetch the next page when the selection is this close to the end of the window.
-pub const PREFETCH_MARGIN: usize = 100;
+pub(crate) const PREFETCH_MARGIN: usize = 100;
 
 impl Keyed for PendingRequest {
     type Key = u64;
@@ -46,12 +46,12 @@ pub fn item_key(item: &ActivityItem) -> (&'static str, u64) {
 }
 
 /// Kind name of an activity item, as `list_activity`'s `kind` filter spells it.
-pub fn kind_of(item: &ActivityItem) -> &'static str {
+pub(crate) fn kind_of(item: &ActivityItem) -> &'static str {
     item_key(item).0
 }
 
 /// Container name of an activity row.
-pub fn container_of(item: &ActivityItem) -> &str {
+pub(crate) fn container_of(item: &ActivityItem) -> &str {
     match item {
         ActivityItem::Connection(r) => &r.container_name,
         ActivityItem::Transaction(t) => &t.container_name,
@@ -60,7 +60,7 @@ pub fn container_of(item: &ActivityItem) -> &str {
 
 /// Whether a row counts as allowed or blocked for the `result` filter: transactions answered
 /// by a deny rule count as blocked, every other recorded exchange as allowed.
-pub fn decision_of(item: &ActivityItem) -> Decision {
+pub(crate) fn decision_of(item: &ActivityItem) -> Decision {
     match item {
         ActivityItem::Connection(r) => r.result,
         ActivityItem::Transaction(t) if t.result == "denied" => Decision::Blocked,
@@ -69,7 +69,7 @@ pub fn decision_of(item: &ActivityItem) -> Decision {
 }
 
 /// The timestamp of an activity row (RFC 3339).
-pub fn time_of(item: &ActivityItem) -> &str {
+pub(crate) fn time_of(item: &ActivityItem) -> &str {
     match item {
         ActivityItem::Connection(r) => &r.timestamp,
         ActivityItem::Transaction(t) => &t.timestamp,
@@ -80,11 +80,11 @@ pub fn time_of(item: &ActivityItem) -> &str {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NextPage {
     /// The daemon's `next_cursor` (opaque).
-    pub cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
     /// After the window was trimmed: rows before this time (RFC 3339). The daemon's cursors are
     /// opaque, so the page below a trimmed window is asked for by time, and rows already shown
     /// (the same second) are skipped by id.
-    pub until: Option<String>,
+    pub(crate) until: Option<String>,
 }
 
 /// Filters of the activity view; the daemon applies them to pages, [`ActivityFilter::matches`]
@@ -92,18 +92,18 @@ pub struct NextPage {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ActivityFilter {
     /// Substring of the container name.
-    pub container: String,
+    pub(crate) container: String,
     /// Substring of the destination host or resolved hostname.
-    pub destination: String,
+    pub(crate) destination: String,
     /// Only allowed or only blocked rows.
-    pub result: Option<Decision>,
+    pub(crate) result: Option<Decision>,
     /// Only rows of this kind (`connection`).
-    pub kind: Option<String>,
+    pub(crate) kind: Option<String>,
 }
 
 impl ActivityFilter {
     /// Whether a live row belongs in the filtered view.
-    pub fn matches(&self, item: &ActivityItem) -> bool {
+    pub(crate) fn matches(&self, item: &ActivityItem) -> bool {
         let has = |hay: &str, needle: &str| hay.to_lowercase().contains(&needle.to_lowercase());
         let destination = match item {
             ActivityItem::Connection(r) => {
@@ -126,7 +126,7 @@ impl ActivityFilter {
     }
 
     /// A one-line description (`container~x result=blocked`), empty when none.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut parts = Vec::new();
         if !self.container.is_empty() {
             parts.push(format!("container~{}", self.container));
@@ -156,26 +156,26 @@ pub struct Activity {
     /// Current filter.
     pub filter: ActivityFilter,
     /// Bumped whenever the filter changes, so that answers to older queries are ignored.
-    pub generation: u64,
+    pub(crate) generation: u64,
     /// First page requested and not answered yet.
     pub loading: bool,
     /// Next page requested and not answered yet.
     pub loading_more: bool,
     /// Selection pinned to the newest row.
-    pub follow: bool,
+    pub(crate) follow: bool,
     /// Rows that arrived above the selection while not following.
-    pub unseen: usize,
+    pub(crate) unseen: usize,
     /// Newer rows were dropped to keep the window bounded: the top must be reloaded.
-    pub stale_top: bool,
+    pub(crate) stale_top: bool,
     /// Selection.
     pub nav: Nav,
     /// The detail being shown.
-    pub detail: Option<Detail>,
+    pub(crate) detail: Option<Detail>,
 }
 
 impl Activity {
     /// An empty window in follow mode.
-    pub fn new() -> Activity {
+    pub(crate) fn new() -> Activity {
         Activity {
             follow: true,
             ..Activity::default()
@@ -183,7 +183,12 @@ impl Activity {
     }
 
     /// Replaces the window with a first page.
-    pub fn set_first_page(&mut self, items: Vec<ActivityItem>, total: u64, cursor: Option<String>) {
+    pub(crate) fn set_first_page(
+        &mut self,
+        items: Vec<ActivityItem>,
+        total: u64,
+        cursor: Option<String>,
+    ) {
         self.items = items.into();
         self.total = total;
         self.next = cursor.map(|c| NextPage {
@@ -198,7 +203,7 @@ impl Activity {
     /// Appends an older page (asked for with `asked`), skipping rows already in the window:
     /// within a kind, ids grow with time, so an older row has a smaller id than every row of
     /// its kind already shown.
-    pub fn append_page(
+    pub(crate) fn append_page(
         &mut self,
         items: Vec<ActivityItem>,
         asked: &NextPage,
@@ -250,7 +255,7 @@ impl Activity {
 
     /// Prepends a live row if it matches the filter; keeps the selected row in place unless
     /// following. Returns whether the row was added.
-    pub fn push_live(&mut self, item: ActivityItem, rows: usize) -> bool {
+    pub(crate) fn push_live(&mut self, item: ActivityItem, rows: usize) -> bool {
         if !self.filter.matches(&item) {
             return false;
         }
@@ -285,7 +290,7 @@ impl Activity {
     }
 
     /// Whether the next page should be requested now.
-    pub fn wants_more(&self) -> bool {
+    pub(crate) fn wants_more(&self) -> bool {
         self.next.is_some()
             && !self.loading
             && !self.loading_more

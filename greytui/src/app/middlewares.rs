@@ -13,25 +13,25 @@ use super::{App, ConnState, Effect, Tag, View, send};
 use crate::middlewares::MiddlewareList;
 
 /// How often the list is fetched again while the view is shown.
-pub const MIDDLEWARE_REFRESH: Duration = Duration::from_secs(2);
+pub(crate) const MIDDLEWARE_REFRESH: Duration = Duration::from_secs(2);
 
 /// Slack for the once-a-second clock: a tick a little early still refreshes.
 const TICK_SLACK: Duration = Duration::from_millis(250);
 
 /// The list and what is known about its freshness.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Middlewares {
+pub(crate) struct Middlewares {
     /// As the daemon listed them, in configuration order, and the selection (its details are
     /// shown under the table).
-    pub list: Listed<MiddlewareStatus>,
+    pub(crate) list: Listed<MiddlewareStatus>,
     /// A list arrived at least once.
-    pub loaded: bool,
+    pub(crate) loaded: bool,
     /// A `list_middlewares` is in flight.
-    pub in_flight: bool,
+    pub(crate) in_flight: bool,
     /// When the last one was sent.
-    pub asked_at: Option<SystemTime>,
+    pub(crate) asked_at: Option<SystemTime>,
     /// The error of the last attempt, if it failed.
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 /// A middleware is known by its endpoint: its name comes with its hello and may change.

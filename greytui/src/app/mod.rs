@@ -27,7 +27,7 @@ use lists::Activity;
 use modal::{Confirm, Picker};
 
 /// How long a command's result stays on the message line.
-pub const MESSAGE_TTL: Duration = Duration::from_secs(10);
+pub(crate) const MESSAGE_TTL: Duration = Duration::from_secs(10);
 
 /// The views.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +44,7 @@ pub enum View {
 
 impl View {
     /// In tab order (the number keys follow it).
-    pub const ALL: [View; 4] = [
+    pub(crate) const ALL: [View; 4] = [
         View::Pending,
         View::Activity,
         View::Rules,
@@ -52,7 +52,7 @@ impl View {
     ];
 
     /// Tab title.
-    pub fn title(self) -> &'static str {
+    pub(crate) fn title(self) -> &'static str {
         match self {
             View::Pending => "Pending",
             View::Activity => "Activity",
@@ -166,7 +166,7 @@ pub enum Effect {
 /// Every modal. It lives here, above the modules of its kinds, so that a form can reopen
 /// itself without [`modal`] and [`form`] importing each other.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Modal {
+pub(crate) enum Modal {
     /// Help overlay, scrolled by this many lines.
     Help(u16),
     /// Picker.
@@ -185,7 +185,7 @@ pub struct Message {
     /// Shown as an error.
     pub error: bool,
     /// When it was set (it disappears after [`MESSAGE_TTL`]).
-    pub at: SystemTime,
+    pub(crate) at: SystemTime,
 }
 
 /// Everything the dashboard shows.
@@ -198,7 +198,7 @@ pub struct App {
     /// Current view.
     pub view: View,
     /// Open modal, if any.
-    pub modal: Option<Modal>,
+    pub(crate) modal: Option<Modal>,
     /// Link state.
     pub conn: ConnState,
     /// Control URL of the current or last attempt.
@@ -206,7 +206,7 @@ pub struct App {
     /// Daemon version (greeting / status).
     pub server_version: Option<String>,
     /// `seq` of the last event seen on this connection.
-    pub last_seq: Option<u64>,
+    pub(crate) last_seq: Option<u64>,
     /// Pending requests, newest first, and the selection in the pending view.
     pub pending: Listed<PendingRequest>,
     /// Rules, newest first, and the selection in the rules view.
@@ -214,21 +214,21 @@ pub struct App {
     /// The activity window.
     pub activity: Activity,
     /// The Middlewares view.
-    pub middlewares: middlewares::Middlewares,
+    pub(crate) middlewares: middlewares::Middlewares,
     /// Silent mode.
     pub allow_all: AllowAllStatus,
     /// Notification claims held across all clients.
-    pub claims: u64,
+    pub(crate) claims: u64,
     /// This client holds a claim.
     pub claimed: bool,
     /// Message line.
     pub message: Option<Message>,
     /// Send desktop notifications.
-    pub desktop_notify: bool,
+    pub(crate) desktop_notify: bool,
     /// Something changed since the last frame.
     pub dirty: bool,
     /// Quit was asked.
-    pub quit: bool,
+    pub(crate) quit: bool,
     /// Resyncs done (connects, gaps, lags, `R`), for the status bar and tests.
     pub resyncs: u64,
 }
@@ -266,7 +266,7 @@ impl App {
     }
 
     /// The keymap context of what has the keyboard now.
-    pub fn ctx(&self) -> Ctx {
+    pub(crate) fn ctx(&self) -> Ctx {
         match (&self.modal, self.view) {
             (Some(Modal::Help(_)), _) => Ctx::Help,
             (Some(Modal::Picker(_)), _) => Ctx::Picker,
