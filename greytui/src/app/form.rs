@@ -1,15 +1,12 @@
 //! Forms: the rule editor, the activity filter and silent mode. Fields are text or a choice;
-//! keys come from the keymap's form context, anything else types into the focused field. A
-//! submitted form is validated and turned into a command here too.
+//! keys come from the keymap's form context, anything else types into the focused field. The
+//! [`super::App`] validates a submitted form and turns it into a command.
 
 use crossterm::event::{KeyCode, KeyEvent};
-use greyproxy_protocol::command::{CreateRuleArgs, SetAllowAllArgs, UpdateRuleArgs};
-use greyproxy_protocol::{Action as RuleAction, AllowAllMode, Command, Decision, Rule};
+use greyproxy_protocol::{Decision, Rule};
 
-use super::listed::Nav;
-use super::lists::{self, ActivityFilter};
+use super::lists::ActivityFilter;
 use super::modal::{Outcome, typed_char};
-use super::{App, Effect, Modal, Tag, send};
 use crate::keymap::{Action, Ctx, action_in};
 
 /// A form field's value.
@@ -256,93 +253,5 @@ fn cycle(f: &mut Field, delta: isize) {
     if let FieldKind::Choice { options, idx } = &mut f.kind {
         let n = options.len().max(1) as isize;
         *idx = ((*idx as isize + delta).rem_euclid(n)) as usize;
-    }
-}
-
-impl App {
-    /// Validates a submitted form and turns it into a command; an invalid form stays open with
-    /// its error.
-    pub(super) fn submit_form(&mut self, mut f: Form) -> Vec<Effect> {
-        match self.form_command(&f) {
-            Ok(fx) => fx,
-            Err(e) => {
-                f.error = Some(e);
-                self.modal = Some(Modal::Form(f));
-                Vec::new()
-            }
-        }
-    }
-
-    fn form_command(&mut self, f: &Form) -> Result<Vec<Effect>, String> {
-        let opt = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
-        let action = || match f.choice(3) {
-            "deny" => RuleAction::Deny,
-            _ => RuleAction::Allow,
-        };
-        match &f.purpose {
-            FormPurpose::NewRule => {
-                if f.text(0).is_empty() || f.text(1).is_empty() {
-                    return Err("container and destination are required".into());
-                }
-                let args = CreateRuleArgs {
-                    container_pattern: f.text(0).into(),
-                    destination_pattern: f.text(1).into(),
-                    port_pattern: opt(f.text(2)),
-                    action: Some(action()),
-                    notes: opt(f.text(4)),
-                    expires_at: None,
-                    duration: opt(f.text(5)),
-                };
-                Ok(vec![send(Tag::CreateRule, Command::CreateRule(args))])
-            }
-            FormPurpose::EditRule(r) => {
-                if f.text(0).is_empty() || f.text(1).is_empty() || f.text(2).is_empty() {
-                    return Err("container, destination and port are required".into());
-                }
-                let changed = |new: &str, old: &str| (new != old).then(|| new.to_string());
-                let notes = f.text(4);
-                let args = UpdateRuleArgs {
-                    rule_id: r.id,
-                    container_pattern: changed(f.text(0), &r.container_pattern),
-                    destination_pattern: changed(f.text(1), &r.destination_pattern),
-                    port_pattern: changed(f.text(2), &r.port_pattern),
-                    action: Some(action()).filter(|a| *a != r.action),
-                    notes: (notes != r.notes.as_deref().unwrap_or("")).then(|| opt(notes)),
-                    expires_at: None,
-                    duration: opt(f.text(5)),
-                };
-                Ok(vec![send(Tag::UpdateRule(r.id), Command::UpdateRule(args))])
-            }
-            FormPurpose::Filter => {
-                let a = &mut self.activity;
-                a.filter = lists::ActivityFilter {
-                    container: f.text(0).into(),
-                    destination: f.text(1).into(),
-                    result: match f.choice(2) {
-                        "allowed" => Some(Decision::Allowed),
-                        "blocked" => Some(Decision::Blocked),
-                        _ => None,
-                    },
-                    kind: Some(f.choice(3).to_string()).filter(|k| k != "any"),
-                };
-                a.generation += 1;
-                a.items.clear();
-                a.nav = Nav::default();
-                a.follow = true;
-                a.unseen = 0;
-                Ok(self.activity_page(false))
-            }
-            FormPurpose::Silent => {
-                let mode = match f.choice(0) {
-                    "deny" => AllowAllMode::Deny,
-                    _ => AllowAllMode::Allow,
-                };
-                let args = SetAllowAllArgs {
-                    mode: Some(mode),
-                    duration: opt(f.text(1)),
-                };
-                Ok(vec![send(Tag::Silent, Command::SetAllowAll(args))])
-            }
-        }
     }
 }

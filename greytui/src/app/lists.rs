@@ -1,5 +1,5 @@
-//! The lists the dashboard shows: the identity of pending requests and rules (their
-//! [`Listed`](super::listed::Listed) does the rest) and the activity window. Pure data: the
+//! The lists the dashboard shows: the identity of pending requests, rules and middlewares
+//! (their [`Listed`] does the rest), the middlewares' freshness and the activity window. Pure data: the
 //! [`super::App`] decides when to fetch pages.
 //!
 //! The activity list is a bounded window of the daemon's feed: the first page, the pages the
@@ -7,11 +7,13 @@
 //! rows only, so its cost does not grow with the window.
 
 use std::collections::VecDeque;
+use std::time::SystemTime;
 
+use greyproxy_protocol::middleware::MiddlewareStatus;
 use greyproxy_protocol::{ActivityItem, Decision, PendingRequest, Rule};
 
 use super::detail::Detail;
-use super::listed::{Keyed, Nav};
+use super::listed::{Keyed, Listed, Nav};
 
 /// Most activity rows kept in memory (a page more while scrolling); rows beyond it are dropped
 /// and fetched again from the daemon when scrolled back to.
@@ -34,6 +36,30 @@ impl Keyed for Rule {
     type Key = u64;
     fn key(&self) -> u64 {
         self.id
+    }
+}
+
+/// The Middlewares view's list and what is known about its freshness.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Middlewares {
+    /// As the daemon listed them, in configuration order, and the selection (its details are
+    /// shown under the table).
+    pub(crate) list: Listed<MiddlewareStatus>,
+    /// A list arrived at least once.
+    pub(crate) loaded: bool,
+    /// A `list_middlewares` is in flight.
+    pub(crate) in_flight: bool,
+    /// When the last one was sent.
+    pub(crate) asked_at: Option<SystemTime>,
+    /// The error of the last attempt, if it failed.
+    pub(crate) error: Option<String>,
+}
+
+/// A middleware is known by its endpoint: its name comes with its hello and may change.
+impl Keyed for MiddlewareStatus {
+    type Key = String;
+    fn key(&self) -> String {
+        self.url.clone()
     }
 }
 

@@ -1,14 +1,12 @@
-//! The Middlewares view's state: the configured external middlewares as `list_middlewares`
-//! reports them, fetched when the view is opened, on `r` and `R`, and again every
-//! [`MIDDLEWARE_REFRESH`] while the view is shown (the daemon publishes no event when a
-//! middleware connects or drops).
+//! How the Middlewares view stays fresh: the configured external middlewares as
+//! `list_middlewares` reports them are fetched when the view is opened, on `r` and `R`, and
+//! again every [`MIDDLEWARE_REFRESH`] while the view is shown (the daemon publishes no event
+//! when a middleware connects or drops).
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use greyproxy_protocol::middleware::MiddlewareStatus;
 use greyproxy_protocol::{Command, Reply};
 
-use super::listed::{Keyed, Listed};
 use super::{App, ConnState, Effect, Tag, View, send};
 use crate::middlewares::MiddlewareList;
 
@@ -17,30 +15,6 @@ pub(crate) const MIDDLEWARE_REFRESH: Duration = Duration::from_secs(2);
 
 /// Slack for the once-a-second clock: a tick a little early still refreshes.
 const TICK_SLACK: Duration = Duration::from_millis(250);
-
-/// The list and what is known about its freshness.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Middlewares {
-    /// As the daemon listed them, in configuration order, and the selection (its details are
-    /// shown under the table).
-    pub(crate) list: Listed<MiddlewareStatus>,
-    /// A list arrived at least once.
-    pub(crate) loaded: bool,
-    /// A `list_middlewares` is in flight.
-    pub(crate) in_flight: bool,
-    /// When the last one was sent.
-    pub(crate) asked_at: Option<SystemTime>,
-    /// The error of the last attempt, if it failed.
-    pub(crate) error: Option<String>,
-}
-
-/// A middleware is known by its endpoint: its name comes with its hello and may change.
-impl Keyed for MiddlewareStatus {
-    type Key = String;
-    fn key(&self) -> String {
-        self.url.clone()
-    }
-}
 
 impl App {
     /// Asks for the list now, unless a request is already in flight or the link is down (the

@@ -214,7 +214,7 @@ pub struct App {
     /// The activity window.
     pub activity: Activity,
     /// The Middlewares view.
-    pub(crate) middlewares: middlewares::Middlewares,
+    pub(crate) middlewares: lists::Middlewares,
     /// Silent mode.
     pub allow_all: AllowAllStatus,
     /// Notification claims held across all clients.
@@ -248,7 +248,7 @@ impl App {
             pending: Listed::default(),
             rules: Listed::default(),
             activity: Activity::new(),
-            middlewares: middlewares::Middlewares::default(),
+            middlewares: lists::Middlewares::default(),
             allow_all: AllowAllStatus::default(),
             claims: 0,
             claimed: false,
