@@ -2,7 +2,7 @@
 //! commands with a fresh `request_id`, read replies and events.
 //!
 //! The daemon tells a wrong token apart from a network failure only by closing the upgraded
-//! socket with code 4001, so [`connect`] reads the first frame before it reports success.
+//! socket with code 4001, so `connect` reads the first frame before it reports success.
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The dashboard's event loop: one `select!` over terminal input, the daemon link, a clock and
 //! termination signals. Messages go through [`App::update`]; its effects are carried out here.
 //!
-//! Frames are drawn only when something changed, at most every [`FRAME`]; link events are
+//! Frames are drawn only when something changed, at most every `FRAME`; link events are
 //! drained in batches so that a burst of events costs one frame, not one per event. The
 //! terminal is restored on every way out: normal exit, error, SIGTERM/SIGHUP/SIGINT, panic
 //! (ratatui's hook) and a panicking link task.

@@ -1,6 +1,6 @@
 //! The lists the dashboard shows: the identity of pending requests, rules and middlewares
-//! (their [`Listed`] does the rest), the middlewares' freshness and the activity window. Pure data: the
-//! [`super::App`] decides when to fetch pages.
+//! (their `Listed` does the rest), the middlewares' freshness and the activity window. Pure
+//! data: the [`super::App`] decides when to fetch pages.
 //!
 //! The activity list is a bounded window of the daemon's feed: the first page, the pages the
 //! operator scrolled to, and live rows prepended as they arrive. Rendering looks at the visible
@@ -113,7 +113,7 @@ pub struct NextPage {
     pub(crate) until: Option<String>,
 }
 
-/// Filters of the activity view; the daemon applies them to pages, [`ActivityFilter::matches`]
+/// Filters of the activity view; the daemon applies them to pages, `ActivityFilter::matches`
 /// to live rows with the same semantics (case-insensitive substrings, exact result and kind).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ActivityFilter {
