@@ -13,24 +13,24 @@ pub struct Cli {
     /// Control WebSocket URL [default: from daemon.json in the state dir, else
     /// ws://127.0.0.1:43080/ws]
     #[arg(long, global = true, value_name = "URL")]
-    pub url: Option<String>,
+    pub(crate) url: Option<String>,
     /// File holding the control token [default: $GREYPROXY_TOKEN, else control.token in the state
     /// dir]
     #[arg(long, global = true, value_name = "FILE")]
-    pub token_file: Option<PathBuf>,
+    pub(crate) token_file: Option<PathBuf>,
     /// The daemon's state directory [default: $GREYPROXY_STATE_DIR, $STATE_DIRECTORY,
     /// $XDG_STATE_HOME/greyproxy, ~/.local/state/greyproxy]
     #[arg(long, global = true, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
+    pub(crate) state_dir: Option<PathBuf>,
     /// Run one command and exit (see the commands below)
     #[arg(long)]
     pub once: bool,
     /// With --once: print JSON instead of a table (watch always prints JSON lines)
     #[arg(long, global = true)]
-    pub json: bool,
+    pub(crate) json: bool,
     /// Dashboard: do not send desktop notifications (the terminal bell still rings)
     #[arg(long)]
-    pub no_notify: bool,
+    pub(crate) no_notify: bool,
     /// The command to run with --once.
     #[command(subcommand)]
     pub command: Option<OnceCmd>,
@@ -79,21 +79,21 @@ pub enum OnceCmd {
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct DecideOpts {
     /// Pending request id
-    pub id: u64,
+    pub(crate) id: u64,
     /// exact (default), any_port, subdomain_wildcard, all_containers
     #[arg(long, value_name = "SCOPE")]
-    pub scope: Option<String>,
+    pub(crate) scope: Option<String>,
     /// once, 1h, 12h, 24h, 7d, 30d, permanent (default) or a span such as 30m
     #[arg(long, value_name = "DURATION")]
-    pub duration: Option<String>,
+    pub(crate) duration: Option<String>,
     /// Free text stored on the rule
     #[arg(long, value_name = "TEXT")]
-    pub notes: Option<String>,
+    pub(crate) notes: Option<String>,
 }
 
 /// Parses a scope name; the wire names and the short forms `any-port`/`port`, `subdomain`,
 /// `all-containers`/`all` are accepted.
-pub fn parse_scope(s: &str) -> Result<Scope, String> {
+pub(crate) fn parse_scope(s: &str) -> Result<Scope, String> {
     match s.to_ascii_lowercase().replace('-', "_").as_str() {
         "exact" => Ok(Scope::Exact),
         "any_port" | "port" => Ok(Scope::AnyPort),

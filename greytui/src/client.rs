@@ -2,7 +2,7 @@
 //! commands with a fresh `request_id`, read replies and events.
 //!
 //! The daemon tells a wrong token apart from a network failure only by closing the upgraded
-//! socket with code 4001, so [`connect`] reads the first frame before it reports success.
+//! socket with code 4001, so `connect` reads the first frame before it reports success.
 
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// How long connecting (TCP, upgrade and greeting) may take before the daemon counts as down.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where and how to connect.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +30,7 @@ pub struct Endpoint {
 
 /// Why a connection could not be made or was lost.
 #[derive(Debug, thiserror::Error)]
-pub enum ClientError {
+pub(crate) enum ClientError {
     /// TCP connect, upgrade or I/O failed, or timed out.
     #[error("cannot reach the daemon at {url}: {detail}")]
     Unreachable {
@@ -52,7 +52,7 @@ pub enum ClientError {
 
 /// A message read from the daemon.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Incoming {
+pub(crate) enum Incoming {
     /// A direct reply (also `lagged`).
     Reply(Reply),
     /// A broadcast event.
@@ -62,14 +62,14 @@ pub enum Incoming {
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// An open, authenticated control connection.
-pub struct Connection {
+pub(crate) struct Connection {
     ws: Ws,
     url: String,
     next_id: i64,
     /// Daemon version from the greeting.
-    pub server_version: String,
+    pub(crate) server_version: String,
     /// Protocol version from the greeting.
-    pub protocol_version: u32,
+    pub(crate) protocol_version: u32,
 }
 
 impl std::fmt::Debug for Connection {
@@ -89,7 +89,7 @@ fn unreachable(url: &str, detail: impl std::fmt::Display) -> ClientError {
 }
 
 /// Connects, authenticates and reads the greeting, all within [`CONNECT_TIMEOUT`].
-pub async fn connect(ep: &Endpoint) -> Result<Connection, ClientError> {
+pub(crate) async fn connect(ep: &Endpoint) -> Result<Connection, ClientError> {
     match tokio::time::timeout(CONNECT_TIMEOUT, connect_inner(ep)).await {
         Ok(r) => r,
         Err(_) => Err(unreachable(&ep.url, "timed out")),
@@ -135,7 +135,7 @@ async fn connect_inner(ep: &Endpoint) -> Result<Connection, ClientError> {
 
 impl Connection {
     /// Sends a command with a fresh integer `request_id` and returns that id.
-    pub async fn send(&mut self, command: Command) -> Result<RequestId, ClientError> {
+    pub(crate) async fn send(&mut self, command: Command) -> Result<RequestId, ClientError> {
         self.next_id += 1;
         let id = RequestId::Num(self.next_id);
         let msg = ClientMessage {
@@ -151,7 +151,7 @@ impl Connection {
 
     /// Reads the next reply or event. Cancel-safe: a message is never lost when the future is
     /// dropped before it completes (the stream keeps it).
-    pub async fn recv(&mut self) -> Result<Incoming, ClientError> {
+    pub(crate) async fn recv(&mut self) -> Result<Incoming, ClientError> {
         loop {
             let frame = match self.ws.next().await {
                 None => return Err(ClientError::Closed(None)),
@@ -182,7 +182,7 @@ impl Connection {
 
     /// Sends a command and waits for its reply; events arriving meanwhile are dropped (scripts
     /// that want events use [`Connection::recv`]).
-    pub async fn request(&mut self, command: Command) -> Result<Reply, ClientError> {
+    pub(crate) async fn request(&mut self, command: Command) -> Result<Reply, ClientError> {
         let id = self.send(command).await?;
         loop {
             if let Incoming::Reply(r) = self.recv().await?
@@ -194,13 +194,13 @@ impl Connection {
     }
 
     /// Closes politely (errors ignored: the peer may be gone already).
-    pub async fn close(mut self) {
+    pub(crate) async fn close(mut self) {
         let _ = self.ws.close(None).await;
     }
 }
 
 /// The `request_id` a reply echoes, if any.
-pub fn reply_id(r: &Reply) -> Option<&RequestId> {
+pub(crate) fn reply_id(r: &Reply) -> Option<&RequestId> {
     match r {
         Reply::Pong { request_id, .. }
         | Reply::CommandSuccess { request_id, .. }

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use greyproxy_protocol::{PendingRequest, Rule};
+use greyproxy_protocol::{AllowAllMode, AllowAllStatus, PendingRequest, Rule, Transaction};
 
 /// Parses an RFC 3339 timestamp from the daemon; `None` when malformed (never panics on what a
 /// peer sent).
@@ -12,7 +12,7 @@ pub fn parse_time(ts: &str) -> Option<SystemTime> {
 }
 
 /// A short span: `42s`, `5m`, `3h`, `2d` (largest unit only, as a column of ages reads best).
-pub fn short_span(d: Duration) -> String {
+pub(crate) fn short_span(d: Duration) -> String {
     let s = d.as_secs();
     match s {
         0..60 => format!("{s}s"),
@@ -24,7 +24,7 @@ pub fn short_span(d: Duration) -> String {
 
 /// Time elapsed since `ts`, as [`short_span`]; `?` when `ts` is unreadable, `0s` when in the
 /// future (clock skew between daemon and client).
-pub fn age(ts: &str, now: SystemTime) -> String {
+pub(crate) fn age(ts: &str, now: SystemTime) -> String {
     match parse_time(ts) {
         Some(t) => short_span(now.duration_since(t).unwrap_or_default()),
         None => "?".into(),
@@ -32,7 +32,7 @@ pub fn age(ts: &str, now: SystemTime) -> String {
 }
 
 /// A rule's expiry relative to `now`: `never`, `in 59m`, `expired`.
-pub fn expiry(expires_at: Option<&str>, now: SystemTime) -> String {
+pub(crate) fn expiry(expires_at: Option<&str>, now: SystemTime) -> String {
     let Some(ts) = expires_at else {
         return "never".into();
     };
@@ -47,7 +47,7 @@ pub fn expiry(expires_at: Option<&str>, now: SystemTime) -> String {
 
 /// The destination of a pending request: the resolved hostname first, the IP it was asked as in
 /// parentheses when they differ.
-pub fn pending_destination(p: &PendingRequest) -> String {
+pub(crate) fn pending_destination(p: &PendingRequest) -> String {
     match p.resolved_hostname.as_deref().filter(|h| !h.is_empty()) {
         Some(h) if h != p.destination_host => format!("{h} ({})", p.destination_host),
         _ => p.destination_host.clone(),
@@ -55,21 +55,56 @@ pub fn pending_destination(p: &PendingRequest) -> String {
 }
 
 /// `container → destination:port` of a rule.
-pub fn rule_summary(r: &Rule) -> String {
+pub(crate) fn rule_summary(r: &Rule) -> String {
     format!(
         "{} → {}:{}",
         r.container_pattern, r.destination_pattern, r.port_pattern
     )
 }
 
+/// `#12 opencode → host:443`: a pending request in messages.
+pub(crate) fn describe_pending(p: &PendingRequest) -> String {
+    format!(
+        "#{} {} → {}:{}",
+        p.id,
+        p.container_name,
+        p.display_host(),
+        p.destination_port
+    )
+}
+
+/// Silent-mode status as one phrase: `off`, `allow all (29m left)`, `deny all (until restart)`.
+pub(crate) fn allow_all_label(s: &AllowAllStatus) -> String {
+    if !s.active {
+        return "off".into();
+    }
+    let mode = match s.mode {
+        Some(AllowAllMode::Deny) => "deny all",
+        _ => "allow all",
+    };
+    match s.remaining_seconds {
+        Some(r) => format!("{mode} ({} left)", short_span(Duration::from_secs(r))),
+        None => format!("{mode} (until restart)"),
+    }
+}
+
+/// `→` for a client→server WebSocket message (`WS_REQ`), `←` for server→client.
+pub(crate) fn ws_direction(t: &Transaction) -> &'static str {
+    if t.method.eq_ignore_ascii_case("WS_REQ") {
+        "→"
+    } else {
+        "←"
+    }
+}
+
 /// The `HH:MM:SS` part of an RFC 3339 timestamp (UTC), or the text itself when it is not one.
-pub fn clock(ts: &str) -> &str {
+pub(crate) fn clock(ts: &str) -> &str {
     ts.get(11..19).unwrap_or(ts)
 }
 
 /// Renders rows as a left-aligned plain-text table with two spaces between columns and no
 /// trailing spaces: the human output of `--once`.
-pub fn text_table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn text_table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -103,7 +138,7 @@ pub fn text_table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// Cuts `s` to at most `max` characters, marking the cut with `…`.
-pub fn ellipsize(s: &str, max: usize) -> String {
+pub(crate) fn ellipsize(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         return s.to_string();
     }
@@ -113,7 +148,7 @@ pub fn ellipsize(s: &str, max: usize) -> String {
 }
 
 /// Column titles of a rule list, shared by `--once rules` and the Rules view.
-pub const RULE_COLUMNS: [&str; 8] = [
+pub(crate) const RULE_COLUMNS: [&str; 8] = [
     "ID",
     "ACTION",
     "CONTAINER",

@@ -9,7 +9,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 /// Where a binding applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ctx {
+pub(crate) enum Ctx {
     /// Every view (searched after the view's own context).
     Global,
     /// The pending-requests view.
@@ -34,7 +34,7 @@ pub enum Ctx {
 
 impl Ctx {
     /// Heading in the help overlay.
-    pub fn title(self) -> &'static str {
+    pub(crate) fn title(self) -> &'static str {
         match self {
             Ctx::Global => "Everywhere",
             Ctx::Pending => "Pending",
@@ -50,7 +50,7 @@ impl Ctx {
     }
 
     /// Order of the sections in the help overlay.
-    pub const ALL: [Ctx; 10] = [
+    pub(crate) const ALL: [Ctx; 10] = [
         Ctx::Global,
         Ctx::Pending,
         Ctx::Activity,
@@ -64,9 +64,9 @@ impl Ctx {
     ];
 }
 
-/// What a key asks for. The [`crate::app::App`] interprets it in its current state.
+/// What a key asks for. The dashboard's state machine interprets it in its current state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Leave the program.
     Quit,
     /// Close the current detail or overlay; quit from a top-level view.
@@ -147,26 +147,26 @@ pub enum Action {
 
 /// One key: a code and modifiers (Shift is folded into the character).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeySpec {
+pub(crate) struct KeySpec {
     /// Key code.
-    pub code: KeyCode,
+    pub(crate) code: KeyCode,
     /// Modifiers other than Shift.
-    pub mods: KeyModifiers,
+    pub(crate) mods: KeyModifiers,
 }
 
 /// One entry of the keymap table.
 #[derive(Debug, Clone, Copy)]
-pub struct Binding {
+pub(crate) struct Binding {
     /// Where it applies.
-    pub ctx: Ctx,
+    pub(crate) ctx: Ctx,
     /// The keys (the first one is shown in footer hints).
-    pub keys: &'static [KeySpec],
+    pub(crate) keys: &'static [KeySpec],
     /// What they do.
-    pub action: Action,
+    pub(crate) action: Action,
     /// Help text.
-    pub desc: &'static str,
+    pub(crate) desc: &'static str,
     /// Short footer hint, when the binding deserves one.
-    pub hint: Option<&'static str>,
+    pub(crate) hint: Option<&'static str>,
 }
 
 const fn ch(c: char) -> KeySpec {
@@ -211,7 +211,7 @@ use Ctx as C;
 
 /// The keymap.
 #[rustfmt::skip] // one binding per line reads as the table it is
-pub static BINDINGS: &[Binding] = &[
+pub(crate) static BINDINGS: &[Binding] = &[
     b(C::Global, &[ctrl('c')], A::Quit, "quit", None),
     b(C::Global, &[ch('q')], A::Back, "back / quit", Some("quit")),
     b(C::Global, &[ch('?')], A::Help, "help", Some("help")),
@@ -263,7 +263,7 @@ pub static BINDINGS: &[Binding] = &[
 
 /// Folds Shift into the key: terminals report `A` as `Char('A')` with or without SHIFT, and
 /// Shift-Tab as `BackTab` with SHIFT.
-pub fn normalize(k: KeyEvent) -> KeySpec {
+pub(crate) fn normalize(k: KeyEvent) -> KeySpec {
     let mut mods = k.modifiers - KeyModifiers::SHIFT;
     if let KeyCode::Char(c) = k.code
         && mods.contains(KeyModifiers::CONTROL)
@@ -279,7 +279,7 @@ pub fn normalize(k: KeyEvent) -> KeySpec {
 }
 
 /// The action bound to `k` in `ctx` alone.
-pub fn action_in(ctx: Ctx, k: KeyEvent) -> Option<Action> {
+pub(crate) fn action_in(ctx: Ctx, k: KeyEvent) -> Option<Action> {
     let k = normalize(k);
     BINDINGS
         .iter()
@@ -288,12 +288,12 @@ pub fn action_in(ctx: Ctx, k: KeyEvent) -> Option<Action> {
 }
 
 /// The action of `k` in a view's context: the view's own bindings, then the global ones.
-pub fn action_for(ctx: Ctx, k: KeyEvent) -> Option<Action> {
+pub(crate) fn action_for(ctx: Ctx, k: KeyEvent) -> Option<Action> {
     action_in(ctx, k).or_else(|| action_in(Ctx::Global, k))
 }
 
 /// How a key is written in help and hints: `a`, `A`, `ctrl-c`, `enter`, `tab`, `↑`.
-pub fn label(k: &KeySpec) -> String {
+pub(crate) fn label(k: &KeySpec) -> String {
     let base = match k.code {
         KeyCode::Char(' ') => "space".to_string(),
         KeyCode::Char(c) => c.to_string(),
@@ -322,7 +322,7 @@ pub fn label(k: &KeySpec) -> String {
 
 /// Footer hints of a context: `key label` pairs, the context's own first, then `? help` and
 /// `q quit` (or the context's own back key).
-pub fn hints(ctx: Ctx) -> Vec<(String, &'static str)> {
+pub(crate) fn hints(ctx: Ctx) -> Vec<(String, &'static str)> {
     let mut out: Vec<(String, &'static str)> = BINDINGS
         .iter()
         .filter(|b| b.ctx == ctx)
@@ -343,7 +343,7 @@ pub fn hints(ctx: Ctx) -> Vec<(String, &'static str)> {
 }
 
 /// The help overlay's lines: one heading per context, then `keys  description` rows.
-pub fn help_lines() -> Vec<(Option<&'static str>, String, &'static str)> {
+pub(crate) fn help_lines() -> Vec<(Option<&'static str>, String, &'static str)> {
     let mut out = Vec::new();
     for ctx in Ctx::ALL {
         out.push((Some(ctx.title()), String::new(), ""));
@@ -356,8 +356,9 @@ pub fn help_lines() -> Vec<(Option<&'static str>, String, &'static str)> {
 }
 
 /// The keymap as Markdown, one table per context: the "Keys" section of docs/greytui.md is
-/// this text (a test keeps them equal).
-pub fn markdown() -> String {
+/// this text (a test keeps them equal, and prints it when they differ).
+#[cfg(test)]
+pub(crate) fn markdown() -> String {
     let mut out = String::new();
     for ctx in Ctx::ALL {
         out.push_str(&format!(

@@ -4,18 +4,23 @@
 //! Layers, from the wire up: [`paths`] finds the daemon and its token, [`client`] is one
 //! control connection, [`link`] keeps one alive for the dashboard (reconnects, routes replies),
 //! [`once`] runs the `--once` commands. The dashboard is an Elm-style split: [`app`] holds all
-//! state and changes only in `App::update` (no I/O), [`ui`] draws it, [`keymap`] is the single
-//! table of keys, and [`tui`] is the event loop that ties them to the terminal. [`middlewares`]
+//! state and changes only in `App::update` (no I/O), [`ui`] draws it, `keymap` is the single
+//! table of keys, and [`tui`] is the event loop that ties them to the terminal. `middlewares`
 //! words the state of external middlewares and the badges of their decisions for both.
+//!
+//! Imports point one way: `ui` reads `app`, never the reverse; what both need (text in
+//! [`format`](mod@format) and `middlewares`, screen geometry in `layout`, keys in `keymap`)
+//! sits below them.
 
 pub mod app;
 pub mod cli;
 pub mod client;
 pub mod format;
-pub mod keymap;
+pub(crate) mod keymap;
+mod layout;
 pub mod link;
-pub mod middlewares;
-pub mod notify;
+pub(crate) mod middlewares;
+pub(crate) mod notify;
 pub mod once;
 pub mod paths;
 pub mod sample;

@@ -15,10 +15,10 @@ use tokio::task::JoinHandle;
 
 use crate::client::{self, ClientError, Endpoint, Incoming};
 
-/// First reconnection delay; doubled after each failure up to [`MAX_BACKOFF`].
+/// First reconnection delay; doubled after each failure up to `MAX_BACKOFF`.
 pub const MIN_BACKOFF: Duration = Duration::from_millis(200);
 /// Longest reconnection delay.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// A command to send, with a caller-chosen tag returned with its reply.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,14 +8,14 @@ use serde::Deserialize;
 
 /// The `data` of the `list_middlewares` reply.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct MiddlewareList {
+pub(crate) struct MiddlewareList {
     /// Configured middlewares, in configuration order.
     #[serde(default)]
-    pub middlewares: Vec<MiddlewareStatus>,
+    pub(crate) middlewares: Vec<MiddlewareStatus>,
 }
 
 /// Column titles of the middleware table, shared by the Middlewares view and `--once`.
-pub const COLUMNS: [&str; 8] = [
+pub(crate) const COLUMNS: [&str; 8] = [
     "MIDDLEWARE",
     "KIND",
     "STATE",
@@ -27,7 +27,7 @@ pub const COLUMNS: [&str; 8] = [
 ];
 
 /// What the dashboard says when no middleware is configured.
-pub const EMPTY_HELP: &str = "No middlewares configured. Add one when starting the daemon: \
+pub(crate) const EMPTY_HELP: &str = "No middlewares configured. Add one when starting the daemon: \
 greyproxyd serve --middleware-cmd '/path/to/program --flag' (stdio) or --middleware \
 ws://127.0.0.1:9000/ (WebSocket), or a [[middleware]] table in the config file; see \
 docs/middleware.md.";
@@ -35,7 +35,7 @@ docs/middleware.md.";
 /// The badge of a middleware decision in the activity list and the transaction detail.
 /// Ordered from weakest to strongest, so the strongest of several is their maximum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Badge {
+pub(crate) enum Badge {
     /// `tagged-allow`, `tagged-passthrough`: the exchange went on, with tags.
     Tagged,
     /// `rewrite`: headers or body changed.
@@ -46,7 +46,7 @@ pub enum Badge {
 
 impl Badge {
     /// The badge of one decision's `action`; `None` for an action this build does not know.
-    pub fn of(action: &str) -> Option<Badge> {
+    pub(crate) fn of(action: &str) -> Option<Badge> {
         match action {
             "deny" | "block" => Some(Badge::Deny),
             "rewrite" => Some(Badge::Rewrite),
@@ -56,7 +56,7 @@ impl Badge {
     }
 
     /// `✗`, `✎` or `♯` (one column wide).
-    pub fn symbol(self) -> &'static str {
+    pub(crate) fn symbol(self) -> &'static str {
         match self {
             Badge::Deny => "✗",
             Badge::Rewrite => "✎",
@@ -66,12 +66,12 @@ impl Badge {
 }
 
 /// The strongest badge among a transaction's middleware decisions (`✗` > `✎` > `♯`).
-pub fn strongest(events: &[MiddlewareEvent]) -> Option<Badge> {
+pub(crate) fn strongest(events: &[MiddlewareEvent]) -> Option<Badge> {
     events.iter().filter_map(|e| Badge::of(&e.action)).max()
 }
 
 /// Who decided: the middleware's name, else its URL, else `stdio`.
-pub fn event_label(e: &MiddlewareEvent) -> &str {
+pub(crate) fn event_label(e: &MiddlewareEvent) -> &str {
     if !e.middleware_name.is_empty() {
         &e.middleware_name
     } else if !e.middleware_url.is_empty() {
@@ -83,7 +83,7 @@ pub fn event_label(e: &MiddlewareEvent) -> &str {
 
 /// How a configured middleware is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     /// Handshake done, connection up: traffic is sent to it.
     Ready,
     /// Being dialled or spawned, or the handshake is under way.
@@ -94,7 +94,7 @@ pub enum State {
 
 impl State {
     /// `ready`, `connecting`, `down`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             State::Ready => "ready",
             State::Connecting => "connecting",
@@ -104,7 +104,7 @@ impl State {
 }
 
 /// The state of a configured middleware.
-pub fn state(m: &MiddlewareStatus) -> State {
+pub(crate) fn state(m: &MiddlewareStatus) -> State {
     if m.ready {
         State::Ready
     } else if m.connected || (m.connects == 0 && m.last_error.is_none()) {
@@ -116,7 +116,7 @@ pub fn state(m: &MiddlewareStatus) -> State {
 }
 
 /// The state, with the last error when down: `ready`, `down: connection refused`.
-pub fn state_text(m: &MiddlewareStatus) -> String {
+pub(crate) fn state_text(m: &MiddlewareStatus) -> String {
     let s = state(m);
     match (&m.last_error, s) {
         (Some(e), State::Down) if !e.is_empty() => format!("down: {e}"),
@@ -125,12 +125,12 @@ pub fn state_text(m: &MiddlewareStatus) -> String {
 }
 
 /// The name from the middleware's hello, else its endpoint.
-pub fn label(m: &MiddlewareStatus) -> &str {
+pub(crate) fn label(m: &MiddlewareStatus) -> &str {
     if m.name.is_empty() { &m.url } else { &m.name }
 }
 
 /// `v1`, or `—` before the first handshake.
-pub fn protocol(m: &MiddlewareStatus) -> String {
+pub(crate) fn protocol(m: &MiddlewareStatus) -> String {
     match m.protocol_version {
         0 => "—".into(),
         v => format!("v{v}"),
@@ -138,7 +138,7 @@ pub fn protocol(m: &MiddlewareStatus) -> String {
 }
 
 /// The hooks of the latest hello, or `—`.
-pub fn hooks(m: &MiddlewareStatus) -> String {
+pub(crate) fn hooks(m: &MiddlewareStatus) -> String {
     if m.hooks.is_empty() {
         "—".into()
     } else {
@@ -147,7 +147,7 @@ pub fn hooks(m: &MiddlewareStatus) -> String {
 }
 
 /// `5s`, `1500ms`.
-pub fn timeout(ms: u64) -> String {
+pub(crate) fn timeout(ms: u64) -> String {
     if ms > 0 && ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
@@ -156,7 +156,7 @@ pub fn timeout(ms: u64) -> String {
 }
 
 /// `1048576 bytes`, `no limit`, or `—` before the first handshake.
-pub fn max_body(m: &MiddlewareStatus) -> String {
+pub(crate) fn max_body(m: &MiddlewareStatus) -> String {
     match m.max_body_bytes {
         n if n > 0 => format!("{n} bytes"),
         _ if m.protocol_version == 0 => "—".into(),
@@ -166,7 +166,7 @@ pub fn max_body(m: &MiddlewareStatus) -> String {
 
 /// A stdio middleware's argv as a shell would read it (arguments with blanks or quotes are
 /// single-quoted).
-pub fn argv(command: &[String]) -> String {
+pub(crate) fn argv(command: &[String]) -> String {
     command
         .iter()
         .map(|a| {
@@ -184,7 +184,7 @@ pub fn argv(command: &[String]) -> String {
 }
 
 /// One row of the middleware table, in [`COLUMNS`] order.
-pub fn row(m: &MiddlewareStatus) -> Vec<String> {
+pub(crate) fn row(m: &MiddlewareStatus) -> Vec<String> {
     vec![
         label(m).to_string(),
         m.kind.clone(),
@@ -198,7 +198,7 @@ pub fn row(m: &MiddlewareStatus) -> Vec<String> {
 }
 
 /// The decision of one event, as read in the detail: `deny 403`, `rewrite`, `tagged-allow`.
-pub fn event_action(e: &MiddlewareEvent) -> String {
+pub(crate) fn event_action(e: &MiddlewareEvent) -> String {
     if e.status_code != 0 {
         format!("{} {}", e.action, e.status_code)
     } else {
@@ -207,7 +207,7 @@ pub fn event_action(e: &MiddlewareEvent) -> String {
 }
 
 /// An event's tags as compact JSON (`{"pii":true}`), or `None` without tags.
-pub fn tags(e: &MiddlewareEvent) -> Option<String> {
+pub(crate) fn tags(e: &MiddlewareEvent) -> Option<String> {
     (!e.tags.is_empty()).then(|| serde_json::to_string(&e.tags).unwrap_or_default())
 }
 

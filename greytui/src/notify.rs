@@ -8,14 +8,14 @@ use std::path::Path;
 use std::time::Duration;
 
 /// Rings the terminal bell (BEL), ignoring errors.
-pub fn bell(out: &mut dyn Write) {
+pub(crate) fn bell(out: &mut dyn Write) {
     let _ = out.write_all(b"\x07");
     let _ = out.flush();
 }
 
 /// Whether a desktop session bus is reachable: `$DBUS_SESSION_BUS_ADDRESS` is set, or the
 /// systemd user bus socket `$XDG_RUNTIME_DIR/bus` exists.
-pub fn session_bus_present(env: &dyn Fn(&str) -> Option<OsString>) -> bool {
+pub(crate) fn session_bus_present(env: &dyn Fn(&str) -> Option<OsString>) -> bool {
     if env("DBUS_SESSION_BUS_ADDRESS").is_some_and(|v| !v.is_empty()) {
         return true;
     }
@@ -26,7 +26,7 @@ pub fn session_bus_present(env: &dyn Fn(&str) -> Option<OsString>) -> bool {
 
 /// Sends a desktop notification with `notify-send` in the background. A missing `notify-send`,
 /// a failing one or one that hangs (killed after 5 s) is ignored.
-pub fn desktop(summary: &str, body: &str) {
+pub(crate) fn desktop(summary: &str, body: &str) {
     let child = tokio::process::Command::new("notify-send")
         .args(["--app-name=greytui", "--", summary, body])
         .stdin(std::process::Stdio::null())

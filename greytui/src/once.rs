@@ -18,7 +18,7 @@ use serde_json::json;
 
 use crate::cli::{Cli, DecideOpts, OnceCmd, parse_scope};
 use crate::client::{self, ClientError, Connection, Incoming};
-use crate::format::{age, expiry, pending_destination, text_table};
+use crate::format::{age, allow_all_label, expiry, pending_destination, text_table};
 use crate::middlewares::MiddlewareList;
 use crate::paths::{self, TokenSource};
 
@@ -229,7 +229,7 @@ fn print_json<T: serde::Serialize>(out: &mut dyn Write, v: &T) -> Result<(), Fai
 }
 
 /// The human table of `--once pending`.
-pub fn print_pending(
+pub(crate) fn print_pending(
     out: &mut dyn Write,
     items: &[PendingRequest],
     now: SystemTime,
@@ -264,7 +264,11 @@ pub fn print_pending(
 }
 
 /// The human table of `--once rules`.
-pub fn print_rules(out: &mut dyn Write, items: &[Rule], now: SystemTime) -> Result<(), Failure> {
+pub(crate) fn print_rules(
+    out: &mut dyn Write,
+    items: &[Rule],
+    now: SystemTime,
+) -> Result<(), Failure> {
     if items.is_empty() {
         return writeln!(out, "no rules").map_err(io_failure);
     }
@@ -289,7 +293,10 @@ pub fn print_rules(out: &mut dyn Write, items: &[Rule], now: SystemTime) -> Resu
 
 /// The human table of `--once middlewares` (a stopped middleware's state carries its last
 /// error).
-pub fn print_middlewares(out: &mut dyn Write, items: &[MiddlewareStatus]) -> Result<(), Failure> {
+pub(crate) fn print_middlewares(
+    out: &mut dyn Write,
+    items: &[MiddlewareStatus],
+) -> Result<(), Failure> {
     if items.is_empty() {
         return writeln!(
             out,
@@ -302,8 +309,8 @@ pub fn print_middlewares(out: &mut dyn Write, items: &[MiddlewareStatus]) -> Res
 }
 
 /// The human form of `--once status`.
-pub fn print_status(out: &mut dyn Write, s: &Status, url: &str) -> Result<(), Failure> {
-    let allow_all = crate::app::allow_all_label(&s.allow_all);
+pub(crate) fn print_status(out: &mut dyn Write, s: &Status, url: &str) -> Result<(), Failure> {
+    let allow_all = allow_all_label(&s.allow_all);
     let rows = vec![
         vec!["daemon".into(), format!("{} {}", s.service, s.version)],
         vec!["control".into(), url.to_string()],

@@ -9,13 +9,13 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 /// Control URL used when neither `--url` nor a runtime file says otherwise.
-pub const DEFAULT_URL: &str = "ws://127.0.0.1:43080/ws";
+pub(crate) const DEFAULT_URL: &str = "ws://127.0.0.1:43080/ws";
 
 /// Token file name in the state directory (as written by `greyproxyd`).
-pub const TOKEN_FILE: &str = "control.token";
+pub(crate) const TOKEN_FILE: &str = "control.token";
 
 /// Runtime file `greyproxyd serve` writes into its state directory.
-pub const RUNTIME_FILE: &str = "daemon.json";
+pub(crate) const RUNTIME_FILE: &str = "daemon.json";
 
 /// Why the token could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +62,10 @@ impl std::fmt::Display for TokenSource {
 /// Resolves the state directory: flag > `$GREYPROXY_STATE_DIR` > `$STATE_DIRECTORY` (first of
 /// its colon-separated entries, as systemd may pass several) > `$XDG_STATE_HOME/greyproxy` >
 /// `$HOME/.local/state/greyproxy`. `None` when not even `HOME` is set.
-pub fn state_dir(flag: Option<&Path>, env: &dyn Fn(&str) -> Option<OsString>) -> Option<PathBuf> {
+pub(crate) fn state_dir(
+    flag: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<OsString>,
+) -> Option<PathBuf> {
     if let Some(p) = flag {
         return Some(p.to_path_buf());
     }
@@ -85,7 +88,7 @@ pub fn state_dir(flag: Option<&Path>, env: &dyn Fn(&str) -> Option<OsString>) ->
 ///
 /// A missing state-dir token is not an error (the daemon may run with `auth = "none"`); an
 /// explicit `--token-file` that cannot be read is.
-pub fn token(
+pub(crate) fn token(
     token_file: Option<&Path>,
     state_dir: Option<&Path>,
     env: &dyn Fn(&str) -> Option<OsString>,
@@ -125,7 +128,7 @@ fn read_token(p: &Path) -> Result<String, TokenError> {
 
 /// The control URL named by a runtime file's text (`{"listeners":{"control":"IP:PORT"}}`), or
 /// `None` when the text does not say. A wildcard bind address is reached over loopback.
-pub fn url_from_runtime(text: &str) -> Option<String> {
+pub(crate) fn url_from_runtime(text: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(text).ok()?;
     let addr: std::net::SocketAddr = v.get("listeners")?.get("control")?.as_str()?.parse().ok()?;
     let ip = match addr.ip() {
@@ -145,7 +148,7 @@ pub fn url_from_runtime(text: &str) -> Option<String> {
 
 /// The control URL: `--url` > the state dir's `daemon.json` > [`DEFAULT_URL`]. Read again on
 /// every (re)connection, because a restarted daemon on port 0 listens somewhere else.
-pub fn url(flag: Option<&str>, state_dir: Option<&Path>) -> String {
+pub(crate) fn url(flag: Option<&str>, state_dir: Option<&Path>) -> String {
     if let Some(u) = flag {
         return u.to_string();
     }
@@ -173,7 +176,7 @@ pub fn endpoint(
 }
 
 /// The real process environment, for the functions above.
-pub fn process_env(k: &str) -> Option<OsString> {
+pub(crate) fn process_env(k: &str) -> Option<OsString> {
     std::env::var_os(k)
 }
 

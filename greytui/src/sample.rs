@@ -4,8 +4,8 @@
 use std::time::SystemTime;
 
 use greyproxy_protocol::{
-    Action, ActivityItem, Decision, EventEnvelope, PendingRequest, RequestLog, Rule, RuleSource,
-    RuleType, Transaction,
+    Action, ActivityItem, Decision, PendingRequest, RequestLog, Rule, RuleSource, RuleType,
+    Transaction,
 };
 
 use crate::app::{App, Msg};
@@ -20,7 +20,13 @@ pub fn now() -> SystemTime {
 }
 
 /// A pending request first seen `age_s` seconds before [`NOW`].
-pub fn pending(id: u64, container: &str, host: &str, port: u16, age_s: u64) -> PendingRequest {
+pub(crate) fn pending(
+    id: u64,
+    container: &str,
+    host: &str,
+    port: u16,
+    age_s: u64,
+) -> PendingRequest {
     let seen = humantime::format_rfc3339_seconds(now() - std::time::Duration::from_secs(age_s));
     PendingRequest {
         id,
@@ -37,7 +43,7 @@ pub fn pending(id: u64, container: &str, host: &str, port: u16, age_s: u64) -> P
 }
 
 /// A global rule.
-pub fn rule(id: u64, container: &str, dest: &str, port: &str, action: Action) -> Rule {
+pub(crate) fn rule(id: u64, container: &str, dest: &str, port: &str, action: Action) -> Rule {
     Rule {
         id,
         container_pattern: container.into(),
@@ -57,7 +63,7 @@ pub fn rule(id: u64, container: &str, dest: &str, port: &str, action: Action) ->
 }
 
 /// A connection decision at `HH:MM:SS` of the sample day, as an activity row.
-pub fn connection(
+pub(crate) fn connection(
     id: u64,
     time: &str,
     container: &str,
@@ -69,7 +75,7 @@ pub fn connection(
 }
 
 /// A connection decision at `HH:MM:SS` of the sample day.
-pub fn request_log(
+pub(crate) fn request_log(
     id: u64,
     time: &str,
     container: &str,
@@ -100,7 +106,7 @@ pub fn request_log(
 }
 
 /// A recorded HTTP exchange.
-pub fn transaction(
+pub(crate) fn transaction(
     id: u64,
     time: &str,
     container: &str,
@@ -133,8 +139,12 @@ pub fn transaction(
 }
 
 /// An event envelope as the daemon sends it.
-pub fn envelope(event: &greyproxy_protocol::Event, seq: u64) -> EventEnvelope {
-    EventEnvelope::new(event, seq, NOW.into())
+#[cfg(test)]
+pub(crate) fn envelope(
+    event: &greyproxy_protocol::Event,
+    seq: u64,
+) -> greyproxy_protocol::EventEnvelope {
+    greyproxy_protocol::EventEnvelope::new(event, seq, NOW.into())
 }
 
 /// A connected dashboard of `w`×`h` with a few pending requests, rules and activity rows.
@@ -153,7 +163,7 @@ pub fn demo_app(w: u16, h: u16) -> App {
     let mut p2 = pending(16, "claude-code", "api.github.com", 443, 95);
     p2.waiting_count = 0;
     let p3 = pending(15, "aider", "pypi.org", 443, 7200);
-    app.pending = vec![p1, p2, p3];
+    app.pending = vec![p1, p2, p3].into();
     let mut r1 = rule(7, "opencode", "**.npmjs.org", "*", Action::Allow);
     r1.expires_at = Some("2026-11-22T11:00:00Z".into());
     r1.rule_type = RuleType::Temporary;
@@ -162,7 +172,7 @@ pub fn demo_app(w: u16, h: u16) -> App {
     let mut r3 = rule(1, "*", "127.0.0.1", "*", Action::Allow);
     r3.source = RuleSource::Builtin;
     r3.created_by = "builtin".into();
-    app.rules = vec![r1, r2, r3];
+    app.rules = vec![r1, r2, r3].into();
     let items = vec![
         transaction(
             12,

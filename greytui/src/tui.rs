@@ -1,7 +1,7 @@
 //! The dashboard's event loop: one `select!` over terminal input, the daemon link, a clock and
 //! termination signals. Messages go through [`App::update`]; its effects are carried out here.
 //!
-//! Frames are drawn only when something changed, at most every [`FRAME`]; link events are
+//! Frames are drawn only when something changed, at most every `FRAME`; link events are
 //! drained in batches so that a burst of events costs one frame, not one per event. The
 //! terminal is restored on every way out: normal exit, error, SIGTERM/SIGHUP/SIGINT, panic
 //! (ratatui's hook) and a panicking link task.
@@ -22,7 +22,7 @@ use crate::link::{self, LinkEvent};
 use crate::{notify, paths, ui};
 
 /// Shortest time between two frames (about 30 frames per second).
-pub const FRAME: Duration = Duration::from_millis(33);
+pub(crate) const FRAME: Duration = Duration::from_millis(33);
 
 /// Most link events applied before the next frame.
 const BATCH: usize = 2048;

@@ -8,8 +8,9 @@ use greyproxy_protocol::{
 };
 use serde::de::DeserializeOwned;
 
-use super::lists::{self, ACTIVITY_PAGE, NextPage, reselect};
-use super::{App, ConnState, Effect, Tag, allow_all_label, send};
+use super::lists::{self, ACTIVITY_PAGE, NextPage};
+use super::{App, ConnState, Effect, Tag, send};
+use crate::format::allow_all_label;
 use crate::link::LinkEvent;
 
 /// Page size of the pending and rules lists (the daemon's maximum).
@@ -80,7 +81,7 @@ impl App {
     }
 
     /// Reloads everything the dashboard shows from the daemon's list commands.
-    pub fn resync(&mut self) -> Vec<Effect> {
+    pub(crate) fn resync(&mut self) -> Vec<Effect> {
         self.resyncs += 1;
         // The next event sets the baseline again: replies describe the state at least as new
         // as any event before them.
@@ -145,8 +146,7 @@ impl App {
         let rows = self.list_rows();
         match env.event() {
             Some(Event::PendingCreated(p)) => {
-                let known = self.pending.iter().any(|x| x.id == p.id);
-                if !known {
+                if !self.pending.contains_key(&p.id) {
                     fx.push(Effect::Bell);
                     if self.desktop_notify {
                         fx.push(Effect::Notify {
@@ -161,36 +161,21 @@ impl App {
                         });
                     }
                 }
-                self.upsert_pending(p);
+                self.pending.upsert(p, rows);
             }
-            Some(Event::PendingUpdated(p)) => self.upsert_pending(p),
+            Some(Event::PendingUpdated(p)) => self.pending.upsert(p, rows),
             Some(Event::PendingAllowed(d)) | Some(Event::PendingDismissed(d)) => {
-                let sel = self.selected_pending().map(|p| p.id);
-                self.pending.retain(|p| p.id != d.pending_id);
-                reselect(
-                    &self.pending,
-                    sel,
-                    lists::pending_id,
-                    &mut self.pending_nav,
-                    rows,
-                );
+                self.pending.remove(&d.pending_id, rows)
             }
             Some(Event::WaitersChanged(w)) => {
-                if let Some(p) = w
-                    .pending_id
-                    .and_then(|id| self.pending.iter_mut().find(|p| p.id == id))
-                {
+                if let Some(p) = w.pending_id.and_then(|id| self.pending.find_mut(&id)) {
                     p.waiting_count = w.current_count;
                 }
             }
             Some(Event::AllowAllChanged(s)) => self.allow_all = s,
             Some(Event::ClaimsChanged(c)) => self.claims = c.active_claims,
-            Some(Event::RuleCreated(r)) | Some(Event::RuleUpdated(r)) => self.upsert_rule(r),
-            Some(Event::RuleDeleted(d)) => {
-                let sel = self.selected_rule().map(|r| r.id);
-                self.rules.retain(|r| r.id != d.rule_id);
-                reselect(&self.rules, sel, lists::rule_id, &mut self.rules_nav, rows);
-            }
+            Some(Event::RuleCreated(r)) | Some(Event::RuleUpdated(r)) => self.rules.upsert(r, rows),
+            Some(Event::RuleDeleted(d)) => self.rules.remove(&d.rule_id, rows),
             Some(Event::RequestLogNew(r)) => self.push_activity(ActivityItem::Connection(r)),
             Some(Event::TransactionNew(t)) => {
                 fx.extend(self.ws_live(&t));
@@ -240,46 +225,6 @@ impl App {
         }
     }
 
-    fn upsert_pending(&mut self, p: PendingRequest) {
-        let sel = self.selected_pending().map(|p| p.id);
-        match self.pending.iter_mut().find(|x| x.id == p.id) {
-            Some(x) => *x = p,
-            None => {
-                let at = self
-                    .pending
-                    .iter()
-                    .position(|x| x.id < p.id)
-                    .unwrap_or(self.pending.len());
-                self.pending.insert(at, p);
-            }
-        }
-        let rows = self.list_rows();
-        reselect(
-            &self.pending,
-            sel,
-            lists::pending_id,
-            &mut self.pending_nav,
-            rows,
-        );
-    }
-
-    fn upsert_rule(&mut self, r: Rule) {
-        let sel = self.selected_rule().map(|r| r.id);
-        match self.rules.iter_mut().find(|x| x.id == r.id) {
-            Some(x) => *x = r,
-            None => {
-                let at = self
-                    .rules
-                    .iter()
-                    .position(|x| x.id < r.id)
-                    .unwrap_or(self.rules.len());
-                self.rules.insert(at, r);
-            }
-        }
-        let rows = self.list_rows();
-        reselect(&self.rules, sel, lists::rule_id, &mut self.rules_nav, rows);
-    }
-
     fn on_reply(&mut self, tag: Tag, outcome: Result<Reply, String>) -> Vec<Effect> {
         let rows = self.list_rows();
         match (tag, outcome) {
@@ -298,18 +243,11 @@ impl App {
             },
             (Tag::Pending { append }, Ok(r)) => match data::<Page<PendingRequest>>(r) {
                 Ok(page) => {
-                    let sel = self.selected_pending().map(|p| p.id);
-                    if !append {
-                        self.pending.clear();
+                    if append {
+                        self.pending.extend(page.items, rows);
+                    } else {
+                        self.pending.replace(page.items, rows);
                     }
-                    self.pending.extend(page.items);
-                    reselect(
-                        &self.pending,
-                        sel,
-                        lists::pending_id,
-                        &mut self.pending_nav,
-                        rows,
-                    );
                     if let Some(c) = page.next_cursor {
                         let next = Command::ListPending(list(Some(c), LIST_PAGE));
                         return vec![send(Tag::Pending { append: true }, next)];
@@ -319,12 +257,11 @@ impl App {
             },
             (Tag::Rules { append }, Ok(r)) => match data::<Page<Rule>>(r) {
                 Ok(page) => {
-                    let sel = self.selected_rule().map(|r| r.id);
-                    if !append {
-                        self.rules.clear();
+                    if append {
+                        self.rules.extend(page.items, rows);
+                    } else {
+                        self.rules.replace(page.items, rows);
                     }
-                    self.rules.extend(page.items);
-                    reselect(&self.rules, sel, lists::rule_id, &mut self.rules_nav, rows);
                     if let Some(c) = page.next_cursor {
                         let next = Command::ListRules(list(Some(c), LIST_PAGE));
                         return vec![send(Tag::Rules { append: true }, next)];

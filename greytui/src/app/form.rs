@@ -1,19 +1,17 @@
 //! Forms: the rule editor, the activity filter and silent mode. Fields are text or a choice;
-//! keys come from the keymap's form context, anything else types into the focused field. A
-//! submitted form is validated and turned into a command here too.
+//! keys come from the keymap's form context, anything else types into the focused field. The
+//! [`super::App`] validates a submitted form and turns it into a command.
 
 use crossterm::event::{KeyCode, KeyEvent};
-use greyproxy_protocol::command::{CreateRuleArgs, SetAllowAllArgs, UpdateRuleArgs};
-use greyproxy_protocol::{Action as RuleAction, AllowAllMode, Command, Decision, Rule};
+use greyproxy_protocol::{Decision, Rule};
 
-use super::lists::{self, ActivityFilter, Nav};
-use super::modal::{Modal, Outcome, typed_char};
-use super::{App, Effect, Tag, send};
+use super::lists::ActivityFilter;
+use super::modal::{Outcome, typed_char};
 use crate::keymap::{Action, Ctx, action_in};
 
 /// A form field's value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FieldKind {
+pub(crate) enum FieldKind {
     /// Free text.
     Text(String),
     /// One of fixed options.
@@ -27,13 +25,13 @@ pub enum FieldKind {
 
 /// One form field.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Field {
+pub(crate) struct Field {
     /// Label.
-    pub label: &'static str,
+    pub(crate) label: &'static str,
     /// Value.
-    pub kind: FieldKind,
+    pub(crate) kind: FieldKind,
     /// One-line explanation shown under the fields when focused.
-    pub help: &'static str,
+    pub(crate) help: &'static str,
 }
 
 fn text(label: &'static str, value: &str, help: &'static str) -> Field {
@@ -59,7 +57,7 @@ fn choice(
 
 /// What a form is for.
 #[derive(Debug, Clone, PartialEq)]
-pub enum FormPurpose {
+pub(crate) enum FormPurpose {
     /// Create a rule.
     NewRule,
     /// Edit this rule (as it was when the form opened).
@@ -72,17 +70,17 @@ pub enum FormPurpose {
 
 /// A form.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Form {
+pub(crate) struct Form {
     /// What it is for.
-    pub purpose: FormPurpose,
+    pub(crate) purpose: FormPurpose,
     /// Title.
-    pub title: String,
+    pub(crate) title: String,
     /// Fields.
-    pub fields: Vec<Field>,
+    pub(crate) fields: Vec<Field>,
     /// Focused field.
-    pub focus: usize,
+    pub(crate) focus: usize,
     /// Validation error of the last save attempt.
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 const ACTIONS: &[&str] = &["allow", "deny"];
@@ -91,7 +89,7 @@ const KINDS: &[&str] = &["any", "connection", "transaction"];
 
 impl Form {
     /// An empty rule.
-    pub fn new_rule() -> Form {
+    pub(crate) fn new_rule() -> Form {
         Form {
             purpose: FormPurpose::NewRule,
             title: "New rule".into(),
@@ -113,7 +111,7 @@ impl Form {
     }
 
     /// A rule's fields, to edit.
-    pub fn edit_rule(r: &Rule) -> Form {
+    pub(crate) fn edit_rule(r: &Rule) -> Form {
         let action = ACTIONS.iter().position(|a| *a == r.action.as_str());
         Form {
             purpose: FormPurpose::EditRule(Box::new(r.clone())),
@@ -153,7 +151,7 @@ impl Form {
     }
 
     /// The activity filter.
-    pub fn filter(f: &ActivityFilter) -> Form {
+    pub(crate) fn filter(f: &ActivityFilter) -> Form {
         let result = match f.result {
             None => 0,
             Some(Decision::Allowed) => 1,
@@ -183,7 +181,7 @@ impl Form {
     }
 
     /// Silent mode.
-    pub fn silent() -> Form {
+    pub(crate) fn silent() -> Form {
         Form {
             purpose: FormPurpose::Silent,
             title: "Silent mode".into(),
@@ -206,7 +204,7 @@ impl Form {
     }
 
     /// The trimmed text of field `i` (empty for a choice).
-    pub fn text(&self, i: usize) -> &str {
+    pub(crate) fn text(&self, i: usize) -> &str {
         match self.fields.get(i).map(|f| &f.kind) {
             Some(FieldKind::Text(t)) => t.trim(),
             _ => "",
@@ -214,7 +212,7 @@ impl Form {
     }
 
     /// The chosen option of field `i` (empty for text).
-    pub fn choice(&self, i: usize) -> &'static str {
+    pub(crate) fn choice(&self, i: usize) -> &'static str {
         match self.fields.get(i).map(|f| &f.kind) {
             Some(FieldKind::Choice { options, idx }) => options.get(*idx).copied().unwrap_or(""),
             _ => "",
@@ -222,7 +220,7 @@ impl Form {
     }
 
     /// Handles a key; `Submit(())` asks the app to validate and act.
-    pub fn key(&mut self, k: KeyEvent) -> Outcome<()> {
+    pub(crate) fn key(&mut self, k: KeyEvent) -> Outcome<()> {
         let n = self.fields.len().max(1);
         let field = self.fields.get_mut(self.focus);
         match (action_in(Ctx::Form, k), field) {
@@ -255,93 +253,5 @@ fn cycle(f: &mut Field, delta: isize) {
     if let FieldKind::Choice { options, idx } = &mut f.kind {
         let n = options.len().max(1) as isize;
         *idx = ((*idx as isize + delta).rem_euclid(n)) as usize;
-    }
-}
-
-impl App {
-    /// Validates a submitted form and turns it into a command; an invalid form stays open with
-    /// its error.
-    pub(super) fn submit_form(&mut self, mut f: Form) -> Vec<Effect> {
-        match self.form_command(&f) {
-            Ok(fx) => fx,
-            Err(e) => {
-                f.error = Some(e);
-                self.modal = Some(Modal::Form(f));
-                Vec::new()
-            }
-        }
-    }
-
-    fn form_command(&mut self, f: &Form) -> Result<Vec<Effect>, String> {
-        let opt = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
-        let action = || match f.choice(3) {
-            "deny" => RuleAction::Deny,
-            _ => RuleAction::Allow,
-        };
-        match &f.purpose {
-            FormPurpose::NewRule => {
-                if f.text(0).is_empty() || f.text(1).is_empty() {
-                    return Err("container and destination are required".into());
-                }
-                let args = CreateRuleArgs {
-                    container_pattern: f.text(0).into(),
-                    destination_pattern: f.text(1).into(),
-                    port_pattern: opt(f.text(2)),
-                    action: Some(action()),
-                    notes: opt(f.text(4)),
-                    expires_at: None,
-                    duration: opt(f.text(5)),
-                };
-                Ok(vec![send(Tag::CreateRule, Command::CreateRule(args))])
-            }
-            FormPurpose::EditRule(r) => {
-                if f.text(0).is_empty() || f.text(1).is_empty() || f.text(2).is_empty() {
-                    return Err("container, destination and port are required".into());
-                }
-                let changed = |new: &str, old: &str| (new != old).then(|| new.to_string());
-                let notes = f.text(4);
-                let args = UpdateRuleArgs {
-                    rule_id: r.id,
-                    container_pattern: changed(f.text(0), &r.container_pattern),
-                    destination_pattern: changed(f.text(1), &r.destination_pattern),
-                    port_pattern: changed(f.text(2), &r.port_pattern),
-                    action: Some(action()).filter(|a| *a != r.action),
-                    notes: (notes != r.notes.as_deref().unwrap_or("")).then(|| opt(notes)),
-                    expires_at: None,
-                    duration: opt(f.text(5)),
-                };
-                Ok(vec![send(Tag::UpdateRule(r.id), Command::UpdateRule(args))])
-            }
-            FormPurpose::Filter => {
-                let a = &mut self.activity;
-                a.filter = lists::ActivityFilter {
-                    container: f.text(0).into(),
-                    destination: f.text(1).into(),
-                    result: match f.choice(2) {
-                        "allowed" => Some(Decision::Allowed),
-                        "blocked" => Some(Decision::Blocked),
-                        _ => None,
-                    },
-                    kind: Some(f.choice(3).to_string()).filter(|k| k != "any"),
-                };
-                a.generation += 1;
-                a.items.clear();
-                a.nav = Nav::default();
-                a.follow = true;
-                a.unseen = 0;
-                Ok(self.activity_page(false))
-            }
-            FormPurpose::Silent => {
-                let mode = match f.choice(0) {
-                    "deny" => AllowAllMode::Deny,
-                    _ => AllowAllMode::Allow,
-                };
-                let args = SetAllowAllArgs {
-                    mode: Some(mode),
-                    duration: opt(f.text(1)),
-                };
-                Ok(vec![send(Tag::Silent, Command::SetAllowAll(args))])
-            }
-        }
     }
 }

@@ -1,16 +1,23 @@
 //! How the [`App`] answers keys: the keymap gives an action for the current context, modals
-//! take their own keys, and actions become state changes and commands.
+//! take their own keys, actions become state changes and commands, and a submitted form is
+//! validated and turned into its command.
 
 use crossterm::event::KeyEvent;
 use greyproxy_protocol::command::{
-    DecideArgs, PendingIdArgs, RuleIdArgs, Scope, TransactionIdArgs,
+    CreateRuleArgs, DecideArgs, PendingIdArgs, RuleIdArgs, Scope, SetAllowAllArgs,
+    TransactionIdArgs, UpdateRuleArgs,
 };
-use greyproxy_protocol::{ActivityItem, Command, PendingRequest};
+use greyproxy_protocol::{
+    Action as RuleAction, ActivityItem, AllowAllMode, Command, Decision, PendingRequest,
+};
 
-use super::form::Form;
-use super::lists::{Detail, Nav};
-use super::modal::{Confirm, Modal, Outcome, Picker, Verb};
-use super::{App, Effect, Tag, View, describe_pending, send};
+use super::detail::{Detail, WsMessages, is_upgrade};
+use super::form::{Form, FormPurpose};
+use super::listed::Nav;
+use super::lists::ActivityFilter;
+use super::modal::{Confirm, Outcome, Picker, Verb};
+use super::{App, Effect, Modal, Tag, View, send};
+use crate::format::describe_pending;
 use crate::keymap::{Action, Ctx, action_for};
 
 impl App {
@@ -133,11 +140,11 @@ impl App {
             Action::PageDown => self.step(half),
             Action::Top => self.step(isize::MIN / 2),
             Action::Bottom => self.step(isize::MAX / 2),
-            Action::AllowExact => match self.selected_pending().cloned() {
+            Action::AllowExact => match self.pending.selected().cloned() {
                 Some(p) => self.decide(Verb::Allow, &p, Scope::Exact, Some("permanent".into())),
                 None => self.nothing_selected(),
             },
-            Action::AllowPick | Action::DenyPick => match self.selected_pending().cloned() {
+            Action::AllowPick | Action::DenyPick => match self.pending.selected().cloned() {
                 Some(p) => {
                     let verb = if a == Action::AllowPick {
                         Verb::Allow
@@ -149,7 +156,7 @@ impl App {
                 }
                 None => self.nothing_selected(),
             },
-            Action::Dismiss => match self.selected_pending().cloned() {
+            Action::Dismiss => match self.pending.selected().cloned() {
                 Some(p) => vec![send(
                     Tag::Decide {
                         done: "dismissed",
@@ -178,9 +185,9 @@ impl App {
                             transaction_id: t.id,
                         }),
                     ));
-                    if super::ws::is_upgrade(t) {
+                    if is_upgrade(t) {
                         fetch.push(App::ws_list(t.id));
-                        ws = Some(super::ws::WsMessages {
+                        ws = Some(WsMessages {
                             loading: true,
                             ..Default::default()
                         });
@@ -213,14 +220,14 @@ impl App {
                 self.modal = Some(Modal::Form(Form::new_rule()));
                 Vec::new()
             }
-            Action::EditRule => match self.selected_rule() {
+            Action::EditRule => match self.rules.selected() {
                 Some(r) => {
                     self.modal = Some(Modal::Form(Form::edit_rule(r)));
                     Vec::new()
                 }
                 None => self.nothing_selected(),
             },
-            Action::DeleteRule => match self.selected_rule() {
+            Action::DeleteRule => match self.rules.selected() {
                 Some(r) => {
                     let c = Confirm::DeleteRule(r.id, crate::format::rule_summary(r));
                     self.modal = Some(Modal::Confirm(c));
@@ -250,12 +257,9 @@ impl App {
     fn step(&mut self, delta: isize) -> Vec<Effect> {
         let rows = self.list_rows();
         match self.view {
-            View::Pending => self.pending_nav.step(delta, self.pending.len(), rows),
-            View::Rules => self.rules_nav.step(delta, self.rules.len(), rows),
-            View::Middlewares => {
-                let m = &mut self.middlewares;
-                m.nav.step(delta, m.items.len(), rows);
-            }
+            View::Pending => self.pending.step(delta, rows),
+            View::Rules => self.rules.step(delta, rows),
+            View::Middlewares => self.middlewares.list.step(delta, rows),
             View::Activity => {
                 if let Some(fx) = self.ws_step(delta) {
                     return fx;
@@ -302,5 +306,93 @@ impl App {
         };
         let what = describe_pending(p);
         vec![send(Tag::Decide { done, what }, command)]
+    }
+}
+
+impl App {
+    /// Validates a submitted form and turns it into a command; an invalid form stays open with
+    /// its error.
+    pub(super) fn submit_form(&mut self, mut f: Form) -> Vec<Effect> {
+        match self.form_command(&f) {
+            Ok(fx) => fx,
+            Err(e) => {
+                f.error = Some(e);
+                self.modal = Some(Modal::Form(f));
+                Vec::new()
+            }
+        }
+    }
+
+    fn form_command(&mut self, f: &Form) -> Result<Vec<Effect>, String> {
+        let opt = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
+        let action = || match f.choice(3) {
+            "deny" => RuleAction::Deny,
+            _ => RuleAction::Allow,
+        };
+        match &f.purpose {
+            FormPurpose::NewRule => {
+                if f.text(0).is_empty() || f.text(1).is_empty() {
+                    return Err("container and destination are required".into());
+                }
+                let args = CreateRuleArgs {
+                    container_pattern: f.text(0).into(),
+                    destination_pattern: f.text(1).into(),
+                    port_pattern: opt(f.text(2)),
+                    action: Some(action()),
+                    notes: opt(f.text(4)),
+                    expires_at: None,
+                    duration: opt(f.text(5)),
+                };
+                Ok(vec![send(Tag::CreateRule, Command::CreateRule(args))])
+            }
+            FormPurpose::EditRule(r) => {
+                if f.text(0).is_empty() || f.text(1).is_empty() || f.text(2).is_empty() {
+                    return Err("container, destination and port are required".into());
+                }
+                let changed = |new: &str, old: &str| (new != old).then(|| new.to_string());
+                let notes = f.text(4);
+                let args = UpdateRuleArgs {
+                    rule_id: r.id,
+                    container_pattern: changed(f.text(0), &r.container_pattern),
+                    destination_pattern: changed(f.text(1), &r.destination_pattern),
+                    port_pattern: changed(f.text(2), &r.port_pattern),
+                    action: Some(action()).filter(|a| *a != r.action),
+                    notes: (notes != r.notes.as_deref().unwrap_or("")).then(|| opt(notes)),
+                    expires_at: None,
+                    duration: opt(f.text(5)),
+                };
+                Ok(vec![send(Tag::UpdateRule(r.id), Command::UpdateRule(args))])
+            }
+            FormPurpose::Filter => {
+                let a = &mut self.activity;
+                a.filter = ActivityFilter {
+                    container: f.text(0).into(),
+                    destination: f.text(1).into(),
+                    result: match f.choice(2) {
+                        "allowed" => Some(Decision::Allowed),
+                        "blocked" => Some(Decision::Blocked),
+                        _ => None,
+                    },
+                    kind: Some(f.choice(3).to_string()).filter(|k| k != "any"),
+                };
+                a.generation += 1;
+                a.items.clear();
+                a.nav = Nav::default();
+                a.follow = true;
+                a.unseen = 0;
+                Ok(self.activity_page(false))
+            }
+            FormPurpose::Silent => {
+                let mode = match f.choice(0) {
+                    "deny" => AllowAllMode::Deny,
+                    _ => AllowAllMode::Allow,
+                };
+                let args = SetAllowAllArgs {
+                    mode: Some(mode),
+                    duration: opt(f.text(1)),
+                };
+                Ok(vec![send(Tag::Silent, Command::SetAllowAll(args))])
+            }
+        }
     }
 }

@@ -1,76 +1,66 @@
-//! The three lists the dashboard shows and how a selection moves over them. Pure data: the
-//! [`super::App`] decides when to fetch pages.
+//! The lists the dashboard shows: the identity of pending requests, rules and middlewares
+//! (their `Listed` does the rest), the middlewares' freshness and the activity window. Pure
+//! data: the [`super::App`] decides when to fetch pages.
 //!
 //! The activity list is a bounded window of the daemon's feed: the first page, the pages the
 //! operator scrolled to, and live rows prepended as they arrive. Rendering looks at the visible
 //! rows only, so its cost does not grow with the window.
 
 use std::collections::VecDeque;
+use std::time::SystemTime;
 
+use greyproxy_protocol::middleware::MiddlewareStatus;
 use greyproxy_protocol::{ActivityItem, Decision, PendingRequest, Rule};
+
+use super::detail::Detail;
+use super::listed::{Keyed, Listed, Nav};
 
 /// Most activity rows kept in memory (a page more while scrolling); rows beyond it are dropped
 /// and fetched again from the daemon when scrolled back to.
-pub const MAX_ACTIVITY: usize = 10_000;
+pub(crate) const MAX_ACTIVITY: usize = 10_000;
 
 /// Rows fetched per activity page.
-pub const ACTIVITY_PAGE: u32 = 500;
+pub(crate) const ACTIVITY_PAGE: u32 = 500;
 
 /// Fetch the next page when the selection is this close to the end of the window.
-pub const PREFETCH_MARGIN: usize = 100;
+pub(crate) const PREFETCH_MARGIN: usize = 100;
 
-/// A selection and the first visible row of a list.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Nav {
-    /// Selected row.
-    pub selected: usize,
-    /// First visible row.
-    pub offset: usize,
-}
-
-impl Nav {
-    /// Keeps the selection inside `len` rows and visible in a window of `rows` rows.
-    pub fn clamp(&mut self, len: usize, rows: usize) {
-        let rows = rows.max(1);
-        self.selected = self.selected.min(len.saturating_sub(1));
-        if self.selected < self.offset {
-            self.offset = self.selected;
-        } else if self.selected >= self.offset + rows {
-            self.offset = self.selected + 1 - rows;
-        }
-        // Do not leave empty space below the last row when the list shrank.
-        self.offset = self.offset.min(len.saturating_sub(rows));
-    }
-
-    /// Moves the selection by `delta` rows.
-    pub fn step(&mut self, delta: isize, len: usize, rows: usize) {
-        self.selected = self.selected.saturating_add_signed(delta);
-        self.clamp(len, rows);
-    }
-
-    /// Selects row `idx`.
-    pub fn go(&mut self, idx: usize, len: usize, rows: usize) {
-        self.selected = idx;
-        self.clamp(len, rows);
+impl Keyed for PendingRequest {
+    type Key = u64;
+    fn key(&self) -> u64 {
+        self.id
     }
 }
 
-/// Finds the index of the row with `id` after a list changed, to keep the same row selected.
-pub fn reselect<T>(items: &[T], id: Option<u64>, id_of: fn(&T) -> u64, nav: &mut Nav, rows: usize) {
-    if let Some(i) = id.and_then(|id| items.iter().position(|x| id_of(x) == id)) {
-        nav.selected = i;
+impl Keyed for Rule {
+    type Key = u64;
+    fn key(&self) -> u64 {
+        self.id
     }
-    nav.clamp(items.len(), rows);
 }
 
-/// Id of a pending request (for [`reselect`]).
-pub fn pending_id(p: &PendingRequest) -> u64 {
-    p.id
+/// The Middlewares view's list and what is known about its freshness.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Middlewares {
+    /// As the daemon listed them, in configuration order, and the selection (its details are
+    /// shown under the table).
+    pub(crate) list: Listed<MiddlewareStatus>,
+    /// A list arrived at least once.
+    pub(crate) loaded: bool,
+    /// A `list_middlewares` is in flight.
+    pub(crate) in_flight: bool,
+    /// When the last one was sent.
+    pub(crate) asked_at: Option<SystemTime>,
+    /// The error of the last attempt, if it failed.
+    pub(crate) error: Option<String>,
 }
 
-/// Id of a rule (for [`reselect`]).
-pub fn rule_id(r: &Rule) -> u64 {
-    r.id
+/// A middleware is known by its endpoint: its name comes with its hello and may change.
+impl Keyed for MiddlewareStatus {
+    type Key = String;
+    fn key(&self) -> String {
+        self.url.clone()
+    }
 }
 
 /// Identity of an activity row: connections and transactions are numbered separately.
@@ -82,12 +72,12 @@ pub fn item_key(item: &ActivityItem) -> (&'static str, u64) {
 }
 
 /// Kind name of an activity item, as `list_activity`'s `kind` filter spells it.
-pub fn kind_of(item: &ActivityItem) -> &'static str {
+pub(crate) fn kind_of(item: &ActivityItem) -> &'static str {
     item_key(item).0
 }
 
 /// Container name of an activity row.
-pub fn container_of(item: &ActivityItem) -> &str {
+pub(crate) fn container_of(item: &ActivityItem) -> &str {
     match item {
         ActivityItem::Connection(r) => &r.container_name,
         ActivityItem::Transaction(t) => &t.container_name,
@@ -96,7 +86,7 @@ pub fn container_of(item: &ActivityItem) -> &str {
 
 /// Whether a row counts as allowed or blocked for the `result` filter: transactions answered
 /// by a deny rule count as blocked, every other recorded exchange as allowed.
-pub fn decision_of(item: &ActivityItem) -> Decision {
+pub(crate) fn decision_of(item: &ActivityItem) -> Decision {
     match item {
         ActivityItem::Connection(r) => r.result,
         ActivityItem::Transaction(t) if t.result == "denied" => Decision::Blocked,
@@ -105,7 +95,7 @@ pub fn decision_of(item: &ActivityItem) -> Decision {
 }
 
 /// The timestamp of an activity row (RFC 3339).
-pub fn time_of(item: &ActivityItem) -> &str {
+pub(crate) fn time_of(item: &ActivityItem) -> &str {
     match item {
         ActivityItem::Connection(r) => &r.timestamp,
         ActivityItem::Transaction(t) => &t.timestamp,
@@ -116,30 +106,30 @@ pub fn time_of(item: &ActivityItem) -> &str {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NextPage {
     /// The daemon's `next_cursor` (opaque).
-    pub cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
     /// After the window was trimmed: rows before this time (RFC 3339). The daemon's cursors are
     /// opaque, so the page below a trimmed window is asked for by time, and rows already shown
     /// (the same second) are skipped by id.
-    pub until: Option<String>,
+    pub(crate) until: Option<String>,
 }
 
-/// Filters of the activity view; the daemon applies them to pages, [`ActivityFilter::matches`]
+/// Filters of the activity view; the daemon applies them to pages, `ActivityFilter::matches`
 /// to live rows with the same semantics (case-insensitive substrings, exact result and kind).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ActivityFilter {
     /// Substring of the container name.
-    pub container: String,
+    pub(crate) container: String,
     /// Substring of the destination host or resolved hostname.
-    pub destination: String,
+    pub(crate) destination: String,
     /// Only allowed or only blocked rows.
-    pub result: Option<Decision>,
+    pub(crate) result: Option<Decision>,
     /// Only rows of this kind (`connection`).
-    pub kind: Option<String>,
+    pub(crate) kind: Option<String>,
 }
 
 impl ActivityFilter {
     /// Whether a live row belongs in the filtered view.
-    pub fn matches(&self, item: &ActivityItem) -> bool {
+    pub(crate) fn matches(&self, item: &ActivityItem) -> bool {
         let has = |hay: &str, needle: &str| hay.to_lowercase().contains(&needle.to_lowercase());
         let destination = match item {
             ActivityItem::Connection(r) => {
@@ -162,7 +152,7 @@ impl ActivityFilter {
     }
 
     /// A one-line description (`container~x result=blocked`), empty when none.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut parts = Vec::new();
         if !self.container.is_empty() {
             parts.push(format!("container~{}", self.container));
@@ -180,20 +170,6 @@ impl ActivityFilter {
     }
 }
 
-/// The detail of one activity row.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Detail {
-    /// The row as listed.
-    pub item: ActivityItem,
-    /// For a transaction: what `get_transaction` answered (any JSON: it is rendered as a
-    /// transaction when it decodes as one, as pretty JSON otherwise), or its error.
-    pub full: Option<Result<serde_json::Value, String>>,
-    /// Lines scrolled.
-    pub scroll: u16,
-    /// For a WebSocket upgrade: its messages.
-    pub ws: Option<super::ws::WsMessages>,
-}
-
 /// The activity view's window of the feed.
 #[derive(Debug, Clone, Default)]
 pub struct Activity {
@@ -206,26 +182,26 @@ pub struct Activity {
     /// Current filter.
     pub filter: ActivityFilter,
     /// Bumped whenever the filter changes, so that answers to older queries are ignored.
-    pub generation: u64,
+    pub(crate) generation: u64,
     /// First page requested and not answered yet.
     pub loading: bool,
     /// Next page requested and not answered yet.
     pub loading_more: bool,
     /// Selection pinned to the newest row.
-    pub follow: bool,
+    pub(crate) follow: bool,
     /// Rows that arrived above the selection while not following.
-    pub unseen: usize,
+    pub(crate) unseen: usize,
     /// Newer rows were dropped to keep the window bounded: the top must be reloaded.
-    pub stale_top: bool,
+    pub(crate) stale_top: bool,
     /// Selection.
     pub nav: Nav,
     /// The detail being shown.
-    pub detail: Option<Detail>,
+    pub(crate) detail: Option<Detail>,
 }
 
 impl Activity {
     /// An empty window in follow mode.
-    pub fn new() -> Activity {
+    pub(crate) fn new() -> Activity {
         Activity {
             follow: true,
             ..Activity::default()
@@ -233,7 +209,12 @@ impl Activity {
     }
 
     /// Replaces the window with a first page.
-    pub fn set_first_page(&mut self, items: Vec<ActivityItem>, total: u64, cursor: Option<String>) {
+    pub(crate) fn set_first_page(
+        &mut self,
+        items: Vec<ActivityItem>,
+        total: u64,
+        cursor: Option<String>,
+    ) {
         self.items = items.into();
         self.total = total;
         self.next = cursor.map(|c| NextPage {
@@ -248,7 +229,7 @@ impl Activity {
     /// Appends an older page (asked for with `asked`), skipping rows already in the window:
     /// within a kind, ids grow with time, so an older row has a smaller id than every row of
     /// its kind already shown.
-    pub fn append_page(
+    pub(crate) fn append_page(
         &mut self,
         items: Vec<ActivityItem>,
         asked: &NextPage,
@@ -300,7 +281,7 @@ impl Activity {
 
     /// Prepends a live row if it matches the filter; keeps the selected row in place unless
     /// following. Returns whether the row was added.
-    pub fn push_live(&mut self, item: ActivityItem, rows: usize) -> bool {
+    pub(crate) fn push_live(&mut self, item: ActivityItem, rows: usize) -> bool {
         if !self.filter.matches(&item) {
             return false;
         }
@@ -335,7 +316,7 @@ impl Activity {
     }
 
     /// Whether the next page should be requested now.
-    pub fn wants_more(&self) -> bool {
+    pub(crate) fn wants_more(&self) -> bool {
         self.next.is_some()
             && !self.loading
             && !self.loading_more
@@ -366,51 +347,6 @@ mod tests {
             rule_summary: None,
             mitm: None,
         })
-    }
-
-    #[test]
-    fn nav_stays_visible_and_in_bounds() {
-        let mut n = Nav::default();
-        n.step(5, 10, 3);
-        assert_eq!(
-            n,
-            Nav {
-                selected: 5,
-                offset: 3
-            }
-        );
-        n.step(-5, 10, 3);
-        assert_eq!(
-            n,
-            Nav {
-                selected: 0,
-                offset: 0
-            }
-        );
-        n.step(100, 10, 3);
-        assert_eq!(
-            n,
-            Nav {
-                selected: 9,
-                offset: 7
-            }
-        );
-        n.clamp(2, 3);
-        assert_eq!(
-            n,
-            Nav {
-                selected: 1,
-                offset: 0
-            }
-        );
-        n.clamp(0, 3);
-        assert_eq!(
-            n,
-            Nav {
-                selected: 0,
-                offset: 0
-            }
-        );
     }
 
     #[test]

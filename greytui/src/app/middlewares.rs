@@ -1,46 +1,20 @@
-//! The Middlewares view's state: the configured external middlewares as `list_middlewares`
-//! reports them, fetched when the view is opened, on `r` and `R`, and again every
-//! [`MIDDLEWARE_REFRESH`] while the view is shown (the daemon publishes no event when a
-//! middleware connects or drops).
+//! How the Middlewares view stays fresh: the configured external middlewares as
+//! `list_middlewares` reports them are fetched when the view is opened, on `r` and `R`, and
+//! again every [`MIDDLEWARE_REFRESH`] while the view is shown (the daemon publishes no event
+//! when a middleware connects or drops).
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use greyproxy_protocol::middleware::MiddlewareStatus;
 use greyproxy_protocol::{Command, Reply};
 
-use super::lists::Nav;
 use super::{App, ConnState, Effect, Tag, View, send};
 use crate::middlewares::MiddlewareList;
 
 /// How often the list is fetched again while the view is shown.
-pub const MIDDLEWARE_REFRESH: Duration = Duration::from_secs(2);
+pub(crate) const MIDDLEWARE_REFRESH: Duration = Duration::from_secs(2);
 
 /// Slack for the once-a-second clock: a tick a little early still refreshes.
 const TICK_SLACK: Duration = Duration::from_millis(250);
-
-/// The list and what is known about its freshness.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Middlewares {
-    /// As the daemon listed them, in configuration order.
-    pub items: Vec<MiddlewareStatus>,
-    /// Selection (its details are shown under the table).
-    pub nav: Nav,
-    /// A list arrived at least once.
-    pub loaded: bool,
-    /// A `list_middlewares` is in flight.
-    pub in_flight: bool,
-    /// When the last one was sent.
-    pub asked_at: Option<SystemTime>,
-    /// The error of the last attempt, if it failed.
-    pub error: Option<String>,
-}
-
-impl Middlewares {
-    /// The selected middleware.
-    pub fn selected(&self) -> Option<&MiddlewareStatus> {
-        self.items.get(self.nav.selected)
-    }
-}
 
 impl App {
     /// Asks for the list now, unless a request is already in flight or the link is down (the
@@ -74,22 +48,19 @@ impl App {
 
     /// The reply to `list_middlewares`: the selection stays on the same middleware (by URL).
     pub(super) fn middlewares_listed(&mut self, outcome: Result<Reply, String>) {
+        let rows = self.list_rows();
         let m = &mut self.middlewares;
         m.in_flight = false;
         match outcome.and_then(super::daemon::data::<MiddlewareList>) {
             Ok(list) => {
-                let sel = m.selected().map(|s| s.url.clone());
-                m.items = list.middlewares;
+                m.list.replace(list.middlewares, rows);
                 m.loaded = true;
                 m.error = None;
-                if let Some(i) = sel.and_then(|u| m.items.iter().position(|s| s.url == u)) {
-                    m.nav.selected = i;
-                }
             }
-            Err(e) => m.error = Some(e),
+            Err(e) => {
+                m.error = Some(e);
+                m.list.clamp(rows);
+            }
         }
-        let rows = self.list_rows();
-        let m = &mut self.middlewares;
-        m.nav.clamp(m.items.len(), rows);
     }
 }

@@ -4,28 +4,30 @@
 //! happens here, so every behaviour is tested without a terminal or a daemon.
 
 mod daemon;
-pub mod form;
+pub(crate) mod detail;
+pub(crate) mod form;
 mod keys;
+pub(crate) mod listed;
 pub mod lists;
-pub mod middlewares;
-pub mod modal;
-pub mod ws;
+pub(crate) mod middlewares;
+pub(crate) mod modal;
+mod ws;
 
 use std::time::{Duration, SystemTime};
 
 use crossterm::event::KeyEvent;
-use greyproxy_protocol::{AllowAllMode, AllowAllStatus, Command, PendingRequest, Rule};
+use greyproxy_protocol::{AllowAllStatus, Command, PendingRequest, Rule};
 
 use crate::keymap::Ctx;
+use crate::layout;
 use crate::link::{LinkEvent, Request};
-use lists::{Activity, Nav};
-use modal::Modal;
-
-/// Rows of chrome around a list: view tabs, table header, footer hints, message, status bar.
-pub const CHROME_ROWS: u16 = 5;
+use form::Form;
+use listed::Listed;
+use lists::Activity;
+use modal::{Confirm, Picker};
 
 /// How long a command's result stays on the message line.
-pub const MESSAGE_TTL: Duration = Duration::from_secs(10);
+pub(crate) const MESSAGE_TTL: Duration = Duration::from_secs(10);
 
 /// The views.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +44,7 @@ pub enum View {
 
 impl View {
     /// In tab order (the number keys follow it).
-    pub const ALL: [View; 4] = [
+    pub(crate) const ALL: [View; 4] = [
         View::Pending,
         View::Activity,
         View::Rules,
@@ -50,7 +52,7 @@ impl View {
     ];
 
     /// Tab title.
-    pub fn title(self) -> &'static str {
+    pub(crate) fn title(self) -> &'static str {
         match self {
             View::Pending => "Pending",
             View::Activity => "Activity",
@@ -161,6 +163,20 @@ pub enum Effect {
     Quit,
 }
 
+/// Every modal. It lives here, above the modules of its kinds, so that a form can reopen
+/// itself without [`modal`] and [`form`] importing each other.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Modal {
+    /// Help overlay, scrolled by this many lines.
+    Help(u16),
+    /// Picker.
+    Picker(Picker),
+    /// Form.
+    Form(Form),
+    /// Confirmation.
+    Confirm(Confirm),
+}
+
 /// A line on the message bar.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
@@ -169,7 +185,7 @@ pub struct Message {
     /// Shown as an error.
     pub error: bool,
     /// When it was set (it disappears after [`MESSAGE_TTL`]).
-    pub at: SystemTime,
+    pub(crate) at: SystemTime,
 }
 
 /// Everything the dashboard shows.
@@ -182,7 +198,7 @@ pub struct App {
     /// Current view.
     pub view: View,
     /// Open modal, if any.
-    pub modal: Option<Modal>,
+    pub(crate) modal: Option<Modal>,
     /// Link state.
     pub conn: ConnState,
     /// Control URL of the current or last attempt.
@@ -190,53 +206,31 @@ pub struct App {
     /// Daemon version (greeting / status).
     pub server_version: Option<String>,
     /// `seq` of the last event seen on this connection.
-    pub last_seq: Option<u64>,
-    /// Pending requests, newest first.
-    pub pending: Vec<PendingRequest>,
-    /// Selection in the pending view.
-    pub pending_nav: Nav,
-    /// Rules, newest first.
-    pub rules: Vec<Rule>,
-    /// Selection in the rules view.
-    pub rules_nav: Nav,
+    pub(crate) last_seq: Option<u64>,
+    /// Pending requests, newest first, and the selection in the pending view.
+    pub pending: Listed<PendingRequest>,
+    /// Rules, newest first, and the selection in the rules view.
+    pub rules: Listed<Rule>,
     /// The activity window.
     pub activity: Activity,
     /// The Middlewares view.
-    pub middlewares: middlewares::Middlewares,
+    pub(crate) middlewares: lists::Middlewares,
     /// Silent mode.
     pub allow_all: AllowAllStatus,
     /// Notification claims held across all clients.
-    pub claims: u64,
+    pub(crate) claims: u64,
     /// This client holds a claim.
     pub claimed: bool,
     /// Message line.
     pub message: Option<Message>,
     /// Send desktop notifications.
-    pub desktop_notify: bool,
+    pub(crate) desktop_notify: bool,
     /// Something changed since the last frame.
     pub dirty: bool,
     /// Quit was asked.
-    pub quit: bool,
+    pub(crate) quit: bool,
     /// Resyncs done (connects, gaps, lags, `R`), for the status bar and tests.
     pub resyncs: u64,
-}
-
-/// Silent-mode status as one phrase: `off`, `allow all (29m left)`, `deny all (until restart)`.
-pub fn allow_all_label(s: &AllowAllStatus) -> String {
-    if !s.active {
-        return "off".into();
-    }
-    let mode = match s.mode {
-        Some(AllowAllMode::Deny) => "deny all",
-        _ => "allow all",
-    };
-    match s.remaining_seconds {
-        Some(r) => format!(
-            "{mode} ({} left)",
-            crate::format::short_span(Duration::from_secs(r))
-        ),
-        None => format!("{mode} (until restart)"),
-    }
 }
 
 impl App {
@@ -251,12 +245,10 @@ impl App {
             url: String::new(),
             server_version: None,
             last_seq: None,
-            pending: Vec::new(),
-            pending_nav: Nav::default(),
-            rules: Vec::new(),
-            rules_nav: Nav::default(),
+            pending: Listed::default(),
+            rules: Listed::default(),
             activity: Activity::new(),
-            middlewares: middlewares::Middlewares::default(),
+            middlewares: lists::Middlewares::default(),
             allow_all: AllowAllStatus::default(),
             claims: 0,
             claimed: false,
@@ -270,11 +262,11 @@ impl App {
 
     /// Visible rows of a list at the current size.
     pub fn list_rows(&self) -> usize {
-        self.size.1.saturating_sub(CHROME_ROWS).max(1) as usize
+        layout::list_rows(self.size.1)
     }
 
     /// The keymap context of what has the keyboard now.
-    pub fn ctx(&self) -> Ctx {
+    pub(crate) fn ctx(&self) -> Ctx {
         match (&self.modal, self.view) {
             (Some(Modal::Help(_)), _) => Ctx::Help,
             (Some(Modal::Picker(_)), _) => Ctx::Picker,
@@ -286,16 +278,6 @@ impl App {
             (None, View::Rules) => Ctx::Rules,
             (None, View::Middlewares) => Ctx::Middlewares,
         }
-    }
-
-    /// The selected pending request.
-    pub fn selected_pending(&self) -> Option<&PendingRequest> {
-        self.pending.get(self.pending_nav.selected)
-    }
-
-    /// The selected rule.
-    pub fn selected_rule(&self) -> Option<&Rule> {
-        self.rules.get(self.rules_nav.selected)
     }
 
     fn say(&mut self, text: impl Into<String>, error: bool) {
@@ -331,10 +313,9 @@ impl App {
 
     fn clamp_all(&mut self) {
         let rows = self.list_rows();
-        self.pending_nav.clamp(self.pending.len(), rows);
-        self.rules_nav.clamp(self.rules.len(), rows);
-        let m = &mut self.middlewares;
-        m.nav.clamp(m.items.len(), rows);
+        self.pending.clamp(rows);
+        self.rules.clamp(rows);
+        self.middlewares.list.clamp(rows);
         let n = self.activity.items.len();
         self.activity.nav.clamp(n, rows);
         let ws_rows = self.ws_rows();
@@ -342,17 +323,6 @@ impl App {
             ws.nav.clamp(ws.items.len(), ws_rows);
         }
     }
-}
-
-/// `#12 opencode → host:443`.
-pub fn describe_pending(p: &PendingRequest) -> String {
-    format!(
-        "#{} {} → {}:{}",
-        p.id,
-        p.container_name,
-        p.display_host(),
-        p.destination_port
-    )
 }
 
 fn send(tag: Tag, command: Command) -> Effect {

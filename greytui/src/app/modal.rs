@@ -10,25 +10,15 @@ use crate::keymap::{Action, Ctx, action_in};
 
 /// Allow or deny.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verb {
+pub(crate) enum Verb {
     /// `allow`.
     Allow,
     /// `deny`.
     Deny,
 }
 
-impl Verb {
-    /// `allow` / `deny`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verb::Allow => "allow",
-            Verb::Deny => "deny",
-        }
-    }
-}
-
 /// Scopes offered by the picker, with their labels.
-pub const SCOPES: [(Scope, &str); 4] = [
+pub(crate) const SCOPES: [(Scope, &str); 4] = [
     (Scope::Exact, "exact"),
     (Scope::AnyPort, "any port"),
     (Scope::SubdomainWildcard, "subdomain"),
@@ -36,7 +26,7 @@ pub const SCOPES: [(Scope, &str); 4] = [
 ];
 
 /// Durations offered by the picker; the last entry asks for a typed one.
-pub const DURATIONS: [&str; 8] = [
+pub(crate) const DURATIONS: [&str; 8] = [
     "once",
     "1h",
     "12h",
@@ -52,7 +42,7 @@ const PERMANENT: usize = 6;
 
 /// Where the picker is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PickerStep {
+pub(crate) enum PickerStep {
     /// Choosing the scope.
     Scope,
     /// Choosing the duration.
@@ -63,24 +53,24 @@ pub enum PickerStep {
 
 /// The scope / duration picker for one pending request.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Picker {
+pub(crate) struct Picker {
     /// Allow or deny.
-    pub verb: Verb,
+    pub(crate) verb: Verb,
     /// The request being decided (a copy: it may disappear meanwhile).
-    pub pending: PendingRequest,
+    pub(crate) pending: PendingRequest,
     /// Current step.
-    pub step: PickerStep,
+    pub(crate) step: PickerStep,
     /// Highlighted scope.
-    pub scope: usize,
+    pub(crate) scope: usize,
     /// Highlighted duration.
-    pub duration: usize,
+    pub(crate) duration: usize,
     /// Typed duration.
-    pub typed: String,
+    pub(crate) typed: String,
 }
 
 /// What a key did to a modal.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome<T> {
+pub(crate) enum Outcome<T> {
     /// Still open.
     Stay,
     /// Closed without acting.
@@ -105,7 +95,7 @@ pub(super) fn typed_char(k: KeyEvent) -> Option<char> {
 
 impl Picker {
     /// A picker at its first step, `permanent` preselected.
-    pub fn new(verb: Verb, pending: PendingRequest) -> Picker {
+    pub(crate) fn new(verb: Verb, pending: PendingRequest) -> Picker {
         Picker {
             verb,
             pending,
@@ -117,7 +107,7 @@ impl Picker {
     }
 
     /// What a scope would create, e.g. `opencode → **.example.com:*`.
-    pub fn preview(&self, scope: Scope) -> String {
+    pub(crate) fn preview(&self, scope: Scope) -> String {
         let p = &self.pending;
         let host = p.display_host();
         match scope {
@@ -135,7 +125,7 @@ impl Picker {
     }
 
     /// Handles a key.
-    pub fn key(&mut self, k: KeyEvent) -> Outcome<(Scope, String)> {
+    pub(crate) fn key(&mut self, k: KeyEvent) -> Outcome<(Scope, String)> {
         if self.step == PickerStep::Typed {
             match action_in(Ctx::Form, k) {
                 Some(Action::Select) => {
@@ -219,7 +209,7 @@ impl Picker {
 /// The registrable domain the daemon will most likely pick for `host`, for the picker's
 /// preview only: the daemon decides with the Public Suffix List. Two labels, three when the
 /// second-level label is a short public one (`co.uk`, `com.au`); `None` for IP literals.
-pub fn guess_domain(host: &str) -> Option<String> {
+pub(crate) fn guess_domain(host: &str) -> Option<String> {
     if host.parse::<std::net::IpAddr>().is_ok() || !host.contains('.') {
         return None;
     }
@@ -236,40 +226,27 @@ pub fn guess_domain(host: &str) -> Option<String> {
 
 /// What a confirmation confirms.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Confirm {
+pub(crate) enum Confirm {
     /// Delete this rule (id, summary).
     DeleteRule(u64, String),
 }
 
 impl Confirm {
     /// The question.
-    pub fn question(&self) -> String {
+    pub(crate) fn question(&self) -> String {
         match self {
             Confirm::DeleteRule(id, s) => format!("Delete rule {id} ({s})?"),
         }
     }
 
     /// Handles a key: `Submit` on yes.
-    pub fn key(&self, k: KeyEvent) -> Outcome<()> {
+    pub(crate) fn key(&self, k: KeyEvent) -> Outcome<()> {
         match action_in(Ctx::Confirm, k) {
             Some(Action::Yes) => Outcome::Submit(()),
             Some(Action::No) => Outcome::Close,
             _ => Outcome::Stay,
         }
     }
-}
-
-/// Every modal.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Modal {
-    /// Help overlay, scrolled by this many lines.
-    Help(u16),
-    /// Picker.
-    Picker(Picker),
-    /// Form.
-    Form(super::form::Form),
-    /// Confirmation.
-    Confirm(Confirm),
 }
 
 #[cfg(test)]

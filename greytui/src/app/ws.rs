@@ -3,92 +3,15 @@
 //! each visible message is fetched with `get_transaction` (only the rows on screen, once), and
 //! Enter opens one message in the ordinary transaction detail.
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use greyproxy_protocol::command::{ListArgs, TransactionIdArgs};
 use greyproxy_protocol::{ActivityItem, Command, Page, Reply, Transaction};
 
-use super::lists::{Detail, Nav};
+use super::detail::{Detail, WsMessages, first_line, order};
 use super::{App, Effect, Tag, send};
+use crate::layout;
 
 /// Most messages listed for one upgrade (the daemon's page limit).
-pub const WS_LIMIT: u32 = 1000;
-
-/// Rows of the upgrade summary and the table heading above the message list.
-pub const WS_HEAD_ROWS: u16 = 8;
-
-/// Whether a transaction is a WebSocket upgrade (the 101 row, not one of its messages).
-pub fn is_upgrade(t: &Transaction) -> bool {
-    t.upgrade_id.is_none()
-        && (t.ws_extensions.is_some()
-            || t.ws_messages.is_some()
-            || (t.status_code == Some(101) && t.method.eq_ignore_ascii_case("GET")))
-}
-
-/// The message list of an upgrade's detail.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct WsMessages {
-    /// Messages in connection order (`message_index`).
-    pub items: Vec<Transaction>,
-    /// The list was requested and not answered yet.
-    pub loading: bool,
-    /// Why the list could not be loaded.
-    pub error: Option<String>,
-    /// Selection.
-    pub nav: Nav,
-    /// First line of the payloads fetched so far, by message id.
-    pub previews: BTreeMap<u64, String>,
-    /// Messages whose payload was asked for.
-    pub requested: BTreeSet<u64>,
-    /// The message opened with Enter.
-    pub open: Option<Box<Detail>>,
-    /// The upgrade's own request and response (`h`) are shown instead of the messages.
-    pub headers: bool,
-}
-
-impl WsMessages {
-    /// Adds a live message unless already listed; keeps connection order and the selection.
-    pub fn push(&mut self, t: Transaction) -> bool {
-        if self.items.iter().any(|m| m.id == t.id) {
-            return false;
-        }
-        let at = self
-            .items
-            .iter()
-            .position(|m| order(m) > order(&t))
-            .unwrap_or(self.items.len());
-        self.items.insert(at, t);
-        if at <= self.nav.selected && self.items.len() > 1 {
-            self.nav.selected += 1;
-        }
-        true
-    }
-}
-
-fn order(t: &Transaction) -> (u64, u64) {
-    (t.message_index.unwrap_or(u64::MAX), t.id)
-}
-
-/// `→` for a client→server message (`WS_REQ`), `←` for server→client.
-pub fn direction(t: &Transaction) -> &'static str {
-    if t.method.eq_ignore_ascii_case("WS_REQ") {
-        "→"
-    } else {
-        "←"
-    }
-}
-
-/// The first line of a fetched message's payload (binary shown as its base64).
-pub fn first_line(t: &Transaction) -> String {
-    let body = t.request_body.as_deref().unwrap_or("");
-    let line = body.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-    let line: String = line.trim().chars().take(400).collect();
-    match (t.request_body_encoding.as_deref(), body.is_empty()) {
-        (_, true) => "(empty)".into(),
-        (Some("base64"), _) => format!("base64 {line}"),
-        _ => line,
-    }
-}
+pub(super) const WS_LIMIT: u32 = 1000;
 
 fn get(tag: Tag, id: u64) -> Effect {
     send(
@@ -99,11 +22,8 @@ fn get(tag: Tag, id: u64) -> Effect {
 
 impl App {
     /// Visible rows of the message list of an upgrade detail.
-    pub fn ws_rows(&self) -> usize {
-        self.size
-            .1
-            .saturating_sub(super::CHROME_ROWS - 1 + WS_HEAD_ROWS)
-            .max(1) as usize
+    pub(crate) fn ws_rows(&self) -> usize {
+        layout::ws_rows(self.size.1)
     }
 
     /// The message list of the open detail, when it shows an upgrade.
@@ -283,7 +203,7 @@ impl App {
         };
         ws.previews.insert(id, preview);
         if let Some(o) = &mut ws.open
-            && crate::app::lists::item_key(&o.item) == ("transaction", id)
+            && super::lists::item_key(&o.item) == ("transaction", id)
         {
             o.full = Some(value);
         }

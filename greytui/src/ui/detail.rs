@@ -8,18 +8,16 @@ use ratatui::text::{Line, Span};
 
 use greyproxy_protocol::{HeaderMapJson, RequestLog, Transaction};
 
-use super::{DIM, HEADER};
-
-fn field(k: &str, v: String) -> Line<'static> {
-    Line::from(vec![Span::styled(format!(" {k:<15}"), DIM), Span::raw(v)])
-}
+use super::widgets::{DIM, HEADER, badge_style, field};
+use crate::format::ws_direction;
+use crate::middlewares::{Badge, event_action, event_label};
 
 fn opt<T: ToString>(v: Option<T>) -> String {
     v.map(|v| v.to_string()).unwrap_or_else(|| "—".into())
 }
 
 /// Lines for a connection decision.
-pub fn connection(r: &RequestLog) -> Vec<Line<'static>> {
+pub(super) fn connection(r: &RequestLog) -> Vec<Line<'static>> {
     let mut lines = vec![
         Line::styled(
             format!(
@@ -38,7 +36,7 @@ pub fn connection(r: &RequestLog) -> Vec<Line<'static>> {
         field("port", opt(r.destination_port)),
         field("resolved host", opt(r.resolved_hostname.clone())),
         field("front end", opt(r.method.clone())),
-        field("result", r.result.as_str().into()),
+        field("result", r.result.as_str()),
         field("reason", opt(r.reason.clone())),
         field("rule", opt(r.rule_id)),
         field("rule summary", opt(r.rule_summary.clone())),
@@ -58,7 +56,7 @@ pub fn connection(r: &RequestLog) -> Vec<Line<'static>> {
 }
 
 /// Lines for a transaction: the listed head at once, headers and bodies once fetched.
-pub fn transaction(
+pub(super) fn transaction(
     t: &Transaction,
     full: Option<&Result<serde_json::Value, String>>,
 ) -> Vec<Line<'static>> {
@@ -74,7 +72,7 @@ pub fn transaction(
     let head = match t.upgrade_id {
         Some(_) => format!(
             " {} {} {} · message {}",
-            crate::app::ws::direction(t),
+            ws_direction(t),
             t.method,
             t.url,
             opt(t.message_index)
@@ -161,7 +159,7 @@ fn ws_fields(lines: &mut Vec<Line<'static>>, t: &Transaction) {
         } else {
             "← server to client"
         };
-        lines.push(field("direction", dir.into()));
+        lines.push(field("direction", dir));
         lines.push(field("upgrade", format!("transaction {up}")));
         lines.push(field("message index", opt(t.message_index)));
         lines.push(field("opcode", opt(t.opcode.clone())));
@@ -195,19 +193,17 @@ fn middleware_events(lines: &mut Vec<Line<'static>>, t: &Transaction) {
     lines.push(Line::raw(""));
     lines.push(Line::styled(" Middlewares", HEADER));
     for e in &t.middleware_events {
-        let badge = crate::middlewares::Badge::of(&e.action);
-        let style = badge
-            .map(super::middlewares::badge_style)
-            .unwrap_or_default();
+        let badge = Badge::of(&e.action);
+        let style = badge.map(badge_style).unwrap_or_default();
         let symbol = badge.map(|b| b.symbol()).unwrap_or("·");
         lines.push(Line::from(vec![
             Span::styled(format!("   {symbol} "), style),
-            Span::styled(crate::middlewares::event_action(e), style.patch(HEADER)),
+            Span::styled(event_action(e), style.patch(HEADER)),
             Span::raw(format!(
                 "  {} #{} · {} · {} ms",
                 e.hook,
                 e.sequence,
-                crate::middlewares::event_label(e),
+                event_label(e),
                 e.duration_ms
             )),
         ]));

@@ -1,37 +1,21 @@
 //! The Middlewares view: the configured external middlewares (one row each, state coloured),
-//! with every field of the selected one under the table, and the badge colours of middleware
-//! decisions shared with the activity list and the transaction detail.
+//! with every field of the selected one under the table.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Paragraph, Row, Wrap};
+use ratatui::widgets::{Cell, Paragraph, Wrap};
 
 use greyproxy_protocol::middleware::MiddlewareStatus;
 
-use super::views::{fit, style_row, table, window};
-use super::{DIM, HEADER};
+use super::widgets::{HEADER, Window, field, fit, table};
 use crate::app::App;
-use crate::middlewares::{self as mw, Badge, State};
+use crate::middlewares::{self as mw, State};
 
 /// Width from which the ON DISCONNECT and CONNECTS columns are shown (the detail under the
 /// table always has them).
 const WIDE: u16 = 100;
-
-/// The colour of a badge: red for deny/block, amber for rewrite, blue for tags.
-pub fn badge_style(b: Badge) -> Style {
-    match b {
-        Badge::Deny => Style::new().fg(Color::Red),
-        Badge::Rewrite => Style::new().fg(Color::Yellow),
-        Badge::Tagged => Style::new().fg(Color::Blue),
-    }
-}
-
-/// A badge as a coloured span.
-pub fn badge_span(b: Badge) -> Span<'static> {
-    Span::styled(b.symbol(), badge_style(b))
-}
 
 fn state_style(s: State) -> Style {
     match s {
@@ -42,7 +26,7 @@ fn state_style(s: State) -> Style {
 }
 
 /// `3/4 ready` for the tab line (nothing before the first list or when none is configured).
-pub fn info(app: &App) -> String {
+pub(super) fn info(app: &App) -> String {
     let m = &app.middlewares;
     if !m.loaded {
         return if m.in_flight {
@@ -51,21 +35,21 @@ pub fn info(app: &App) -> String {
             String::new()
         };
     }
-    if m.items.is_empty() {
+    if m.list.is_empty() {
         return String::new();
     }
     let ready = m
-        .items
+        .list
         .iter()
         .filter(|s| mw::state(s) == State::Ready)
         .count();
-    format!("{ready}/{} ready ", m.items.len())
+    format!("{ready}/{} ready ", m.list.len())
 }
 
 /// Draws the view.
-pub fn draw(f: &mut Frame, area: Rect, app: &App) {
+pub(super) fn draw(f: &mut Frame, area: Rect, app: &App) {
     let m = &app.middlewares;
-    if m.items.is_empty() {
+    if m.list.is_empty() {
         let empty = match (&m.error, m.loaded) {
             (Some(e), _) => format!("Cannot list the middlewares: {e}"),
             (None, true) => mw::EMPTY_HELP.to_string(),
@@ -82,7 +66,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         return;
     }
     // The table takes what its rows need, up to half the view; the detail gets the rest.
-    let want = m.items.len() as u16 + 1;
+    let want = m.list.len() as u16 + 1;
     let table_h = want.min((area.height / 2).max(2));
     let [list, _, detail] = Layout::vertical([
         Constraint::Length(table_h),
@@ -91,36 +75,28 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     ])
     .areas(area);
     let rows_n = list.height.saturating_sub(1) as usize;
-    let mut nav = m.nav;
-    nav.clamp(m.items.len(), rows_n);
-    let range = window(&nav, m.items.len(), rows_n);
-    let visible = &m.items[range.clone()];
+    let mut nav = m.list.nav;
+    nav.clamp(m.list.len(), rows_n);
+    let win = Window::new(&nav, m.list.len(), rows_n);
+    let visible = &m.list[win.range.clone()];
     let wide = area.width >= WIDE;
     let lw = fit("MIDDLEWARE", visible.iter().map(mw::label), 10, 32);
-    let rows = visible
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let mut cells = mw::row(s);
-            if !wide {
-                cells.truncate(6);
-            }
-            let state = mw::state(s);
-            let cells: Vec<Cell> = cells
-                .into_iter()
-                .enumerate()
-                .map(|(c, text)| match c {
-                    2 => Cell::from(Span::styled(text, state_style(state))),
-                    _ => Cell::from(text),
-                })
-                .collect();
-            style_row(
-                Row::new(cells),
-                range.start + i == nav.selected,
-                Style::new(),
-            )
-        })
-        .collect();
+    let rows = win.rows(visible, |s| {
+        let mut cells = mw::row(s);
+        if !wide {
+            cells.truncate(6);
+        }
+        let state = mw::state(s);
+        let cells: Vec<Cell> = cells
+            .into_iter()
+            .enumerate()
+            .map(|(c, text)| match c {
+                2 => Cell::from(Span::styled(text, state_style(state))),
+                _ => Cell::from(text),
+            })
+            .collect();
+        (cells, Style::new())
+    });
     let (header, widths) = if wide {
         let mut w = narrow_widths(lw);
         w.extend([Constraint::Length(13), Constraint::Length(8)]);
@@ -136,7 +112,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
             Style::new().fg(Color::Red),
         ));
     }
-    if let Some(s) = m.items.get(nav.selected) {
+    if let Some(s) = m.list.get(nav.selected) {
         lines.extend(details(s));
     }
     f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), detail);
@@ -153,12 +129,8 @@ fn narrow_widths(label: u16) -> Vec<Constraint> {
     ]
 }
 
-fn field(k: &str, v: impl Into<Span<'static>>) -> Line<'static> {
-    Line::from(vec![Span::styled(format!(" {k:<15}"), DIM), v.into()])
-}
-
 /// Every field of one middleware.
-pub fn details(s: &MiddlewareStatus) -> Vec<Line<'static>> {
+fn details(s: &MiddlewareStatus) -> Vec<Line<'static>> {
     let state = mw::state(s);
     let command = if s.command.is_empty() {
         "—".to_string()

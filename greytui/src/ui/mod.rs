@@ -3,9 +3,10 @@
 //! bar, with an overlay on top when a modal is open.
 
 mod detail;
-pub mod middlewares;
+mod middlewares;
 mod overlays;
 mod views;
+mod widgets;
 mod ws;
 
 use ratatui::Frame;
@@ -14,17 +15,10 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use crate::app::{App, ConnState, View, allow_all_label};
+use crate::app::{App, ConnState, View};
+use crate::format::{allow_all_label, short_span};
 use crate::keymap;
-
-/// Style of the selected row.
-pub(crate) const SELECTED: Style = Style::new().add_modifier(Modifier::REVERSED);
-/// Style of headings and table headers.
-pub(crate) const HEADER: Style = Style::new().add_modifier(Modifier::BOLD);
-/// Style of keys in hints.
-pub(crate) const KEY: Style = Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD);
-/// Style of dim text.
-pub(crate) const DIM: Style = Style::new().fg(Color::DarkGray);
+use widgets::{HEADER, KEY, SELECTED};
 
 /// Draws the whole dashboard.
 pub fn draw(f: &mut Frame, app: &App) {
@@ -151,7 +145,7 @@ fn draw_status(f: &mut Frame, area: Rect, app: &App) {
         ),
         ConnState::Disconnected { retry_in, .. } => (
             "○",
-            format!("reconnecting in {}", crate::format::short_span(*retry_in)),
+            format!("reconnecting in {}", short_span(*retry_in)),
             bar.fg(Color::LightRed),
         ),
     };
@@ -183,16 +177,4 @@ fn draw_status(f: &mut Frame, area: Rect, app: &App) {
         spans.push(Span::styled(format!(" │ {reason}"), bar));
     }
     f.render_widget(Paragraph::new(Line::from(spans)).style(bar), area);
-}
-
-/// A rectangle of at most `w`×`h` centred in `area`.
-pub(crate) fn centered(area: Rect, w: u16, h: u16) -> Rect {
-    let w = w.min(area.width);
-    let h = h.min(area.height);
-    Rect {
-        x: area.x + (area.width - w) / 2,
-        y: area.y + (area.height - h) / 2,
-        width: w,
-        height: h,
-    }
 }

@@ -7,14 +7,14 @@ use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Clear, Paragraph, Wrap};
 
-use super::{DIM, HEADER, KEY, SELECTED, centered};
-use crate::app::App;
+use super::widgets::{DIM, HEADER, KEY, SELECTED, centered};
 use crate::app::form::{FieldKind, Form};
-use crate::app::modal::{Confirm, DURATIONS, Modal, Picker, PickerStep, SCOPES};
+use crate::app::modal::{Confirm, DURATIONS, Picker, PickerStep, SCOPES, Verb};
+use crate::app::{App, Modal};
 use crate::keymap;
 
 /// Draws the open modal, if any.
-pub fn draw(f: &mut Frame, app: &App) {
+pub(super) fn draw(f: &mut Frame, app: &App) {
     match &app.modal {
         None => {}
         Some(Modal::Help(scroll)) => help(f, *scroll),
@@ -74,7 +74,7 @@ fn options<'a>(items: impl Iterator<Item = (String, String)>, selected: usize) -
 fn picker(f: &mut Frame, p: &Picker) {
     let title = format!(
         "{} #{} {} → {}:{}",
-        if p.verb == crate::app::modal::Verb::Allow {
+        if p.verb == Verb::Allow {
             "Allow"
         } else {
             "Deny"

@@ -5,110 +5,45 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::Span;
-use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
+use ratatui::widgets::{Cell, Paragraph, Wrap};
 
 use greyproxy_protocol::{ActivityItem, Decision, RequestLog};
 
-use super::detail;
-
-use super::{DIM, HEADER, SELECTED};
+use super::widgets::{DIM, Window, badge_span, fit, table};
+use super::{detail, ws};
 use crate::app::App;
-use crate::app::lists::{Detail, Nav, container_of};
+use crate::app::detail::Detail;
+use crate::app::lists::container_of;
 use crate::format::{age, clock, expiry, pending_destination};
 
-/// Width for a column: the longest value (or the header), between `min` and `max`.
-pub(super) fn fit<'a>(
-    header: &str,
-    values: impl Iterator<Item = &'a str>,
-    min: u16,
-    max: u16,
-) -> u16 {
-    let w = values
-        .map(|v| v.chars().count())
-        .chain(std::iter::once(header.len()))
-        .max()
-        .unwrap_or(0);
-    (w as u16).clamp(min, max)
-}
-
-/// The visible slice `[offset, offset + rows)` of a list of `len` rows.
-pub(super) fn window(nav: &Nav, len: usize, rows: usize) -> std::ops::Range<usize> {
-    let start = nav.offset.min(len);
-    start..(start + rows).min(len)
-}
-
-pub(super) fn table<'a>(
-    f: &mut Frame,
-    area: Rect,
-    header: &[&'a str],
-    widths: Vec<Constraint>,
-    rows: Vec<Row<'a>>,
-    empty: &str,
-) {
-    let is_empty = rows.is_empty();
-    let head = Row::new(header.iter().map(|h| Cell::from(*h))).style(HEADER);
-    f.render_widget(
-        Table::new(rows, widths).header(head).column_spacing(1),
-        area,
-    );
-    if is_empty && area.height > 2 {
-        let msg_area = Rect {
-            y: area.y + 2,
-            height: area.height - 2,
-            ..area
-        };
-        let p = Paragraph::new(Span::styled(empty.to_string(), DIM))
-            .wrap(Wrap { trim: true })
-            .centered();
-        f.render_widget(p, msg_area);
-    }
-}
-
-pub(super) fn style_row(row: Row<'_>, selected: bool, base: Style) -> Row<'_> {
-    if selected {
-        row.style(base.patch(SELECTED))
-    } else {
-        row.style(base)
-    }
-}
-
 /// The pending view: one row per pending request, newest first.
-pub fn pending(f: &mut Frame, area: Rect, app: &App) {
-    let rows_n = area.height.saturating_sub(1) as usize;
-    let range = window(&app.pending_nav, app.pending.len(), rows_n);
-    let visible = &app.pending[range.clone()];
+pub(super) fn pending(f: &mut Frame, area: Rect, app: &App) {
+    let win = Window::under_header(&app.pending.nav, app.pending.len(), area);
+    let visible = &app.pending[win.range.clone()];
     let cw = fit(
         "CONTAINER",
         visible.iter().map(|p| p.container_name.as_str()),
         9,
         20,
     );
-    let rows = visible
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let cells = vec![
-                Cell::from(p.id.to_string()),
-                Cell::from(p.container_name.clone()),
-                Cell::from(pending_destination(p)),
-                Cell::from(p.destination_port.to_string()),
-                Cell::from(p.attempt_count.to_string()),
-                Cell::from(p.waiting_count.to_string()),
-                Cell::from(age(&p.first_seen, app.now)),
-            ];
-            // A request with connections held open is someone waiting right now.
-            let base = if p.waiting_count > 0 {
-                Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD)
-            } else {
-                Style::new()
-            };
-            style_row(
-                Row::new(cells),
-                range.start + i == app.pending_nav.selected,
-                base,
-            )
-        })
-        .collect();
+    let rows = win.rows(visible, |p| {
+        let cells = vec![
+            Cell::from(p.id.to_string()),
+            Cell::from(p.container_name.clone()),
+            Cell::from(pending_destination(p)),
+            Cell::from(p.destination_port.to_string()),
+            Cell::from(p.attempt_count.to_string()),
+            Cell::from(p.waiting_count.to_string()),
+            Cell::from(age(&p.first_seen, app.now)),
+        ];
+        // A request with connections held open is someone waiting right now.
+        let base = if p.waiting_count > 0 {
+            Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD)
+        } else {
+            Style::new()
+        };
+        (cells, base)
+    });
     let widths = vec![
         Constraint::Length(5),
         Constraint::Length(cw),
@@ -185,7 +120,7 @@ fn activity_cells(item: &ActivityItem, wide: bool) -> Vec<Cell<'static>> {
     // The strongest middleware decision on the exchange, in a one-column gutter.
     let badge = match item {
         ActivityItem::Transaction(t) => crate::middlewares::strongest(&t.middleware_events)
-            .map(super::middlewares::badge_span)
+            .map(badge_span)
             .unwrap_or_default(),
         ActivityItem::Connection(_) => Span::raw(""),
     };
@@ -206,21 +141,13 @@ fn activity_cells(item: &ActivityItem, wide: bool) -> Vec<Cell<'static>> {
 }
 
 /// The activity view: the feed window, newest first.
-pub fn activity(f: &mut Frame, area: Rect, app: &App) {
+pub(super) fn activity(f: &mut Frame, area: Rect, app: &App) {
     let a = &app.activity;
-    let rows_n = area.height.saturating_sub(1) as usize;
-    let range = window(&a.nav, a.items.len(), rows_n);
-    let visible: Vec<&ActivityItem> = a.items.range(range.clone()).collect();
+    let win = Window::under_header(&a.nav, a.items.len(), area);
+    let visible: Vec<&ActivityItem> = a.items.range(win.range.clone()).collect();
     let cw = fit("CONTAINER", visible.iter().map(|i| container_of(i)), 9, 16);
     let wide = area.width >= 110;
-    let rows = visible
-        .iter()
-        .enumerate()
-        .map(|(i, item)| {
-            let row = Row::new(activity_cells(item, wide));
-            style_row(row, range.start + i == a.nav.selected, Style::new())
-        })
-        .collect();
+    let rows = win.rows(&visible, |item| (activity_cells(item, wide), Style::new()));
     let mut widths = vec![
         Constraint::Length(1),
         Constraint::Length(8),
@@ -256,10 +183,9 @@ pub fn activity(f: &mut Frame, area: Rect, app: &App) {
 }
 
 /// The rules view.
-pub fn rules(f: &mut Frame, area: Rect, app: &App) {
-    let rows_n = area.height.saturating_sub(1) as usize;
-    let range = window(&app.rules_nav, app.rules.len(), rows_n);
-    let visible = &app.rules[range.clone()];
+pub(super) fn rules(f: &mut Frame, area: Rect, app: &App) {
+    let win = Window::under_header(&app.rules.nav, app.rules.len(), area);
+    let visible = &app.rules[win.range.clone()];
     let cw = fit(
         "CONTAINER",
         visible.iter().map(|r| r.container_pattern.as_str()),
@@ -272,36 +198,26 @@ pub fn rules(f: &mut Frame, area: Rect, app: &App) {
         4,
         11,
     );
-    let rows = visible
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let action = match r.action {
-                greyproxy_protocol::Action::Allow => {
-                    Span::styled("allow", Style::new().fg(Color::Green))
-                }
-                greyproxy_protocol::Action::Deny => {
-                    Span::styled("deny", Style::new().fg(Color::Red))
-                }
-            };
-            let cells = vec![
-                Cell::from(r.id.to_string()),
-                Cell::from(action),
-                Cell::from(r.container_pattern.clone()),
-                Cell::from(r.destination_pattern.clone()),
-                Cell::from(r.port_pattern.clone()),
-                Cell::from(expiry(r.expires_at.as_deref(), app.now)),
-                Cell::from(format!("{:?}", r.source).to_lowercase()),
-                Cell::from(r.notes.clone().unwrap_or_default()),
-            ];
-            let base = if r.is_active { Style::new() } else { DIM };
-            style_row(
-                Row::new(cells),
-                range.start + i == app.rules_nav.selected,
-                base,
-            )
-        })
-        .collect();
+    let rows = win.rows(visible, |r| {
+        let action = match r.action {
+            greyproxy_protocol::Action::Allow => {
+                Span::styled("allow", Style::new().fg(Color::Green))
+            }
+            greyproxy_protocol::Action::Deny => Span::styled("deny", Style::new().fg(Color::Red)),
+        };
+        let cells = vec![
+            Cell::from(r.id.to_string()),
+            Cell::from(action),
+            Cell::from(r.container_pattern.clone()),
+            Cell::from(r.destination_pattern.clone()),
+            Cell::from(r.port_pattern.clone()),
+            Cell::from(expiry(r.expires_at.as_deref(), app.now)),
+            Cell::from(format!("{:?}", r.source).to_lowercase()),
+            Cell::from(r.notes.clone().unwrap_or_default()),
+        ];
+        let base = if r.is_active { Style::new() } else { DIM };
+        (cells, base)
+    });
     let widths = vec![
         Constraint::Length(4),
         Constraint::Length(6),
@@ -324,13 +240,13 @@ pub fn rules(f: &mut Frame, area: Rect, app: &App) {
 }
 
 /// The detail of one activity row.
-pub fn detail(f: &mut Frame, area: Rect, d: &Detail) {
+pub(super) fn detail(f: &mut Frame, area: Rect, d: &Detail) {
     if let (ActivityItem::Transaction(u), Some(ws)) = (&d.item, &d.ws)
         && !ws.headers
     {
         match &ws.open {
             Some(m) => detail(f, area, m),
-            None => super::ws::draw(f, area, u, ws),
+            None => ws::draw(f, area, u, ws),
         }
         return;
     }

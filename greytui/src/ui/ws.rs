@@ -10,16 +10,13 @@ use ratatui::widgets::{Paragraph, Wrap};
 
 use greyproxy_protocol::Transaction;
 
-use super::{DIM, HEADER, SELECTED};
-use crate::app::ws::{WS_HEAD_ROWS, WsMessages, direction};
-use crate::format::{clock, ellipsize};
-
-fn field(k: &str, v: String) -> Line<'static> {
-    Line::from(vec![Span::styled(format!(" {k:<15}"), DIM), Span::raw(v)])
-}
+use super::widgets::{DIM, HEADER, SELECTED, Window, field};
+use crate::app::detail::WsMessages;
+use crate::format::{clock, ellipsize, ws_direction};
+use crate::layout::WS_HEAD_ROWS;
 
 /// `1834 B`, `12.5 KiB`, `3.0 MiB`.
-pub fn size(n: u64) -> String {
+fn size(n: u64) -> String {
     match n {
         n if n < 1024 => format!("{n} B"),
         n if n < 1024 * 1024 => format!("{:.1} KiB", n as f64 / 1024.0),
@@ -59,11 +56,11 @@ fn summary(u: &Transaction, ws: &WsMessages) -> Vec<Line<'static>> {
         format!("{} listed{recorded}", ws.items.len())
     };
     let capture = match &u.ws_capture_stopped {
-        Some(why) => Line::from(vec![
-            Span::styled(format!(" {:<15}", "capture"), DIM),
+        Some(why) => field(
+            "capture",
             Span::styled(format!("stopped: {why}"), Style::new().fg(Color::Red)),
-        ]),
-        None => field("capture", "every message".into()),
+        ),
+        None => field("capture", "every message"),
     };
     vec![
         Line::styled(format!(" {} {} → {status}", u.method, u.url), HEADER),
@@ -95,7 +92,7 @@ fn row(m: &Transaction, preview: Option<&String>, width: usize) -> String {
     let first = preview.map(String::as_str).unwrap_or("…");
     let text = format!(
         " {} {:<8} {:>9} {:>12} {:<6} {first}",
-        direction(m),
+        ws_direction(m),
         clock(&m.timestamp),
         decoded,
         wire,
@@ -105,7 +102,7 @@ fn row(m: &Transaction, preview: Option<&String>, width: usize) -> String {
 }
 
 /// Draws the summary and the visible messages.
-pub fn draw(f: &mut Frame, area: Rect, u: &Transaction, ws: &WsMessages) {
+pub(super) fn draw(f: &mut Frame, area: Rect, u: &Transaction, ws: &WsMessages) {
     let [head, list] =
         Layout::vertical([Constraint::Length(WS_HEAD_ROWS), Constraint::Min(0)]).areas(area);
     let mut lines = summary(u, ws);
@@ -119,14 +116,13 @@ pub fn draw(f: &mut Frame, area: Rect, u: &Transaction, ws: &WsMessages) {
     f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), head);
     let width = list.width as usize;
     let rows = list.height as usize;
-    let start = ws.nav.offset.min(ws.items.len());
-    let end = (start + rows).min(ws.items.len());
-    let mut out: Vec<Line> = ws.items[start..end]
+    let win = Window::new(&ws.nav, ws.items.len(), rows);
+    let mut out: Vec<Line> = ws.items[win.range.clone()]
         .iter()
         .enumerate()
         .map(|(i, m)| {
             let text = row(m, ws.previews.get(&m.id), width);
-            if start + i == ws.nav.selected {
+            if win.is_selected(i) {
                 Line::styled(format!("{text:<width$}"), SELECTED)
             } else {
                 Line::raw(text)

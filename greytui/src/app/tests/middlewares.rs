@@ -32,7 +32,7 @@ fn opening_the_view_lists_the_middlewares_with_4_and_tab() {
     assert!(typing(&mut app, "4").is_empty());
     listed(&mut app);
     assert!(app.middlewares.loaded && !app.middlewares.in_flight);
-    assert_eq!(app.middlewares.items.len(), 2);
+    assert_eq!(app.middlewares.list.len(), 2);
     // Tab order: Rules → Middlewares → Pending.
     typing(&mut app, "3");
     let fx = typing(&mut app, "\t");
@@ -109,7 +109,7 @@ fn replies_keep_the_selection_and_errors_keep_the_last_list() {
     listed(&mut app);
     typing(&mut app, "j");
     assert_eq!(
-        app.middlewares.selected().unwrap().url,
+        app.middlewares.list.selected().unwrap().url,
         "ws://127.0.0.1:9000/mw"
     );
     // The order changed: the same middleware stays selected.
@@ -121,14 +121,14 @@ fn replies_keep_the_selection_and_errors_keep_the_last_list() {
         Tag::Middlewares,
         Ok(result(json!({ "middlewares": list }))),
     );
-    assert_eq!(app.middlewares.nav.selected, 0);
+    assert_eq!(app.middlewares.list.nav.selected, 0);
     // A failed refresh keeps what is shown and says why.
     reply(
         &mut app,
         Tag::Middlewares,
         Err("unknown command \"list_middlewares\"".into()),
     );
-    assert_eq!(app.middlewares.items.len(), 2);
+    assert_eq!(app.middlewares.list.len(), 2);
     assert!(
         app.middlewares
             .error
@@ -142,6 +142,6 @@ fn replies_keep_the_selection_and_errors_keep_the_last_list() {
         Tag::Middlewares,
         Ok(result(json!({ "middlewares": [] }))),
     );
-    assert!(app.middlewares.items.is_empty() && app.middlewares.error.is_none());
-    assert_eq!(app.middlewares.nav.selected, 0);
+    assert!(app.middlewares.list.is_empty() && app.middlewares.error.is_none());
+    assert_eq!(app.middlewares.list.nav.selected, 0);
 }

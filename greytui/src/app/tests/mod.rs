@@ -18,7 +18,6 @@ use greyproxy_protocol::{
 use serde_json::json;
 
 use super::lists::ACTIVITY_PAGE;
-use super::modal::Modal;
 use super::*;
 use crate::sample::{self, connection, demo_app, envelope, pending, rule};
 
@@ -129,7 +128,7 @@ fn a_new_pending_request_rings_once_and_notifies_when_a_desktop_exists() {
     let fx = event(&mut app, Event::PendingCreated(p.clone()), 1);
     assert_eq!(fx.first(), Some(&Effect::Bell));
     assert!(matches!(&fx[1], Effect::Notify { body, .. } if body.contains("example.com:443")));
-    assert_eq!(app.pending, vec![p.clone()]);
+    assert_eq!(app.pending.to_vec(), vec![p.clone()]);
     // Another attempt for the same request is an update, not a new alert.
     let fx = event(&mut app, Event::PendingCreated(p), 2);
     assert!(fx.is_empty());
@@ -225,7 +224,7 @@ fn decided_requests_leave_and_the_selection_stays_on_its_row() {
         rule: None,
     });
     event(&mut app, gone, 1);
-    assert_eq!(app.selected_pending().unwrap().id, 16);
+    assert_eq!(app.pending.selected().unwrap().id, 16);
     let w = WaitersChanged {
         container_name: "claude-code".into(),
         host: "api.github.com".into(),
@@ -235,14 +234,14 @@ fn decided_requests_leave_and_the_selection_stays_on_its_row() {
         pending_id: Some(16),
     };
     event(&mut app, Event::WaitersChanged(w), 2);
-    assert_eq!(app.selected_pending().unwrap().waiting_count, 3);
+    assert_eq!(app.pending.selected().unwrap().waiting_count, 3);
     let gone = Event::PendingDismissed(PendingDecided {
         pending_id: 16,
         rule: None,
     });
     event(&mut app, gone, 3);
     assert_eq!(app.pending.len(), 1);
-    assert_eq!(app.selected_pending().unwrap().id, 15);
+    assert_eq!(app.pending.selected().unwrap().id, 15);
 }
 
 #[test]

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
+use crate::format::allow_all_label;
 
 #[test]
 fn views_switch_with_tab_digits_and_shift_tab() {
@@ -312,7 +313,7 @@ fn messages_expire_and_resizes_keep_the_selection_visible() {
     typing(&mut app, "G");
     app.update(Msg::Resize(80, 10));
     let rows = app.list_rows();
-    let n = app.pending_nav;
+    let n = app.pending.nav;
     assert!(
         n.selected >= n.offset && n.selected < n.offset + rows,
         "{n:?}"

@@ -4,7 +4,8 @@
 use greyproxy_protocol::{ActivityItem, Transaction};
 
 use super::*;
-use crate::app::ws::{WS_LIMIT, is_upgrade};
+use crate::app::detail::is_upgrade;
+use crate::app::ws::WS_LIMIT;
 use crate::sample::{ws_message, ws_upgrade};
 
 fn page(items: Vec<Transaction>) -> Reply {
