@@ -15,7 +15,7 @@ use futures_util::{SinkExt, StreamExt};
 use greyproxy_testkit::control::open;
 use greyproxy_testkit::origin::http_origin;
 use greyproxy_testkit::raw::{http_connect, http_connect_send};
-use greyproxy_testkit::{Control, Daemon, DaemonBuilder};
+use greyproxy_testkit::{Control, Daemon, DaemonBuilder, eventually_sync};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -233,18 +233,22 @@ async fn sigkill_mid_burst_loses_no_acknowledged_decision_or_edit() {
     burst.spawn(allow_all(c, ledger.clone(), pendings.clone()));
 
     // Mid-burst: enough acknowledged, editors still going.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        {
+    let what = "enough acknowledged edits and allows mid-burst (acks, allows)";
+    eventually_sync(
+        what,
+        Duration::from_secs(20),
+        Duration::from_millis(2),
+        || {
             let l = ledger.lock().unwrap();
             assert!(l.failures.is_empty(), "{:?}", l.failures);
             if l.acks >= KILL_AFTER_ACKS && l.allowed.len() >= KILL_AFTER_ALLOWS {
-                break;
+                Ok(())
+            } else {
+                Err((l.acks, l.allowed.len()))
             }
-        }
-        assert!(Instant::now() < deadline, "burst too slow");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+        },
+    )
+    .await;
     sigkill(pid_of(&d));
     while let Some(r) = burst.join_next().await {
         r.unwrap();

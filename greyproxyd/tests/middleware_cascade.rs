@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use greyproxy_testkit::fakemw::env::{both, middlewares, start, wait_log, wait_status};
 use greyproxy_testkit::fakemw::{
-    FakeMw, Frame, allow, b64, body_text, decision_with, hello, python,
+    FakeMw, Frame, allow, b64, body_text, case, decision_with, hello, python,
 };
 use greyproxy_testkit::fetch::fetch;
 use greyproxy_testkit::https_origin::Origin;
@@ -19,13 +19,6 @@ use greyproxy_testkit::{DaemonBuilder, curl};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_greyproxyd");
-
-fn case(m: &Value) -> String {
-    let uri = m["uri"].as_str().unwrap_or("");
-    uri.split_once("case=")
-        .map(|(_, c)| c.split('&').next().unwrap_or("").to_string())
-        .unwrap_or_default()
-}
 
 /// A step that appends `letter` to the request body (and sets `X-Step-<letter>` plus
 /// `extra` headers) for cases f1/f3, denies f2 when `deny`, and bumps the response status.

@@ -6,19 +6,12 @@
 #![allow(clippy::unwrap_used)]
 
 use greyproxy_testkit::fakemw::env::{both, start, wait_log};
-use greyproxy_testkit::fakemw::{FakeMw, Frame, allow, b64, decision, decision_with, hello};
+use greyproxy_testkit::fakemw::{FakeMw, Frame, allow, b64, case, decision, decision_with, hello};
 use greyproxy_testkit::fetch::{Fetch, fetch};
 use greyproxy_testkit::https_origin::{JSON_BODY, Origin, Seen, encode};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_greyproxyd");
-
-fn case(m: &Value) -> String {
-    let uri = m["uri"].as_str().unwrap_or("");
-    uri.split_once("case=")
-        .map(|(_, c)| c.split('&').next().unwrap_or("").to_string())
-        .unwrap_or_default()
-}
 
 /// Values of a response header in curl's `-D` output (last response head).
 fn hdr(f: &Fetch, name: &str) -> Vec<String> {

@@ -5,20 +5,13 @@
 #![allow(clippy::unwrap_used)]
 
 use greyproxy_testkit::fakemw::env::{events, start, tx};
-use greyproxy_testkit::fakemw::{FakeMw, Frame, Transport, allow, b64, decision_with};
+use greyproxy_testkit::fakemw::{FakeMw, Frame, Transport, allow, b64, case, decision_with};
 use greyproxy_testkit::fetch::fetch;
 use greyproxy_testkit::https_origin::Origin;
 use greyproxy_testkit::wire::is_rfc3339;
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_greyproxyd");
-
-fn case(m: &Value) -> String {
-    let uri = m["uri"].as_str().unwrap_or("");
-    uri.split_once("case=")
-        .map(|(_, c)| c.split('&').next().unwrap_or("").to_string())
-        .unwrap_or_default()
-}
 
 fn tags(who: &str) -> Value {
     json!({ format!("{who}.seen"): true, "n": 1 })

@@ -7,22 +7,15 @@
 
 use std::time::{Duration, Instant};
 
-use greyproxy_testkit::curl;
 use greyproxy_testkit::fakemw::env::{
     alive, both, events, middlewares, settle, start, tx, wait_gone, wait_ready, wait_status,
 };
-use greyproxy_testkit::fakemw::{FakeMw, Frame, Transport, allow, hello};
+use greyproxy_testkit::fakemw::{FakeMw, Frame, Transport, allow, case, hello};
 use greyproxy_testkit::https_origin::Origin;
+use greyproxy_testkit::{curl, within_sync};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_greyproxyd");
-
-fn case(m: &Value) -> String {
-    let uri = m["uri"].as_str().unwrap_or("");
-    uri.split_once("case=")
-        .map(|(_, c)| c.split('&').next().unwrap_or("").to_string())
-        .unwrap_or_default()
-}
 
 /// H1 (timeout → 403 / allow, 502 / passthrough), H4 (`"Allow"` is deny), H8 (default
 /// timeout for unset, 0, negative), J3 (fallback deny recorded with 403, reason, no tags).
@@ -223,11 +216,16 @@ async fn reconnect_backoff_doubles_to_two_seconds_and_resets() {
             Transport::Stdio => 600,
         };
         let nominal = [100u64, 200, 400, 800, 1600, 2000];
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while accepts.lock().unwrap().len() < nominal.len() + 1 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let at = accepts.lock().unwrap().clone();
+        let at = within_sync(Duration::from_secs(15), Duration::from_millis(50), || {
+            let at = accepts.lock().unwrap().clone();
+            if at.len() > nominal.len() {
+                Ok(at)
+            } else {
+                Err(at)
+            }
+        })
+        .await
+        .unwrap_or_else(|at| at);
         assert!(at.len() > nominal.len(), "{t}: {} attempts", at.len());
         for (i, n) in nominal.iter().enumerate() {
             let gap = (at[i + 1] - at[i]).as_millis() as u64;
@@ -250,11 +248,16 @@ async fn reconnect_backoff_doubles_to_two_seconds_and_resets() {
         let before = accepts.lock().unwrap().len();
         fake.set_down(true);
         let dropped = Instant::now();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while accepts.lock().unwrap().len() < before + 2 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let at = accepts.lock().unwrap().clone();
+        let at = within_sync(Duration::from_secs(5), Duration::from_millis(10), || {
+            let at = accepts.lock().unwrap().clone();
+            if at.len() >= before + 2 {
+                Ok(at)
+            } else {
+                Err(at)
+            }
+        })
+        .await
+        .unwrap_or_else(|at| at);
         assert!(at.len() >= before + 2, "{t}: reconnects after the reset");
         let first = (at[before] - dropped).as_millis() as u64;
         let second = (at[before + 1] - at[before]).as_millis() as u64;

@@ -9,21 +9,13 @@ use std::time::{Duration, Instant};
 
 use greyproxy_testkit::fakemw::env::{both, middlewares, start, wait_log, wait_ready, wait_status};
 use greyproxy_testkit::fakemw::{
-    FakeMw, Frame, Transport, allow, b64, decision, decision_with, hello, python,
+    FakeMw, Frame, Transport, allow, b64, case, decision, decision_with, hello, python,
 };
 use greyproxy_testkit::https_origin::Origin;
 use greyproxy_testkit::{CurlResult, curl};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_greyproxyd");
-
-/// The `case=` of a message's URI.
-fn case(m: &Value) -> String {
-    let uri = m["uri"].as_str().unwrap_or("");
-    uri.split_once("case=")
-        .map(|(_, c)| c.split('&').next().unwrap_or("").to_string())
-        .unwrap_or_default()
-}
 
 async fn get(proxy: &str, url: &str) -> CurlResult {
     curl(&["-x", proxy, url]).await

@@ -6,6 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use greyproxy_testkit::eventually_every;
 use greyproxy_testkit::fetch::fetch;
 use greyproxy_testkit::https_origin::{CHUNKS, JSON_BODY, Origin};
 use greyproxy_testkit::mitm::{MitmEnv, get_tx, mitm_of, transactions_for, tx_event};
@@ -16,15 +17,22 @@ const BIN: &str = env!("CARGO_BIN_EXE_greyproxyd");
 
 /// Waits until `n` transactions for `host` are recorded; returns them oldest first.
 async fn recorded(env: &mut MitmEnv, host: &str, n: usize) -> Vec<Value> {
-    for _ in 0..50 {
-        let mut all = transactions_for(&mut env.ws, host).await;
-        if all.len() >= n {
-            all.reverse();
-            return all;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("fewer than {n} transactions for {host}");
+    let what = format!("{n} transactions for {host}");
+    eventually_every(
+        &what,
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+        async || {
+            let mut all = transactions_for(&mut env.ws, host).await;
+            if all.len() >= n {
+                all.reverse();
+                Ok(all)
+            } else {
+                Err(all)
+            }
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,15 +3,15 @@
 //! bypass list, a client that rejects our certificate, and a CA rotated while running.
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use greyproxy_testkit::DaemonBuilder;
 use greyproxy_testkit::fetch::fetch;
 use greyproxy_testkit::https_origin::{BANNER, JSON_BODY, Origin, banner_origin};
 use greyproxy_testkit::mitm::{MitmEnv, allow_loopback, mitm_outcomes, transactions_for, tx_event};
 use greyproxy_testkit::origin::echo_origin;
 use greyproxy_testkit::raw::{SocksTarget, echo_roundtrip, http_connect, socks5_connect};
 use greyproxy_testkit::tls::{Sender, TestCa, body_bytes, tls_connect, tls_via_connect};
+use greyproxy_testkit::{DaemonBuilder, Text, eventually_every};
 use serde_json::json;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -272,18 +272,17 @@ async fn a_regenerated_ca_is_used_for_new_connections_within_seconds() {
         "a new CA was written"
     );
     let new_arg = env.daemon_ca_arg();
-    let start = Instant::now();
-    loop {
-        match curl_with_ca(&p, &new_arg, &url).await {
-            Ok(200) => break,
-            other => assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "new CA not used after 5 s: {other:?}\n{}",
-                env.d.log()
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let what = "the new CA to be used (curl's result, the daemon log)";
+    eventually_every(
+        what,
+        Duration::from_secs(5),
+        Duration::from_millis(200),
+        async || match curl_with_ca(&p, &new_arg, &url).await {
+            Ok(200) => Ok(()),
+            other => Err((other, Text(env.d.log()))),
+        },
+    )
+    .await;
     assert_eq!(
         curl_with_ca(&p, &old_arg, &url).await,
         Err(60),

@@ -19,7 +19,8 @@ use greyproxy_testkit::raw::{
     read_socks_reply, socks5_connect, socks5_send,
 };
 use greyproxy_testkit::tls::{Sender, TestCa, tls_via_connect};
-use greyproxy_testkit::{Control, DaemonBuilder};
+use greyproxy_testkit::wait::POLL;
+use greyproxy_testkit::{Control, DaemonBuilder, Text, eventually_sync, within_blocking};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -35,16 +36,12 @@ fn signal(pid: u32, sig: &str) {
 }
 
 fn wait_exit(child: &mut Child, within: Duration) -> ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        if Instant::now() > deadline {
+    match within_blocking(within, || child.try_wait().unwrap().ok_or(())) {
+        Ok(s) => s,
+        Err(()) => {
             let _ = child.kill();
             panic!("daemon did not exit within {within:?}");
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -165,15 +162,21 @@ fn ready_only_once_ports_accept_then_watchdog_and_stopping() {
 /// A daemon of our own (for its exit status): the child, its listeners and a control client.
 async fn start(dir: &Path, extra: &[&str]) -> (Child, Value, Control) {
     let mut child = spawn(dir, extra, &[]);
-    let rt = loop {
-        if let Ok(t) = std::fs::read_to_string(dir.join("daemon.json"))
-            && let Ok(v) = serde_json::from_str::<Value>(&t)
-        {
-            break v;
-        }
-        assert!(child.try_wait().unwrap().is_none(), "{}", log_of(dir));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let rt = eventually_sync(
+        "daemon.json; the log",
+        Duration::from_secs(20),
+        POLL,
+        || {
+            if let Ok(t) = std::fs::read_to_string(dir.join("daemon.json"))
+                && let Ok(v) = serde_json::from_str::<Value>(&t)
+            {
+                return Ok(v);
+            }
+            assert!(child.try_wait().unwrap().is_none(), "{}", log_of(dir));
+            Err(Text(log_of(dir)))
+        },
+    )
+    .await;
     let token = std::fs::read_to_string(dir.join("control.token")).unwrap();
     let url = format!("ws://{}/ws", rt["listeners"]["control"].as_str().unwrap());
     let ws = Control::connect(&url, Some(token.trim())).await.unwrap();
@@ -301,16 +304,13 @@ async fn reload_and_wait(env: &MitmEnv, nth: usize) -> String {
     )
     .unwrap();
     signal(pid["pid"].as_u64().unwrap() as u32, "HUP");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let what = format!("reload {nth} logged; the log");
+    eventually_sync(&what, Duration::from_secs(10), POLL, || {
         let log = env.d.log();
         let n = log.matches("reloaded ").count() + log.matches("config reload failed").count();
-        if n >= nth {
-            return log;
-        }
-        assert!(Instant::now() < deadline, "no reload logged:\n{log}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        if n >= nth { Ok(log) } else { Err(Text(log)) }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -366,11 +366,16 @@ async fn reload_without_a_config_file_is_harmless() {
         serde_json::from_str(&std::fs::read_to_string(d.state_dir().join("daemon.json")).unwrap())
             .unwrap();
     signal(pid["pid"].as_u64().unwrap() as u32, "HUP");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !d.log().contains("nothing to reload") {
-        assert!(Instant::now() < deadline, "{}", d.log());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = "\"nothing to reload\" logged; the log";
+    eventually_sync(what, Duration::from_secs(10), POLL, || {
+        let log = d.log();
+        if log.contains("nothing to reload") {
+            Ok(())
+        } else {
+            Err(Text(log))
+        }
+    })
+    .await;
     let mut c = d.client().await;
     let s = c.query(serde_json::json!({"command":"status"})).await;
     assert!(s["listeners"]["control"].is_string(), "{s}");

@@ -6,14 +6,14 @@
 //! 30 minutes; this is the CI-sized version.
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use greyproxy_testkit::Control;
 use greyproxy_testkit::fetch::fetch;
 use greyproxy_testkit::https_origin::Origin;
 use greyproxy_testkit::mitm::MitmEnv;
 use greyproxy_testkit::origin::{echo_origin, http_origin};
 use greyproxy_testkit::raw::{echo_roundtrip, http_connect, http_connect_send};
+use greyproxy_testkit::{Control, within};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
@@ -36,14 +36,20 @@ fn open_fds(env: &MitmEnv) -> usize {
 /// Waits up to 10 s for the daemon to settle back to `tasks` tasks and `fds` descriptors;
 /// returns what it last saw.
 async fn settle(env: &mut MitmEnv, tasks: u64, fds: usize) -> (u64, usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let now = (alive_tasks(&mut env.ws).await, open_fds(env));
-        if (now.0 <= tasks && now.1 <= fds) || Instant::now() > deadline {
-            return now;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    within(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        async || {
+            let now = (alive_tasks(&mut env.ws).await, open_fds(env));
+            if now.0 <= tasks && now.1 <= fds {
+                Ok(now)
+            } else {
+                Err(now)
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|now| now)
 }
 
 #[tokio::test]

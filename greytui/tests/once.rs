@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{command, daemon, finish, greytui, held_curl, once};
+use greyproxy_testkit::closed_port;
 use greyproxy_testkit::origin::http_origin;
 use serde_json::Value;
 
@@ -186,12 +187,17 @@ async fn daemon_down_or_wrong_token_exit_3_and_usage_errors_exit_2() {
     assert_eq!(r.code, 3, "{r:?}");
     assert!(r.stderr.contains("cannot read token file"), "{r:?}");
 
+    // A stopped daemon removes its daemon.json, and greytui would then try the default
+    // address, where a developer's own daemon may be listening: name a closed port instead.
     let state = d.stop().await;
+    let url = format!("ws://127.0.0.1:{}/ws", closed_port());
     let r = greytui(&[
         "--once",
         "pending",
         "--state-dir",
         state.path().to_str().unwrap(),
+        "--url",
+        &url,
     ])
     .await;
     assert_eq!(r.code, 3, "{r:?}");
@@ -317,7 +323,7 @@ async fn middlewares_lists_a_live_stdio_middleware() {
         .join("../examples/passthrough/middleware.py")
         .canonicalize()
         .unwrap();
-    let cmd = format!("python3 {}", example.display());
+    let cmd = format!("'{}' {}", greyproxy_testkit::python(), example.display());
     let d = greyproxy_testkit::DaemonBuilder::new(common::daemon_bin())
         .args(&["--middleware-cmd", &cmd])
         .start()
