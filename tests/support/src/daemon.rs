@@ -136,7 +136,7 @@ async fn wait_runtime(dir: &Path, child: &mut Child, log: &Path) -> Value {
     let pid = child.id();
     let read_log = || Text(std::fs::read_to_string(log).unwrap_or_default());
     eventually_sync(
-        "the daemon to start (its daemon.json); its log",
+        "the daemon to start (its daemon.json)",
         Duration::from_secs(20),
         POLL,
         || {

@@ -95,7 +95,7 @@ pub async fn get_tx(ws: &mut Control, id: &Value) -> Value {
 /// The tunnel rows (`list_activity kind=connection`) for `host:port` that carry a `mitm`
 /// outcome, oldest first; polls for up to 5 s until there are at least `n`.
 pub async fn tunnel_rows(ws: &mut Control, host: &str, port: u16, n: usize) -> Vec<Value> {
-    let what = format!("{n} tunnel rows with mitm for {host}:{port}; list_activity");
+    let what = format!("{n} tunnel rows with mitm for {host}:{port}");
     eventually_every(
         &what,
         Duration::from_secs(5),

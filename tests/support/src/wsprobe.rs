@@ -1,5 +1,5 @@
 //! WebSocket capture tests: the Python `websockets` origin and client of
-//! `greyproxyd/tests/ws/` run as real child processes, and the rows the daemon recorded for a
+//! `greyproxyd/tests/it/ws/` run as real child processes, and the rows the daemon recorded for a
 //! WebSocket connection (the 101 upgrade and one `WS_REQ`/`WS_RESP` row per message).
 
 use std::net::SocketAddr;
@@ -18,16 +18,16 @@ use crate::wait::within;
 /// How long a script may take before the test gives up on it.
 const SCRIPT_WAIT: Duration = Duration::from_secs(60);
 
-/// A script of `greyproxyd/tests/ws/`.
+/// A script of `greyproxyd/tests/it/ws/`.
 pub fn script(name: &str) -> PathBuf {
     PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../greyproxyd/tests/ws"
+        "/../../greyproxyd/tests/it/ws"
     ))
     .join(name)
 }
 
-/// `greyproxyd/tests/ws/server.py` listening on an IP of its own; killed when dropped.
+/// `greyproxyd/tests/it/ws/server.py` listening on an IP of its own; killed when dropped.
 pub struct WsOrigin {
     child: Child,
     lines: Lines<BufReader<ChildStdout>>,
@@ -125,7 +125,7 @@ impl WsOrigin {
     }
 }
 
-/// Runs `greyproxyd/tests/ws/client.py` with `cfg` on stdin; returns its JSON output. Panics
+/// Runs `greyproxyd/tests/it/ws/client.py` with `cfg` on stdin; returns its JSON output. Panics
 /// with its stderr when it fails or takes more than a minute.
 pub async fn run_client(cfg: &Value) -> Value {
     run_client_for(cfg, SCRIPT_WAIT).await

@@ -59,7 +59,7 @@ pub async fn wait_status(
     what: &str,
     pred: impl Fn(&Value) -> bool,
 ) -> Value {
-    let what = format!("middleware {idx} to be {what}; list_middlewares");
+    let what = format!("middleware {idx} to be {what}");
     eventually_every(&what, wait, Duration::from_millis(50), async || {
         let all = middlewares(ws).await;
         match all.get(idx) {
@@ -95,7 +95,7 @@ pub fn events(tx: &Value) -> Vec<Value> {
 
 /// Waits until `log()` contains `needle`; panics with the log after `wait`.
 pub async fn wait_log(log: impl Fn() -> String, needle: &str, wait: Duration) -> String {
-    let what = format!("the log to show {needle:?}; the log");
+    let what = format!("the log to show {needle:?}");
     eventually_sync(&what, wait, Duration::from_millis(50), || {
         let l = log();
         if l.contains(needle) {
