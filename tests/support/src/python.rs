@@ -49,7 +49,12 @@ fn resolve() -> Result<String, String> {
         .map_err(|e| format!("locking {}: {e}", lock_path.display()))?;
     // Another test binary may have built it while this one waited for the lock.
     if probe(&venv_python).is_none() {
-        build(&target, &venv)?;
+        let scratch = target.join(format!("{VENV}.tmp-{}", std::process::id()));
+        let built = build(&scratch, &venv);
+        // A failed attempt (e.g. Debian's python3 without python3-venv leaves a venv without
+        // pip behind) must not litter the target dir.
+        let _ = std::fs::remove_dir_all(&scratch);
+        built?;
     }
     drop(lock);
     // The venv's `python3` keeps its name so that labels derived from the command
@@ -72,17 +77,16 @@ fn probe(python: &Path) -> Option<String> {
     (out.status.success() && !p.is_empty()).then_some(p)
 }
 
-/// Creates the venv in a scratch dir, installs websockets, then renames it to `venv`.
-/// Called with the lock held.
-fn build(target: &Path, venv: &Path) -> Result<(), String> {
-    let scratch = target.join(format!("{VENV}.tmp-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&scratch);
+/// Creates the venv in `scratch`, installs websockets, then renames it to `venv`. Called
+/// with the lock held.
+fn build(scratch: &Path, venv: &Path) -> Result<(), String> {
+    let _ = std::fs::remove_dir_all(scratch);
     eprintln!(
         "python3 has no `websockets`: creating {} for the tests (once)",
         venv.display()
     );
     run(
-        Command::new("python3").arg("-m").arg("venv").arg(&scratch),
+        Command::new("python3").arg("-m").arg("venv").arg(scratch),
         "python3 cannot create a virtualenv, which the tests need to install `websockets`. \
          Install the venv module (Debian/Ubuntu: `apt-get install python3-venv`), or install \
          `websockets` for python3 yourself (`python3 -m pip install websockets`)",
@@ -101,7 +105,7 @@ fn build(target: &Path, venv: &Path) -> Result<(), String> {
          websockets`), then run the tests again",
     )?;
     let _ = std::fs::remove_dir_all(venv);
-    std::fs::rename(&scratch, venv)
+    std::fs::rename(scratch, venv)
         .map_err(|e| format!("renaming {} to {}: {e}", scratch.display(), venv.display()))
 }
 
