@@ -3,11 +3,23 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::control::Control;
+use crate::wait::{POLL, Text, eventually_sync, within_sync};
+
+/// A loopback port that nothing listens on: one the kernel just handed out and that was
+/// released again. Unlike a fixed port (the daemon's defaults, 43080…), it is closed even when
+/// a real greyproxyd runs on this machine.
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
 
 /// How to start a daemon.
 #[derive(Debug, Clone)]
@@ -122,28 +134,28 @@ impl Drop for StartGuard {
 
 async fn wait_runtime(dir: &Path, child: &mut Child, log: &Path) -> Value {
     let pid = child.id();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "daemon exited with {status} before listening; log:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        if let Ok(text) = std::fs::read_to_string(dir.join("daemon.json"))
-            && let Ok(v) = serde_json::from_str::<Value>(&text)
-            && v["pid"].as_u64() == Some(pid as u64)
-        {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "daemon did not start; log:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let read_log = || Text(std::fs::read_to_string(log).unwrap_or_default());
+    eventually_sync(
+        "the daemon to start (its daemon.json)",
+        Duration::from_secs(20),
+        POLL,
+        || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "daemon exited with {status} before listening; log:\n{}",
+                    read_log().0
+                );
+            }
+            if let Ok(text) = std::fs::read_to_string(dir.join("daemon.json"))
+                && let Ok(v) = serde_json::from_str::<Value>(&text)
+                && v["pid"].as_u64() == Some(pid as u64)
+            {
+                return Ok(v);
+            }
+            Err(read_log())
+        },
+    )
+    .await
 }
 
 /// A running daemon; killed when dropped.
@@ -204,17 +216,14 @@ impl Daemon {
                 .arg("-TERM")
                 .arg(child.id().to_string())
                 .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if child.try_wait().unwrap().is_some() {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("daemon did not stop on SIGTERM");
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+            let exited = within_sync(Duration::from_secs(10), POLL, || {
+                child.try_wait().unwrap().ok_or(())
+            })
+            .await;
+            if exited.is_err() {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("daemon did not stop on SIGTERM");
             }
         }
         self.dir.take().unwrap()

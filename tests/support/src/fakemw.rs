@@ -2,7 +2,7 @@
 //!
 //! * WebSocket ([`FakeMw::ws`]): a WebSocket server on `127.0.0.1:0` that the daemon dials
 //!   (`--middleware ws://…`); each upgrade request is recorded ([`FakeConn::upgrade`]).
-//! * stdio ([`FakeMw::stdio`]): the daemon spawns `python3 fakemw_relay.py 127.0.0.1:PORT`
+//! * stdio ([`FakeMw::stdio`]): the daemon spawns `<python> fakemw_relay.py 127.0.0.1:PORT`
 //!   (`--middleware-cmd`), which connects back to this listener and relays bytes exactly
 //!   (stdin → socket, socket → stdout). The relay first reports its pid, process group and
 //!   environment ([`FakeConn::meta`]); relay options ([`FakeMw::relay_args`]) make it print a
@@ -35,18 +35,16 @@ pub const PROXY_HELLO: &str = r#"{"type":"hello","version":1}"#;
 /// The relay script.
 pub const RELAY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fakemw_relay.py");
 
-/// The Python interpreter itself (not a version-manager shim, which would add hundreds of
-/// milliseconds to every spawn), as an absolute path.
-pub fn python() -> &'static str {
-    static PY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    PY.get_or_init(|| {
-        let out = std::process::Command::new("python3")
-            .args(["-c", "import sys; print(sys.executable)"])
-            .output()
-            .expect("python3 runs");
-        let p = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if p.is_empty() { "python3".into() } else { p }
-    })
+pub use crate::python::python;
+
+/// The test case a request message is for: the `case=` query parameter of its `uri` (empty
+/// when it has none). The middleware tests tag each request with one so that a scripted
+/// responder can answer each case differently.
+pub fn case(m: &Value) -> String {
+    let uri = m["uri"].as_str().unwrap_or("");
+    uri.split_once("case=")
+        .map(|(_, c)| c.split('&').next().unwrap_or("").to_string())
+        .unwrap_or_default()
 }
 
 /// Which transport a fake speaks.

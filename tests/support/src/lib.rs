@@ -12,11 +12,18 @@ pub mod fetch;
 pub mod https_origin;
 pub mod mitm;
 pub mod origin;
+pub mod python;
 pub mod raw;
 pub mod tls;
+pub mod wait;
 pub mod wire;
 pub mod wsprobe;
 
 pub use control::Control;
 pub use curl::{CurlResult, curl};
-pub use daemon::{Daemon, DaemonBuilder};
+pub use daemon::{Daemon, DaemonBuilder, closed_port};
+pub use python::python;
+pub use wait::{
+    Text, eventually, eventually_blocking, eventually_every, eventually_sync, within,
+    within_blocking, within_sync,
+};

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use crate::control::Control;
 use crate::daemon::{Daemon, DaemonBuilder};
 use crate::tls::TestCa;
+use crate::wait::eventually_every;
 
 /// A daemon started with `--upstream-ca` for a fresh [`TestCa`] (and an optional config file),
 /// a control client, and a rule allowing every client to reach 127.0.0.0/8.
@@ -94,35 +95,34 @@ pub async fn get_tx(ws: &mut Control, id: &Value) -> Value {
 /// The tunnel rows (`list_activity kind=connection`) for `host:port` that carry a `mitm`
 /// outcome, oldest first; polls for up to 5 s until there are at least `n`.
 pub async fn tunnel_rows(ws: &mut Control, host: &str, port: u16, n: usize) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let page = ws
-            .query(
-                json!({"command":"list_activity","kind":"connection","destination":host,
+    let what = format!("{n} tunnel rows with mitm for {host}:{port}");
+    eventually_every(
+        &what,
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+        async || {
+            let page = ws
+                .query(
+                    json!({"command":"list_activity","kind":"connection","destination":host,
                           "limit":1000}),
-            )
-            .await;
-        let mut rows: Vec<Value> = page["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| {
-                r["destination_host"] == host
-                    && r["destination_port"] == port
-                    && !r["mitm"].is_null()
-            })
-            .cloned()
-            .collect();
-        rows.reverse();
-        if rows.len() >= n {
-            return rows;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "fewer than {n} tunnel rows with mitm for {host}:{port}: {page}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+                )
+                .await;
+            let mut rows: Vec<Value> = page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| {
+                    r["destination_host"] == host
+                        && r["destination_port"] == port
+                        && !r["mitm"].is_null()
+                })
+                .cloned()
+                .collect();
+            rows.reverse();
+            if rows.len() >= n { Ok(rows) } else { Err(page) }
+        },
+    )
+    .await
 }
 
 /// The `mitm` outcomes of the tunnels to `host:port`, oldest first (waits for `n`).

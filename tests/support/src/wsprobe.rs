@@ -1,5 +1,5 @@
 //! WebSocket capture tests: the Python `websockets` origin and client of
-//! `greyproxyd/tests/ws/` run as real child processes, and the rows the daemon recorded for a
+//! `greyproxyd/tests/it/ws/` run as real child processes, and the rows the daemon recorded for a
 //! WebSocket connection (the 101 upgrade and one `WS_REQ`/`WS_RESP` row per message).
 
 use std::net::SocketAddr;
@@ -13,20 +13,21 @@ use tokio::process::{Child, ChildStdout, Command};
 
 use crate::control::Control;
 use crate::tls::TestCa;
+use crate::wait::within;
 
 /// How long a script may take before the test gives up on it.
 const SCRIPT_WAIT: Duration = Duration::from_secs(60);
 
-/// A script of `greyproxyd/tests/ws/`.
+/// A script of `greyproxyd/tests/it/ws/`.
 pub fn script(name: &str) -> PathBuf {
     PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../greyproxyd/tests/ws"
+        "/../../greyproxyd/tests/it/ws"
     ))
     .join(name)
 }
 
-/// `greyproxyd/tests/ws/server.py` listening on an IP of its own; killed when dropped.
+/// `greyproxyd/tests/it/ws/server.py` listening on an IP of its own; killed when dropped.
 pub struct WsOrigin {
     child: Child,
     lines: Lines<BufReader<ChildStdout>>,
@@ -49,7 +50,7 @@ impl WsOrigin {
     /// (`--compression …`, `--mode …`, `--fragment-replies N`).
     pub async fn start(ip: &str, ca: Option<&TestCa>, args: &[&str]) -> WsOrigin {
         let stderr = tempfile::NamedTempFile::new().unwrap();
-        let mut cmd = Command::new("python3");
+        let mut cmd = Command::new(crate::python());
         cmd.arg(script("server.py")).args(["--host", ip]).args(args);
         let tls = ca.map(|ca| {
             let ck = ca.leaf(&[ip]);
@@ -73,7 +74,7 @@ impl WsOrigin {
             .stderr(Stdio::from(stderr.reopen().unwrap()))
             .kill_on_drop(true)
             .spawn()
-            .expect("python3 runs");
+            .expect("python runs");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let first = tokio::time::timeout(SCRIPT_WAIT, lines.next_line()).await;
         let port = match first {
@@ -81,7 +82,7 @@ impl WsOrigin {
                 .as_u64()
                 .unwrap(),
             _ => panic!(
-                "server.py did not start (is `pip install websockets` done?): {}",
+                "server.py did not start: {}",
                 std::fs::read_to_string(stderr.path()).unwrap_or_default()
             ),
         };
@@ -124,7 +125,7 @@ impl WsOrigin {
     }
 }
 
-/// Runs `greyproxyd/tests/ws/client.py` with `cfg` on stdin; returns its JSON output. Panics
+/// Runs `greyproxyd/tests/it/ws/client.py` with `cfg` on stdin; returns its JSON output. Panics
 /// with its stderr when it fails or takes more than a minute.
 pub async fn run_client(cfg: &Value) -> Value {
     run_client_for(cfg, SCRIPT_WAIT).await
@@ -132,14 +133,14 @@ pub async fn run_client(cfg: &Value) -> Value {
 
 /// [`run_client`] allowing it `wait`.
 pub async fn run_client_for(cfg: &Value, wait: Duration) -> Value {
-    let mut child = Command::new("python3")
+    let mut child = Command::new(crate::python())
         .arg(script("client.py"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .expect("python3 runs");
+        .expect("python runs");
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(cfg.to_string().as_bytes()).await.unwrap();
     drop(stdin);
@@ -220,26 +221,32 @@ pub async fn closed_connection(ws: &mut Control, host: &str, n: usize) -> WsRows
         updated["data"]["ws_messages"].is_u64(),
         "the update reports the message count: {updated}"
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let items = loop {
-        let page = ws
-            .query(
-                json!({"command":"list_activity","kind":"transaction","destination":host,
+    let items = within(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        async || {
+            let page = ws
+                .query(
+                    json!({"command":"list_activity","kind":"transaction","destination":host,
                        "limit":1000}),
-            )
-            .await;
-        let items: Vec<Value> = page["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|t| t["id"] != id)
-            .cloned()
-            .collect();
-        if items.len() >= n || tokio::time::Instant::now() > deadline {
-            break items;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+                )
+                .await;
+            let items: Vec<Value> = page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|t| t["id"] != id)
+                .cloned()
+                .collect();
+            if items.len() >= n {
+                Ok(items)
+            } else {
+                Err(items)
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|items| items);
     let methods: Vec<&Value> = items.iter().map(|t| &t["method"]).collect();
     assert_eq!(items.len(), n, "message rows for {host}: {methods:?}");
     let mut messages = Vec::new();

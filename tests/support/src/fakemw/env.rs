@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::Transport;
 use crate::control::Control;
 use crate::mitm::{MitmEnv, get_tx, tx_event};
+use crate::wait::{POLL, Text, eventually_every, eventually_sync, within_sync};
 
 /// Runs `scenario` for the WebSocket and the stdio transport concurrently (see [`settle`]).
 pub async fn both<F, Fut>(scenario: F)
@@ -58,20 +59,15 @@ pub async fn wait_status(
     what: &str,
     pred: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = Instant::now() + wait;
-    loop {
+    let what = format!("middleware {idx} to be {what}");
+    eventually_every(&what, wait, Duration::from_millis(50), async || {
         let all = middlewares(ws).await;
-        if let Some(m) = all.get(idx)
-            && pred(m)
-        {
-            return m.clone();
+        match all.get(idx) {
+            Some(m) if pred(m) => Ok(m.clone()),
+            _ => Err(all),
         }
-        assert!(
-            Instant::now() < deadline,
-            "middleware {idx} not {what} within {wait:?}: {all:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 /// Waits until middleware `idx` is ready.
@@ -99,18 +95,16 @@ pub fn events(tx: &Value) -> Vec<Value> {
 
 /// Waits until `log()` contains `needle`; panics with the log after `wait`.
 pub async fn wait_log(log: impl Fn() -> String, needle: &str, wait: Duration) -> String {
-    let deadline = Instant::now() + wait;
-    loop {
+    let what = format!("the log to show {needle:?}");
+    eventually_sync(&what, wait, Duration::from_millis(50), || {
         let l = log();
         if l.contains(needle) {
-            return l;
+            Ok(l)
+        } else {
+            Err(Text(l))
         }
-        assert!(
-            Instant::now() < deadline,
-            "log lacks {needle:?} after {wait:?}:\n{l}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 /// True while process `pid` exists (and is not a zombie).
@@ -126,11 +120,13 @@ pub fn alive(pid: u32) -> bool {
 /// Waits up to `wait` for `pid` to be gone; returns how long it took.
 pub async fn wait_gone(pid: u32, wait: Duration) -> Option<Duration> {
     let start = Instant::now();
-    while start.elapsed() < wait {
-        if !alive(pid) {
-            return Some(start.elapsed());
+    within_sync(wait, POLL, || {
+        if alive(pid) {
+            Err(())
+        } else {
+            Ok(start.elapsed())
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    None
+    })
+    .await
+    .ok()
 }

@@ -2,12 +2,13 @@
 //! daemon started with extra environment (inherited by stdio children).
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{Transport, python};
 use crate::daemon::DaemonBuilder;
 use crate::mitm::{MitmEnv, allow_loopback, config_file};
 use crate::tls::TestCa;
+use crate::wait::eventually_every;
 
 /// `<repo>/examples`.
 pub fn examples_dir() -> PathBuf {
@@ -70,17 +71,20 @@ impl Example {
                     cmd.env(k, v);
                 }
                 let mut child = cmd.spawn().unwrap();
-                let deadline = Instant::now() + Duration::from_secs(10);
-                while tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .is_err()
-                {
-                    if let Ok(Some(st)) = child.try_wait() {
-                        panic!("{path} exited with {st} before listening");
-                    }
-                    assert!(Instant::now() < deadline, "{path} did not listen");
-                    tokio::time::sleep(Duration::from_millis(30)).await;
-                }
+                let what = format!("{path} to listen on port {port}");
+                eventually_every(
+                    &what,
+                    Duration::from_secs(10),
+                    Duration::from_millis(30),
+                    async || match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                        Ok(_) => Ok(()),
+                        Err(e) => match child.try_wait() {
+                            Ok(Some(st)) => panic!("{path} exited with {st} before listening"),
+                            _ => Err(e),
+                        },
+                    },
+                )
+                .await;
                 Example {
                     args: vec![
                         "--middleware".into(),

@@ -10,6 +10,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::{AbortOnDrop, FakeConn, FakeMw, Recv, Upgrade};
+use crate::wait::{POLL, within_sync};
 
 /// What the fake sends back.
 #[derive(Debug, Clone)]
@@ -231,26 +232,22 @@ impl Served {
 
     /// Waits up to `wait` until `n` messages have arrived; returns them.
     pub async fn wait_messages(&self, n: usize, wait: Duration) -> Vec<Value> {
-        let deadline = Instant::now() + wait;
-        loop {
+        within_sync(wait, POLL, || {
             let m = self.messages();
-            if m.len() >= n || Instant::now() > deadline {
-                return m;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            if m.len() >= n { Ok(m) } else { Err(m) }
+        })
+        .await
+        .unwrap_or_else(|m| m)
     }
 
     /// Waits up to `wait` until `n` connections were accepted.
     pub async fn wait_conns(&self, n: usize, wait: Duration) -> Vec<ConnRecord> {
-        let deadline = Instant::now() + wait;
-        loop {
+        within_sync(wait, POLL, || {
             let c = self.conns();
-            if c.len() >= n || Instant::now() > deadline {
-                return c;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            if c.len() >= n { Ok(c) } else { Err(c) }
+        })
+        .await
+        .unwrap_or_else(|c| c)
     }
 
     /// Sends a frame on the current connection.
