@@ -64,7 +64,7 @@ pub fn print(tunnel: Option<&TunnelTargets>, mitm: Option<&MitmTargets>) {
     }
     println!();
     println!(
-        "Zero lost decisions after kill -9 is proven by a test, not measured here: `cargo test -p greyproxyd --test fault_kill`."
+        "Zero lost decisions after kill -9 is proven by a test, not measured here: `cargo test -p greyproxyd --test it fault_kill`."
     );
     println!();
 }
