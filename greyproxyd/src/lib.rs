@@ -7,6 +7,7 @@
 //! change is published on the [`events`] bus that control clients subscribe to.
 
 pub mod accept;
+mod atomic;
 pub mod capture;
 pub mod config;
 pub mod control;

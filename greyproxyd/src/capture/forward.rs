@@ -219,7 +219,7 @@ pub async fn forward(
             .into(),
         ),
         rule_id: meta.rule_id,
-        result: "auto".into(),
+        result: greyproxy_protocol::TransactionResult::Auto,
         ..Default::default()
     };
     // A deny rule created while the tunnel is open applies to its next request.
@@ -230,7 +230,7 @@ pub async fn forward(
         let req_headers = req.headers().clone();
         let redacted_req = ctx.redactor().headers(&req_headers);
         fill_request(&mut t, &req_headers, redacted_req, None, ctx.body_cap);
-        t.result = "denied".into();
+        t.result = greyproxy_protocol::TransactionResult::Denied;
         t.rule_id = Some(rule);
         let resp = text_response(StatusCode::FORBIDDEN, "Request denied by proxy\n");
         fill_response(
@@ -428,7 +428,7 @@ fn middleware_denied(
 ) -> Response<FwdBody> {
     let redacted = ctx.redactor().headers(req_headers);
     fill_request(&mut t, req_headers, redacted, None, ctx.body_cap);
-    t.result = "denied".into();
+    t.result = greyproxy_protocol::TransactionResult::Denied;
     t.status_code = Some(resp.status().as_u16());
     t.response_headers = Some(ctx.redactor().headers(resp.headers()));
     t.response_content_type = record::content_type(resp.headers());
@@ -461,7 +461,7 @@ async fn failed(
         req_cap.as_ref(),
         ctx.body_cap,
     );
-    t.result = "error".into();
+    t.result = greyproxy_protocol::TransactionResult::Error;
     t.error = Some(msg.trim().to_string());
     let resp = text_response(status, msg);
     fill_response(

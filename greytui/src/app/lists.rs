@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 
-use greyproxy_protocol::{ActivityItem, Decision, PendingRequest, Rule};
+use greyproxy_protocol::{ActivityItem, Decision, PendingRequest, Rule, TransactionResult};
 
 /// Most activity rows kept in memory (a page more while scrolling); rows beyond it are dropped
 /// and fetched again from the daemon when scrolled back to.
@@ -99,7 +99,7 @@ pub fn container_of(item: &ActivityItem) -> &str {
 pub fn decision_of(item: &ActivityItem) -> Decision {
     match item {
         ActivityItem::Connection(r) => r.result,
-        ActivityItem::Transaction(t) if t.result == "denied" => Decision::Blocked,
+        ActivityItem::Transaction(t) if t.result == TransactionResult::Denied => Decision::Blocked,
         ActivityItem::Transaction(_) => Decision::Allowed,
     }
 }
