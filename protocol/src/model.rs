@@ -27,6 +27,7 @@ impl Action {
 /// Informational rule kind: `temporary` when the rule was created with an expiry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RuleType {
     /// Never expires (unless an `expires_at` is set later).
     Permanent,
@@ -37,6 +38,7 @@ pub enum RuleType {
 /// Which layer a rule belongs to; higher layers win before specificity is compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RuleSource {
     /// Seeded by the daemon (localhost allows); lowest layer.
     Builtin,

@@ -46,7 +46,7 @@ pub fn connection(r: &RequestLog) -> Vec<Line<'static>> {
             "response time",
             opt(r.response_time_ms.map(|m| format!("{m} ms"))),
         ),
-        field("capture", opt(r.mitm.clone())),
+        field("capture", opt(r.mitm)),
     ];
     lines.push(Line::raw(""));
     lines.push(Line::styled(
