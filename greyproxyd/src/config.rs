@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::control::auth::{ControlAuth, ControlAuthError};
+
 pub mod check;
 
 /// Default control address (path `/ws`).
@@ -115,6 +117,14 @@ pub struct ControlConfig {
 }
 
 impl FileConfig {
+    /// `control.auth`, [`ControlAuth::Token`] when unset.
+    pub fn control_auth(&self) -> Result<ControlAuth, ControlAuthError> {
+        match self.control.as_ref().and_then(|c| c.auth.as_deref()) {
+            None => Ok(ControlAuth::Token),
+            Some(s) => s.parse(),
+        }
+    }
+
     /// Reads, parses and validates a config file; errors name the file and the offending
     /// key and line.
     pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
@@ -148,8 +158,8 @@ pub struct ServeConfig {
     pub silent_allow: bool,
     /// No TLS interception.
     pub no_mitm: bool,
-    /// Require the control token.
-    pub auth_required: bool,
+    /// Whether control clients must present the token.
+    pub control_auth: ControlAuth,
     /// request_logs rows kept.
     pub log_retention: u64,
     /// Control heartbeat.
@@ -197,7 +207,7 @@ impl ServeConfig {
             hold_timeout: Duration::from_secs(DEFAULT_HOLD_TIMEOUT),
             silent_allow: false,
             no_mitm: false,
-            auth_required: true,
+            control_auth: ControlAuth::Token,
             log_retention: DEFAULT_LOG_RETENTION,
             heartbeat: crate::control::session::Heartbeat::default(),
             upstream_ca: Vec::new(),

@@ -17,7 +17,7 @@ use crate::capture::exchange::CaptureCtx;
 use crate::capture::recorder::Recorder;
 use crate::capture::redact::Redactor;
 use crate::config::{ServeConfig, ensure_state_dir};
-use crate::control::auth::{ensure_token, token_path};
+use crate::control::auth::{ControlAuth, ensure_token, token_path};
 use crate::control::server::{self, AuthMode};
 use crate::control::{Claims, Handler};
 use crate::events::EventBus;
@@ -128,7 +128,7 @@ impl std::fmt::Debug for Daemon {
 pub async fn build(cfg: ServeConfig) -> anyhow::Result<Daemon> {
     let started = Instant::now();
     ensure_state_dir(&cfg.state_dir)?;
-    let auth = if cfg.auth_required {
+    let auth = if cfg.control_auth == ControlAuth::Token {
         ensure_token(&cfg.state_dir).with_context(|| {
             format!("cannot create control token in {}", cfg.state_dir.display())
         })?;
@@ -427,11 +427,9 @@ fn write_runtime(dir: &Path, listeners: &Listeners) {
         listeners,
     };
     let path = dir.join(RUNTIME_FILE);
-    let tmp = dir.join(format!("{RUNTIME_FILE}.tmp"));
     let res = serde_json::to_vec_pretty(&rt)
         .map_err(std::io::Error::other)
-        .and_then(|b| std::fs::write(&tmp, b))
-        .and_then(|()| std::fs::rename(&tmp, &path));
+        .and_then(|b| crate::atomic::write_atomic(&path, &b, 0o644));
     if let Err(e) = res {
         tracing::warn!(path = %path.display(), error = %e, "cannot write runtime file");
     }

@@ -7,6 +7,7 @@
 //! change is published on the [`events`] bus that control clients subscribe to.
 
 pub mod accept;
+mod atomic;
 pub mod capture;
 pub mod config;
 pub mod control;
@@ -33,6 +34,7 @@ pub mod time;
 #[cfg(test)]
 const LAYERS: &[&str] = &[
     "time",
+    "atomic",
     "net",
     "http",
     "glob",

@@ -153,6 +153,9 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         Some(p) => FileConfig::load(p)?,
         None => FileConfig::default(),
     };
+    let control_auth = file
+        .control_auth()
+        .map_err(|e| anyhow::anyhow!("control.auth: {e}"))?;
     let state_dir = resolve_state_dir(a.state_dir.as_deref().or(file.state_dir.as_deref()))?;
     let pick = |flag: Option<String>, key: Option<String>, def: &str| {
         flag.or(key).unwrap_or_else(|| def.to_string())
@@ -181,11 +184,6 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
     if hold == 0 {
         anyhow::bail!("hold_timeout must be at least 1 second");
     }
-    let auth_required = match file.control.as_ref().and_then(|c| c.auth.as_deref()) {
-        None | Some("token") => true,
-        Some("none") => false,
-        Some(other) => anyhow::bail!("invalid control.auth {other:?}: use \"token\" or \"none\""),
-    };
     let mut heartbeat = Heartbeat::default();
     if let Some(c) = &file.control {
         if let Some(s) = c.ping_interval.filter(|s| *s > 0) {
@@ -235,7 +233,7 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         hold_timeout: Duration::from_secs(hold),
         silent_allow: a.silent_allow || file.silent_allow.unwrap_or(false),
         no_mitm: a.no_mitm || file.no_mitm.unwrap_or(false),
-        auth_required,
+        control_auth,
         log_retention: file.log_retention.unwrap_or(DEFAULT_LOG_RETENTION),
         heartbeat,
         config_file: a.config,

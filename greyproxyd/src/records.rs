@@ -3,7 +3,7 @@
 //! from these for the wire.
 
 use greyproxy_protocol::{
-    Action, Decision, PendingRequest, RequestLog, Rule, RuleSource, RuleType,
+    Action, Decision, MitmOutcome, PendingRequest, RequestLog, Rule, RuleSource, RuleType,
 };
 use serde::{Deserialize, Serialize};
 
@@ -164,7 +164,7 @@ pub struct RequestLogRecord {
     pub reason: String,
     /// Interception outcome of an allowed tunnel (see the wire type).
     #[serde(default)]
-    pub mitm: Option<String>,
+    pub mitm: Option<MitmOutcome>,
 }
 
 impl RequestLogRecord {
@@ -184,7 +184,7 @@ impl RequestLogRecord {
             response_time_ms: Some(self.response_time_ms),
             reason: Some(self.reason.clone()),
             rule_summary: self.rule_summary.clone(),
-            mitm: self.mitm.clone(),
+            mitm: self.mitm,
         }
     }
 }

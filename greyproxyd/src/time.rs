@@ -11,14 +11,6 @@ pub fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// RFC 3339 UTC, second precision, `Z` suffix.
 pub fn rfc3339(secs: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()

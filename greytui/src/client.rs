@@ -175,6 +175,7 @@ impl Connection {
             return match ServerMessage::decode(&text) {
                 Ok(ServerMessage::Reply(r)) => Ok(Incoming::Reply(r)),
                 Ok(ServerMessage::Event(e)) => Ok(Incoming::Event(e)),
+                Ok(_) => Err(ClientError::Protocol("unexpected message".into())),
                 Err(e) => Err(ClientError::Protocol(format!("undecodable message: {e}"))),
             };
         }
@@ -209,6 +210,6 @@ pub(crate) fn reply_id(r: &Reply) -> Option<&RequestId> {
         | Reply::NotificationClaimed { request_id, .. }
         | Reply::Result { request_id, .. }
         | Reply::Error { request_id, .. } => request_id.as_ref(),
-        Reply::Connected { .. } | Reply::Lagged { .. } => None,
+        _ => None,
     }
 }

@@ -133,7 +133,7 @@ pub(crate) fn transaction(
         response_content_type: Some("application/json".into()),
         duration_ms: Some(412),
         rule_id: Some(4),
-        result: "auto".into(),
+        result: greyproxy_protocol::TransactionResult::Auto,
         ..Transaction::default()
     })
 }
@@ -213,7 +213,7 @@ pub fn ws_upgrade(id: u64) -> Transaction {
         url: "wss://api.openai.com/v1/responses".into(),
         http_version: Some("HTTP/1.1".into()),
         status_code: Some(101),
-        result: "auto".into(),
+        result: greyproxy_protocol::TransactionResult::Auto,
         ws_extensions: Some("permessage-deflate; client_max_window_bits".into()),
         ws_messages: Some(3),
         ws_close_code: Some(1000),
@@ -233,7 +233,7 @@ pub fn ws_message(id: u64, upgrade: u64, index: u64, client: bool, size: u64) ->
         method: if client { "WS_REQ" } else { "WS_RESP" }.into(),
         url: "wss://api.openai.com/v1/responses".into(),
         status_code: Some(101),
-        result: "auto".into(),
+        result: greyproxy_protocol::TransactionResult::Auto,
         upgrade_id: Some(upgrade),
         opcode: Some("text".into()),
         message_index: Some(index),
@@ -273,7 +273,7 @@ pub fn middlewares() -> Vec<greyproxy_protocol::middleware::MiddlewareStatus> {
             hooks: vec!["http-request".into(), "http-response".into()],
             max_body_bytes: 1_048_576,
             timeout_ms: 5000,
-            on_disconnect: "deny".into(),
+            on_disconnect: greyproxy_protocol::middleware::OnDisconnect::Deny,
             connects: 1,
             pid: Some(4242),
             ..MiddlewareStatus::default()
@@ -282,7 +282,7 @@ pub fn middlewares() -> Vec<greyproxy_protocol::middleware::MiddlewareStatus> {
             url: "ws://127.0.0.1:9000/mw".into(),
             kind: "ws".into(),
             timeout_ms: 1500,
-            on_disconnect: "allow".into(),
+            on_disconnect: greyproxy_protocol::middleware::OnDisconnect::Allow,
             last_error: Some("connection refused".into()),
             connects: 3,
             ..MiddlewareStatus::default()
@@ -293,7 +293,7 @@ pub fn middlewares() -> Vec<greyproxy_protocol::middleware::MiddlewareStatus> {
 /// Middleware decisions on one exchange: a tag on the request, a rewrite of it, and a block of
 /// the response by a nameless stdio middleware after a timeout.
 pub fn middleware_events() -> Vec<greyproxy_protocol::middleware::MiddlewareEvent> {
-    use greyproxy_protocol::middleware::MiddlewareEvent;
+    use greyproxy_protocol::middleware::{EventAction, MiddlewareEvent};
     let mut tags = serde_json::Map::new();
     tags.insert("pii".into(), serde_json::json!(true));
     tags.insert("kind".into(), serde_json::json!("api-key"));
@@ -303,7 +303,7 @@ pub fn middleware_events() -> Vec<greyproxy_protocol::middleware::MiddlewareEven
             middleware_name: "classifier".into(),
             middleware_url: "ws://127.0.0.1:9000/mw".into(),
             hook: "http-request".into(),
-            action: "tagged-allow".into(),
+            action: EventAction::TaggedAllow,
             tags,
             duration_ms: 3,
             created_at: "2026-11-22T09:59:58Z".into(),
@@ -313,7 +313,7 @@ pub fn middleware_events() -> Vec<greyproxy_protocol::middleware::MiddlewareEven
             sequence: 1,
             middleware_name: "redactor".into(),
             hook: "http-request".into(),
-            action: "rewrite".into(),
+            action: EventAction::Rewrite,
             headers_changed: vec!["authorization".into(), "x-api-key".into()],
             body_rewritten: true,
             duration_ms: 12,
@@ -323,7 +323,7 @@ pub fn middleware_events() -> Vec<greyproxy_protocol::middleware::MiddlewareEven
         MiddlewareEvent {
             sequence: 0,
             hook: "http-response".into(),
-            action: "block".into(),
+            action: EventAction::Block,
             status_code: 403,
             duration_ms: 5000,
             fallback: Some("timeout".into()),

@@ -23,7 +23,7 @@ use std::io::{self, BufRead, Write};
 use std::process::ExitCode;
 
 use greyproxy_protocol::middleware::{
-    Decision, HookSpec, HttpRequestMessage, MiddlewareHello, ProxyHello,
+    Decision, DecisionAction, HookSpec, HttpRequestMessage, MiddlewareHello, ProxyHello,
 };
 use serde_json::{Map, Value};
 
@@ -119,7 +119,7 @@ fn decide(msg: HttpRequestMessage) -> Decision {
     Decision {
         kind: "decision".to_owned(),
         id: msg.id,
-        action: "rewrite".to_owned(),
+        action: DecisionAction::Rewrite,
         headers: BTreeMap::from([("X-Greyproxy-Tagged".to_owned(), vec!["1".to_owned()])]),
         tags,
         ..Decision::default()

@@ -195,6 +195,7 @@ pub struct SetAllowAllArgs {
 /// Every command of protocol version 1, tagged by `command`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Command {
     /// Application-level keep-alive; answers `pong`.
     Ping,
@@ -309,6 +310,7 @@ pub struct ClientMessage {
 
 /// Why a client message could not be decoded. The `Display` text is what the `error` reply says.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CommandError {
     /// Not a JSON object.
     InvalidJson,

@@ -55,6 +55,7 @@ pub struct RuleDeleted {
 // between variants costs nothing worth an extra allocation.
 #[allow(clippy::large_enum_variant)]
 #[serde(tag = "type", content = "data")]
+#[non_exhaustive]
 pub enum Event {
     /// A connection with no deciding rule created a new pending request.
     #[serde(rename = "pending_request.created")]

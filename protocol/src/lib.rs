@@ -13,11 +13,13 @@ pub mod command;
 pub mod event;
 pub mod middleware;
 pub mod model;
+pub mod names;
 pub mod reply;
 
 pub use command::{ClientMessage, Command, CommandError, RequestId};
 pub use event::{Event, EventEnvelope};
 pub use model::*;
+pub use names::UnknownName;
 pub use reply::{Reply, ServerMessage};
 
 /// Version of the control protocol spoken by this crate; sent in the `connected` greeting.

@@ -18,6 +18,8 @@ use base64::Engine;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
+use crate::names::wire_names;
+
 /// Highest middleware protocol version this crate speaks.
 pub const MIDDLEWARE_PROTOCOL_VERSION: u32 = 1;
 
@@ -179,9 +181,10 @@ pub struct Decision {
     /// The message id this answers.
     #[serde(default)]
     pub id: String,
-    /// `allow`, `deny`, `rewrite`, `passthrough` or `block` (case-sensitive).
+    /// `allow`, `deny`, `rewrite`, `passthrough` or `block` (case-sensitive); anything else
+    /// is kept as sent.
     #[serde(default)]
-    pub action: String,
+    pub action: DecisionAction,
     /// Deny/block status; response rewrite status (0 = keep).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub status_code: i64,
@@ -198,6 +201,131 @@ pub struct Decision {
 
 fn is_zero(v: &i64) -> bool {
     *v == 0
+}
+
+/// The `action` of a middleware's [`Decision`]. Middlewares are third-party programs: a name
+/// outside the protocol (or none) is kept as sent, in [`DecisionAction::Other`], for the
+/// proxy to log and treat as `allow` (requests) or `passthrough` (responses), as greyproxy
+/// does.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DecisionAction {
+    /// Let the request through unchanged.
+    Allow,
+    /// Refuse the request (403 unless the decision gives a status).
+    Deny,
+    /// Replace headers, body or (responses) status.
+    Rewrite,
+    /// Let the response through unchanged.
+    Passthrough,
+    /// Refuse the response (502 unless the decision gives a status).
+    Block,
+    /// Any other string, as sent (`""` when the decision had no action).
+    Other(String),
+}
+
+impl DecisionAction {
+    /// The names the protocol defines.
+    pub const NAMES: &'static [&'static str] =
+        &["allow", "deny", "rewrite", "passthrough", "block"];
+
+    /// The name as on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            DecisionAction::Allow => "allow",
+            DecisionAction::Deny => "deny",
+            DecisionAction::Rewrite => "rewrite",
+            DecisionAction::Passthrough => "passthrough",
+            DecisionAction::Block => "block",
+            DecisionAction::Other(s) => s,
+        }
+    }
+
+    /// The action for `s`, matched case-sensitively; never fails.
+    pub fn parse(s: &str) -> DecisionAction {
+        match s {
+            "allow" => DecisionAction::Allow,
+            "deny" => DecisionAction::Deny,
+            "rewrite" => DecisionAction::Rewrite,
+            "passthrough" => DecisionAction::Passthrough,
+            "block" => DecisionAction::Block,
+            other => DecisionAction::Other(other.to_string()),
+        }
+    }
+
+    /// True for one of the names the protocol defines.
+    pub fn is_known(&self) -> bool {
+        !matches!(self, DecisionAction::Other(_))
+    }
+}
+
+impl Default for DecisionAction {
+    /// No action given: [`DecisionAction::Other`] with an empty string.
+    fn default() -> Self {
+        DecisionAction::Other(String::new())
+    }
+}
+
+impl std::fmt::Display for DecisionAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for DecisionAction {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for DecisionAction {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|s| DecisionAction::parse(&s))
+    }
+}
+
+wire_names! {
+    /// A middleware decision as recorded on a transaction ([`MiddlewareEvent::action`]): the
+    /// decisions worth a row. The default is the mildest, `tagged-allow`.
+    #[derive(Default)]
+    pub enum EventAction ("middleware event action") {
+        /// A request step refused the request.
+        Deny = "deny",
+        /// A response step refused the response.
+        Block = "block",
+        /// A step rewrote the message.
+        Rewrite = "rewrite",
+        /// A request step allowed the request and attached tags.
+        #[default]
+        TaggedAllow = "tagged-allow",
+        /// A response step passed the response through and attached tags.
+        TaggedPassthrough = "tagged-passthrough",
+    }
+}
+
+wire_names! {
+    /// What the proxy decides on a middleware's behalf while it is unavailable (timed out,
+    /// disconnected, not ready): its `on_disconnect` policy. The default fails closed.
+    #[derive(Default)]
+    pub enum OnDisconnect ("on_disconnect") {
+        /// Fail open: requests are allowed, responses passed through.
+        Allow = "allow",
+        /// Fail closed: requests are denied (403), responses blocked (502).
+        #[default]
+        Deny = "deny",
+    }
+}
+
+impl OnDisconnect {
+    /// The policy a configured value selects, as greyproxy reads it: exactly `allow` fails
+    /// open, anything else (`Allow` included) fails closed.
+    pub fn from_config(s: &str) -> OnDisconnect {
+        if s == "allow" {
+            OnDisconnect::Allow
+        } else {
+            OnDisconnect::Deny
+        }
+    }
 }
 
 /// Why a middleware message could not be decoded.
@@ -289,9 +417,31 @@ pub mod b64 {
     }
 }
 
+/// Why no protocol version could be agreed with a middleware.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VersionError {
+    /// `min` below 1, or `max` below `min`.
+    #[error("middleware declared invalid version range [{min},{max}]")]
+    InvalidRange {
+        /// Declared lowest version.
+        min: i64,
+        /// Declared highest version.
+        max: i64,
+    },
+    /// The middleware needs a newer protocol than the proxy speaks.
+    #[error("middleware requires protocol v>={min}; proxy only speaks up to v{proxy}")]
+    TooNew {
+        /// Declared lowest version.
+        min: i64,
+        /// The proxy's highest version.
+        proxy: i64,
+    },
+}
+
 /// Agrees on a protocol version with a middleware declaring `[min, max]` (greyproxy's exact
 /// algorithm: both absent = legacy `[1,1]`; one bound alone is an invalid range).
-pub fn negotiate_version(min: i64, max: i64) -> Result<u32, String> {
+pub fn negotiate_version(min: i64, max: i64) -> Result<u32, VersionError> {
     let proxy = i64::from(MIDDLEWARE_PROTOCOL_VERSION);
     let (min, max) = if min == 0 && max == 0 {
         (1, 1)
@@ -299,14 +449,10 @@ pub fn negotiate_version(min: i64, max: i64) -> Result<u32, String> {
         (min, max)
     };
     if min < 1 || max < min {
-        return Err(format!(
-            "middleware declared invalid version range [{min},{max}]"
-        ));
+        return Err(VersionError::InvalidRange { min, max });
     }
     if min > proxy {
-        return Err(format!(
-            "middleware requires protocol v>={min}; proxy only speaks up to v{proxy}"
-        ));
+        return Err(VersionError::TooNew { min, proxy });
     }
     Ok(proxy.min(max) as u32)
 }
@@ -341,7 +487,7 @@ pub struct MiddlewareStatus {
     /// Effective per-message timeout.
     pub timeout_ms: u64,
     /// Effective policy when the middleware is unavailable: `allow` or `deny`.
-    pub on_disconnect: String,
+    pub on_disconnect: OnDisconnect,
     /// Why the latest connection attempt or connection ended, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
@@ -371,7 +517,7 @@ pub struct MiddlewareEvent {
     /// `http-request`, `http-response`, `mitm-request` or `mitm-response`.
     pub hook: String,
     /// `deny`, `block`, `rewrite`, `tagged-allow` or `tagged-passthrough`.
-    pub action: String,
+    pub action: EventAction,
     /// Decision status (deny/block/rewrite).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub status_code: i64,

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::names::wire_names;
+
 /// What a rule does with a matching connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -25,6 +27,7 @@ impl Action {
 /// Informational rule kind: `temporary` when the rule was created with an expiry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RuleType {
     /// Never expires (unless an `expires_at` is set later).
     Permanent,
@@ -35,6 +38,7 @@ pub enum RuleType {
 /// Which layer a rule belongs to; higher layers win before specificity is compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RuleSource {
     /// Seeded by the daemon (localhost allows); lowest layer.
     Builtin,
@@ -194,10 +198,40 @@ pub struct RequestLog {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule_summary: Option<String>,
     /// For allowed tunnels: `intercepted`, `http` (plaintext recorded), or why the traffic was
-    /// tunnelled raw (`mitm_disabled`, `mitm_bypass`, `no_cert`, `non_tls`, `non_http`,
-    /// `server_first`, `mitm_error`, `upstream_tls_error`).
+    /// tunnelled raw (see [`MitmOutcome`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mitm: Option<String>,
+    pub mitm: Option<MitmOutcome>,
+}
+
+wire_names! {
+    /// What became of an allowed connection's traffic: recorded, or why it was relayed raw
+    /// (`RequestLog::mitm`).
+    pub enum MitmOutcome ("mitm outcome") {
+        /// TLS decrypted and recorded.
+        Intercepted = "intercepted",
+        /// Plaintext HTTP recorded.
+        Http = "http",
+        /// Interception is off (`--no-mitm`).
+        MitmDisabled = "mitm_disabled",
+        /// The host is in `mitm.bypass`.
+        MitmBypass = "mitm_bypass",
+        /// No CA is loaded to issue certificates with.
+        NoCert = "no_cert",
+        /// Neither HTTP nor a TLS hello the proxy could read and name.
+        NonTls = "non_tls",
+        /// TLS with another ALPN protocol than HTTP.
+        NonHttp = "non_http",
+        /// The client sent nothing within the sniff wait (a server-first protocol such as SMTP).
+        ServerFirst = "server_first",
+        /// The client closed the connection before sending anything.
+        ClientClosed = "client_closed",
+        /// The client rejected our certificate.
+        MitmError = "mitm_error",
+        /// The origin's certificate or handshake failed (the client got a 502).
+        UpstreamTlsError = "upstream_tls_error",
+        /// The origin could not be reached (the tunnel never opened).
+        ConnectFailed = "connect_failed",
+    }
 }
 
 /// One row of the activity feed, newest first: connection decisions now, HTTP/WebSocket
@@ -332,7 +366,7 @@ pub struct Transaction {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule_id: Option<u64>,
     /// `auto` (recorded), `denied` (a deny rule answered 403), `error` (no response).
-    pub result: String,
+    pub result: TransactionResult,
     /// What went wrong, when the exchange did not complete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -399,4 +433,19 @@ pub struct Transaction {
     /// close); published as `transaction.updated`. Not stored.
     #[serde(skip)]
     pub is_update: bool,
+}
+
+wire_names! {
+    /// What became of a recorded HTTP exchange (`Transaction::result`).
+    #[derive(Default)]
+    pub enum TransactionResult ("transaction result") {
+        /// Forwarded and recorded.
+        #[default]
+        Auto = "auto",
+        /// Refused inside an open tunnel: a deny rule or a middleware answered instead of the
+        /// origin.
+        Denied = "denied",
+        /// No response: the origin was unreachable or too slow (the client got 502/504).
+        Error = "error",
+    }
 }

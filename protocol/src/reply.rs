@@ -17,6 +17,7 @@ pub struct Lagged {
 /// A direct answer (never filtered by subscriptions). `timestamp` is RFC 3339 UTC.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Reply {
     /// The greeting sent once after a successful upgrade.
     Connected {
@@ -116,6 +117,7 @@ pub enum Reply {
 
 /// Anything the daemon sends: a reply or a broadcast event.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum ServerMessage {
     /// A direct reply.
     Reply(Reply),

@@ -246,3 +246,104 @@ fn allow_all_status_shapes() {
         json!({"active":true,"mode":"allow","expires_at":TS,"remaining_seconds":1799})
     );
 }
+
+/// Each closed set's names exactly as they were when the fields were plain strings: decoding
+/// the string gives the variant, encoding the variant gives the string.
+fn pin_names<T>(pairs: &[(T, &str)], all: &[T])
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug + Copy,
+{
+    assert_eq!(pairs.len(), all.len(), "every variant is pinned");
+    for (v, name) in pairs {
+        assert_eq!(serde_json::to_string(v).unwrap(), format!("\"{name}\""));
+        assert_eq!(
+            serde_json::from_str::<T>(&format!("\"{name}\"")).unwrap(),
+            *v
+        );
+    }
+}
+
+#[test]
+fn closed_sets_keep_their_string_names() {
+    use greyproxy_protocol::middleware::{EventAction, OnDisconnect};
+    pin_names(
+        &[
+            (TransactionResult::Auto, "auto"),
+            (TransactionResult::Denied, "denied"),
+            (TransactionResult::Error, "error"),
+        ],
+        TransactionResult::ALL,
+    );
+    pin_names(
+        &[
+            (MitmOutcome::Intercepted, "intercepted"),
+            (MitmOutcome::Http, "http"),
+            (MitmOutcome::MitmDisabled, "mitm_disabled"),
+            (MitmOutcome::MitmBypass, "mitm_bypass"),
+            (MitmOutcome::NoCert, "no_cert"),
+            (MitmOutcome::NonTls, "non_tls"),
+            (MitmOutcome::NonHttp, "non_http"),
+            (MitmOutcome::ServerFirst, "server_first"),
+            (MitmOutcome::ClientClosed, "client_closed"),
+            (MitmOutcome::MitmError, "mitm_error"),
+            (MitmOutcome::UpstreamTlsError, "upstream_tls_error"),
+            (MitmOutcome::ConnectFailed, "connect_failed"),
+        ],
+        MitmOutcome::ALL,
+    );
+    pin_names(
+        &[
+            (EventAction::Deny, "deny"),
+            (EventAction::Block, "block"),
+            (EventAction::Rewrite, "rewrite"),
+            (EventAction::TaggedAllow, "tagged-allow"),
+            (EventAction::TaggedPassthrough, "tagged-passthrough"),
+        ],
+        EventAction::ALL,
+    );
+    pin_names(
+        &[(OnDisconnect::Allow, "allow"), (OnDisconnect::Deny, "deny")],
+        OnDisconnect::ALL,
+    );
+    let e = serde_json::from_str::<TransactionResult>("\"allowed\"").unwrap_err();
+    assert!(
+        e.to_string()
+            .contains(r#"invalid transaction result "allowed": use auto, denied or error"#),
+        "{e}"
+    );
+}
+
+#[test]
+fn transaction_and_connection_rows_with_typed_fields() {
+    use greyproxy_protocol::middleware::{EventAction, MiddlewareEvent};
+    let t = Transaction {
+        id: 7,
+        timestamp: TS.into(),
+        container_name: "codex".into(),
+        destination_host: "api.openai.com".into(),
+        destination_port: 443,
+        method: "POST".into(),
+        url: "https://api.openai.com/v1/responses".into(),
+        status_code: Some(403),
+        result: TransactionResult::Denied,
+        middleware_events: vec![MiddlewareEvent {
+            hook: "mitm-request".into(),
+            action: EventAction::Deny,
+            status_code: 403,
+            created_at: TS.into(),
+            ..MiddlewareEvent::default()
+        }],
+        ..Transaction::default()
+    };
+    let text = r#"{"id":7,"timestamp":"2026-04-10T10:30:00Z","container_name":"codex","destination_host":"api.openai.com","destination_port":443,"method":"POST","url":"https://api.openai.com/v1/responses","status_code":403,"result":"denied","middleware_events":[{"sequence":0,"middleware_url":"","hook":"mitm-request","action":"deny","status_code":403,"created_at":"2026-04-10T10:30:00Z"}]}"#;
+    assert_eq!(serde_json::to_string(&t).unwrap(), text);
+    assert_eq!(serde_json::from_str::<Transaction>(text).unwrap(), t);
+
+    let log: RequestLog = serde_json::from_value(json!({"id":1,"timestamp":TS,
+        "container_name":"c","container_id":null,"destination_host":"h","destination_port":443,
+        "resolved_hostname":null,"method":"HTTP","result":"allowed","rule_id":null,
+        "response_time_ms":0,"mitm":"upstream_tls_error"}))
+    .unwrap();
+    assert_eq!(log.mitm, Some(MitmOutcome::UpstreamTlsError));
+    assert_eq!(to_json(&log)["mitm"], "upstream_tls_error");
+}

@@ -19,7 +19,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use greyproxy_protocol::{HeaderMapJson, Transaction};
+use greyproxy_protocol::{HeaderMapJson, Transaction, TransactionResult};
 use http::{HeaderMap, Request, Response, StatusCode, Version, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -191,7 +191,7 @@ impl Exchange {
                 .into(),
             ),
             rule_id: meta.rule_id,
-            result: "auto".into(),
+            result: TransactionResult::Auto,
             ..Default::default()
         };
         Exchange {
@@ -219,7 +219,7 @@ impl Exchange {
         let req_headers = req.headers();
         let redacted_req = recorder.redactor().headers(req_headers);
         fill_request(&mut t, req_headers, redacted_req, None, recorder.body_cap);
-        t.result = "denied".into();
+        t.result = TransactionResult::Denied;
         t.rule_id = Some(rule);
         let resp = text_response(StatusCode::FORBIDDEN, "Request denied by proxy\n");
         fill_response(
@@ -287,7 +287,7 @@ impl Exchange {
         let mut t = std::mem::take(&mut self.t);
         let redacted = recorder.redactor().headers(req_headers);
         fill_request(&mut t, req_headers, redacted, None, recorder.body_cap);
-        t.result = "denied".into();
+        t.result = TransactionResult::Denied;
         t.status_code = Some(resp.status().as_u16());
         t.response_headers = Some(recorder.redactor().headers(resp.headers()));
         t.response_content_type = record::content_type(resp.headers());
@@ -367,7 +367,7 @@ impl Exchange {
             req_cap.as_ref(),
             recorder.body_cap,
         );
-        t.result = "error".into();
+        t.result = TransactionResult::Error;
         t.error = Some(msg.trim().to_string());
         let resp = text_response(status, msg);
         fill_response(

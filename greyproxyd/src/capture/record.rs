@@ -1,7 +1,7 @@
 //! Turning a finished exchange into a stored [`Transaction`]: sizes, timing, redacted headers
 //! and URL, and the body copies decoded for storage (text as text, binary as base64).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use base64::Engine;
 use greyproxy_protocol::{HeaderMapJson, Transaction};
@@ -120,9 +120,4 @@ pub fn fill_response(
             t.error = Some("response body did not complete".into());
         }
     }
-}
-
-/// Converts a duration to whole milliseconds.
-pub fn dur_ms(d: Duration) -> u64 {
-    d.as_millis() as u64
 }

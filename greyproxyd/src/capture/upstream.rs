@@ -52,6 +52,23 @@ async fn handshake(io: Box<dyn Io>, h2: bool) -> io::Result<Sender> {
     }
 }
 
+/// Why [`Upstream::send`] got no response.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// A new connection could not be opened.
+    #[error("cannot reach the origin: {0}")]
+    Dial(io::Error),
+    /// The HTTP handshake on a new connection failed.
+    #[error("origin handshake failed: {0}")]
+    Handshake(io::Error),
+    /// The request failed on the connection.
+    #[error("{0}")]
+    Request(hyper::Error),
+    /// No connection to send on.
+    #[error("no origin connection")]
+    NoConnection,
+}
+
 impl Upstream {
     /// Starts from an already connected stream; `dial` opens replacements (HTTP/1.1).
     pub async fn new(first: Box<dyn Io>, h2: bool, dial: Dial) -> io::Result<Upstream> {
@@ -78,7 +95,7 @@ impl Upstream {
     }
 
     /// Sends one request, (re)connecting when needed.
-    pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, String> {
+    pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, SendError> {
         let mut slot = self.sender.lock().await;
         let usable = match slot.as_mut() {
             Some(Sender::H1(s)) => !s.is_closed() && s.ready().await.is_ok(),
@@ -86,28 +103,22 @@ impl Upstream {
             None => false,
         };
         if !usable {
-            let io = (self.dial)()
-                .await
-                .map_err(|e| format!("cannot reach the origin: {e}"))?;
-            *slot = Some(
-                handshake(io, self.h2)
-                    .await
-                    .map_err(|e| format!("origin handshake failed: {e}"))?,
-            );
+            let io = (self.dial)().await.map_err(SendError::Dial)?;
+            *slot = Some(handshake(io, self.h2).await.map_err(SendError::Handshake)?);
         }
         match slot.as_mut() {
             Some(Sender::H2(s)) => {
                 // HTTP/2 streams run concurrently: don't hold the lock for the response.
                 let fut = s.send_request(req);
                 drop(slot);
-                fut.await.map_err(|e| e.to_string())
+                fut.await.map_err(SendError::Request)
             }
             Some(Sender::H1(s)) => {
                 let fut = s.send_request(req);
                 drop(slot);
-                fut.await.map_err(|e| e.to_string())
+                fut.await.map_err(SendError::Request)
             }
-            None => Err("no origin connection".into()),
+            None => Err(SendError::NoConnection),
         }
     }
 }

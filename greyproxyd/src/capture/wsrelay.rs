@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use bytes::Bytes;
-use greyproxy_protocol::Transaction;
+use greyproxy_protocol::{Transaction, TransactionResult};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -103,7 +103,7 @@ impl Shared {
             http_version: template.http_version,
             status_code: Some(101),
             rule_id: template.rule_id,
-            result: "auto".into(),
+            result: TransactionResult::Auto,
             request_body: Some(body),
             request_body_encoding: Some(encoding.into()),
             request_body_size: Some(decoded_size as u64),

@@ -77,17 +77,8 @@ impl FileConfig {
         if self.hold_timeout == Some(0) {
             return Err(err("hold_timeout", "must be at least 1 second".into()));
         }
-        if let Some(c) = &self.control {
-            match c.auth.as_deref() {
-                None | Some("token") | Some("none") => {}
-                Some(other) => {
-                    return Err(err(
-                        "control.auth",
-                        format!("invalid value {other:?}: use \"token\" or \"none\""),
-                    ));
-                }
-            }
-        }
+        self.control_auth()
+            .map_err(|e| err("control.auth", e.to_string()))?;
         if let Some(m) = &self.mitm
             && let Some(globs) = &m.bypass
             && globs.iter().any(|g| g.trim().is_empty())
@@ -99,7 +90,8 @@ impl FileConfig {
                 .map_err(|e| err("middleware", e.to_string()))?;
         }
         if let Some(rules) = &self.llm_endpoint {
-            crate::middleware::llm::validate(rules).map_err(|e| err("llm_endpoint", e))?;
+            crate::middleware::llm::validate(rules)
+                .map_err(|e| err("llm_endpoint", e.to_string()))?;
         }
         if let Some(c) = &self.capture {
             if let Some(extra) = &c.redact_headers {

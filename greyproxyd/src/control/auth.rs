@@ -4,8 +4,8 @@
 //! without a restart.
 
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use subtle::ConstantTimeEq;
@@ -14,6 +14,33 @@ use crate::http::percent::{self, Plus};
 
 /// File name of the token in the state dir.
 pub const TOKEN_FILE: &str = "control.token";
+
+/// `control.auth`: whether control clients must present the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ControlAuth {
+    /// `token` (the default): the bearer token is required.
+    #[default]
+    Token,
+    /// `none`: no authentication (loopback-only setups).
+    None,
+}
+
+/// A `control.auth` value other than `token` or `none`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid value {0:?}: use \"token\" or \"none\"")]
+pub struct ControlAuthError(pub String);
+
+impl std::str::FromStr for ControlAuth {
+    type Err = ControlAuthError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "token" => Ok(ControlAuth::Token),
+            "none" => Ok(ControlAuth::None),
+            other => Err(ControlAuthError(other.to_string())),
+        }
+    }
+}
 
 /// Path of the token file.
 pub fn token_path(state_dir: &Path) -> PathBuf {
@@ -26,19 +53,9 @@ fn random_token() -> io::Result<String> {
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
-/// Writes `token` to `path` with mode 0600, atomically (temp file + rename).
+/// Writes `token` (and a newline) to `path` with mode 0600, atomically.
 fn write_token(path: &Path, token: &str) -> io::Result<()> {
-    let tmp = path.with_extension("token.tmp");
-    let _ = fs::remove_file(&tmp);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(token.as_bytes())?;
-    f.write_all(b"\n")?;
-    f.sync_all()?;
-    fs::rename(&tmp, path)
+    crate::atomic::write_atomic(path, format!("{token}\n").as_bytes(), 0o600)
 }
 
 /// Reads the token, creating it (0600) when missing. Tightens loose permissions.
@@ -133,6 +150,17 @@ mod tests {
             .mode()
             & 0o777;
         assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn control_auth_parses_exactly_token_and_none() {
+        assert_eq!("token".parse(), Ok(ControlAuth::Token));
+        assert_eq!("none".parse(), Ok(ControlAuth::None));
+        assert_eq!(ControlAuth::default(), ControlAuth::Token);
+        assert_eq!(
+            "Token".parse::<ControlAuth>().unwrap_err().to_string(),
+            r#"invalid value "Token": use "token" or "none""#
+        );
     }
 
     #[test]

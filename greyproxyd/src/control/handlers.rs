@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use greyproxy_protocol::event::EVENT_TYPES;
 use greyproxy_protocol::{
-    AllowAllMode, ClientMessage, Command, Listeners, PROTOCOL_VERSION, Reply, RequestId, Status,
+    AllowAllMode, ClientMessage, Command, CommandError, Listeners, PROTOCOL_VERSION, Reply,
+    RequestId, Status,
 };
 use serde::Serialize;
 
@@ -225,6 +226,8 @@ impl Handler {
                 &serde_json::json!({ "middlewares": self.middlewares.statuses() }),
                 rid,
             ),
+            // `Command` is non-exhaustive: a command this daemon does not implement yet.
+            _ => error(CommandError::UnknownCommand(name.to_string()), rid),
         }
     }
 

@@ -217,37 +217,48 @@ struct Layer {
     partial: bool,
 }
 
+/// Why one coding could not be undone (shown after `failed: <coding>: `).
+#[derive(Debug, thiserror::Error)]
+enum LayerError {
+    /// The decoder failed (or could not be set up).
+    #[error("{0}")]
+    Decoder(#[from] io::Error),
+    /// `deflate` failed both as zlib and as raw DEFLATE.
+    #[error("neither zlib ({zlib}) nor raw ({raw})")]
+    Deflate {
+        /// The zlib attempt's error.
+        zlib: io::Error,
+        /// The raw attempt's error.
+        raw: io::Error,
+    },
+}
+
 /// Undoes one coding of `input`; `truncated` says the input is only a prefix.
 fn decode_layer(
     input: &[u8],
     coding: Coding,
     truncated: bool,
     max: usize,
-) -> Result<Layer, String> {
+) -> Result<Layer, LayerError> {
     match coding {
         // Multi-member: concatenated gzip members are one valid gzip body (RFC 1952), and
         // Go's reader, which greyproxy used, reads them all too.
-        Coding::Gzip => settle(drain(MultiGzDecoder::new(input), max), truncated),
+        Coding::Gzip => Ok(settle(drain(MultiGzDecoder::new(input), max), truncated)?),
         // RFC 9110 says zlib, but some servers send raw DEFLATE. A raw stream fails the zlib
         // header check at once; the rare raw stream that happens to look like a zlib header
         // fails later on and gets its second chance the same way.
-        Coding::Deflate => {
-            settle(drain(ZlibDecoder::new(input), max), truncated).or_else(|zlib_err| {
-                settle(drain(DeflateDecoder::new(input), max), truncated)
-                    .map_err(|raw_err| format!("neither zlib ({zlib_err}) nor raw ({raw_err})"))
-            })
-        }
-        Coding::Brotli => settle(
+        Coding::Deflate => settle(drain(ZlibDecoder::new(input), max), truncated).or_else(|zlib| {
+            settle(drain(DeflateDecoder::new(input), max), truncated)
+                .map_err(|raw| LayerError::Deflate { zlib, raw })
+        }),
+        Coding::Brotli => Ok(settle(
             drain(brotli::Decompressor::new(input, BROTLI_BUFFER), max),
             truncated,
-        ),
+        )?),
         Coding::Zstd => {
-            let mut decoder =
-                zstd::stream::read::Decoder::with_buffer(input).map_err(|e| e.to_string())?;
-            decoder
-                .window_log_max(ZSTD_WINDOW_LOG_MAX)
-                .map_err(|e| e.to_string())?;
-            settle(drain(decoder, max), truncated)
+            let mut decoder = zstd::stream::read::Decoder::with_buffer(input)?;
+            decoder.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
+            Ok(settle(drain(decoder, max), truncated)?)
         }
     }
 }
@@ -307,8 +318,8 @@ fn read_retrying<R: Read>(reader: &mut R, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// Turns a drained decoder into a layer or a failure reason.
-fn settle((bytes, stop): (Vec<u8>, Stop), truncated: bool) -> Result<Layer, String> {
+/// Turns a drained decoder into a layer or the decoder's error.
+fn settle((bytes, stop): (Vec<u8>, Stop), truncated: bool) -> io::Result<Layer> {
     match stop {
         // A decoder reading a cut input may stop quietly at what it has; the cut still makes
         // the output a prefix.
@@ -327,7 +338,7 @@ fn settle((bytes, stop): (Vec<u8>, Stop), truncated: bool) -> Result<Layer, Stri
             bytes,
             partial: true,
         }),
-        Stop::Error(e) => Err(e.to_string()),
+        Stop::Error(e) => Err(e),
     }
 }
 

@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use greyproxy_protocol::middleware::{
-    Decision, HttpRequestMessage, HttpResponseMessage, MiddlewareEvent, WireHeaders,
+    Decision, DecisionAction, EventAction, HttpRequestMessage, HttpResponseMessage,
+    MiddlewareEvent, WireHeaders,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
@@ -186,7 +187,7 @@ fn event(
     step: &Step,
     seq: u32,
     hook: &str,
-    action: &str,
+    action: EventAction,
     status: i64,
     out: &Outcome,
     waited: u64,
@@ -197,7 +198,7 @@ fn event(
         middleware_name,
         middleware_url,
         hook: hook.into(),
-        action: action.into(),
+        action,
         status_code: status,
         headers_changed: Vec::new(),
         body_rewritten: false,
@@ -218,10 +219,10 @@ fn tagged(
     if out.decision.tags.is_empty() {
         return None;
     }
-    let action = if out.decision.action == "passthrough" {
-        "tagged-passthrough"
+    let action = if out.decision.action == DecisionAction::Passthrough {
+        EventAction::TaggedPassthrough
     } else {
-        "tagged-allow"
+        EventAction::TaggedAllow
     };
     Some(event(step, seq, hook, action, 0, out, waited))
 }
@@ -231,15 +232,13 @@ fn log_outcome(step: &Step, hook: &str, out: &Outcome, response: bool) {
     if let Some(reason) = out.fallback {
         tracing::warn!(
             "middleware {url} ({hook}): {reason} fallback action={:?}",
-            out.decision.action
+            out.decision.action.as_str()
         );
-    } else if !["allow", "deny", "rewrite", "passthrough", "block"]
-        .contains(&out.decision.action.as_str())
-    {
+    } else if !out.decision.action.is_known() {
         let treat = if response { "passthrough" } else { "allow" };
         tracing::warn!(
             "middleware {url} ({hook}): unknown action {:?}, treating as {treat}",
-            out.decision.action
+            out.decision.action.as_str()
         );
     }
 }
@@ -287,7 +286,7 @@ fn stop(
     step: &Step,
     seq: u32,
     hook: &str,
-    action: &str,
+    action: EventAction,
     default: u16,
     out: &Outcome,
     waited: u64,
@@ -359,10 +358,14 @@ pub async fn run_request(
         };
         let (out, waited) = ask(step, &hook, &id, serde_json::to_string(&msg), false).await;
         let d: &Decision = &out.decision;
-        match d.action.as_str() {
-            "deny" => return Some(stop(step, seq, &hook, "deny", 403, &out, waited, events)),
-            "rewrite" => {
-                let mut e = event(step, seq, &hook, "rewrite", d.status_code, &out, waited);
+        match d.action {
+            DecisionAction::Deny => {
+                let deny = EventAction::Deny;
+                return Some(stop(step, seq, &hook, deny, 403, &out, waited, events));
+            }
+            DecisionAction::Rewrite => {
+                let rewrite = EventAction::Rewrite;
+                let mut e = event(step, seq, &hook, rewrite, d.status_code, &out, waited);
                 if let Some(b) = &d.body {
                     e.body_rewritten = work.body.as_deref() != Some(b.as_slice());
                     work.body = Some(Bytes::from(b.clone()));
@@ -436,10 +439,14 @@ pub async fn run_response(
         };
         let (out, waited) = ask(step, &hook, &id, serde_json::to_string(&msg), true).await;
         let d: &Decision = &out.decision;
-        match d.action.as_str() {
-            "block" => return Some(stop(step, seq, &hook, "block", 502, &out, waited, events)),
-            "rewrite" => {
-                let mut e = event(step, seq, &hook, "rewrite", d.status_code, &out, waited);
+        match d.action {
+            DecisionAction::Block => {
+                let block = EventAction::Block;
+                return Some(stop(step, seq, &hook, block, 502, &out, waited, events));
+            }
+            DecisionAction::Rewrite => {
+                let rewrite = EventAction::Rewrite;
+                let mut e = event(step, seq, &hook, rewrite, d.status_code, &out, waited);
                 work.rewritten = true;
                 if let Some(s) = http_status(d.status_code) {
                     work.status = s;

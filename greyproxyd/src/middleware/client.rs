@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use greyproxy_protocol::middleware::{
-    Decision, MiddlewareHello, MiddlewareStatus, ProxyHello, negotiate_version,
+    Decision, DecisionAction, DecodeError, MiddlewareHello, MiddlewareStatus, OnDisconnect,
+    ProxyHello, VersionError, negotiate_version,
 };
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -89,14 +90,14 @@ pub struct ClientConfig {
     pub endpoint: Endpoint,
     /// Per-message timeout.
     pub timeout: Duration,
-    /// `on_disconnect`: exactly `allow` fails open; anything else fails closed.
-    pub on_disconnect: String,
+    /// What the proxy decides while the middleware cannot.
+    pub on_disconnect: OnDisconnect,
 }
 
 impl ClientConfig {
     /// Whether the middleware fails open.
     pub fn fails_open(&self) -> bool {
-        self.on_disconnect == "allow"
+        self.on_disconnect == OnDisconnect::Allow
     }
 }
 
@@ -214,16 +215,16 @@ impl Client {
     pub fn fallback(&self, id: &str, response: bool, reason: FallbackReason) -> Outcome {
         let open = self.config.fails_open();
         let (action, status) = match (response, open) {
-            (false, true) => ("allow", 0),
-            (true, true) => ("passthrough", 0),
-            (false, false) => ("deny", 403),
-            (true, false) => ("block", 502),
+            (false, true) => (DecisionAction::Allow, 0),
+            (true, true) => (DecisionAction::Passthrough, 0),
+            (false, false) => (DecisionAction::Deny, 403),
+            (true, false) => (DecisionAction::Block, 502),
         };
         Outcome {
             decision: Decision {
                 kind: "decision".into(),
                 id: id.into(),
-                action: action.into(),
+                action,
                 status_code: status,
                 ..Decision::default()
             },
@@ -276,11 +277,7 @@ impl Client {
             hooks: d.map(|d| d.hook_types.clone()).unwrap_or_default(),
             max_body_bytes: d.map_or(0, |d| d.max_body_bytes),
             timeout_ms: self.config.timeout.as_millis() as u64,
-            on_disconnect: if self.config.fails_open() {
-                "allow".into()
-            } else {
-                "deny".into()
-            },
+            on_disconnect: self.config.on_disconnect,
             last_error: st.last_error.clone(),
             connects: st.connects,
             pid: st.pid,
@@ -344,7 +341,7 @@ impl Client {
                 let dial = super::wsdial::dial(url, auth_header.as_ref(), self.tls.clone());
                 match tokio::select! { l = dial => l, _ = stop.cancelled() => return None } {
                     Ok(l) => l,
-                    Err(e) => return Some(e),
+                    Err(e) => return Some(e.to_string()),
                 }
             }
             Endpoint::Stdio { argv, label } => match super::stdio::spawn(argv, label) {
@@ -379,12 +376,12 @@ impl Client {
         let first = match tokio::time::timeout(HELLO_TIMEOUT, link.inbound.recv()).await {
             Err(_) => return "no hello within 5 s".into(),
             Ok(None) => return "transport closed".into(),
-            Ok(Some(Err(e))) => return e,
+            Ok(Some(Err(e))) => return e.to_string(),
             Ok(Some(Ok(frame))) => frame,
         };
         let declared = match self.accept_hello(&first) {
             Ok(d) => Arc::new(d),
-            Err(e) => return e,
+            Err(e) => return e.to_string(),
         };
         tracing::info!(
             "middleware hello: name={} endpoint={} transport={} protocol=v{} hooks={} max_body_bytes={}",
@@ -411,16 +408,16 @@ impl Client {
         loop {
             match link.inbound.recv().await {
                 None => return "transport closed".into(),
-                Some(Err(e)) => return e,
+                Some(Err(e)) => return e.to_string(),
                 Some(Ok(frame)) => deliver(&conn, &frame, &self.config.endpoint),
             }
         }
     }
 
-    fn accept_hello(&self, frame: &[u8]) -> Result<Declared, String> {
-        let h = MiddlewareHello::decode(frame).map_err(|e| format!("hello parse: {e}"))?;
+    fn accept_hello(&self, frame: &[u8]) -> Result<Declared, HelloError> {
+        let h = MiddlewareHello::decode(frame).map_err(HelloError::Parse)?;
         if h.kind != "hello" {
-            return Err(format!("hello: unexpected type {:?}", h.kind));
+            return Err(HelloError::Type(h.kind));
         }
         let version = negotiate_version(h.min_version, h.max_version)?;
         let mut request = Vec::new();
@@ -442,6 +439,20 @@ impl Client {
             response,
         })
     }
+}
+
+/// Why a middleware's hello was refused.
+#[derive(Debug, thiserror::Error)]
+enum HelloError {
+    /// Not a decodable hello.
+    #[error("hello parse: {0}")]
+    Parse(DecodeError),
+    /// `type` other than `hello`.
+    #[error("hello: unexpected type {0:?}")]
+    Type(String),
+    /// No common protocol version.
+    #[error(transparent)]
+    Version(#[from] VersionError),
 }
 
 /// Routes one inbound frame to its waiter.

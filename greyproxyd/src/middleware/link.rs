@@ -13,7 +13,38 @@ pub const OUT_QUEUE: usize = 256;
 pub const IN_QUEUE: usize = 256;
 
 /// What the transport hands to the client: one frame, or why the transport ended.
-pub type Inbound = Result<Vec<u8>, String>;
+pub type Inbound = Result<Vec<u8>, Ended>;
+
+/// Why a transport ended; the text becomes the middleware's `last_error`.
+#[derive(Debug, thiserror::Error)]
+pub enum Ended {
+    /// Closed from our side (shutdown, or the client went away).
+    #[error("closed")]
+    Closed,
+    /// The middleware sent a WebSocket close frame without a code.
+    #[error("middleware closed the socket")]
+    SocketClosed,
+    /// The middleware sent a WebSocket close frame.
+    #[error("middleware closed the socket ({code} {reason})")]
+    SocketClosedWith {
+        /// Close code.
+        code: u16,
+        /// Close reason.
+        reason: String,
+    },
+    /// The WebSocket failed.
+    #[error("websocket: {0}")]
+    WebSocket(Box<tokio_tungstenite::tungstenite::Error>),
+    /// The WebSocket connection ended without a close frame.
+    #[error("connection closed")]
+    ConnectionClosed,
+    /// The stdio child closed its stdout.
+    #[error("middleware closed stdout (exited?)")]
+    StdoutClosed,
+    /// Reading the stdio child's stdout failed (or a line was too long).
+    #[error("reading stdout: {0}")]
+    Stdout(std::io::Error),
+}
 
 /// One established transport.
 pub struct Link {

@@ -87,12 +87,22 @@ pub fn builtin_rules() -> Vec<LlmRule> {
     ]
 }
 
+/// A user rule with an empty key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("llm_endpoint #{rule}: {key} must not be empty")]
+pub struct EmptyKey {
+    /// The rule, 1-based.
+    pub rule: usize,
+    /// `host`, `path` or `decoder`.
+    pub key: &'static str,
+}
+
 /// Checks user rules: host, path and decoder must be non-empty (after trimming whitespace).
 ///
 /// # Errors
 ///
-/// A human-readable message naming the first offending rule (1-based) and key.
-pub fn validate(rules: &[LlmRule]) -> Result<(), String> {
+/// The first offending rule (1-based) and key.
+pub fn validate(rules: &[LlmRule]) -> Result<(), EmptyKey> {
     for (n, rule) in rules.iter().enumerate() {
         for (key, value) in [
             ("host", &rule.host),
@@ -100,7 +110,7 @@ pub fn validate(rules: &[LlmRule]) -> Result<(), String> {
             ("decoder", &rule.decoder),
         ] {
             if value.trim().is_empty() {
-                return Err(format!("llm_endpoint #{}: {key} must not be empty", n + 1));
+                return Err(EmptyKey { rule: n + 1, key });
             }
         }
     }
@@ -475,7 +485,7 @@ mod tests {
                 "path" => bad.path = "  ".to_owned(),
                 _ => bad.decoder = String::new(),
             }
-            let err = validate(&[ok.clone(), bad]).unwrap_err();
+            let err = validate(&[ok.clone(), bad]).unwrap_err().to_string();
             assert!(err.contains("#2"), "{err}");
             assert!(err.contains(key), "{err}");
         }

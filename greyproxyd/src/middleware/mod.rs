@@ -19,7 +19,7 @@ pub mod wsdial;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use greyproxy_protocol::middleware::MiddlewareStatus;
+use greyproxy_protocol::middleware::{MiddlewareStatus, OnDisconnect};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
@@ -45,7 +45,8 @@ pub struct MiddlewareEntry {
     pub name: Option<String>,
     /// Per-message timeout; ≤ 0 = the default 10 000.
     pub timeout_ms: Option<i64>,
-    /// `allow` fails open; anything else (default `deny`) fails closed.
+    /// `allow` fails open; anything else (default `deny`) fails closed, as in greyproxy: read
+    /// with [`OnDisconnect::from_config`].
     pub on_disconnect: Option<String>,
     /// `Name: value` added to the WebSocket upgrade.
     pub auth_header: Option<String>,
@@ -101,7 +102,7 @@ pub fn build_configs(
     let defaults = |endpoint| ClientConfig {
         endpoint,
         timeout: Duration::from_millis(DEFAULT_TIMEOUT_MS),
-        on_disconnect: "deny".into(),
+        on_disconnect: OnDisconnect::Deny,
     };
     for u in cli_urls.iter().filter(|u| !u.trim().is_empty()) {
         let url = normalise_url(u.trim());
@@ -144,7 +145,10 @@ pub fn build_configs(
         out.push(ClientConfig {
             endpoint,
             timeout: Duration::from_millis(timeout),
-            on_disconnect: e.on_disconnect.clone().unwrap_or_else(|| "deny".into()),
+            on_disconnect: e
+                .on_disconnect
+                .as_deref()
+                .map_or(OnDisconnect::Deny, OnDisconnect::from_config),
         });
     }
     Ok(out)
@@ -346,7 +350,7 @@ mod tests {
                 auth_header: None,
             },
             timeout: Duration::from_secs(1),
-            on_disconnect: "Allow".into(),
+            on_disconnect: OnDisconnect::from_config("Allow"),
         };
         assert!(!c.fails_open());
     }

@@ -15,7 +15,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::link::{IN_QUEUE, Inbound, Link, OUT_QUEUE};
+use super::link::{Ended, IN_QUEUE, Inbound, Link, OUT_QUEUE};
 
 /// Longest stdout line (one message) accepted; longer drops the connection.
 pub const MAX_LINE: usize = 32 << 20;
@@ -74,16 +74,16 @@ pub fn spawn(argv: &[String], label: &str) -> io::Result<Link> {
             let mut line = Vec::new();
             let got = tokio::select! {
                 g = read_line_capped(&mut r, &mut line, MAX_LINE) => g,
-                _ = rclose.cancelled() => break "closed".to_string(),
+                _ = rclose.cancelled() => break Ended::Closed,
             };
             match got {
                 Ok(true) => {
                     if in_tx.send(Ok(line)).await.is_err() {
-                        break "closed".to_string();
+                        break Ended::Closed;
                     }
                 }
-                Ok(false) => break "middleware closed stdout (exited?)".to_string(),
-                Err(e) => break format!("reading stdout: {e}"),
+                Ok(false) => break Ended::StdoutClosed,
+                Err(e) => break Ended::Stdout(e),
             }
         };
         let _ = in_tx.send(Err(end)).await;

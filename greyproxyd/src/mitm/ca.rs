@@ -8,8 +8,8 @@
 //! written by greyproxy load too), and both files are written atomically.
 
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -19,6 +19,8 @@ use rcgen::{
 };
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::atomic::write_atomic;
 
 /// File name of the CA certificate in the state dir (PEM, mode 0644).
 pub const CA_CERT_FILE: &str = "ca-cert.pem";
@@ -402,44 +404,14 @@ pub fn generate(state_dir: &Path, force: bool) -> Result<Ca, CaError> {
     // Key first: a crash between the two renames then leaves a new key next to the old
     // certificate, which `load` reports as a mismatch instead of silently using stale files,
     // and the reload watcher waits for the certificate to follow.
-    write_atomic(&key_file, key_pem.as_bytes(), 0o600)?;
-    write_atomic(&cert_file, cert_pem.as_bytes(), 0o644)?;
+    write_atomic(&key_file, key_pem.as_bytes(), 0o600).map_err(io_err("write", &key_file))?;
+    write_atomic(&cert_file, cert_pem.as_bytes(), 0o644).map_err(io_err("write", &cert_file))?;
     Ca::from_pem(
         cert_pem.as_bytes(),
         key_pem.as_bytes(),
         &cert_file,
         &key_file,
     )
-}
-
-/// Writes `data` to a temporary file in the same directory, created with `mode` (so a key is
-/// never readable by others, not even briefly), syncs it and renames it over `path`.
-fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), CaError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("ca");
-    let tmp = dir.join(format!(".{name}.{}.tmp", random_hex::<4>()?));
-    let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(io_err("create", &tmp))?;
-        // The umask may have narrowed `mode` (0644 → 0600 under umask 077); the certificate
-        // is public and must be readable by whoever installs it, so set it explicitly.
-        f.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(io_err("set the mode of", &tmp))?;
-        f.write_all(data).map_err(io_err("write", &tmp))?;
-        f.sync_all().map_err(io_err("sync", &tmp))?;
-        fs::rename(&tmp, path).map_err(io_err("rename into place", path))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    } else if let Ok(d) = fs::File::open(dir) {
-        // Make the rename durable; failure here loses nothing already visible.
-        let _ = d.sync_all();
-    }
-    result
 }
 
 /// Tightens a key file readable by group or others to 0600, with a warning.

@@ -9,6 +9,7 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use greyproxy_protocol::MitmOutcome;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::server::Acceptor;
@@ -148,7 +149,7 @@ pub async fn handle(
 ) -> io::Result<()> {
     let revoked = verdict.tracked.as_ref().map(|t| t.token.clone());
     if !ctx.enabled {
-        verdict.log_mitm("mitm_disabled");
+        verdict.log_mitm(MitmOutcome::MitmDisabled);
         return relay(client, upstream, &early, revoked, shutdown)
             .await
             .map(|_| ());
@@ -157,13 +158,13 @@ pub async fn handle(
         let mut buf = vec![0u8; 4096];
         match tokio::time::timeout(ctx.sniff_timeout, client.read(&mut buf)).await {
             Err(_) => {
-                verdict.log_mitm("server_first");
+                verdict.log_mitm(MitmOutcome::ServerFirst);
                 return relay(client, upstream, &[], revoked, shutdown)
                     .await
                     .map(|_| ());
             }
             Ok(Ok(0)) => {
-                verdict.log_mitm("client_closed");
+                verdict.log_mitm(MitmOutcome::ClientClosed);
                 return Ok(());
             }
             Ok(Ok(n)) => early.extend_from_slice(&buf[..n]),
@@ -174,7 +175,7 @@ pub async fn handle(
     let cut = revoked.clone().unwrap_or_default();
     if looks_like_tls(&early) {
         if ctx.certs.current().is_none() {
-            verdict.log_mitm("no_cert");
+            verdict.log_mitm(MitmOutcome::NoCert);
             return relay(client, upstream, &early, revoked, shutdown)
                 .await
                 .map(|_| ());
@@ -194,7 +195,7 @@ pub async fn handle(
             _ = shutdown.cancelled() => Ok(()),
         }
     } else if looks_like_http(&early) {
-        verdict.log_mitm("http");
+        verdict.log_mitm(MitmOutcome::Http);
         let meta = Arc::new(ExchangeMeta {
             container: tunnel.container.clone(),
             host: tunnel.host.clone(),
@@ -220,7 +221,7 @@ pub async fn handle(
             _ = shutdown.cancelled() => Ok(()),
         }
     } else {
-        verdict.log_mitm("non_tls");
+        verdict.log_mitm(MitmOutcome::NonTls);
         relay(client, upstream, &early, revoked, shutdown)
             .await
             .map(|_| ())
@@ -284,7 +285,7 @@ async fn intercept_tls(
 ) -> io::Result<()> {
     let Some((sni, offer)) = peek_hello(&mut client, &mut early, Duration::from_secs(10)).await?
     else {
-        verdict.log_mitm("non_tls");
+        verdict.log_mitm(MitmOutcome::NonTls);
         return relay(client, upstream, &early, None, CancellationToken::new())
             .await
             .map(|_| ());
@@ -292,7 +293,7 @@ async fn intercept_tls(
     // Clients without SNI (IP literals) get the CONNECT host.
     let name = sni.clone().unwrap_or_else(|| tunnel.host.clone());
     if ctx.bypassed(&name) || ctx.bypassed(&tunnel.host) {
-        verdict.log_mitm("mitm_bypass");
+        verdict.log_mitm(MitmOutcome::MitmBypass);
         return relay(client, upstream, &early, None, CancellationToken::new())
             .await
             .map(|_| ());
@@ -304,19 +305,19 @@ async fn intercept_tls(
         .collect();
     if !offer.is_empty() && alpn.is_empty() {
         // Some other protocol over TLS (not HTTP): nothing to record.
-        verdict.log_mitm("non_http");
+        verdict.log_mitm(MitmOutcome::NonHttp);
         return relay(client, upstream, &early, None, CancellationToken::new())
             .await
             .map(|_| ());
     }
     let Some(issuer) = ctx.certs.current() else {
-        verdict.log_mitm("no_cert");
+        verdict.log_mitm(MitmOutcome::NoCert);
         return relay(client, upstream, &early, None, CancellationToken::new())
             .await
             .map(|_| ());
     };
     let Some(server) = server_name(&name) else {
-        verdict.log_mitm("non_tls");
+        verdict.log_mitm(MitmOutcome::NonTls);
         return relay(client, upstream, &early, None, CancellationToken::new())
             .await
             .map(|_| ());
@@ -333,12 +334,12 @@ async fn intercept_tls(
     let up_tls = match up {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            verdict.log_mitm("upstream_tls_error");
+            verdict.log_mitm(MitmOutcome::UpstreamTlsError);
             let reason = format!("greyproxy: TLS to {name}:{} failed: {e}\n", tunnel.port);
             return refuse_over_tls(&issuer, &name, &offer, client_io, &reason).await;
         }
         Err(_) => {
-            verdict.log_mitm("upstream_tls_error");
+            verdict.log_mitm(MitmOutcome::UpstreamTlsError);
             let reason = format!("greyproxy: TLS to {name}:{} timed out\n", tunnel.port);
             return refuse_over_tls(&issuer, &name, &offer, client_io, &reason).await;
         }
@@ -353,7 +354,7 @@ async fn intercept_tls(
     let client_tls = match start.into_stream(config).await {
         Ok(s) => s,
         Err(e) => {
-            verdict.log_mitm("mitm_error");
+            verdict.log_mitm(MitmOutcome::MitmError);
             let first = ctx
                 .rejected
                 .lock()
@@ -368,7 +369,7 @@ async fn intercept_tls(
             return Ok(());
         }
     };
-    verdict.log_mitm("intercepted");
+    verdict.log_mitm(MitmOutcome::Intercepted);
     let meta = Arc::new(ExchangeMeta {
         container: tunnel.container.clone(),
         host: name.clone(),

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use greyproxy_protocol::{Action, AllowAllMode, Decision};
+use greyproxy_protocol::{Action, AllowAllMode, Decision, MitmOutcome};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -127,9 +127,9 @@ impl Drop for Verdict {
 impl Verdict {
     /// Writes the deferred log row of an allowed tunnel with its interception outcome
     /// (`intercepted`, `http`, or why it went raw).
-    pub fn log_mitm(&mut self, mitm: &str) {
+    pub fn log_mitm(&mut self, mitm: MitmOutcome) {
         if let Some((sink, mut row)) = self.pending_log.take() {
-            row.mitm = Some(mitm.to_string());
+            row.mitm = Some(mitm);
             sink.record(row);
         }
     }

@@ -114,7 +114,7 @@ impl Policy {
         } else {
             if decision == Decision::Allowed {
                 // Absolute-form requests are always recorded as plaintext HTTP.
-                row.mitm = Some("http".into());
+                row.mitm = Some(greyproxy_protocol::MitmOutcome::Http);
             }
             self.logs.record(row);
             None

@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use greyproxy_protocol::MitmOutcome;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -117,7 +118,7 @@ async fn connect_tunnel(
     let upstream = match connect_upstream(&head.host, head.port, ctx.connect_timeout).await {
         Ok(u) => u,
         Err(e) => {
-            verdict.log_mitm("connect_failed");
+            verdict.log_mitm(MitmOutcome::ConnectFailed);
             let body = format!(
                 "greyproxy: cannot connect to {}:{}: {e}\n",
                 head.host, head.port

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use greyproxy_protocol::MitmOutcome;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::socks5::{self, REP_NOT_ALLOWED, REP_SUCCEEDED, reply_for_connect_error, send_reply};
@@ -44,7 +45,7 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, ctx: ProxyCtx) -> anyho
     let upstream = match connect_upstream(&host, port, ctx.connect_timeout).await {
         Ok(u) => u,
         Err(e) => {
-            verdict.log_mitm("connect_failed");
+            verdict.log_mitm(MitmOutcome::ConnectFailed);
             tracing::debug!(%host, port, error = %e, "socks5 upstream connect failed");
             send_reply(&mut stream, reply_for_connect_error(&e), None).await?;
             return Ok(());

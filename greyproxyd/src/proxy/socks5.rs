@@ -131,7 +131,7 @@ pub enum Socks5Error {
     BadAddressType(u8),
     /// A domain that is empty, not UTF-8, or contains NUL/whitespace.
     #[error("invalid domain name in SOCKS5 request: {0}")]
-    BadDomain(String),
+    BadDomain(BadName),
     /// The client closed the connection before the handshake was complete.
     #[error("client closed during handshake")]
     ClientClosed,
@@ -314,16 +314,35 @@ async fn read_target<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// Checks a domain from the request; the error is a reason suitable for logs.
-fn validate_domain(bytes: Vec<u8>) -> Result<String, String> {
+/// Why a domain in a request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BadName {
+    /// Zero-length name.
+    #[error("empty name")]
+    Empty,
+    /// Not UTF-8.
+    #[error("not valid UTF-8")]
+    NotUtf8,
+    /// NUL or whitespace in the name.
+    #[error("{name:?} contains forbidden character {c:?}")]
+    Forbidden {
+        /// The name as sent.
+        name: String,
+        /// The first forbidden character.
+        c: char,
+    },
+}
+
+/// Checks a domain from the request.
+fn validate_domain(bytes: Vec<u8>) -> Result<String, BadName> {
     if bytes.is_empty() {
-        return Err("empty name".to_owned());
+        return Err(BadName::Empty);
     }
-    let name = String::from_utf8(bytes).map_err(|_| "not valid UTF-8".to_owned())?;
+    let name = String::from_utf8(bytes).map_err(|_| BadName::NotUtf8)?;
     // NUL and whitespace can never be part of a host name and would corrupt log lines,
     // policy patterns and the `host:port` strings built from the target.
     if let Some(c) = name.chars().find(|c| *c == '\0' || c.is_whitespace()) {
-        return Err(format!("{name:?} contains forbidden character {c:?}"));
+        return Err(BadName::Forbidden { name, c });
     }
     Ok(name)
 }

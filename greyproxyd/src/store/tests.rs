@@ -240,3 +240,44 @@ fn undecodable_rows_are_skipped_not_fatal() {
     assert_eq!(rules.iter().map(|r| r.id).collect::<Vec<_>>(), vec![1, 3]);
     assert!(store.load_pending().unwrap().is_empty());
 }
+
+/// Result, MITM outcome and middleware actions were plain strings in the JSON the store keeps;
+/// rows written then decode into the enums and encode back to the very same bytes.
+#[test]
+fn rows_written_when_closed_sets_were_strings_still_read() {
+    use greyproxy_protocol::middleware::EventAction;
+    use greyproxy_protocol::{MitmOutcome, TransactionResult};
+
+    let (_dir, _path, store) = temp_store();
+    let log = br#"{"id":3,"timestamp":1776852000,"container_name":"c","container_id":null,"destination_host":"h.example","destination_port":443,"resolved_hostname":null,"method":"HTTP","result":"allowed","rule_id":1,"rule_summary":null,"response_time_ms":2,"reason":"rule","mitm":"client_closed"}"#;
+    put_raw(&store, REQUEST_LOGS, 3, log);
+    let head = br#"{"id":4,"timestamp":"2026-11-22T10:00:00Z","container_name":"c","destination_host":"h.example","destination_port":443,"method":"POST","url":"https://h.example/","status_code":403,"result":"denied","middleware_events":[{"sequence":0,"middleware_url":"","hook":"mitm-request","action":"tagged-passthrough","created_at":"2026-11-22T10:00:00Z"},{"sequence":1,"middleware_url":"","hook":"mitm-request","action":"deny","status_code":403,"created_at":"2026-11-22T10:00:00Z"}]}"#;
+    put_raw(&store, TRANSACTIONS, 4, head);
+    // The transaction writer creates the bodies table along with the first head.
+    let txn = store.db.begin_write().unwrap();
+    txn.open_table(BODIES).unwrap();
+    txn.commit().unwrap();
+
+    let logs = store
+        .query_logs(&crate::store::LogQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(logs.items.len(), 1);
+    assert_eq!(logs.items[0].mitm, Some(MitmOutcome::ClientClosed));
+    assert_eq!(serde_json::to_vec(&logs.items[0]).unwrap(), log);
+
+    let t = store.get_transaction(4).unwrap().unwrap();
+    assert_eq!(t.result, TransactionResult::Denied);
+    let actions: Vec<EventAction> = t.middleware_events.iter().map(|e| e.action).collect();
+    assert_eq!(actions, [EventAction::TaggedPassthrough, EventAction::Deny]);
+    assert_eq!(serde_json::to_vec(&t).unwrap(), head);
+    let page = store
+        .query_transactions(&crate::store::TxQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(page.items, [t]);
+}

@@ -345,7 +345,7 @@ mod tests {
             method: "GET".into(),
             url: format!("https://{host}/"),
             status_code: Some(200),
-            result: "auto".into(),
+            result: greyproxy_protocol::TransactionResult::Auto,
             response_body: Some("x".repeat(body)),
             response_body_encoding: Some("text".into()),
             ..Default::default()

@@ -183,7 +183,7 @@ impl App {
             }
             Some(Event::TransactionUpdated(t)) => fx.extend(self.update_transaction(t)),
             // Types newer than this build (transaction.new, …) are not shown yet.
-            None => {}
+            Some(_) | None => {}
         }
         if gap {
             self.say("missed events; reloading", true);

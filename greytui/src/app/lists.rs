@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::time::SystemTime;
 
 use greyproxy_protocol::middleware::MiddlewareStatus;
-use greyproxy_protocol::{ActivityItem, Decision, PendingRequest, Rule};
+use greyproxy_protocol::{ActivityItem, Decision, PendingRequest, Rule, TransactionResult};
 
 use super::detail::Detail;
 use super::listed::{Keyed, Listed, Nav};
@@ -89,7 +89,7 @@ pub(crate) fn container_of(item: &ActivityItem) -> &str {
 pub(crate) fn decision_of(item: &ActivityItem) -> Decision {
     match item {
         ActivityItem::Connection(r) => r.result,
-        ActivityItem::Transaction(t) if t.result == "denied" => Decision::Blocked,
+        ActivityItem::Transaction(t) if t.result == TransactionResult::Denied => Decision::Blocked,
         ActivityItem::Transaction(_) => Decision::Allowed,
     }
 }

@@ -44,7 +44,7 @@ pub(super) fn connection(r: &RequestLog) -> Vec<Line<'static>> {
             "response time",
             opt(r.response_time_ms.map(|m| format!("{m} ms"))),
         ),
-        field("capture", opt(r.mitm.clone())),
+        field("capture", opt(r.mitm)),
     ];
     lines.push(Line::raw(""));
     lines.push(Line::styled(
@@ -68,7 +68,7 @@ pub(super) fn transaction(
     let status = t
         .status_code
         .map(|s| s.to_string())
-        .unwrap_or_else(|| t.result.clone());
+        .unwrap_or_else(|| t.result.to_string());
     let head = match t.upgrade_id {
         Some(_) => format!(
             " {} {} {} · message {}",
@@ -96,7 +96,7 @@ pub(super) fn transaction(
     } else {
         lines.extend([
             field("http version", opt(t.http_version.clone())),
-            field("result", t.result.clone()),
+            field("result", t.result.to_string()),
             field("error", opt(t.error.clone())),
             field("rule", opt(t.rule_id)),
             field("duration", opt(t.duration_ms.map(|m| format!("{m} ms")))),
@@ -193,7 +193,7 @@ fn middleware_events(lines: &mut Vec<Line<'static>>, t: &Transaction) {
     lines.push(Line::raw(""));
     lines.push(Line::styled(" Middlewares", HEADER));
     for e in &t.middleware_events {
-        let badge = Badge::of(&e.action);
+        let badge = Badge::of(e.action.as_str());
         let style = badge.map(badge_style).unwrap_or_default();
         let symbol = badge.map(|b| b.symbol()).unwrap_or("·");
         lines.push(Line::from(vec![
@@ -344,7 +344,7 @@ mod tests {
             id: 7,
             method: "POST".into(),
             url: "https://api.example.com/v1".into(),
-            result: "auto".into(),
+            result: greyproxy_protocol::TransactionResult::Auto,
             status_code: Some(200),
             ..Transaction::default()
         };

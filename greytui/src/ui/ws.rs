@@ -43,7 +43,7 @@ fn summary(u: &Transaction, ws: &WsMessages) -> Vec<Line<'static>> {
     let status = u
         .status_code
         .map(|s| s.to_string())
-        .unwrap_or_else(|| u.result.clone());
+        .unwrap_or_else(|| u.result.to_string());
     let count = if ws.loading {
         "loading…".to_string()
     } else if let Some(e) = &ws.error {

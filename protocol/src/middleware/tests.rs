@@ -72,7 +72,7 @@ fn decision_keys_fold_but_header_and_tag_keys_do_not() {
     .unwrap();
     assert_eq!(d.id, "abc");
     assert_eq!(d.kind, "whatever");
-    assert_eq!(d.action, "rewrite");
+    assert_eq!(d.action, DecisionAction::Rewrite);
     assert_eq!(d.status_code, 201);
     assert_eq!(d.headers["x-New"], vec!["1"]);
     assert!(d.headers["X-Gone"].is_empty());
@@ -112,21 +112,59 @@ fn version_negotiation_table() {
     assert!(
         negotiate_version(2, 5)
             .unwrap_err()
+            .to_string()
             .contains("requires protocol v>=2")
     );
     assert!(
         negotiate_version(0, 2)
             .unwrap_err()
+            .to_string()
             .contains("invalid version range [0,2]")
     );
     assert!(
         negotiate_version(1, 0)
             .unwrap_err()
+            .to_string()
             .contains("invalid version range [1,0]")
     );
     assert!(
         negotiate_version(3, 2)
             .unwrap_err()
+            .to_string()
             .contains("invalid version range [3,2]")
     );
+}
+
+#[test]
+fn decision_actions_outside_the_protocol_are_kept_as_sent() {
+    for (name, action) in [
+        ("allow", DecisionAction::Allow),
+        ("deny", DecisionAction::Deny),
+        ("rewrite", DecisionAction::Rewrite),
+        ("passthrough", DecisionAction::Passthrough),
+        ("block", DecisionAction::Block),
+    ] {
+        let d = Decision::decode(format!(r#"{{"id":"a","action":"{name}"}}"#).as_bytes()).unwrap();
+        assert_eq!(d.action, action);
+        assert!(d.action.is_known());
+        assert_eq!(serde_json::to_value(&d).unwrap()["action"], name);
+    }
+    // Case-sensitive, as in greyproxy; unknown and missing actions survive a round trip.
+    let d = Decision::decode(br#"{"id":"a","action":"Deny"}"#).unwrap();
+    assert_eq!(d.action, DecisionAction::Other("Deny".into()));
+    assert!(!d.action.is_known());
+    assert_eq!(serde_json::to_value(&d).unwrap()["action"], "Deny");
+    let d = Decision::decode(br#"{"id":"a"}"#).unwrap();
+    assert_eq!(d.action.as_str(), "");
+    assert_eq!(serde_json::to_value(&d).unwrap()["action"], "");
+    assert!(Decision::decode(br#"{"id":"a","action":3}"#).is_err());
+}
+
+#[test]
+fn on_disconnect_from_config_fails_open_only_for_exactly_allow() {
+    assert_eq!(OnDisconnect::from_config("allow"), OnDisconnect::Allow);
+    for s in ["deny", "Allow", "ALLOW", "", "open"] {
+        assert_eq!(OnDisconnect::from_config(s), OnDisconnect::Deny, "{s}");
+    }
+    assert_eq!(OnDisconnect::default(), OnDisconnect::Deny);
 }
