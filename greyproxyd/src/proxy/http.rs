@@ -18,13 +18,14 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use super::dispatch;
 use super::head::{Head, HeadError, absolute_target, read_head};
 use super::tunnel::{ProxyCtx, identity};
 use crate::accept::accept_loop;
 use crate::capture::exchange::{ExchangeMeta, forward};
 use crate::capture::upstream::Upstream;
 use crate::http::{Body, text_response};
-use crate::mitm::intercept::{self, Tunnel};
+use crate::mitm::intercept::Tunnel;
 use crate::net::{Prefixed, boxed_io, client_gone, connect_upstream, dial_fn};
 use crate::policy::tracker::Tracked;
 use crate::policy::{ConnRequest, FrontEnd, Verdict};
@@ -138,7 +139,7 @@ async fn connect_tunnel(
         host: head.host.clone(),
         port: head.port,
     };
-    intercept::handle(
+    dispatch::handle(
         ctx.mitm.clone(),
         stream,
         upstream,

@@ -1,6 +1,8 @@
-//! Proxy front ends: HTTP (CONNECT and absolute-form), SOCKS5, the byte tunnel they share, and
-//! the DNS forwarder that names the IPs they are asked for.
+//! Proxy front ends: HTTP (CONNECT and absolute-form), SOCKS5, the context and identity rule
+//! they share ([`tunnel`]), the sniff-and-dispatch step every allowed tunnel goes through
+//! ([`dispatch`]), and the DNS forwarder that names the IPs they are asked for.
 
+pub mod dispatch;
 pub mod dns;
 pub mod head;
 pub mod http;

@@ -6,10 +6,11 @@ use std::net::SocketAddr;
 use greyproxy_protocol::MitmOutcome;
 use tokio::net::{TcpListener, TcpStream};
 
+use super::dispatch;
 use super::socks5::{self, REP_NOT_ALLOWED, REP_SUCCEEDED, reply_for_connect_error, send_reply};
 use super::tunnel::{ProxyCtx, identity};
 use crate::accept::accept_loop;
-use crate::mitm::intercept::{self, Tunnel};
+use crate::mitm::intercept::Tunnel;
 use crate::net::{client_gone, connect_upstream};
 use crate::policy::{ConnRequest, FrontEnd};
 
@@ -57,7 +58,7 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, ctx: ProxyCtx) -> anyho
         host,
         port,
     };
-    intercept::handle(
+    dispatch::handle(
         ctx.mitm.clone(),
         stream,
         upstream,
