@@ -158,9 +158,11 @@ impl Policy {
             return;
         };
         let policy = Arc::downgrade(self);
-        let wait = expires_at.saturating_sub(self.clock.now_secs());
+        // The deadline is fixed now, not when the task first runs.
+        let wait = Duration::from_secs(expires_at.saturating_sub(self.clock.now_secs()));
+        let deadline = self.clock.instant() + wait;
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(wait)).await;
+            tokio::time::sleep_until(deadline).await;
             let Some(policy) = policy.upgrade() else {
                 return;
             };

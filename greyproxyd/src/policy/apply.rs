@@ -155,3 +155,135 @@ impl Policy {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use greyproxy_protocol::{AllowAllMode, RuleType};
+
+    use super::*;
+
+    fn rule(id: u64, action: Action) -> RuleRecord {
+        RuleRecord {
+            id,
+            container_pattern: "*".into(),
+            destination_pattern: "example.com".into(),
+            port_pattern: "*".into(),
+            action,
+            rule_type: RuleType::Permanent,
+            created_at: 0,
+            expires_at: None,
+            last_used_at: None,
+            created_by: "admin".into(),
+            notes: None,
+            session_id: None,
+        }
+    }
+
+    fn pending(id: u64) -> PendingRecord {
+        PendingRecord {
+            id,
+            container_name: "c".into(),
+            container_id: String::new(),
+            destination_host: "example.com".into(),
+            destination_port: 443,
+            resolved_hostname: None,
+            first_seen: 0,
+            last_seen: 0,
+            attempt_count: 1,
+        }
+    }
+
+    #[test]
+    fn one_plan_is_one_transaction_and_its_events_come_in_a_fixed_order() {
+        let on = AllowAllState {
+            mode: Some(AllowAllMode::Allow),
+            expires_at: Some(100),
+            epoch: 1,
+        };
+        let status = on.status(10);
+        let plan = Plan {
+            now: 10,
+            put_rules: vec![
+                (rule(1, Action::Allow), RuleEvent::Created),
+                (rule(2, Action::Deny), RuleEvent::Quiet),
+                (rule(3, Action::Deny), RuleEvent::Updated),
+            ],
+            delete_rules: vec![4],
+            resolved: vec![
+                (pending(5), Some(rule(1, Action::Allow))),
+                (pending(6), Some(rule(3, Action::Deny))),
+                (pending(7), None),
+            ],
+            allow_all: Some((on, Some(status.clone()))),
+            settings: vec![Op::PutSetting("k".into(), b"1".to_vec())],
+            cut: vec![(4, "gone")],
+        };
+        let kinds: Vec<String> = plan
+            .ops()
+            .unwrap()
+            .iter()
+            .map(|op| match op {
+                Op::PutRule(r) => format!("put rule {}", r.id),
+                Op::DeleteRule(id) => format!("delete rule {id}"),
+                Op::DeletePending(id) => format!("delete pending {id}"),
+                Op::PutSetting(k, _) => format!("put {k}"),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "put rule 1",
+                "put rule 2",
+                "put rule 3",
+                "delete rule 4",
+                "delete pending 5",
+                "delete pending 6",
+                "delete pending 7",
+                "put allow_all",
+                "put k",
+            ]
+        );
+        let events: Vec<(&str, Option<u64>)> = plan
+            .events()
+            .iter()
+            .map(|e| {
+                let id = match e {
+                    Event::RuleCreated(r) | Event::RuleUpdated(r) => Some(r.id),
+                    Event::RuleDeleted(d) => Some(d.rule_id),
+                    Event::PendingAllowed(p) | Event::PendingDismissed(p) => Some(p.pending_id),
+                    _ => None,
+                };
+                (e.event_type(), id)
+            })
+            .collect();
+        assert_eq!(
+            events,
+            [
+                ("rule.created", Some(1)),
+                ("rule.updated", Some(3)),
+                ("rule.deleted", Some(4)),
+                ("pending_request.allowed", Some(5)),
+                ("pending_request.dismissed", Some(6)),
+                ("pending_request.dismissed", Some(7)),
+                ("allowall.changed", None),
+            ]
+        );
+        assert_eq!(plan.events().last(), Some(&Event::AllowAllChanged(status)));
+    }
+
+    #[test]
+    fn a_plan_nobody_is_told_about_publishes_nothing() {
+        let mut quiet = Plan::at(0);
+        quiet
+            .put_rules
+            .push((rule(1, Action::Allow), RuleEvent::Quiet));
+        quiet.allow_all = Some((AllowAllState::default(), None));
+        assert!(quiet.events().is_empty());
+        assert_eq!(
+            quiet.ops().unwrap().last(),
+            Some(&Op::DeleteSetting("allow_all".into()))
+        );
+    }
+}

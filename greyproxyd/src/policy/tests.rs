@@ -119,6 +119,7 @@ async fn a_timed_rule_matches_until_it_expires() {
 #[tokio::test(start_paused = true)]
 async fn silent_mode_ends_at_its_expiry_and_says_so() {
     let f = fixture(Duration::from_secs(30));
+    let t0 = tokio::time::Instant::now();
     let mut rx = f.events.subscribe();
     let on = f
         .policy
@@ -144,6 +145,7 @@ async fn silent_mode_ends_at_its_expiry_and_says_so() {
         next_event(&mut rx).await,
         Event::AllowAllChanged(AllowAllStatus::default())
     );
+    assert_eq!(t0.elapsed(), Duration::from_secs(60), "ended late");
     assert_eq!(f.policy.allow_all_status(), AllowAllStatus::default());
     assert!(matches!(f.policy.evaluate(&req), Eval::Undecided));
 }
