@@ -1,6 +1,7 @@
 //! The recorder: transaction ids, the stored-copy cap and the ordered writer, with a byte
-//! budget for what is queued so a slow disk never lets memory grow with the traffic. (The
-//! redaction comes with each exchange's [`crate::live`] snapshot.) Every recorded exchange and WebSocket message goes through [`Recorder::record`].
+//! budget for what is queued so a slow disk never lets memory grow with the traffic. Every
+//! recorded exchange and WebSocket message goes through [`Recorder::record`]. (The redaction
+//! comes with each exchange's [`crate::live`] snapshot.)
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -24,6 +24,7 @@ struct Fixture {
     _dir: tempfile::TempDir,
     policy: Arc<Policy>,
     events: Arc<EventBus>,
+    live: Arc<LiveCell>,
 }
 
 fn fixture(hold_timeout: Duration) -> Fixture {
@@ -33,11 +34,12 @@ fn fixture(hold_timeout: Duration) -> Fixture {
     let events = Arc::new(EventBus::new());
     let live = LiveCell::new(Live::new(vec![], vec![], vec![], hold_timeout).unwrap());
     let clock = Clock::following_tokio(EPOCH);
-    let policy = Policy::with_clock(store, events.clone(), logs, live, clock).unwrap();
+    let policy = Policy::with_clock(store, events.clone(), logs, live.clone(), clock).unwrap();
     Fixture {
         _dir: dir,
         policy,
         events,
+        live,
     }
 }
 
@@ -96,6 +98,42 @@ async fn a_hold_times_out_exactly_at_the_hold_timeout() {
     assert_eq!(f.policy.pending_count(), 1);
 }
 
+/// A reload applies to the holds that start after it; a hold keeps the timeout it began with.
+#[tokio::test(start_paused = true)]
+async fn each_hold_keeps_the_hold_timeout_it_started_with() {
+    let f = fixture(Duration::from_secs(30));
+    let mut rx = f.events.subscribe();
+    let hold = |host: &'static str| {
+        let p = f.policy.clone();
+        tokio::spawn(async move { p.decide(&request(host), std::future::pending::<()>()).await })
+    };
+    let early = hold("early.example");
+    assert!(matches!(
+        next_event(&mut rx).await,
+        Event::PendingCreated(_)
+    ));
+    f.live
+        .store(Live::new(vec![], vec![], vec![], Duration::from_secs(10)).unwrap());
+    let late = hold("late.example");
+    assert!(matches!(
+        next_event(&mut rx).await,
+        Event::WaitersChanged(_)
+    ));
+    assert!(matches!(
+        next_event(&mut rx).await,
+        Event::PendingCreated(_)
+    ));
+
+    tokio::time::advance(Duration::from_secs(10)).await;
+    settle().await;
+    assert!(late.is_finished() && !early.is_finished());
+    assert_eq!(late.await.unwrap().reason, Reason::HoldTimeout);
+    tokio::time::advance(Duration::from_secs(20)).await;
+    settle().await;
+    assert!(early.is_finished());
+    assert_eq!(early.await.unwrap().reason, Reason::HoldTimeout);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_timed_rule_matches_until_it_expires() {
     let f = fixture(Duration::from_secs(30));
@@ -105,7 +143,12 @@ async fn a_timed_rule_matches_until_it_expires() {
     let rule = f.policy.create_rule(&args).await.unwrap();
     assert_eq!(rule.expires_at, Some(EPOCH + 3_600));
     let req = request("timed.example");
-    let decided = |e: Eval| matches!(e, Eval::Decided(Decision::Allowed, Some(id), Reason::Rule) if id == rule.id);
+    let decided = |e: Eval| match e {
+        Eval::Decided(d, id, why) => {
+            (d, id, why) == (Decision::Allowed, Some(rule.id), Reason::Rule)
+        }
+        Eval::Undecided => false,
+    };
 
     assert!(decided(f.policy.evaluate(&req)));
     tokio::time::advance(Duration::from_secs(3_599)).await;
