@@ -2,7 +2,7 @@
 //! evaluation of a destination against silent mode and the rules; holds live in [`super::hold`].
 //!
 //! Every mutation (in [`super::mutate`] and [`super::allow_all`]) takes `write_lock` and goes
-//! through [`super::apply`]: commit to the store, update memory, publish events, bump `changed`.
+//! through `Policy::apply` (policy/apply.rs): commit to the store, update memory, publish events, bump `changed`.
 //! The time is read from one [`Clock`]. Held connections watch `changed` and
 //! re-evaluate their own destination on every bump, so any change that decides them — an allow,
 //! a rule created or edited, silent mode switched on — releases them at once, and a dismiss or

@@ -1,5 +1,5 @@
 //! Decisions and rule edits: allow, deny, dismiss, create/update/delete rule. Each validates
-//! and makes a [`Plan`] under `write_lock`, then [`Policy::apply`] commits it to the store before
+//! and makes a `Plan` under `write_lock`, then `Policy::apply` commits it to the store before
 //! memory changes and before the caller replies (docs/design.md#durability), publishes the
 //! events and lets held connections re-evaluate.
 
