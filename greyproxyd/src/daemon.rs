@@ -15,13 +15,13 @@ use tokio::net::TcpListener;
 
 use crate::capture::exchange::CaptureCtx;
 use crate::capture::recorder::Recorder;
-use crate::capture::redact::Redactor;
 use crate::config::{ServeConfig, ensure_state_dir};
 use crate::control::auth::{ControlAuth, ensure_token, token_path};
 use crate::control::server::{self, AuthMode};
 use crate::control::{Claims, Handler};
 use crate::events::EventBus;
 use crate::lifecycle::{self, Request, Signals};
+use crate::live::{Live, LiveCell};
 use crate::middleware::Middlewares;
 use crate::mitm::ca;
 use crate::mitm::intercept::MitmCtx;
@@ -151,9 +151,15 @@ pub async fn build(cfg: ServeConfig) -> anyhow::Result<Daemon> {
         cfg.log_retention,
         Box::new(move |r| log_events.publish(Event::RequestLogNew(r.to_wire()))),
     );
-    let policy = Policy::new(store.clone(), events.clone(), logs, cfg.hold_timeout)?;
+    let live = LiveCell::new(Live::new(
+        cfg.mitm_bypass.clone(),
+        cfg.redact_headers.clone(),
+        cfg.llm_rules.clone(),
+        cfg.hold_timeout,
+    )?);
+    let policy = Policy::new(store.clone(), events.clone(), logs, live.clone())?;
     let shutdown = Shutdown::new();
-    let mitm = build_mitm(&cfg, &store, &events, &policy, &shutdown)?;
+    let mitm = build_mitm(&cfg, &store, &events, &policy, &shutdown, live)?;
     let middlewares = mitm.capture.middlewares.clone();
     // Middlewares outlive the connections that use them: they stop at the shutdown's end.
     middlewares.start(&shutdown.done_token());
@@ -241,8 +247,7 @@ impl Daemon {
         Reloader {
             file: self.cfg.config_file.clone(),
             hold_timeout_pinned: self.cfg.hold_timeout_pinned,
-            policy: self.policy.clone(),
-            mitm: self.mitm.clone(),
+            live: self.mitm.capture.live.clone(),
         }
     }
 
@@ -359,6 +364,7 @@ fn build_mitm(
     events: &Arc<EventBus>,
     policy: &Arc<Policy>,
     shutdown: &Shutdown,
+    live: Arc<LiveCell>,
 ) -> anyhow::Result<Arc<MitmCtx>> {
     if !cfg.no_mitm {
         match ca::ensure(&cfg.state_dir) {
@@ -374,7 +380,6 @@ fn build_mitm(
     let certs = Arc::new(MitmCerts::new(cfg.state_dir.clone(), 1024));
     let upstream_tls = UpstreamTls::new(&cfg.upstream_ca)?;
     tracing::debug!(roots = upstream_tls.roots, "origin TLS roots loaded");
-    let redactor = Redactor::new(&cfg.redact_headers).context("invalid capture.redact_headers")?;
     let tx_events = events.clone();
     let queued_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let sink = spawn_transaction_writer(
@@ -392,13 +397,11 @@ fn build_mitm(
     );
     let middlewares = Arc::new(crate::middleware::Middlewares::new(
         cfg.middlewares.clone(),
-        cfg.llm_rules.clone(),
         upstream_tls.config(vec![b"http/1.1".to_vec()]),
     ));
     let recorder = Arc::new(Recorder::new(
         store.clone(),
         sink,
-        redactor,
         cfg.body_cap,
         queued_bytes,
         TX_QUEUE_BYTES,
@@ -409,12 +412,13 @@ fn build_mitm(
         response_timeout: cfg.response_timeout,
         shutdown: shutdown.clone(),
         middlewares,
+        live: live.clone(),
     });
     Ok(Arc::new(MitmCtx::new(
         !cfg.no_mitm,
         certs,
         upstream_tls,
-        cfg.mitm_bypass.clone(),
+        live,
         cfg.sniff_timeout,
         capture,
     )))

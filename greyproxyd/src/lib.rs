@@ -12,10 +12,12 @@ pub mod capture;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod endpoints;
 pub mod events;
 pub mod glob;
 pub mod http;
 pub mod lifecycle;
+pub mod live;
 pub mod middleware;
 pub mod mitm;
 pub mod net;
@@ -38,6 +40,8 @@ const LAYERS: &[&str] = &[
     "net",
     "http",
     "glob",
+    "endpoints",
+    "live",
     "shutdown",
     "accept",
     "records",

@@ -1,19 +1,16 @@
 //! SIGHUP: re-reads the config file and applies what can change without a restart — the MITM
-//! bypass list, the extra redaction patterns and the hold timeout (unless pinned by the
-//! command line). Open connections are untouched; new ones use the new settings. Rules live in
-//! the store, not in the file, so there is nothing to reload for them. A file that does not
+//! bypass list, the extra redaction patterns, the LLM endpoint rules and the hold timeout
+//! (unless pinned by the command line) — as one new [`Live`] snapshot swapped in at once. Open
+//! connections are untouched; new holds, tunnels and exchanges use the new settings. Rules live
+//! in the store, not in the file, so there is nothing to reload for them. A file that does not
 //! parse or validate leaves every setting as it was.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-
-use crate::capture::redact::Redactor;
 use crate::config::{DEFAULT_HOLD_TIMEOUT, FileConfig};
-use crate::mitm::intercept::MitmCtx;
-use crate::policy::Policy;
+use crate::live::{Live, LiveCell};
 
 /// What a reload may change, and where the settings come from.
 #[derive(Debug)]
@@ -22,10 +19,8 @@ pub struct Reloader {
     pub file: Option<PathBuf>,
     /// The hold timeout was given on the command line, which wins over the file.
     pub hold_timeout_pinned: bool,
-    /// Hold timeout.
-    pub policy: Arc<Policy>,
-    /// Bypass list and redaction.
-    pub mitm: Arc<MitmCtx>,
+    /// The settings every hold, tunnel and exchange reads.
+    pub live: Arc<LiveCell>,
 }
 
 impl Reloader {
@@ -45,10 +40,9 @@ impl Reloader {
             .as_ref()
             .and_then(|c| c.redact_headers.clone())
             .unwrap_or_default();
-        let redactor = Redactor::new(&extra).context("invalid capture.redact_headers")?;
         let hold = (!self.hold_timeout_pinned)
             .then(|| Duration::from_secs(file.hold_timeout.unwrap_or(DEFAULT_HOLD_TIMEOUT)));
-        // Everything is validated above; apply all at once.
+        let llm_rules = file.llm_endpoint.clone().unwrap_or_default();
         let summary = format!(
             "reloaded {}: {} bypass globs, {} extra redaction patterns{}",
             path.display(),
@@ -57,15 +51,96 @@ impl Reloader {
             hold.map(|h| format!(", hold timeout {}s", h.as_secs()))
                 .unwrap_or_default()
         );
-        let llm_rules = file.llm_endpoint.clone().unwrap_or_default();
-        crate::middleware::llm::validate(&llm_rules)
-            .map_err(|e| anyhow::anyhow!("llm_endpoint: {e}"))?;
-        self.mitm.set_bypass(bypass);
-        self.mitm.capture.middlewares.set_llm_rules(llm_rules);
-        self.mitm.capture.recorder.set_redactor(redactor);
-        if let Some(h) = hold {
-            self.policy.set_hold_timeout(h);
-        }
+        let hold = hold.unwrap_or_else(|| self.live.load().hold_timeout);
+        // Everything is validated here, before the one swap.
+        let next = Live::new(bypass, extra, llm_rules, hold)?;
+        self.live.store(next);
         Ok(summary)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const OLD: &str = "hold_timeout = 5\n[mitm]\nbypass = [\"*.old.example\"]\n\
+        [capture]\nredact_headers = [\"x-old\"]\n\
+        [[llm_endpoint]]\nhost = \"old.example\"\npath = \"/v1/x\"\ndecoder = \"openai-chat\"\n";
+    const NEW: &str = "hold_timeout = 9\n[mitm]\nbypass = [\"*.new.example\"]\n\
+        [capture]\nredact_headers = [\"x-new\"]\n\
+        [[llm_endpoint]]\nhost = \"new.example\"\npath = \"/v1/x\"\ndecoder = \"openai-chat\"\n";
+
+    /// What a reader sees of all four settings, as one tuple.
+    fn seen(l: &Live) -> (Vec<String>, bool, bool, u64) {
+        (
+            l.bypass.clone(),
+            l.redactor.is_sensitive("X-New"),
+            l.llm.lookup("new.example", "/v1/x", "POST").is_some(),
+            l.hold_timeout.as_secs(),
+        )
+    }
+
+    fn setup(text: &str, pinned: bool) -> (tempfile::TempDir, Reloader) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("greyproxyd.toml");
+        std::fs::write(&file, text).unwrap();
+        let reloader = Reloader {
+            file: Some(file),
+            hold_timeout_pinned: pinned,
+            live: LiveCell::new(
+                Live::new(vec![], vec![], vec![], Duration::from_secs(30)).unwrap(),
+            ),
+        };
+        reloader.reload().unwrap();
+        (dir, reloader)
+    }
+
+    #[test]
+    fn a_reload_swaps_all_four_settings_at_once() {
+        let (dir, r) = setup(OLD, false);
+        let held = r.live.load();
+        let old = (vec!["*.old.example".to_string()], false, false, 5);
+        assert_eq!(seen(&held), old);
+        std::fs::write(dir.path().join("greyproxyd.toml"), NEW).unwrap();
+        let summary = r.reload().unwrap();
+        assert!(summary.contains("1 bypass globs"), "{summary}");
+        assert!(summary.contains("hold timeout 9s"), "{summary}");
+        // A reader that took its snapshot before keeps every old value; the next one gets
+        // every new value.
+        assert_eq!(seen(&held), old);
+        assert_eq!(
+            seen(&r.live.load()),
+            (vec!["*.new.example".to_string()], true, true, 9)
+        );
+    }
+
+    #[test]
+    fn a_failed_reload_changes_nothing() {
+        let (dir, r) = setup(OLD, false);
+        let before = r.live.load();
+        let file = dir.path().join("greyproxyd.toml");
+        // Each file is valid but for one part, which is checked after the others were read.
+        let bad_llm = NEW.replace("host = \"new.example\"", "host = \" \"");
+        let bad_redact = NEW.replace("\"x-new\"", "\"x*new\"");
+        for bad in [bad_llm, bad_redact, "hold_timeout = \"soon\"\n".to_string()] {
+            std::fs::write(&file, &bad).unwrap();
+            assert!(r.reload().is_err(), "{bad}");
+            let now = r.live.load();
+            assert!(Arc::ptr_eq(&before, &now), "{bad}");
+            assert_eq!(
+                seen(&now),
+                (vec!["*.old.example".to_string()], false, false, 5)
+            );
+        }
+    }
+
+    #[test]
+    fn a_pinned_hold_timeout_survives_a_reload() {
+        let (_dir, r) = setup(NEW, true);
+        assert_eq!(
+            seen(&r.live.load()),
+            (vec!["*.new.example".to_string()], true, true, 30)
+        );
     }
 }

@@ -32,6 +32,7 @@ use super::recorder::Recorder;
 use super::upstream::Upstream;
 use super::ws::Negotiated;
 use crate::http::{Body, Origin, prepare_request, strip_hop_headers, text_response};
+use crate::live::{Live, LiveCell};
 use crate::middleware::{Middlewares, hook};
 use crate::policy::Policy;
 use crate::shutdown::Shutdown;
@@ -54,6 +55,8 @@ pub struct CaptureCtx {
     pub shutdown: Shutdown,
     /// External middlewares consulted for each request and response.
     pub middlewares: Arc<Middlewares>,
+    /// The reloadable settings; each exchange takes one snapshot when it begins.
+    pub live: Arc<LiveCell>,
 }
 
 impl std::fmt::Debug for CaptureCtx {
@@ -139,6 +142,9 @@ fn sent_parts(resp: Response<Incoming>) -> Response<Body> {
 struct Exchange {
     ctx: Arc<CaptureCtx>,
     meta: Arc<ExchangeMeta>,
+    /// The settings snapshot taken when the exchange began: its redaction and LLM endpoint
+    /// rules stay consistent whatever a reload does meanwhile.
+    live: Arc<Live>,
     t: Transaction,
     start: Instant,
 }
@@ -174,6 +180,7 @@ impl Exchange {
     /// Starts the transaction for a request.
     fn begin(ctx: Arc<CaptureCtx>, meta: Arc<ExchangeMeta>, req: &Request<Incoming>) -> Exchange {
         let recorder = &ctx.recorder;
+        let live = ctx.live.load();
         let t = Transaction {
             id: recorder.next_id(),
             timestamp: rfc3339(now_secs()),
@@ -181,7 +188,7 @@ impl Exchange {
             destination_host: meta.host.clone(),
             destination_port: meta.port,
             method: req.method().as_str().to_string(),
-            url: recorder.redactor().url(&meta.origin().url(req.uri())),
+            url: live.redactor.url(&meta.origin().url(req.uri())),
             http_version: Some(
                 match req.version() {
                     Version::HTTP_2 => "HTTP/2",
@@ -197,6 +204,7 @@ impl Exchange {
         Exchange {
             ctx,
             meta,
+            live,
             t,
             start: Instant::now(),
         }
@@ -217,7 +225,7 @@ impl Exchange {
         let recorder = self.ctx.recorder.clone();
         let mut t = std::mem::take(&mut self.t);
         let req_headers = req.headers();
-        let redacted_req = recorder.redactor().headers(req_headers);
+        let redacted_req = self.live.redactor.headers(req_headers);
         fill_request(&mut t, req_headers, redacted_req, None, recorder.body_cap);
         t.result = TransactionResult::Denied;
         t.rule_id = Some(rule);
@@ -226,7 +234,7 @@ impl Exchange {
             &mut t,
             403,
             resp.headers(),
-            recorder.redactor().headers(resp.headers()),
+            self.live.redactor.headers(resp.headers()),
             None,
             0,
         );
@@ -251,6 +259,7 @@ impl Exchange {
                 &self.meta.container,
                 self.meta.plain_proxy,
                 self.meta.scheme == "https",
+                self.live.clone(),
             )
         });
         let mut req = req.map(BodyExt::boxed);
@@ -285,11 +294,11 @@ impl Exchange {
     ) -> Response<Body> {
         let recorder = self.ctx.recorder.clone();
         let mut t = std::mem::take(&mut self.t);
-        let redacted = recorder.redactor().headers(req_headers);
+        let redacted = self.live.redactor.headers(req_headers);
         fill_request(&mut t, req_headers, redacted, None, recorder.body_cap);
         t.result = TransactionResult::Denied;
         t.status_code = Some(resp.status().as_u16());
-        t.response_headers = Some(recorder.redactor().headers(resp.headers()));
+        t.response_headers = Some(self.live.redactor.headers(resp.headers()));
         t.response_content_type = record::content_type(resp.headers());
         t.duration_ms = Some(ms(self.start, Instant::now()));
         recorder.record(t);
@@ -306,7 +315,7 @@ impl Exchange {
         upgrade: bool,
     ) -> Result<Sent, Response<Body>> {
         let headers = req.headers().clone();
-        let redacted = self.recorder().redactor().headers(&headers);
+        let redacted = self.live.redactor.headers(&headers);
         let (parts, body) = req.into_parts();
         let (req_tx, req_rx) = oneshot::channel();
         let body = TeeBody::new(body, self.recorder().body_cap, req_tx).boxed();
@@ -374,7 +383,7 @@ impl Exchange {
             &mut t,
             status.as_u16(),
             resp.headers(),
-            recorder.redactor().headers(resp.headers()),
+            self.live.redactor.headers(resp.headers()),
             None,
             0,
         );
@@ -410,7 +419,7 @@ impl Exchange {
             t,
             101,
             &resp_headers,
-            recorder.redactor().headers(&resp_headers),
+            self.live.redactor.headers(&resp_headers),
             None,
             0,
         );
@@ -466,7 +475,11 @@ impl Exchange {
     /// transaction is completed and recorded when both copies are done, off the client's path.
     fn record(self, resp: Response<Body>, request: SentRequest) -> Response<Body> {
         let Exchange {
-            ctx, mut t, start, ..
+            ctx,
+            live,
+            mut t,
+            start,
+            ..
         } = self;
         let recorder = ctx.recorder.clone();
         let status = resp.status();
@@ -480,7 +493,7 @@ impl Exchange {
             let end = resp_cap.as_ref().map_or_else(Instant::now, |c| c.ended);
             t.duration_ms = Some(ms(start, end));
             let cap = recorder.body_cap;
-            let redacted_resp = recorder.redactor().headers(&resp_headers);
+            let redacted_resp = live.redactor.headers(&resp_headers);
             let small = req_cap
                 .as_ref()
                 .is_none_or(|c| c.bytes.len() <= INLINE_DECODE)

@@ -1,13 +1,13 @@
-//! The recorder: transaction ids, the redaction in force, the stored-copy cap and the ordered
-//! writer, with a byte budget for what is queued so a slow disk never lets memory grow with
-//! the traffic. Every recorded exchange and WebSocket message goes through [`Recorder::record`].
+//! The recorder: transaction ids, the stored-copy cap and the ordered writer, with a byte
+//! budget for what is queued so a slow disk never lets memory grow with the traffic. Every
+//! recorded exchange and WebSocket message goes through [`Recorder::record`]. (The redaction
+//! comes with each exchange's [`crate::live`] snapshot.)
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
 
 use greyproxy_protocol::Transaction;
 
-use super::redact::Redactor;
 use crate::store::{IdKind, Sink, Store};
 
 /// What recording needs, shared by every connection.
@@ -16,8 +16,6 @@ pub struct Recorder {
     store: Arc<Store>,
     /// Ordered transaction writer.
     sink: Sink<Transaction>,
-    /// Header and URL redaction; replaced on a config reload.
-    redactor: RwLock<Arc<Redactor>>,
     /// Stored copy cap per body.
     pub body_cap: usize,
     /// Body bytes queued for the writer right now (the writer subtracts what it stored).
@@ -32,7 +30,6 @@ impl Recorder {
     pub fn new(
         store: Arc<Store>,
         sink: Sink<Transaction>,
-        redactor: Redactor,
         body_cap: usize,
         queued_bytes: Arc<AtomicU64>,
         max_queued_bytes: u64,
@@ -40,7 +37,6 @@ impl Recorder {
         Recorder {
             store,
             sink,
-            redactor: RwLock::new(Arc::new(redactor)),
             body_cap,
             queued_bytes,
             max_queued_bytes,
@@ -73,19 +69,6 @@ impl Recorder {
         if !self.sink.record(t) {
             self.queued_bytes.fetch_sub(weight, Ordering::Relaxed);
         }
-    }
-
-    /// The redaction in force.
-    pub fn redactor(&self) -> Arc<Redactor> {
-        self.redactor
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Replaces the redaction (config reload); exchanges recorded from now on use it.
-    pub fn set_redactor(&self, r: Redactor) {
-        *self.redactor.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(r);
     }
 }
 

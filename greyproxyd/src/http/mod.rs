@@ -1,8 +1,9 @@
 //! HTTP leaves shared by the recorder, the middleware hooks and the front ends: the one body
 //! type ([`body`]), proxy-generated responses, hop-by-hop stripping and request preparation
 //! for the origin connection ([`message`]), decoding of a body copy per its
-//! `Content-Encoding` ([`decode`]), and the canonical forms that must give the same answer
-//! wherever they are used: header names ([`header`]) and percent-decoding ([`percent`]).
+//! `Content-Encoding` ([`decode`]), the canonical forms that must give the same answer
+//! wherever they are used: header names ([`header`]) and percent-decoding ([`percent`]), and
+//! the redaction of secrets in headers and URLs before anything is stored ([`redact`]).
 //! Pure functions; nothing here dials, records or decides.
 
 pub mod body;
@@ -10,6 +11,7 @@ pub mod decode;
 pub(crate) mod header;
 pub mod message;
 pub(crate) mod percent;
+pub mod redact;
 
 pub use body::{Body, text_response};
 pub use message::{Origin, prepare_request, strip_hop_headers};

@@ -3,6 +3,7 @@
 //! Content-Encoding rule), and the decisions worth a row become [`MiddlewareEvent`]s.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -17,6 +18,7 @@ use super::filter::FilterInput;
 use super::{Middlewares, Step};
 use crate::http::decode::decode_body;
 use crate::http::header::canonical;
+use crate::live::Live;
 use crate::time::now_rfc3339;
 
 /// Headers a rewrite may never set: hop-by-hop, credentials and identity (canonical names).
@@ -103,14 +105,19 @@ pub struct Context {
     pub tls: bool,
     /// `http` (plain proxy) or `mitm`: prefix of the hook labels.
     pub pipeline: &'static str,
+    /// The reloadable settings this exchange runs with (the LLM endpoint registry).
+    pub live: Arc<Live>,
 }
 
 impl Context {
     /// Whether the LLM endpoint registry recognises this exchange (requests look up the
     /// decoded path, responses the raw URI, as greyproxy does).
-    pub fn is_llm(&self, mw: &Middlewares, response: bool) -> bool {
+    pub fn is_llm(&self, response: bool) -> bool {
         let path = if response { &self.uri } else { &self.path };
-        mw.llm().lookup(&self.host, path, &self.method).is_some()
+        self.live
+            .llm
+            .lookup(&self.host, path, &self.method)
+            .is_some()
     }
 
     /// The filter input of a request (or response) hook with this content type.

@@ -6,6 +6,8 @@
 //! plus the rest stream on unless a rewrite replaced the body. Memory per message is thus
 //! bounded by the limit (greyproxy buffers every body whole).
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use greyproxy_protocol::middleware::MiddlewareEvent;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version, header};
@@ -19,6 +21,7 @@ use super::cascade::{
 use crate::http::Body;
 use crate::http::body::full;
 use crate::http::percent::{self, Plus};
+use crate::live::Live;
 
 /// A body read up to a limit.
 struct Buffered {
@@ -113,7 +116,13 @@ async fn drain(rest: Option<Body>) {
 
 /// The facts of a request every hook needs. `plain_proxy`: absolute-form request on the
 /// HTTP proxy (hook labels `http-*`, absolute `uri`); otherwise a tunnelled exchange (`mitm-*`).
-pub fn context<B>(req: &Request<B>, container: &str, plain_proxy: bool, tls: bool) -> Context {
+pub fn context<B>(
+    req: &Request<B>,
+    container: &str,
+    plain_proxy: bool,
+    tls: bool,
+    live: Arc<Live>,
+) -> Context {
     let host = req
         .headers()
         .get(header::HOST)
@@ -143,6 +152,7 @@ pub fn context<B>(req: &Request<B>, container: &str, plain_proxy: bool, tls: boo
         container: container.to_string(),
         tls,
         pipeline: if plain_proxy { "http" } else { "mitm" },
+        live,
     }
 }
 
@@ -193,7 +203,7 @@ pub async fn on_request(
     if steps.is_empty() {
         return Ok((req, RequestTrace::default()));
     }
-    let llm = cx.is_llm(mw, false);
+    let llm = cx.is_llm(false);
     let ct = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -263,7 +273,7 @@ pub async fn on_response(
     if steps.is_empty() {
         return resp;
     }
-    let llm = cx.is_llm(mw, true);
+    let llm = cx.is_llm(true);
     let ct = resp
         .headers()
         .get(header::CONTENT_TYPE)

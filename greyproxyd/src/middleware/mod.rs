@@ -3,20 +3,21 @@
 //! ([`stdio`], [`wsdial`], [`link`]), the per-middleware connection ([`client`]), the cascade
 //! rules ([`cascade`]) and their application to HTTP messages in the forwarder ([`hook`]).
 //!
-//! [`Middlewares`] is the configured set, in cascade order, plus the live LLM endpoint registry
-//! the `llm` filter consults.
+//! [`Middlewares`] is the configured set, in cascade order. The LLM endpoint registry the `llm`
+//! filter consults comes with each exchange's [`crate::live`] snapshot ([`cascade::Context`]);
+//! [`llm`] is [`crate::endpoints`], re-exported.
 
 pub mod cascade;
 pub mod client;
 pub mod filter;
 pub mod hook;
 pub mod link;
-pub mod llm;
+pub use crate::endpoints as llm;
 pub mod split;
 pub mod stdio;
 pub mod wsdial;
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use greyproxy_protocol::middleware::{MiddlewareStatus, OnDisconnect};
@@ -25,7 +26,6 @@ use tokio_util::sync::CancellationToken;
 
 use client::{Client, ClientConfig, DEFAULT_TIMEOUT_MS, Endpoint};
 use filter::CompiledFilter;
-use llm::{LlmRegistry, LlmRule};
 
 /// Largest body buffered for middlewares when none of them sets `max_body_bytes`: beyond it
 /// the body is sent as `null` and streamed on (greyproxy buffers without any bound).
@@ -180,24 +180,18 @@ pub struct Step {
 pub struct Middlewares {
     clients: Vec<Arc<Client>>,
     loops: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    llm: RwLock<Arc<LlmRegistry>>,
     match_all: Arc<CompiledFilter>,
 }
 
 impl Middlewares {
-    /// Clients for `configs` (not started yet) and the LLM registry with `llm_rules`.
-    pub fn new(
-        configs: Vec<ClientConfig>,
-        llm_rules: Vec<LlmRule>,
-        tls: Arc<rustls::ClientConfig>,
-    ) -> Middlewares {
+    /// Clients for `configs` (not started yet).
+    pub fn new(configs: Vec<ClientConfig>, tls: Arc<rustls::ClientConfig>) -> Middlewares {
         Middlewares {
             clients: configs
                 .into_iter()
                 .map(|c| Client::new(c, tls.clone()))
                 .collect(),
             loops: std::sync::Mutex::new(Vec::new()),
-            llm: RwLock::new(Arc::new(LlmRegistry::new(llm_rules))),
             match_all: Arc::new(CompiledFilter::new(None)),
         }
     }
@@ -239,16 +233,6 @@ impl Middlewares {
     /// Live state of each middleware.
     pub fn statuses(&self) -> Vec<MiddlewareStatus> {
         self.clients.iter().map(|c| c.status()).collect()
-    }
-
-    /// The LLM endpoint registry in force.
-    pub fn llm(&self) -> Arc<LlmRegistry> {
-        self.llm.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Replaces the user LLM rules (config reload); the next request sees them.
-    pub fn set_llm_rules(&self, rules: Vec<LlmRule>) {
-        *self.llm.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(LlmRegistry::new(rules));
     }
 
     /// The request (or response) cascade as of now. A middleware that never said hello fails

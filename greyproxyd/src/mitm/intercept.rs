@@ -26,6 +26,7 @@ use crate::capture::serve::{serve_h1, serve_h2};
 use crate::capture::upstream::Upstream;
 use crate::glob::Dialect;
 use crate::http::text_response;
+use crate::live::LiveCell;
 use crate::net::{Prefixed, boxed_io, connect_upstream, dial_fn, relay, server_name};
 use crate::policy::Verdict;
 
@@ -40,8 +41,8 @@ pub struct MitmCtx {
     pub certs: Arc<MitmCerts>,
     /// Verified TLS towards origins.
     pub upstream_tls: UpstreamTls,
-    /// Host globs never intercepted (pinned clients); replaced on a config reload.
-    bypass: std::sync::RwLock<Arc<Vec<String>>>,
+    /// The reloadable settings, for the host globs never intercepted (pinned clients).
+    live: Arc<LiveCell>,
     /// How long to wait for the client's first bytes before assuming a server-speaks-first
     /// protocol and relaying raw.
     pub sniff_timeout: Duration,
@@ -55,7 +56,7 @@ impl std::fmt::Debug for MitmCtx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MitmCtx")
             .field("enabled", &self.enabled)
-            .field("bypass", &self.bypass_list())
+            .field("bypass", &self.live.load().bypass)
             .finish()
     }
 }
@@ -66,7 +67,7 @@ impl MitmCtx {
         enabled: bool,
         certs: Arc<MitmCerts>,
         upstream_tls: UpstreamTls,
-        bypass: Vec<String>,
+        live: Arc<LiveCell>,
         sniff_timeout: Duration,
         capture: Arc<CaptureCtx>,
     ) -> MitmCtx {
@@ -74,31 +75,21 @@ impl MitmCtx {
             enabled,
             certs,
             upstream_tls,
-            bypass: std::sync::RwLock::new(Arc::new(bypass)),
+            live,
             sniff_timeout,
             capture,
             rejected: Mutex::new(HashSet::new()),
         }
     }
 
-    /// The host globs tunnelled raw.
-    pub fn bypass_list(&self) -> Arc<Vec<String>> {
-        self.bypass
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Replaces the bypass list (config reload); tunnels opened from now on use it.
-    pub fn set_bypass(&self, globs: Vec<String>) {
-        *self.bypass.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(globs);
-    }
-
     /// `*.example.com` (any depth, not the apex), `**.example.com` (apex too), `*` or an exact
     /// host, ASCII case-insensitive — the same forms as rule destinations, except that `*.` and
-    /// `**.` alone are read literally ([`Dialect::BYPASS`]).
+    /// `**.` alone are read literally ([`Dialect::BYPASS`]). The list is the one in force when
+    /// the tunnel is dispatched: a reload applies to tunnels opened after it.
     fn bypassed(&self, host: &str) -> bool {
-        self.bypass_list()
+        self.live
+            .load()
+            .bypass
             .iter()
             .any(|g| Dialect::BYPASS.matches(g.trim(), host))
     }

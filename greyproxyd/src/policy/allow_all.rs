@@ -5,13 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use greyproxy_protocol::{AllowAllMode, AllowAllStatus, Event};
+use greyproxy_protocol::{AllowAllMode, AllowAllStatus};
 use serde::{Deserialize, Serialize};
 
+use super::apply::Plan;
 use super::engine::Policy;
 use super::error::PolicyError;
 use crate::store::{Op, Store};
-use crate::time::{now_secs, rfc3339};
+use crate::time::rfc3339;
 
 const SETTING_KEY: &str = "allow_all";
 
@@ -28,15 +29,15 @@ pub struct AllowAllState {
 }
 
 impl AllowAllState {
-    /// Loads a timed silent mode that has not expired yet.
-    pub fn load(store: &Store) -> AllowAllState {
+    /// Loads a timed silent mode that has not expired at `now`.
+    pub fn load(store: &Store, now: u64) -> AllowAllState {
         let saved: Option<AllowAllState> = store
             .get_setting(SETTING_KEY)
             .ok()
             .flatten()
             .and_then(|b| serde_json::from_slice(&b).ok());
         match saved {
-            Some(s) if s.expires_at.is_some_and(|e| e > now_secs()) => s,
+            Some(s) if s.expires_at.is_some_and(|e| e > now) => s,
             _ => AllowAllState::default(),
         }
     }
@@ -62,12 +63,29 @@ impl AllowAllState {
             },
         }
     }
+
+    /// How this state is kept in the store: only a timed mode is, since "until restart" must
+    /// not outlive the process.
+    pub(super) fn setting_op(&self) -> Result<Op, PolicyError> {
+        Ok(match (self.mode, self.expires_at) {
+            (Some(_), Some(_)) => Op::PutSetting(SETTING_KEY.into(), serde_json::to_vec(self)?),
+            _ => Op::DeleteSetting(SETTING_KEY.into()),
+        })
+    }
+
+    /// Off, one epoch later.
+    fn off_after(&self) -> AllowAllState {
+        AllowAllState {
+            epoch: self.epoch + 1,
+            ..Default::default()
+        }
+    }
 }
 
 impl Policy {
     /// Silent-mode status.
     pub fn allow_all_status(&self) -> AllowAllStatus {
-        self.lock().allow_all.status(now_secs())
+        self.lock().allow_all.status(self.clock.now_secs())
     }
 
     /// Switches silent mode on (`duration` None = until restart). Held connections are decided
@@ -77,54 +95,60 @@ impl Policy {
         mode: AllowAllMode,
         duration: Option<Duration>,
     ) -> Result<AllowAllStatus, PolicyError> {
-        let _w = self.write_lock.lock().await;
-        let now = now_secs();
-        let mut next = AllowAllState {
+        let w = self.write_lock.lock().await;
+        let now = self.clock.now_secs();
+        let next = AllowAllState {
             mode: Some(mode),
             expires_at: duration.map(|d| now + d.as_secs().max(1)),
             epoch: self.lock().allow_all.epoch + 1,
         };
-        // Only timed modes are persisted: "until restart" must not outlive the process.
-        let op = if next.expires_at.is_some() {
-            Op::PutSetting(SETTING_KEY.into(), serde_json::to_vec(&next)?)
-        } else {
-            Op::DeleteSetting(SETTING_KEY.into())
-        };
-        self.commit(vec![op]).await?;
-        let status = {
-            let mut st = self.lock();
-            std::mem::swap(&mut st.allow_all, &mut next);
-            st.allow_all.status(now)
-        };
-        self.events.publish(Event::AllowAllChanged(status.clone()));
-        self.bump();
+        let status = next.status(now);
+        let mut plan = Plan::at(now);
+        plan.allow_all = Some((next, Some(status.clone())));
+        self.apply(&w, plan).await?;
+        drop(w);
         self.schedule_allow_all_expiry();
         Ok(status)
     }
 
     /// Switches silent mode off; publishes an event only if it was on.
     pub async fn clear_allow_all(self: &Arc<Self>) -> Result<AllowAllStatus, PolicyError> {
-        let _w = self.write_lock.lock().await;
-        let was_active = self.lock().allow_all.active_mode(now_secs()).is_some();
-        self.commit(vec![Op::DeleteSetting(SETTING_KEY.into())])
-            .await?;
-        {
-            let mut st = self.lock();
-            let epoch = st.allow_all.epoch + 1;
-            st.allow_all = AllowAllState {
-                epoch,
-                ..Default::default()
-            };
-        }
-        if was_active {
-            self.events
-                .publish(Event::AllowAllChanged(AllowAllStatus::default()));
-            self.bump();
-        }
+        let w = self.write_lock.lock().await;
+        let now = self.clock.now_secs();
+        let (was_active, next) = {
+            let st = self.lock();
+            (
+                st.allow_all.active_mode(now).is_some(),
+                st.allow_all.off_after(),
+            )
+        };
+        let mut plan = Plan::at(now);
+        plan.allow_all = Some((next, was_active.then(AllowAllStatus::default)));
+        self.apply(&w, plan).await?;
         Ok(AllowAllStatus::default())
     }
 
-    /// Starts a timer that publishes the end of a timed silent mode (also after a restart).
+    /// Ends the timed silent mode of `epoch`, its time being up, and publishes the change —
+    /// unless it was changed or cleared meanwhile (checked under `write_lock`, so a mode
+    /// switched on just now is never the one ended). Returns whether it ended.
+    async fn expire_allow_all(&self, epoch: u64) -> Result<bool, PolicyError> {
+        let w = self.write_lock.lock().await;
+        let now = self.clock.now_secs();
+        let next = {
+            let st = self.lock();
+            if st.allow_all.epoch != epoch || st.allow_all.mode.is_none() {
+                return Ok(false);
+            }
+            st.allow_all.off_after()
+        };
+        let mut plan = Plan::at(now);
+        plan.allow_all = Some((next, Some(AllowAllStatus::default())));
+        self.apply(&w, plan).await?;
+        Ok(true)
+    }
+
+    /// Starts a timer that ends a timed silent mode and publishes its end (also after a
+    /// restart).
     pub fn schedule_allow_all_expiry(self: &Arc<Self>) {
         let (epoch, expires_at) = {
             let st = self.lock();
@@ -134,16 +158,15 @@ impl Policy {
             return;
         };
         let policy = Arc::downgrade(self);
+        // The deadline is fixed now, not when the task first runs.
+        let wait = Duration::from_secs(expires_at.saturating_sub(self.clock.now_secs()));
+        let deadline = self.clock.instant() + wait;
         tokio::spawn(async move {
-            let wait = expires_at.saturating_sub(now_secs());
-            tokio::time::sleep(Duration::from_secs(wait)).await;
+            tokio::time::sleep_until(deadline).await;
             let Some(policy) = policy.upgrade() else {
                 return;
             };
-            if policy.lock().allow_all.epoch != epoch {
-                return;
-            }
-            if let Err(e) = policy.clear_allow_all().await {
+            if let Err(e) = policy.expire_allow_all(epoch).await {
                 tracing::warn!(error = %e, "cannot clear expired silent mode");
             }
         });

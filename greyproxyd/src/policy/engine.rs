@@ -1,14 +1,14 @@
 //! The policy engine: in-memory rules and pending requests (mirrored in the store) and the
 //! evaluation of a destination against silent mode and the rules; holds live in [`super::hold`].
 //!
-//! Every mutation (here and in [`super::mutate`]) takes `write_lock`, commits to the store, then
-//! updates memory, publishes events and bumps `changed`. Held connections watch `changed` and
+//! Every mutation (in [`super::mutate`] and [`super::allow_all`]) takes `write_lock` and goes
+//! through `Policy::apply` (policy/apply.rs): commit to the store, update memory, publish events, bump `changed`.
+//! The time is read from one [`Clock`]. Held connections watch `changed` and
 //! re-evaluate their own destination on every bump, so any change that decides them — an allow,
 //! a rule created or edited, silent mode switched on — releases them at once, and a dismiss or
 //! deny ends only the holds of the pending requests it removed (docs/design.md#holds).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -17,13 +17,14 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::allow_all::AllowAllState;
+use super::clock::Clock;
 use super::error::PolicyError;
 use super::matching::find_matching;
 use super::tracker::{ConnTracker, Tracked};
 use crate::events::EventBus;
+use crate::live::LiveCell;
 use crate::records::{PendingRecord, RequestLogRecord, RuleRecord};
 use crate::store::{LogSink, Op, Store, StoreError};
-use crate::time::now_secs;
 
 /// Which proxy front end a connection came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,8 +167,10 @@ pub struct Policy {
     pub(super) changed: watch::Sender<u64>,
     /// Serialises mutations so that the store and memory change in the same order.
     pub(super) write_lock: tokio::sync::Mutex<()>,
-    /// Hold timeout in milliseconds (changed by a config reload).
-    pub(super) hold_timeout_ms: AtomicU64,
+    /// The reloadable settings (the hold timeout).
+    pub(super) live: Arc<LiveCell>,
+    /// Where time is read.
+    pub(super) clock: Clock,
     /// Cancelled at shutdown: every hold ends blocked with reason `shutdown`.
     pub(super) stopping: CancellationToken,
 }
@@ -179,12 +182,23 @@ pub(super) enum Eval {
 }
 
 impl Policy {
-    /// Builds the engine from what the store holds.
+    /// Builds the engine from what the store holds, on the system clock.
     pub fn new(
         store: Arc<Store>,
         events: Arc<EventBus>,
         logs: LogSink,
-        hold_timeout: Duration,
+        live: Arc<LiveCell>,
+    ) -> Result<Arc<Policy>, StoreError> {
+        Policy::with_clock(store, events, logs, live, Clock::system())
+    }
+
+    /// The same, reading the time from `clock`.
+    pub fn with_clock(
+        store: Arc<Store>,
+        events: Arc<EventBus>,
+        logs: LogSink,
+        live: Arc<LiveCell>,
+        clock: Clock,
     ) -> Result<Arc<Policy>, StoreError> {
         let rules = store.load_rules()?;
         let pending = store
@@ -192,7 +206,7 @@ impl Policy {
             .into_iter()
             .map(|p| (p.id, p))
             .collect();
-        let allow_all = AllowAllState::load(&store);
+        let allow_all = AllowAllState::load(&store, clock.now_secs());
         let (changed, _) = watch::channel(0);
         Ok(Arc::new(Policy {
             state: Mutex::new(State {
@@ -209,7 +223,8 @@ impl Policy {
             tracker: ConnTracker::default(),
             changed,
             write_lock: tokio::sync::Mutex::new(()),
-            hold_timeout_ms: AtomicU64::new(millis(hold_timeout)),
+            live,
+            clock,
             stopping: CancellationToken::new(),
         }))
     }
@@ -237,19 +252,22 @@ impl Policy {
     /// (the per-request check inside intercepted tunnels; silent mode does not apply there).
     pub fn denying_rule(&self, container: &str, host: &str, port: u16) -> Option<u64> {
         let st = self.lock();
-        find_matching(&st.rules, container, host, port, None, now_secs())
-            .filter(|r| r.action == Action::Deny)
-            .map(|r| r.id)
+        find_matching(
+            &st.rules,
+            container,
+            host,
+            port,
+            None,
+            self.clock.now_secs(),
+        )
+        .filter(|r| r.action == Action::Deny)
+        .map(|r| r.id)
     }
 
-    /// Seconds a connection is held.
+    /// How long a connection is held: the one in force now (a reload changes it for the holds
+    /// that start after it).
     pub fn hold_timeout(&self) -> Duration {
-        Duration::from_millis(self.hold_timeout_ms.load(Ordering::Relaxed))
-    }
-
-    /// Changes the hold timeout of holds that start from now on (config reload).
-    pub fn set_hold_timeout(&self, d: Duration) {
-        self.hold_timeout_ms.store(millis(d), Ordering::Relaxed);
+        self.live.load().hold_timeout
     }
 
     /// Ends every hold, now and from now on, as blocked with reason `shutdown` (the held
@@ -271,7 +289,7 @@ impl Policy {
     }
 
     pub(super) fn evaluate(&self, req: &ConnRequest) -> Eval {
-        let now = now_secs();
+        let now = self.clock.now_secs();
         let mut st = self.lock();
         if let Some(mode) = st.allow_all.active_mode(now) {
             let d = match mode {
@@ -345,10 +363,6 @@ impl Policy {
     }
 }
 
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -363,7 +377,10 @@ mod tests {
         let store = Arc::new(Store::open(&dir.path().join("s.redb")).unwrap());
         let logs = spawn_log_writer(store.clone(), 16, 1000, Box::new(|_| {}));
         let events = Arc::new(EventBus::new());
-        let policy = Policy::new(store.clone(), events, logs, Duration::from_secs(30)).unwrap();
+        let live = crate::live::LiveCell::new(
+            crate::live::Live::new(vec![], vec![], vec![], Duration::from_secs(30)).unwrap(),
+        );
+        let policy = Policy::new(store.clone(), events, logs, live).unwrap();
         let args = serde_json::from_value(serde_json::json!({
             "container_pattern": "*", "destination_pattern": "used.example"}))
         .unwrap();

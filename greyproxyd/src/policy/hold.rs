@@ -3,17 +3,16 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
 
 use greyproxy_protocol::event::WaitersChanged;
 use greyproxy_protocol::{Decision, Event};
+use tokio::time::Instant;
 
 use super::engine::{ConnRequest, Eval, Policy, Reason, Verdict};
 use super::error::PolicyError;
 use super::pattern::validate_literal_host;
 use crate::records::{PendingRecord, RequestLogRecord, RuleRecord};
 use crate::store::{IdKind, Op};
-use crate::time::now_secs;
 
 impl Policy {
     /// Decides a connection. With no deciding rule the connection is held: a pending request is
@@ -25,7 +24,7 @@ impl Policy {
         req: &ConnRequest,
         client_gone: impl Future<Output = ()>,
     ) -> Verdict {
-        let start = Instant::now();
+        let start = self.clock.instant();
         // A destination that is no plain host could only ever become a wildcard-like rule.
         if validate_literal_host(&req.host).is_err() {
             return self.finish(
@@ -161,7 +160,7 @@ impl Policy {
         });
         RequestLogRecord {
             id: 0,
-            timestamp: now_secs(),
+            timestamp: self.clock.now_secs(),
             container_name: req.container.clone(),
             container_id: None,
             destination_host: req.host.clone(),
@@ -183,7 +182,7 @@ impl Policy {
         &self,
         req: &ConnRequest,
     ) -> Result<(PendingRecord, bool), PolicyError> {
-        let now = now_secs();
+        let now = self.clock.now_secs();
         let (record, created) = {
             let st = self.lock();
             let same = st.pending.values().find(|p| {

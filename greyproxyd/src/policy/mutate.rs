@@ -1,13 +1,14 @@
-//! Decisions and rule edits: allow, deny, dismiss, create/update/delete rule. Each is committed
-//! to the store before memory changes and before the caller replies (docs/design.md#durability),
-//! then events are published and held connections re-evaluate.
+//! Decisions and rule edits: allow, deny, dismiss, create/update/delete rule. Each validates
+//! and makes a `Plan` under `write_lock`, then `Policy::apply` commits it to the store before
+//! memory changes and before the caller replies (docs/design.md#durability), publishes the
+//! events and lets held connections re-evaluate.
 
 use std::sync::Arc;
 
 use greyproxy_protocol::command::{CreateRuleArgs, DecideArgs, UpdateRuleArgs};
-use greyproxy_protocol::event::{PendingDecided, RuleDeleted};
-use greyproxy_protocol::{Action, Event, RuleType};
+use greyproxy_protocol::{Action, RuleType};
 
+use super::apply::{Plan, RuleEvent};
 use super::duration::{RuleDuration, parse_duration};
 use super::engine::Policy;
 use super::error::PolicyError;
@@ -19,7 +20,7 @@ use super::pattern::{
 use super::scope::patterns_for;
 use crate::records::{PendingRecord, RuleRecord};
 use crate::store::{IdKind, Op};
-use crate::time::{now_secs, parse_timestamp};
+use crate::time::parse_timestamp;
 
 /// Destinations allowed for everyone on first start (greyproxy's built-in rules).
 pub const BUILTIN_DESTINATIONS: &[&str] = &["127.0.0.1", "::1", "localhost"];
@@ -44,10 +45,9 @@ impl Policy {
         if self.store.get_setting(BUILTINS_SEEDED)?.is_some() {
             return Ok(());
         }
-        let _w = self.write_lock.lock().await;
-        let now = now_secs();
-        let mut ops = Vec::new();
-        let mut rules = Vec::new();
+        let w = self.write_lock.lock().await;
+        let now = self.clock.now_secs();
+        let mut plan = Plan::at(now);
         for dest in BUILTIN_DESTINATIONS {
             let exists = self
                 .lock()
@@ -71,13 +71,11 @@ impl Policy {
                 notes: Some("built-in: loopback is always reachable".into()),
                 session_id: None,
             };
-            ops.push(Op::PutRule(r.clone()));
-            rules.push(r);
+            plan.put_rules.push((r, RuleEvent::Quiet));
         }
-        ops.push(Op::PutSetting(BUILTINS_SEEDED.into(), b"1".to_vec()));
-        self.commit(ops).await?;
-        self.lock().rules.extend(rules);
-        Ok(())
+        plan.settings
+            .push(Op::PutSetting(BUILTINS_SEEDED.into(), b"1".to_vec()));
+        self.apply(&w, plan).await
     }
 
     /// `allow`: creates (or reuses) an allow rule for the pending request with the given scope
@@ -97,7 +95,7 @@ impl Policy {
         action: Action,
     ) -> Result<RuleRecord, PolicyError> {
         let duration = duration_arg(args.duration.as_deref())?;
-        let _w = self.write_lock.lock().await;
+        let w = self.write_lock.lock().await;
         let pending = self
             .lock()
             .pending
@@ -111,7 +109,7 @@ impl Policy {
             pending.display_host(),
             pending.destination_port,
         );
-        let now = now_secs();
+        let now = self.clock.now_secs();
         let existing = self
             .lock()
             .rules
@@ -144,42 +142,36 @@ impl Policy {
                 session_id: None,
             },
         };
-        let is_new = !self.lock().rules.iter().any(|r| r.id == rule.id);
+        let event = if self.lock().rules.iter().any(|r| r.id == rule.id) {
+            RuleEvent::Updated
+        } else {
+            RuleEvent::Created
+        };
         // The pending request itself goes whatever rule now wins for it (a better-ranked deny
         // may shadow a new allow); its siblings go with it.
         let group = self.group_of(&pending);
-        self.apply_rule_change(Some(rule.clone()), is_new, &group)
-            .await?;
+        let plan = self.plan_rule_change(rule.clone(), event, &group, now);
+        self.apply(&w, plan).await?;
         Ok(rule)
     }
 
     /// `dismiss`: drops the pending request (and siblings) without a rule; its held
     /// connections end blocked.
     pub async fn dismiss(self: &Arc<Self>, pending_id: u64) -> Result<(), PolicyError> {
-        let _w = self.write_lock.lock().await;
+        let w = self.write_lock.lock().await;
         let pending = self
             .lock()
             .pending
             .get(&pending_id)
             .cloned()
             .ok_or(PolicyError::PendingNotFound(pending_id))?;
-        let removed = self.group_of(&pending);
-        self.commit(removed.iter().map(|p| Op::DeletePending(p.id)).collect())
-            .await?;
-        {
-            let mut st = self.lock();
-            for p in &removed {
-                st.pending.remove(&p.id);
-            }
-        }
-        for p in &removed {
-            self.events.publish(Event::PendingDismissed(PendingDecided {
-                pending_id: p.id,
-                rule: None,
-            }));
-        }
-        self.bump();
-        Ok(())
+        let mut plan = Plan::at(self.clock.now_secs());
+        plan.resolved = self
+            .group_of(&pending)
+            .into_iter()
+            .map(|p| (p, None))
+            .collect();
+        self.apply(&w, plan).await
     }
 
     /// The pending request and its siblings: same container and port, and the same resolved
@@ -199,79 +191,40 @@ impl Policy {
             .collect()
     }
 
-    /// Commits a new or changed rule together with the removal of every pending request the
-    /// new rule set decides (plus `forced`, removed whatever decides them), then updates memory,
-    /// publishes events and wakes holders. Caller holds `write_lock`.
-    async fn apply_rule_change(
-        self: &Arc<Self>,
-        rule: Option<RuleRecord>,
-        is_new: bool,
+    /// The plan for a new or changed rule: it, plus the removal of every pending request the
+    /// new rule set decides (and of `forced`, whatever decides them), each with its winner.
+    /// Caller holds `write_lock`.
+    fn plan_rule_change(
+        &self,
+        rule: RuleRecord,
+        event: RuleEvent,
         forced: &[PendingRecord],
-    ) -> Result<(), PolicyError> {
-        let now = now_secs();
-        let (decided, ops) = {
-            let st = self.lock();
-            let mut rules = st.rules.clone();
-            if let Some(r) = &rule {
-                match rules.iter_mut().find(|x| x.id == r.id) {
-                    Some(x) => *x = r.clone(),
-                    None => rules.push(r.clone()),
-                }
-            }
-            let mut decided: Vec<(PendingRecord, Option<RuleRecord>)> = Vec::new();
-            for p in st.pending.values() {
-                let winner = find_matching(
-                    &rules,
-                    &p.container_name,
-                    &p.destination_host,
-                    p.destination_port,
-                    p.resolved_hostname.as_deref(),
-                    now,
-                )
-                .cloned();
-                let is_forced = forced.iter().any(|f| f.id == p.id);
-                if winner.is_some() || is_forced {
-                    decided.push((p.clone(), winner));
-                }
-            }
-            let mut ops: Vec<Op> = rule.iter().cloned().map(Op::PutRule).collect();
-            ops.extend(decided.iter().map(|(p, _)| Op::DeletePending(p.id)));
-            (decided, ops)
-        };
-        self.commit(ops).await?;
-        {
-            let mut st = self.lock();
-            if let Some(r) = &rule {
-                match st.rules.iter_mut().find(|x| x.id == r.id) {
-                    Some(x) => *x = r.clone(),
-                    None => st.rules.push(r.clone()),
-                }
-            }
-            for (p, _) in &decided {
-                st.pending.remove(&p.id);
+        now: u64,
+    ) -> Plan {
+        let st = self.lock();
+        let mut rules = st.rules.clone();
+        match rules.iter_mut().find(|x| x.id == rule.id) {
+            Some(x) => *x = rule.clone(),
+            None => rules.push(rule.clone()),
+        }
+        let mut plan = Plan::at(now);
+        for p in st.pending.values() {
+            let winner = find_matching(
+                &rules,
+                &p.container_name,
+                &p.destination_host,
+                p.destination_port,
+                p.resolved_hostname.as_deref(),
+                now,
+            )
+            .cloned();
+            let is_forced = forced.iter().any(|f| f.id == p.id);
+            if winner.is_some() || is_forced {
+                plan.resolved.push((p.clone(), winner));
             }
         }
-        if let Some(r) = &rule {
-            let wire = r.to_wire(now);
-            self.events.publish(if is_new {
-                Event::RuleCreated(wire)
-            } else {
-                Event::RuleUpdated(wire)
-            });
-        }
-        for (p, winner) in decided {
-            let rule = winner.as_ref().map(|w| w.to_wire(now));
-            let ev = PendingDecided {
-                pending_id: p.id,
-                rule,
-            };
-            self.events.publish(match winner.map(|w| w.action) {
-                Some(Action::Allow) => Event::PendingAllowed(ev),
-                _ => Event::PendingDismissed(ev),
-            });
-        }
-        self.bump();
-        Ok(())
+        plan.put_rules.push((rule, event));
+        plan
     }
 
     /// `create_rule`: validates and stores a rule; an identical active rule is returned
@@ -293,7 +246,7 @@ impl Policy {
         validate_destination_pattern(&destination)?;
         validate_port_pattern(&port)?;
         let action = args.action.unwrap_or(Action::Allow);
-        let now = now_secs();
+        let now = self.clock.now_secs();
         let (expires_at, rule_type) = match (&args.expires_at, &args.duration) {
             (Some(_), Some(_)) => {
                 return Err(PolicyError::Invalid(
@@ -313,7 +266,7 @@ impl Policy {
                 (d.expires_at(now), d.rule_type())
             }
         };
-        let _w = self.write_lock.lock().await;
+        let w = self.write_lock.lock().await;
         let existing = self
             .lock()
             .rules
@@ -337,8 +290,8 @@ impl Policy {
             notes: args.notes.clone().filter(|n| !n.is_empty()),
             session_id: None,
         };
-        self.apply_rule_change(Some(rule.clone()), true, &[])
-            .await?;
+        let plan = self.plan_rule_change(rule.clone(), RuleEvent::Created, &[], now);
+        self.apply(&w, plan).await?;
         Ok(rule)
     }
 
@@ -348,7 +301,7 @@ impl Policy {
         self: &Arc<Self>,
         args: &UpdateRuleArgs,
     ) -> Result<RuleRecord, PolicyError> {
-        let _w = self.write_lock.lock().await;
+        let w = self.write_lock.lock().await;
         let mut rule = self
             .lock()
             .rules
@@ -356,7 +309,7 @@ impl Policy {
             .find(|r| r.id == args.rule_id)
             .cloned()
             .ok_or(PolicyError::RuleNotFound(args.rule_id))?;
-        let now = now_secs();
+        let now = self.clock.now_secs();
         if let Some(c) = &args.container_pattern {
             validate_container_pattern(c.trim())?;
             rule.container_pattern = c.trim().to_string();
@@ -420,32 +373,24 @@ impl Policy {
         if let Some(id) = clash {
             return Err(PolicyError::Duplicate(id));
         }
-        self.apply_rule_change(Some(rule.clone()), false, &[])
-            .await?;
+        let mut plan = self.plan_rule_change(rule.clone(), RuleEvent::Updated, &[], now);
         if rule.action == Action::Deny {
-            let cut = self.tracker.cancel_rule(rule.id);
-            if cut > 0 {
-                tracing::info!(rule_id = rule.id, cut, "rule became deny: connections cut");
-            }
+            plan.cut
+                .push((rule.id, "rule became deny: connections cut"));
         }
+        self.apply(&w, plan).await?;
         Ok(rule)
     }
 
     /// `delete_rule`: removes the rule and cuts the live connections it allowed.
     pub async fn delete_rule(self: &Arc<Self>, rule_id: u64) -> Result<(), PolicyError> {
-        let _w = self.write_lock.lock().await;
+        let w = self.write_lock.lock().await;
         if !self.lock().rules.iter().any(|r| r.id == rule_id) {
             return Err(PolicyError::RuleNotFound(rule_id));
         }
-        self.commit(vec![Op::DeleteRule(rule_id)]).await?;
-        self.lock().rules.retain(|r| r.id != rule_id);
-        let cut = self.tracker.cancel_rule(rule_id);
-        if cut > 0 {
-            tracing::info!(rule_id, cut, "rule deleted: connections cut");
-        }
-        self.events
-            .publish(Event::RuleDeleted(RuleDeleted { rule_id }));
-        self.bump();
-        Ok(())
+        let mut plan = Plan::at(self.clock.now_secs());
+        plan.delete_rules.push(rule_id);
+        plan.cut.push((rule_id, "rule deleted: connections cut"));
+        self.apply(&w, plan).await
     }
 }

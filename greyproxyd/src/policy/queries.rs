@@ -6,7 +6,6 @@ use greyproxy_protocol::{Page, PendingRequest, Rule};
 
 use super::engine::Policy;
 use super::error::PolicyError;
-use crate::time::now_secs;
 
 /// Default and maximum page sizes of list commands.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -76,7 +75,7 @@ impl Policy {
     /// Rules, newest first. `include_expired` defaults to true.
     pub fn list_rules(&self, args: &ListArgs) -> Result<Page<Rule>, PolicyError> {
         let (offset, limit) = page_bounds(args)?;
-        let now = now_secs();
+        let now = self.clock.now_secs();
         let include_expired = args.include_expired.unwrap_or(true);
         let st = self.lock();
         let mut items: Vec<Rule> = st
@@ -120,7 +119,7 @@ impl Policy {
 
     /// A rule by id.
     pub fn rule(&self, id: u64) -> Option<Rule> {
-        let now = now_secs();
+        let now = self.clock.now_secs();
         self.lock()
             .rules
             .iter()

@@ -11,8 +11,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::http::header;
-use crate::http::percent::{self, Plus};
+use super::header;
+use super::percent::{self, Plus};
 
 /// Header name patterns that are always redacted.
 pub const DEFAULT_HEADER_PATTERNS: &[&str] = &[
