@@ -21,7 +21,7 @@ pub enum LiveError {
     Redact(#[from] RedactError),
     /// An `[[llm_endpoint]]` table is incomplete.
     #[error("llm_endpoint: {0}")]
-    Llm(String),
+    Llm(#[from] crate::endpoints::EmptyKey),
 }
 
 /// One consistent set of the reloadable settings. Never changed in place: a reload replaces
@@ -49,7 +49,7 @@ impl Live {
         hold_timeout: Duration,
     ) -> Result<Live, LiveError> {
         let redactor = Redactor::new(&redact_extra)?;
-        endpoints::validate(&llm_rules).map_err(LiveError::Llm)?;
+        endpoints::validate(&llm_rules)?;
         Ok(Live {
             bypass,
             redactor,
@@ -105,7 +105,7 @@ mod tests {
         let mut empty_host = rule("");
         empty_host.host = " ".into();
         let bad_llm = Live::new(vec![], vec![], vec![empty_host], Duration::from_secs(1));
-        assert!(matches!(bad_llm, Err(LiveError::Llm(m)) if m.contains("host")));
+        assert!(matches!(bad_llm, Err(LiveError::Llm(m)) if m.to_string().contains("host")));
     }
 
     #[test]
