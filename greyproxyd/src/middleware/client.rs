@@ -8,13 +8,15 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use greyproxy_protocol::middleware::{
     Decision, DecisionAction, DecodeError, MiddlewareHello, MiddlewareStatus, OnDisconnect,
     ProxyHello, VersionError, negotiate_version,
 };
 use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::filter::CompiledFilter;
@@ -35,6 +37,12 @@ pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// A connection that lived this long resets the backoff.
 pub const HEALTHY: Duration = Duration::from_secs(5);
+
+/// Opens one transport to the middleware (dials or spawns it); the error is what `last_error`
+/// and the log show. A seam: tests put an in-process fake here.
+pub type Dial = Arc<dyn Fn() -> BoxFuture<'static, Result<Link, String>> + Send + Sync>;
+/// Random bits for the reconnect jitter (see [`jitter`]); tests make them fixed.
+pub type Rand = fn() -> u64;
 
 /// How the middleware is reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,7 +163,8 @@ pub struct Client {
     pub config: ClientConfig,
     state: Mutex<State>,
     ready_tx: watch::Sender<bool>,
-    tls: Arc<rustls::ClientConfig>,
+    dial: Dial,
+    rand: Rand,
 }
 
 impl std::fmt::Debug for Client {
@@ -185,12 +194,19 @@ impl Drop for PendingGuard<'_> {
 impl Client {
     /// A client that is not connected yet; [`Client::run`] connects it.
     pub fn new(config: ClientConfig, tls: Arc<rustls::ClientConfig>) -> Arc<Client> {
+        let dial = transport(config.endpoint.clone(), tls);
+        Client::with_transport(config, dial, random_u64)
+    }
+
+    /// A client whose transport and jitter come from the caller.
+    fn with_transport(config: ClientConfig, dial: Dial, rand: Rand) -> Arc<Client> {
         let (ready_tx, _) = watch::channel(false);
         Arc::new(Client {
             config,
             state: Mutex::new(State::default()),
             ready_tx,
-            tls,
+            dial,
+            rand,
         })
     }
 
@@ -286,7 +302,8 @@ impl Client {
 
     /// Connects and reconnects until `stop`.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
-        let mut backoff = BACKOFF_MIN;
+        // Connections in a row that ended before they were healthy.
+        let mut failures = 0u32;
         let endpoint = self.config.endpoint.display();
         loop {
             let started = Instant::now();
@@ -296,10 +313,10 @@ impl Client {
                 break;
             }
             let up = started.elapsed();
-            if up >= HEALTHY {
-                backoff = BACKOFF_MIN;
+            if resets_backoff(up) {
+                failures = 0;
             }
-            let wait = jitter(backoff);
+            let wait = jitter(backoff(failures), (self.rand)());
             tracing::warn!(
                 "middleware {endpoint} disconnected (up {}): {} — reconnecting in {}",
                 humantime::format_duration(Duration::from_millis(up.as_millis() as u64)),
@@ -310,7 +327,7 @@ impl Client {
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.cancelled() => break,
             }
-            backoff = (backoff * 2).min(BACKOFF_MAX);
+            failures = failures.saturating_add(1);
         }
     }
 
@@ -336,18 +353,13 @@ impl Client {
     /// One connection: dial/spawn, hello, then decisions until the transport ends. Returns why
     /// it ended.
     async fn connect_once(&self, stop: &CancellationToken) -> Option<String> {
-        let link = match &self.config.endpoint {
-            Endpoint::Ws { url, auth_header } => {
-                let dial = super::wsdial::dial(url, auth_header.as_ref(), self.tls.clone());
-                match tokio::select! { l = dial => l, _ = stop.cancelled() => return None } {
-                    Ok(l) => l,
-                    Err(e) => return Some(e.to_string()),
-                }
-            }
-            Endpoint::Stdio { argv, label } => match super::stdio::spawn(argv, label) {
-                Ok(l) => l,
-                Err(e) => return Some(format!("spawn {}: {e}", argv.join(" "))),
-            },
+        let dialled = tokio::select! {
+            l = (self.dial)() => l,
+            _ = stop.cancelled() => return None,
+        };
+        let link = match dialled {
+            Ok(l) => l,
+            Err(e) => return Some(e),
         };
         {
             let mut st = self.state();
@@ -497,18 +509,55 @@ fn deliver(conn: &Conn, frame: &[u8], endpoint: &Endpoint) {
     }
 }
 
-/// `b` ± up to 20 %, uniformly (greyproxy's jitter).
-pub fn jitter(b: Duration) -> Duration {
+/// The real transports: a WebSocket dial or a child spawn, per `endpoint`.
+fn transport(endpoint: Endpoint, tls: Arc<rustls::ClientConfig>) -> Dial {
+    Arc::new(move || {
+        let (endpoint, tls) = (endpoint.clone(), tls.clone());
+        Box::pin(async move {
+            match &endpoint {
+                Endpoint::Ws { url, auth_header } => {
+                    super::wsdial::dial(url, auth_header.as_ref(), tls)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                Endpoint::Stdio { argv, label } => super::stdio::spawn(argv, label)
+                    .map_err(|e| format!("spawn {}: {e}", argv.join(" "))),
+            }
+        })
+    })
+}
+
+/// The reconnect wait (before jitter) after `failures` connections in a row that ended
+/// before they were healthy: [`BACKOFF_MIN`], doubled per failure, at most [`BACKOFF_MAX`].
+pub fn backoff(failures: u32) -> Duration {
+    BACKOFF_MIN
+        .saturating_mul(2u32.saturating_pow(failures))
+        .min(BACKOFF_MAX)
+}
+
+/// Whether a connection that stayed up for `up` starts the backoff over.
+pub fn resets_backoff(up: Duration) -> bool {
+    up >= HEALTHY
+}
+
+/// `b` ± up to 20 % (greyproxy's jitter), chosen by the random bits `r`: the lowest bit picks
+/// the sign, the others the amount, so uniformly random `r` gives a uniform jitter.
+pub fn jitter(b: Duration, r: u64) -> Duration {
     let ms = b.as_millis() as u64;
     if ms == 0 {
         return b;
     }
     let span = (ms / 5).max(1);
-    let mut r = [0u8; 9];
-    let _ = getrandom::fill(&mut r);
-    let j = u64::from_le_bytes([r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]]) % span;
-    let out = if r[8] & 1 == 0 { ms - j } else { ms + j };
+    let j = (r >> 1) % span;
+    let out = if r & 1 == 0 { ms - j } else { ms + j };
     Duration::from_millis(out)
+}
+
+/// Uniformly random bits for [`jitter`].
+fn random_u64() -> u64 {
+    let mut r = [0u8; 8];
+    let _ = getrandom::fill(&mut r);
+    u64::from_le_bytes(r)
 }
 
 /// A fresh message id: 16 random bytes as 32 lowercase hex characters.
@@ -519,16 +568,39 @@ pub fn message_id() -> String {
 }
 
 #[cfg(test)]
+mod timing_tests;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
-    fn jitter_stays_within_twenty_percent() {
+    fn jitter_is_twenty_percent_either_way_chosen_by_the_random_bits() {
+        let s = Duration::from_millis(1000);
+        // Lowest bit: sign; the rest: amount modulo a fifth of the wait.
+        assert_eq!(jitter(s, 0), s);
+        assert_eq!(jitter(s, 1), s);
+        assert_eq!(jitter(s, 199 << 1), Duration::from_millis(801));
+        assert_eq!(jitter(s, (199 << 1) | 1), Duration::from_millis(1199));
+        assert_eq!(jitter(s, 200 << 1), s);
+        assert_eq!(jitter(Duration::from_millis(100), 19 << 1).as_millis(), 81);
+        assert_eq!(jitter(Duration::from_millis(3), u64::MAX).as_millis(), 3);
+        assert_eq!(jitter(Duration::ZERO, u64::MAX), Duration::ZERO);
         for _ in 0..200 {
-            let j = jitter(Duration::from_millis(1000)).as_millis();
-            assert!((800..=1200).contains(&j), "{j}");
+            let j = jitter(s, random_u64()).as_millis();
+            assert!((801..=1199).contains(&j), "{j}");
         }
-        assert_eq!(jitter(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn backoff_doubles_from_100_ms_to_2_s_and_resets_after_5_s_up() {
+        let ms: Vec<u128> = (0..8).map(|f| backoff(f).as_millis()).collect();
+        assert_eq!(ms, [100, 200, 400, 800, 1600, 2000, 2000, 2000]);
+        assert_eq!(backoff(u32::MAX), BACKOFF_MAX);
+        assert!(!resets_backoff(Duration::from_millis(4999)));
+        assert!(resets_backoff(Duration::from_secs(5)));
+        assert!(resets_backoff(Duration::from_secs(60)));
     }
 
     #[test]

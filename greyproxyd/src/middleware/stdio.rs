@@ -243,6 +243,28 @@ mod tests {
         assert!(read_line_capped(&mut r, &mut l, 10).await.is_err());
     }
 
+    /// Whether `pid` still exists (a zombie counts: it is not reaped yet).
+    fn exists(pid: u32) -> bool {
+        let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
+        rustix::process::test_kill_process(pid).is_ok()
+    }
+
+    /// Closing a child that ignores stdin EOF (`sleep` never reads it): it lives through the
+    /// whole grace and is killed and reaped exactly at its end.
+    #[tokio::test(start_paused = true)]
+    async fn a_child_ignoring_eof_is_killed_exactly_after_the_grace() {
+        let link = spawn(&["sleep".into(), "1000".into()], "sleeper").unwrap();
+        let pid = link.pid.unwrap();
+        let t0 = tokio::time::Instant::now();
+        let closing = tokio::spawn(link.shutdown());
+        tokio::time::sleep(CLOSE_GRACE - Duration::from_millis(1)).await;
+        assert!(exists(pid), "killed before the grace was over");
+        assert!(!closing.is_finished());
+        closing.await.unwrap();
+        assert_eq!(t0.elapsed(), CLOSE_GRACE);
+        assert!(!exists(pid), "{pid} left behind");
+    }
+
     #[tokio::test]
     async fn stderr_lines_are_truncated_and_reading_goes_on() {
         let mut data = vec![b'y'; 100];

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use greyproxy_testkit::fakemw::env::{
     alive, both, events, middlewares, settle, start, tx, wait_gone, wait_ready, wait_status,
 };
-use greyproxy_testkit::fakemw::{FakeMw, Frame, Transport, allow, case, hello};
+use greyproxy_testkit::fakemw::{FakeMw, Frame, allow, case, hello};
 use greyproxy_testkit::https_origin::Origin;
 use greyproxy_testkit::{curl, within_sync};
 use serde_json::Value;
@@ -82,10 +82,12 @@ async fn timeouts_fall_back_per_on_disconnect() {
             let url = o.url(&format!("/json?case={c}&{}", o.scheme));
             let r = curl(&["-x", &p, "--cacert", &dca, &url]).await;
             assert_eq!(r.status, want, "{t} {url}: {r:?}");
+            // The configured timeout, not the 10 s default; that the fallback comes exactly
+            // after it is pinned under paused time in middleware::client's timing tests.
             let took = t0.elapsed();
             assert!(
-                took >= Duration::from_millis(140) && took < Duration::from_secs(5),
-                "{t} {c}: waited the 150 ms timeout, took {took:?}"
+                took < Duration::from_secs(5),
+                "{t} {c}: fell back on the 150 ms timeout, took {took:?}"
             );
             if want == 200 {
                 assert!(r.body.contains("chat.completion"), "{t} {c}: {r:?}");
@@ -201,8 +203,10 @@ async fn never_ready_fails_closed_unless_allowed() {
     settle(vec![run("deny", 403), run("allow", 200)]).await;
 }
 
-/// H5: waits between failed attempts ≈ 100, 200, 400, 800, 1600, 2000 ms (±20 %, plus the
-/// time a failed attempt itself takes), reset to ~100 ms after a connection that lived ≥ 5 s.
+/// H5 end to end: a refused middleware is retried again and again, less and less often, and a
+/// connection that lived ≥ 5 s starts the backoff over. The schedule itself (100 ms doubling to
+/// 2 s, ±20 % jitter, the reset rule) is pinned to the millisecond under paused time in
+/// middleware::client's timing tests; here only attempts are counted, with wide margins.
 #[tokio::test(flavor = "multi_thread")]
 async fn reconnect_backoff_doubles_to_two_seconds_and_resets() {
     both(|t| async move {
@@ -210,33 +214,21 @@ async fn reconnect_backoff_doubles_to_two_seconds_and_resets() {
         fake.set_down(true);
         let accepts = fake.mw.accepts.clone();
         let env = start(BIN, "", &fake.mw.cli_args()).await;
-        let slack = match t {
-            Transport::Ws => 150,
-            Transport::Stdio => 600,
-        };
-        let nominal = [100u64, 200, 400, 800, 1600, 2000];
-        let at = within_sync(Duration::from_secs(15), Duration::from_millis(50), || {
+        // Seven attempts: six waits, nominally 100 ms … 2 s (5.1 s in all).
+        let at = within_sync(Duration::from_secs(30), Duration::from_millis(50), || {
             let at = accepts.lock().unwrap().clone();
-            if at.len() > nominal.len() {
-                Ok(at)
-            } else {
-                Err(at)
-            }
+            if at.len() >= 7 { Ok(at) } else { Err(at) }
         })
         .await
         .unwrap_or_else(|at| at);
-        assert!(at.len() > nominal.len(), "{t}: {} attempts", at.len());
-        for (i, n) in nominal.iter().enumerate() {
-            let gap = (at[i + 1] - at[i]).as_millis() as u64;
-            assert!(
-                gap * 100 >= n * 75 && gap <= n * 125 / 100 + slack,
-                "{t}: wait {i} was {gap} ms, want ~{n} ms; all {:?}",
-                at.windows(2)
-                    .map(|w| (w[1] - w[0]).as_millis())
-                    .collect::<Vec<_>>()
-            );
-        }
-        // Up for more than 5 s, then down: the next wait is ~100 ms again.
+        assert!(at.len() >= 7, "{t}: retried only {} times", at.len());
+        let gaps: Vec<Duration> = at.windows(2).map(|w| w[1] - w[0]).collect();
+        // The sixth wait (2 s − 20 % at least) outlasts the first (100 ms + 20 % at most, plus
+        // one failed attempt), however slow the machine.
+        assert!(gaps[5] > gaps[0], "{t}: the waits grow: {gaps:?}");
+
+        // Up longer than 5 s, then down: the waits start over at 100 ms, 200 ms. Without the
+        // reset the first would be ≥ 1.6 s and the second ≥ 3.2 s after the drop.
         fake.set_down(false);
         let mut ws = env.ws;
         wait_status(&mut ws, 0, Duration::from_secs(5), "ready", |m| {
@@ -245,28 +237,17 @@ async fn reconnect_backoff_doubles_to_two_seconds_and_resets() {
         .await;
         tokio::time::sleep(Duration::from_millis(5300)).await;
         let before = accepts.lock().unwrap().len();
-        fake.set_down(true);
         let dropped = Instant::now();
-        let at = within_sync(Duration::from_secs(5), Duration::from_millis(10), || {
-            let at = accepts.lock().unwrap().clone();
-            if at.len() >= before + 2 {
-                Ok(at)
-            } else {
-                Err(at)
-            }
-        })
-        .await
-        .unwrap_or_else(|at| at);
-        assert!(at.len() >= before + 2, "{t}: reconnects after the reset");
-        let first = (at[before] - dropped).as_millis() as u64;
-        let second = (at[before + 1] - at[before]).as_millis() as u64;
+        fake.set_down(true);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let after: Vec<Duration> = accepts.lock().unwrap()[before..]
+            .iter()
+            .map(|a| a.saturating_duration_since(dropped))
+            .take_while(|a| *a < Duration::from_secs(3))
+            .collect();
         assert!(
-            first <= 120 + slack,
-            "{t}: first wait after reset {first} ms"
-        );
-        assert!(
-            second * 100 >= 200 * 75 && second <= 240 + slack,
-            "{t}: second wait after reset {second} ms"
+            after.len() >= 2,
+            "{t}: reconnects within 3 s of the drop: {after:?}"
         );
     })
     .await;

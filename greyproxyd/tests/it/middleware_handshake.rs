@@ -193,7 +193,8 @@ async fn refused_hellos_never_become_ready_and_reconnect() {
 }
 
 /// A5: no hello within 5 s → the connection is closed (stdio: the child is gone), the daemon
-/// reconnects, the middleware is not ready.
+/// reconnects, the middleware is not ready. That the close comes exactly at 5 s is pinned under
+/// paused time in middleware::client's timing tests.
 #[tokio::test(flavor = "multi_thread")]
 async fn silent_middleware_is_dropped_after_five_seconds() {
     both(|t| async move {
@@ -203,15 +204,9 @@ async fn silent_middleware_is_dropped_after_five_seconds() {
         let mut c = fake.accept().await;
         let raw = c.proxy_hello().await;
         assert_eq!(raw, c.expected_hello(), "{t}");
-        let t0 = std::time::Instant::now();
         assert!(
-            c.wait_closed(Duration::from_secs(8)).await,
+            c.wait_closed(Duration::from_secs(15)).await,
             "{t}: closed without a hello"
-        );
-        let waited = t0.elapsed();
-        assert!(
-            waited >= Duration::from_millis(4000) && waited <= Duration::from_millis(6500),
-            "{t}: closed after {waited:?}, want ~5 s"
         );
         if let Some(pid) = c.pid() {
             let gone = greyproxy_testkit::fakemw::env::wait_gone(pid, Duration::from_secs(4)).await;
