@@ -168,3 +168,45 @@ fn on_disconnect_from_config_fails_open_only_for_exactly_allow() {
     }
     assert_eq!(OnDisconnect::default(), OnDisconnect::Deny);
 }
+
+/// Fuzz finding (`fuzz/corpus/middleware_decode/float_roundtrip`): a tag holding an integer too
+/// large for u64 decoded to one f64, and the number serialized from it decoded to the next f64
+/// up, so a decision relayed through the daemon changed its tags. Numbers must decode to the
+/// nearest f64 (as Go's encoding/json does) and then survive any number of round trips.
+#[test]
+fn tag_numbers_keep_their_value_through_round_trips() {
+    let finding = br#"{"Typd":"dBecision","ID":"2","Actio":403,"~ody":"bm8=","ta":403,"body":"bm8=","tags":{"k":1001675067745475449833200000167506774547}}"#;
+    let d = Decision::decode(finding).unwrap();
+    let exact: f64 = "1001675067745475449833200000167506774547".parse().unwrap();
+    assert_eq!(d.tags["k"].as_f64(), Some(exact));
+    let again = Decision::decode(&serde_json::to_vec(&d).unwrap()).unwrap();
+    assert_eq!(again.tags["k"].as_f64(), Some(exact));
+    assert_eq!(again, d);
+
+    // Hard cases for a fast float parser: halfway and subnormal boundaries, the extremes.
+    for text in [
+        "1.0016750677454753e39",
+        "0.1",
+        "2.2250738585072011e-308",
+        "2.2250738585072014e-308",
+        "5e-324",
+        "1.7976931348623157e308",
+        "9007199254740993.0",
+        "0.30000000000000004",
+        "-123456789.12345679",
+    ] {
+        let exact: f64 = text.parse().unwrap();
+        let sent = format!(r#"{{"action":"allow","tags":{{"n":{text}}}}}"#);
+        let d = Decision::decode(sent.as_bytes()).unwrap();
+        assert_eq!(d.tags["n"].as_f64(), Some(exact), "{text}");
+        let mut relayed = d.clone();
+        for _ in 0..3 {
+            relayed = Decision::decode(&serde_json::to_vec(&relayed).unwrap()).unwrap();
+        }
+        assert_eq!(relayed, d, "{text}");
+        assert_eq!(
+            relayed.tags["n"].as_f64().map(f64::to_bits),
+            Some(exact.to_bits())
+        );
+    }
+}

@@ -13,7 +13,9 @@
 //! Output goes to an [`Inflated`], which keeps at most a given number of bytes but counts them
 //! all and refuses to go past a decompression-bomb cap: memory stays bounded whatever the
 //! ratio, and a message larger than the capture cap still runs through the inflater in full,
-//! which keeps the context in step for the messages after it.
+//! which keeps the context in step for the messages after it. The cap is exact: the decoder is
+//! never given room for more than one byte past it, and no more than the cap is ever counted
+//! or kept, however the compressed bytes are split into pushes.
 
 use std::borrow::Cow;
 
@@ -197,7 +199,7 @@ pub enum DeflateError {
 pub struct Inflated {
     /// The kept bytes: at most `keep` of them.
     pub data: Vec<u8>,
-    /// Every byte produced so far, kept or not.
+    /// Every byte produced so far, kept or not; never more than the cap.
     pub total: usize,
     /// History bytes decoded again (and discarded) to restart after BFINAL blocks: as much
     /// work as output, so they count against `max_total` too.
@@ -223,29 +225,40 @@ impl Inflated {
         self.total > self.data.len()
     }
 
-    /// Counts `chunk`, keeps what fits, fails past the cap.
+    /// Counts `chunk` and keeps what fits. Past the cap it counts and keeps only the bytes up
+    /// to the cap, then fails: `total` never exceeds the cap, whatever the chunk sizes.
     pub fn write(&mut self, chunk: &[u8]) -> Result<(), DeflateError> {
-        self.total = self.total.saturating_add(chunk.len());
-        self.check()?;
-        let room = self.keep.saturating_sub(self.data.len());
-        self.data.extend_from_slice(&chunk[..room.min(chunk.len())]);
-        Ok(())
-    }
-
-    /// Counts `len` history bytes about to be replayed into a restarted decoder.
-    fn replay(&mut self, len: usize) -> Result<(), DeflateError> {
-        self.replayed = self.replayed.saturating_add(len);
-        self.check()
-    }
-
-    /// Fails once output and replayed history together pass the cap.
-    fn check(&self) -> Result<(), DeflateError> {
-        if self.total.saturating_add(self.replayed) > self.max_total {
-            return Err(DeflateError::TooLarge {
-                cap: self.max_total,
-            });
+        let (fits, rest) = chunk.split_at(chunk.len().min(self.room()));
+        self.total += fits.len();
+        let keep = self.keep.saturating_sub(self.data.len());
+        self.data.extend_from_slice(&fits[..keep.min(fits.len())]);
+        if rest.is_empty() {
+            Ok(())
+        } else {
+            Err(self.too_large())
         }
+    }
+
+    /// How many more bytes may be produced before the cap is reached.
+    fn room(&self) -> usize {
+        self.max_total
+            .saturating_sub(self.total.saturating_add(self.replayed))
+    }
+
+    /// Counts `len` history bytes about to be replayed into a restarted decoder; fails, without
+    /// counting them, if they do not fit under the cap.
+    fn replay(&mut self, len: usize) -> Result<(), DeflateError> {
+        if len > self.room() {
+            return Err(self.too_large());
+        }
+        self.replayed += len;
         Ok(())
+    }
+
+    fn too_large(&self) -> DeflateError {
+        DeflateError::TooLarge {
+            cap: self.max_total,
+        }
     }
 }
 
@@ -328,13 +341,18 @@ impl Inflater {
                     .copy_within(self.filled - WINDOW..self.filled, 0);
                 self.filled = WINDOW;
             }
-            let room = SCRATCH - self.filled;
+            // Never let the decoder run more than one byte past the cap: with room for exactly
+            // `out.room()` bytes a message that ends right at the cap could not be told from
+            // one that goes on, so one byte more is decoded (into the scratch only) to find out,
+            // and `write` refuses it. Without this bound one call could decode a whole scratch
+            // (up to 60 KiB) past the cap, and `total` went that far over.
+            let room = (SCRATCH - self.filled).min(out.room().saturating_add(1));
             let (in_before, out_before) = (self.decompress.total_in(), self.decompress.total_out());
             let status = self
                 .decompress
                 .decompress(
                     input,
-                    &mut self.scratch[self.filled..],
+                    &mut self.scratch[self.filled..self.filled + room],
                     FlushDecompress::None,
                 )
                 .map_err(|e| DeflateError::Corrupt(e.to_string()))?;

@@ -7,6 +7,8 @@ use http::{HeaderMap, HeaderValue};
 
 use super::*;
 
+mod cap;
+
 const MIB: usize = 1024 * 1024;
 
 /// Compresses one message the way permessage-deflate senders do: sync flush on a persistent
