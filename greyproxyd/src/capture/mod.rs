@@ -4,12 +4,12 @@
 //! storage ([`recorder`]), header and URL redaction ([`redact`]), and the WebSocket relay and
 //! tap ([`wsrelay`], [`ws`]).
 
-pub mod body;
-pub mod exchange;
-pub mod record;
-pub mod recorder;
-pub mod redact;
-pub mod serve;
-pub mod upstream;
+pub(crate) mod body;
+pub(crate) mod exchange;
+pub(crate) mod record;
+pub(crate) mod recorder;
+pub(crate) mod redact;
+pub(crate) mod serve;
+pub(crate) mod upstream;
 pub mod ws;
-pub mod wsrelay;
+pub(crate) mod wsrelay;

@@ -11,7 +11,7 @@ use super::redact::Redactor;
 use crate::store::{IdKind, Sink, Store};
 
 /// What recording needs, shared by every connection.
-pub struct Recorder {
+pub(crate) struct Recorder {
     /// Transaction ids.
     store: Arc<Store>,
     /// Ordered transaction writer.
@@ -19,7 +19,7 @@ pub struct Recorder {
     /// Header and URL redaction; replaced on a config reload.
     redactor: RwLock<Arc<Redactor>>,
     /// Stored copy cap per body.
-    pub body_cap: usize,
+    pub(crate) body_cap: usize,
     /// Body bytes queued for the writer right now (the writer subtracts what it stored).
     queued_bytes: Arc<AtomicU64>,
     /// Most body bytes queued at once; beyond it rows are queued without their bodies.
@@ -29,7 +29,7 @@ pub struct Recorder {
 impl Recorder {
     /// A recorder writing through `sink`; `queued_bytes` is shared with the writer, which
     /// subtracts what it stored.
-    pub fn new(
+    pub(crate) fn new(
         store: Arc<Store>,
         sink: Sink<Transaction>,
         redactor: Redactor,
@@ -48,17 +48,17 @@ impl Recorder {
     }
 
     /// A new transaction id.
-    pub fn next_id(&self) -> u64 {
+    pub(crate) fn next_id(&self) -> u64 {
         self.store.next_id(IdKind::Transaction)
     }
 
     /// The writer, for those who must wait until what was recorded is stored.
-    pub fn sink(&self) -> &Sink<Transaction> {
+    pub(crate) fn sink(&self) -> &Sink<Transaction> {
         &self.sink
     }
 
     /// Queues a finished transaction for storage, within the queue's byte budget.
-    pub fn record(&self, mut t: Transaction) {
+    pub(crate) fn record(&self, mut t: Transaction) {
         let mut weight = crate::store::body_weight(&t);
         if self.queued_bytes.load(Ordering::Relaxed) + weight > self.max_queued_bytes {
             t.request_body = None;
@@ -76,7 +76,7 @@ impl Recorder {
     }
 
     /// The redaction in force.
-    pub fn redactor(&self) -> Arc<Redactor> {
+    pub(crate) fn redactor(&self) -> Arc<Redactor> {
         self.redactor
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -84,7 +84,7 @@ impl Recorder {
     }
 
     /// Replaces the redaction (config reload); exchanges recorded from now on use it.
-    pub fn set_redactor(&self, r: Redactor) {
+    pub(crate) fn set_redactor(&self, r: Redactor) {
         *self.redactor.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(r);
     }
 }

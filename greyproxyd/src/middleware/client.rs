@@ -26,19 +26,19 @@ const MALFORMED_LOGGED: u64 = 5;
 const MALFORMED_EVERY: u64 = 10_000;
 
 /// How long a middleware has to answer the proxy hello.
-pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Per-message timeout when none (or a non-positive one) is configured.
-pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+pub(crate) const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 /// First reconnect wait; doubled per failure up to [`BACKOFF_MAX`].
-pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
+pub(crate) const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Longest reconnect wait (before jitter).
-pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// A connection that lived this long resets the backoff.
-pub const HEALTHY: Duration = Duration::from_secs(5);
+pub(crate) const HEALTHY: Duration = Duration::from_secs(5);
 
 /// How the middleware is reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
+pub(crate) enum Endpoint {
     /// The daemon dials a WebSocket.
     Ws {
         /// `ws://` or `wss://` URL.
@@ -57,7 +57,7 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// `ws` or `stdio`.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Endpoint::Ws { .. } => "ws",
             Endpoint::Stdio { .. } => "stdio",
@@ -65,7 +65,7 @@ impl Endpoint {
     }
 
     /// The endpoint string of logs and `list_middlewares`: the URL, or `stdio:<program>`.
-    pub fn display(&self) -> String {
+    pub(crate) fn display(&self) -> String {
         match self {
             Endpoint::Ws { url, .. } => url.clone(),
             Endpoint::Stdio { argv, .. } => {
@@ -75,7 +75,7 @@ impl Endpoint {
     }
 
     /// The URL stored on Activity events (empty for stdio, as greyproxy does).
-    pub fn event_url(&self) -> &str {
+    pub(crate) fn event_url(&self) -> &str {
         match self {
             Endpoint::Ws { url, .. } => url,
             Endpoint::Stdio { .. } => "",
@@ -87,35 +87,35 @@ impl Endpoint {
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// Where it is.
-    pub endpoint: Endpoint,
+    pub(crate) endpoint: Endpoint,
     /// Per-message timeout.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// What the proxy decides while the middleware cannot.
-    pub on_disconnect: OnDisconnect,
+    pub(crate) on_disconnect: OnDisconnect,
 }
 
 impl ClientConfig {
     /// Whether the middleware fails open.
-    pub fn fails_open(&self) -> bool {
+    pub(crate) fn fails_open(&self) -> bool {
         self.on_disconnect == OnDisconnect::Allow
     }
 }
 
 /// What the latest hello declared, compiled.
 #[derive(Debug)]
-pub struct Declared {
+pub(crate) struct Declared {
     /// Friendly name.
-    pub name: String,
+    pub(crate) name: String,
     /// Agreed protocol version.
-    pub version: u32,
+    pub(crate) version: u32,
     /// `max_body_bytes` (≤ 0 = no limit).
-    pub max_body_bytes: i64,
+    pub(crate) max_body_bytes: i64,
     /// Hook types as declared (shown in status).
-    pub hook_types: Vec<String>,
+    pub(crate) hook_types: Vec<String>,
     /// Request hooks with their filters, in declaration order.
-    pub request: Vec<Arc<CompiledFilter>>,
+    pub(crate) request: Vec<Arc<CompiledFilter>>,
     /// Response hooks with their filters.
-    pub response: Vec<Arc<CompiledFilter>>,
+    pub(crate) response: Vec<Arc<CompiledFilter>>,
 }
 
 /// The live part of one connection.
@@ -138,21 +138,21 @@ struct State {
 }
 
 /// Why the proxy decided on a middleware's behalf.
-pub type FallbackReason = &'static str;
+pub(crate) type FallbackReason = &'static str;
 
 /// A decision and, when it is a fallback, why.
 #[derive(Debug)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// The decision to apply.
-    pub decision: Decision,
+    pub(crate) decision: Decision,
     /// `disconnected`, `write_error`, `timeout`, `marshal_error` — or `None` for a real one.
-    pub fallback: Option<FallbackReason>,
+    pub(crate) fallback: Option<FallbackReason>,
 }
 
 /// One configured middleware.
-pub struct Client {
+pub(crate) struct Client {
     /// Settings.
-    pub config: ClientConfig,
+    pub(crate) config: ClientConfig,
     state: Mutex<State>,
     ready_tx: watch::Sender<bool>,
     tls: Arc<rustls::ClientConfig>,
@@ -184,7 +184,7 @@ impl Drop for PendingGuard<'_> {
 
 impl Client {
     /// A client that is not connected yet; [`Client::run`] connects it.
-    pub fn new(config: ClientConfig, tls: Arc<rustls::ClientConfig>) -> Arc<Client> {
+    pub(crate) fn new(config: ClientConfig, tls: Arc<rustls::ClientConfig>) -> Arc<Client> {
         let (ready_tx, _) = watch::channel(false);
         Arc::new(Client {
             config,
@@ -199,12 +199,12 @@ impl Client {
     }
 
     /// What the latest hello declared (kept while disconnected), `None` before any hello.
-    pub fn declared(&self) -> Option<Arc<Declared>> {
+    pub(crate) fn declared(&self) -> Option<Arc<Declared>> {
         self.state().declared.clone()
     }
 
     /// Waits until the client is ready or `limit` passes; returns readiness.
-    pub async fn wait_ready(&self, limit: Duration) -> bool {
+    pub(crate) async fn wait_ready(&self, limit: Duration) -> bool {
         let mut rx = self.ready_tx.subscribe();
         tokio::time::timeout(limit, rx.wait_for(|r| *r))
             .await
@@ -212,7 +212,7 @@ impl Client {
     }
 
     /// The fallback for a message when the middleware cannot answer.
-    pub fn fallback(&self, id: &str, response: bool, reason: FallbackReason) -> Outcome {
+    pub(crate) fn fallback(&self, id: &str, response: bool, reason: FallbackReason) -> Outcome {
         let open = self.config.fails_open();
         let (action, status) = match (response, open) {
             (false, true) => (DecisionAction::Allow, 0),
@@ -233,7 +233,7 @@ impl Client {
     }
 
     /// Sends one message (already JSON) and waits for its decision; never fails.
-    pub async fn send(&self, id: &str, json: String, response: bool) -> Outcome {
+    pub(crate) async fn send(&self, id: &str, json: String, response: bool) -> Outcome {
         let Some(conn) = self.state().conn.clone() else {
             return self.fallback(id, response, "disconnected");
         };
@@ -260,7 +260,7 @@ impl Client {
     }
 
     /// The live status for `list_middlewares`.
-    pub fn status(&self) -> MiddlewareStatus {
+    pub(crate) fn status(&self) -> MiddlewareStatus {
         let st = self.state();
         let d = st.declared.as_ref();
         MiddlewareStatus {
@@ -285,7 +285,7 @@ impl Client {
     }
 
     /// Connects and reconnects until `stop`.
-    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+    pub(crate) async fn run(self: Arc<Self>, stop: CancellationToken) {
         let mut backoff = BACKOFF_MIN;
         let endpoint = self.config.endpoint.display();
         loop {
@@ -498,7 +498,7 @@ fn deliver(conn: &Conn, frame: &[u8], endpoint: &Endpoint) {
 }
 
 /// `b` ± up to 20 %, uniformly (greyproxy's jitter).
-pub fn jitter(b: Duration) -> Duration {
+pub(crate) fn jitter(b: Duration) -> Duration {
     let ms = b.as_millis() as u64;
     if ms == 0 {
         return b;
@@ -512,7 +512,7 @@ pub fn jitter(b: Duration) -> Duration {
 }
 
 /// A fresh message id: 16 random bytes as 32 lowercase hex characters.
-pub fn message_id() -> String {
+pub(crate) fn message_id() -> String {
     let mut b = [0u8; 16];
     let _ = getrandom::fill(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()

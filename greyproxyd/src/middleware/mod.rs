@@ -6,15 +6,15 @@
 //! [`Middlewares`] is the configured set, in cascade order, plus the live LLM endpoint registry
 //! the `llm` filter consults.
 
-pub mod cascade;
+pub(crate) mod cascade;
 pub mod client;
-pub mod filter;
-pub mod hook;
-pub mod link;
+pub(crate) mod filter;
+pub(crate) mod hook;
+pub(crate) mod link;
 pub mod llm;
 pub mod split;
-pub mod stdio;
-pub mod wsdial;
+pub(crate) mod stdio;
+pub(crate) mod wsdial;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -29,27 +29,27 @@ use llm::{LlmRegistry, LlmRule};
 
 /// Largest body buffered for middlewares when none of them sets `max_body_bytes`: beyond it
 /// the body is sent as `null` and streamed on (greyproxy buffers without any bound).
-pub const MAX_BUFFER: usize = 32 << 20;
+pub(crate) const MAX_BUFFER: usize = 32 << 20;
 /// How long startup waits for the middlewares' first hellos.
-pub const STARTUP_WAIT: Duration = Duration::from_secs(5);
+pub(crate) const STARTUP_WAIT: Duration = Duration::from_secs(5);
 
 /// A `[[middleware]]` table of the config file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MiddlewareEntry {
     /// WebSocket URL (`ws://`, `wss://`).
-    pub url: Option<String>,
+    pub(crate) url: Option<String>,
     /// Program and arguments for a stdio middleware.
-    pub command: Option<Vec<String>>,
+    pub(crate) command: Option<Vec<String>>,
     /// Log label for the child's stderr.
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// Per-message timeout; ≤ 0 = the default 10 000.
-    pub timeout_ms: Option<i64>,
+    pub(crate) timeout_ms: Option<i64>,
     /// `allow` fails open; anything else (default `deny`) fails closed, as in greyproxy: read
     /// with [`OnDisconnect::from_config`].
-    pub on_disconnect: Option<String>,
+    pub(crate) on_disconnect: Option<String>,
     /// `Name: value` added to the WebSocket upgrade.
-    pub auth_header: Option<String>,
+    pub(crate) auth_header: Option<String>,
 }
 
 /// Why a middleware setting is unusable.
@@ -73,7 +73,7 @@ pub enum ConfigError {
 }
 
 /// `--middleware URL`: `http://` becomes `ws://`, `https://` becomes `wss://`.
-pub fn normalise_url(url: &str) -> String {
+pub(crate) fn normalise_url(url: &str) -> String {
     if let Some(rest) = url.strip_prefix("http://") {
         format!("ws://{rest}")
     } else if let Some(rest) = url.strip_prefix("https://") {
@@ -168,16 +168,16 @@ fn stdio_label(argv: &[String], name: Option<&str>) -> String {
 
 /// One cascade step: a middleware and the filter of one of its hooks.
 #[derive(Debug, Clone)]
-pub struct Step {
+pub(crate) struct Step {
     /// The middleware.
-    pub client: Arc<Client>,
+    pub(crate) client: Arc<Client>,
     /// The hook's filter.
-    pub filter: Arc<CompiledFilter>,
+    pub(crate) filter: Arc<CompiledFilter>,
 }
 
 /// The configured middlewares, in cascade order.
 #[derive(Debug)]
-pub struct Middlewares {
+pub(crate) struct Middlewares {
     clients: Vec<Arc<Client>>,
     loops: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     llm: RwLock<Arc<LlmRegistry>>,
@@ -186,7 +186,7 @@ pub struct Middlewares {
 
 impl Middlewares {
     /// Clients for `configs` (not started yet) and the LLM registry with `llm_rules`.
-    pub fn new(
+    pub(crate) fn new(
         configs: Vec<ClientConfig>,
         llm_rules: Vec<LlmRule>,
         tls: Arc<rustls::ClientConfig>,
@@ -203,12 +203,12 @@ impl Middlewares {
     }
 
     /// No middleware configured: the forwarder skips every hook.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.clients.is_empty()
     }
 
     /// Starts every connection loop; they end when `stop` is cancelled.
-    pub fn start(&self, stop: &CancellationToken) {
+    pub(crate) fn start(&self, stop: &CancellationToken) {
         let mut loops = self.loops.lock().unwrap_or_else(|p| p.into_inner());
         for c in &self.clients {
             loops.push(tokio::spawn(c.clone().run(stop.clone())));
@@ -217,7 +217,7 @@ impl Middlewares {
 
     /// After `stop` was cancelled: waits (at most `limit`) for every connection to close and
     /// every child process group to be gone.
-    pub async fn join(&self, limit: Duration) {
+    pub(crate) async fn join(&self, limit: Duration) {
         let loops: Vec<_> =
             std::mem::take(&mut *self.loops.lock().unwrap_or_else(|p| p.into_inner()));
         let _ = tokio::time::timeout(limit, futures_util::future::join_all(loops)).await;
@@ -225,7 +225,7 @@ impl Middlewares {
 
     /// Waits (all at once) up to `limit` for every middleware's first hello; returns the
     /// endpoints that are still not ready.
-    pub async fn wait_ready(&self, limit: Duration) -> Vec<String> {
+    pub(crate) async fn wait_ready(&self, limit: Duration) -> Vec<String> {
         let waits = self.clients.iter().map(|c| async move {
             (!c.wait_ready(limit).await).then(|| c.config.endpoint.display())
         });
@@ -237,24 +237,24 @@ impl Middlewares {
     }
 
     /// Live state of each middleware.
-    pub fn statuses(&self) -> Vec<MiddlewareStatus> {
+    pub(crate) fn statuses(&self) -> Vec<MiddlewareStatus> {
         self.clients.iter().map(|c| c.status()).collect()
     }
 
     /// The LLM endpoint registry in force.
-    pub fn llm(&self) -> Arc<LlmRegistry> {
+    pub(crate) fn llm(&self) -> Arc<LlmRegistry> {
         self.llm.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Replaces the user LLM rules (config reload); the next request sees them.
-    pub fn set_llm_rules(&self, rules: Vec<LlmRule>) {
+    pub(crate) fn set_llm_rules(&self, rules: Vec<LlmRule>) {
         *self.llm.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(LlmRegistry::new(rules));
     }
 
     /// The request (or response) cascade as of now. A middleware that never said hello fails
     /// closed: it becomes a match-all request step whose sends fall back at once (unless it
     /// fails open, in which case it has nothing to say and is left out).
-    pub fn steps(&self, response: bool) -> Vec<Step> {
+    pub(crate) fn steps(&self, response: bool) -> Vec<Step> {
         let mut out = Vec::new();
         for c in &self.clients {
             match c.declared() {
@@ -277,7 +277,7 @@ impl Middlewares {
 
     /// Bodies larger than this go to middlewares as `null`: the smallest positive
     /// `max_body_bytes` any middleware declared, capped by [`MAX_BUFFER`].
-    pub fn body_limit(&self) -> usize {
+    pub(crate) fn body_limit(&self) -> usize {
         self.clients
             .iter()
             .filter_map(|c| c.declared())

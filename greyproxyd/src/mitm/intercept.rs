@@ -33,20 +33,20 @@ const H2: &[u8] = b"h2";
 const H1: &[u8] = b"http/1.1";
 
 /// Interception settings and state shared by all tunnels.
-pub struct MitmCtx {
+pub(crate) struct MitmCtx {
     /// Off with `--no-mitm`.
-    pub enabled: bool,
+    pub(crate) enabled: bool,
     /// The CA and leaf issuer (absent when no CA could be loaded).
-    pub certs: Arc<MitmCerts>,
+    pub(crate) certs: Arc<MitmCerts>,
     /// Verified TLS towards origins.
-    pub upstream_tls: UpstreamTls,
+    pub(crate) upstream_tls: UpstreamTls,
     /// Host globs never intercepted (pinned clients); replaced on a config reload.
     bypass: std::sync::RwLock<Arc<Vec<String>>>,
     /// How long to wait for the client's first bytes before assuming a server-speaks-first
     /// protocol and relaying raw.
-    pub sniff_timeout: Duration,
+    pub(crate) sniff_timeout: Duration,
     /// Recording.
-    pub capture: Arc<CaptureCtx>,
+    pub(crate) capture: Arc<CaptureCtx>,
     /// Hosts whose clients rejected our certificate (warned once each).
     rejected: Mutex<HashSet<String>>,
 }
@@ -62,7 +62,7 @@ impl std::fmt::Debug for MitmCtx {
 
 impl MitmCtx {
     /// Builds the context.
-    pub fn new(
+    pub(crate) fn new(
         enabled: bool,
         certs: Arc<MitmCerts>,
         upstream_tls: UpstreamTls,
@@ -82,7 +82,7 @@ impl MitmCtx {
     }
 
     /// The host globs tunnelled raw.
-    pub fn bypass_list(&self) -> Arc<Vec<String>> {
+    pub(crate) fn bypass_list(&self) -> Arc<Vec<String>> {
         self.bypass
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -90,7 +90,7 @@ impl MitmCtx {
     }
 
     /// Replaces the bypass list (config reload); tunnels opened from now on use it.
-    pub fn set_bypass(&self, globs: Vec<String>) {
+    pub(crate) fn set_bypass(&self, globs: Vec<String>) {
         *self.bypass.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(globs);
     }
 
@@ -106,13 +106,13 @@ impl MitmCtx {
 
 /// Facts about the tunnel.
 #[derive(Debug, Clone)]
-pub struct Tunnel {
+pub(crate) struct Tunnel {
     /// Client identity.
-    pub container: String,
+    pub(crate) container: String,
     /// Destination host as asked (CONNECT/SOCKS target).
-    pub host: String,
+    pub(crate) host: String,
     /// Destination port.
-    pub port: u16,
+    pub(crate) port: u16,
 }
 
 /// Reads the ClientHello from a copy of the client's bytes (reading more if the hello spans
@@ -166,7 +166,7 @@ async fn peek_hello(
 /// chose, then every exchange through the recorder. Bypassed hosts, clients without a valid
 /// ClientHello and failed handshakes are relayed raw or refused; the outcome is logged on
 /// `verdict`.
-pub async fn intercept_tls(
+pub(crate) async fn intercept_tls(
     ctx: &Arc<MitmCtx>,
     mut client: TcpStream,
     upstream: TcpStream,

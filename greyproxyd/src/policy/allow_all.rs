@@ -17,19 +17,19 @@ const SETTING_KEY: &str = "allow_all";
 
 /// Current silent-mode setting.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AllowAllState {
+pub(crate) struct AllowAllState {
     /// Mode while active; `None` = off.
-    pub mode: Option<AllowAllMode>,
+    pub(crate) mode: Option<AllowAllMode>,
     /// Unix seconds; `None` = until restart.
-    pub expires_at: Option<u64>,
+    pub(crate) expires_at: Option<u64>,
     /// Bumped on every change so that a stale expiry timer does nothing.
     #[serde(default)]
-    pub epoch: u64,
+    pub(crate) epoch: u64,
 }
 
 impl AllowAllState {
     /// Loads a timed silent mode that has not expired yet.
-    pub fn load(store: &Store) -> AllowAllState {
+    pub(crate) fn load(store: &Store) -> AllowAllState {
         let saved: Option<AllowAllState> = store
             .get_setting(SETTING_KEY)
             .ok()
@@ -42,7 +42,7 @@ impl AllowAllState {
     }
 
     /// The mode in force at `now`, if any.
-    pub fn active_mode(&self, now: u64) -> Option<AllowAllMode> {
+    pub(crate) fn active_mode(&self, now: u64) -> Option<AllowAllMode> {
         match (self.mode, self.expires_at) {
             (Some(m), Some(e)) if e > now => Some(m),
             (Some(m), None) => Some(m),
@@ -51,7 +51,7 @@ impl AllowAllState {
     }
 
     /// The wire status at `now`.
-    pub fn status(&self, now: u64) -> AllowAllStatus {
+    pub(crate) fn status(&self, now: u64) -> AllowAllStatus {
         match self.active_mode(now) {
             None => AllowAllStatus::default(),
             Some(m) => AllowAllStatus {
@@ -66,13 +66,13 @@ impl AllowAllState {
 
 impl Policy {
     /// Silent-mode status.
-    pub fn allow_all_status(&self) -> AllowAllStatus {
+    pub(crate) fn allow_all_status(&self) -> AllowAllStatus {
         self.lock().allow_all.status(now_secs())
     }
 
     /// Switches silent mode on (`duration` None = until restart). Held connections are decided
     /// at once.
-    pub async fn set_allow_all(
+    pub(crate) async fn set_allow_all(
         self: &Arc<Self>,
         mode: AllowAllMode,
         duration: Option<Duration>,
@@ -103,7 +103,7 @@ impl Policy {
     }
 
     /// Switches silent mode off; publishes an event only if it was on.
-    pub async fn clear_allow_all(self: &Arc<Self>) -> Result<AllowAllStatus, PolicyError> {
+    pub(crate) async fn clear_allow_all(self: &Arc<Self>) -> Result<AllowAllStatus, PolicyError> {
         let _w = self.write_lock.lock().await;
         let was_active = self.lock().allow_all.active_mode(now_secs()).is_some();
         self.commit(vec![Op::DeleteSetting(SETTING_KEY.into())])
@@ -125,7 +125,7 @@ impl Policy {
     }
 
     /// Starts a timer that publishes the end of a timed silent mode (also after a restart).
-    pub fn schedule_allow_all_expiry(self: &Arc<Self>) {
+    pub(crate) fn schedule_allow_all_expiry(self: &Arc<Self>) {
         let (epoch, expires_at) = {
             let st = self.lock();
             (st.allow_all.epoch, st.allow_all.expires_at)
