@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Accepts on `listener` until `shutdown`, running `handle` on its own task per connection.
 /// A connection's error is logged at debug level under `what`: a client misbehaving is routine.
-pub async fn accept_loop<F, Fut>(
+pub(crate) async fn accept_loop<F, Fut>(
     listener: TcpListener,
     shutdown: CancellationToken,
     what: &'static str,

@@ -20,20 +20,20 @@ use crate::glob::Dialect;
 pub struct LlmRule {
     /// Host glob (only `*` is special), compared case-insensitively against the host without
     /// its port.
-    pub host: String,
+    pub(crate) host: String,
     /// Path glob (only `*` is special, anchored), compared against the URL path without query.
-    pub path: String,
+    pub(crate) path: String,
     /// HTTP method (or `WS_REQ` / `WS_RESP`), compared case-sensitively; `*` matches any.
     #[serde(default = "default_method")]
-    pub method: String,
+    pub(crate) method: String,
     /// Decoder (dissector) name, e.g. `anthropic`, `openai-chat`.
-    pub decoder: String,
+    pub(crate) decoder: String,
     /// Higher priorities are tried first; ties keep insertion order.
     #[serde(default)]
-    pub priority: i32,
+    pub(crate) priority: i32,
     /// Disabled rules never match.
     #[serde(default = "default_enabled")]
-    pub enabled: bool,
+    pub(crate) enabled: bool,
 }
 
 fn default_method() -> String {
@@ -60,7 +60,7 @@ impl LlmRule {
 /// The seven built-in rules (always enabled, priority 0): Anthropic, OpenAI Responses (HTTP and
 /// both WebSocket directions), OpenAI Chat Completions, OpenRouter and Google AI.
 #[must_use]
-pub fn builtin_rules() -> Vec<LlmRule> {
+pub(crate) fn builtin_rules() -> Vec<LlmRule> {
     vec![
         LlmRule::builtin("api.anthropic.com", "/v1/messages", "POST", "anthropic"),
         LlmRule::builtin("api.openai.com", "/v1/responses", "POST", "openai"),
@@ -92,9 +92,9 @@ pub fn builtin_rules() -> Vec<LlmRule> {
 #[error("llm_endpoint #{rule}: {key} must not be empty")]
 pub struct EmptyKey {
     /// The rule, 1-based.
-    pub rule: usize,
+    pub(crate) rule: usize,
     /// `host`, `path` or `decoder`.
-    pub key: &'static str,
+    pub(crate) key: &'static str,
 }
 
 /// Checks user rules: host, path and decoder must be non-empty (after trimming whitespace).
@@ -119,10 +119,11 @@ pub fn validate(rules: &[LlmRule]) -> Result<(), EmptyKey> {
 
 /// The endpoint registry: built-in rules then user rules, with a precomputed matching order.
 #[derive(Debug, Clone)]
-pub struct LlmRegistry {
+pub(crate) struct LlmRegistry {
     /// Built-ins first, then user rules, in insertion order.
     rules: Vec<LlmRule>,
     /// Number of built-in rules at the start of `rules`.
+    #[cfg_attr(not(test), allow(dead_code))] // read by the tests
     builtin_count: usize,
     /// Enabled rules in matching order (priority DESC, then insertion order), with the host
     /// pattern lower-cased.
@@ -132,7 +133,7 @@ pub struct LlmRegistry {
 impl LlmRegistry {
     /// Builds the registry from the user rules (appended after the built-ins).
     #[must_use]
-    pub fn new(user: Vec<LlmRule>) -> Self {
+    pub(crate) fn new(user: Vec<LlmRule>) -> Self {
         let mut rules = builtin_rules();
         let builtin_count = rules.len();
         rules.extend(user);
@@ -153,13 +154,15 @@ impl LlmRegistry {
 
     /// All rules: built-ins first, then user rules, in insertion order (disabled ones included).
     #[must_use]
-    pub fn rules(&self) -> &[LlmRule] {
+    #[cfg(test)]
+    pub(crate) fn rules(&self) -> &[LlmRule] {
         &self.rules
     }
 
     /// The user rules, in insertion order.
     #[must_use]
-    pub fn user_rules(&self) -> &[LlmRule] {
+    #[cfg(test)]
+    pub(crate) fn user_rules(&self) -> &[LlmRule] {
         self.rules.get(self.builtin_count..).unwrap_or(&[])
     }
 
@@ -170,7 +173,7 @@ impl LlmRegistry {
     /// absolute-form URI; see [`url_path`]. `method` is compared case-sensitively (`*` in a rule
     /// matches any method).
     #[must_use]
-    pub fn lookup(&self, host: &str, path_or_uri: &str, method: &str) -> Option<&str> {
+    pub(crate) fn lookup(&self, host: &str, path_or_uri: &str, method: &str) -> Option<&str> {
         let host = strip_port(host).to_lowercase();
         let path = url_path(path_or_uri);
         self.order.iter().find_map(|(i, host_pattern)| {
@@ -193,7 +196,7 @@ impl Default for LlmRegistry {
 /// The URL path of a request target: `scheme://authority` is stripped when present, the text is
 /// cut at the first `?`, and an empty result becomes `/`.
 #[must_use]
-pub fn url_path(uri: &str) -> &str {
+pub(crate) fn url_path(uri: &str) -> &str {
     let rest = match uri.split_once("://") {
         Some((scheme, after)) if is_scheme(scheme) => {
             let end = after.find(['/', '?']).unwrap_or(after.len());

@@ -13,24 +13,25 @@ use tokio::sync::broadcast;
 use crate::time::now_rfc3339;
 
 /// Events buffered for subscribers before a slow one starts losing them.
-pub const BUS_CAPACITY: usize = 4096;
+pub(crate) const BUS_CAPACITY: usize = 4096;
 
 /// One published event, already serialised.
 #[derive(Debug)]
-pub struct Published {
+pub(crate) struct Published {
     /// Sequence number.
-    pub seq: u64,
+    #[cfg_attr(not(test), allow(dead_code))] // read by the tests
+    pub(crate) seq: u64,
     /// Event type, for subscription filters.
-    pub event_type: &'static str,
+    pub(crate) event_type: &'static str,
     /// The typed event, for in-process consumers (notifier).
-    pub event: Event,
+    pub(crate) event: Event,
     /// The wire envelope as JSON text.
-    pub json: String,
+    pub(crate) json: String,
 }
 
 /// Publisher side of the bus; cheap to share behind an `Arc`.
 #[derive(Debug)]
-pub struct EventBus {
+pub(crate) struct EventBus {
     tx: broadcast::Sender<Arc<Published>>,
     /// Held while numbering and sending, so that `seq` order equals delivery order.
     seq: Mutex<u64>,
@@ -44,7 +45,7 @@ impl Default for EventBus {
 
 impl EventBus {
     /// A bus with no subscribers.
-    pub fn new() -> EventBus {
+    pub(crate) fn new() -> EventBus {
         let (tx, _) = broadcast::channel(BUS_CAPACITY);
         EventBus {
             tx,
@@ -53,7 +54,7 @@ impl EventBus {
     }
 
     /// Publishes an event to every current subscriber.
-    pub fn publish(&self, event: Event) {
+    pub(crate) fn publish(&self, event: Event) {
         let mut seq = self.seq.lock().unwrap_or_else(|p| p.into_inner());
         *seq += 1;
         let envelope = EventEnvelope::new(&event, *seq, now_rfc3339());
@@ -69,12 +70,12 @@ impl EventBus {
     }
 
     /// A new subscription that sees events published from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
         self.tx.subscribe()
     }
 
     /// Sequence number of the last published event (0 before the first).
-    pub fn last_seq(&self) -> u64 {
+    pub(crate) fn last_seq(&self) -> u64 {
         *self.seq.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

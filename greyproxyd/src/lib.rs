@@ -5,6 +5,9 @@
 //! [`policy`] engine for a decision (which may hold the connection until a human decides over
 //! the [`control`] WebSocket); decisions and rules are made durable in the [`store`]; every
 //! change is published on the [`events`] bus that control clients subscribe to.
+// The daemon's modules are crate-private but documented for its developers (`cargo doc
+// --document-private-items`); module overviews link to those parts.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod accept;
 mod atomic;

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 /// What a signal asks of the daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Request {
+pub(crate) enum Request {
     /// SIGTERM or SIGINT: shut down gracefully.
     Stop,
     /// SIGHUP: re-read the config file.
@@ -21,7 +21,7 @@ pub enum Request {
 /// The signals the daemon reacts to, installed once at start (before readiness, so that a
 /// SIGTERM right after `READY=1` is never lost).
 #[derive(Debug)]
-pub struct Signals {
+pub(crate) struct Signals {
     term: Signal,
     int: Signal,
     hup: Signal,
@@ -29,7 +29,7 @@ pub struct Signals {
 
 impl Signals {
     /// Installs the handlers.
-    pub fn install() -> std::io::Result<Signals> {
+    pub(crate) fn install() -> std::io::Result<Signals> {
         Ok(Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
@@ -38,7 +38,7 @@ impl Signals {
     }
 
     /// Waits for the next signal.
-    pub async fn next(&mut self) -> Request {
+    pub(crate) async fn next(&mut self) -> Request {
         tokio::select! {
             _ = self.term.recv() => Request::Stop,
             _ = self.int.recv() => Request::Stop,
@@ -54,7 +54,7 @@ fn send(states: &[NotifyState<'_>]) {
 }
 
 /// The `STATUS=` line describing the listeners.
-pub fn status_line(l: &Listeners) -> String {
+pub(crate) fn status_line(l: &Listeners) -> String {
     let mut s = format!("control {}", l.control);
     for (what, addr) in [("http", &l.http), ("socks5", &l.socks5), ("dns", &l.dns)] {
         if let Some(a) = addr {
@@ -65,18 +65,18 @@ pub fn status_line(l: &Listeners) -> String {
 }
 
 /// `READY=1` with the listening addresses; call once every listener accepts.
-pub fn notify_ready(l: &Listeners) {
+pub(crate) fn notify_ready(l: &Listeners) {
     let status = status_line(l);
     send(&[NotifyState::Ready, NotifyState::Status(&status)]);
 }
 
 /// `STOPPING=1`: shutdown has begun.
-pub fn notify_stopping() {
+pub(crate) fn notify_stopping() {
     send(&[NotifyState::Stopping, NotifyState::Status("shutting down")]);
 }
 
 /// `RELOADING=1` (with the monotonic timestamp systemd requires), before re-reading config.
-pub fn notify_reloading() {
+pub(crate) fn notify_reloading() {
     match NotifyState::monotonic_usec_now() {
         Ok(now) => send(&[NotifyState::Reloading, now]),
         Err(e) => tracing::debug!(error = %e, "no monotonic clock for RELOADING=1"),
@@ -84,13 +84,13 @@ pub fn notify_reloading() {
 }
 
 /// `READY=1` again after a reload, with a status line.
-pub fn notify_reloaded(status: &str) {
+pub(crate) fn notify_reloaded(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
 
 /// When `$WATCHDOG_USEC` is set (for this process), pings `WATCHDOG=1` at half that interval
 /// until `stop`.
-pub fn spawn_watchdog(stop: CancellationToken) {
+pub(crate) fn spawn_watchdog(stop: CancellationToken) {
     let Some(period) = sd_notify::watchdog_enabled() else {
         return;
     };
@@ -111,7 +111,7 @@ pub fn spawn_watchdog(stop: CancellationToken) {
 /// every held connection costs a descriptor (two once it is released and dials upstream), and
 /// the soft limit a shell or service manager hands out (often 1024) is far below what a burst
 /// of held clients needs. The new value is logged at debug; failure only warns.
-pub fn raise_fd_limit() {
+pub(crate) fn raise_fd_limit() {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let lim = getrlimit(Resource::Nofile);
     let (Some(soft), Some(hard)) = (lim.current, lim.maximum) else {

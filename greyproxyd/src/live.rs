@@ -15,7 +15,7 @@ use crate::http::redact::{RedactError, Redactor};
 
 /// Why a set of settings cannot become a snapshot.
 #[derive(Debug, thiserror::Error)]
-pub enum LiveError {
+pub(crate) enum LiveError {
     /// A `capture.redact_headers` pattern does not compile.
     #[error("invalid capture.redact_headers")]
     Redact(#[from] RedactError),
@@ -27,22 +27,20 @@ pub enum LiveError {
 /// One consistent set of the reloadable settings. Never changed in place: a reload replaces
 /// the whole value in its [`LiveCell`].
 #[derive(Debug)]
-pub struct Live {
+pub(crate) struct Live {
     /// Host globs tunnelled raw instead of intercepted (pinned clients).
-    pub bypass: Vec<String>,
+    pub(crate) bypass: Vec<String>,
     /// Header and URL redaction of recorded exchanges.
-    pub redactor: Redactor,
-    /// Extra `capture.redact_headers` patterns the redactor was built with (for summaries).
-    pub redact_extra: Vec<String>,
+    pub(crate) redactor: Redactor,
     /// The LLM endpoint registry (built-in rules plus the user's).
-    pub llm: LlmRegistry,
+    pub(crate) llm: LlmRegistry,
     /// How long a connection is held waiting for a decision.
-    pub hold_timeout: Duration,
+    pub(crate) hold_timeout: Duration,
 }
 
 impl Live {
     /// Builds a snapshot, validating every part first.
-    pub fn new(
+    pub(crate) fn new(
         bypass: Vec<String>,
         redact_extra: Vec<String>,
         llm_rules: Vec<LlmRule>,
@@ -53,7 +51,6 @@ impl Live {
         Ok(Live {
             bypass,
             redactor,
-            redact_extra,
             llm: LlmRegistry::new(llm_rules),
             hold_timeout,
         })
@@ -63,21 +60,21 @@ impl Live {
 /// The cell every reader shares: one lock around one pointer, held only to clone or replace
 /// the pointer (never across an await or while the snapshot is used).
 #[derive(Debug)]
-pub struct LiveCell(RwLock<Arc<Live>>);
+pub(crate) struct LiveCell(RwLock<Arc<Live>>);
 
 impl LiveCell {
     /// A cell holding `live`.
-    pub fn new(live: Live) -> Arc<LiveCell> {
+    pub(crate) fn new(live: Live) -> Arc<LiveCell> {
         Arc::new(LiveCell(RwLock::new(Arc::new(live))))
     }
 
     /// The snapshot in force now. Keep it for the whole unit of work it decides.
-    pub fn load(&self) -> Arc<Live> {
+    pub(crate) fn load(&self) -> Arc<Live> {
         self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Replaces the snapshot; readers that already hold the old one keep it.
-    pub fn store(&self, live: Live) {
+    pub(crate) fn store(&self, live: Live) {
         *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
     }
 }

@@ -14,7 +14,7 @@ use crate::control::Claims;
 use crate::events::EventBus;
 
 /// Finds `notify-send` on PATH.
-pub fn find_notify_send() -> Option<PathBuf> {
+pub(crate) fn find_notify_send() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|d| d.join("notify-send"))
@@ -22,12 +22,12 @@ pub fn find_notify_send() -> Option<PathBuf> {
 }
 
 /// The notification text for a pending request.
-pub fn message(container: &str, host: &str, port: u16) -> String {
+pub(crate) fn message(container: &str, host: &str, port: u16) -> String {
     format!("{container} wants to connect to {host}:{port}")
 }
 
 /// Runs until shutdown, notifying for every new pending request while nobody claims.
-pub async fn run(events: Arc<EventBus>, claims: Claims, shutdown: CancellationToken) {
+pub(crate) async fn run(events: Arc<EventBus>, claims: Claims, shutdown: CancellationToken) {
     let Some(bin) = find_notify_send() else {
         tracing::debug!("notify-send not found: no desktop notifications from the daemon");
         return;

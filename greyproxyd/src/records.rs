@@ -11,41 +11,41 @@ use crate::time::rfc3339;
 
 /// A policy rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RuleRecord {
+pub(crate) struct RuleRecord {
     /// Monotonic id.
-    pub id: u64,
+    pub(crate) id: u64,
     /// Glob over the container name.
-    pub container_pattern: String,
+    pub(crate) container_pattern: String,
     /// `*`, host, `*.base`, `**.base` or CIDR.
-    pub destination_pattern: String,
+    pub(crate) destination_pattern: String,
     /// `*`, port, range or list.
-    pub port_pattern: String,
+    pub(crate) port_pattern: String,
     /// Allow or deny.
-    pub action: Action,
+    pub(crate) action: Action,
     /// Informational.
-    pub rule_type: RuleType,
+    pub(crate) rule_type: RuleType,
     /// Unix seconds.
-    pub created_at: u64,
+    pub(crate) created_at: u64,
     /// Unix seconds; `None` = never expires.
-    pub expires_at: Option<u64>,
+    pub(crate) expires_at: Option<u64>,
     /// Unix seconds of the last decision this rule made.
-    pub last_used_at: Option<u64>,
+    pub(crate) last_used_at: Option<u64>,
     /// `admin`, `builtin`, `session:<id>`.
-    pub created_by: String,
+    pub(crate) created_by: String,
     /// Free text.
-    pub notes: Option<String>,
+    pub(crate) notes: Option<String>,
     /// Session the rule belongs to.
-    pub session_id: Option<String>,
+    pub(crate) session_id: Option<String>,
 }
 
 impl RuleRecord {
     /// True while the rule has no expiry or its expiry is in the future.
-    pub fn is_active(&self, now: u64) -> bool {
+    pub(crate) fn is_active(&self, now: u64) -> bool {
         self.expires_at.is_none_or(|e| e > now)
     }
 
     /// Layer of the rule.
-    pub fn source(&self) -> RuleSource {
+    pub(crate) fn source(&self) -> RuleSource {
         if self.created_by == "builtin" {
             RuleSource::Builtin
         } else if self.session_id.as_deref().is_some_and(|s| !s.is_empty()) {
@@ -56,7 +56,7 @@ impl RuleRecord {
     }
 
     /// `container → destination:port`, as the activity feed shows it.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         format!(
             "{} → {}:{}",
             self.container_pattern, self.destination_pattern, self.port_pattern
@@ -64,7 +64,7 @@ impl RuleRecord {
     }
 
     /// The wire form.
-    pub fn to_wire(&self, now: u64) -> Rule {
+    pub(crate) fn to_wire(&self, now: u64) -> Rule {
         Rule {
             id: self.id,
             container_pattern: self.container_pattern.clone(),
@@ -86,30 +86,30 @@ impl RuleRecord {
 
 /// A destination waiting for a decision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PendingRecord {
+pub(crate) struct PendingRecord {
     /// Monotonic id.
-    pub id: u64,
+    pub(crate) id: u64,
     /// Client identity.
-    pub container_name: String,
+    pub(crate) container_name: String,
     /// Container id when known.
-    pub container_id: String,
+    pub(crate) container_id: String,
     /// Destination as asked (hostname or IP literal).
-    pub destination_host: String,
+    pub(crate) destination_host: String,
     /// Destination port.
-    pub destination_port: u16,
+    pub(crate) destination_port: u16,
     /// Hostname learnt for an IP destination.
-    pub resolved_hostname: Option<String>,
+    pub(crate) resolved_hostname: Option<String>,
     /// Unix seconds.
-    pub first_seen: u64,
+    pub(crate) first_seen: u64,
     /// Unix seconds.
-    pub last_seen: u64,
+    pub(crate) last_seen: u64,
     /// Attempts folded into this row.
-    pub attempt_count: u64,
+    pub(crate) attempt_count: u64,
 }
 
 impl PendingRecord {
     /// Resolved hostname if known, else the destination host.
-    pub fn display_host(&self) -> &str {
+    pub(crate) fn display_host(&self) -> &str {
         self.resolved_hostname
             .as_deref()
             .filter(|h| !h.is_empty())
@@ -117,7 +117,7 @@ impl PendingRecord {
     }
 
     /// The wire form, with the live number of held connections.
-    pub fn to_wire(&self, waiting_count: u64) -> PendingRequest {
+    pub(crate) fn to_wire(&self, waiting_count: u64) -> PendingRequest {
         PendingRequest {
             id: self.id,
             container_name: self.container_name.clone(),
@@ -135,41 +135,41 @@ impl PendingRecord {
 
 /// One connection decision (`request_logs` row).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RequestLogRecord {
+pub(crate) struct RequestLogRecord {
     /// Monotonic id (assigned by the store when written).
-    pub id: u64,
+    pub(crate) id: u64,
     /// Unix seconds of the decision.
-    pub timestamp: u64,
+    pub(crate) timestamp: u64,
     /// Client identity.
-    pub container_name: String,
+    pub(crate) container_name: String,
     /// Container id when known.
-    pub container_id: Option<String>,
+    pub(crate) container_id: Option<String>,
     /// Destination as asked.
-    pub destination_host: String,
+    pub(crate) destination_host: String,
     /// Destination port.
-    pub destination_port: u16,
+    pub(crate) destination_port: u16,
     /// Hostname learnt for an IP destination.
-    pub resolved_hostname: Option<String>,
+    pub(crate) resolved_hostname: Option<String>,
     /// Front end: `HTTP` or `SOCKS5`.
-    pub method: String,
+    pub(crate) method: String,
     /// Allowed or blocked.
-    pub result: Decision,
+    pub(crate) result: Decision,
     /// Deciding rule.
-    pub rule_id: Option<u64>,
+    pub(crate) rule_id: Option<u64>,
     /// Summary of the deciding rule at decision time.
-    pub rule_summary: Option<String>,
+    pub(crate) rule_summary: Option<String>,
     /// Arrival to decision, including any hold.
-    pub response_time_ms: u64,
+    pub(crate) response_time_ms: u64,
     /// `rule`, `allow_all`, `hold_timeout`, `dismissed`, `client_gone`, `shutdown`.
-    pub reason: String,
+    pub(crate) reason: String,
     /// Interception outcome of an allowed tunnel (see the wire type).
     #[serde(default)]
-    pub mitm: Option<MitmOutcome>,
+    pub(crate) mitm: Option<MitmOutcome>,
 }
 
 impl RequestLogRecord {
     /// The wire form.
-    pub fn to_wire(&self) -> RequestLog {
+    pub(crate) fn to_wire(&self) -> RequestLog {
         RequestLog {
             id: self.id,
             timestamp: rfc3339(self.timestamp),

@@ -16,16 +16,16 @@ use crate::live::{Live, LiveCell};
 #[derive(Debug)]
 pub struct Reloader {
     /// The config file (`None`: started without one; a reload then changes nothing).
-    pub file: Option<PathBuf>,
+    pub(crate) file: Option<PathBuf>,
     /// The hold timeout was given on the command line, which wins over the file.
-    pub hold_timeout_pinned: bool,
+    pub(crate) hold_timeout_pinned: bool,
     /// The settings every hold, tunnel and exchange reads.
-    pub live: Arc<LiveCell>,
+    pub(crate) live: Arc<LiveCell>,
 }
 
 impl Reloader {
     /// Re-reads the file and applies it; returns a one-line summary. On error nothing changes.
-    pub fn reload(&self) -> anyhow::Result<String> {
+    pub(crate) fn reload(&self) -> anyhow::Result<String> {
         let Some(path) = &self.file else {
             return Ok("no config file: nothing to reload".into());
         };

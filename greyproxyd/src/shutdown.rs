@@ -20,7 +20,7 @@ const AFTER_CUT: Duration = Duration::from_secs(2);
 
 /// The shutdown handle; clones share it.
 #[derive(Debug, Clone, Default)]
-pub struct Shutdown {
+pub(crate) struct Shutdown {
     begun: CancellationToken,
     cut: CancellationToken,
     done: CancellationToken,
@@ -29,43 +29,44 @@ pub struct Shutdown {
 
 impl Shutdown {
     /// A daemon that is running.
-    pub fn new() -> Shutdown {
+    pub(crate) fn new() -> Shutdown {
         Shutdown::default()
     }
 
     /// Phase 1: stop accepting, end holds and background tasks, finish the exchanges in flight.
-    pub fn begin(&self) {
+    pub(crate) fn begin(&self) {
         self.begun.cancel();
     }
 
     /// Whether phase 1 has started.
-    pub fn is_begun(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_begun(&self) -> bool {
         self.begun.is_cancelled()
     }
 
     /// Cancelled when phase 1 starts (for the parts that take a token: accept loops, the
     /// control server, background tasks).
-    pub fn begun_token(&self) -> CancellationToken {
+    pub(crate) fn begun_token(&self) -> CancellationToken {
         self.begun.clone()
     }
 
     /// Phase 2: cut the connections still open.
-    pub fn cut(&self) {
+    pub(crate) fn cut(&self) {
         self.cut.cancel();
     }
 
     /// Cancelled when phase 2 starts (for the relays of open connections).
-    pub fn cut_token(&self) -> CancellationToken {
+    pub(crate) fn cut_token(&self) -> CancellationToken {
         self.cut.clone()
     }
 
     /// Cancelled at phase 3: what served the connections stops.
-    pub fn done_token(&self) -> CancellationToken {
+    pub(crate) fn done_token(&self) -> CancellationToken {
         self.done.clone()
     }
 
     /// Runs a proxied connection, counted until it ends.
-    pub fn track<F>(&self, conn: F) -> impl Future<Output = F::Output> + use<F>
+    pub(crate) fn track<F>(&self, conn: F) -> impl Future<Output = F::Output> + use<F>
     where
         F: Future,
     {
@@ -73,14 +74,15 @@ impl Shutdown {
     }
 
     /// Connections open right now.
-    pub fn open_connections(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn open_connections(&self) -> usize {
         self.conns.len()
     }
 
     /// Begins the shutdown if it has not begun, gives the open connections `grace` to finish,
     /// cuts the rest and waits briefly for them to notice, then ends phase 3. Returns the
     /// connections that were still open when the grace period ran out (0: all finished).
-    pub async fn drain(&self, grace: Duration) -> usize {
+    pub(crate) async fn drain(&self, grace: Duration) -> usize {
         self.begin();
         self.conns.close();
         if !self.conns.is_empty() {

@@ -1,5 +1,5 @@
 //! Closed sets of names: enums that travel as one lower-case string each (`"auto"`,
-//! `"tagged-allow"`, …). [`wire_names!`] writes the wire name of every variant once and derives
+//! `"tagged-allow"`, …). `wire_names!` writes the wire name of every variant once and derives
 //! from it `as_str`, `Display`, `FromStr` and serde, so the JSON shape, the stored bytes and
 //! the parser cannot drift apart. Parsing an unknown name fails with [`UnknownName`], which
 //! lists the accepted ones.

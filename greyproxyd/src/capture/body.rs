@@ -23,7 +23,7 @@ const INITIAL_CAPACITY: usize = 8 * 1024;
 
 /// Accumulates the first `cap` bytes of a body while counting all of them.
 #[derive(Debug)]
-pub struct BodyCapture {
+pub(crate) struct BodyCapture {
     buf: Vec<u8>,
     cap: usize,
     wire_size: u64,
@@ -33,7 +33,7 @@ pub struct BodyCapture {
 
 impl BodyCapture {
     /// An empty capture that keeps at most `cap` bytes; no memory is reserved until data comes.
-    pub fn new(cap: usize) -> Self {
+    pub(crate) fn new(cap: usize) -> Self {
         Self {
             buf: Vec::new(),
             cap,
@@ -45,7 +45,7 @@ impl BodyCapture {
 
     /// Records one chunk as it passed on the wire: all of it is counted, only what still fits
     /// under the cap is kept. The first non-empty chunk stamps the first-byte time.
-    pub fn push(&mut self, chunk: &[u8]) {
+    pub(crate) fn push(&mut self, chunk: &[u8]) {
         if chunk.is_empty() {
             return;
         }
@@ -71,24 +71,25 @@ impl BodyCapture {
     }
 
     /// Keeps the body's trailers (HTTP/2 or chunked HTTP/1.1), replacing earlier ones.
-    pub fn set_trailers(&mut self, trailers: HeaderMap) {
+    pub(crate) fn set_trailers(&mut self, trailers: HeaderMap) {
         self.trailers = Some(trailers);
     }
 
     /// Number of body bytes seen so far, kept or not (after transfer decoding, before any
     /// content decoding).
-    pub fn wire_size(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn wire_size(&self) -> u64 {
         self.wire_size
     }
 
     /// True once more bytes have passed than the cap allowed to keep.
-    pub fn truncated(&self) -> bool {
+    pub(crate) fn truncated(&self) -> bool {
         self.wire_size > self.buf.len() as u64
     }
 
     /// Ends the capture. `complete` says whether the body reached its end; pass false when it
     /// was dropped or failed midway, so readers know the copy is a prefix even if not truncated.
-    pub fn finish(self, complete: bool) -> Captured {
+    pub(crate) fn finish(self, complete: bool) -> Captured {
         let truncated = self.truncated();
         Captured {
             bytes: Bytes::from(self.buf),
@@ -104,21 +105,23 @@ impl BodyCapture {
 
 /// The copy of one body, handed over when the body is over.
 #[derive(Debug, Clone)]
-pub struct Captured {
+pub(crate) struct Captured {
     /// The first `cap` bytes of the body, exactly as they passed (still content-encoded).
-    pub bytes: Bytes,
+    pub(crate) bytes: Bytes,
     /// Total number of body bytes that passed, including those not kept.
-    pub wire_size: u64,
+    pub(crate) wire_size: u64,
     /// True when `bytes` is shorter than what passed because of the cap.
-    pub truncated: bool,
+    pub(crate) truncated: bool,
     /// False when the body was dropped or errored before its end.
-    pub complete: bool,
+    pub(crate) complete: bool,
     /// The trailers, when the body had any.
-    pub trailers: Option<HeaderMap>,
+    #[cfg_attr(not(test), allow(dead_code))] // read by the tests
+    pub(crate) trailers: Option<HeaderMap>,
     /// When the first non-empty data frame passed; `None` for an empty body.
-    pub first_byte: Option<Instant>,
+    #[cfg_attr(not(test), allow(dead_code))] // read by the tests
+    pub(crate) first_byte: Option<Instant>,
     /// When the body ended, failed or was dropped.
-    pub ended: Instant,
+    pub(crate) ended: Instant,
 }
 
 /// What is still owed once the body is over; taken exactly once.
@@ -132,14 +135,14 @@ struct Pending {
 ///
 /// The inner body is boxed so that any body can be wrapped without pin projection (the crate
 /// forbids `unsafe`); one small allocation per body is noise next to the frames themselves.
-pub struct TeeBody<B: Body> {
+pub(crate) struct TeeBody<B: Body> {
     inner: Pin<Box<B>>,
     pending: Option<Pending>,
 }
 
 impl<B: Body> TeeBody<B> {
     /// Wraps `inner`, keeping at most `cap` bytes of it; `done` receives the copy once.
-    pub fn new(inner: B, cap: usize, done: oneshot::Sender<Captured>) -> Self {
+    pub(crate) fn new(inner: B, cap: usize, done: oneshot::Sender<Captured>) -> Self {
         Self {
             inner: Box::pin(inner),
             pending: Some(Pending {
@@ -245,7 +248,7 @@ const TEXTUAL_APPLICATION_TYPES: &[&str] = &[
 /// `text/event-stream`), the JSON/XML/JavaScript/form/GraphQL/NDJSON `application/` types,
 /// and anything ending in `+json` or `+xml`. Parameters, surrounding whitespace and case are
 /// ignored; a missing or empty type is not textual.
-pub fn is_textual(content_type: Option<&str>) -> bool {
+pub(crate) fn is_textual(content_type: Option<&str>) -> bool {
     let Some(content_type) = content_type else {
         return false;
     };

@@ -43,20 +43,20 @@ use crate::time::{now_secs, rfc3339};
 const INLINE_DECODE: usize = 16 * 1024;
 
 /// The handles every exchange needs, wired by the daemon and shared by every connection.
-pub struct CaptureCtx {
+pub(crate) struct CaptureCtx {
     /// Per-request deny checks.
-    pub policy: Arc<Policy>,
+    pub(crate) policy: Arc<Policy>,
     /// Ids, redaction and the ordered writer.
-    pub recorder: Arc<Recorder>,
+    pub(crate) recorder: Arc<Recorder>,
     /// How long the origin may take to start its response.
-    pub response_timeout: Duration,
+    pub(crate) response_timeout: Duration,
     /// When shutdown begins, intercepted connections finish the exchange in flight and close
     /// instead of idling in keep-alive through the grace period.
-    pub shutdown: Shutdown,
+    pub(crate) shutdown: Shutdown,
     /// External middlewares consulted for each request and response.
-    pub middlewares: Arc<Middlewares>,
+    pub(crate) middlewares: Arc<Middlewares>,
     /// The reloadable settings; each exchange takes one snapshot when it begins.
-    pub live: Arc<LiveCell>,
+    pub(crate) live: Arc<LiveCell>,
 }
 
 impl std::fmt::Debug for CaptureCtx {
@@ -70,25 +70,25 @@ impl std::fmt::Debug for CaptureCtx {
 
 /// Per-connection facts.
 #[derive(Debug, Clone)]
-pub struct ExchangeMeta {
+pub(crate) struct ExchangeMeta {
     /// Client identity.
-    pub container: String,
+    pub(crate) container: String,
     /// Origin host.
-    pub host: String,
+    pub(crate) host: String,
     /// Origin port.
-    pub port: u16,
+    pub(crate) port: u16,
     /// `https` (intercepted TLS) or `http`.
-    pub scheme: &'static str,
+    pub(crate) scheme: &'static str,
     /// Rule that allowed the connection.
-    pub rule_id: Option<u64>,
+    pub(crate) rule_id: Option<u64>,
     /// An absolute-form request on the HTTP proxy (middleware hooks `http-*`), not an exchange
     /// inside a tunnel (`mitm-*`).
-    pub plain_proxy: bool,
+    pub(crate) plain_proxy: bool,
 }
 
 impl ExchangeMeta {
     /// Where the exchanges of this connection go.
-    pub fn origin(&self) -> Origin<'_> {
+    pub(crate) fn origin(&self) -> Origin<'_> {
         Origin {
             scheme: self.scheme,
             host: &self.host,
@@ -99,7 +99,7 @@ impl ExchangeMeta {
 
 /// Forwards one request and records it. Never fails: problems become proxy-generated
 /// responses (403 deny, 502 origin unreachable, 504 origin too slow), recorded too.
-pub async fn forward(
+pub(crate) async fn forward(
     ctx: Arc<CaptureCtx>,
     upstream: Arc<Upstream>,
     meta: Arc<ExchangeMeta>,

@@ -4,12 +4,12 @@
 //! storage ([`recorder`]), redacted as the [`crate::live`] snapshot says ([`redact`] is
 //! [`crate::http::redact`], re-exported), and the WebSocket relay and tap ([`wsrelay`], [`ws`]).
 
-pub mod body;
-pub mod exchange;
-pub mod record;
-pub mod recorder;
-pub use crate::http::redact;
-pub mod serve;
-pub mod upstream;
+pub(crate) mod body;
+pub(crate) mod exchange;
+pub(crate) mod record;
+pub(crate) mod recorder;
+pub(crate) use crate::http::redact;
+pub(crate) mod serve;
+pub(crate) mod upstream;
 pub mod ws;
-pub mod wsrelay;
+pub(crate) mod wsrelay;

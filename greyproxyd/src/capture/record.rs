@@ -12,21 +12,25 @@ use crate::http::decode::decode_body;
 
 /// How many times the capture cap the decoded copy may grow (compression ratios of text are
 /// high; beyond this it is a bomb or not worth keeping).
-pub const DECODED_FACTOR: usize = 4;
+pub(crate) const DECODED_FACTOR: usize = 4;
 
 /// A stored body: its string form and `text` / `base64`, plus the decoding status.
-pub struct StoredBody {
+pub(crate) struct StoredBody {
     /// The body.
-    pub body: String,
+    pub(crate) body: String,
     /// `text` or `base64`.
-    pub encoding: &'static str,
+    pub(crate) encoding: &'static str,
     /// `identity`, `decoded`, `partial`, `failed: …`.
-    pub decoding: String,
+    pub(crate) decoding: String,
 }
 
 /// Decodes a captured body per its `Content-Encoding` and picks text or base64. Textual
 /// content types that are not valid UTF-8 after decoding are stored as base64 too.
-pub fn store_body(captured: &Captured, headers: &HeaderMap, cap: usize) -> Option<StoredBody> {
+pub(crate) fn store_body(
+    captured: &Captured,
+    headers: &HeaderMap,
+    cap: usize,
+) -> Option<StoredBody> {
     if captured.wire_size == 0 {
         return None;
     }
@@ -64,19 +68,19 @@ pub fn store_body(captured: &Captured, headers: &HeaderMap, cap: usize) -> Optio
 }
 
 /// Milliseconds between two instants (0 if reversed).
-pub fn ms(from: Instant, to: Instant) -> u64 {
+pub(crate) fn ms(from: Instant, to: Instant) -> u64 {
     to.saturating_duration_since(from).as_millis() as u64
 }
 
 /// The content type header as a string.
-pub fn content_type(h: &HeaderMap) -> Option<String> {
+pub(crate) fn content_type(h: &HeaderMap) -> Option<String> {
     h.get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
 }
 
 /// Fills the request side of `t`.
-pub fn fill_request(
+pub(crate) fn fill_request(
     t: &mut Transaction,
     headers: &HeaderMap,
     redacted: HeaderMapJson,
@@ -97,7 +101,7 @@ pub fn fill_request(
 }
 
 /// Fills the response side of `t`.
-pub fn fill_response(
+pub(crate) fn fill_response(
     t: &mut Transaction,
     status: u16,
     headers: &HeaderMap,

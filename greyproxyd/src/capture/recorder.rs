@@ -11,13 +11,13 @@ use greyproxy_protocol::Transaction;
 use crate::store::{IdKind, Sink, Store};
 
 /// What recording needs, shared by every connection.
-pub struct Recorder {
+pub(crate) struct Recorder {
     /// Transaction ids.
     store: Arc<Store>,
     /// Ordered transaction writer.
     sink: Sink<Transaction>,
     /// Stored copy cap per body.
-    pub body_cap: usize,
+    pub(crate) body_cap: usize,
     /// Body bytes queued for the writer right now (the writer subtracts what it stored).
     queued_bytes: Arc<AtomicU64>,
     /// Most body bytes queued at once; beyond it rows are queued without their bodies.
@@ -27,7 +27,7 @@ pub struct Recorder {
 impl Recorder {
     /// A recorder writing through `sink`; `queued_bytes` is shared with the writer, which
     /// subtracts what it stored.
-    pub fn new(
+    pub(crate) fn new(
         store: Arc<Store>,
         sink: Sink<Transaction>,
         body_cap: usize,
@@ -44,17 +44,17 @@ impl Recorder {
     }
 
     /// A new transaction id.
-    pub fn next_id(&self) -> u64 {
+    pub(crate) fn next_id(&self) -> u64 {
         self.store.next_id(IdKind::Transaction)
     }
 
     /// The writer, for those who must wait until what was recorded is stored.
-    pub fn sink(&self) -> &Sink<Transaction> {
+    pub(crate) fn sink(&self) -> &Sink<Transaction> {
         &self.sink
     }
 
     /// Queues a finished transaction for storage, within the queue's byte budget.
-    pub fn record(&self, mut t: Transaction) {
+    pub(crate) fn record(&self, mut t: Transaction) {
         let mut weight = crate::store::body_weight(&t);
         if self.queued_bytes.load(Ordering::Relaxed) + weight > self.max_queued_bytes {
             t.request_body = None;

@@ -33,7 +33,7 @@ fn recording_service(
 }
 
 /// Serves HTTP/1.1 from the client, recording each exchange.
-pub async fn serve_h1<S>(
+pub(crate) async fn serve_h1<S>(
     capture: Arc<CaptureCtx>,
     up: Arc<Upstream>,
     meta: Arc<ExchangeMeta>,
@@ -57,7 +57,7 @@ where
 }
 
 /// Serves HTTP/2 from the client, recording each stream.
-pub async fn serve_h2<S>(
+pub(crate) async fn serve_h2<S>(
     capture: Arc<CaptureCtx>,
     up: Arc<Upstream>,
     meta: Arc<ExchangeMeta>,

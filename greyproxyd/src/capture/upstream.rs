@@ -19,7 +19,7 @@ enum Sender {
 
 /// The origin side of a client connection: one HTTP/2 connection shared by all streams, or one
 /// HTTP/1.1 connection used request by request and re-dialled if the origin closed it.
-pub struct Upstream {
+pub(crate) struct Upstream {
     h2: bool,
     sender: tokio::sync::Mutex<Option<Sender>>,
     dial: Dial,
@@ -54,7 +54,7 @@ async fn handshake(io: Box<dyn Io>, h2: bool) -> io::Result<Sender> {
 
 /// Why [`Upstream::send`] got no response.
 #[derive(Debug, thiserror::Error)]
-pub enum SendError {
+pub(crate) enum SendError {
     /// A new connection could not be opened.
     #[error("cannot reach the origin: {0}")]
     Dial(io::Error),
@@ -71,7 +71,7 @@ pub enum SendError {
 
 impl Upstream {
     /// Starts from an already connected stream; `dial` opens replacements (HTTP/1.1).
-    pub async fn new(first: Box<dyn Io>, h2: bool, dial: Dial) -> io::Result<Upstream> {
+    pub(crate) async fn new(first: Box<dyn Io>, h2: bool, dial: Dial) -> io::Result<Upstream> {
         let sender = handshake(first, h2).await?;
         Ok(Upstream {
             h2,
@@ -81,7 +81,7 @@ impl Upstream {
     }
 
     /// Starts without a connection; the first request dials.
-    pub fn lazy(h2: bool, dial: Dial) -> Upstream {
+    pub(crate) fn lazy(h2: bool, dial: Dial) -> Upstream {
         Upstream {
             h2,
             sender: tokio::sync::Mutex::new(None),
@@ -90,12 +90,12 @@ impl Upstream {
     }
 
     /// Whether requests go out as HTTP/2.
-    pub fn is_h2(&self) -> bool {
+    pub(crate) fn is_h2(&self) -> bool {
         self.h2
     }
 
     /// Sends one request, (re)connecting when needed.
-    pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, SendError> {
+    pub(crate) async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, SendError> {
         let mut slot = self.sender.lock().await;
         let usable = match slot.as_mut() {
             Some(Sender::H1(s)) => !s.is_closed() && s.ready().await.is_ok(),

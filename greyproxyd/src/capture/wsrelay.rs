@@ -190,7 +190,7 @@ async fn tap_task(
 
 /// Relays an upgraded WebSocket connection and records its messages. `upgrade` is the 101
 /// transaction (already recorded); it is written again, completed, when both sides are done.
-pub async fn relay(
+pub(crate) async fn relay(
     ctx: Arc<CaptureCtx>,
     client: Upgraded,
     server: Upgraded,

@@ -13,16 +13,16 @@ use crate::time::parse_timestamp;
 
 /// Where each source stopped: `None` = from the newest; `Some(0)` = exhausted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Cursor {
+pub(crate) struct Cursor {
     /// Next log rows are below this id.
-    pub logs: Option<u64>,
+    pub(crate) logs: Option<u64>,
     /// Next transactions are below this id.
-    pub txs: Option<u64>,
+    pub(crate) txs: Option<u64>,
 }
 
 impl Cursor {
     /// Parses `c<id>_t<id>` (either id may be empty).
-    pub fn parse(s: &str) -> Option<Cursor> {
+    pub(crate) fn parse(s: &str) -> Option<Cursor> {
         let (c, t) = s.split_once('_')?;
         let part = |p: &str, prefix: char| -> Option<Option<u64>> {
             let v = p.strip_prefix(prefix)?;
@@ -39,7 +39,7 @@ impl Cursor {
     }
 
     /// The wire form.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let f = |v: Option<u64>| v.map(|x| x.to_string()).unwrap_or_default();
         format!("c{}_t{}", f(self.logs), f(self.txs))
     }
@@ -67,7 +67,10 @@ fn item_time(item: &ActivityItem) -> (u64, u64) {
 
 impl Handler {
     /// `list_activity`.
-    pub async fn list_activity(&self, a: ListArgs) -> Result<Page<ActivityItem>, PolicyError> {
+    pub(crate) async fn list_activity(
+        &self,
+        a: ListArgs,
+    ) -> Result<Page<ActivityItem>, PolicyError> {
         let kind = a.kind.as_deref().map(str::trim).filter(|k| !k.is_empty());
         let (want_logs, mut want_txs) = match kind {
             None => (true, true),
@@ -207,7 +210,7 @@ impl Handler {
     }
 
     /// `get_transaction`.
-    pub async fn get_transaction(&self, id: u64) -> Result<Transaction, PolicyError> {
+    pub(crate) async fn get_transaction(&self, id: u64) -> Result<Transaction, PolicyError> {
         self.transactions.flush().await;
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.get_transaction(id))

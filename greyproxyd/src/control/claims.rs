@@ -11,20 +11,20 @@ use crate::events::EventBus;
 
 /// The global claim counter.
 #[derive(Debug, Clone)]
-pub struct Claims {
+pub(crate) struct Claims {
     count: Arc<AtomicU64>,
     events: Arc<EventBus>,
 }
 
 /// One connection's claim; dropping it releases the claim.
 #[derive(Debug)]
-pub struct ClaimGuard {
+pub(crate) struct ClaimGuard {
     claims: Claims,
 }
 
 impl Claims {
     /// No claims.
-    pub fn new(events: Arc<EventBus>) -> Claims {
+    pub(crate) fn new(events: Arc<EventBus>) -> Claims {
         Claims {
             count: Arc::new(AtomicU64::new(0)),
             events,
@@ -32,12 +32,12 @@ impl Claims {
     }
 
     /// Claims held now.
-    pub fn active(&self) -> u64 {
+    pub(crate) fn active(&self) -> u64 {
         self.count.load(Ordering::SeqCst)
     }
 
     /// Takes a claim; publishes `notification.claims_changed`.
-    pub fn claim(&self) -> (ClaimGuard, u64) {
+    pub(crate) fn claim(&self) -> (ClaimGuard, u64) {
         let n = self.count.fetch_add(1, Ordering::SeqCst) + 1;
         self.publish(n);
         (

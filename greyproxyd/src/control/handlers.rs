@@ -20,41 +20,41 @@ use crate::time::now_rfc3339;
 
 /// Per-connection state the handlers change.
 #[derive(Debug, Default)]
-pub struct SessionState {
+pub(crate) struct SessionState {
     /// `None` = every event; `Some(set)` = only these types (greyproxy semantics).
-    pub filter: Option<HashSet<String>>,
+    pub(crate) filter: Option<HashSet<String>>,
     /// This connection's notification claim.
-    pub claim: Option<ClaimGuard>,
+    pub(crate) claim: Option<ClaimGuard>,
 }
 
 impl SessionState {
     /// Whether an event of this type passes the filter.
-    pub fn wants(&self, event_type: &str) -> bool {
+    pub(crate) fn wants(&self, event_type: &str) -> bool {
         self.filter.as_ref().is_none_or(|f| f.contains(event_type))
     }
 }
 
 /// Everything the handlers need; shared by all sessions.
 #[derive(Debug)]
-pub struct Handler {
+pub(crate) struct Handler {
     /// Policy engine.
-    pub policy: Arc<Policy>,
+    pub(crate) policy: Arc<Policy>,
     /// Notification claims.
-    pub claims: Claims,
+    pub(crate) claims: Claims,
     /// Store (activity queries).
-    pub store: Arc<Store>,
+    pub(crate) store: Arc<Store>,
     /// Recording (its writer is flushed before activity queries).
-    pub transactions: crate::store::Sink<greyproxy_protocol::Transaction>,
+    pub(crate) transactions: crate::store::Sink<greyproxy_protocol::Transaction>,
     /// When the daemon started.
-    pub started: Instant,
+    pub(crate) started: Instant,
     /// Bound addresses.
-    pub listeners: Listeners,
+    pub(crate) listeners: Listeners,
     /// State directory, for `status`.
-    pub state_dir: String,
+    pub(crate) state_dir: String,
     /// Server ping settings.
-    pub heartbeat: super::session::Heartbeat,
+    pub(crate) heartbeat: super::session::Heartbeat,
     /// External middlewares, for `list_middlewares`.
-    pub middlewares: Arc<crate::middleware::Middlewares>,
+    pub(crate) middlewares: Arc<crate::middleware::Middlewares>,
 }
 
 fn error(e: impl std::fmt::Display, request_id: Option<RequestId>) -> Reply {
@@ -95,7 +95,7 @@ fn result<T: Serialize>(command: &str, data: &T, request_id: Option<RequestId>) 
 
 impl Handler {
     /// Runs one command for a session and returns the reply to send.
-    pub async fn handle(&self, msg: ClientMessage, session: &mut SessionState) -> Reply {
+    pub(crate) async fn handle(&self, msg: ClientMessage, session: &mut SessionState) -> Reply {
         let rid = msg.request_id;
         let name = msg.command.name();
         match msg.command {

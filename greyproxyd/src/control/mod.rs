@@ -1,12 +1,12 @@
 //! The control WebSocket (`/ws`): token authentication, sessions with heartbeat, subscription
 //! filters and bounded event delivery, and the command handlers.
 
-pub mod activity;
+pub(crate) mod activity;
 pub mod auth;
-pub mod claims;
-pub mod handlers;
-pub mod server;
+pub(crate) mod claims;
+pub(crate) mod handlers;
+pub(crate) mod server;
 pub mod session;
 
-pub use claims::Claims;
-pub use handlers::Handler;
+pub(crate) use claims::Claims;
+pub(crate) use handlers::Handler;

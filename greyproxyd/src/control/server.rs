@@ -25,7 +25,7 @@ use crate::accept::accept_loop;
 
 /// How control clients authenticate.
 #[derive(Debug, Clone)]
-pub enum AuthMode {
+pub(crate) enum AuthMode {
     /// Bearer token from this file (re-read per connection).
     Token(PathBuf),
     /// No authentication (`control.auth = "none"`; loopback-only setups).
@@ -33,7 +33,7 @@ pub enum AuthMode {
 }
 
 /// Accepts control connections until shutdown.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     handler: Arc<Handler>,
     auth: AuthMode,

@@ -68,7 +68,7 @@ async fn close(ws: &mut Ws, code: CloseCode, reason: &str) {
 }
 
 /// Runs a session until the client leaves, misbehaves or the daemon stops.
-pub async fn run_session(mut ws: Ws, handler: Arc<Handler>, shutdown: CancellationToken) {
+pub(crate) async fn run_session(mut ws: Ws, handler: Arc<Handler>, shutdown: CancellationToken) {
     let mut events = handler.policy.events().subscribe();
     let mut state = SessionState::default();
     let hello = Reply::Connected {

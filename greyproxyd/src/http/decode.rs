@@ -29,12 +29,12 @@ const BROTLI_BUFFER: usize = 4096;
 
 /// A decoded body copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decoded {
+pub(crate) struct Decoded {
     /// The decoded bytes; the raw captured bytes when there was nothing to decode or decoding
     /// failed.
-    pub bytes: Vec<u8>,
+    pub(crate) bytes: Vec<u8>,
     /// How `bytes` relates to the captured bytes.
-    pub status: DecodeStatus,
+    pub(crate) status: DecodeStatus,
 }
 
 /// Outcome of decoding a body copy.
@@ -42,7 +42,7 @@ pub struct Decoded {
 /// Serialized as a string: `"identity"`, `"decoded"`, `"partial"` or `"failed: <reason>"`
 /// (the encodings list is not part of the string form, so deserializing gives it empty).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DecodeStatus {
+pub(crate) enum DecodeStatus {
     /// No content coding (none, or only `identity`): the bytes are the captured ones.
     Identity,
     /// The codings were undone.
@@ -64,7 +64,7 @@ pub enum DecodeStatus {
 
 impl DecodeStatus {
     /// The status without details: `"identity"`, `"decoded"`, `"partial"` or `"failed"`.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Self::Identity => "identity",
             Self::Decoded { partial: false, .. } => "decoded",
@@ -74,7 +74,8 @@ impl DecodeStatus {
     }
 
     /// True when the stored bytes are a decoded prefix rather than the whole decoded body.
-    pub fn is_partial(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_partial(&self) -> bool {
         matches!(self, Self::Decoded { partial: true, .. })
     }
 }
@@ -152,7 +153,7 @@ impl Coding {
 ///   partial, instead of failing on the missing end.
 /// * Reaching `max_decoded` stops decoding and marks the result partial.
 /// * An unknown coding, or corrupt data → the raw bytes, [`DecodeStatus::Failed`].
-pub fn decode_body(
+pub(crate) fn decode_body(
     raw: &[u8],
     content_encoding: Option<&str>,
     input_truncated: bool,

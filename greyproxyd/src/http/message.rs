@@ -5,19 +5,19 @@ use http::{HeaderMap, HeaderValue, Request, Uri, Version, header};
 
 /// Where an exchange goes, as the client addressed it.
 #[derive(Debug, Clone, Copy)]
-pub struct Origin<'a> {
+pub(crate) struct Origin<'a> {
     /// `https` (intercepted TLS) or `http`.
-    pub scheme: &'a str,
+    pub(crate) scheme: &'a str,
     /// Host name or IP literal (an IPv6 literal without brackets).
-    pub host: &'a str,
+    pub(crate) host: &'a str,
     /// Port.
-    pub port: u16,
+    pub(crate) port: u16,
 }
 
 impl Origin<'_> {
     /// `host[:port]`, the port left out when it is the scheme's default, an IPv6 literal in
     /// brackets.
-    pub fn authority(&self) -> String {
+    pub(crate) fn authority(&self) -> String {
         let default = if self.scheme == "https" { 443 } else { 80 };
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
@@ -32,7 +32,7 @@ impl Origin<'_> {
     }
 
     /// `scheme://authority/path?query` for a request URI of this origin.
-    pub fn url(&self, uri: &Uri) -> String {
+    pub(crate) fn url(&self, uri: &Uri) -> String {
         let pq = uri.path_and_query().map_or("/", |p| p.as_str());
         format!("{}://{}{pq}", self.scheme, self.authority())
     }
@@ -43,7 +43,7 @@ impl Origin<'_> {
 /// `Upgrade` stays when asked. `TE: trailers` is kept (the only `TE` HTTP/2 allows; gRPC
 /// requires it), and so is `Trailer`, which is end to end: without it hyper's HTTP/1.1 side
 /// drops the trailers.
-pub fn strip_hop_headers(h: &mut HeaderMap, keep_upgrade: bool) {
+pub(crate) fn strip_hop_headers(h: &mut HeaderMap, keep_upgrade: bool) {
     let te_trailers = h.get_all(header::TE).iter().any(|v| {
         v.to_str().is_ok_and(|s| {
             s.split(',').any(|t| {
@@ -93,7 +93,12 @@ pub fn strip_hop_headers(h: &mut HeaderMap, keep_upgrade: bool) {
 /// authority and no `Host` or `Transfer-Encoding`; for HTTP/1.1 an origin-form URI, a `Host`
 /// header (the authority the client used, else the origin's) and the cookie fields an HTTP/2
 /// client may split joined into one.
-pub fn prepare_request<B>(req: &mut Request<B>, origin: Origin<'_>, h2: bool, upgrade: bool) {
+pub(crate) fn prepare_request<B>(
+    req: &mut Request<B>,
+    origin: Origin<'_>,
+    h2: bool,
+    upgrade: bool,
+) {
     // The authority the client used (h2 `:authority`, or the Host header), else the target.
     let authority = req
         .uri()

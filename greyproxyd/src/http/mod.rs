@@ -6,12 +6,12 @@
 //! the redaction of secrets in headers and URLs before anything is stored ([`redact`]).
 //! Pure functions; nothing here dials, records or decides.
 
-pub mod body;
-pub mod decode;
+pub(crate) mod body;
+pub(crate) mod decode;
 pub(crate) mod header;
-pub mod message;
+pub(crate) mod message;
 pub(crate) mod percent;
-pub mod redact;
+pub(crate) mod redact;
 
-pub use body::{Body, text_response};
-pub use message::{Origin, prepare_request, strip_hop_headers};
+pub(crate) use body::{Body, text_response};
+pub(crate) use message::{Origin, prepare_request, strip_hop_headers};

@@ -15,7 +15,7 @@ use super::header;
 use super::percent::{self, Plus};
 
 /// Header name patterns that are always redacted.
-pub const DEFAULT_HEADER_PATTERNS: &[&str] = &[
+pub(crate) const DEFAULT_HEADER_PATTERNS: &[&str] = &[
     "Authorization",
     "Proxy-Authorization",
     "Cookie",
@@ -27,7 +27,7 @@ pub const DEFAULT_HEADER_PATTERNS: &[&str] = &[
 
 /// Query parameter name patterns redacted in addition to the header patterns. `*signature`
 /// covers `signature` itself and the `X-Amz-Signature`/`X-Goog-Signature` of presigned URLs.
-pub const DEFAULT_URL_PATTERNS: &[&str] = &[
+pub(crate) const DEFAULT_URL_PATTERNS: &[&str] = &[
     "key",
     "api_key",
     "apikey",
@@ -38,11 +38,11 @@ pub const DEFAULT_URL_PATTERNS: &[&str] = &[
 ];
 
 /// What replaces a redacted value.
-pub const REDACTED: &str = "[REDACTED]";
+pub(crate) const REDACTED: &str = "[REDACTED]";
 
 /// A configured redaction pattern was refused.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-pub enum RedactError {
+pub(crate) enum RedactError {
     /// The pattern is empty or uses `*` other than at its ends.
     #[error("invalid redaction pattern {pattern:?}: {reason}")]
     Pattern {
@@ -120,7 +120,7 @@ fn compile<'a>(
 
 /// Decides which header values and query values are secrets, and blanks them.
 #[derive(Debug, Clone)]
-pub struct Redactor {
+pub(crate) struct Redactor {
     header: Vec<Pattern>,
     url: Vec<Pattern>,
 }
@@ -141,7 +141,7 @@ impl Default for Redactor {
 impl Redactor {
     /// The default patterns plus `extra` (from configuration), which apply to header names
     /// and query parameter names alike. Fails on an empty pattern or a `*` in the middle.
-    pub fn new(extra: &[String]) -> Result<Self, RedactError> {
+    pub(crate) fn new(extra: &[String]) -> Result<Self, RedactError> {
         let mut redactor = Self::default();
         compile(&mut redactor.header, extra.iter().map(String::as_str))?;
         compile(&mut redactor.url, extra.iter().map(String::as_str))?;
@@ -149,7 +149,7 @@ impl Redactor {
     }
 
     /// True when a header of this name (any case) has its values redacted.
-    pub fn is_sensitive(&self, name: &str) -> bool {
+    pub(crate) fn is_sensitive(&self, name: &str) -> bool {
         let name = name.to_ascii_lowercase();
         self.header.iter().any(|p| p.matches(&name))
     }
@@ -163,7 +163,7 @@ impl Redactor {
     /// The headers as stored: canonical names (`x-api-key` → `X-Api-Key`) mapped to their
     /// values in order (non-UTF-8 bytes replaced lossily), a sensitive header's values
     /// replaced by a single [`REDACTED`].
-    pub fn headers(&self, headers: &http::HeaderMap) -> BTreeMap<String, Vec<String>> {
+    pub(crate) fn headers(&self, headers: &http::HeaderMap) -> BTreeMap<String, Vec<String>> {
         let mut out = BTreeMap::new();
         for name in headers.keys() {
             let values = if self.is_sensitive(name.as_str()) {
@@ -183,7 +183,7 @@ impl Redactor {
     /// The URL with the values of sensitive query parameters, and any userinfo password,
     /// replaced by [`REDACTED`]. Everything else is left byte for byte: no re-encoding, no
     /// reordering; parameters without `=` or with an empty value are left alone.
-    pub fn url(&self, url: &str) -> String {
+    pub(crate) fn url(&self, url: &str) -> String {
         // The fragment is not part of the query, even when it contains `?` or `=`.
         let (before_fragment, fragment) = match url.find('#') {
             Some(i) => url.split_at(i),

@@ -22,7 +22,7 @@ use crate::live::Live;
 use crate::time::now_rfc3339;
 
 /// Headers a rewrite may never set: hop-by-hop, credentials and identity (canonical names).
-pub const DENYLIST: [&str; 12] = [
+pub(crate) const DENYLIST: [&str; 12] = [
     "Connection",
     "Keep-Alive",
     "Proxy-Authenticate",
@@ -38,7 +38,7 @@ pub const DENYLIST: [&str; 12] = [
 ];
 
 /// A header map as the wire shows it: canonical names, values in order, without `Host`.
-pub fn wire_headers(h: &HeaderMap) -> WireHeaders {
+pub(crate) fn wire_headers(h: &HeaderMap) -> WireHeaders {
     let mut out = WireHeaders::new();
     for (name, value) in h {
         if name == header::HOST {
@@ -53,7 +53,7 @@ pub fn wire_headers(h: &HeaderMap) -> WireHeaders {
 
 /// Applies a rewrite's headers: each listed header's values are replaced (an empty list removes
 /// it), denylisted names are refused. Returns (changed names, refused names).
-pub fn merge_headers(
+pub(crate) fn merge_headers(
     h: &mut HeaderMap,
     set: &BTreeMap<String, Vec<String>>,
 ) -> (Vec<String>, Vec<String>) {
@@ -88,31 +88,31 @@ pub fn merge_headers(
 
 /// Where a cascade runs: the facts every message of one exchange shares.
 #[derive(Debug, Clone)]
-pub struct Context {
+pub(crate) struct Context {
     /// Host header / `:authority`.
-    pub host: String,
+    pub(crate) host: String,
     /// Decoded path without query (request filters and the registry).
-    pub path: String,
+    pub(crate) path: String,
     /// Request target as the wire message shows it.
-    pub uri: String,
+    pub(crate) uri: String,
     /// Method.
-    pub method: String,
+    pub(crate) method: String,
     /// `HTTP/1.1`, `HTTP/1.0`, `HTTP/2.0`.
-    pub proto: String,
+    pub(crate) proto: String,
     /// Client identity.
-    pub container: String,
+    pub(crate) container: String,
     /// Intercepted (MITM) pipeline.
-    pub tls: bool,
+    pub(crate) tls: bool,
     /// `http` (plain proxy) or `mitm`: prefix of the hook labels.
-    pub pipeline: &'static str,
+    pub(crate) pipeline: &'static str,
     /// The reloadable settings this exchange runs with (the LLM endpoint registry).
-    pub live: Arc<Live>,
+    pub(crate) live: Arc<Live>,
 }
 
 impl Context {
     /// Whether the LLM endpoint registry recognises this exchange (requests look up the
     /// decoded path, responses the raw URI, as greyproxy does).
-    pub fn is_llm(&self, response: bool) -> bool {
+    pub(crate) fn is_llm(&self, response: bool) -> bool {
         let path = if response { &self.uri } else { &self.path };
         self.live
             .llm
@@ -121,7 +121,7 @@ impl Context {
     }
 
     /// The filter input of a request (or response) hook with this content type.
-    pub fn filter_input<'a>(
+    pub(crate) fn filter_input<'a>(
         &'a self,
         response: bool,
         llm: bool,
@@ -141,43 +141,43 @@ impl Context {
 
 /// Working state of a request.
 #[derive(Debug)]
-pub struct RequestWork {
+pub(crate) struct RequestWork {
     /// Current headers.
-    pub headers: HeaderMap,
+    pub(crate) headers: HeaderMap,
     /// Current body when it is fully known and within the limit.
-    pub body: Option<Bytes>,
+    pub(crate) body: Option<Bytes>,
     /// A step replaced the body.
-    pub body_replaced: bool,
+    pub(crate) body_replaced: bool,
 }
 
 /// Working state of a response.
 #[derive(Debug)]
-pub struct ResponseWork {
+pub(crate) struct ResponseWork {
     /// Current status.
-    pub status: u16,
+    pub(crate) status: u16,
     /// Current headers.
-    pub headers: HeaderMap,
+    pub(crate) headers: HeaderMap,
     /// Current raw (still encoded) body when fully known and within the limit.
-    pub body: Option<Bytes>,
+    pub(crate) body: Option<Bytes>,
     /// Some step rewrote something.
-    pub rewritten: bool,
+    pub(crate) rewritten: bool,
     /// A step replaced the body.
-    pub body_replaced: bool,
+    pub(crate) body_replaced: bool,
     /// Upstream round trip to the response head, milliseconds.
-    pub duration_ms: i64,
+    pub(crate) duration_ms: i64,
 }
 
 /// A cascade that ended the exchange.
 #[derive(Debug)]
-pub struct Stop {
+pub(crate) struct Stop {
     /// Status to answer with.
-    pub status: u16,
+    pub(crate) status: u16,
     /// Body to answer with (`None` = none supplied).
-    pub body: Option<Vec<u8>>,
+    pub(crate) body: Option<Vec<u8>>,
     /// Who stopped it, for the default body.
-    pub by: String,
+    pub(crate) by: String,
     /// Set when the proxy decided on the middleware's behalf.
-    pub fallback: Option<&'static str>,
+    pub(crate) fallback: Option<&'static str>,
 }
 
 fn label(step: &Step) -> (String, String) {
@@ -332,7 +332,7 @@ fn merge_logged(
 }
 
 /// Runs the request cascade over `work`; `Some(stop)` when a step denied.
-pub async fn run_request(
+pub(crate) async fn run_request(
     mw: &Middlewares,
     steps: &[Step],
     cx: &Context,
@@ -390,15 +390,15 @@ pub async fn run_request(
 
 /// Request facts a response message repeats.
 #[derive(Debug, Clone)]
-pub struct RequestSide {
+pub(crate) struct RequestSide {
     /// Request headers after the request cascade.
-    pub headers: WireHeaders,
+    pub(crate) headers: WireHeaders,
     /// The request body before the request cascade, when it was buffered.
-    pub body: Option<Bytes>,
+    pub(crate) body: Option<Bytes>,
 }
 
 /// Runs the response cascade over `work`; `Some(stop)` when a step blocked.
-pub async fn run_response(
+pub(crate) async fn run_response(
     mw: &Middlewares,
     steps: &[Step],
     cx: &Context,

@@ -28,25 +28,25 @@ const MALFORMED_LOGGED: u64 = 5;
 const MALFORMED_EVERY: u64 = 10_000;
 
 /// How long a middleware has to answer the proxy hello.
-pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Per-message timeout when none (or a non-positive one) is configured.
-pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+pub(crate) const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 /// First reconnect wait; doubled per failure up to [`BACKOFF_MAX`].
-pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
+pub(crate) const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Longest reconnect wait (before jitter).
-pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// A connection that lived this long resets the backoff.
-pub const HEALTHY: Duration = Duration::from_secs(5);
+pub(crate) const HEALTHY: Duration = Duration::from_secs(5);
 
 /// Opens one transport to the middleware (dials or spawns it); the error is what `last_error`
 /// and the log show. A seam: tests put an in-process fake here.
-pub type Dial = Arc<dyn Fn() -> BoxFuture<'static, Result<Link, String>> + Send + Sync>;
+pub(crate) type Dial = Arc<dyn Fn() -> BoxFuture<'static, Result<Link, String>> + Send + Sync>;
 /// Random bits for the reconnect jitter (see [`jitter`]); tests make them fixed.
-pub type Rand = fn() -> u64;
+pub(crate) type Rand = fn() -> u64;
 
 /// How the middleware is reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
+pub(crate) enum Endpoint {
     /// The daemon dials a WebSocket.
     Ws {
         /// `ws://` or `wss://` URL.
@@ -65,7 +65,7 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// `ws` or `stdio`.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Endpoint::Ws { .. } => "ws",
             Endpoint::Stdio { .. } => "stdio",
@@ -73,7 +73,7 @@ impl Endpoint {
     }
 
     /// The endpoint string of logs and `list_middlewares`: the URL, or `stdio:<program>`.
-    pub fn display(&self) -> String {
+    pub(crate) fn display(&self) -> String {
         match self {
             Endpoint::Ws { url, .. } => url.clone(),
             Endpoint::Stdio { argv, .. } => {
@@ -83,7 +83,7 @@ impl Endpoint {
     }
 
     /// The URL stored on Activity events (empty for stdio, as greyproxy does).
-    pub fn event_url(&self) -> &str {
+    pub(crate) fn event_url(&self) -> &str {
         match self {
             Endpoint::Ws { url, .. } => url,
             Endpoint::Stdio { .. } => "",
@@ -95,35 +95,35 @@ impl Endpoint {
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// Where it is.
-    pub endpoint: Endpoint,
+    pub(crate) endpoint: Endpoint,
     /// Per-message timeout.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// What the proxy decides while the middleware cannot.
-    pub on_disconnect: OnDisconnect,
+    pub(crate) on_disconnect: OnDisconnect,
 }
 
 impl ClientConfig {
     /// Whether the middleware fails open.
-    pub fn fails_open(&self) -> bool {
+    pub(crate) fn fails_open(&self) -> bool {
         self.on_disconnect == OnDisconnect::Allow
     }
 }
 
 /// What the latest hello declared, compiled.
 #[derive(Debug)]
-pub struct Declared {
+pub(crate) struct Declared {
     /// Friendly name.
-    pub name: String,
+    pub(crate) name: String,
     /// Agreed protocol version.
-    pub version: u32,
+    pub(crate) version: u32,
     /// `max_body_bytes` (≤ 0 = no limit).
-    pub max_body_bytes: i64,
+    pub(crate) max_body_bytes: i64,
     /// Hook types as declared (shown in status).
-    pub hook_types: Vec<String>,
+    pub(crate) hook_types: Vec<String>,
     /// Request hooks with their filters, in declaration order.
-    pub request: Vec<Arc<CompiledFilter>>,
+    pub(crate) request: Vec<Arc<CompiledFilter>>,
     /// Response hooks with their filters.
-    pub response: Vec<Arc<CompiledFilter>>,
+    pub(crate) response: Vec<Arc<CompiledFilter>>,
 }
 
 /// The live part of one connection.
@@ -146,21 +146,21 @@ struct State {
 }
 
 /// Why the proxy decided on a middleware's behalf.
-pub type FallbackReason = &'static str;
+pub(crate) type FallbackReason = &'static str;
 
 /// A decision and, when it is a fallback, why.
 #[derive(Debug)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// The decision to apply.
-    pub decision: Decision,
+    pub(crate) decision: Decision,
     /// `disconnected`, `write_error`, `timeout`, `marshal_error` — or `None` for a real one.
-    pub fallback: Option<FallbackReason>,
+    pub(crate) fallback: Option<FallbackReason>,
 }
 
 /// One configured middleware.
-pub struct Client {
+pub(crate) struct Client {
     /// Settings.
-    pub config: ClientConfig,
+    pub(crate) config: ClientConfig,
     state: Mutex<State>,
     ready_tx: watch::Sender<bool>,
     dial: Dial,
@@ -193,7 +193,7 @@ impl Drop for PendingGuard<'_> {
 
 impl Client {
     /// A client that is not connected yet; [`Client::run`] connects it.
-    pub fn new(config: ClientConfig, tls: Arc<rustls::ClientConfig>) -> Arc<Client> {
+    pub(crate) fn new(config: ClientConfig, tls: Arc<rustls::ClientConfig>) -> Arc<Client> {
         let dial = transport(config.endpoint.clone(), tls);
         Client::with_transport(config, dial, random_u64)
     }
@@ -215,12 +215,12 @@ impl Client {
     }
 
     /// What the latest hello declared (kept while disconnected), `None` before any hello.
-    pub fn declared(&self) -> Option<Arc<Declared>> {
+    pub(crate) fn declared(&self) -> Option<Arc<Declared>> {
         self.state().declared.clone()
     }
 
     /// Waits until the client is ready or `limit` passes; returns readiness.
-    pub async fn wait_ready(&self, limit: Duration) -> bool {
+    pub(crate) async fn wait_ready(&self, limit: Duration) -> bool {
         let mut rx = self.ready_tx.subscribe();
         tokio::time::timeout(limit, rx.wait_for(|r| *r))
             .await
@@ -228,7 +228,7 @@ impl Client {
     }
 
     /// The fallback for a message when the middleware cannot answer.
-    pub fn fallback(&self, id: &str, response: bool, reason: FallbackReason) -> Outcome {
+    pub(crate) fn fallback(&self, id: &str, response: bool, reason: FallbackReason) -> Outcome {
         let open = self.config.fails_open();
         let (action, status) = match (response, open) {
             (false, true) => (DecisionAction::Allow, 0),
@@ -249,7 +249,7 @@ impl Client {
     }
 
     /// Sends one message (already JSON) and waits for its decision; never fails.
-    pub async fn send(&self, id: &str, json: String, response: bool) -> Outcome {
+    pub(crate) async fn send(&self, id: &str, json: String, response: bool) -> Outcome {
         let Some(conn) = self.state().conn.clone() else {
             return self.fallback(id, response, "disconnected");
         };
@@ -276,7 +276,7 @@ impl Client {
     }
 
     /// The live status for `list_middlewares`.
-    pub fn status(&self) -> MiddlewareStatus {
+    pub(crate) fn status(&self) -> MiddlewareStatus {
         let st = self.state();
         let d = st.declared.as_ref();
         MiddlewareStatus {
@@ -301,7 +301,7 @@ impl Client {
     }
 
     /// Connects and reconnects until `stop`.
-    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+    pub(crate) async fn run(self: Arc<Self>, stop: CancellationToken) {
         // Connections in a row that ended before they were healthy.
         let mut failures = 0u32;
         let endpoint = self.config.endpoint.display();
@@ -529,20 +529,20 @@ fn transport(endpoint: Endpoint, tls: Arc<rustls::ClientConfig>) -> Dial {
 
 /// The reconnect wait (before jitter) after `failures` connections in a row that ended
 /// before they were healthy: [`BACKOFF_MIN`], doubled per failure, at most [`BACKOFF_MAX`].
-pub fn backoff(failures: u32) -> Duration {
+pub(crate) fn backoff(failures: u32) -> Duration {
     BACKOFF_MIN
         .saturating_mul(2u32.saturating_pow(failures))
         .min(BACKOFF_MAX)
 }
 
 /// Whether a connection that stayed up for `up` starts the backoff over.
-pub fn resets_backoff(up: Duration) -> bool {
+pub(crate) fn resets_backoff(up: Duration) -> bool {
     up >= HEALTHY
 }
 
 /// `b` ± up to 20 % (greyproxy's jitter), chosen by the random bits `r`: the lowest bit picks
 /// the sign, the others the amount, so uniformly random `r` gives a uniform jitter.
-pub fn jitter(b: Duration, r: u64) -> Duration {
+pub(crate) fn jitter(b: Duration, r: u64) -> Duration {
     let ms = b.as_millis() as u64;
     if ms == 0 {
         return b;
@@ -561,7 +561,7 @@ fn random_u64() -> u64 {
 }
 
 /// A fresh message id: 16 random bytes as 32 lowercase hex characters.
-pub fn message_id() -> String {
+pub(crate) fn message_id() -> String {
     let mut b = [0u8; 16];
     let _ = getrandom::fill(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()

@@ -13,27 +13,27 @@ use crate::glob::Dialect;
 
 /// What one hook invocation is matched against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FilterInput<'a> {
+pub(crate) struct FilterInput<'a> {
     /// The pipeline flag: `true` for intercepted (MITM) traffic, `false` for the plain proxy.
-    pub tls: bool,
+    pub(crate) tls: bool,
     /// Whether the LLM endpoint registry currently maps this traffic to a decoder.
-    pub llm: bool,
+    pub(crate) llm: bool,
     /// The request's `Host` as sent (may include `:port`, not lower-cased).
-    pub host: &'a str,
+    pub(crate) host: &'a str,
     /// Request hook: the decoded path without query. Response hook: the raw request URI.
-    pub path: &'a str,
+    pub(crate) path: &'a str,
     /// The request method.
-    pub method: &'a str,
+    pub(crate) method: &'a str,
     /// The current `Content-Type` header (request or working response); `None` when absent,
     /// which is matched as the empty string.
-    pub content_type: Option<&'a str>,
+    pub(crate) content_type: Option<&'a str>,
     /// The client identity ("container name").
-    pub container: &'a str,
+    pub(crate) container: &'a str,
 }
 
 /// A [`HookFilter`] with its path regexes compiled.
 #[derive(Debug, Clone)]
-pub struct CompiledFilter {
+pub(crate) struct CompiledFilter {
     tls: Option<bool>,
     llm: Option<bool>,
     host: Vec<String>,
@@ -53,7 +53,7 @@ impl CompiledFilter {
     /// debug level). If the filter listed paths and every one of them was invalid, the filter
     /// never matches.
     #[must_use]
-    pub fn new(f: Option<&HookFilter>) -> CompiledFilter {
+    pub(crate) fn new(f: Option<&HookFilter>) -> CompiledFilter {
         let Some(f) = f else {
             return CompiledFilter {
                 tls: None,
@@ -92,7 +92,8 @@ impl CompiledFilter {
     /// Whether the filter places no constraint at all (absent filter, or every key absent or
     /// empty).
     #[must_use]
-    pub fn is_match_all(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_match_all(&self) -> bool {
         self.tls.is_none()
             && self.llm.is_none()
             && self.host.is_empty()
@@ -105,7 +106,7 @@ impl CompiledFilter {
     /// Evaluates the filter: keys in the order `tls`, `llm`, `host`, `path`, `method`,
     /// `content_type`, `container`; AND across keys, OR within a key.
     #[must_use]
-    pub fn matches(&self, i: &FilterInput<'_>) -> bool {
+    pub(crate) fn matches(&self, i: &FilterInput<'_>) -> bool {
         self.first_mismatch(i).is_none()
     }
 
@@ -149,7 +150,7 @@ fn filter_glob(pattern: &str, value: &str) -> bool {
 /// The media type used by the `content_type` filter: when the value contains a `;`, the text
 /// before it, whitespace-trimmed; otherwise the value unchanged.
 #[must_use]
-pub fn media_type(ct: &str) -> &str {
+pub(crate) fn media_type(ct: &str) -> &str {
     match ct.split_once(';') {
         Some((before, _)) => before.trim(),
         None => ct,

@@ -116,7 +116,7 @@ async fn drain(rest: Option<Body>) {
 
 /// The facts of a request every hook needs. `plain_proxy`: absolute-form request on the
 /// HTTP proxy (hook labels `http-*`, absolute `uri`); otherwise a tunnelled exchange (`mitm-*`).
-pub fn context<B>(
+pub(crate) fn context<B>(
     req: &Request<B>,
     container: &str,
     plain_proxy: bool,
@@ -184,16 +184,16 @@ fn stop_response(
 
 /// What the request side leaves for the response side.
 #[derive(Debug, Default)]
-pub struct RequestTrace {
+pub(crate) struct RequestTrace {
     /// The request cascade ran (some step matched).
-    pub ran: bool,
+    pub(crate) ran: bool,
     /// The request body before the cascade, when it was buffered whole.
-    pub original_body: Option<Bytes>,
+    pub(crate) original_body: Option<Bytes>,
 }
 
 /// Runs the request cascade. `Ok` carries the request to forward; `Err` the proxy's answer
 /// (a deny). Events are appended to `events` either way.
-pub async fn on_request(
+pub(crate) async fn on_request(
     mw: &Middlewares,
     cx: &Context,
     req: Request<Body>,
@@ -260,7 +260,7 @@ pub async fn on_request(
 }
 
 /// Runs the response cascade and returns what the client gets.
-pub async fn on_response(
+pub(crate) async fn on_response(
     mw: &Middlewares,
     cx: &Context,
     request_headers: &HeaderMap,

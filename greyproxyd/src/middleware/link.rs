@@ -8,16 +8,16 @@ use tokio_util::sync::CancellationToken;
 
 /// Outgoing messages queued per connection before writers wait (backpressure, not a buffer
 /// that grows with traffic).
-pub const OUT_QUEUE: usize = 256;
+pub(crate) const OUT_QUEUE: usize = 256;
 /// Incoming frames queued before the transport stops reading.
-pub const IN_QUEUE: usize = 256;
+pub(crate) const IN_QUEUE: usize = 256;
 
 /// What the transport hands to the client: one frame, or why the transport ended.
-pub type Inbound = Result<Vec<u8>, Ended>;
+pub(crate) type Inbound = Result<Vec<u8>, Ended>;
 
 /// Why a transport ended; the text becomes the middleware's `last_error`.
 #[derive(Debug, thiserror::Error)]
-pub enum Ended {
+pub(crate) enum Ended {
     /// Closed from our side (shutdown, or the client went away).
     #[error("closed")]
     Closed,
@@ -47,13 +47,13 @@ pub enum Ended {
 }
 
 /// One established transport.
-pub struct Link {
+pub(crate) struct Link {
     /// JSON documents to send, one per frame/line.
-    pub out: mpsc::Sender<String>,
+    pub(crate) out: mpsc::Sender<String>,
     /// Frames received; an `Err` is the last item (the transport ended and why).
-    pub inbound: mpsc::Receiver<Inbound>,
+    pub(crate) inbound: mpsc::Receiver<Inbound>,
     /// stdio: the child's pid (= its process group).
-    pub pid: Option<u32>,
+    pub(crate) pid: Option<u32>,
     /// Cancelled to close the transport.
     close: CancellationToken,
     /// Finishes once everything the transport owns is gone (child reaped, socket closed).
@@ -62,7 +62,7 @@ pub struct Link {
 
 impl Link {
     /// Assembles a link from its parts (used by the transports).
-    pub fn new(
+    pub(crate) fn new(
         out: mpsc::Sender<String>,
         inbound: mpsc::Receiver<Inbound>,
         pid: Option<u32>,
@@ -79,7 +79,7 @@ impl Link {
     }
 
     /// Closes the transport and waits until it is fully gone.
-    pub async fn shutdown(mut self) {
+    pub(crate) async fn shutdown(mut self) {
         self.close.cancel();
         let _ = (&mut self.reaper).await;
     }

@@ -7,15 +7,15 @@
 //! filter consults comes with each exchange's [`crate::live`] snapshot ([`cascade::Context`]);
 //! [`llm`] is [`crate::endpoints`], re-exported.
 
-pub mod cascade;
+pub(crate) mod cascade;
 pub mod client;
-pub mod filter;
-pub mod hook;
-pub mod link;
+pub(crate) mod filter;
+pub(crate) mod hook;
+pub(crate) mod link;
 pub use crate::endpoints as llm;
 pub mod split;
-pub mod stdio;
-pub mod wsdial;
+pub(crate) mod stdio;
+pub(crate) mod wsdial;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,27 +29,27 @@ use filter::CompiledFilter;
 
 /// Largest body buffered for middlewares when none of them sets `max_body_bytes`: beyond it
 /// the body is sent as `null` and streamed on (greyproxy buffers without any bound).
-pub const MAX_BUFFER: usize = 32 << 20;
+pub(crate) const MAX_BUFFER: usize = 32 << 20;
 /// How long startup waits for the middlewares' first hellos.
-pub const STARTUP_WAIT: Duration = Duration::from_secs(5);
+pub(crate) const STARTUP_WAIT: Duration = Duration::from_secs(5);
 
 /// A `[[middleware]]` table of the config file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MiddlewareEntry {
     /// WebSocket URL (`ws://`, `wss://`).
-    pub url: Option<String>,
+    pub(crate) url: Option<String>,
     /// Program and arguments for a stdio middleware.
-    pub command: Option<Vec<String>>,
+    pub(crate) command: Option<Vec<String>>,
     /// Log label for the child's stderr.
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// Per-message timeout; ≤ 0 = the default 10 000.
-    pub timeout_ms: Option<i64>,
+    pub(crate) timeout_ms: Option<i64>,
     /// `allow` fails open; anything else (default `deny`) fails closed, as in greyproxy: read
     /// with [`OnDisconnect::from_config`].
-    pub on_disconnect: Option<String>,
+    pub(crate) on_disconnect: Option<String>,
     /// `Name: value` added to the WebSocket upgrade.
-    pub auth_header: Option<String>,
+    pub(crate) auth_header: Option<String>,
 }
 
 /// Why a middleware setting is unusable.
@@ -73,7 +73,7 @@ pub enum ConfigError {
 }
 
 /// `--middleware URL`: `http://` becomes `ws://`, `https://` becomes `wss://`.
-pub fn normalise_url(url: &str) -> String {
+pub(crate) fn normalise_url(url: &str) -> String {
     if let Some(rest) = url.strip_prefix("http://") {
         format!("ws://{rest}")
     } else if let Some(rest) = url.strip_prefix("https://") {
@@ -168,16 +168,16 @@ fn stdio_label(argv: &[String], name: Option<&str>) -> String {
 
 /// One cascade step: a middleware and the filter of one of its hooks.
 #[derive(Debug, Clone)]
-pub struct Step {
+pub(crate) struct Step {
     /// The middleware.
-    pub client: Arc<Client>,
+    pub(crate) client: Arc<Client>,
     /// The hook's filter.
-    pub filter: Arc<CompiledFilter>,
+    pub(crate) filter: Arc<CompiledFilter>,
 }
 
 /// The configured middlewares, in cascade order.
 #[derive(Debug)]
-pub struct Middlewares {
+pub(crate) struct Middlewares {
     clients: Vec<Arc<Client>>,
     loops: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     match_all: Arc<CompiledFilter>,
@@ -185,7 +185,7 @@ pub struct Middlewares {
 
 impl Middlewares {
     /// Clients for `configs` (not started yet).
-    pub fn new(configs: Vec<ClientConfig>, tls: Arc<rustls::ClientConfig>) -> Middlewares {
+    pub(crate) fn new(configs: Vec<ClientConfig>, tls: Arc<rustls::ClientConfig>) -> Middlewares {
         Middlewares {
             clients: configs
                 .into_iter()
@@ -197,12 +197,12 @@ impl Middlewares {
     }
 
     /// No middleware configured: the forwarder skips every hook.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.clients.is_empty()
     }
 
     /// Starts every connection loop; they end when `stop` is cancelled.
-    pub fn start(&self, stop: &CancellationToken) {
+    pub(crate) fn start(&self, stop: &CancellationToken) {
         let mut loops = self.loops.lock().unwrap_or_else(|p| p.into_inner());
         for c in &self.clients {
             loops.push(tokio::spawn(c.clone().run(stop.clone())));
@@ -211,7 +211,7 @@ impl Middlewares {
 
     /// After `stop` was cancelled: waits (at most `limit`) for every connection to close and
     /// every child process group to be gone.
-    pub async fn join(&self, limit: Duration) {
+    pub(crate) async fn join(&self, limit: Duration) {
         let loops: Vec<_> =
             std::mem::take(&mut *self.loops.lock().unwrap_or_else(|p| p.into_inner()));
         let _ = tokio::time::timeout(limit, futures_util::future::join_all(loops)).await;
@@ -219,7 +219,7 @@ impl Middlewares {
 
     /// Waits (all at once) up to `limit` for every middleware's first hello; returns the
     /// endpoints that are still not ready.
-    pub async fn wait_ready(&self, limit: Duration) -> Vec<String> {
+    pub(crate) async fn wait_ready(&self, limit: Duration) -> Vec<String> {
         let waits = self.clients.iter().map(|c| async move {
             (!c.wait_ready(limit).await).then(|| c.config.endpoint.display())
         });
@@ -231,14 +231,14 @@ impl Middlewares {
     }
 
     /// Live state of each middleware.
-    pub fn statuses(&self) -> Vec<MiddlewareStatus> {
+    pub(crate) fn statuses(&self) -> Vec<MiddlewareStatus> {
         self.clients.iter().map(|c| c.status()).collect()
     }
 
     /// The request (or response) cascade as of now. A middleware that never said hello fails
     /// closed: it becomes a match-all request step whose sends fall back at once (unless it
     /// fails open, in which case it has nothing to say and is left out).
-    pub fn steps(&self, response: bool) -> Vec<Step> {
+    pub(crate) fn steps(&self, response: bool) -> Vec<Step> {
         let mut out = Vec::new();
         for c in &self.clients {
             match c.declared() {
@@ -261,7 +261,7 @@ impl Middlewares {
 
     /// Bodies larger than this go to middlewares as `null`: the smallest positive
     /// `max_body_bytes` any middleware declared, capped by [`MAX_BUFFER`].
-    pub fn body_limit(&self) -> usize {
+    pub(crate) fn body_limit(&self) -> usize {
         self.clients
             .iter()
             .filter_map(|c| c.declared())

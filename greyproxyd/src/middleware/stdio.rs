@@ -18,14 +18,14 @@ use tokio_util::sync::CancellationToken;
 use super::link::{Ended, IN_QUEUE, Inbound, Link, OUT_QUEUE};
 
 /// Longest stdout line (one message) accepted; longer drops the connection.
-pub const MAX_LINE: usize = 32 << 20;
+pub(crate) const MAX_LINE: usize = 32 << 20;
 /// Longest stderr line logged; the rest of the line is discarded, reading never stops.
-pub const MAX_STDERR_LINE: usize = 64 << 10;
+pub(crate) const MAX_STDERR_LINE: usize = 64 << 10;
 /// How long a child may take to exit after its stdin closes before its group is killed.
-pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Spawns `argv` and wires it up as a [`Link`].
-pub fn spawn(argv: &[String], label: &str) -> io::Result<Link> {
+pub(crate) fn spawn(argv: &[String], label: &str) -> io::Result<Link> {
     let Some((prog, args)) = argv.split_first() else {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
     };
@@ -139,7 +139,7 @@ async fn reap(
 }
 
 /// SIGKILL to the whole process group (grandchildren included); a group already gone is fine.
-pub fn kill_group(pid: Option<u32>) {
+pub(crate) fn kill_group(pid: Option<u32>) {
     let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) else {
         return;
     };
@@ -151,7 +151,7 @@ pub fn kill_group(pid: Option<u32>) {
 /// Reads one `\n`-terminated line without the terminator (and a `\r` before it). Returns false
 /// at end of input with nothing read; a partial last line is returned as a line. A line longer
 /// than `max` is an error.
-pub async fn read_line_capped<R: AsyncBufRead + Unpin>(
+pub(crate) async fn read_line_capped<R: AsyncBufRead + Unpin>(
     r: &mut R,
     line: &mut Vec<u8>,
     max: usize,

@@ -21,11 +21,11 @@ use super::link::{Ended, IN_QUEUE, Inbound, Link, OUT_QUEUE};
 use super::stdio::MAX_LINE;
 
 /// How long dialling (TCP, TLS and the upgrade) may take.
-pub const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Splits an `auth_header` value at its first `:` into a header; `None` without a colon (the
 /// value is ignored, as greyproxy does) or for an invalid name/value.
-pub fn parse_auth_header(s: &str) -> Option<(String, String)> {
+pub(crate) fn parse_auth_header(s: &str) -> Option<(String, String)> {
     let (k, v) = s.split_once(':')?;
     let (k, v) = (k.trim(), v.trim());
     if k.is_empty() {
@@ -36,7 +36,7 @@ pub fn parse_auth_header(s: &str) -> Option<(String, String)> {
 
 /// Why dialling a middleware failed; the text becomes its `last_error`.
 #[derive(Debug, thiserror::Error)]
-pub enum DialError {
+pub(crate) enum DialError {
     /// Dialling took longer than [`DIAL_TIMEOUT`].
     #[error("dial timed out after {} s", DIAL_TIMEOUT.as_secs())]
     Timeout,
@@ -84,7 +84,7 @@ pub enum DialError {
 }
 
 /// Dials `url` and wires the socket up as a [`Link`].
-pub async fn dial(
+pub(crate) async fn dial(
     url: &str,
     auth: Option<&(String, String)>,
     tls: Arc<rustls::ClientConfig>,

@@ -23,9 +23,9 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use crate::atomic::write_atomic;
 
 /// File name of the CA certificate in the state dir (PEM, mode 0644).
-pub const CA_CERT_FILE: &str = "ca-cert.pem";
+pub(crate) const CA_CERT_FILE: &str = "ca-cert.pem";
 /// File name of the CA private key in the state dir (PEM, mode 0600).
-pub const CA_KEY_FILE: &str = "ca-key.pem";
+pub(crate) const CA_KEY_FILE: &str = "ca-key.pem";
 
 /// CA validity: ten years, like greyproxy, starting an hour in the past so that a client whose
 /// clock lags slightly behind ours still accepts it.
@@ -141,8 +141,9 @@ pub enum CaError {
 }
 
 /// A loaded CA: certificate, key, the issuer that signs leaves, and metadata for display.
-pub struct Ca {
+pub(crate) struct Ca {
     cert_der: CertificateDer<'static>,
+    #[cfg_attr(not(test), allow(dead_code))] // read by the tests
     cert_pem: String,
     issuer: Issuer<'static, KeyPair>,
     subject: String,
@@ -166,49 +167,51 @@ impl std::fmt::Debug for Ca {
 
 impl Ca {
     /// The certificate, DER.
-    pub fn cert_der(&self) -> &CertificateDer<'static> {
+    pub(crate) fn cert_der(&self) -> &CertificateDer<'static> {
         &self.cert_der
     }
     /// The certificate, PEM (what `ca-cert.pem` holds).
-    pub fn cert_pem(&self) -> &str {
+    #[cfg(test)]
+    pub(crate) fn cert_pem(&self) -> &str {
         &self.cert_pem
     }
     /// The CA private key.
-    pub fn key(&self) -> &KeyPair {
+    #[cfg(test)]
+    pub(crate) fn key(&self) -> &KeyPair {
         self.issuer.key()
     }
     /// Signs leaf certificates with the CA key and the CA's subject as issuer name.
-    pub fn issuer(&self) -> &Issuer<'static, KeyPair> {
+    pub(crate) fn issuer(&self) -> &Issuer<'static, KeyPair> {
         &self.issuer
     }
     /// Subject distinguished name, e.g. `CN=greyproxy CA 1a2b3c4d, O=greyproxy`.
-    pub fn subject(&self) -> &str {
+    pub(crate) fn subject(&self) -> &str {
         &self.subject
     }
     /// SHA-256 of the DER certificate, colon-separated upper-case hex.
-    pub fn fingerprint(&self) -> &str {
+    pub(crate) fn fingerprint(&self) -> &str {
         &self.fingerprint
     }
     /// Start of validity.
-    pub fn not_before(&self) -> SystemTime {
+    pub(crate) fn not_before(&self) -> SystemTime {
         self.not_before
     }
     /// End of validity.
-    pub fn not_after(&self) -> SystemTime {
+    pub(crate) fn not_after(&self) -> SystemTime {
         self.not_after
     }
     /// Where the certificate was read from or written to.
-    pub fn cert_path(&self) -> &Path {
+    pub(crate) fn cert_path(&self) -> &Path {
         &self.cert_path
     }
     /// Where the key was read from or written to.
-    pub fn key_path(&self) -> &Path {
+    pub(crate) fn key_path(&self) -> &Path {
         &self.key_path
     }
 
     /// Parses and validates a CA from PEM contents; the paths are only used in messages and
     /// kept as metadata. Accepts PKCS#8, SEC1 and PKCS#1 keys.
-    pub fn from_pem(
+    pub(crate) fn from_pem(
         cert_pem: &[u8],
         key_pem: &[u8],
         cert_path: &Path,
@@ -304,7 +307,7 @@ fn pem_text(der: &[u8]) -> String {
 
 /// SHA-256 of `der` as `AB:CD:…`, the form browsers and `openssl x509 -fingerprint -sha256`
 /// show.
-pub fn fingerprint(der: &[u8]) -> String {
+pub(crate) fn fingerprint(der: &[u8]) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
     d.as_ref()
         .iter()
@@ -319,12 +322,12 @@ pub(crate) fn rfc3339(t: SystemTime) -> String {
 }
 
 /// Path of the CA certificate in `state_dir`.
-pub fn cert_path(state_dir: &Path) -> PathBuf {
+pub(crate) fn cert_path(state_dir: &Path) -> PathBuf {
     state_dir.join(CA_CERT_FILE)
 }
 
 /// Path of the CA key in `state_dir`.
-pub fn key_path(state_dir: &Path) -> PathBuf {
+pub(crate) fn key_path(state_dir: &Path) -> PathBuf {
     state_dir.join(CA_KEY_FILE)
 }
 
@@ -365,7 +368,7 @@ pub(crate) fn random_serial() -> Result<SerialNumber, CaError> {
 
 /// Creates a new CA in `state_dir` (created 0700 if missing) and writes both files
 /// atomically. Refuses when either file exists unless `force`.
-pub fn generate(state_dir: &Path, force: bool) -> Result<Ca, CaError> {
+pub(crate) fn generate(state_dir: &Path, force: bool) -> Result<Ca, CaError> {
     let (cert_file, key_file) = (cert_path(state_dir), key_path(state_dir));
     if !force {
         for p in [&cert_file, &key_file] {
@@ -435,7 +438,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>, CaError> {
 
 /// Loads and validates the CA from `state_dir`: both files must exist, parse, match, be a CA
 /// and not be expired. A key readable by group/others is tightened to 0600 (with a warning).
-pub fn load(state_dir: &Path) -> Result<Ca, CaError> {
+pub(crate) fn load(state_dir: &Path) -> Result<Ca, CaError> {
     let (cert_file, key_file) = (cert_path(state_dir), key_path(state_dir));
     let cert = read_file(&cert_file)?;
     let key = read_file(&key_file)?;
@@ -446,7 +449,7 @@ pub fn load(state_dir: &Path) -> Result<Ca, CaError> {
 /// What `serve` does at start-up: load the CA when both files exist, generate one when both
 /// are missing (`true` = generated), and refuse when only one exists (a lost key must not be
 /// silently replaced: clients trust the old certificate).
-pub fn ensure(state_dir: &Path) -> Result<(Ca, bool), CaError> {
+pub(crate) fn ensure(state_dir: &Path) -> Result<(Ca, bool), CaError> {
     if pair_exists(state_dir)? {
         Ok((load(state_dir)?, false))
     } else {
@@ -455,7 +458,7 @@ pub fn ensure(state_dir: &Path) -> Result<(Ca, bool), CaError> {
 }
 
 /// `true` when both CA files exist, `false` when neither does, [`CaError::OnlyOne`] otherwise.
-pub fn pair_exists(state_dir: &Path) -> Result<bool, CaError> {
+pub(crate) fn pair_exists(state_dir: &Path) -> Result<bool, CaError> {
     let (cert_file, key_file) = (cert_path(state_dir), key_path(state_dir));
     match (cert_file.exists(), key_file.exists()) {
         (c, k) if c == k => Ok(c),

@@ -34,20 +34,20 @@ const H2: &[u8] = b"h2";
 const H1: &[u8] = b"http/1.1";
 
 /// Interception settings and state shared by all tunnels.
-pub struct MitmCtx {
+pub(crate) struct MitmCtx {
     /// Off with `--no-mitm`.
-    pub enabled: bool,
+    pub(crate) enabled: bool,
     /// The CA and leaf issuer (absent when no CA could be loaded).
-    pub certs: Arc<MitmCerts>,
+    pub(crate) certs: Arc<MitmCerts>,
     /// Verified TLS towards origins.
-    pub upstream_tls: UpstreamTls,
+    pub(crate) upstream_tls: UpstreamTls,
     /// The reloadable settings, for the host globs never intercepted (pinned clients).
     live: Arc<LiveCell>,
     /// How long to wait for the client's first bytes before assuming a server-speaks-first
     /// protocol and relaying raw.
-    pub sniff_timeout: Duration,
+    pub(crate) sniff_timeout: Duration,
     /// Recording.
-    pub capture: Arc<CaptureCtx>,
+    pub(crate) capture: Arc<CaptureCtx>,
     /// Hosts whose clients rejected our certificate (warned once each).
     rejected: Mutex<HashSet<String>>,
 }
@@ -63,7 +63,7 @@ impl std::fmt::Debug for MitmCtx {
 
 impl MitmCtx {
     /// Builds the context.
-    pub fn new(
+    pub(crate) fn new(
         enabled: bool,
         certs: Arc<MitmCerts>,
         upstream_tls: UpstreamTls,
@@ -97,13 +97,13 @@ impl MitmCtx {
 
 /// Facts about the tunnel.
 #[derive(Debug, Clone)]
-pub struct Tunnel {
+pub(crate) struct Tunnel {
     /// Client identity.
-    pub container: String,
+    pub(crate) container: String,
     /// Destination host as asked (CONNECT/SOCKS target).
-    pub host: String,
+    pub(crate) host: String,
     /// Destination port.
-    pub port: u16,
+    pub(crate) port: u16,
 }
 
 /// Reads the ClientHello from a copy of the client's bytes (reading more if the hello spans
@@ -157,7 +157,7 @@ async fn peek_hello(
 /// chose, then every exchange through the recorder. Bypassed hosts, clients without a valid
 /// ClientHello and failed handshakes are relayed raw or refused; the outcome is logged on
 /// `verdict`.
-pub async fn intercept_tls(
+pub(crate) async fn intercept_tls(
     ctx: &Arc<MitmCtx>,
     mut client: TcpStream,
     upstream: TcpStream,

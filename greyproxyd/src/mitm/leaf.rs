@@ -36,9 +36,9 @@ use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use super::ca::{BACKDATE, Ca, CaError, random_serial};
 
 /// Longest validity of a leaf (docs/design.md#mitm): clients reject leaves valid for much longer.
-pub const LEAF_VALIDITY: Duration = Duration::from_secs(30 * 24 * 3600);
+pub(crate) const LEAF_VALIDITY: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Age after which a cached leaf is issued again, well before it expires.
-pub const REISSUE_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
+pub(crate) const REISSUE_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 /// ALPN variants kept per name; clients offer one or two distinct lists in practice.
 const CONFIGS_PER_NAME: usize = 4;
 
@@ -51,7 +51,7 @@ struct Entry {
 }
 
 /// Issues and caches leaf certificates signed by one CA, all with one per-issuer key.
-pub struct LeafIssuer {
+pub(crate) struct LeafIssuer {
     ca: Arc<Ca>,
     leaf_key: KeyPair,
     signing_key: Arc<dyn SigningKey>,
@@ -116,7 +116,7 @@ impl Name {
 
 impl LeafIssuer {
     /// An issuer for `ca` with a fresh leaf key and an LRU of `capacity` names (at least 1).
-    pub fn new(ca: Arc<Ca>, capacity: usize) -> Result<LeafIssuer, CaError> {
+    pub(crate) fn new(ca: Arc<Ca>, capacity: usize) -> Result<LeafIssuer, CaError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let leaf_key = KeyPair::generate()?; // ECDSA P-256
         let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
@@ -137,31 +137,33 @@ impl LeafIssuer {
     }
 
     /// Changes the age after which a cached leaf is issued again (default [`REISSUE_AFTER`]).
-    pub fn with_reissue_after(mut self, age: Duration) -> LeafIssuer {
+    #[cfg(test)]
+    pub(crate) fn with_reissue_after(mut self, age: Duration) -> LeafIssuer {
         self.reissue_after = age;
         self
     }
 
     /// The CA this issuer signs with.
-    pub fn ca(&self) -> &Arc<Ca> {
+    pub(crate) fn ca(&self) -> &Arc<Ca> {
         &self.ca
     }
 
     /// Number of leaf certificates issued so far (cache misses and re-issues).
-    pub fn issued(&self) -> u64 {
+    pub(crate) fn issued(&self) -> u64 {
         self.issued.load(Ordering::Relaxed)
     }
 
     /// The chain `[leaf, CA]` and key for `name` (DNS name or IP literal), from the cache when
     /// a leaf for it was issued less than [`REISSUE_AFTER`] ago.
-    pub fn certified_key(&self, name: &str) -> Result<Arc<CertifiedKey>, CaError> {
+    #[cfg(test)]
+    pub(crate) fn certified_key(&self, name: &str) -> Result<Arc<CertifiedKey>, CaError> {
         self.with_entry(name, |e| Ok(e.key.clone()))
     }
 
     /// A server config presenting the leaf for `name`, offering `alpn` (the protocol the
     /// upstream chose, typically), TLS 1.2 and 1.3, no client authentication. Cached per
     /// (name, ALPN list) alongside the leaf.
-    pub fn server_config(
+    pub(crate) fn server_config(
         &self,
         name: &str,
         alpn: &[Vec<u8>],

@@ -4,7 +4,7 @@
 
 pub mod ca;
 pub mod cli;
-pub mod intercept;
-pub mod leaf;
-pub mod reload;
-pub mod upstream;
+pub(crate) mod intercept;
+pub(crate) mod leaf;
+pub(crate) mod reload;
+pub(crate) mod upstream;

@@ -42,7 +42,7 @@ impl Snapshot {
 }
 
 /// The current leaf issuer and what it was loaded from.
-pub struct MitmCerts {
+pub(crate) struct MitmCerts {
     state_dir: PathBuf,
     capacity: usize,
     // Readers are on the TLS accept path: an uncontended read lock plus an `Arc` clone is a
@@ -64,9 +64,9 @@ impl std::fmt::Debug for MitmCerts {
 
 impl MitmCerts {
     /// Loads the CA from `state_dir` if both files are there; otherwise (or if they do not
-    /// load, which is logged) starts without one, and [`MitmCerts::reload`] or the watcher
+    /// load, which is logged) starts without one, and `MitmCerts::reload` (tests) or the watcher
     /// picks it up later. `capacity` is the leaf cache size of each issuer.
-    pub fn new(state_dir: impl Into<PathBuf>, capacity: usize) -> MitmCerts {
+    pub(crate) fn new(state_dir: impl Into<PathBuf>, capacity: usize) -> MitmCerts {
         let me = MitmCerts {
             state_dir: state_dir.into(),
             capacity,
@@ -82,13 +82,8 @@ impl MitmCerts {
         me
     }
 
-    /// The state directory watched.
-    pub fn state_dir(&self) -> &Path {
-        &self.state_dir
-    }
-
     /// The issuer for new handshakes, or `None` when there is no usable CA.
-    pub fn current(&self) -> Option<Arc<LeafIssuer>> {
+    pub(crate) fn current(&self) -> Option<Arc<LeafIssuer>> {
         self.current
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -97,7 +92,8 @@ impl MitmCerts {
 
     /// Re-reads both files and swaps in a new issuer (empty cache) when their content changed
     /// and the new pair loads. `Ok(false)`: unchanged. On error the current issuer stays.
-    pub fn reload(&self) -> Result<bool, CaError> {
+    #[cfg(test)]
+    pub(crate) fn reload(&self) -> Result<bool, CaError> {
         let r = self.apply(Snapshot::read(&self.state_dir));
         if let Err(e) = &r {
             tracing::error!(error = %e, "MITM CA not reloaded; keeping the current one");
@@ -157,7 +153,7 @@ impl MitmCerts {
     /// A pair that fails to load right after a change may be a rotation in progress (one file
     /// renamed, not yet the other): it is retried quietly on the next poll, and reported only
     /// once the files have stopped changing.
-    pub fn spawn_watcher(
+    pub(crate) fn spawn_watcher(
         self: Arc<Self>,
         interval: Duration,
         shutdown: CancellationToken,

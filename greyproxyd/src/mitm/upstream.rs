@@ -11,7 +11,7 @@ use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
 
 /// Why the upstream TLS setup failed at start-up.
 #[derive(Debug, thiserror::Error)]
-pub enum UpstreamTlsError {
+pub(crate) enum UpstreamTlsError {
     /// An `--upstream-ca` file could not be used.
     #[error("--upstream-ca {path}: {reason}")]
     CaFile {
@@ -27,10 +27,10 @@ pub enum UpstreamTlsError {
 
 /// Client TLS configurations for origins, one per ALPN offer.
 #[derive(Debug, Clone)]
-pub struct UpstreamTls {
+pub(crate) struct UpstreamTls {
     base: Arc<ClientConfig>,
     /// Number of trusted roots, for the start-up log.
-    pub roots: usize,
+    pub(crate) roots: usize,
 }
 
 fn load_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, UpstreamTlsError> {
@@ -50,7 +50,7 @@ fn load_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, UpstreamT
 
 impl UpstreamTls {
     /// Builds the root store (webpki roots + system roots + `extra_ca_files`).
-    pub fn new(extra_ca_files: &[PathBuf]) -> Result<UpstreamTls, UpstreamTlsError> {
+    pub(crate) fn new(extra_ca_files: &[PathBuf]) -> Result<UpstreamTls, UpstreamTlsError> {
         let mut roots = RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         let native = rustls_native_certs::load_native_certs();
@@ -80,14 +80,14 @@ impl UpstreamTls {
     }
 
     /// A configuration offering `alpn` (in the client's order).
-    pub fn config(&self, alpn: Vec<Vec<u8>>) -> Arc<ClientConfig> {
+    pub(crate) fn config(&self, alpn: Vec<Vec<u8>>) -> Arc<ClientConfig> {
         let mut c = (*self.base).clone();
         c.alpn_protocols = alpn;
         Arc::new(c)
     }
 
     /// Connects TLS over `tcp` to `name` offering `alpn`.
-    pub async fn connect<S>(
+    pub(crate) async fn connect<S>(
         &self,
         name: ServerName<'static>,
         alpn: Vec<Vec<u8>>,

@@ -12,7 +12,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 /// Connects to `host:port` (hostname or IP literal) within `timeout`, with Nagle off.
-pub async fn connect_upstream(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
+pub(crate) async fn connect_upstream(
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
     let fut = async {
         match host.parse::<std::net::IpAddr>() {
             Ok(ip) => TcpStream::connect((ip, port)).await,
@@ -47,19 +51,19 @@ pub async fn connect_upstream(host: &str, port: u16, timeout: Duration) -> io::R
 }
 
 /// Any byte stream an HTTP connection can run over.
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 
 /// Opens a new connection to the origin (TLS included when needed).
-pub type Dial = Arc<dyn Fn() -> BoxFuture<'static, io::Result<Box<dyn Io>>> + Send + Sync>;
+pub(crate) type Dial = Arc<dyn Fn() -> BoxFuture<'static, io::Result<Box<dyn Io>>> + Send + Sync>;
 
 /// Boxes a stream as the connection type of a [`Dial`].
-pub fn boxed_io<S: Io>(s: S) -> Box<dyn Io> {
+pub(crate) fn boxed_io<S: Io>(s: S) -> Box<dyn Io> {
     Box::new(s)
 }
 
 /// Turns an async closure into a [`Dial`].
-pub fn dial_fn<F, Fut>(f: F) -> Dial
+pub(crate) fn dial_fn<F, Fut>(f: F) -> Dial
 where
     F: Fn() -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = io::Result<Box<dyn Io>>> + Send + 'static,

@@ -5,7 +5,7 @@ use tokio::net::TcpStream;
 /// Completes when the client hangs up while it is held. A client that sends bytes before the
 /// decision cannot be watched this way (the bytes stay queued for the tunnel); then this
 /// future never completes and the hold ends by decision or timeout.
-pub async fn client_gone(stream: &TcpStream) {
+pub(crate) async fn client_gone(stream: &TcpStream) {
     let mut b = [0u8; 1];
     loop {
         match stream.peek(&mut b).await {

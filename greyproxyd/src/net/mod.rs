@@ -1,17 +1,17 @@
-//! Bytes on sockets, below everything else: relays (spliced or copied), the replay-prefix
+//! Bytes on sockets, below everything else: relays (spliced, or copied where splicing fails), the replay-prefix
 //! stream, dialing, hang-up detection, the read-chunk size of our WebSocket links and the TLS
 //! server-name helper. Nothing here knows about policy or HTTP.
 
-pub mod dial;
-pub mod hangup;
-pub mod prefixed;
-pub mod relay;
-pub mod splice;
+pub(crate) mod dial;
+pub(crate) mod hangup;
+pub(crate) mod prefixed;
+pub(crate) mod relay;
+pub(crate) mod splice;
 
-pub use dial::{Dial, Io, boxed_io, connect_upstream, dial_fn};
-pub use hangup::client_gone;
-pub use prefixed::Prefixed;
-pub use relay::{relay, relay_streams};
+pub(crate) use dial::{Dial, Io, boxed_io, connect_upstream, dial_fn};
+pub(crate) use hangup::client_gone;
+pub(crate) use prefixed::Prefixed;
+pub(crate) use relay::relay;
 
 use rustls_pki_types::ServerName;
 
@@ -20,10 +20,10 @@ use rustls_pki_types::ServerName;
 /// its 128 KiB default cost a 128 KiB memset per wake-up (1.7 % of the daemon's CPU with a
 /// WebSocket middleware, in a profile); our messages are mostly far smaller, and a large one
 /// simply takes more reads.
-pub const READ_CHUNK: usize = 16 * 1024;
+pub(crate) const READ_CHUNK: usize = 16 * 1024;
 
 /// The TLS server name for a host (DNS name or IP literal), `None` when it is neither.
-pub fn server_name(host: &str) -> Option<ServerName<'static>> {
+pub(crate) fn server_name(host: &str) -> Option<ServerName<'static>> {
     ServerName::try_from(host.to_string()).ok()
 }
 

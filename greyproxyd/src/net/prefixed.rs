@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// A stream that first yields `prefix` (bytes already read while parsing) and then reads from
 /// the inner stream; writes go straight through.
 #[derive(Debug)]
-pub struct Prefixed<S> {
+pub(crate) struct Prefixed<S> {
     prefix: Vec<u8>,
     pos: usize,
     inner: S,
@@ -18,7 +18,7 @@ pub struct Prefixed<S> {
 
 impl<S> Prefixed<S> {
     /// Wraps `inner`, replaying `prefix` first.
-    pub fn new(prefix: Vec<u8>, inner: S) -> Prefixed<S> {
+    pub(crate) fn new(prefix: Vec<u8>, inner: S) -> Prefixed<S> {
         Prefixed {
             prefix,
             pos: 0,

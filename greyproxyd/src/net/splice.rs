@@ -29,7 +29,7 @@ use tokio::net::TcpStream;
 /// `/proc/sys/fs/pipe-user-pages-soft` (64 MiB by default, not enforced for root); beyond it
 /// the kernel refuses to grow pipes (they keep their size, the relay still works) and makes
 /// new ones small.
-pub const PIPE_MAX: usize = 1 << 20;
+pub(crate) const PIPE_MAX: usize = 1 << 20;
 
 /// Buffer of the user-space fallback copy, per direction.
 const COPY_BUF: usize = 64 * 1024;
@@ -73,7 +73,7 @@ impl Pipe {
 /// (each EOF is passed on as a write shutdown of the other socket, so half-closed connections
 /// keep working) or either fails. `a_to_b` and `b_to_a` count the bytes delivered so far, also
 /// when the future is dropped early (cancellation).
-pub async fn relay(
+pub(crate) async fn relay(
     a: &TcpStream,
     b: &TcpStream,
     a_to_b: &mut u64,
@@ -174,7 +174,7 @@ async fn copy_one_way(from: &TcpStream, to: &TcpStream, moved: &mut u64) -> io::
 }
 
 /// Writes all of `data` to `to` through `&TcpStream` readiness, counting into `moved`.
-pub async fn write_all(to: &TcpStream, mut data: &[u8], moved: &mut u64) -> io::Result<()> {
+pub(crate) async fn write_all(to: &TcpStream, mut data: &[u8], moved: &mut u64) -> io::Result<()> {
     while !data.is_empty() {
         to.writable().await?;
         match to.try_write(data) {

@@ -18,19 +18,19 @@ const SETTING_KEY: &str = "allow_all";
 
 /// Current silent-mode setting.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AllowAllState {
+pub(crate) struct AllowAllState {
     /// Mode while active; `None` = off.
-    pub mode: Option<AllowAllMode>,
+    pub(crate) mode: Option<AllowAllMode>,
     /// Unix seconds; `None` = until restart.
-    pub expires_at: Option<u64>,
+    pub(crate) expires_at: Option<u64>,
     /// Bumped on every change so that a stale expiry timer does nothing.
     #[serde(default)]
-    pub epoch: u64,
+    pub(crate) epoch: u64,
 }
 
 impl AllowAllState {
     /// Loads a timed silent mode that has not expired at `now`.
-    pub fn load(store: &Store, now: u64) -> AllowAllState {
+    pub(crate) fn load(store: &Store, now: u64) -> AllowAllState {
         let saved: Option<AllowAllState> = store
             .get_setting(SETTING_KEY)
             .ok()
@@ -43,7 +43,7 @@ impl AllowAllState {
     }
 
     /// The mode in force at `now`, if any.
-    pub fn active_mode(&self, now: u64) -> Option<AllowAllMode> {
+    pub(crate) fn active_mode(&self, now: u64) -> Option<AllowAllMode> {
         match (self.mode, self.expires_at) {
             (Some(m), Some(e)) if e > now => Some(m),
             (Some(m), None) => Some(m),
@@ -52,7 +52,7 @@ impl AllowAllState {
     }
 
     /// The wire status at `now`.
-    pub fn status(&self, now: u64) -> AllowAllStatus {
+    pub(crate) fn status(&self, now: u64) -> AllowAllStatus {
         match self.active_mode(now) {
             None => AllowAllStatus::default(),
             Some(m) => AllowAllStatus {
@@ -84,13 +84,13 @@ impl AllowAllState {
 
 impl Policy {
     /// Silent-mode status.
-    pub fn allow_all_status(&self) -> AllowAllStatus {
+    pub(crate) fn allow_all_status(&self) -> AllowAllStatus {
         self.lock().allow_all.status(self.clock.now_secs())
     }
 
     /// Switches silent mode on (`duration` None = until restart). Held connections are decided
     /// at once.
-    pub async fn set_allow_all(
+    pub(crate) async fn set_allow_all(
         self: &Arc<Self>,
         mode: AllowAllMode,
         duration: Option<Duration>,
@@ -112,7 +112,7 @@ impl Policy {
     }
 
     /// Switches silent mode off; publishes an event only if it was on.
-    pub async fn clear_allow_all(self: &Arc<Self>) -> Result<AllowAllStatus, PolicyError> {
+    pub(crate) async fn clear_allow_all(self: &Arc<Self>) -> Result<AllowAllStatus, PolicyError> {
         let w = self.write_lock.lock().await;
         let now = self.clock.now_secs();
         let (was_active, next) = {
@@ -149,7 +149,7 @@ impl Policy {
 
     /// Starts a timer that ends a timed silent mode and publishes its end (also after a
     /// restart).
-    pub fn schedule_allow_all_expiry(self: &Arc<Self>) {
+    pub(crate) fn schedule_allow_all_expiry(self: &Arc<Self>) {
         let (epoch, expires_at) = {
             let st = self.lock();
             (st.allow_all.epoch, st.allow_all.expires_at)

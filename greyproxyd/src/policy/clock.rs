@@ -3,7 +3,7 @@
 //!
 //! In production Unix seconds come from the system clock. Under tokio's paused time
 //! (`#[tokio::test(start_paused = true)]`) `tokio::time::advance` moves tokio's instants and
-//! timers but not `SystemTime`; [`Clock::following_tokio`] derives Unix seconds from a base plus
+//! timers but not `SystemTime`; `Clock::following_tokio` derives Unix seconds from a base plus
 //! tokio's elapsed time, so that one `advance` moves hold timeouts, rule expiries and the end of
 //! silent mode together, without waiting on the wall clock.
 
@@ -11,27 +11,28 @@ use tokio::time::Instant;
 
 /// Where the policy reads the time. Cheap to copy.
 #[derive(Debug, Clone, Copy)]
-pub struct Clock {
+pub(crate) struct Clock {
     /// `None`: the system clock. `Some((base, at))`: `base` Unix seconds at tokio instant `at`.
     follow: Option<(u64, Instant)>,
 }
 
 impl Clock {
     /// The system clock.
-    pub fn system() -> Clock {
+    pub(crate) fn system() -> Clock {
         Clock { follow: None }
     }
 
     /// Unix time that reads `unix_secs` now and then advances with tokio's clock (paused or
     /// not): for tests and simulations under paused time.
-    pub fn following_tokio(unix_secs: u64) -> Clock {
+    #[cfg(test)]
+    pub(crate) fn following_tokio(unix_secs: u64) -> Clock {
         Clock {
             follow: Some((unix_secs, Instant::now())),
         }
     }
 
     /// Seconds since the Unix epoch, now.
-    pub fn now_secs(&self) -> u64 {
+    pub(crate) fn now_secs(&self) -> u64 {
         match self.follow {
             None => crate::time::now_secs(),
             Some((base, at)) => base.saturating_add(at.elapsed().as_secs()),
@@ -39,7 +40,7 @@ impl Clock {
     }
 
     /// A monotonic instant, now (tokio's: paused time moves it).
-    pub fn instant(&self) -> Instant {
+    pub(crate) fn instant(&self) -> Instant {
         Instant::now()
     }
 }

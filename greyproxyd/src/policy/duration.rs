@@ -8,10 +8,10 @@ use greyproxy_protocol::RuleType;
 
 /// Lifetime of a `once` rule: long enough for the held connection (and its immediate retries)
 /// to be let through, as greyproxy does.
-pub const ONCE_SECS: u64 = 30;
+pub(crate) const ONCE_SECS: u64 = 30;
 
 /// Longest silent-mode span. greyproxy capped it at 8 h; we allow up to 30 days.
-pub const MAX_ALLOW_ALL: Duration = Duration::from_secs(30 * 86_400);
+pub(crate) const MAX_ALLOW_ALL: Duration = Duration::from_secs(30 * 86_400);
 
 /// The accepted rule duration forms, for error messages.
 const RULE_FORMS: &str =
@@ -28,7 +28,7 @@ const NAMED: [(&str, u64); 5] = [
 
 /// A duration string was refused; the message is shown to control-protocol users as is.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-pub enum DurationError {
+pub(crate) enum DurationError {
     /// An empty duration string.
     #[error("duration is empty: {RULE_FORMS}")]
     Empty,
@@ -51,7 +51,7 @@ pub enum DurationError {
 
 /// How long a rule created by allow/deny (or `create_rule`) lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RuleDuration {
+pub(crate) enum RuleDuration {
     /// A temporary rule of [`ONCE_SECS`] seconds: lets the waiting connection through.
     Once,
     /// Never expires.
@@ -62,7 +62,7 @@ pub enum RuleDuration {
 
 impl RuleDuration {
     /// Expiry in Unix seconds for a rule created at `now`; `None` = never.
-    pub fn expires_at(&self, now: u64) -> Option<u64> {
+    pub(crate) fn expires_at(&self, now: u64) -> Option<u64> {
         match self {
             RuleDuration::Once => Some(now.saturating_add(ONCE_SECS)),
             RuleDuration::Permanent => None,
@@ -74,7 +74,7 @@ impl RuleDuration {
     }
 
     /// The informational rule kind: `permanent` only for [`RuleDuration::Permanent`].
-    pub fn rule_type(&self) -> RuleType {
+    pub(crate) fn rule_type(&self) -> RuleType {
         match self {
             RuleDuration::Permanent => RuleType::Permanent,
             RuleDuration::Once | RuleDuration::For(_) => RuleType::Temporary,
@@ -85,7 +85,7 @@ impl RuleDuration {
 /// Parses a rule duration: `once`, `permanent`, `1h`, `12h`, `24h`, `7d`, `30d` (names are
 /// case-insensitive) or a humantime span such as `30m`, `2h30m`, `90s` (at least one second).
 /// An absent duration means permanent, but that default is the caller's: `""` is an error here.
-pub fn parse_duration(s: &str) -> Result<RuleDuration, DurationError> {
+pub(crate) fn parse_duration(s: &str) -> Result<RuleDuration, DurationError> {
     let t = s.trim();
     if t.is_empty() {
         return Err(DurationError::Empty);
@@ -109,7 +109,7 @@ pub fn parse_duration(s: &str) -> Result<RuleDuration, DurationError> {
 
 /// Parses a silent-mode (allow-all) duration: absent, `""` or `restart` = until the daemon
 /// restarts (`Ok(None)`); otherwise a humantime span above zero and at most 30 days.
-pub fn parse_allow_all_duration(s: Option<&str>) -> Result<Option<Duration>, DurationError> {
+pub(crate) fn parse_allow_all_duration(s: Option<&str>) -> Result<Option<Duration>, DurationError> {
     let t = s.unwrap_or("").trim();
     if t.is_empty() || t.eq_ignore_ascii_case("restart") {
         return Ok(None);

@@ -28,7 +28,7 @@ use crate::store::{LogSink, Op, Store, StoreError};
 
 /// Which proxy front end a connection came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FrontEnd {
+pub(crate) enum FrontEnd {
     /// HTTP proxy (CONNECT or absolute-form).
     Http,
     /// SOCKS5 proxy.
@@ -37,7 +37,7 @@ pub enum FrontEnd {
 
 impl FrontEnd {
     /// The `method` column of request_logs.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             FrontEnd::Http => "HTTP",
             FrontEnd::Socks5 => "SOCKS5",
@@ -47,25 +47,25 @@ impl FrontEnd {
 
 /// A connection asking to go somewhere.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnRequest {
+pub(crate) struct ConnRequest {
     /// Client identity (container name).
-    pub container: String,
+    pub(crate) container: String,
     /// Destination host as asked (hostname or IP literal, no brackets).
-    pub host: String,
+    pub(crate) host: String,
     /// Destination port.
-    pub port: u16,
+    pub(crate) port: u16,
     /// Hostname known for an IP destination.
-    pub resolved: Option<String>,
+    pub(crate) resolved: Option<String>,
     /// Front end.
-    pub front: FrontEnd,
+    pub(crate) front: FrontEnd,
     /// A tunnel whose interception outcome is known only after the decision: the log row of an
     /// allowed tunnel waits for [`Verdict::log_mitm`] (or the verdict being dropped).
-    pub tunnel: bool,
+    pub(crate) tunnel: bool,
 }
 
 /// Why a decision came out as it did (the `reason` column).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
+pub(crate) enum Reason {
     /// A rule decided.
     Rule,
     /// Silent mode decided.
@@ -87,7 +87,7 @@ pub enum Reason {
 
 impl Reason {
     /// Wire spelling.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Reason::Rule => "rule",
             Reason::AllowAll => "allow_all",
@@ -103,16 +103,16 @@ impl Reason {
 
 /// Outcome of [`Policy::decide`].
 #[derive(Debug)]
-pub struct Verdict {
+pub(crate) struct Verdict {
     /// Allowed or blocked.
-    pub decision: Decision,
+    pub(crate) decision: Decision,
     /// Deciding rule.
-    pub rule_id: Option<u64>,
+    pub(crate) rule_id: Option<u64>,
     /// Why.
-    pub reason: Reason,
+    pub(crate) reason: Reason,
     /// For connections allowed by a rule: cancelled when that rule is revoked. Keep it alive
     /// for the connection's lifetime.
-    pub tracked: Option<Tracked>,
+    pub(crate) tracked: Option<Tracked>,
     /// The log row of an allowed tunnel, written by [`Verdict::log_mitm`] or on drop.
     pub(super) pending_log: Option<(LogSink, RequestLogRecord)>,
 }
@@ -128,7 +128,7 @@ impl Drop for Verdict {
 impl Verdict {
     /// Writes the deferred log row of an allowed tunnel with its interception outcome
     /// (`intercepted`, `http`, or why it went raw).
-    pub fn log_mitm(&mut self, mitm: MitmOutcome) {
+    pub(crate) fn log_mitm(&mut self, mitm: MitmOutcome) {
         if let Some((sink, mut row)) = self.pending_log.take() {
             row.mitm = Some(mitm);
             sink.record(row);
@@ -136,7 +136,7 @@ impl Verdict {
     }
 
     /// True when the connection may proceed.
-    pub fn allowed(&self) -> bool {
+    pub(crate) fn allowed(&self) -> bool {
         self.decision == Decision::Allowed
     }
 }
@@ -157,7 +157,7 @@ pub(super) struct State {
 
 /// The policy engine. Shared as `Arc<Policy>`.
 #[derive(Debug)]
-pub struct Policy {
+pub(crate) struct Policy {
     pub(super) state: Mutex<State>,
     pub(super) store: Arc<Store>,
     pub(super) events: Arc<EventBus>,
@@ -183,7 +183,7 @@ pub(super) enum Eval {
 
 impl Policy {
     /// Builds the engine from what the store holds, on the system clock.
-    pub fn new(
+    pub(crate) fn new(
         store: Arc<Store>,
         events: Arc<EventBus>,
         logs: LogSink,
@@ -193,7 +193,7 @@ impl Policy {
     }
 
     /// The same, reading the time from `clock`.
-    pub fn with_clock(
+    pub(crate) fn with_clock(
         store: Arc<Store>,
         events: Arc<EventBus>,
         logs: LogSink,
@@ -238,19 +238,14 @@ impl Policy {
         self.changed.send_modify(|g| *g += 1);
     }
 
-    /// The live-connection tracker (for revocation).
-    pub fn tracker(&self) -> &ConnTracker {
-        &self.tracker
-    }
-
     /// The event bus.
-    pub fn events(&self) -> &Arc<EventBus> {
+    pub(crate) fn events(&self) -> &Arc<EventBus> {
         &self.events
     }
 
     /// The rule that denies `host:port` to `container` right now, if the winning rule is a deny
     /// (the per-request check inside intercepted tunnels; silent mode does not apply there).
-    pub fn denying_rule(&self, container: &str, host: &str, port: u16) -> Option<u64> {
+    pub(crate) fn denying_rule(&self, container: &str, host: &str, port: u16) -> Option<u64> {
         let st = self.lock();
         find_matching(
             &st.rules,
@@ -266,13 +261,13 @@ impl Policy {
 
     /// How long a connection is held: the one in force now (a reload changes it for the holds
     /// that start after it).
-    pub fn hold_timeout(&self) -> Duration {
+    pub(crate) fn hold_timeout(&self) -> Duration {
         self.live.load().hold_timeout
     }
 
     /// Ends every hold, now and from now on, as blocked with reason `shutdown` (the held
     /// clients get their refusal: HTTP 403, SOCKS5 reply 0x02).
-    pub fn stop_holds(&self) {
+    pub(crate) fn stop_holds(&self) {
         self.stopping.cancel();
     }
 
@@ -328,7 +323,7 @@ impl Policy {
     /// The rows are taken under `write_lock`: taken before it, a row deleted or edited by a
     /// mutation in progress would be written back over it (a deleted rule resurrected, an
     /// acknowledged edit undone).
-    pub async fn flush_last_used(&self) {
+    pub(crate) async fn flush_last_used(&self) {
         let _w = self.write_lock.lock().await;
         let ops: Vec<Op> = {
             let mut st = self.lock();
@@ -353,12 +348,12 @@ impl Policy {
     }
 
     /// Number of connections currently held.
-    pub fn held_connections(&self) -> u64 {
+    pub(crate) fn held_connections(&self) -> u64 {
         self.lock().waiters.values().sum()
     }
 
     /// Waits until the log writer has committed every decision made so far.
-    pub async fn flush_logs(&self) {
+    pub(crate) async fn flush_logs(&self) {
         self.logs.flush().await;
     }
 }

@@ -4,7 +4,7 @@ use crate::store::StoreError;
 
 /// Why a policy command failed. Nothing changed when one of these is returned.
 #[derive(Debug, thiserror::Error)]
-pub enum PolicyError {
+pub(crate) enum PolicyError {
     /// Unknown pending id.
     #[error("pending request {0} not found")]
     PendingNotFound(u64),

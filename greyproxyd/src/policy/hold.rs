@@ -19,7 +19,7 @@ impl Policy {
     /// created (or bumped) and this future waits until a change decides it, its pending request
     /// is dismissed, the hold times out, or `client_gone` completes. Dropping the future
     /// mid-hold is safe: the waiter count and the log row are still taken care of.
-    pub async fn decide(
+    pub(crate) async fn decide(
         self: &Arc<Self>,
         req: &ConnRequest,
         client_gone: impl Future<Output = ()>,

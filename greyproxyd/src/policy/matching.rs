@@ -12,7 +12,7 @@ use crate::records::RuleRecord;
 /// True when the rule's three patterns accept the connection. The destination is tried against
 /// the host as asked and then against the hostname learnt for it, so a rule written for a name
 /// still decides a connection made to one of its IPs.
-pub fn rule_matches(
+pub(crate) fn rule_matches(
     rule: &RuleRecord,
     container: &str,
     host: &str,
@@ -33,7 +33,7 @@ pub fn rule_matches(
 /// Session-layer rules are ordinary candidates of their layer: sessions do not exist in this
 /// product yet, so greyproxy's "newest live session of that container" filter has nothing to
 /// filter.
-pub fn find_matching<'a>(
+pub(crate) fn find_matching<'a>(
     rules: &'a [RuleRecord],
     container: &str,
     host: &str,

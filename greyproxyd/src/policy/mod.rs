@@ -1,23 +1,22 @@
 //! Policy: rule patterns and precedence, scopes and durations, the pending registry, holds,
 //! silent mode and revocation of live connections. Every change goes through one path
-//! (`apply`) and every reading of the time through one [`Clock`].
+//! (`apply`) and every reading of the time through one [`clock::Clock`].
 
-pub mod allow_all;
+pub(crate) mod allow_all;
 mod apply;
-pub mod clock;
-pub mod duration;
-pub mod engine;
-pub mod error;
-pub mod hold;
-pub mod matching;
-pub mod mutate;
-pub mod pattern;
-pub mod queries;
-pub mod scope;
-pub mod tracker;
+pub(crate) mod clock;
+pub(crate) mod duration;
+pub(crate) mod engine;
+pub(crate) mod error;
+pub(crate) mod hold;
+pub(crate) mod matching;
+pub(crate) mod mutate;
+pub(crate) mod pattern;
+pub(crate) mod queries;
+pub(crate) mod scope;
+pub(crate) mod tracker;
 
-pub use clock::Clock;
-pub use engine::{ConnRequest, FrontEnd, Policy, Reason, Verdict};
-pub use error::PolicyError;
+pub(crate) use engine::{ConnRequest, FrontEnd, Policy, Verdict};
+pub(crate) use error::PolicyError;
 #[cfg(test)]
 mod tests;

@@ -23,7 +23,7 @@ use crate::store::{IdKind, Op};
 use crate::time::parse_timestamp;
 
 /// Destinations allowed for everyone on first start (greyproxy's built-in rules).
-pub const BUILTIN_DESTINATIONS: &[&str] = &["127.0.0.1", "::1", "localhost"];
+pub(crate) const BUILTIN_DESTINATIONS: &[&str] = &["127.0.0.1", "::1", "localhost"];
 
 const BUILTINS_SEEDED: &str = "builtins_seeded";
 
@@ -41,7 +41,7 @@ fn same_key(r: &RuleRecord, c: &str, d: &str, p: &str, a: Action) -> bool {
 
 impl Policy {
     /// Creates the built-in localhost allow rules once per store (deleting them later sticks).
-    pub async fn seed_builtins(self: &Arc<Self>) -> Result<(), PolicyError> {
+    pub(crate) async fn seed_builtins(self: &Arc<Self>) -> Result<(), PolicyError> {
         if self.store.get_setting(BUILTINS_SEEDED)?.is_some() {
             return Ok(());
         }
@@ -80,12 +80,18 @@ impl Policy {
 
     /// `allow`: creates (or reuses) an allow rule for the pending request with the given scope
     /// and duration; returns the rule.
-    pub async fn allow(self: &Arc<Self>, args: &DecideArgs) -> Result<RuleRecord, PolicyError> {
+    pub(crate) async fn allow(
+        self: &Arc<Self>,
+        args: &DecideArgs,
+    ) -> Result<RuleRecord, PolicyError> {
         self.decide_pending(args, Action::Allow).await
     }
 
     /// `deny`: the same with a deny rule; the held connections end blocked.
-    pub async fn deny(self: &Arc<Self>, args: &DecideArgs) -> Result<RuleRecord, PolicyError> {
+    pub(crate) async fn deny(
+        self: &Arc<Self>,
+        args: &DecideArgs,
+    ) -> Result<RuleRecord, PolicyError> {
         self.decide_pending(args, Action::Deny).await
     }
 
@@ -157,7 +163,7 @@ impl Policy {
 
     /// `dismiss`: drops the pending request (and siblings) without a rule; its held
     /// connections end blocked.
-    pub async fn dismiss(self: &Arc<Self>, pending_id: u64) -> Result<(), PolicyError> {
+    pub(crate) async fn dismiss(self: &Arc<Self>, pending_id: u64) -> Result<(), PolicyError> {
         let w = self.write_lock.lock().await;
         let pending = self
             .lock()
@@ -229,7 +235,7 @@ impl Policy {
 
     /// `create_rule`: validates and stores a rule; an identical active rule is returned
     /// unchanged instead (as greyproxy). Held connections it decides are released.
-    pub async fn create_rule(
+    pub(crate) async fn create_rule(
         self: &Arc<Self>,
         args: &CreateRuleArgs,
     ) -> Result<RuleRecord, PolicyError> {
@@ -297,7 +303,7 @@ impl Policy {
 
     /// `update_rule`: changes the given fields. A rule that becomes a deny cuts the live
     /// connections it allowed.
-    pub async fn update_rule(
+    pub(crate) async fn update_rule(
         self: &Arc<Self>,
         args: &UpdateRuleArgs,
     ) -> Result<RuleRecord, PolicyError> {
@@ -383,7 +389,7 @@ impl Policy {
     }
 
     /// `delete_rule`: removes the rule and cuts the live connections it allowed.
-    pub async fn delete_rule(self: &Arc<Self>, rule_id: u64) -> Result<(), PolicyError> {
+    pub(crate) async fn delete_rule(self: &Arc<Self>, rule_id: u64) -> Result<(), PolicyError> {
         let w = self.write_lock.lock().await;
         if !self.lock().rules.iter().any(|r| r.id == rule_id) {
             return Err(PolicyError::RuleNotFound(rule_id));

@@ -10,7 +10,7 @@ use crate::glob::Dialect;
 
 /// A rule pattern was refused; the message is shown to control-protocol users as is.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-pub enum PatternError {
+pub(crate) enum PatternError {
     /// The container pattern is empty or not a well-formed glob.
     #[error("invalid container pattern {pattern:?}: {reason}")]
     Container {
@@ -44,7 +44,7 @@ pub enum PatternError {
 
 /// True when the container name matches the glob; `*` matches everything and a malformed
 /// pattern matches nothing.
-pub fn container_matches(pattern: &str, name: &str) -> bool {
+pub(crate) fn container_matches(pattern: &str, name: &str) -> bool {
     Dialect::CONTAINER.matches(pattern, name)
 }
 
@@ -68,7 +68,7 @@ fn bare_host(s: &str) -> &str {
 /// True when the destination host matches the pattern (ASCII case-insensitive): `*`, a CIDR
 /// (the host must be an IP inside it), `**.base` (base and its subdomains), `*.base` (its
 /// subdomains at any depth, not base) or the exact host. Any other `*` is literal.
-pub fn destination_matches(pattern: &str, host: &str) -> bool {
+pub(crate) fn destination_matches(pattern: &str, host: &str) -> bool {
     let (pattern, host) = (bare_host(pattern), bare_host(host));
     if pattern.contains('/') {
         return match (parse_cidr(pattern), host.parse::<IpAddr>()) {
@@ -126,14 +126,14 @@ fn cidr_contains(net: IpAddr, len: u8, ip: IpAddr) -> bool {
 /// The form a destination pattern is stored in: trimmed, ASCII lower-case, without a trailing
 /// dot or IPv6 brackets. Matching ignores these differences anyway; storing one form keeps the
 /// rules table free of duplicates that differ only in spelling.
-pub fn normalize_destination_pattern(pattern: &str) -> String {
+pub(crate) fn normalize_destination_pattern(pattern: &str) -> String {
     bare_host(pattern).to_ascii_lowercase()
 }
 
 /// Checks a destination pattern as it will be stored (after
 /// [`normalize_destination_pattern`]): `*`, a CIDR, `*.base` / `**.base` with a plain base, or
 /// a host name or IP literal without wildcards.
-pub fn validate_destination_pattern(pattern: &str) -> Result<(), PatternError> {
+pub(crate) fn validate_destination_pattern(pattern: &str) -> Result<(), PatternError> {
     let err = |reason: String| PatternError::Destination {
         pattern: pattern.to_string(),
         reason,
@@ -172,7 +172,7 @@ pub fn validate_destination_pattern(pattern: &str) -> Result<(), PatternError> {
 /// Checks that a host a connection asked for is a plain host name or IP literal, so that it can
 /// stand as an exact destination pattern (a host such as `*` or `0.0.0.0/0` would otherwise
 /// become a wildcard or CIDR rule).
-pub fn validate_literal_host(host: &str) -> Result<(), PatternError> {
+pub(crate) fn validate_literal_host(host: &str) -> Result<(), PatternError> {
     let norm = normalize_destination_pattern(host);
     if norm.parse::<IpAddr>().is_ok() {
         return Ok(());
@@ -215,7 +215,7 @@ fn check_host_name(host: &str) -> Result<(), String> {
 
 /// True when the port matches `*`, a port, an inclusive range `a-b` or a comma list of those
 /// (whitespace around items ignored); a malformed item matches nothing.
-pub fn port_matches(pattern: &str, port: u16) -> bool {
+pub(crate) fn port_matches(pattern: &str, port: u16) -> bool {
     let pattern = pattern.trim();
     pattern == "*"
         || pattern
@@ -253,7 +253,7 @@ fn parse_port(s: &str) -> Result<u16, String> {
 
 /// Checks a port pattern: `*`, or ports 1–65535 and ranges `low-high` (low ≤ high), comma
 /// separated.
-pub fn validate_port_pattern(pattern: &str) -> Result<(), PatternError> {
+pub(crate) fn validate_port_pattern(pattern: &str) -> Result<(), PatternError> {
     let err = |reason: String| PatternError::Port {
         pattern: pattern.to_string(),
         reason,
@@ -272,7 +272,7 @@ pub fn validate_port_pattern(pattern: &str) -> Result<(), PatternError> {
 }
 
 /// Checks a container pattern: non-empty and a well-formed glob.
-pub fn validate_container_pattern(pattern: &str) -> Result<(), PatternError> {
+pub(crate) fn validate_container_pattern(pattern: &str) -> Result<(), PatternError> {
     let err = |reason: String| PatternError::Container {
         pattern: pattern.to_string(),
         reason,
@@ -288,7 +288,7 @@ pub fn validate_container_pattern(pattern: &str) -> Result<(), PatternError> {
 /// Specificity score (greyproxy's, docs/design.md#precedence): container ≠ `*` +100 and without
 /// `*?[` another +100; destination ≠ `*` +10 and without `*?[` another +10 (CIDRs count as
 /// exact); port ≠ `*` +1.
-pub fn specificity(container: &str, destination: &str, port: &str) -> u32 {
+pub(crate) fn specificity(container: &str, destination: &str, port: &str) -> u32 {
     let score = |pattern: &str, weight: u32| match pattern {
         "*" => 0,
         p if p.contains(['*', '?', '[']) => weight,

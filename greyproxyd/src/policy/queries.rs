@@ -8,12 +8,12 @@ use super::engine::Policy;
 use super::error::PolicyError;
 
 /// Default and maximum page sizes of list commands.
-pub const DEFAULT_LIMIT: usize = 100;
+pub(crate) const DEFAULT_LIMIT: usize = 100;
 /// Largest page a client may ask for.
-pub const MAX_LIMIT: usize = 1000;
+pub(crate) const MAX_LIMIT: usize = 1000;
 
 /// Decodes a list cursor (an offset, opaque to clients) and the page size.
-pub fn page_bounds(args: &ListArgs) -> Result<(usize, usize), PolicyError> {
+pub(crate) fn page_bounds(args: &ListArgs) -> Result<(usize, usize), PolicyError> {
     let offset = match args.cursor.as_deref() {
         None | Some("") => 0,
         Some(c) => c
@@ -28,7 +28,7 @@ pub fn page_bounds(args: &ListArgs) -> Result<(usize, usize), PolicyError> {
 }
 
 /// Cuts one page out of `items` (already filtered and sorted).
-pub fn paginate<T>(items: Vec<T>, offset: usize, limit: usize) -> Page<T> {
+pub(crate) fn paginate<T>(items: Vec<T>, offset: usize, limit: usize) -> Page<T> {
     let total = items.len() as u64;
     let end = offset.saturating_add(limit);
     let next_cursor = (end < items.len()).then(|| end.to_string());
@@ -47,7 +47,10 @@ fn contains_ci(hay: &str, needle: &str) -> bool {
 
 impl Policy {
     /// Pending requests, most recently seen first, with live waiting counts.
-    pub fn list_pending(&self, args: &ListArgs) -> Result<Page<PendingRequest>, PolicyError> {
+    pub(crate) fn list_pending(
+        &self,
+        args: &ListArgs,
+    ) -> Result<Page<PendingRequest>, PolicyError> {
         let (offset, limit) = page_bounds(args)?;
         let st = self.lock();
         let mut items: Vec<PendingRequest> = st
@@ -73,7 +76,7 @@ impl Policy {
     }
 
     /// Rules, newest first. `include_expired` defaults to true.
-    pub fn list_rules(&self, args: &ListArgs) -> Result<Page<Rule>, PolicyError> {
+    pub(crate) fn list_rules(&self, args: &ListArgs) -> Result<Page<Rule>, PolicyError> {
         let (offset, limit) = page_bounds(args)?;
         let now = self.clock.now_secs();
         let include_expired = args.include_expired.unwrap_or(true);
@@ -100,25 +103,18 @@ impl Policy {
     }
 
     /// Number of pending requests.
-    pub fn pending_count(&self) -> u64 {
+    pub(crate) fn pending_count(&self) -> u64 {
         self.lock().pending.len() as u64
     }
 
     /// Number of rules, expired included.
-    pub fn rule_count(&self) -> u64 {
+    pub(crate) fn rule_count(&self) -> u64 {
         self.lock().rules.len() as u64
     }
 
-    /// A pending request by id, with its waiting count.
-    pub fn pending(&self, id: u64) -> Option<PendingRequest> {
-        let st = self.lock();
-        st.pending
-            .get(&id)
-            .map(|p| p.to_wire(st.waiters.get(&id).copied().unwrap_or(0)))
-    }
-
     /// A rule by id.
-    pub fn rule(&self, id: u64) -> Option<Rule> {
+    #[cfg(test)]
+    pub(crate) fn rule(&self, id: u64) -> Option<Rule> {
         let now = self.clock.now_secs();
         self.lock()
             .rules

@@ -11,13 +11,13 @@ use super::pattern::{normalize_destination_pattern, validate_literal_host};
 
 /// Patterns of a rule to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScopePatterns {
+pub(crate) struct ScopePatterns {
     /// Container glob (the container name with glob characters escaped, or `*`).
-    pub container_pattern: String,
+    pub(crate) container_pattern: String,
     /// Destination pattern, normalised (lower-case, no brackets or trailing dot).
-    pub destination_pattern: String,
+    pub(crate) destination_pattern: String,
     /// A port or `*`.
-    pub port_pattern: String,
+    pub(crate) port_pattern: String,
 }
 
 /// Rule patterns for `scope` from a pending request's container, display host (resolved
@@ -37,7 +37,12 @@ pub struct ScopePatterns {
 /// be written as an exact pattern. Should one get here anyway, the destination pattern is left
 /// empty — a pattern that matches no real host and that validation refuses — so a malicious
 /// host name never turns into a wildcard or CIDR rule.
-pub fn patterns_for(scope: Scope, container: &str, display_host: &str, port: u16) -> ScopePatterns {
+pub(crate) fn patterns_for(
+    scope: Scope,
+    container: &str,
+    display_host: &str,
+    port: u16,
+) -> ScopePatterns {
     let host = if validate_literal_host(display_host).is_ok() {
         normalize_destination_pattern(display_host)
     } else {

@@ -14,23 +14,23 @@ struct Inner {
 
 /// Registry of live connections per rule id.
 #[derive(Debug, Default, Clone)]
-pub struct ConnTracker {
+pub(crate) struct ConnTracker {
     inner: Arc<Mutex<Inner>>,
 }
 
 /// A registered connection; its token is cancelled when its rule is revoked.
 #[derive(Debug)]
-pub struct Tracked {
+pub(crate) struct Tracked {
     tracker: ConnTracker,
     rule_id: u64,
     conn_id: u64,
     /// Cancelled on revocation.
-    pub token: CancellationToken,
+    pub(crate) token: CancellationToken,
 }
 
 impl ConnTracker {
     /// Registers a connection allowed by `rule_id`.
-    pub fn register(&self, rule_id: u64) -> Tracked {
+    pub(crate) fn register(&self, rule_id: u64) -> Tracked {
         let token = CancellationToken::new();
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         g.next += 1;
@@ -48,7 +48,7 @@ impl ConnTracker {
     }
 
     /// Cuts every live connection allowed by `rule_id`; returns how many.
-    pub fn cancel_rule(&self, rule_id: u64) -> usize {
+    pub(crate) fn cancel_rule(&self, rule_id: u64) -> usize {
         let conns = self
             .inner
             .lock()
@@ -63,7 +63,8 @@ impl ConnTracker {
     }
 
     /// Number of live tracked connections.
-    pub fn live(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn live(&self) -> usize {
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         g.by_rule.values().map(HashMap::len).sum()
     }

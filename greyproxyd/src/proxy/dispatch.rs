@@ -44,7 +44,7 @@ fn looks_like_tls(b: &[u8]) -> bool {
 }
 
 /// Handles an allowed tunnel after the client was told it is connected.
-pub async fn handle(
+pub(crate) async fn handle(
     ctx: Arc<MitmCtx>,
     mut client: TcpStream,
     upstream: TcpStream,

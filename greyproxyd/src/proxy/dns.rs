@@ -8,7 +8,7 @@
 //! Work is bounded: at most [`MAX_UDP_INFLIGHT`] UDP queries in flight (more are dropped; DNS
 //! clients retry) and [`MAX_TCP_CONNS`] TCP connections (more wait in the kernel's backlog).
 
-pub mod cache;
+pub(crate) mod cache;
 pub mod upstream;
 
 use std::io;
@@ -22,19 +22,19 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-pub use cache::DnsCache;
-pub use upstream::Forwarder;
+pub(crate) use cache::DnsCache;
+pub(crate) use upstream::Forwarder;
 
 use crate::time::now_secs;
 
 /// Default listen address.
-pub const DEFAULT_DNS_ADDR: &str = "127.0.0.1:43053";
+pub(crate) const DEFAULT_DNS_ADDR: &str = "127.0.0.1:43053";
 /// UDP queries forwarded at once; beyond that new queries are dropped.
-pub const MAX_UDP_INFLIGHT: usize = 256;
+pub(crate) const MAX_UDP_INFLIGHT: usize = 256;
 /// TCP connections served at once; beyond that accepting pauses.
-pub const MAX_TCP_CONNS: usize = 64;
+pub(crate) const MAX_TCP_CONNS: usize = 64;
 /// Limit for one upstream attempt.
-pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
 /// A TCP client idle this long between queries is dropped.
 const TCP_IDLE: Duration = Duration::from_secs(10);
 /// Largest UDP query read (queries are small; EDNS answers are what can be large).
@@ -42,7 +42,7 @@ const MAX_QUERY: usize = 4096;
 
 /// The bound sockets of the forwarder, UDP and TCP on the same port.
 #[derive(Debug)]
-pub struct DnsListener {
+pub(crate) struct DnsListener {
     udp: UdpSocket,
     tcp: TcpListener,
 }
@@ -50,7 +50,7 @@ pub struct DnsListener {
 impl DnsListener {
     /// Binds UDP on `addr`, then TCP on the port UDP got (so `:0` yields one port for both;
     /// when that port is taken for TCP, a few other random ports are tried).
-    pub async fn bind(addr: SocketAddr) -> io::Result<DnsListener> {
+    pub(crate) async fn bind(addr: SocketAddr) -> io::Result<DnsListener> {
         let mut last = None;
         for _ in 0..if addr.port() == 0 { 8 } else { 1 } {
             let udp = UdpSocket::bind(addr).await?;
@@ -64,13 +64,13 @@ impl DnsListener {
     }
 
     /// The address both sockets listen on.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
         self.udp.local_addr()
     }
 }
 
 /// Serves UDP and TCP queries until `shutdown`.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: DnsListener,
     forwarder: Arc<Forwarder>,
     cache: Arc<DnsCache>,
@@ -264,7 +264,7 @@ async fn tcp_conn(mut s: TcpStream, forwarder: &Forwarder, cache: &DnsCache) -> 
 /// learnt earlier still enrich connections), and when `addr` is set the bound listener with
 /// its forwarder (`upstreams`, or else the system's resolvers). Without any usable upstream
 /// the forwarder is left off with an error in the log rather than failing the daemon.
-pub async fn start(
+pub(crate) async fn start(
     store: Arc<crate::store::Store>,
     addr: Option<SocketAddr>,
     upstreams: &[SocketAddr],

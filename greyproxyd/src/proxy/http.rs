@@ -31,7 +31,7 @@ use crate::policy::tracker::Tracked;
 use crate::policy::{ConnRequest, FrontEnd, Verdict};
 
 /// Accepts HTTP-proxy clients until shutdown.
-pub async fn serve(listener: TcpListener, ctx: ProxyCtx) {
+pub(crate) async fn serve(listener: TcpListener, ctx: ProxyCtx) {
     let stop = ctx.shutdown.begun_token();
     accept_loop(listener, stop, "http proxy", |s, peer| {
         ctx.shutdown.track(handle(s, peer, ctx.clone()))

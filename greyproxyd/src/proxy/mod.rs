@@ -2,10 +2,10 @@
 //! they share ([`tunnel`]), the sniff-and-dispatch step every allowed tunnel goes through
 //! ([`dispatch`]), and the DNS forwarder that names the IPs they are asked for.
 
-pub mod dispatch;
+pub(crate) mod dispatch;
 pub mod dns;
 pub mod head;
-pub mod http;
-pub mod socks;
+pub(crate) mod http;
+pub(crate) mod socks;
 pub mod socks5;
-pub mod tunnel;
+pub(crate) mod tunnel;

@@ -15,7 +15,7 @@ use crate::net::{client_gone, connect_upstream};
 use crate::policy::{ConnRequest, FrontEnd};
 
 /// Accepts SOCKS5 clients until shutdown.
-pub async fn serve(listener: TcpListener, ctx: ProxyCtx) {
+pub(crate) async fn serve(listener: TcpListener, ctx: ProxyCtx) {
     let stop = ctx.shutdown.begun_token();
     accept_loop(listener, stop, "socks5", |s, peer| {
         ctx.shutdown.track(handle(s, peer, ctx.clone()))

@@ -9,25 +9,25 @@ use crate::shutdown::Shutdown;
 
 /// What the front ends share.
 #[derive(Debug, Clone)]
-pub struct ProxyCtx {
+pub(crate) struct ProxyCtx {
     /// The policy engine.
-    pub policy: Arc<Policy>,
+    pub(crate) policy: Arc<Policy>,
     /// Limit for reading a request head / SOCKS handshake.
-    pub handshake_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
     /// Limit for connecting upstream.
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     /// The daemon's shutdown: its begin stops the listeners, its cut ends open tunnels, and
     /// it tracks every proxied connection so that it can wait for them to finish.
-    pub shutdown: Shutdown,
+    pub(crate) shutdown: Shutdown,
     /// Interception and recording.
-    pub mitm: Arc<crate::mitm::intercept::MitmCtx>,
+    pub(crate) mitm: Arc<crate::mitm::intercept::MitmCtx>,
     /// IP → hostname learnt by the DNS forwarder: names connections to raw IPs.
-    pub dns: Arc<crate::proxy::dns::DnsCache>,
+    pub(crate) dns: Arc<crate::proxy::dns::DnsCache>,
 }
 
 /// Container name for a client: the proxy username unless empty or `proxy`, else
 /// `unknown-<ip>` (docs/design.md#identity).
-pub fn identity(username: Option<&str>, peer: SocketAddr) -> String {
+pub(crate) fn identity(username: Option<&str>, peer: SocketAddr) -> String {
     match username.map(str::trim) {
         Some(u) if !u.is_empty() && u != "proxy" => u.to_string(),
         _ => format!("unknown-{}", peer.ip().to_canonical()),

@@ -15,13 +15,13 @@ const DNS_CACHE: TableDefinition<&str, &[u8]> = TableDefinition::new("dns_cache"
 
 /// One IP → hostname mapping.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DnsCacheRow {
+pub(crate) struct DnsCacheRow {
     /// The answered address.
-    pub ip: IpAddr,
+    pub(crate) ip: IpAddr,
     /// The question name (lower-case, no trailing dot).
-    pub hostname: String,
+    pub(crate) hostname: String,
     /// Unix seconds after which the mapping is no longer used.
-    pub expires_at: u64,
+    pub(crate) expires_at: u64,
 }
 
 impl Store {
@@ -29,7 +29,7 @@ impl Store {
     /// than `max_rows + max_rows / 4` rows, expired rows and then the soonest-expiring ones are
     /// deleted until `max_rows` remain (`0` keeps everything); the slack keeps that full scan
     /// rare. Blocks on an fsync.
-    pub fn put_dns_cache(
+    pub(crate) fn put_dns_cache(
         &self,
         rows: &[DnsCacheRow],
         max_rows: u64,
@@ -72,7 +72,7 @@ impl Store {
 
     /// The mappings still valid at `now`, soonest-expiring first (so that inserting them in
     /// order into an LRU keeps the longest-lived ones when it overflows).
-    pub fn load_dns_cache(&self, now: u64) -> Result<Vec<DnsCacheRow>, StoreError> {
+    pub(crate) fn load_dns_cache(&self, now: u64) -> Result<Vec<DnsCacheRow>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = match txn.open_table(DNS_CACHE) {
             Ok(t) => t,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 /// Anything that can go wrong opening, reading or writing the store.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub(crate) enum StoreError {
     /// The redb file could not be opened or created (missing directory, permissions, not a redb
     /// file, locked by another process).
     #[error("cannot open store {}: {}", path.display(), describe_open_error(source))]

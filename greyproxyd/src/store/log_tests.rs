@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use greyproxy_protocol::Decision;
 
+use super::query::LogPage;
 use super::tests::{log, put_raw, temp_store};
 use super::*;
 use crate::records::RequestLogRecord;

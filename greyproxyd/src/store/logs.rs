@@ -41,7 +41,7 @@ enum Msg<T> {
 
 /// Handle to a writer. Cheap to clone; when the last clone is dropped the writer stores what is
 /// still queued and exits.
-pub struct Sink<T> {
+pub(crate) struct Sink<T> {
     tx: mpsc::Sender<Msg<T>>,
     shared: Arc<Shared>,
     /// What the rows are, for warnings.
@@ -59,13 +59,14 @@ impl<T> Clone for Sink<T> {
 }
 
 /// The request-log sink.
-pub type LogSink = Sink<RequestLogRecord>;
+pub(crate) type LogSink = Sink<RequestLogRecord>;
 
 /// How a writer stores one batch (blocking; runs on the blocking pool). It may fill in ids.
-pub type WriteBatch<T> = Arc<dyn Fn(&Store, &mut [T]) -> Result<(), StoreError> + Send + Sync>;
+pub(crate) type WriteBatch<T> =
+    Arc<dyn Fn(&Store, &mut [T]) -> Result<(), StoreError> + Send + Sync>;
 
 /// Called on the writer task for each committed row, in order.
-pub type OnCommit<T> = Box<dyn Fn(&T) + Send + Sync>;
+pub(crate) type OnCommit<T> = Box<dyn Fn(&T) + Send + Sync>;
 
 /// Counters shared by the sinks and the writer.
 struct Shared {
@@ -110,7 +111,7 @@ impl<T> Sink<T> {
     /// Queues a row without waiting; returns whether it was queued. When the queue is full (the
     /// disk cannot keep up) the row is dropped and counted, with a warning at most once per
     /// second. A request-log row with `id == 0` gets its id when written.
-    pub fn record(&self, rec: T) -> bool {
+    pub(crate) fn record(&self, rec: T) -> bool {
         let reason = match self.tx.try_send(Msg::Row(rec)) {
             Ok(()) => return true,
             Err(mpsc::error::TrySendError::Full(_)) => "queue full",
@@ -129,13 +130,13 @@ impl<T> Sink<T> {
     }
 
     /// Rows dropped so far: queue full, writer gone, or their write failed.
-    pub fn dropped(&self) -> u64 {
+    pub(crate) fn dropped(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)
     }
 
     /// Waits until every row queued before this call has been committed (or its write failed),
     /// and its `on_commit` has run. Returns at once if the writer is gone.
-    pub async fn flush(&self) {
+    pub(crate) async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(Msg::Flush(tx)).await.is_ok() {
             // An error means the writer went away; nothing more will be committed either way.
@@ -151,7 +152,7 @@ impl<T> Sink<T> {
 /// `max_rows` are deleted, oldest first (`0` keeps everything). `on_commit` runs on the writer
 /// task for each committed row, in id order, with its id assigned; it must be quick and must
 /// neither block nor panic (a panic ends the writer, and later rows are counted as dropped).
-pub fn spawn_log_writer(
+pub(crate) fn spawn_log_writer(
     store: Arc<Store>,
     capacity: usize,
     max_rows: u64,
@@ -166,7 +167,7 @@ pub fn spawn_log_writer(
 
 /// Starts a writer for rows of type `T` on the current tokio runtime and returns its sink.
 /// `write` stores one batch (blocking); `on_commit` runs for each committed row, in order.
-pub fn spawn_writer<T: Send + 'static>(
+pub(crate) fn spawn_writer<T: Send + 'static>(
     store: Arc<Store>,
     capacity: usize,
     what: &'static str,
@@ -178,7 +179,7 @@ pub fn spawn_writer<T: Send + 'static>(
 
 /// [`spawn_writer`] whose batches wait up to `linger` after their first row for more rows
 /// (group commit; a flush, a full batch or a closed queue ends the wait early).
-pub fn spawn_lingering_writer<T: Send + 'static>(
+pub(crate) fn spawn_lingering_writer<T: Send + 'static>(
     store: Arc<Store>,
     capacity: usize,
     what: &'static str,
@@ -283,7 +284,7 @@ impl Store {
     /// [`IdKind::RequestLog`] id, written back into `rows`. Blocks on an fsync.
     ///
     /// [`spawn_log_writer`] is the usual way in; this is for bulk imports and tests.
-    pub fn append_logs(
+    pub(crate) fn append_logs(
         &self,
         rows: &mut [RequestLogRecord],
         max_rows: u64,

@@ -28,7 +28,7 @@ mod query;
 mod tests;
 mod transactions;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::{
@@ -37,17 +37,18 @@ use redb::{
 };
 use serde::de::DeserializeOwned;
 
-pub use dns::DnsCacheRow;
-pub use error::StoreError;
-pub use logs::{LogSink, OnCommit, Sink, WriteBatch, spawn_log_writer, spawn_writer};
-pub use query::{LogPage, LogQuery};
-pub use transactions::{TxPage, TxQuery, TxRetention, body_weight, spawn_transaction_writer};
+pub(crate) use dns::DnsCacheRow;
+pub(crate) use error::StoreError;
+pub(crate) use logs::{LogSink, Sink, WriteBatch, spawn_log_writer, spawn_writer};
+pub(crate) use query::LogQuery;
+pub use transactions::TxRetention;
+pub(crate) use transactions::{TxQuery, body_weight, spawn_transaction_writer};
 
 use crate::records::{PendingRecord, RuleRecord};
 
 /// Layout version this build writes. A file with a higher version is refused at open rather
 /// than misread; a lower one would be migrated there (there is none yet).
-pub const SCHEMA_VERSION: u64 = 1;
+pub(crate) const SCHEMA_VERSION: u64 = 1;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const RULES: TableDefinition<u64, &[u8]> = TableDefinition::new("rules");
@@ -61,7 +62,7 @@ const SCHEMA_KEY: &str = "schema_version";
 
 /// Which id sequence to draw from; each table with `u64` keys has its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum IdKind {
+pub(crate) enum IdKind {
     /// Ids of [`RuleRecord`]s.
     Rule,
     /// Ids of [`PendingRecord`]s.
@@ -114,7 +115,7 @@ impl IdKind {
 
 /// One change in a batch given to [`Store::apply`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Op {
+pub(crate) enum Op {
     /// Insert or replace the rule with this record's id.
     PutRule(RuleRecord),
     /// Delete a rule; deleting a missing id is not an error.
@@ -131,9 +132,8 @@ pub enum Op {
 
 /// The open store. `Send + Sync`; share it as `Arc<Store>`.
 #[derive(Debug)]
-pub struct Store {
+pub(crate) struct Store {
     db: Database,
-    path: PathBuf,
     /// Next id to hand out, by [`IdKind::index`]. Allocation stays in memory (no transaction per
     /// id); the write that stores a row persists the counter past it (see [`Store::apply`]).
     next: [AtomicU64; N_KINDS],
@@ -142,14 +142,14 @@ pub struct Store {
 /// redb's page cache. Its default (1 GiB) follows the file as capture fills it, so the daemon's
 /// memory grew with the recorded traffic (the soak run saw 450 MiB after 40 s); the pages are in
 /// the kernel's page cache anyway, so a small cache costs little on the (rare) full scans.
-pub const CACHE_BYTES: usize = 32 << 20;
+pub(crate) const CACHE_BYTES: usize = 32 << 20;
 
 impl Store {
     /// Opens the store at `path`, creating the file and its tables when missing.
     ///
     /// Fails when the file cannot be opened (missing directory, permissions, locked by another
     /// process), is not a redb database, or was written with a newer [`SCHEMA_VERSION`].
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+    pub(crate) fn open(path: &Path) -> Result<Store, StoreError> {
         let db = redb::Builder::new()
             .set_cache_size(CACHE_BYTES)
             .create(path)
@@ -168,21 +168,12 @@ impl Store {
             });
         }
         let next = initialise(&db)?;
-        Ok(Store {
-            db,
-            path: path.to_path_buf(),
-            next,
-        })
-    }
-
-    /// The file this store was opened from.
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Store { db, next })
     }
 
     /// Hands out a new id of `kind`: strictly increasing, starting at 1, never reused, including
     /// after the newest row is deleted or the daemon restarts (once the row was written).
-    pub fn next_id(&self, kind: IdKind) -> u64 {
+    pub(crate) fn next_id(&self, kind: IdKind) -> u64 {
         self.next[kind.index()].fetch_add(1, Ordering::Relaxed)
     }
 
@@ -190,7 +181,7 @@ impl Store {
     /// either all of them are on disk afterwards, or (on error) none.
     ///
     /// Blocks on an fsync; call it from `tokio::task::spawn_blocking` in async code.
-    pub fn apply(&self, ops: &[Op]) -> Result<(), StoreError> {
+    pub(crate) fn apply(&self, ops: &[Op]) -> Result<(), StoreError> {
         if ops.is_empty() {
             return Ok(());
         }
@@ -233,18 +224,18 @@ impl Store {
     }
 
     /// All rules, by ascending id. Rows that fail to decode are skipped with a warning.
-    pub fn load_rules(&self) -> Result<Vec<RuleRecord>, StoreError> {
+    pub(crate) fn load_rules(&self) -> Result<Vec<RuleRecord>, StoreError> {
         self.load_all(RULES)
     }
 
     /// All pending requests, by ascending id. Rows that fail to decode are skipped with a
     /// warning.
-    pub fn load_pending(&self) -> Result<Vec<PendingRecord>, StoreError> {
+    pub(crate) fn load_pending(&self) -> Result<Vec<PendingRecord>, StoreError> {
         self.load_all(PENDING)
     }
 
     /// The value of a setting, `None` when unset.
-    pub fn get_setting(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    pub(crate) fn get_setting(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(SETTINGS)?;
         Ok(table.get(key)?.map(|v| v.value().to_vec()))

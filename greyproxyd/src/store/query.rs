@@ -14,34 +14,34 @@ use crate::records::RequestLogRecord;
 
 /// Filters and page of an activity-feed query. Empty strings count as "no filter".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LogQuery {
+pub(crate) struct LogQuery {
     /// Case-insensitive substring of the container name.
-    pub container: Option<String>,
+    pub(crate) container: Option<String>,
     /// Case-insensitive substring of the destination host or the resolved hostname.
-    pub destination: Option<String>,
+    pub(crate) destination: Option<String>,
     /// Only rows with this outcome.
-    pub result: Option<Decision>,
+    pub(crate) result: Option<Decision>,
     /// Case-insensitive equality with the method (`HTTP`, `SOCKS5`).
-    pub method: Option<String>,
+    pub(crate) method: Option<String>,
     /// Most rows returned; `0` returns none but still counts `total`.
-    pub limit: usize,
+    pub(crate) limit: usize,
     /// Only rows with a smaller id (the previous page's `next_before_id`).
-    pub before_id: Option<u64>,
+    pub(crate) before_id: Option<u64>,
     /// Only rows decided at or after this Unix second.
-    pub since: Option<u64>,
+    pub(crate) since: Option<u64>,
     /// Only rows decided before this Unix second.
-    pub until: Option<u64>,
+    pub(crate) until: Option<u64>,
 }
 
 /// One page of the activity feed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LogPage {
+pub(crate) struct LogPage {
     /// Matching rows, newest (highest id) first.
-    pub items: Vec<RequestLogRecord>,
+    pub(crate) items: Vec<RequestLogRecord>,
     /// Rows matching the filters in the whole table, regardless of `before_id`.
-    pub total: u64,
+    pub(crate) total: u64,
     /// Cursor for the next page when more matching rows may follow, else `None`.
-    pub next_before_id: Option<u64>,
+    pub(crate) next_before_id: Option<u64>,
 }
 
 /// The fields the filters look at, borrowed from the row where the JSON allows: a filtered
@@ -173,7 +173,7 @@ impl Store {
     ///
     /// Without filters only the page's rows are read; with filters every row is read (cheaply,
     /// only the filtered fields) to count `total`. Rows that fail to decode are skipped.
-    pub fn query_logs(&self, q: &LogQuery) -> Result<LogPage, StoreError> {
+    pub(crate) fn query_logs(&self, q: &LogQuery) -> Result<LogPage, StoreError> {
         let filter = Filter::new(q);
         let txn = self.db.begin_read()?;
         let table = txn.open_table(REQUEST_LOGS)?;

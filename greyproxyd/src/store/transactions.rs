@@ -18,7 +18,7 @@ use super::{BODIES, IdKind, META, N_KINDS, Store, StoreError, TRANSACTIONS, rais
 /// proxy` (docs/bench-log/mitm.md), 5 ms took one connection from ≈ 4 800 to ≈ 6 400
 /// requests/s and the daemon from ≈ 195 to ≈ 125 µs of CPU per request. `transaction.new`
 /// events wait as long as the commit.
-pub const TX_LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+pub(crate) const TX_LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// `meta` key of the running total of stored body bytes.
 const BODY_BYTES_KEY: &str = "bodies.total_bytes";
@@ -66,7 +66,7 @@ impl Bodies {
 
 /// Starts the transaction writer. Rows must carry their id (assigned at request start with
 /// [`IdKind::Transaction`], so ids follow capture order). `on_commit` gets the head (no bodies).
-pub fn spawn_transaction_writer(
+pub(crate) fn spawn_transaction_writer(
     store: Arc<Store>,
     capacity: usize,
     retention: TxRetention,
@@ -98,7 +98,7 @@ pub fn spawn_transaction_writer(
 }
 
 /// Body bytes a queued transaction holds (what the capture queue's byte budget counts).
-pub fn body_weight(t: &Transaction) -> u64 {
+pub(crate) fn body_weight(t: &Transaction) -> u64 {
     (t.request_body.as_ref().map_or(0, String::len)
         + t.response_body.as_ref().map_or(0, String::len)) as u64
 }
@@ -118,36 +118,36 @@ const DURABLE_EVERY: std::time::Duration = std::time::Duration::from_millis(200)
 
 /// Filters and page of a transaction query; empty strings count as no filter.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TxQuery {
+pub(crate) struct TxQuery {
     /// Case-insensitive substring of the container name.
-    pub container: Option<String>,
+    pub(crate) container: Option<String>,
     /// Case-insensitive substring of the host or the URL.
-    pub destination: Option<String>,
+    pub(crate) destination: Option<String>,
     /// Case-insensitive method equality.
-    pub method: Option<String>,
+    pub(crate) method: Option<String>,
     /// Response status.
-    pub status: Option<u16>,
+    pub(crate) status: Option<u16>,
     /// Unix seconds, inclusive.
-    pub since: Option<u64>,
+    pub(crate) since: Option<u64>,
     /// Unix seconds, exclusive.
-    pub until: Option<u64>,
+    pub(crate) until: Option<u64>,
     /// Only WebSocket messages of this upgrade transaction.
-    pub upgrade_id: Option<u64>,
+    pub(crate) upgrade_id: Option<u64>,
     /// Most rows returned.
-    pub limit: usize,
+    pub(crate) limit: usize,
     /// Only ids below this.
-    pub before_id: Option<u64>,
+    pub(crate) before_id: Option<u64>,
 }
 
 /// One page of transactions, newest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TxPage {
+pub(crate) struct TxPage {
     /// Heads (no bodies).
-    pub items: Vec<Transaction>,
+    pub(crate) items: Vec<Transaction>,
     /// Rows matching the filters in all.
-    pub total: u64,
+    pub(crate) total: u64,
     /// Cursor for the next page.
-    pub next_before_id: Option<u64>,
+    pub(crate) next_before_id: Option<u64>,
 }
 
 fn norm(s: &Option<String>) -> Option<String> {
@@ -204,7 +204,8 @@ impl Store {
     /// Writes transactions (heads and bodies) in one transaction, then evicts the oldest
     /// beyond `retention`. Durable (blocks on an fsync) unless the batch has `LAZY_BATCH` rows
     /// or more.
-    pub fn append_transactions(
+    #[cfg(test)]
+    pub(crate) fn append_transactions(
         &self,
         rows: &mut [Transaction],
         retention: TxRetention,
@@ -212,7 +213,7 @@ impl Store {
         self.write_transactions(rows, retention, rows.len() < LAZY_BATCH)
     }
 
-    /// [`Store::append_transactions`] with the durability chosen by the caller.
+    /// `Store::append_transactions` (tests) with the durability chosen by the caller.
     fn write_transactions(
         &self,
         rows: &mut [Transaction],
@@ -271,7 +272,7 @@ impl Store {
     }
 
     /// One transaction with its bodies, `None` when unknown (or evicted).
-    pub fn get_transaction(&self, id: u64) -> Result<Option<Transaction>, StoreError> {
+    pub(crate) fn get_transaction(&self, id: u64) -> Result<Option<Transaction>, StoreError> {
         let txn = self.db.begin_read()?;
         let heads = txn.open_table(TRANSACTIONS)?;
         let Some(head) = heads.get(id)? else {
@@ -287,7 +288,7 @@ impl Store {
     }
 
     /// A page of transaction heads matching `q`, newest first.
-    pub fn query_transactions(&self, q: &TxQuery) -> Result<TxPage, StoreError> {
+    pub(crate) fn query_transactions(&self, q: &TxQuery) -> Result<TxPage, StoreError> {
         let txn = self.db.begin_read()?;
         let heads = txn.open_table(TRANSACTIONS)?;
         let mut page = TxPage::default();

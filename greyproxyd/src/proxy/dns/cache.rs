@@ -18,11 +18,11 @@ use crate::time::now_secs;
 
 /// Shortest time a mapping is kept, whatever the record's TTL: short TTLs (CDNs answer 20 s)
 /// would otherwise forget a name between the lookup and a connection made a little later.
-pub const TTL_FLOOR: u64 = 60;
+pub(crate) const TTL_FLOOR: u64 = 60;
 /// Longest time a mapping is kept.
-pub const TTL_CEILING: u64 = 7 * 24 * 3600;
+pub(crate) const TTL_CEILING: u64 = 7 * 24 * 3600;
 /// Default number of IPs remembered.
-pub const DEFAULT_CAPACITY: usize = 65_536;
+pub(crate) const DEFAULT_CAPACITY: usize = 65_536;
 
 /// One remembered name.
 #[derive(Debug, Clone)]
@@ -35,7 +35,7 @@ struct Entry {
 }
 
 /// The cache. `Send + Sync`; share it as `Arc<DnsCache>`.
-pub struct DnsCache {
+pub(crate) struct DnsCache {
     map: Mutex<LruCache<IpAddr, Entry>>,
     capacity: usize,
     sink: Option<Sink<DnsCacheRow>>,
@@ -53,7 +53,7 @@ impl std::fmt::Debug for DnsCache {
 
 impl DnsCache {
     /// An in-memory cache of at most `capacity` IPs (at least 1), persisting nothing.
-    pub fn new(capacity: usize) -> DnsCache {
+    pub(crate) fn new(capacity: usize) -> DnsCache {
         let cap = NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
         DnsCache {
             map: Mutex::new(LruCache::new(cap)),
@@ -64,7 +64,10 @@ impl DnsCache {
 
     /// A cache mirrored in `store`: loads the unexpired rows, then starts the batching writer
     /// (on the current tokio runtime) that stores new mappings. Blocks on a store read.
-    pub fn open(store: Arc<Store>, capacity: usize) -> Result<DnsCache, crate::store::StoreError> {
+    pub(crate) fn open(
+        store: Arc<Store>,
+        capacity: usize,
+    ) -> Result<DnsCache, crate::store::StoreError> {
         let mut cache = DnsCache::new(capacity);
         let now = now_secs();
         let rows = store.load_dns_cache(now)?;
@@ -100,18 +103,19 @@ impl DnsCache {
     }
 
     /// Number of IPs remembered (expired ones included until looked up or evicted).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.lock().len()
     }
 
     /// True when nothing is remembered.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Remembers `ip → name` for `ttl` seconds (clamped) from `now`. `name` is normalised:
     /// lower-case, no trailing dot; an empty name is ignored.
-    pub fn insert(&self, ip: IpAddr, name: &str, ttl: u32, now: u64) {
+    pub(crate) fn insert(&self, ip: IpAddr, name: &str, ttl: u32, now: u64) {
         let name = normalise(name);
         if name.is_empty() {
             return;
@@ -149,7 +153,7 @@ impl DnsCache {
     }
 
     /// The name remembered for `ip`, if still valid at `now`.
-    pub fn lookup(&self, ip: IpAddr, now: u64) -> Option<String> {
+    pub(crate) fn lookup(&self, ip: IpAddr, now: u64) -> Option<String> {
         let ip = ip.to_canonical();
         let mut map = self.lock();
         match map.get(&ip) {
@@ -165,7 +169,7 @@ impl DnsCache {
     /// The name remembered for a destination host when it is an IP literal (brackets allowed);
     /// `None` for names and unknown IPs. What the proxy front ends put in
     /// [`ConnRequest::resolved`](crate::policy::ConnRequest::resolved).
-    pub fn resolve_host(&self, host: &str) -> Option<String> {
+    pub(crate) fn resolve_host(&self, host: &str) -> Option<String> {
         let literal = host.trim_start_matches('[').trim_end_matches(']');
         let ip: IpAddr = literal.parse().ok()?;
         self.lookup(ip, now_secs())
@@ -174,7 +178,7 @@ impl DnsCache {
     /// Learns from one DNS response (wire bytes): each A/AAAA answer maps its address to the
     /// question name (not the record's owner, which after a CNAME chain is the CDN's name).
     /// Returns how many addresses were learnt; anything unparsable learns nothing.
-    pub fn learn(&self, response: &[u8], now: u64) -> usize {
+    pub(crate) fn learn(&self, response: &[u8], now: u64) -> usize {
         let Ok(msg) = Message::from_vec(response) else {
             return 0;
         };
@@ -199,7 +203,7 @@ impl DnsCache {
     }
 
     /// Waits until every mapping queued for the store so far is written (at shutdown).
-    pub async fn flush(&self) {
+    pub(crate) async fn flush(&self) {
         if let Some(sink) = &self.sink {
             sink.flush().await;
         }

@@ -11,12 +11,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
 /// Default DNS port of an upstream given as a bare IP.
-pub const DNS_PORT: u16 = 53;
+pub(crate) const DNS_PORT: u16 = 53;
 
 /// The resolver file most systems have.
-pub const RESOLV_CONF: &str = "/etc/resolv.conf";
+pub(crate) const RESOLV_CONF: &str = "/etc/resolv.conf";
 /// systemd-resolved's list of the real upstream servers (what its stub forwards to).
-pub const RESOLVED_UPSTREAMS: &str = "/run/systemd/resolve/resolv.conf";
+pub(crate) const RESOLVED_UPSTREAMS: &str = "/run/systemd/resolve/resolv.conf";
 
 /// Errors of upstream configuration and forwarding.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +50,7 @@ pub fn parse_upstream(s: &str) -> Result<SocketAddr, UpstreamError> {
 /// The `nameserver` addresses of a resolv.conf text, port 53, in order. Comments, other
 /// options and unparsable addresses (including link-local ones with a `%zone`, which a
 /// socket address cannot carry here) are skipped.
-pub fn parse_resolv_conf(text: &str) -> Vec<SocketAddr> {
+pub(crate) fn parse_resolv_conf(text: &str) -> Vec<SocketAddr> {
     text.lines()
         .filter_map(|line| {
             let line = line.split(['#', ';']).next().unwrap_or_default();
@@ -73,7 +73,10 @@ fn is_resolved_stub(addr: &SocketAddr) -> bool {
 /// Chooses the system upstreams from the texts of [`RESOLV_CONF`] and [`RESOLVED_UPSTREAMS`]
 /// (either may be missing): the former's servers, unless they are only systemd-resolved's
 /// stub and the latter names real ones.
-pub fn choose_system_upstreams(etc: Option<&str>, resolved: Option<&str>) -> Vec<SocketAddr> {
+pub(crate) fn choose_system_upstreams(
+    etc: Option<&str>,
+    resolved: Option<&str>,
+) -> Vec<SocketAddr> {
     let main = etc.map(parse_resolv_conf).unwrap_or_default();
     if main.iter().all(is_resolved_stub) {
         let real: Vec<_> = resolved
@@ -90,7 +93,7 @@ pub fn choose_system_upstreams(etc: Option<&str>, resolved: Option<&str>) -> Vec
 }
 
 /// The system's upstreams, read now (blocking file reads, done once at start).
-pub fn system_upstreams() -> Vec<SocketAddr> {
+pub(crate) fn system_upstreams() -> Vec<SocketAddr> {
     let etc = std::fs::read_to_string(RESOLV_CONF).ok();
     let resolved = std::fs::read_to_string(RESOLVED_UPSTREAMS).ok();
     choose_system_upstreams(etc.as_deref(), resolved.as_deref())
@@ -98,7 +101,7 @@ pub fn system_upstreams() -> Vec<SocketAddr> {
 
 /// Sends queries to the upstreams in order, moving to the next on error or timeout.
 #[derive(Debug, Clone)]
-pub struct Forwarder {
+pub(crate) struct Forwarder {
     upstreams: Vec<SocketAddr>,
     timeout: Duration,
 }
@@ -108,7 +111,10 @@ const MAX_UDP: usize = 65_535;
 
 impl Forwarder {
     /// A forwarder over `upstreams` (tried in order), each attempt limited to `timeout`.
-    pub fn new(upstreams: Vec<SocketAddr>, timeout: Duration) -> Result<Forwarder, UpstreamError> {
+    pub(crate) fn new(
+        upstreams: Vec<SocketAddr>,
+        timeout: Duration,
+    ) -> Result<Forwarder, UpstreamError> {
         if upstreams.is_empty() {
             return Err(UpstreamError::NoUpstream);
         }
@@ -116,13 +122,13 @@ impl Forwarder {
     }
 
     /// The upstreams, in the order tried.
-    pub fn upstreams(&self) -> &[SocketAddr] {
+    pub(crate) fn upstreams(&self) -> &[SocketAddr] {
         &self.upstreams
     }
 
     /// Forwards a UDP query; returns the first answer with the query's id (a truncated answer
     /// included: the client retries over TCP itself).
-    pub async fn udp(&self, query: &[u8]) -> Result<Vec<u8>, UpstreamError> {
+    pub(crate) async fn udp(&self, query: &[u8]) -> Result<Vec<u8>, UpstreamError> {
         self.each(|up| async move {
             tokio::time::timeout(self.timeout, udp_once(up, query))
                 .await
@@ -132,7 +138,7 @@ impl Forwarder {
     }
 
     /// Forwards a query over TCP (2-byte length framing); returns the answer's bytes.
-    pub async fn tcp(&self, query: &[u8]) -> Result<Vec<u8>, UpstreamError> {
+    pub(crate) async fn tcp(&self, query: &[u8]) -> Result<Vec<u8>, UpstreamError> {
         self.each(|up| async move {
             tokio::time::timeout(self.timeout, tcp_once(up, query))
                 .await
