@@ -5,6 +5,17 @@
 //! [`policy`] engine for a decision (which may hold the connection until a human decides over
 //! the [`control`] WebSocket); decisions and rules are made durable in the [`store`]; every
 //! change is published on the [`events`] bus that control clients subscribe to.
+//!
+//! # Layout
+//!
+//! Modules are layered, leaves first: bytes on sockets (`net`), HTTP forms and helpers
+//! ([`http`]), the one pattern engine ([`glob`]), the reloadable settings (`live`) and the one
+//! shutdown (`shutdown`) sit below storage ([`store`]) and the event bus, which sit below the
+//! policy, the middlewares, the recording exchange ([`capture`]), TLS interception ([`mitm`])
+//! and the front ends ([`proxy`]); the control plane ([`control`]) and the wiring ([`daemon`])
+//! come last. A module uses only the ones before it in `LAYERS` (below); one that needs
+//! something from a later one gets a handle passed in. The `layering` test enforces it, and
+//! `docs/architecture.md` says what lives in each.
 // The daemon's modules are crate-private but documented for its developers (`cargo doc
 // --document-private-items`); module overviews link to those parts.
 #![allow(rustdoc::private_intra_doc_links)]
