@@ -33,7 +33,8 @@
 //! are binary), `BENCH_REPS` (transfers per path and direction, default 5), `BENCH_HOLDS`
 //! (held requests, default 50), `BENCH_CONNS` (sequential connections per path, default 2000),
 //! `BENCH_TUNNELS` (concurrent open tunnels for the memory figure, default 200),
-//! `BENCH_DAEMON` (another `greyproxyd` binary, to compare builds; default: this build's),
+//! `BENCH_DAEMON` (another `greyproxyd` binary, to compare builds; default: a full run builds
+//! the release daemon without dev-dependency features into `target/bench-daemon`),
 //! `BENCH_ONLY` (`tunnel` for 1–4, `mitm` for 5, `middleware` for 6, `protocols` for 7,
 //! `loadgen` for 8, `soak` for 9, or a comma list; default `all`: every section but the soak),
 //! the MITM knobs `BENCH_MITM_SECS`, `BENCH_MITM_WARMUP`,
@@ -160,8 +161,7 @@ impl Cfg {
             on("loadgen"),
             on("soak"),
         );
-        let daemon = std::env::var("BENCH_DAEMON")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_greyproxyd").to_string());
+        let daemon = std::env::var("BENCH_DAEMON").unwrap_or_else(|_| production_daemon(full));
         let (bytes, reps, holds, conns, tunnels) = if full {
             (2u64 << 30, 5, 50, 2000, 200)
         } else {
@@ -453,4 +453,47 @@ async fn tunnel_sections(cfg: Cfg) -> summary::TunnelTargets {
         connect_pct: (connect_pct[0], connect_pct[1]),
         allow_ms: (pct(&rel, 50.0), pct(&rel, 99.0)),
     }
+}
+
+/// The daemon to measure when `BENCH_DAEMON` is not set. The binary cargo builds for a bench
+/// target (`CARGO_BIN_EXE_greyproxyd`) carries the dev-dependencies' features, among them
+/// tokio's `test-util` (paused time for the unit tests), which puts a lock on every clock
+/// read and timer: a full run measures the daemon as `cargo build --release` makes it
+/// instead, built once into `target/bench-daemon` (its own target dir, so the bench's own
+/// build lock is not in the way). A smoke run (`cargo test --benches`) uses the bench's
+/// binary as it is.
+fn production_daemon(full: bool) -> String {
+    let bench_bin = env!("CARGO_BIN_EXE_greyproxyd").to_string();
+    if !full {
+        return bench_bin;
+    }
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = manifest.join("../target/bench-daemon");
+    eprintln!(
+        "      building the release daemon without dev-dependency features into {}…",
+        target.display()
+    );
+    let ok = std::process::Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "greyproxyd",
+            "--bin",
+            "greyproxyd",
+        ])
+        .arg("--manifest-path")
+        .arg(manifest.join("../Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "cannot build the release daemon into {}",
+        target.display()
+    );
+    target
+        .join("release/greyproxyd")
+        .to_string_lossy()
+        .into_owned()
 }
