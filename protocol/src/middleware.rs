@@ -48,6 +48,7 @@ impl Default for ProxyHello {
 /// The `type` of hello messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum HelloTag {
     /// `hello`.
     Hello,

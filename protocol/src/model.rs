@@ -7,6 +7,7 @@ use crate::names::wire_names;
 /// What a rule does with a matching connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Action {
     /// Let the connection through.
     Allow,
@@ -123,6 +124,7 @@ impl PendingRequest {
 /// Mode of silent (allow-all) mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum AllowAllMode {
     /// Everything is allowed without rules or prompts.
     Allow,
@@ -149,6 +151,7 @@ pub struct AllowAllStatus {
 /// Outcome of a connection decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Decision {
     /// The connection went through.
     Allowed,
@@ -241,6 +244,7 @@ wire_names! {
 // between variants costs nothing worth an extra allocation.
 #[allow(clippy::large_enum_variant)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ActivityItem {
     /// A connection decision.
     Connection(RequestLog),

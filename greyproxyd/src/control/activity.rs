@@ -62,6 +62,8 @@ fn item_time(item: &ActivityItem) -> (u64, u64) {
     match item {
         ActivityItem::Connection(r) => (parse_timestamp(&r.timestamp).unwrap_or(0), r.id),
         ActivityItem::Transaction(t) => (parse_timestamp(&t.timestamp).unwrap_or(0), t.id),
+        // The daemon builds every item itself; a kind it does not know sorts oldest.
+        _ => (0, 0),
     }
 }
 

@@ -290,6 +290,9 @@ impl Policy {
             let d = match mode {
                 AllowAllMode::Allow => Decision::Allowed,
                 AllowAllMode::Deny => Decision::Blocked,
+                // The enum is non_exhaustive for third-party clients; a mode this build does
+                // not know fails closed.
+                _ => Decision::Blocked,
             };
             return Eval::Decided(d, None, Reason::AllowAll);
         }
@@ -313,6 +316,8 @@ impl Policy {
         let d = match action {
             Action::Allow => Decision::Allowed,
             Action::Deny => Decision::Blocked,
+            // A rule action this build does not know fails closed.
+            _ => Decision::Blocked,
         };
         Eval::Decided(d, Some(id), Reason::Rule)
     }

@@ -54,6 +54,8 @@ pub(crate) fn patterns_for(
         Scope::AnyPort => (name, host, "*".to_string()),
         Scope::SubdomainWildcard => (name, subdomain_wildcard(&host), "*".to_string()),
         Scope::AllContainers => ("*".to_string(), host, port.to_string()),
+        // A scope this build does not know is as narrow as a scope gets.
+        _ => (name, host, port.to_string()),
     };
     ScopePatterns {
         container_pattern,

@@ -156,6 +156,8 @@ impl Form {
             None => 0,
             Some(Decision::Allowed) => 1,
             Some(Decision::Blocked) => 2,
+            // A result this build does not know filters nothing it can show.
+            Some(_) => 0,
         };
         let kind = f
             .kind

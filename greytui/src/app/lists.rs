@@ -68,6 +68,8 @@ pub fn item_key(item: &ActivityItem) -> (&'static str, u64) {
     match item {
         ActivityItem::Connection(r) => ("connection", r.id),
         ActivityItem::Transaction(t) => ("transaction", t.id),
+        // A kind of row this build does not know (a newer daemon).
+        _ => ("other", 0),
     }
 }
 
@@ -81,6 +83,7 @@ pub(crate) fn container_of(item: &ActivityItem) -> &str {
     match item {
         ActivityItem::Connection(r) => &r.container_name,
         ActivityItem::Transaction(t) => &t.container_name,
+        _ => "",
     }
 }
 
@@ -91,6 +94,7 @@ pub(crate) fn decision_of(item: &ActivityItem) -> Decision {
         ActivityItem::Connection(r) => r.result,
         ActivityItem::Transaction(t) if t.result == TransactionResult::Denied => Decision::Blocked,
         ActivityItem::Transaction(_) => Decision::Allowed,
+        _ => Decision::Allowed,
     }
 }
 
@@ -99,6 +103,7 @@ pub(crate) fn time_of(item: &ActivityItem) -> &str {
     match item {
         ActivityItem::Connection(r) => &r.timestamp,
         ActivityItem::Transaction(t) => &t.timestamp,
+        _ => "",
     }
 }
 
@@ -139,6 +144,7 @@ impl ActivityFilter {
                         .is_some_and(|h| has(h, &self.destination))
             }
             ActivityItem::Transaction(t) => has(&t.destination_host, &self.destination),
+            _ => false,
         };
         (self.container.is_empty() || has(container_of(item), &self.container))
             && (self.destination.is_empty() || destination)

@@ -121,6 +121,10 @@ impl Picker {
                 ),
             },
             Scope::AllContainers => format!("* → {host}:{}", p.destination_port),
+            other => format!(
+                "{} → {host}:{} ({other:?})",
+                p.container_name, p.destination_port
+            ),
         }
     }
 

@@ -91,6 +91,7 @@ fn activity_cells(item: &ActivityItem, wide: bool) -> Vec<Cell<'static>> {
             match r.result {
                 Decision::Allowed => Span::styled("allowed", Style::new().fg(Color::Green)),
                 Decision::Blocked => Span::styled("blocked", Style::new().fg(Color::Red)),
+                other => Span::raw(format!("{other:?}").to_lowercase()),
             },
             r.container_name.clone(),
             destination(r),
@@ -116,13 +117,24 @@ fn activity_cells(item: &ActivityItem, wide: bool) -> Vec<Cell<'static>> {
             t.duration_ms,
             t.rule_id.map(|r| format!("rule {r}")).unwrap_or_default(),
         ),
+        // A kind of row this build does not know (a newer daemon): shown, but blank.
+        _ => (
+            String::new(),
+            Span::raw("?"),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            None,
+            String::new(),
+        ),
     };
     // The strongest middleware decision on the exchange, in a one-column gutter.
     let badge = match item {
         ActivityItem::Transaction(t) => crate::middlewares::strongest(&t.middleware_events)
             .map(badge_span)
             .unwrap_or_default(),
-        ActivityItem::Connection(_) => Span::raw(""),
+        _ => Span::raw(""),
     };
     let mut cells = vec![
         Cell::from(badge),
@@ -204,6 +216,7 @@ pub(super) fn rules(f: &mut Frame, area: Rect, app: &App) {
                 Span::styled("allow", Style::new().fg(Color::Green))
             }
             greyproxy_protocol::Action::Deny => Span::styled("deny", Style::new().fg(Color::Red)),
+            other => Span::raw(format!("{other:?}").to_lowercase()),
         };
         let cells = vec![
             Cell::from(r.id.to_string()),
@@ -253,6 +266,7 @@ pub(super) fn detail(f: &mut Frame, area: Rect, d: &Detail) {
     let lines = match &d.item {
         ActivityItem::Connection(r) => detail::connection(r),
         ActivityItem::Transaction(t) => detail::transaction(t, d.full.as_ref()),
+        _ => Vec::new(),
     };
     let max = (lines.len() as u16).saturating_sub(area.height);
     let p = Paragraph::new(lines)
