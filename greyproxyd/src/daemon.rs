@@ -13,7 +13,7 @@ use greyproxy_protocol::{AllowAllMode, Event, Listeners};
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use crate::capture::exchange::CaptureCtx;
+use crate::capture::exchange::{CaptureCtx, ExchangeEnv};
 use crate::capture::recorder::Recorder;
 use crate::config::{ServeConfig, ensure_state_dir};
 use crate::control::auth::{ControlAuth, ensure_token, token_path};
@@ -160,7 +160,7 @@ pub async fn build(cfg: ServeConfig) -> anyhow::Result<Daemon> {
     let policy = Policy::new(store.clone(), events.clone(), logs, live.clone())?;
     let shutdown = Shutdown::new();
     let mitm = build_mitm(&cfg, &store, &events, &policy, &shutdown, live)?;
-    let middlewares = mitm.capture.middlewares.clone();
+    let middlewares = mitm.capture.middlewares().clone();
     // Middlewares outlive the connections that use them: they stop at the shutdown's end.
     middlewares.start(&shutdown.done_token());
     policy.seed_builtins().await?;
@@ -215,7 +215,7 @@ pub async fn build(cfg: ServeConfig) -> anyhow::Result<Daemon> {
         policy: policy.clone(),
         claims: claims.clone(),
         store: store.clone(),
-        transactions: mitm.capture.recorder.sink().clone(),
+        transactions: mitm.capture.recorder().sink().clone(),
         started,
         listeners: listeners.clone(),
         state_dir: cfg.state_dir.display().to_string(),
@@ -247,7 +247,7 @@ impl Daemon {
         Reloader {
             file: self.cfg.config_file.clone(),
             hold_timeout_pinned: self.cfg.hold_timeout_pinned,
-            live: self.mitm.capture.live.clone(),
+            live: self.mitm.capture.live().clone(),
         }
     }
 
@@ -349,11 +349,49 @@ impl Daemon {
             .await;
         policy.flush_last_used().await;
         policy.flush_logs().await;
-        mitm.capture.recorder.sink().flush().await;
+        mitm.capture.recorder().sink().flush().await;
         dns_cache.flush().await;
         let _ = std::fs::remove_file(cfg.state_dir.join(RUNTIME_FILE));
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// The data plane's wiring: the handles every exchange consults, built here and handed down
+/// to the interception and the front ends as the capture's [`ExchangeEnv`].
+#[derive(Debug)]
+struct DataPlane {
+    policy: Arc<Policy>,
+    recorder: Arc<Recorder>,
+    response_timeout: Duration,
+    shutdown: Shutdown,
+    middlewares: Arc<Middlewares>,
+    live: Arc<LiveCell>,
+}
+
+impl ExchangeEnv for DataPlane {
+    fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
+    fn recorder(&self) -> &Arc<Recorder> {
+        &self.recorder
+    }
+
+    fn response_timeout(&self) -> Duration {
+        self.response_timeout
+    }
+
+    fn shutdown(&self) -> &Shutdown {
+        &self.shutdown
+    }
+
+    fn middlewares(&self) -> &Arc<Middlewares> {
+        &self.middlewares
+    }
+
+    fn live(&self) -> &Arc<LiveCell> {
+        &self.live
     }
 }
 
@@ -406,7 +444,7 @@ fn build_mitm(
         queued_bytes,
         TX_QUEUE_BYTES,
     ));
-    let capture = Arc::new(CaptureCtx {
+    let capture: Arc<CaptureCtx> = Arc::new(DataPlane {
         policy: policy.clone(),
         recorder,
         response_timeout: cfg.response_timeout,

@@ -42,31 +42,28 @@ use crate::time::{now_secs, rfc3339};
 /// pool (the hand-over costs more than decoding a few KiB).
 const INLINE_DECODE: usize = 16 * 1024;
 
-/// The handles every exchange needs, wired by the daemon and shared by every connection.
-pub(crate) struct CaptureCtx {
+/// What an exchange needs from the rest of the daemon: the seam between the recording
+/// forwarder and the parts it consults. The daemon declares and builds the one implementation
+/// (`daemon::DataPlane`) and hands it down to the front ends and the interception as
+/// `Arc<CaptureCtx>`.
+pub(crate) trait ExchangeEnv: Send + Sync + std::fmt::Debug {
     /// Per-request deny checks.
-    pub(crate) policy: Arc<Policy>,
+    fn policy(&self) -> &Arc<Policy>;
     /// Ids, redaction and the ordered writer.
-    pub(crate) recorder: Arc<Recorder>,
+    fn recorder(&self) -> &Arc<Recorder>;
     /// How long the origin may take to start its response.
-    pub(crate) response_timeout: Duration,
+    fn response_timeout(&self) -> Duration;
     /// When shutdown begins, intercepted connections finish the exchange in flight and close
     /// instead of idling in keep-alive through the grace period.
-    pub(crate) shutdown: Shutdown,
+    fn shutdown(&self) -> &Shutdown;
     /// External middlewares consulted for each request and response.
-    pub(crate) middlewares: Arc<Middlewares>,
+    fn middlewares(&self) -> &Arc<Middlewares>;
     /// The reloadable settings; each exchange takes one snapshot when it begins.
-    pub(crate) live: Arc<LiveCell>,
+    fn live(&self) -> &Arc<LiveCell>;
 }
 
-impl std::fmt::Debug for CaptureCtx {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CaptureCtx")
-            .field("recorder", &self.recorder)
-            .field("response_timeout", &self.response_timeout)
-            .finish()
-    }
-}
+/// The exchange's view of the daemon, as every connection holds it.
+pub(crate) type CaptureCtx = dyn ExchangeEnv;
 
 /// Per-connection facts.
 #[derive(Debug, Clone)]
@@ -179,8 +176,8 @@ struct Sent {
 impl Exchange {
     /// Starts the transaction for a request.
     fn begin(ctx: Arc<CaptureCtx>, meta: Arc<ExchangeMeta>, req: &Request<Incoming>) -> Exchange {
-        let recorder = &ctx.recorder;
-        let live = ctx.live.load();
+        let recorder = &ctx.recorder();
+        let live = ctx.live().load();
         let t = Transaction {
             id: recorder.next_id(),
             timestamp: rfc3339(now_secs()),
@@ -211,7 +208,7 @@ impl Exchange {
     }
 
     fn recorder(&self) -> &Recorder {
-        &self.ctx.recorder
+        self.ctx.recorder()
     }
 
     /// Stage 1: a deny rule created while the tunnel is open applies to its next request.
@@ -220,9 +217,9 @@ impl Exchange {
         let meta = &self.meta;
         let rule = self
             .ctx
-            .policy
+            .policy()
             .denying_rule(&meta.container, &meta.host, meta.port)?;
-        let recorder = self.ctx.recorder.clone();
+        let recorder = self.ctx.recorder().clone();
         let mut t = std::mem::take(&mut self.t);
         let req_headers = req.headers();
         let redacted_req = self.live.redactor.headers(req_headers);
@@ -252,7 +249,7 @@ impl Exchange {
     ) -> Result<(Request<Body>, Hooks), Response<Body>> {
         let wants_upgrade = !upstream_h2 && req.headers().contains_key(header::UPGRADE);
         let client_upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
-        let mw = &self.ctx.middlewares;
+        let mw = self.ctx.middlewares();
         let cx = (!mw.is_empty()).then(|| {
             hook::context(
                 &req,
@@ -292,7 +289,7 @@ impl Exchange {
         req_headers: &HeaderMap,
         resp: Response<Body>,
     ) -> Response<Body> {
-        let recorder = self.ctx.recorder.clone();
+        let recorder = self.ctx.recorder().clone();
         let mut t = std::mem::take(&mut self.t);
         let redacted = self.live.redactor.headers(req_headers);
         fill_request(&mut t, req_headers, redacted, None, recorder.body_cap);
@@ -327,7 +324,7 @@ impl Exchange {
             body: req_rx,
         };
 
-        let timeout = self.ctx.response_timeout;
+        let timeout = self.ctx.response_timeout();
         let (status, msg) = match tokio::time::timeout(timeout, upstream.send(out)).await {
             Ok(Ok(response)) => {
                 let ttfb = ms(self.start, Instant::now());
@@ -360,7 +357,7 @@ impl Exchange {
         status: StatusCode,
         msg: String,
     ) -> Response<Body> {
-        let recorder = self.ctx.recorder.clone();
+        let recorder = self.ctx.recorder().clone();
         let mut t = std::mem::take(&mut self.t);
         tracing::debug!(host = %t.destination_host, %status, "{}", msg.trim());
         // The request body copy is complete or abandoned by now (the send finished or timed
@@ -404,7 +401,7 @@ impl Exchange {
             mut response,
             ttfb,
         } = sent;
-        let recorder = self.ctx.recorder.clone();
+        let recorder = self.ctx.recorder().clone();
         let t = &mut self.t;
         let resp_headers = response.headers().clone();
         let req_cap = request.body.await.ok();
@@ -460,7 +457,7 @@ impl Exchange {
             return resp;
         };
         hook::on_response(
-            &self.ctx.middlewares,
+            self.ctx.middlewares(),
             cx,
             req_headers,
             &hooks.trace,
@@ -481,7 +478,7 @@ impl Exchange {
             start,
             ..
         } = self;
-        let recorder = ctx.recorder.clone();
+        let recorder = ctx.recorder().clone();
         let status = resp.status();
         let resp_headers = resp.headers().clone();
         let (parts, body) = resp.into_parts();

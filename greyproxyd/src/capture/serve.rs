@@ -42,7 +42,7 @@ pub(crate) async fn serve_h1<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let stopping = capture.shutdown.begun_token();
+    let stopping = capture.shutdown().begun_token();
     let svc = recording_service(capture, up, meta);
     let conn = hyper::server::conn::http1::Builder::new()
         .preserve_header_case(true)
@@ -66,7 +66,7 @@ pub(crate) async fn serve_h2<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let stopping = capture.shutdown.begun_token();
+    let stopping = capture.shutdown().begun_token();
     let svc = recording_service(capture, up, meta);
     let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .serve_connection(TokioIo::new(io), svc);

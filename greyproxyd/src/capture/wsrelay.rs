@@ -89,7 +89,7 @@ impl Shared {
             ),
         };
         let t = Transaction {
-            id: self.ctx.recorder.next_id(),
+            id: self.ctx.recorder().next_id(),
             timestamp: rfc3339(now_secs()),
             container_name: template.container_name,
             destination_host: template.destination_host,
@@ -121,7 +121,7 @@ impl Shared {
             compressed,
             ..Default::default()
         };
-        self.ctx.recorder.record(t);
+        self.ctx.recorder().record(t);
     }
 }
 
@@ -198,7 +198,7 @@ pub(crate) async fn relay(
     negotiated: Negotiated,
 ) {
     let limits = Limits {
-        max_message: ctx.recorder.body_cap,
+        max_message: ctx.recorder().body_cap,
         ..Limits::default()
     };
     let shared = Arc::new(Shared {
@@ -242,5 +242,5 @@ pub(crate) async fn relay(
         row.duration_ms = Some(now_secs().saturating_sub(start) * 1000);
     }
     row.is_update = true;
-    shared.ctx.recorder.record(row);
+    shared.ctx.recorder().record(row);
 }
