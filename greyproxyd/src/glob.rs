@@ -434,4 +434,4 @@ fn is_subdomain(host: &str, base: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -28,7 +28,7 @@ fn table(dialect: Dialect, cases: &[(&str, &str, bool)]) {
 /// Go's own table (path/match_test.go), malformed patterns shown as `false`; the answers are
 /// the same whatever the options, as none of the values needs them.
 #[rustfmt::skip]
-const GO_TABLE: &[(&str, &str, bool)] = &[
+pub(crate) const GO_TABLE: &[(&str, &str, bool)] = &[
     ("abc", "abc", true), ("*", "abc", true), ("*c", "abc", true), ("a*", "a", true),
     ("a*", "abc", true), ("a*", "ab/c", false), ("a*/b", "abc/b", true),
     ("a*/b", "a/c/b", false), ("a*b*c*d*e*/f", "axbxcxdxe/f", true),

@@ -5,27 +5,16 @@ use super::*;
 
 #[test]
 fn container_globs_follow_go_path_match() {
-    // Go's own path.Match table (path/match_test.go), errors shown as `false`.
+    // Go's own path.Match table is the glob engine's (`crate::glob::tests::GO_TABLE`).
+    for &(pattern, name, want) in crate::glob::tests::GO_TABLE {
+        assert_eq!(
+            container_matches(pattern, name),
+            want,
+            "{pattern:?} vs {name:?}"
+        );
+    }
     #[rustfmt::skip]
     let cases = [
-        ("abc", "abc", true), ("*", "abc", true), ("*c", "abc", true), ("a*", "a", true),
-        ("a*", "abc", true), ("a*", "ab/c", false), ("a*/b", "abc/b", true),
-        ("a*/b", "a/c/b", false), ("a*b*c*d*e*/f", "axbxcxdxe/f", true),
-        ("a*b*c*d*e*/f", "axbxcxdxexxx/f", true), ("a*b*c*d*e*/f", "axbxcxdxe/xxx/f", false),
-        ("a*b*c*d*e*/f", "axbxcxdxexxx/fff", false), ("a*b?c*x", "abxbbxdbxebxczzx", true),
-        ("a*b?c*x", "abxbbxdbxebxczzy", false), ("ab[c]", "abc", true),
-        ("ab[b-d]", "abc", true), ("ab[e-g]", "abc", false), ("ab[^c]", "abc", false),
-        ("ab[^b-d]", "abc", false), ("ab[^e-g]", "abc", true), ("a\\*b", "a*b", true),
-        ("a\\*b", "ab", false), ("a?b", "a☺b", true), ("a[^a]b", "a☺b", true),
-        ("a???b", "a☺b", false), ("a[^a][^a][^a]b", "a☺b", false), ("[a-ζ]*", "α", true),
-        ("*[a-ζ]", "A", false), ("a?b", "a/b", false), ("a*b", "a/b", false),
-        ("[\\]a]", "]", true), ("[\\-]", "-", true), ("[x\\-]", "x", true),
-        ("[x\\-]", "-", true), ("[x\\-]", "z", false), ("[\\-x]", "x", true),
-        ("[\\-x]", "-", true), ("[\\-x]", "a", false), ("[]a]", "]", false),
-        ("[-]", "-", false), ("[x-]", "x", false), ("[x-]", "-", false), ("[-x]", "x", false),
-        ("\\", "a", false), ("[a-b-c]", "a", false), ("[", "a", false), ("[^", "a", false),
-        ("[^bc", "a", false), ("a[", "a", false), ("a[", "ab", false), ("a/b[", "x", false),
-        ("*x", "xxx", true),
         // Ours: case-sensitive, empty pattern, `*` short-circuit, classes may match `/`.
         ("myapp-*", "myapp-web", true), ("myapp-*", "MyApp-web", false), ("", "", true),
         ("", "a", false), ("*", "", true), ("*", "a/b", true), ("a[/]b", "a/b", true),
