@@ -74,7 +74,7 @@ pub struct FileConfig {
     /// `[[middleware]]` tables: external middlewares, after those given on the command line.
     pub middleware: Option<Vec<crate::middleware::MiddlewareEntry>>,
     /// `[[llm_endpoint]]` tables: user rules of the LLM endpoint registry (the `llm` filter).
-    pub llm_endpoint: Option<Vec<crate::middleware::llm::LlmRule>>,
+    pub llm_endpoint: Option<Vec<crate::endpoints::LlmRule>>,
 }
 
 /// `[mitm]` table.
@@ -187,7 +187,7 @@ pub struct ServeConfig {
     /// External middlewares in cascade order.
     pub middlewares: Vec<crate::middleware::client::ClientConfig>,
     /// User rules of the LLM endpoint registry.
-    pub llm_rules: Vec<crate::middleware::llm::LlmRule>,
+    pub llm_rules: Vec<crate::endpoints::LlmRule>,
 }
 
 impl ServeConfig {

@@ -199,7 +199,7 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         file.middleware.as_deref().unwrap_or_default(),
     )?;
     let llm_rules = file.llm_endpoint.unwrap_or_default();
-    greyproxyd::middleware::llm::validate(&llm_rules)
+    greyproxyd::endpoints::validate(&llm_rules)
         .map_err(|e| anyhow::anyhow!("llm_endpoint: {e}"))?;
     let mitm = file.mitm.unwrap_or_default();
     let capture = file.capture.unwrap_or_default();

@@ -2,7 +2,7 @@
 //! (addresses, enumerations, minimums, redaction patterns), each error naming its key and line.
 
 use super::{FileConfig, parse_addr};
-use crate::capture::redact::Redactor;
+use crate::http::redact::Redactor;
 
 /// A config value that parses as TOML but cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -90,8 +90,7 @@ impl FileConfig {
                 .map_err(|e| err("middleware", e.to_string()))?;
         }
         if let Some(rules) = &self.llm_endpoint {
-            crate::middleware::llm::validate(rules)
-                .map_err(|e| err("llm_endpoint", e.to_string()))?;
+            crate::endpoints::validate(rules).map_err(|e| err("llm_endpoint", e.to_string()))?;
         }
         if let Some(c) = &self.capture {
             if let Some(extra) = &c.redact_headers {

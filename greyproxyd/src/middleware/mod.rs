@@ -1,18 +1,17 @@
 //! External middlewares (greyproxy protocol v1 over stdio or WebSocket): the pure matching
-//! logic ([`filter`], [`llm`], both matching with [`crate::glob`]), command-line splitting ([`split`]), the transports
+//! logic ([`filter`], matching with [`crate::glob`]), command-line splitting ([`split`]), the transports
 //! ([`stdio`], [`wsdial`], [`link`]), the per-middleware connection ([`client`]), the cascade
 //! rules ([`cascade`]) and their application to HTTP messages in the forwarder ([`hook`]).
 //!
 //! [`Middlewares`] is the configured set, in cascade order. The LLM endpoint registry the `llm`
-//! filter consults comes with each exchange's [`crate::live`] snapshot ([`cascade::Context`]);
-//! [`llm`] is [`crate::endpoints`], re-exported.
+//! filter consults ([`crate::endpoints`]) comes with each exchange's [`crate::live`] snapshot
+//! ([`cascade::Context`]).
 
 pub(crate) mod cascade;
 pub mod client;
 pub(crate) mod filter;
 pub(crate) mod hook;
 pub(crate) mod link;
-pub use crate::endpoints as llm;
 pub mod split;
 pub(crate) mod stdio;
 pub(crate) mod wsdial;
