@@ -25,6 +25,7 @@ mod atomic;
 pub mod capture;
 pub mod config;
 pub mod control;
+pub mod dissect;
 pub mod daemon;
 pub mod endpoints;
 pub mod events;
@@ -61,6 +62,7 @@ const LAYERS: &[&str] = &[
     "records",
     "store",
     "events",
+    "dissect",
     "policy",
     "middleware",
     "capture",

@@ -11,6 +11,7 @@
 
 pub mod command;
 pub mod event;
+pub mod llm;
 pub mod middleware;
 pub mod model;
 pub mod names;
