@@ -7,3 +7,42 @@
 // Until the task and the assembler read every part of the model.
 #[allow(dead_code)]
 pub(crate) mod model;
+#[allow(dead_code)]
+pub(crate) mod sse;
+#[allow(dead_code)]
+pub(crate) mod summary;
+
+use std::borrow::Cow;
+
+use base64::Engine as _;
+use greyproxy_protocol::Transaction;
+
+#[allow(dead_code)]
+/// The stored request body as bytes (base64-decoded when the store kept it so).
+pub(crate) fn request_body(t: &Transaction) -> Option<Cow<'_, [u8]>> {
+    body_bytes(
+        t.request_body.as_deref(),
+        t.request_body_encoding.as_deref(),
+    )
+}
+
+#[allow(dead_code)]
+/// The stored response body as bytes.
+pub(crate) fn response_body(t: &Transaction) -> Option<Cow<'_, [u8]>> {
+    body_bytes(
+        t.response_body.as_deref(),
+        t.response_body_encoding.as_deref(),
+    )
+}
+
+fn body_bytes<'a>(body: Option<&'a str>, encoding: Option<&str>) -> Option<Cow<'a, [u8]>> {
+    let body = body?;
+    if encoding == Some("base64") {
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .ok()
+            .map(Cow::Owned)
+    } else {
+        Some(Cow::Borrowed(body.as_bytes()))
+    }
+}
