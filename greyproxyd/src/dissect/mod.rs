@@ -8,6 +8,8 @@
 #[allow(dead_code)]
 pub(crate) mod model;
 #[allow(dead_code)]
+pub(crate) mod recent;
+#[allow(dead_code)]
 pub(crate) mod sse;
 #[allow(dead_code)]
 pub(crate) mod summary;
