@@ -8,6 +8,7 @@
 #[allow(dead_code)]
 pub(crate) mod model;
 #[allow(dead_code)]
+pub(crate) mod price;
 pub(crate) mod queue;
 pub(crate) mod recent;
 #[allow(dead_code)]

@@ -66,8 +66,8 @@ fn looks_like_llm_path(path: &str) -> bool {
 }
 
 fn weight(t: &Transaction) -> u64 {
-    (t.request_body.as_ref().map_or(0, String::len) + t.response_body.as_ref().map_or(0, String::len))
-        as u64
+    (t.request_body.as_ref().map_or(0, String::len)
+        + t.response_body.as_ref().map_or(0, String::len)) as u64
 }
 
 impl DissectQueue {

@@ -71,7 +71,10 @@ impl Store {
         let before = q.before_id.unwrap_or(u64::MAX);
         let mut out = Vec::new();
         let push = |c: LlmCall, out: &mut Vec<LlmCall>| -> bool {
-            if q.container.as_ref().is_some_and(|want| *want != c.container_name) {
+            if q.container
+                .as_ref()
+                .is_some_and(|want| *want != c.container_name)
+            {
                 return true;
             }
             if out.len() == q.limit {
@@ -83,7 +86,10 @@ impl Store {
         let mut more = false;
         if let Some(conv) = &q.conversation_id {
             let idx = txn.open_table(LLM_CALLS_BY_CONV)?;
-            for e in idx.range((conv.as_str(), 0)..(conv.as_str(), before))?.rev() {
+            for e in idx
+                .range((conv.as_str(), 0)..(conv.as_str(), before))?
+                .rev()
+            {
                 let id = e?.0.value().1;
                 let Some(v) = t.get(id)? else { continue };
                 let Ok(c) = serde_json::from_slice::<LlmCall>(v.value()) else {
@@ -146,7 +152,11 @@ impl Store {
 
     /// Deletes the oldest calls beyond `max_rows` (0 = no limit) and those older than
     /// `older_than_ms` (0 = no age limit). Returns how many went.
-    pub(crate) fn prune_llm_calls(&self, max_rows: u64, older_than_ms: u64) -> Result<u64, StoreError> {
+    pub(crate) fn prune_llm_calls(
+        &self,
+        max_rows: u64,
+        older_than_ms: u64,
+    ) -> Result<u64, StoreError> {
         let txn = self.db.begin_write()?;
         let mut removed = 0;
         {
@@ -196,9 +206,7 @@ impl Store {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use greyproxy_protocol::llm::{
-        Cost, LlmClient, LlmThread, PriceState, SessionSource,
-    };
+    use greyproxy_protocol::llm::{Cost, LlmClient, LlmThread, PriceState, SessionSource};
 
     use super::*;
     use crate::time::rfc3339_ms;
@@ -264,19 +272,22 @@ mod tests {
             })
             .collect();
         s.put_llm_calls(&calls).unwrap();
-        let q = |conv: Option<&str>, container: Option<&str>, before: Option<u64>, limit| CallQuery {
-            conversation_id: conv.map(str::to_owned),
-            container: container.map(str::to_owned),
-            before_id: before,
-            limit,
-        };
+        let q =
+            |conv: Option<&str>, container: Option<&str>, before: Option<u64>, limit| CallQuery {
+                conversation_id: conv.map(str::to_owned),
+                container: container.map(str::to_owned),
+                before_id: before,
+                limit,
+            };
         let (page, more) = s.list_llm_calls(&q(None, None, None, 4)).unwrap();
         assert_eq!((ids(&page), more), (vec![6, 5, 4, 3], true));
         let (page, more) = s.list_llm_calls(&q(None, None, Some(3), 4)).unwrap();
         assert_eq!((ids(&page), more), (vec![2, 1], false));
         let (page, _) = s.list_llm_calls(&q(Some("a"), None, None, 10)).unwrap();
         assert_eq!(ids(&page), vec![6, 4, 2]);
-        let (page, _) = s.list_llm_calls(&q(Some("a"), Some("c1"), None, 10)).unwrap();
+        let (page, _) = s
+            .list_llm_calls(&q(Some("a"), Some("c1"), None, 10))
+            .unwrap();
         assert_eq!(ids(&page), vec![2]);
         // Re-storing a call under another conversation moves it in the index.
         let mut moved = calls[1].clone();
@@ -284,7 +295,14 @@ mod tests {
         s.put_llm_calls(&[moved]).unwrap();
         let (page, _) = s.list_llm_calls(&q(Some("a"), None, None, 10)).unwrap();
         assert_eq!(ids(&page), vec![6, 4]);
-        assert_eq!(s.get_llm_call(2).unwrap().unwrap().conversation_id.as_deref(), Some("b"));
+        assert_eq!(
+            s.get_llm_call(2)
+                .unwrap()
+                .unwrap()
+                .conversation_id
+                .as_deref(),
+            Some("b")
+        );
         // Ids handed out continue past what was stored, across a reopen too.
         assert!(s.next_id(IdKind::LlmCall) > 6);
     }
