@@ -9,12 +9,16 @@
 pub(crate) mod model;
 #[allow(dead_code)]
 pub(crate) mod price;
+#[allow(dead_code)]
+pub(crate) mod proposals;
 pub(crate) mod queue;
 pub(crate) mod recent;
 #[allow(dead_code)]
 pub(crate) mod sse;
 #[allow(dead_code)]
 pub(crate) mod summary;
+#[allow(dead_code)]
+pub(crate) mod usage;
 
 use std::borrow::Cow;
 

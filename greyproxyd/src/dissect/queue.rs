@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use super::model::Decoder;
 use super::recent::RecentCalls;
-use crate::endpoints::url_path;
+use crate::endpoints::{LlmRegistry, url_path};
 use crate::live::LiveCell;
 
 /// Rows queued at most.
@@ -33,6 +33,16 @@ pub(crate) enum RowKind {
     Probe,
 }
 
+/// What the dissection task receives.
+#[derive(Debug)]
+pub(crate) enum Msg {
+    /// A recorded row.
+    Row(Job),
+    /// Re-dissect everything stored (`rebuild_conversations`); the answer says how many
+    /// transactions were read and calls recorded.
+    Rebuild(tokio::sync::oneshot::Sender<Result<(u64, u64), String>>),
+}
+
 /// One queued row.
 #[derive(Debug)]
 pub(crate) struct Job {
@@ -49,7 +59,7 @@ pub(crate) struct Job {
 /// The recorder's side of the queue.
 #[derive(Debug)]
 pub(crate) struct DissectQueue {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<Msg>,
     live: Arc<LiveCell>,
     recent: Arc<RecentCalls>,
     queued_bytes: Arc<AtomicU64>,
@@ -65,6 +75,35 @@ fn looks_like_llm_path(path: &str) -> bool {
         || path.ends_with(":streamGenerateContent")
 }
 
+/// What the dissection task would do with `t`, if anything (cheap: the head only).
+pub(crate) fn classify(reg: &LlmRegistry, t: &Transaction) -> Option<RowKind> {
+    let path = url_path(&t.url);
+    let host = t.destination_host.as_str();
+    if t.upgrade_id.is_some() {
+        let d = reg.lookup(host, path, &t.method)?;
+        return Decoder::from_name(d).map(RowKind::WsMessage);
+    }
+    if t.is_update {
+        return reg
+            .lookup(host, path, "WS_REQ")
+            .and_then(Decoder::from_name)
+            .map(|_| RowKind::WsClosed);
+    }
+    if t.ws_extensions.is_some() || t.status_code == Some(101) {
+        // The upgrade itself: its messages carry the calls.
+        return None;
+    }
+    match reg.lookup(host, path, &t.method) {
+        Some(d) => Decoder::from_name(d).map(RowKind::Http),
+        None => (t.method == "POST"
+            && t.request_content_type
+                .as_deref()
+                .is_some_and(|ct| ct.contains("json"))
+            && looks_like_llm_path(path))
+        .then_some(RowKind::Probe),
+    }
+}
+
 fn weight(t: &Transaction) -> u64 {
     (t.request_body.as_ref().map_or(0, String::len)
         + t.response_body.as_ref().map_or(0, String::len)) as u64
@@ -74,7 +113,7 @@ impl DissectQueue {
     /// A queue feeding `tx`; `queued_bytes` is shared with the task, which subtracts what it
     /// took.
     pub(crate) fn new(
-        tx: mpsc::Sender<Job>,
+        tx: mpsc::Sender<Msg>,
         live: Arc<LiveCell>,
         recent: Arc<RecentCalls>,
         queued_bytes: Arc<AtomicU64>,
@@ -88,45 +127,19 @@ impl DissectQueue {
         }
     }
 
+    /// The task's inbox, for maintenance commands.
+    pub(crate) fn sender(&self) -> &mpsc::Sender<Msg> {
+        &self.tx
+    }
+
     /// Rows dropped because the queue was full.
     pub(crate) fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// What the task would do with `t`, if anything (cheap: head only).
-    pub(crate) fn classify(&self, t: &Transaction) -> Option<RowKind> {
-        let live = self.live.load();
-        let reg = &live.llm;
-        let path = url_path(&t.url);
-        let host = t.destination_host.as_str();
-        if t.upgrade_id.is_some() {
-            let d = reg.lookup(host, path, &t.method)?;
-            return Decoder::from_name(d).map(RowKind::WsMessage);
-        }
-        if t.is_update {
-            return reg
-                .lookup(host, path, "WS_REQ")
-                .and_then(Decoder::from_name)
-                .map(|_| RowKind::WsClosed);
-        }
-        if t.ws_extensions.is_some() || t.status_code == Some(101) {
-            // The upgrade itself: its messages carry the call.
-            return None;
-        }
-        match reg.lookup(host, path, &t.method) {
-            Some(d) => Decoder::from_name(d).map(RowKind::Http),
-            None => (t.method == "POST"
-                && t.request_content_type
-                    .as_deref()
-                    .is_some_and(|ct| ct.contains("json"))
-                && looks_like_llm_path(path))
-            .then_some(RowKind::Probe),
-        }
-    }
-
     /// Queues `t` when the registry recognises it; never waits.
     pub(crate) fn offer(&self, t: &Transaction) {
-        let Some(kind) = self.classify(t) else {
+        let Some(kind) = classify(&self.live.load().llm, t) else {
             return;
         };
         let w = weight(t);
@@ -143,7 +156,7 @@ impl DissectQueue {
             at_ms: crate::time::now_ms(),
             weight: w,
         };
-        if self.tx.try_send(job).is_err() {
+        if self.tx.try_send(Msg::Row(job)).is_err() {
             self.queued_bytes.fetch_sub(w, Ordering::Relaxed);
             self.recent.done(&container, None);
             self.dropped.fetch_add(1, Ordering::Relaxed);

@@ -203,6 +203,12 @@ impl Store {
     }
 }
 
+/// A minimal call for tests of the layers above.
+#[cfg(test)]
+pub(crate) fn test_call(id: u64, ms: u64, container: &str, conv: Option<&str>) -> LlmCall {
+    tests::call(id, ms, container, conv)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -41,6 +41,8 @@ use serde::de::DeserializeOwned;
 pub(crate) use dns::DnsCacheRow;
 pub(crate) use error::StoreError;
 pub(crate) use llm_calls::CallQuery;
+#[cfg(test)]
+pub(crate) use llm_calls::test_call;
 pub(crate) use logs::{LogSink, Sink, WriteBatch, spawn_log_writer, spawn_writer};
 pub(crate) use query::LogQuery;
 pub use transactions::TxRetention;
