@@ -14,6 +14,8 @@ pub(crate) mod proposals;
 pub(crate) mod queue;
 pub(crate) mod recent;
 #[allow(dead_code)]
+pub(crate) mod rules;
+#[allow(dead_code)]
 pub(crate) mod sse;
 #[allow(dead_code)]
 pub(crate) mod summary;
