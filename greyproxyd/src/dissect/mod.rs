@@ -12,6 +12,23 @@ pub(crate) mod sse;
 #[allow(dead_code)]
 pub(crate) mod summary;
 
+// The dissectors and the client detection, until the dissection task calls them.
+#[allow(dead_code)]
+pub(crate) mod anthropic;
+#[allow(dead_code)]
+pub(crate) mod chat;
+#[allow(dead_code)]
+pub(crate) mod client;
+#[allow(dead_code)]
+pub(crate) mod gemini;
+#[allow(dead_code)]
+pub(crate) mod json;
+
+#[cfg(test)]
+mod bad_input_tests;
+#[cfg(test)]
+mod golden_tests;
+
 use std::borrow::Cow;
 
 use base64::Engine as _;
