@@ -64,10 +64,10 @@ fn session_of_user_id(user_id: &Value) -> Option<String> {
     match user_id {
         Value::Object(_) => json::string(user_id, "session_id"),
         Value::String(s) => {
-            if s.trim_start().starts_with('{') {
-                if let Ok(inner) = serde_json::from_str::<Value>(s) {
-                    return json::string(&inner, "session_id");
-                }
+            if s.trim_start().starts_with('{')
+                && let Ok(inner) = serde_json::from_str::<Value>(s)
+            {
+                return json::string(&inner, "session_id");
             }
             scan_session(s)
         }

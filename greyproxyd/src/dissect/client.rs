@@ -138,3 +138,162 @@ pub(crate) fn classify_thread(client: LlmClient, d: &Dissected) -> LlmThread {
         _ => LlmThread::Main,
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::dissect::model::{RequestFacts, ResponseFacts};
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMapJson {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), vec![(*v).to_owned()]))
+            .collect()
+    }
+
+    fn call(decoder: Decoder, request: RequestFacts) -> Dissected {
+        Dissected {
+            decoder,
+            provider: "openai".to_owned(),
+            operation: "chat",
+            request,
+            response: ResponseFacts::default(),
+        }
+    }
+
+    fn req(system_len: usize, tools: &[&str]) -> RequestFacts {
+        RequestFacts {
+            generate: true,
+            system_len,
+            tools: tools.iter().map(|t| (*t).to_owned()).collect(),
+            ..RequestFacts::default()
+        }
+    }
+
+    #[test]
+    fn headers_name_the_client_whatever_their_case() {
+        let d = call(Decoder::OpenAiChat, req(0, &[]));
+        let cases = [
+            (
+                vec![("user-agent", "claude-cli/2.1.74 (external, cli)")],
+                LlmClient::ClaudeCode,
+            ),
+            (
+                vec![("USER-AGENT", "claude-code/2.1.0")],
+                LlmClient::ClaudeCode,
+            ),
+            (vec![("Originator", "codex_exec")], LlmClient::Codex),
+            (vec![("originator", "codex_cli_rs")], LlmClient::Codex),
+            (
+                vec![("User-Agent", "codex_exec/0.169.0 (Linux)")],
+                LlmClient::Codex,
+            ),
+            (
+                vec![("User-Agent", "ai-sdk/openrouter/1.5.4, opencode/1.2.6")],
+                LlmClient::Opencode,
+            ),
+            (vec![("X-Title", "opencode")], LlmClient::Opencode),
+            (
+                vec![("http-referer", "https://opencode.ai/")],
+                LlmClient::Opencode,
+            ),
+            (
+                vec![("X-Title", "Aider"), ("User-Agent", "litellm/1.68.1")],
+                LlmClient::Aider,
+            ),
+            (
+                vec![("Http-Referer", "https://aider.chat")],
+                LlmClient::Aider,
+            ),
+            (
+                vec![(
+                    "User-Agent",
+                    "GeminiCLI/0.36.0/gemini-3.1-pro-preview (linux)",
+                )],
+                LlmClient::GeminiCli,
+            ),
+            (vec![("User-Agent", "litellm/1.68.1")], LlmClient::Other),
+            (vec![("User-Agent", "curl/8.0")], LlmClient::Other),
+        ];
+        for (h, want) in cases {
+            assert_eq!(detect_client(Some(&headers(&h)), &d), want, "{h:?}");
+        }
+        assert_eq!(detect_client(None, &d), LlmClient::Other);
+    }
+
+    #[test]
+    fn the_body_speaks_when_headers_do_not() {
+        let mut r = req(0, &[]);
+        r.client_hint = Some(LlmClient::Codex);
+        assert_eq!(
+            detect_client(None, &call(Decoder::OpenAiWs, r)),
+            LlmClient::Codex
+        );
+
+        let mut r = req(20_000, &["Bash"]);
+        r.system_preview = "You are Claude Code, Anthropic's official CLI for Claude.".to_owned();
+        assert_eq!(
+            detect_client(None, &call(Decoder::Anthropic, r)),
+            LlmClient::ClaudeCode
+        );
+
+        // aider's prompt behind litellm's own User-Agent, and without any header.
+        let mut r = req(5312, &[]);
+        r.system_preview =
+            "Act as an expert software developer.\nAlways use best practices".to_owned();
+        let d = call(Decoder::OpenAiChat, r);
+        let litellm = headers(&[("User-Agent", "litellm/1.68.1")]);
+        assert_eq!(detect_client(Some(&litellm), &d), LlmClient::Aider);
+        assert_eq!(detect_client(None, &d), LlmClient::Aider);
+    }
+
+    #[test]
+    fn session_from_the_body_then_headers() {
+        let mut r = req(0, &[]);
+        let d = call(Decoder::Anthropic, r.clone());
+        let h = headers(&[("X-Claude-Code-Session-Id", "cc-1"), ("Session_id", "s-2")]);
+        assert_eq!(wire_session(Some(&h), &d).as_deref(), Some("cc-1"));
+        let h = headers(&[("Session_id", "s-2")]);
+        assert_eq!(wire_session(Some(&h), &d).as_deref(), Some("s-2"));
+        let h = headers(&[("session-id", " "), ("Session-Id", "s-3")]);
+        assert_eq!(wire_session(Some(&h), &d).as_deref(), Some("s-3"));
+        assert_eq!(wire_session(None, &d), None);
+        r.session_id = Some("body".to_owned());
+        let d = call(Decoder::Anthropic, r);
+        assert_eq!(wire_session(Some(&h), &d).as_deref(), Some("body"));
+    }
+
+    #[test]
+    fn threads_per_client() {
+        use LlmClient::*;
+        use LlmThread::*;
+        let thread =
+            |client, r: RequestFacts| classify_thread(client, &call(Decoder::OpenAiChat, r));
+        // Claude Code: by system prompt length.
+        assert_eq!(thread(ClaudeCode, req(15_739, &["ToolSearch"])), Main);
+        assert_eq!(thread(ClaudeCode, req(4_000, &["Read", "Grep"])), Subagent);
+        assert_eq!(thread(ClaudeCode, req(300, &[])), Utility);
+        // codex: warm-ups and tool-less calls are side calls; the body may name a subagent.
+        let mut warm = req(9_000, &["shell"]);
+        warm.generate = false;
+        assert_eq!(thread(Codex, warm), Utility);
+        assert_eq!(thread(Codex, req(9_000, &[])), Utility);
+        assert_eq!(thread(Codex, req(9_000, &["shell"])), Main);
+        let mut sub = req(9_000, &["shell"]);
+        sub.thread_hint = Some(Subagent);
+        assert_eq!(thread(Codex, sub), Subagent);
+        // opencode: the main agent has task / question / todowrite.
+        assert_eq!(thread(Opencode, req(8_000, &[])), Utility);
+        assert_eq!(thread(Opencode, req(8_000, &["bash", "TodoWrite"])), Main);
+        assert_eq!(thread(Opencode, req(8_000, &["bash", "read"])), Subagent);
+        assert_eq!(thread(Aider, req(5_000, &[])), Main);
+        // gemini-cli: flash-lite side calls (the complexity scorer) and tool-less calls.
+        let mut lite = req(2_000, &["read_file"]);
+        lite.model = Some("gemini-2.5-flash-lite".to_owned());
+        assert_eq!(thread(GeminiCli, lite), Utility);
+        assert_eq!(thread(GeminiCli, req(30_000, &[])), Utility);
+        assert_eq!(thread(GeminiCli, req(30_000, &["read_file"])), Main);
+        assert_eq!(thread(Other, req(0, &[])), Main);
+    }
+}

@@ -107,9 +107,11 @@ fn response(t: &Transaction) -> ResponseFacts {
     let mut r = ResponseFacts::default();
     match super::response_body(t) {
         None => json::fail(&mut r, "no response body"),
+        // The content type decides: a request for SSE may still be answered with a JSON
+        // error. Without one, the URL's `alt=sse` does.
         Some(body)
-            if t.url.contains("alt=sse")
-                || json::is_event_stream(t.response_content_type.as_deref(), &body) =>
+            if json::is_event_stream(t.response_content_type.as_deref(), &body)
+                || (t.response_content_type.is_none() && t.url.contains("alt=sse")) =>
         {
             stream(&body, &mut r);
         }

@@ -28,6 +28,8 @@ pub(crate) mod json;
 mod bad_input_tests;
 #[cfg(test)]
 mod golden_tests;
+#[cfg(test)]
+mod shape_tests;
 
 use std::borrow::Cow;
 
