@@ -24,6 +24,9 @@ pub(crate) mod gemini;
 #[allow(dead_code)]
 pub(crate) mod json;
 
+// Public only for the fuzz targets.
+pub mod fuzzing;
+
 #[cfg(test)]
 mod bad_input_tests;
 #[cfg(test)]
