@@ -5,6 +5,7 @@ per target). Run from anywhere: python3 fuzz/gen-seeds.py
 Inputs that fuzzing found failing are committed as found (ws_frame/inflate_cap_overshoot,
 middleware_decode/float_roundtrip); this script writes other names only and leaves them be."""
 
+import json
 import os
 import struct
 import zlib
@@ -149,3 +150,107 @@ for name, text in {
     "unterminated": "a 'b c",
 }.items():
     put("middleware_split", name, text)
+
+# --- dissect_*: flags byte, request body, NUL, response body (greyproxyd dissect::fuzzing) ----
+# Flags: bits 0-1 content type (0 event-stream, 1 JSON, 2 none, 3 event-stream+charset), bit 2
+# response cut, bit 3 request cut, bit 4 User-Agent, bit 5 the other URL (OpenRouter / alt=sse).
+
+def sse(events, named=True):
+    out = ""
+    for e in events:
+        if named:
+            out += "event: %s\n" % e["type"]
+        out += "data: %s\n\n" % json.dumps(e)
+    return out
+
+
+def dissect_seed(target, name, flags, request, response):
+    if not isinstance(request, str):
+        request = json.dumps(request)
+    put(target, name, bytes([flags]) + request.encode() + b"\0" + response.encode())
+
+
+anthropic_request = {
+    "model": "claude-opus-4-6", "stream": True, "max_tokens": 32000,
+    "metadata": {"user_id": "user_ab_account_5a3241c6-4cbe-47e2-a7d3-981f6bf69be8_session_33a9d683-ef38-4571-92b9-1ae2bf7a6be3"},
+    "system": [{"type": "text", "text": "You are Claude Code, Anthropic's official CLI for Claude."}],
+    "tools": [{"name": "Agent"}, {"name": "Bash"}],
+    "messages": [
+        {"role": "user", "content": "explore"},
+        {"role": "assistant", "content": [{"type": "thinking", "thinking": "Let me look."},
+                                          {"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {"command": "ls"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "a b"}]}]},
+    ],
+}
+anthropic_stream = sse([
+    {"type": "message_start", "message": {"id": "msg_1", "model": "claude-opus-4-6", "usage": {
+        "input_tokens": 3, "cache_creation_input_tokens": 5333, "cache_read_input_tokens": 0,
+        "cache_creation": {"ephemeral_5m_input_tokens": 5333, "ephemeral_1h_input_tokens": 0}, "output_tokens": 14}}},
+    {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}},
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "Two agents."}},
+    {"type": "content_block_stop", "index": 0},
+    {"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "toolu_2", "name": "Agent", "input": {}}},
+    {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{\"description\": \"Expl"}},
+    {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "ore\", \"prompt\": \"look around\"}"}},
+    {"type": "content_block_stop", "index": 1},
+    {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 148}},
+    {"type": "message_stop"},
+])
+dissect_seed("dissect_anthropic", "stream_tool_use", 0x10, anthropic_request, anthropic_stream)
+dissect_seed("dissect_anthropic", "stream_cut", 0x04, anthropic_request, anthropic_stream[:700])
+dissect_seed("dissect_anthropic", "json_message", 0x01, {"model": "claude-haiku-4-5", "system": "Title this.", "messages": [{"role": "user", "content": "hi"}]},
+             json.dumps({"id": "msg_2", "model": "claude-haiku-4-5", "content": [{"type": "text", "text": "Greeting"}],
+                         "stop_reason": "end_turn", "usage": {"input_tokens": 20, "output_tokens": 3}}))
+dissect_seed("dissect_anthropic", "error_event", 0x00, {"metadata": {"user_id": "{\"device_id\":\"d\",\"session_id\":\"s1\"}"}},
+             sse([{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}]))
+
+chat_request = {
+    "model": "openai/gpt-5.4", "stream": True, "prompt_cache_key": "ses_2af2ef724ffeUHjFHEhGOFhyXe",
+    "tools": [{"type": "function", "function": {"name": "bash"}}, {"type": "function", "function": {"name": "task"}}],
+    "messages": [
+        {"role": "system", "content": "You are opencode."},
+        {"role": "user", "content": [{"type": "text", "text": "fix it"}]},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "bash", "arguments": "{\"command\":\"make\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "ok"},
+    ],
+}
+chat_stream = ": OPENROUTER PROCESSING\n\n" + sse([
+    {"id": "gen-1", "model": "openai/gpt-5.4", "choices": [{"index": 0, "delta": {"reasoning": "think", "role": "assistant"}}]},
+    {"id": "gen-1", "choices": [{"index": 0, "delta": {"content": "Running"}}]},
+    {"id": "gen-1", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_2", "function": {"name": "bash", "arguments": "{\"comm"}}]}}]},
+    {"id": "gen-1", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "and\":\"make test\"}"}}]}, "finish_reason": "tool_calls"}]},
+    {"id": "gen-1", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}],
+     "usage": {"prompt_tokens": 9659, "completion_tokens": 15, "cost": 0.0243725,
+               "prompt_tokens_details": {"cached_tokens": 100, "cache_write_tokens": 5},
+               "completion_tokens_details": {"reasoning_tokens": 3}}},
+], named=False) + "data: [DONE]\n\n"
+dissect_seed("dissect_chat", "openrouter_stream", 0x30, chat_request, chat_stream)
+dissect_seed("dissect_chat", "stream_cut", 0x00, chat_request, chat_stream[:400])
+dissect_seed("dissect_chat", "json_padded", 0x11, {"model": "anthropic/claude-sonnet-4", "messages": [{"role": "system", "content": "Act as an expert software developer."}]},
+             "\n   \n" + json.dumps({"id": "gen-2", "model": "m", "choices": [{"index": 0, "finish_reason": "stop", "message": {"content": "Hello world!"}}],
+                                    "usage": {"prompt_tokens": 2619, "completion_tokens": 6, "cost": 0.007947}}))
+dissect_seed("dissect_chat", "error_body", 0x01, "{", json.dumps({"error": {"message": "Rate limit", "code": 429}}))
+
+gemini_request = {
+    "systemInstruction": {"role": "user", "parts": [{"text": "You are Gemini CLI."}]},
+    "tools": [{"functionDeclarations": [{"name": "read_file"}, {"name": "run_shell_command"}]}],
+    "contents": [
+        {"role": "user", "parts": [{"text": "hello"}]},
+        {"role": "model", "parts": [{"text": "plan", "thought": True}, {"functionCall": {"name": "read_file", "args": {"file_path": "a/b.rs"}}}]},
+        {"role": "user", "parts": [{"functionResponse": {"name": "read_file", "response": {"output": "fn main() {}"}}}]},
+    ],
+}
+usage = {"promptTokenCount": 11934, "candidatesTokenCount": 10, "totalTokenCount": 12055, "thoughtsTokenCount": 111, "cachedContentTokenCount": 5}
+gemini_stream = "".join("data: %s\r\n\r\n" % json.dumps(c) for c in [
+    {"candidates": [{"content": {"parts": [{"text": "Hello!"}], "role": "model"}, "index": 0}], "usageMetadata": usage,
+     "modelVersion": "gemini-3-flash-preview", "responseId": "r1"},
+    {"candidates": [{"content": {"parts": [{"functionCall": {"name": "run_shell_command", "args": {"command": "ls"}}}], "role": "model"},
+                     "finishReason": "STOP", "index": 0}], "usageMetadata": dict(usage, candidatesTokenCount=58)},
+])
+dissect_seed("dissect_gemini", "sse_stream", 0x30, gemini_request, gemini_stream)
+dissect_seed("dissect_gemini", "sse_cut", 0x20, gemini_request, gemini_stream[:300])
+dissect_seed("dissect_gemini", "json_array", 0x11, gemini_request,
+             json.dumps([{"candidates": [{"content": {"parts": [{"text": "{\"complexity_score\": 1}"}]}, "finishReason": "STOP"}],
+                          "usageMetadata": {"promptTokenCount": 770, "candidatesTokenCount": 34, "thoughtsTokenCount": 103}}]))
+dissect_seed("dissect_gemini", "error_body", 0x21, gemini_request,
+             json.dumps({"error": {"code": 400, "message": "API key not valid", "status": "INVALID_ARGUMENT"}}))

@@ -22,6 +22,28 @@ pub(crate) mod summary;
 #[allow(dead_code)]
 pub(crate) mod usage;
 
+// The dissectors and the client detection, until the dissection task calls them.
+#[allow(dead_code)]
+pub(crate) mod anthropic;
+#[allow(dead_code)]
+pub(crate) mod chat;
+#[allow(dead_code)]
+pub(crate) mod client;
+#[allow(dead_code)]
+pub(crate) mod gemini;
+#[allow(dead_code)]
+pub(crate) mod json;
+
+// Public only for the fuzz targets.
+pub mod fuzzing;
+
+#[cfg(test)]
+mod bad_input_tests;
+#[cfg(test)]
+mod golden_tests;
+#[cfg(test)]
+mod shape_tests;
+
 use std::borrow::Cow;
 
 use base64::Engine as _;

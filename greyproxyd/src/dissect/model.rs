@@ -2,7 +2,7 @@
 //! answered, independent of the wire format. The conversation assembler, the call records and
 //! the pricing read only this.
 
-use greyproxy_protocol::llm::{LlmClient, ToolCallInfo, Usage};
+use greyproxy_protocol::llm::{LlmClient, LlmThread, ToolCallInfo, Usage};
 
 /// A dissector, as an endpoint rule's `decoder` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -116,6 +116,9 @@ pub(crate) struct RequestFacts {
     pub(crate) thread_id: Option<String>,
     /// A hint about the client from the body (codex `client_metadata`).
     pub(crate) client_hint: Option<LlmClient>,
+    /// The thread the body says the call belongs to (codex `client_metadata` naming a
+    /// subagent); the client's shape heuristics decide when it says nothing.
+    pub(crate) thread_hint: Option<LlmThread>,
     /// Total characters of the system prompt / instructions.
     pub(crate) system_len: usize,
     /// The system prompt's first 2 000 characters.
