@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used)]
 
 use greyproxy_protocol::llm::{
-    ConversationStatus, ConversationSummary, LlmClient, LlmThread, LlmTotals, SessionSource,
-    Step, StepToolCall, ToolCallInfo,
+    ConversationStatus, ConversationSummary, LlmClient, LlmThread, LlmTotals, SessionSource, Step,
+    StepToolCall, ToolCallInfo,
 };
 
 use super::tests::temp_store;
@@ -95,7 +95,10 @@ fn a_written_conversation_reads_back_with_turns_steps_and_subagents() {
     r.system_prompt_preview = "You are Claude Code".into();
     let w = ConversationWrite {
         records: vec![r.clone()],
-        turns: vec![(id.into(), head(1, "first")), (id.into(), head(2, "second"))],
+        turns: vec![
+            (id.into(), head(1, "first")),
+            (id.into(), head(2, "second")),
+        ],
         steps: vec![
             (id.into(), 1, 0, step(1, "one")),
             (id.into(), 1, 1, step(2, "two")),
@@ -162,7 +165,12 @@ fn lists_are_newest_activity_first_filtered_and_paged() {
     assert_eq!(ids(&tie), ["a", "d", "c"]);
 
     let mut other = record("x", 5_000);
-    other.summary = summary("x", "aider-box", LlmClient::Aider, "anthropic/claude-sonnet-4");
+    other.summary = summary(
+        "x",
+        "aider-box",
+        LlmClient::Aider,
+        "anthropic/claude-sonnet-4",
+    );
     other.summary.parent_id = Some("a".into());
     store
         .write_conversation(&ConversationWrite {

@@ -15,12 +15,10 @@
 //! Conversations have their own retention ([`Store::prune_conversations`]): they outlive the
 //! transactions they were assembled from.
 
-use greyproxy_protocol::llm::{
-    Conversation, ConversationSummary, LlmClient, Step, Turn,
-};
+use greyproxy_protocol::llm::{Conversation, ConversationSummary, LlmClient, Step, Turn};
 use redb::{
-    Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableError,
-    WriteTransaction,
+    Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    TableError, WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
 
@@ -30,8 +28,7 @@ const CONVERSATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("conver
 const BY_ACTIVITY: TableDefinition<(u64, &str), ()> =
     TableDefinition::new("conversations_by_activity");
 const TURNS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("conversation_turns");
-const STEPS: TableDefinition<(&str, u32, u32), &[u8]> =
-    TableDefinition::new("conversation_steps");
+const STEPS: TableDefinition<(&str, u32, u32), &[u8]> = TableDefinition::new("conversation_steps");
 const CHILDREN: TableDefinition<(&str, &str), ()> = TableDefinition::new("conversation_children");
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("conversation_sessions");
 
@@ -249,7 +246,10 @@ impl Store {
     }
 
     /// One of the assembler's per-session rows.
-    pub(crate) fn get_conversation_session(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    pub(crate) fn get_conversation_session(
+        &self,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.db.begin_read()?;
         let rows = match txn.open_table(SESSIONS) {
             Ok(t) => t,
