@@ -9,6 +9,8 @@
 pub(crate) mod model;
 #[allow(dead_code)]
 pub(crate) mod recent;
+// Public only for its `fuzz` entry points; everything else in it is crate-private.
+pub mod responses;
 #[allow(dead_code)]
 pub(crate) mod sse;
 #[allow(dead_code)]
