@@ -16,6 +16,8 @@ pub(crate) mod price;
 pub(crate) mod proposals;
 pub(crate) mod queue;
 pub(crate) mod recent;
+// Public only for its `fuzz` entry points; everything else in it is crate-private.
+pub mod responses;
 #[allow(dead_code)]
 pub(crate) mod rules;
 #[allow(dead_code)]
