@@ -136,7 +136,7 @@ fn read_json(body: &[u8], truncated: bool) -> ResponseFacts {
         || value.get("status").is_some_and(Value::is_string);
     if is_response {
         let mut acc = Accumulator::new();
-        acc.final_response(&value);
+        acc.final_response(&value, "");
         return acc.finish();
     }
     let error = match value.get("error").filter(|e| !e.is_null()) {
@@ -220,6 +220,8 @@ pub mod fuzz {
     }
 }
 
+#[cfg(test)]
+mod cut_tests;
 #[cfg(test)]
 mod golden_tests;
 #[cfg(test)]
