@@ -136,7 +136,7 @@ fn read_json(body: &[u8], truncated: bool) -> ResponseFacts {
         || value.get("status").is_some_and(Value::is_string);
     if is_response {
         let mut acc = Accumulator::new();
-        acc.final_response(&value);
+        acc.final_response(&value, "");
         return acc.finish();
     }
     let error = match value.get("error").filter(|e| !e.is_null()) {
@@ -157,6 +157,7 @@ pub mod fuzz {
     use greyproxy_protocol::Transaction;
 
     use super::events::MAX_TEXT;
+    use super::request::THINKING_CHARS;
     use super::{WsCall, WsConn};
 
     /// One HTTP exchange with these bodies; `flags` picks the content type and the truncation
@@ -174,7 +175,7 @@ pub mod fuzz {
         let d = super::dissect(&t);
         let len = t.response_body.as_ref().map_or(0, String::len);
         assert!(d.response.text.len() <= len.min(MAX_TEXT));
-        assert!(d.response.thinking.chars().count() <= 503);
+        assert!(d.response.thinking.chars().count() <= THINKING_CHARS);
         assert!(d.response.first_content_end.is_none_or(|e| e <= len));
         for call in &d.response.tool_calls {
             assert!(call.info.input_preview.chars().count() <= 303);
@@ -212,6 +213,8 @@ pub mod fuzz {
                 .is_none_or(|f| f >= c.started_ms && f <= c.ended_ms)
         );
         assert!(c.response_rows.iter().all(|r| *r as usize <= count));
+        assert!(c.response_rows.windows(2).all(|w| w[0] < w[1]));
+        assert!(c.dissected.response.thinking.chars().count() <= THINKING_CHARS);
         assert!(
             c.dissected.response.complete
                 || c.dissected.response.error.is_some()
@@ -220,6 +223,8 @@ pub mod fuzz {
     }
 }
 
+#[cfg(test)]
+mod cut_tests;
 #[cfg(test)]
 mod golden_tests;
 #[cfg(test)]

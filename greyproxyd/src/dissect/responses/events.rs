@@ -153,7 +153,9 @@ impl Accumulator {
             }
             "response.function_call_arguments.delta" | "response.custom_tool_call_input.delta" => {
                 let delta = str_of("delta");
-                if let Some(i) = self.call_for(ev) {
+                if !delta.is_empty()
+                    && let Some(i) = self.call_for(ev)
+                {
                     self.append_args(i, delta);
                     step.content = true;
                 }
@@ -165,11 +167,10 @@ impl Accumulator {
                 }
             }
             "response.completed" | "response.incomplete" | "response.failed" => {
+                let status = kind.trim_start_matches("response.");
                 match ev.get("response") {
-                    Some(r) => self.final_response(r),
-                    None => {
-                        self.stop_reason = Some(kind.trim_start_matches("response.").to_owned());
-                    }
+                    Some(r) => self.final_response(r, status),
+                    None => self.stop_reason = Some(status.to_owned()),
                 }
                 if kind == "response.failed" && self.error.is_none() {
                     self.error = Some("response failed".to_owned());
@@ -190,10 +191,14 @@ impl Accumulator {
         step
     }
 
-    /// Reads a whole response object (a JSON body, or the one a final event carries).
-    pub(crate) fn final_response(&mut self, r: &Value) {
+    /// Reads a whole response object (a JSON body, or the one a final event carries);
+    /// `default_status` stands in for a missing `status` (the final event's own kind).
+    pub(crate) fn final_response(&mut self, r: &Value, default_status: &str) {
         self.head(r);
-        let status = r.get("status").and_then(Value::as_str).unwrap_or("");
+        let status = r
+            .get("status")
+            .and_then(Value::as_str)
+            .unwrap_or(default_status);
         if let Some(output) = r.get("output").and_then(Value::as_array) {
             self.final_output(output);
         }
