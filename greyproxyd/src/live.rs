@@ -26,7 +26,7 @@ pub(crate) enum LiveError {
 
 /// One consistent set of the reloadable settings. Never changed in place: a reload replaces
 /// the whole value in its [`LiveCell`].
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Live {
     /// Host globs tunnelled raw instead of intercepted (pinned clients).
     pub(crate) bypass: Vec<String>,

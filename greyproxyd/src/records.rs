@@ -105,6 +105,10 @@ pub(crate) struct PendingRecord {
     pub(crate) last_seen: u64,
     /// Attempts folded into this row.
     pub(crate) attempt_count: u64,
+    /// The tool call that asked for it, when an LLM call of the same container ended with
+    /// one shortly before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) llm_context: Option<greyproxy_protocol::llm::LlmContext>,
 }
 
 impl PendingRecord {
@@ -129,6 +133,7 @@ impl PendingRecord {
             last_seen: rfc3339(self.last_seen),
             attempt_count: self.attempt_count,
             waiting_count,
+            llm_context: self.llm_context.clone(),
         }
     }
 }

@@ -240,6 +240,145 @@ pub enum Command {
     /// Configured external middlewares and their live state; `data` is
     /// `{"middlewares":[MiddlewareStatus…]}`.
     ListMiddlewares,
+    /// LLM calls, newest first; `data` is `{"calls":[LlmCall…],"has_more":bool}`.
+    ListLlmCalls(ListLlmCallsArgs),
+    /// Conversations, latest activity first; `data` is
+    /// `{"conversations":[ConversationSummary…],"has_more":bool}`.
+    ListConversations(ListConversationsArgs),
+    /// One conversation with its turns; `data` is a `Conversation`.
+    GetConversation(ConversationIdArgs),
+    /// Usage grouped over a window; `data` is `{"group_by":…,"since":…,"rows":[UsageRow…],
+    /// "total":UsageRow}`.
+    UsageSummary(UsageSummaryArgs),
+    /// Endpoint rules (built-in, configured, created over `/ws`) and proposals; `data` is
+    /// `{"rules":[EndpointRule…],"proposals":[EndpointProposal…]}`.
+    ListEndpointRules,
+    /// Create an endpoint rule (persisted); `data` is the `EndpointRule`.
+    CreateEndpointRule(CreateEndpointRuleArgs),
+    /// Change a rule created over `/ws`; `data` is the `EndpointRule`.
+    UpdateEndpointRule(UpdateEndpointRuleArgs),
+    /// Delete a rule created over `/ws`.
+    DeleteEndpointRule(EndpointRuleIdArgs),
+    /// Re-dissect, re-price and re-assemble every stored LLM transaction; progress comes as
+    /// `maintenance.progress` events, the reply when it is done.
+    RebuildConversations,
+}
+
+/// Arguments of `list_llm_calls`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ListLlmCallsArgs {
+    /// Only the calls of this conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
+    /// Only calls from this container (exact name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Only calls with an id below this (paging).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_id: Option<u64>,
+    /// Page size (default 100, at most 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+/// Arguments of `list_conversations`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ListConversationsArgs {
+    /// Only this container (exact name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Only this client (`claude-code`, `codex`…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// Only conversations that used this model (substring).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Only subagents of this conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
+    /// Only conversations whose last activity is before this time (RFC 3339; paging).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    /// Page size (default 100, at most 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+/// Arguments naming one conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationIdArgs {
+    /// The conversation.
+    pub conversation_id: String,
+}
+
+/// Arguments of `usage_summary`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct UsageSummaryArgs {
+    /// `container` (default), `client`, `model`, `day` or `conversation`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_by: Option<String>,
+    /// Window start: RFC 3339, a span back from now (`1h`, `24h`, `7d`), `today` (UTC
+    /// midnight) or `start` (when the daemon started). Default: everything stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// Window end (RFC 3339); default now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// Only this container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+}
+
+/// Arguments of `create_endpoint_rule`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CreateEndpointRuleArgs {
+    /// Host glob (only `*` is special).
+    pub host: String,
+    /// Path glob (only `*` is special).
+    pub path: String,
+    /// Method (default `POST`; `WS_REQ`, `WS_RESP`, `*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Decoder: `anthropic`, `openai`, `openai-ws`, `openai-chat`, `google-ai`.
+    pub decoder: String,
+    /// Higher first (default 10, above the built-ins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+    /// Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+/// Arguments of `update_endpoint_rule`: absent fields are left as they are.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct UpdateEndpointRuleArgs {
+    /// The rule.
+    pub rule_id: u64,
+    /// New host glob.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// New path glob.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// New method.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// New decoder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoder: Option<String>,
+    /// New priority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+    /// Enable or disable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+/// Arguments naming one endpoint rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointRuleIdArgs {
+    /// The rule.
+    pub rule_id: u64,
 }
 
 /// Arguments naming one transaction.
@@ -271,6 +410,15 @@ pub const COMMAND_NAMES: &[&str] = &[
     "list_activity",
     "get_transaction",
     "list_middlewares",
+    "list_llm_calls",
+    "list_conversations",
+    "get_conversation",
+    "usage_summary",
+    "list_endpoint_rules",
+    "create_endpoint_rule",
+    "update_endpoint_rule",
+    "delete_endpoint_rule",
+    "rebuild_conversations",
 ];
 
 impl Command {
@@ -297,6 +445,15 @@ impl Command {
             Command::ListActivity(_) => "list_activity",
             Command::GetTransaction(_) => "get_transaction",
             Command::ListMiddlewares => "list_middlewares",
+            Command::ListLlmCalls(_) => "list_llm_calls",
+            Command::ListConversations(_) => "list_conversations",
+            Command::GetConversation(_) => "get_conversation",
+            Command::UsageSummary(_) => "usage_summary",
+            Command::ListEndpointRules => "list_endpoint_rules",
+            Command::CreateEndpointRule(_) => "create_endpoint_rule",
+            Command::UpdateEndpointRule(_) => "update_endpoint_rule",
+            Command::DeleteEndpointRule(_) => "delete_endpoint_rule",
+            Command::RebuildConversations => "rebuild_conversations",
         }
     }
 }
@@ -507,6 +664,33 @@ mod tests {
             Command::ListActivity(ListArgs::default()),
             Command::GetTransaction(TransactionIdArgs { transaction_id: 7 }),
             Command::ListMiddlewares,
+            Command::ListLlmCalls(ListLlmCallsArgs {
+                conversation_id: Some("c".into()),
+                ..Default::default()
+            }),
+            Command::ListConversations(ListConversationsArgs::default()),
+            Command::GetConversation(ConversationIdArgs {
+                conversation_id: "claude-code:s".into(),
+            }),
+            Command::UsageSummary(UsageSummaryArgs {
+                group_by: Some("model".into()),
+                since: Some("24h".into()),
+                ..Default::default()
+            }),
+            Command::ListEndpointRules,
+            Command::CreateEndpointRule(CreateEndpointRuleArgs {
+                host: "llm.internal".into(),
+                path: "/v1/chat/completions".into(),
+                decoder: "openai-chat".into(),
+                ..Default::default()
+            }),
+            Command::UpdateEndpointRule(UpdateEndpointRuleArgs {
+                rule_id: 100,
+                enabled: Some(false),
+                ..Default::default()
+            }),
+            Command::DeleteEndpointRule(EndpointRuleIdArgs { rule_id: 100 }),
+            Command::RebuildConversations,
         ];
         assert_eq!(cmds.len(), COMMAND_NAMES.len());
         for c in cmds {

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::llm::{ConversationSummary, EndpointProposal, EndpointRule, LlmCall};
 use crate::model::{AllowAllStatus, PendingRequest, RequestLog, Rule, Transaction};
 
 /// `data` of `pending_request.allowed` and `pending_request.dismissed`.
@@ -96,6 +97,49 @@ pub enum Event {
     /// A recorded transaction changed (a WebSocket upgrade row completed at close).
     #[serde(rename = "transaction.updated")]
     TransactionUpdated(Transaction),
+    /// An LLM call was dissected and recorded.
+    #[serde(rename = "llm_call.new")]
+    LlmCallNew(LlmCall),
+    /// A conversation changed (a call was added); carries the summary with its totals.
+    #[serde(rename = "conversation.updated")]
+    ConversationUpdated(ConversationSummary),
+    /// An endpoint rule was created over `/ws`.
+    #[serde(rename = "endpoint_rule.created")]
+    EndpointRuleCreated(EndpointRule),
+    /// An endpoint rule was changed.
+    #[serde(rename = "endpoint_rule.updated")]
+    EndpointRuleUpdated(EndpointRule),
+    /// An endpoint rule was deleted.
+    #[serde(rename = "endpoint_rule.deleted")]
+    EndpointRuleDeleted(EndpointRuleDeleted),
+    /// An unknown host received what looks like a chat API call: a rule the operator may create.
+    #[serde(rename = "endpoint_rule.proposed")]
+    EndpointRuleProposed(EndpointProposal),
+    /// Progress of a maintenance job (`rebuild_conversations`).
+    #[serde(rename = "maintenance.progress")]
+    MaintenanceProgress(MaintenanceProgress),
+}
+
+/// Payload of `endpoint_rule.deleted`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointRuleDeleted {
+    /// The deleted rule's id.
+    pub rule_id: u64,
+}
+
+/// Payload of `maintenance.progress`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaintenanceProgress {
+    /// `rebuild_conversations`.
+    pub job: String,
+    /// Transactions looked at so far.
+    pub done: u64,
+    /// Transactions to look at.
+    pub total: u64,
+    /// LLM calls recorded so far.
+    pub calls: u64,
+    /// The job is over.
+    pub finished: bool,
 }
 
 /// Every event type name, for validating `subscribe`.
@@ -113,7 +157,12 @@ pub const EVENT_TYPES: &[&str] = &[
     "request_log.new",
     "transaction.new",
     "transaction.updated",
+    "llm_call.new",
     "conversation.updated",
+    "endpoint_rule.created",
+    "endpoint_rule.updated",
+    "endpoint_rule.deleted",
+    "endpoint_rule.proposed",
     "maintenance.progress",
 ];
 
@@ -134,6 +183,13 @@ impl Event {
             Event::RequestLogNew(_) => "request_log.new",
             Event::TransactionNew(_) => "transaction.new",
             Event::TransactionUpdated(_) => "transaction.updated",
+            Event::LlmCallNew(_) => "llm_call.new",
+            Event::ConversationUpdated(_) => "conversation.updated",
+            Event::EndpointRuleCreated(_) => "endpoint_rule.created",
+            Event::EndpointRuleUpdated(_) => "endpoint_rule.updated",
+            Event::EndpointRuleDeleted(_) => "endpoint_rule.deleted",
+            Event::EndpointRuleProposed(_) => "endpoint_rule.proposed",
+            Event::MaintenanceProgress(_) => "maintenance.progress",
         }
     }
 }

@@ -109,6 +109,10 @@ pub struct PendingRequest {
     /// Connections currently held open waiting for a decision on this destination.
     #[serde(default)]
     pub waiting_count: u64,
+    /// Why it was asked for: the tool call the same container's latest LLM call ended with,
+    /// shortly before (docs/llm.md#why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm_context: Option<crate::llm::LlmContext>,
 }
 
 impl PendingRequest {
@@ -433,6 +437,11 @@ pub struct Transaction {
     /// rewrite, or any decision carrying tags (request cascade first, then response).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub middleware_events: Vec<crate::middleware::MiddlewareEvent>,
+    /// When the response body's first chunks passed: `[end offset in the body, ms since the
+    /// request started]` for up to the first 64 chunks; only for bodies stored without
+    /// content encoding (the offsets are wire offsets). Time to first token comes from it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_timeline: Vec<[u64; 2]>,
     /// Set on a row that replaces an earlier version of itself (an upgrade row completed at
     /// close); published as `transaction.updated`. Not stored.
     #[serde(skip)]

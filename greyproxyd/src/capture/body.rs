@@ -29,7 +29,14 @@ pub(crate) struct BodyCapture {
     wire_size: u64,
     first_byte: Option<Instant>,
     trailers: Option<HeaderMap>,
+    /// When the first chunks passed: (bytes seen after the chunk, when). Bounded by
+    /// [`TIMELINE_CHUNKS`]; the LLM layer finds when the first content event arrived in it.
+    timeline: Vec<(u64, Instant)>,
 }
+
+/// Chunks whose arrival time is kept per body. Streams put their first content event within the
+/// first few chunks (Anthropic: `message_start`, `content_block_start`, `ping`, then deltas).
+pub(crate) const TIMELINE_CHUNKS: usize = 64;
 
 impl BodyCapture {
     /// An empty capture that keeps at most `cap` bytes; no memory is reserved until data comes.
@@ -40,6 +47,7 @@ impl BodyCapture {
             wire_size: 0,
             first_byte: None,
             trailers: None,
+            timeline: Vec::new(),
         }
     }
 
@@ -49,10 +57,14 @@ impl BodyCapture {
         if chunk.is_empty() {
             return;
         }
+        let now = Instant::now();
         if self.first_byte.is_none() {
-            self.first_byte = Some(Instant::now());
+            self.first_byte = Some(now);
         }
         self.wire_size = self.wire_size.saturating_add(chunk.len() as u64);
+        if self.timeline.len() < TIMELINE_CHUNKS {
+            self.timeline.push((self.wire_size, now));
+        }
         let take = self.cap.saturating_sub(self.buf.len()).min(chunk.len());
         if take == 0 {
             return;
@@ -98,6 +110,7 @@ impl BodyCapture {
             complete,
             trailers: self.trailers,
             first_byte: self.first_byte,
+            timeline: self.timeline,
             ended: Instant::now(),
         }
     }
@@ -120,6 +133,8 @@ pub(crate) struct Captured {
     /// When the first non-empty data frame passed; `None` for an empty body.
     #[cfg_attr(not(test), allow(dead_code))] // read by the tests
     pub(crate) first_byte: Option<Instant>,
+    /// When the first chunks passed (see [`BodyCapture`]).
+    pub(crate) timeline: Vec<(u64, Instant)>,
     /// When the body ended, failed or was dropped.
     pub(crate) ended: Instant,
 }

@@ -513,6 +513,17 @@ impl Exchange {
                     resp_cap.as_ref(),
                     cap,
                 );
+                // Offsets are wire offsets: they index the stored body only when it was not
+                // content-encoded.
+                if let Some(c) = &resp_cap
+                    && t.response_body_decoding.as_deref() == Some("identity")
+                {
+                    t.response_timeline = c
+                        .timeline
+                        .iter()
+                        .map(|&(end, at)| [end, ms(start, at)])
+                        .collect();
+                }
                 t
             };
             // Decoding a few MiB takes milliseconds: keep that off the async workers. Small

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use greyproxy_protocol::Transaction;
 
+use crate::dissect::queue::DissectQueue;
 use crate::store::{IdKind, Sink, Store};
 
 /// What recording needs, shared by every connection.
@@ -22,6 +23,8 @@ pub(crate) struct Recorder {
     queued_bytes: Arc<AtomicU64>,
     /// Most body bytes queued at once; beyond it rows are queued without their bodies.
     max_queued_bytes: u64,
+    /// The LLM layer's queue: rows the endpoint registry recognises are offered to it.
+    dissect: Option<Arc<DissectQueue>>,
 }
 
 impl Recorder {
@@ -40,7 +43,14 @@ impl Recorder {
             body_cap,
             queued_bytes,
             max_queued_bytes,
+            dissect: None,
         }
+    }
+
+    /// Offers every recorded row to the LLM layer's queue too.
+    pub(crate) fn with_dissect(mut self, q: Arc<DissectQueue>) -> Recorder {
+        self.dissect = Some(q);
+        self
     }
 
     /// A new transaction id.
@@ -55,6 +65,9 @@ impl Recorder {
 
     /// Queues a finished transaction for storage, within the queue's byte budget.
     pub(crate) fn record(&self, mut t: Transaction) {
+        if let Some(q) = &self.dissect {
+            q.offer(&t);
+        }
         let mut weight = crate::store::body_weight(&t);
         if self.queued_bytes.load(Ordering::Relaxed) + weight > self.max_queued_bytes {
             t.request_body = None;

@@ -8,9 +8,19 @@
 #[allow(dead_code)]
 pub(crate) mod model;
 #[allow(dead_code)]
+pub(crate) mod price;
+#[allow(dead_code)]
+pub(crate) mod proposals;
+pub(crate) mod queue;
+pub(crate) mod recent;
+#[allow(dead_code)]
+pub(crate) mod rules;
+#[allow(dead_code)]
 pub(crate) mod sse;
 #[allow(dead_code)]
 pub(crate) mod summary;
+#[allow(dead_code)]
+pub(crate) mod usage;
 
 // The dissectors and the client detection, until the dissection task calls them.
 #[allow(dead_code)]

@@ -191,6 +191,7 @@ mod tests {
             first_seen: 0,
             last_seen: 0,
             attempt_count: 1,
+            llm_context: None,
         }
     }
 

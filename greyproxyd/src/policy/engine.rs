@@ -21,6 +21,7 @@ use super::clock::Clock;
 use super::error::PolicyError;
 use super::matching::find_matching;
 use super::tracker::{ConnTracker, Tracked};
+use crate::dissect::recent::RecentCalls;
 use crate::events::EventBus;
 use crate::live::LiveCell;
 use crate::records::{PendingRecord, RequestLogRecord, RuleRecord};
@@ -173,6 +174,8 @@ pub(crate) struct Policy {
     pub(super) clock: Clock,
     /// Cancelled at shutdown: every hold ends blocked with reason `shutdown`.
     pub(super) stopping: CancellationToken,
+    /// Each container's latest LLM call, for the `llm_context` of new pending requests.
+    pub(super) recent: Arc<RecentCalls>,
 }
 
 /// Result of evaluating a destination against silent mode and the rules.
@@ -226,7 +229,13 @@ impl Policy {
             live,
             clock,
             stopping: CancellationToken::new(),
+            recent: Arc::new(RecentCalls::default()),
         }))
+    }
+
+    /// Where the dissection task reports each container's latest LLM call.
+    pub(crate) fn recent_calls(&self) -> &Arc<RecentCalls> {
+        &self.recent
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {

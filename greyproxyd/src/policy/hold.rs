@@ -14,6 +14,10 @@ use super::pattern::validate_literal_host;
 use crate::records::{PendingRecord, RequestLogRecord, RuleRecord};
 use crate::store::{IdKind, Op};
 
+/// How long a new pending request waits for the LLM call of its container still queued for
+/// dissection before it gives up on naming the tool call behind it.
+const LATE_CONTEXT_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 impl Policy {
     /// Decides a connection. With no deciding rule the connection is held: a pending request is
     /// created (or bumped) and this future waits until a change decides it, its pending request
@@ -179,7 +183,7 @@ impl Policy {
     /// Creates or bumps the pending request for `req` (caller holds `write_lock`); returns it and
     /// whether it is new. Publishing is left to the caller, once the waiter is counted.
     async fn register_pending(
-        &self,
+        self: &Arc<Self>,
         req: &ConnRequest,
     ) -> Result<(PendingRecord, bool), PolicyError> {
         let now = self.clock.now_secs();
@@ -219,6 +223,7 @@ impl Policy {
                         first_seen: now,
                         last_seen: now,
                         attempt_count: 1,
+                        llm_context: self.recent.context_for(&req.container, &req.host, now),
                     },
                     true,
                 ),
@@ -227,6 +232,9 @@ impl Policy {
         if created {
             self.commit(vec![Op::PutPending(record.clone())]).await?;
             self.lock().pending.insert(record.id, record.clone());
+            if record.llm_context.is_none() && self.recent.in_flight(&req.container) > 0 {
+                self.clone().attach_context_late(record.id, req.clone());
+            }
         } else {
             // Another attempt at a known destination changes only its counters: written by the
             // periodic flush rather than one durable commit each, which, under `write_lock`,
@@ -238,6 +246,39 @@ impl Policy {
             }
         }
         Ok((record, created))
+    }
+
+    /// The LLM call behind a new pending request may still be queued for dissection (the tool
+    /// ran as soon as the response arrived): wait for it briefly, then attach its context and
+    /// publish `pending_request.updated`.
+    fn attach_context_late(self: Arc<Self>, pending_id: u64, req: ConnRequest) {
+        tokio::spawn(async move {
+            let settle = self.recent.settled(&req.container, LATE_CONTEXT_WAIT);
+            tokio::select! {
+                _ = settle => {}
+                _ = self.stopping.cancelled() => return,
+            }
+            let now = self.clock.now_secs();
+            let Some(ctx) = self.recent.context_for(&req.container, &req.host, now) else {
+                return;
+            };
+            let record = {
+                let mut st = self.lock();
+                let Some(p) = st.pending.get_mut(&pending_id) else {
+                    return;
+                };
+                if p.llm_context.is_some() {
+                    return;
+                }
+                p.llm_context = Some(ctx);
+                let record = p.clone();
+                if !st.dirty_pending.contains(&pending_id) {
+                    st.dirty_pending.push(pending_id);
+                }
+                record
+            };
+            self.publish_pending(&record, false);
+        });
     }
 
     /// Publishes `pending_request.created`/`updated` with the live waiting count.

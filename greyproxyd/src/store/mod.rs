@@ -20,6 +20,7 @@
 
 mod dns;
 mod error;
+mod llm_calls;
 #[cfg(test)]
 mod log_tests;
 mod logs;
@@ -39,6 +40,9 @@ use serde::de::DeserializeOwned;
 
 pub(crate) use dns::DnsCacheRow;
 pub(crate) use error::StoreError;
+pub(crate) use llm_calls::CallQuery;
+#[cfg(test)]
+pub(crate) use llm_calls::test_call;
 pub(crate) use logs::{LogSink, Sink, WriteBatch, spawn_log_writer, spawn_writer};
 pub(crate) use query::LogQuery;
 pub use transactions::TxRetention;
@@ -57,6 +61,7 @@ const REQUEST_LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("request_
 const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
 const TRANSACTIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("transactions");
 const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("bodies");
+const LLM_CALLS: TableDefinition<u64, &[u8]> = TableDefinition::new("llm_calls");
 
 const SCHEMA_KEY: &str = "schema_version";
 
@@ -71,10 +76,12 @@ pub(crate) enum IdKind {
     RequestLog,
     /// Ids of recorded transactions (assigned when the request starts: capture order).
     Transaction,
+    /// Ids of LLM calls (assigned when dissected).
+    LlmCall,
 }
 
 /// Number of id sequences.
-const N_KINDS: usize = 4;
+const N_KINDS: usize = 5;
 
 impl IdKind {
     const ALL: [IdKind; N_KINDS] = [
@@ -82,6 +89,7 @@ impl IdKind {
         IdKind::Pending,
         IdKind::RequestLog,
         IdKind::Transaction,
+        IdKind::LlmCall,
     ];
 
     fn index(self) -> usize {
@@ -90,6 +98,7 @@ impl IdKind {
             IdKind::Pending => 1,
             IdKind::RequestLog => 2,
             IdKind::Transaction => 3,
+            IdKind::LlmCall => 4,
         }
     }
 
@@ -100,6 +109,7 @@ impl IdKind {
             IdKind::Pending => "next_id.pending",
             IdKind::RequestLog => "next_id.request_logs",
             IdKind::Transaction => "next_id.transactions",
+            IdKind::LlmCall => "next_id.llm_calls",
         }
     }
 
@@ -109,6 +119,7 @@ impl IdKind {
             IdKind::Pending => PENDING,
             IdKind::RequestLog => REQUEST_LOGS,
             IdKind::Transaction => TRANSACTIONS,
+            IdKind::LlmCall => LLM_CALLS,
         }
     }
 }

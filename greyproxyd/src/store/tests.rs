@@ -44,6 +44,7 @@ pub(super) fn pending(id: u64, host: &str) -> PendingRecord {
         first_seen: 10,
         last_seen: 20,
         attempt_count: 3,
+        llm_context: None,
     }
 }
 

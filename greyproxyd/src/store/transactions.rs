@@ -287,6 +287,34 @@ impl Store {
         Ok(Some(t))
     }
 
+    /// Heads (no bodies) of the transactions with ids above `after_id`, ascending, at most
+    /// `limit`: a rebuild walks the whole table in pages with it.
+    pub(crate) fn transaction_heads_after(
+        &self,
+        after_id: u64,
+        limit: usize,
+    ) -> Result<Vec<Transaction>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let heads = txn.open_table(TRANSACTIONS)?;
+        let mut out = Vec::new();
+        for entry in heads.range(after_id.saturating_add(1)..)? {
+            let (_, v) = entry?;
+            if let Ok(t) = serde_json::from_slice::<Transaction>(v.value()) {
+                out.push(t);
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of stored transactions.
+    pub(crate) fn count_transactions(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(TRANSACTIONS)?.len()?)
+    }
+
     /// A page of transaction heads matching `q`, newest first.
     pub(crate) fn query_transactions(&self, q: &TxQuery) -> Result<TxPage, StoreError> {
         let txn = self.db.begin_read()?;
