@@ -8,6 +8,8 @@
 //! updates what `message_start` said (gateways may send zeros first), so the final usage is
 //! the start's object with every later delta's fields laid over it.
 
+use std::collections::HashMap;
+
 use greyproxy_protocol::Transaction;
 use greyproxy_protocol::llm::Usage;
 use serde_json::{Map, Value};
@@ -216,7 +218,8 @@ enum Open {
 fn stream(body: &[u8], r: &mut ResponseFacts) {
     r.streamed = true;
     let (events, cut) = sse::parse_all(body);
-    let mut open: Vec<(u64, Open)> = Vec::new();
+    // Open blocks by index (a map: a hostile stream may open many and never stop them).
+    let mut open: HashMap<u64, Open> = HashMap::new();
     let mut slots: Vec<Option<ToolUse>> = Vec::new();
     let mut usage_raw: Option<Map<String, Value>> = None;
     let mut stopped = false;
@@ -256,8 +259,10 @@ fn stream(body: &[u8], r: &mut ResponseFacts) {
                     }
                     _ => Open::Other,
                 };
-                open.retain(|(i, _)| *i != index);
-                open.push((index, state));
+                // A block restarted at an index that never stopped: the old one is over.
+                if let Some(old) = open.insert(index, state) {
+                    close(old, &mut slots);
+                }
             }
             "content_block_delta" => {
                 let d = v.get("delta").unwrap_or(&Value::Null);
@@ -274,9 +279,7 @@ fn stream(body: &[u8], r: &mut ResponseFacts) {
                     }
                     Some("input_json_delta") => {
                         let s = json::str_of(d, "partial_json").unwrap_or("");
-                        if let Some((_, Open::Tool { partial, .. })) =
-                            open.iter_mut().find(|(i, _)| *i == index)
-                        {
+                        if let Some(Open::Tool { partial, .. }) = open.get_mut(&index) {
                             json::push_capped(partial, s, MAX_ACCUMULATED);
                         }
                     }
@@ -284,8 +287,7 @@ fn stream(body: &[u8], r: &mut ResponseFacts) {
                 }
             }
             "content_block_stop" => {
-                if let Some(pos) = open.iter().position(|(i, _)| *i == index) {
-                    let (_, state) = open.remove(pos);
+                if let Some(state) = open.remove(&index) {
                     close(state, &mut slots);
                 }
             }
@@ -308,7 +310,7 @@ fn stream(body: &[u8], r: &mut ResponseFacts) {
         }
     }
     // Blocks the stream never closed (a cut body): their calls with the arguments read so far.
-    for (_, state) in open {
+    for state in open.into_values() {
         close(state, &mut slots);
     }
     r.tool_calls = slots.into_iter().flatten().collect();

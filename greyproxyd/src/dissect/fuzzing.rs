@@ -215,6 +215,30 @@ mod tests {
         }
     }
 
+    /// Every prefix of every seed (bodies cut anywhere) passes the checks, with the response
+    /// marked cut and not.
+    #[test]
+    fn every_prefix_of_every_seed_passes() {
+        let corpus = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus");
+        for (dir, format) in [
+            ("dissect_anthropic", Format::Anthropic),
+            ("dissect_chat", Format::Chat),
+            ("dissect_gemini", Format::Gemini),
+        ] {
+            for e in std::fs::read_dir(format!("{corpus}/{dir}")).unwrap() {
+                let data = std::fs::read(e.unwrap().path()).unwrap();
+                // Cuts in the request body too (then it all reads as the response).
+                for end in 1..=data.len() {
+                    let mut cut = data[..end].to_vec();
+                    for flags in [0x30, 0x35, 0x12] {
+                        cut[0] = flags;
+                        check_bytes(format, &cut).unwrap();
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_broken_bound_is_reported() {
         assert!(at_most("x", "abcd", 3).is_err());
