@@ -18,9 +18,9 @@
 mod calls;
 #[cfg(test)]
 mod harness;
-#[cfg(test)]
-mod link_tests;
 mod scaffold;
+#[cfg(test)]
+mod session_tests;
 mod state;
 #[cfg(test)]
 mod tests;
