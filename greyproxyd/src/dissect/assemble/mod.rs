@@ -148,7 +148,8 @@ impl Assembler {
         self.durable = durable;
     }
 
-    /// Forgets everything cached (after [`Store::clear_conversations`], before a rebuild).
+    /// Forgets everything cached: after [`Store::clear_conversations`] (before a rebuild) or
+    /// [`Store::prune_conversations`].
     pub(crate) fn reset(&mut self) {
         self.open.clear();
         self.links.clear();
