@@ -361,7 +361,8 @@ impl Store {
 
     /// Removes conversations whose last activity is before `older_than_ms`, then the least
     /// recently active beyond `max_count` (`0`: no count limit), with their turns, steps,
-    /// links and session rows. Returns how many were removed.
+    /// links and session rows. Returns how many were removed. An assembler still holding one
+    /// of them open would write it back on its next call: reset its caches afterwards.
     pub(crate) fn prune_conversations(
         &self,
         older_than_ms: u64,

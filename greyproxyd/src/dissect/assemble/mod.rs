@@ -18,9 +18,9 @@
 mod calls;
 #[cfg(test)]
 mod harness;
-#[cfg(test)]
-mod link_tests;
 mod scaffold;
+#[cfg(test)]
+mod session_tests;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -148,7 +148,8 @@ impl Assembler {
         self.durable = durable;
     }
 
-    /// Forgets everything cached (after [`Store::clear_conversations`], before a rebuild).
+    /// Forgets everything cached: after [`Store::clear_conversations`] (before a rebuild) or
+    /// [`Store::prune_conversations`].
     pub(crate) fn reset(&mut self) {
         self.open.clear();
         self.links.clear();

@@ -115,7 +115,9 @@ pub(crate) fn normalise(text: &str) -> String {
 fn strip_block(client: LlmClient, text: &str) -> Option<String> {
     let mut s = text.to_string();
     for tag in TAGS {
-        s = remove_elements(&s, tag);
+        if let Some(stripped) = remove_elements(&s, tag) {
+            s = stripped;
+        }
     }
     for marker in CUT_FROM {
         if let Some(at) = s.find(marker) {
@@ -134,13 +136,13 @@ fn strip_block(client: LlmClient, text: &str) -> Option<String> {
     Some(t.to_string())
 }
 
-/// `s` without the `<tag …>…</tag>` elements; an element cut before its close tag (a cut
-/// body) runs to the end.
-fn remove_elements(s: &str, tag: &str) -> String {
+/// `s` without the `<tag …>…</tag>` elements, `None` when it has none; an element cut before
+/// its close tag (a cut body) runs to the end.
+fn remove_elements(s: &str, tag: &str) -> Option<String> {
     let open = format!("<{tag}");
     let close = format!("</{tag}>");
     if !s.contains(&open) {
-        return s.to_string();
+        return None;
     }
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
@@ -161,7 +163,7 @@ fn remove_elements(s: &str, tag: &str) -> String {
         }
     }
     out.push_str(rest);
-    out
+    Some(out)
 }
 
 #[cfg(test)]
@@ -250,15 +252,17 @@ mod tests {
     #[test]
     fn tags_are_matched_whole_and_cut_elements_run_to_the_end() {
         assert_eq!(
-            remove_elements("a<system-reminders>b", "system-reminder"),
-            "a<system-reminders>b"
+            remove_elements("a<system-reminders>b", "system-reminder").as_deref(),
+            Some("a<system-reminders>b")
         );
+        assert_eq!(remove_elements("plain", "system-reminder"), None);
         assert_eq!(
             remove_elements(
                 "a<system-reminder>x</system-reminder>b<system-reminder>cut",
                 "system-reminder"
-            ),
-            "ab"
+            )
+            .as_deref(),
+            Some("ab")
         );
         assert!(is_side_request(&user(&[
             "[SUGGESTION MODE: Suggest what the user might type"

@@ -168,8 +168,12 @@ pub(super) struct NewMessages {
 /// - `previous_response_id` set: every message is new (Responses API incremental input);
 /// - a conversation with nothing yet: every message is new;
 /// - same head and the message last seen still in place: those after it are new;
-/// - a WebSocket request whose head is not the conversation's: incremental input too;
-/// - otherwise the history diverged: the messages after the last assistant message are new.
+/// - otherwise the history diverged (compaction, a fork, a reconnection): the messages after
+///   the last assistant message are new. A WebSocket request with no assistant message at all
+///   is incremental input sent without `previous_response_id`: all of it is new.
+///
+/// Only the head, one message and the diverged tail are read: the cost does not grow with
+/// the history.
 pub(super) fn new_messages(
     st: &ConvState,
     msgs: &[Message],
@@ -190,9 +194,6 @@ pub(super) fn new_messages(
     }
     let head_n = st.head_n as usize;
     let head_ok = head_n > 0 && msgs.len() >= head_n && hash_messages(&msgs[..head_n]) == st.head;
-    if websocket && !head_ok {
-        return all(true);
-    }
     let seen = st.seen as usize;
     if head_ok && seen > 0 && msgs.len() >= seen && hash_messages(&msgs[seen - 1..seen]) == st.tail
     {
@@ -202,27 +203,21 @@ pub(super) fn new_messages(
             incremental: false,
         };
     }
-    let start = msgs
-        .iter()
-        .rposition(|m| m.role == Role::Assistant)
-        .map_or(0, |i| i + 1);
-    NewMessages {
-        start,
-        diverged: true,
-        incremental: false,
+    match msgs.iter().rposition(|m| m.role == Role::Assistant) {
+        None if websocket => all(true),
+        last => NewMessages {
+            start: last.map_or(0, |i| i + 1),
+            diverged: true,
+            incremental: false,
+        },
     }
 }
 
-/// Records `msgs` as the history seen (full requests), or forgets the count (incremental ones,
-/// keeping the head of a conversation that has one).
+/// Records `msgs` as the history seen (full requests), or forgets the count (incremental ones:
+/// the next full request is then compared by its head only).
 pub(super) fn remember(st: &mut ConvState, msgs: &[Message], incremental: bool) {
     if incremental {
         st.seen = 0;
-        if st.head_n == 0 && !msgs.is_empty() {
-            let n = msgs.len().min(HEAD_MESSAGES);
-            st.head_n = n as u32;
-            st.head = hash_messages(&msgs[..n]);
-        }
         return;
     }
     let Some(last) = msgs.len().checked_sub(1) else {

@@ -1,18 +1,16 @@
 //! Tests of the assembler on real redb files (helpers in `harness.rs`): Claude Code and codex
-//! sessions, utility calls, inferred sessions, and the flatness of the work per call. Subagent
-//! linking, restarts and rebuilds are in `link_tests.rs`.
+//! sessions, compaction, utility calls, and the flatness of the work per call. Sessions,
+//! subagent linking, restarts and rebuilds are in `session_tests.rs`.
 
 #![allow(clippy::unwrap_used)]
 
-use greyproxy_protocol::llm::{
-    ConversationStatus, Cost, LlmClient, LlmThread, PriceState, SessionSource,
-};
+use greyproxy_protocol::llm::{ConversationStatus, Cost, LlmClient, LlmThread, PriceState};
 
 use super::harness::{
     Harness, Spec, answer, call, cc_first, echo, priced, prompts, results, tool, usage, user,
 };
 use super::*;
-use crate::dissect::model::{Block, Decoder, Message, ResponseFacts, Role};
+use crate::dissect::model::{Decoder, Message, ResponseFacts};
 
 #[test]
 fn claude_code_session_three_prompts_steps_results_and_status() {
@@ -200,7 +198,15 @@ fn codex_websocket_session_with_incremental_inputs_and_a_warm_up() {
     full.extend([results(&[("call_2", "Success", false)]), echo(&r3)]);
     full.extend(next);
     full.extend([echo(&r4), user(&["thanks"])]);
-    let a = h.call(&s.at(5), &ws(full, None, answer("You're welcome.", vec![])));
+    let r5 = answer("", vec![tool("call_3", "exec_command", "git status", None)]);
+    let a = h.call(&s.at(5), &ws(full, None, r5));
+    assert_eq!(a.turn, Some(3));
+    // Incremental input without `previous_response_id`: no assistant item, all of it is new.
+    let only_result = vec![results(&[("call_3", "clean", false)])];
+    let a = h.call(
+        &s.at(6),
+        &ws(only_result, None, answer("All clean.", vec![])),
+    );
     assert_eq!(a.turn, Some(3));
 
     let c = h.get(id);
@@ -217,8 +223,56 @@ fn codex_websocket_session_with_incremental_inputs_and_a_warm_up() {
         c.turns[0].steps[1].tool_calls[0].result_preview.as_deref(),
         Some("Success")
     );
-    assert_eq!(c.summary.totals.calls, 6, "the warm-up is counted");
+    assert_eq!(
+        c.turns[2].steps[0].tool_calls[0].result_preview.as_deref(),
+        Some("clean")
+    );
+    assert_eq!(c.turns[2].call_ids, [6, 7]);
+    assert_eq!(c.summary.totals.calls, 7, "the warm-up is counted");
     assert_eq!(c.summary.models, ["gpt-5.1-codex"]);
+}
+
+#[test]
+fn a_compacted_history_goes_on_in_the_same_turn() {
+    let mut h = Harness::new();
+    let s = Spec::claude("c");
+    let mut history = vec![cc_first("Refactor the parser")];
+    let r1 = answer("", vec![tool("toolu_1", "Edit", "src/parse.rs", None)]);
+    h.call(&s, &call(Decoder::Anthropic, history.clone(), r1.clone()));
+    history.extend([echo(&r1), results(&[("toolu_1", "ok", false)])]);
+    // Claude Code's compaction request: a side call on the whole history.
+    let mut compact = history.clone();
+    compact.push(user(&[
+        "Your task is to create a detailed summary of the conversation so far, paying close \
+         attention to the user's explicit requests",
+    ]));
+    let a = h.call(
+        &s.at(1),
+        &call(Decoder::Anthropic, compact, answer("<summary>", vec![])),
+    );
+    assert_eq!(a.turn, None);
+    // The history then restarts from the summary, repeating the prompt: same turn.
+    let mut after = vec![user(&[
+        "This session is being continued from a previous conversation that ran out of \
+         context. The conversation is summarized below:\n<summary>",
+        "Refactor the parser",
+    ])];
+    let r2 = answer("Done refactoring.", vec![]);
+    let a = h.call(
+        &s.at(2),
+        &call(Decoder::Anthropic, after.clone(), r2.clone()),
+    );
+    assert_eq!(a.turn, Some(1));
+    after.extend([echo(&r2), user(&["Commit it"])]);
+    let a = h.call(
+        &s.at(3),
+        &call(Decoder::Anthropic, after, answer("Committed.", vec![])),
+    );
+    assert_eq!(a.turn, Some(2));
+    let c = h.get("claude-code:c");
+    assert_eq!(prompts(&c), ["Refactor the parser", "Commit it"]);
+    assert_eq!(c.turns[0].call_ids, [1, 3]);
+    assert_eq!(c.summary.totals.calls, 4);
 }
 
 #[test]
@@ -289,76 +343,6 @@ fn utility_calls_count_in_totals_but_add_no_turn() {
         ("claude-code:s2", 0, 1)
     );
     assert_eq!(sum.thread, LlmThread::Main);
-}
-
-#[test]
-fn sessionless_clients_get_inferred_sessions_split_by_a_quiet_gap() {
-    let mut h = Harness::new();
-    let mut s = Spec::new(LlmClient::Aider, None, "openrouter");
-    s.model = Some("anthropic/claude-sonnet-4".into());
-    let example = user(&["Change get_factorial() to use math.factorial"]);
-    let first = vec![
-        example.clone(),
-        Message {
-            role: Role::Assistant,
-            blocks: vec![Block::Text("To make this change".into())],
-        },
-        user(&["Say hello world.\n\n# *SEARCH/REPLACE block* Rules:\n\nEvery block"]),
-    ];
-    let r = answer("hello world", vec![]);
-    let a1 = h.call(&s, &call(Decoder::OpenAiChat, first.clone(), r.clone()));
-    let mut second = first;
-    second.extend([echo(&r), user(&["again"])]);
-    let a2 = h.call(
-        &s.at(60),
-        &call(Decoder::OpenAiChat, second, answer("hello world", vec![])),
-    );
-    // Another container is another session.
-    let mut elsewhere = s.at(90);
-    elsewhere.container = "aider-2".into();
-    let a3 = h.call(
-        &elsewhere,
-        &call(
-            Decoder::OpenAiChat,
-            vec![user(&["hi"])],
-            answer("hi", vec![]),
-        ),
-    );
-    // Seven quiet minutes: a new session.
-    let a4 = h.call(
-        &s.at(60 + 7 * 60),
-        &call(
-            Decoder::OpenAiChat,
-            vec![user(&["later"])],
-            answer("ok", vec![]),
-        ),
-    );
-
-    let id = |a: &Assembled| a.conversation_id.clone().unwrap();
-    assert_eq!(id(&a1), "aider:inferred-1");
-    assert_eq!(id(&a2), "aider:inferred-1");
-    assert_eq!(id(&a3), "aider:inferred-3");
-    assert_eq!(id(&a4), "aider:inferred-4");
-    let c = h.get("aider:inferred-1");
-    assert_eq!(c.summary.session_source, SessionSource::Inferred);
-    assert_eq!(c.summary.session_id, "inferred-1");
-    assert_eq!(
-        prompts(&c),
-        ["Say hello world.", "again"],
-        "aider's example is not a turn"
-    );
-
-    // The inferred session outlives a restart.
-    let mut h = h.restart();
-    let a5 = h.call(
-        &s.at(60 + 8 * 60),
-        &call(
-            Decoder::OpenAiChat,
-            vec![user(&["more"])],
-            answer("ok", vec![]),
-        ),
-    );
-    assert_eq!(id(&a5), "aider:inferred-4");
 }
 
 /// Runs a 2 000-call session in which call `k` sends `next(k)` and gets `reply(k)`; returns

@@ -1,11 +1,12 @@
-//! Tests of subagent linking (by content, and opencode's child sessions), restarts over the
-//! same store file, and rebuilds (clear, then replay).
+//! Tests of sessions (inferred ones), subagent linking (by content, and opencode's child
+//! sessions), restarts over the same store file, and rebuilds (clear, then replay).
 
 #![allow(clippy::unwrap_used)]
 
-use greyproxy_protocol::llm::{LlmClient, LlmThread};
+use greyproxy_protocol::llm::{LlmClient, LlmThread, SessionSource};
 
-use super::harness::{Harness, Spec, answer, call, cc_first, echo, results, tool, user};
+use super::Assembled;
+use super::harness::{Harness, Spec, answer, call, cc_first, echo, prompts, results, tool, user};
 use crate::dissect::model::{Block, Decoder, Dissected, Message, Role, ToolResult};
 use crate::store::ConversationFilter;
 
@@ -358,4 +359,74 @@ fn clearing_and_replaying_rebuilds_the_same_conversations_and_prune_removes_them
             .len(),
         1
     );
+}
+
+#[test]
+fn sessionless_clients_get_inferred_sessions_split_by_a_quiet_gap() {
+    let mut h = Harness::new();
+    let mut s = Spec::new(LlmClient::Aider, None, "openrouter");
+    s.model = Some("anthropic/claude-sonnet-4".into());
+    let example = user(&["Change get_factorial() to use math.factorial"]);
+    let first = vec![
+        example.clone(),
+        Message {
+            role: Role::Assistant,
+            blocks: vec![Block::Text("To make this change".into())],
+        },
+        user(&["Say hello world.\n\n# *SEARCH/REPLACE block* Rules:\n\nEvery block"]),
+    ];
+    let r = answer("hello world", vec![]);
+    let a1 = h.call(&s, &call(Decoder::OpenAiChat, first.clone(), r.clone()));
+    let mut second = first;
+    second.extend([echo(&r), user(&["again"])]);
+    let a2 = h.call(
+        &s.at(60),
+        &call(Decoder::OpenAiChat, second, answer("hello world", vec![])),
+    );
+    // Another container is another session.
+    let mut elsewhere = s.at(90);
+    elsewhere.container = "aider-2".into();
+    let a3 = h.call(
+        &elsewhere,
+        &call(
+            Decoder::OpenAiChat,
+            vec![user(&["hi"])],
+            answer("hi", vec![]),
+        ),
+    );
+    // Seven quiet minutes: a new session.
+    let a4 = h.call(
+        &s.at(60 + 7 * 60),
+        &call(
+            Decoder::OpenAiChat,
+            vec![user(&["later"])],
+            answer("ok", vec![]),
+        ),
+    );
+
+    let id = |a: &Assembled| a.conversation_id.clone().unwrap();
+    assert_eq!(id(&a1), "aider:inferred-1");
+    assert_eq!(id(&a2), "aider:inferred-1");
+    assert_eq!(id(&a3), "aider:inferred-3");
+    assert_eq!(id(&a4), "aider:inferred-4");
+    let c = h.get("aider:inferred-1");
+    assert_eq!(c.summary.session_source, SessionSource::Inferred);
+    assert_eq!(c.summary.session_id, "inferred-1");
+    assert_eq!(
+        prompts(&c),
+        ["Say hello world.", "again"],
+        "aider's example is not a turn"
+    );
+
+    // The inferred session outlives a restart.
+    let mut h = h.restart();
+    let a5 = h.call(
+        &s.at(60 + 8 * 60),
+        &call(
+            Decoder::OpenAiChat,
+            vec![user(&["more"])],
+            answer("ok", vec![]),
+        ),
+    );
+    assert_eq!(id(&a5), "aider:inferred-4");
 }
