@@ -75,6 +75,94 @@ pub struct FileConfig {
     pub middleware: Option<Vec<crate::middleware::MiddlewareEntry>>,
     /// `[[llm_endpoint]]` tables: user rules of the LLM endpoint registry (the `llm` filter).
     pub llm_endpoint: Option<Vec<crate::endpoints::LlmRule>>,
+    /// `[[endpoint_rule]]` tables: the same rules under the LLM layer's name (both are read,
+    /// `llm_endpoint` ones first).
+    pub endpoint_rule: Option<Vec<crate::endpoints::LlmRule>>,
+    /// `[llm]` table.
+    pub llm: Option<LlmFileConfig>,
+}
+
+impl FileConfig {
+    /// The configured endpoint rules of both spellings.
+    pub fn endpoint_rules(&self) -> Vec<crate::endpoints::LlmRule> {
+        let mut v = self.llm_endpoint.clone().unwrap_or_default();
+        v.extend(self.endpoint_rule.clone().unwrap_or_default());
+        v
+    }
+}
+
+/// `[llm]` table: the LLM layer (docs/llm.md).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmFileConfig {
+    /// Dissect LLM calls and assemble conversations (default true).
+    pub enabled: Option<bool>,
+    /// How long after an LLM call its tool calls explain a held request (humantime, default
+    /// `120s`).
+    pub context_window: Option<String>,
+    /// LLM calls kept (default 200 000).
+    pub max_calls: Option<u64>,
+    /// Conversations kept (default 20 000).
+    pub max_conversations: Option<u64>,
+    /// Calls and conversations older than this go (humantime, default `90d`).
+    pub max_age: Option<String>,
+    /// `[[llm.price]]` tables: prices that override or extend the vendored table.
+    pub price: Option<Vec<toml::Value>>,
+}
+
+/// Settings of the LLM layer.
+#[derive(Debug, Clone)]
+pub struct LlmSettings {
+    /// Dissection on.
+    pub enabled: bool,
+    /// Window of `llm_context`.
+    pub context_window: Duration,
+    /// Calls kept.
+    pub max_calls: u64,
+    /// Conversations kept.
+    pub max_conversations: u64,
+    /// Age limit of calls and conversations.
+    pub max_age: Duration,
+    /// `[[llm.price]]` tables, checked when the daemon starts.
+    pub prices: Vec<toml::Value>,
+}
+
+impl Default for LlmSettings {
+    fn default() -> Self {
+        LlmSettings {
+            enabled: true,
+            context_window: Duration::from_secs(120),
+            max_calls: 200_000,
+            max_conversations: 20_000,
+            max_age: Duration::from_secs(90 * 86_400),
+            prices: Vec::new(),
+        }
+    }
+}
+
+impl LlmSettings {
+    /// From the `[llm]` table (defaults for what it leaves out).
+    pub fn from_file(f: Option<&LlmFileConfig>) -> anyhow::Result<LlmSettings> {
+        let d = LlmSettings::default();
+        let Some(f) = f else {
+            return Ok(d);
+        };
+        let span = |v: &Option<String>, key: &str, default: Duration| -> anyhow::Result<Duration> {
+            match v {
+                Some(s) => humantime::parse_duration(s)
+                    .map_err(|e| anyhow::anyhow!("llm.{key}: invalid duration {s:?}: {e}")),
+                None => Ok(default),
+            }
+        };
+        Ok(LlmSettings {
+            enabled: f.enabled.unwrap_or(true),
+            context_window: span(&f.context_window, "context_window", d.context_window)?,
+            max_calls: f.max_calls.unwrap_or(d.max_calls),
+            max_conversations: f.max_conversations.unwrap_or(d.max_conversations),
+            max_age: span(&f.max_age, "max_age", d.max_age)?,
+            prices: f.price.clone().unwrap_or_default(),
+        })
+    }
 }
 
 /// `[mitm]` table.
@@ -188,6 +276,8 @@ pub struct ServeConfig {
     pub middlewares: Vec<crate::middleware::client::ClientConfig>,
     /// User rules of the LLM endpoint registry.
     pub llm_rules: Vec<crate::endpoints::LlmRule>,
+    /// The LLM layer.
+    pub llm: LlmSettings,
 }
 
 impl ServeConfig {
@@ -225,6 +315,7 @@ impl ServeConfig {
             shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE),
             middlewares: Vec::new(),
             llm_rules: Vec::new(),
+            llm: LlmSettings::default(),
         }
     }
 }

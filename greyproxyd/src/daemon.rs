@@ -35,6 +35,8 @@ use crate::reload::Reloader;
 use crate::shutdown::Shutdown;
 use crate::store::{Store, spawn_log_writer, spawn_transaction_writer};
 
+mod llm;
+
 /// File in the state dir describing the running daemon (addresses, pid), so that clients and
 /// tests find it even when it listens on non-default or `0` ports. Removed on clean exit.
 pub const RUNTIME_FILE: &str = "daemon.json";
@@ -113,6 +115,7 @@ pub struct Daemon {
     http: Option<TcpListener>,
     socks: Option<TcpListener>,
     dns: Option<(DnsListener, Arc<Forwarder>)>,
+    endpoint_rules: Option<Arc<crate::dissect::rules::EndpointRules>>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -159,7 +162,16 @@ pub async fn build(cfg: ServeConfig) -> anyhow::Result<Daemon> {
     )?);
     let policy = Policy::new(store.clone(), events.clone(), logs, live.clone())?;
     let shutdown = Shutdown::new();
-    let mitm = build_mitm(&cfg, &store, &events, &policy, &shutdown, live)?;
+    let llm = llm::start(&cfg, &store, &events, &policy, &live)?;
+    let mitm = build_mitm(
+        &cfg,
+        &store,
+        &events,
+        &policy,
+        &shutdown,
+        live,
+        llm.as_ref().map(|l| l.queue.clone()),
+    )?;
     let middlewares = mitm.capture.middlewares().clone();
     // Middlewares outlive the connections that use them: they stop at the shutdown's end.
     middlewares.start(&shutdown.done_token());
@@ -221,8 +233,10 @@ pub async fn build(cfg: ServeConfig) -> anyhow::Result<Daemon> {
         state_dir: cfg.state_dir.display().to_string(),
         heartbeat: cfg.heartbeat,
         middlewares: middlewares.clone(),
+        llm: llm.as_ref().map(|l| l.handles.clone()),
     });
     Ok(Daemon {
+        endpoint_rules: llm.map(|l| l.rules),
         cfg,
         listeners,
         shutdown,
@@ -248,6 +262,7 @@ impl Daemon {
             file: self.cfg.config_file.clone(),
             hold_timeout_pinned: self.cfg.hold_timeout_pinned,
             live: self.mitm.capture.live().clone(),
+            endpoint_rules: self.endpoint_rules.clone(),
         }
     }
 
@@ -270,6 +285,7 @@ impl Daemon {
             http,
             socks,
             dns,
+            endpoint_rules: _,
         } = self;
         let begun = shutdown.begun_token();
         let ctx = ProxyCtx {
@@ -403,6 +419,7 @@ fn build_mitm(
     policy: &Arc<Policy>,
     shutdown: &Shutdown,
     live: Arc<LiveCell>,
+    dissect: Option<Arc<crate::dissect::queue::DissectQueue>>,
 ) -> anyhow::Result<Arc<MitmCtx>> {
     if !cfg.no_mitm {
         match ca::ensure(&cfg.state_dir) {
@@ -437,13 +454,17 @@ fn build_mitm(
         cfg.middlewares.clone(),
         upstream_tls.config(vec![b"http/1.1".to_vec()]),
     ));
-    let recorder = Arc::new(Recorder::new(
+    let mut recorder = Recorder::new(
         store.clone(),
         sink,
         cfg.body_cap,
         queued_bytes,
         TX_QUEUE_BYTES,
-    ));
+    );
+    if let Some(q) = dissect {
+        recorder = recorder.with_dissect(q);
+    }
+    let recorder = Arc::new(recorder);
     let capture: Arc<CaptureCtx> = Arc::new(DataPlane {
         policy: policy.clone(),
         recorder,

@@ -153,6 +153,8 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         Some(p) => FileConfig::load(p)?,
         None => FileConfig::default(),
     };
+    let llm_rules = file.endpoint_rules();
+    let llm = greyproxyd::config::LlmSettings::from_file(file.llm.as_ref())?;
     let control_auth = file
         .control_auth()
         .map_err(|e| anyhow::anyhow!("control.auth: {e}"))?;
@@ -198,7 +200,6 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         &a.middleware_cmd,
         file.middleware.as_deref().unwrap_or_default(),
     )?;
-    let llm_rules = file.llm_endpoint.unwrap_or_default();
     greyproxyd::endpoints::validate(&llm_rules)
         .map_err(|e| anyhow::anyhow!("llm_endpoint: {e}"))?;
     let mitm = file.mitm.unwrap_or_default();
@@ -241,6 +242,7 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         shutdown_grace: Duration::from_secs(file.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE)),
         middlewares,
         llm_rules,
+        llm,
     })
 }
 

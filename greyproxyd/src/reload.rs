@@ -21,6 +21,8 @@ pub struct Reloader {
     pub(crate) hold_timeout_pinned: bool,
     /// The settings every hold, tunnel and exchange reads.
     pub(crate) live: Arc<LiveCell>,
+    /// Endpoint rules created over `/ws`, kept after the configured ones.
+    pub(crate) endpoint_rules: Option<Arc<crate::dissect::rules::EndpointRules>>,
 }
 
 impl Reloader {
@@ -42,7 +44,7 @@ impl Reloader {
             .unwrap_or_default();
         let hold = (!self.hold_timeout_pinned)
             .then(|| Duration::from_secs(file.hold_timeout.unwrap_or(DEFAULT_HOLD_TIMEOUT)));
-        let llm_rules = file.llm_endpoint.clone().unwrap_or_default();
+        let llm_rules = file.endpoint_rules();
         let summary = format!(
             "reloaded {}: {} bypass globs, {} extra redaction patterns{}",
             path.display(),
@@ -53,6 +55,12 @@ impl Reloader {
         );
         let hold = hold.unwrap_or_else(|| self.live.load().hold_timeout);
         // Everything is validated here, before the one swap.
+        // Validated alone first: a bad file must not touch the rules kept for the next reload.
+        crate::endpoints::validate(&llm_rules)?;
+        let llm_rules = match &self.endpoint_rules {
+            Some(r) => r.merged(llm_rules),
+            None => llm_rules,
+        };
         let next = Live::new(bypass, extra, llm_rules, hold)?;
         self.live.store(next);
         Ok(summary)
@@ -86,6 +94,7 @@ mod tests {
         let file = dir.path().join("greyproxyd.toml");
         std::fs::write(&file, text).unwrap();
         let reloader = Reloader {
+            endpoint_rules: None,
             file: Some(file),
             hold_timeout_pinned: pinned,
             live: LiveCell::new(

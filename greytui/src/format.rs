@@ -203,6 +203,7 @@ mod tests {
             last_seen: String::new(),
             attempt_count: 1,
             waiting_count: 0,
+            llm_context: None,
         };
         assert_eq!(pending_destination(&p), "registry.npmjs.org (104.16.3.35)");
         p.resolved_hostname = Some(String::new());

@@ -39,6 +39,7 @@ pub(crate) fn pending(
         last_seen: seen.to_string(),
         attempt_count: 1,
         waiting_count: 1,
+        llm_context: None,
     }
 }
 

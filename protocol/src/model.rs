@@ -315,6 +315,20 @@ pub struct Status {
     /// leak shows here; absent from older daemons.
     #[serde(default)]
     pub alive_tasks: u64,
+    /// The LLM layer, when it is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<LlmStatus>,
+}
+
+/// The LLM layer's state in `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LlmStatus {
+    /// Version of the price table in use.
+    pub price_table: String,
+    /// Rows queued for dissection right now.
+    pub queued: u64,
+    /// Rows not dissected because the queue was full, since start.
+    pub dropped: u64,
 }
 
 /// Recorded headers: canonical names to all their values, secrets redacted.

@@ -166,6 +166,7 @@ fn event_envelopes() {
         last_seen: "2026-04-22T10:03:12Z".into(),
         attempt_count: 4,
         waiting_count: 1,
+        llm_context: None,
     };
     let env = EventEnvelope::new(&Event::PendingCreated(pending.clone()), 5, TS.into());
     assert_eq!(
@@ -346,4 +347,99 @@ fn transaction_and_connection_rows_with_typed_fields() {
     .unwrap();
     assert_eq!(log.mitm, Some(MitmOutcome::UpstreamTlsError));
     assert_eq!(to_json(&log)["mitm"], "upstream_tls_error");
+}
+
+#[test]
+fn llm_shapes() {
+    use greyproxy_protocol::llm::*;
+    let call = LlmCall {
+        id: 57,
+        transaction_id: 5012,
+        response_transaction_ids: vec![],
+        upgrade_id: None,
+        timestamp: "2026-04-10T10:30:00.120Z".into(),
+        container_name: "claude".into(),
+        client: LlmClient::ClaudeCode,
+        provider: "anthropic".into(),
+        operation: "chat".into(),
+        decoder: "anthropic".into(),
+        host: "api.anthropic.com".into(),
+        model_requested: Some("claude-sonnet-4-5".into()),
+        model_answered: None,
+        response_id: None,
+        session_id: Some("s1".into()),
+        session_source: SessionSource::Wire,
+        thread: LlmThread::Main,
+        conversation_id: Some("claude-code:s1".into()),
+        turn: Some(2),
+        stream: true,
+        stop_reason: Some("tool_use".into()),
+        status_code: Some(200),
+        duration_ms: Some(2410),
+        ttft_ms: Some(612),
+        tool_calls: vec![ToolCallInfo {
+            id: "toolu_1".into(),
+            name: "Bash".into(),
+            summary: "npm install left-pad".into(),
+            input_preview: String::new(),
+        }],
+        last_text: None,
+        error: None,
+        usage: Some(Usage {
+            input_tokens: 5336,
+            cache_read_tokens: 0,
+            cache_write_tokens: 5333,
+            cache_write_5m_tokens: Some(5333),
+            cache_write_1h_tokens: None,
+            output_tokens: 148,
+            reasoning_tokens: 0,
+        }),
+        usage_raw: None,
+        cost: Cost {
+            state: PriceState::Unpriced,
+            micro_usd: None,
+            price_model: None,
+            table_version: "t".into(),
+            provider_micro_usd: None,
+        },
+    };
+    let v = json!({"id":57,"transaction_id":5012,"timestamp":"2026-04-10T10:30:00.120Z",
+        "container_name":"claude","client":"claude-code","provider":"anthropic","operation":"chat",
+        "decoder":"anthropic","host":"api.anthropic.com","model_requested":"claude-sonnet-4-5",
+        "session_id":"s1","session_source":"wire","thread":"main",
+        "conversation_id":"claude-code:s1","turn":2,"stream":true,"stop_reason":"tool_use",
+        "status_code":200,"duration_ms":2410,"ttft_ms":612,
+        "tool_calls":[{"id":"toolu_1","name":"Bash","summary":"npm install left-pad"}],
+        "usage":{"input_tokens":5336,"cache_read_tokens":0,"cache_write_tokens":5333,
+                 "cache_write_5m_tokens":5333,"output_tokens":148,"reasoning_tokens":0},
+        "cost":{"state":"unpriced","table_version":"t"}});
+    assert_eq!(to_json(&call), v);
+    assert_eq!(serde_json::from_value::<LlmCall>(v).unwrap(), call);
+    let env = EventEnvelope::new(&Event::LlmCallNew(call), 9, TS.into());
+    assert_eq!(to_json(&env)["type"], "llm_call.new");
+
+    let ctx = LlmContext {
+        conversation_id: "claude-code:s1".into(),
+        turn: 2,
+        call_id: 57,
+        tool: "Bash".into(),
+        summary: "curl -s https://x.example".into(),
+        last_text: None,
+        age_secs: 1,
+    };
+    assert_eq!(
+        to_json(&ctx),
+        json!({"conversation_id":"claude-code:s1","turn":2,"call_id":57,"tool":"Bash",
+               "summary":"curl -s https://x.example","age_secs":1})
+    );
+    let bad = serde_json::from_value::<LlmCall>(json!({"client":"vim"}));
+    assert!(bad.is_err());
+    assert_eq!(
+        "gemini-cli".parse::<LlmClient>().unwrap(),
+        LlmClient::GeminiCli
+    );
+    assert_eq!(
+        to_json(&ConversationStatus::InProgress),
+        json!("in_progress")
+    );
 }

@@ -55,6 +55,8 @@ pub(crate) struct Handler {
     pub(crate) heartbeat: super::session::Heartbeat,
     /// External middlewares, for `list_middlewares`.
     pub(crate) middlewares: Arc<crate::middleware::Middlewares>,
+    /// The LLM layer's commands (`None` when it is off).
+    pub(crate) llm: Option<Arc<super::llm::LlmHandles>>,
 }
 
 fn error(e: impl std::fmt::Display, request_id: Option<RequestId>) -> Reply {
@@ -226,6 +228,37 @@ impl Handler {
                 &serde_json::json!({ "middlewares": self.middlewares.statuses() }),
                 rid,
             ),
+            c @ (Command::ListLlmCalls(_)
+            | Command::ListConversations(_)
+            | Command::GetConversation(_)
+            | Command::UsageSummary(_)
+            | Command::ListEndpointRules
+            | Command::CreateEndpointRule(_)
+            | Command::UpdateEndpointRule(_)
+            | Command::DeleteEndpointRule(_)
+            | Command::RebuildConversations) => {
+                let Some(llm) = &self.llm else {
+                    return error("the LLM layer is off (llm.enabled = false)", rid);
+                };
+                let r = match c {
+                    Command::ListLlmCalls(a) => llm.list_calls(a).await,
+                    Command::ListConversations(a) => llm.list_conversations(a).await,
+                    Command::GetConversation(a) => llm.get_conversation(a.conversation_id).await,
+                    Command::UsageSummary(a) => llm.usage_summary(a).await,
+                    Command::ListEndpointRules => Ok(llm.list_rules()),
+                    Command::CreateEndpointRule(a) => llm.create_rule(a).await,
+                    Command::UpdateEndpointRule(a) => llm.update_rule(a).await,
+                    Command::DeleteEndpointRule(a) => llm
+                        .delete_rule(a.rule_id)
+                        .await
+                        .map(|()| serde_json::json!({})),
+                    _ => llm.rebuild().await,
+                };
+                match r {
+                    Ok(v) => result(name, &v, rid),
+                    Err(e) => error(e, rid),
+                }
+            }
             // `Command` is non-exhaustive: a command this daemon does not implement yet.
             _ => error(CommandError::UnknownCommand(name.to_string()), rid),
         }
@@ -249,6 +282,7 @@ impl Handler {
             alive_tasks: tokio::runtime::Handle::current()
                 .metrics()
                 .num_alive_tasks() as u64,
+            llm: self.llm.as_ref().map(|l| l.status()),
         }
     }
 }

@@ -5,6 +5,7 @@ pub(crate) mod activity;
 pub mod auth;
 pub(crate) mod claims;
 pub(crate) mod handlers;
+pub(crate) mod llm;
 pub(crate) mod server;
 pub mod session;
 

@@ -5,38 +5,24 @@
 //! task; the forwarder never waits for it.
 
 // Until the dissection task calls it.
-#[allow(dead_code)]
 pub(crate) mod assemble;
-// Until the task and the assembler read every part of the model.
-#[allow(dead_code)]
 pub(crate) mod model;
-#[allow(dead_code)]
 pub(crate) mod price;
-#[allow(dead_code)]
 pub(crate) mod proposals;
 pub(crate) mod queue;
 pub(crate) mod recent;
 // Public only for its `fuzz` entry points; everything else in it is crate-private.
 pub mod responses;
-#[allow(dead_code)]
 pub(crate) mod rules;
-#[allow(dead_code)]
 pub(crate) mod sse;
-#[allow(dead_code)]
 pub(crate) mod summary;
-#[allow(dead_code)]
+pub(crate) mod task;
 pub(crate) mod usage;
 
-// The dissectors and the client detection, until the dissection task calls them.
-#[allow(dead_code)]
 pub(crate) mod anthropic;
-#[allow(dead_code)]
 pub(crate) mod chat;
-#[allow(dead_code)]
 pub(crate) mod client;
-#[allow(dead_code)]
 pub(crate) mod gemini;
-#[allow(dead_code)]
 pub(crate) mod json;
 
 // Public only for the fuzz targets.
@@ -54,7 +40,6 @@ use std::borrow::Cow;
 use base64::Engine as _;
 use greyproxy_protocol::Transaction;
 
-#[allow(dead_code)]
 /// The stored request body as bytes (base64-decoded when the store kept it so).
 pub(crate) fn request_body(t: &Transaction) -> Option<Cow<'_, [u8]>> {
     body_bytes(
@@ -63,7 +48,6 @@ pub(crate) fn request_body(t: &Transaction) -> Option<Cow<'_, [u8]>> {
     )
 }
 
-#[allow(dead_code)]
 /// The stored response body as bytes.
 pub(crate) fn response_body(t: &Transaction) -> Option<Cow<'_, [u8]>> {
     body_bytes(

@@ -103,7 +103,7 @@ pub(crate) struct Message {
 }
 
 /// What the request asked.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RequestFacts {
     /// `model` of the request (Gemini: from the URL).
     pub(crate) model: Option<String>,
@@ -134,6 +134,28 @@ pub(crate) struct RequestFacts {
     pub(crate) previous_response_id: Option<String>,
     /// The request body could not be read in full (cut at the capture cap, invalid JSON).
     pub(crate) error: Option<String>,
+}
+
+impl Default for RequestFacts {
+    /// Nothing read yet; a request generates a reply unless it says otherwise (only codex
+    /// warm-ups do).
+    fn default() -> Self {
+        RequestFacts {
+            model: None,
+            stream: false,
+            session_id: None,
+            thread_id: None,
+            thread_hint: None,
+            client_hint: None,
+            system_len: 0,
+            system_preview: String::new(),
+            tools: Vec::new(),
+            messages: Vec::new(),
+            generate: true,
+            previous_response_id: None,
+            error: None,
+        }
+    }
 }
 
 /// What the response answered.

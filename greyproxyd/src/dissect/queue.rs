@@ -127,9 +127,19 @@ impl DissectQueue {
         }
     }
 
+    /// The live settings it classifies with.
+    pub(crate) fn live(&self) -> &Arc<LiveCell> {
+        &self.live
+    }
+
     /// The task's inbox, for maintenance commands.
     pub(crate) fn sender(&self) -> &mpsc::Sender<Msg> {
         &self.tx
+    }
+
+    /// Rows queued and not taken by the task yet.
+    pub(crate) fn queued(&self) -> u64 {
+        (QUEUE_ROWS - self.tx.capacity()) as u64
     }
 
     /// Rows dropped because the queue was full.

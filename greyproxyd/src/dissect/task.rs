@@ -103,7 +103,9 @@ impl DissectTask {
             live,
             prices,
             assembler,
-            ws: LruCache::new(std::num::NonZeroUsize::new(WS_CONNS).unwrap_or(std::num::NonZeroUsize::MIN)),
+            ws: LruCache::new(
+                std::num::NonZeroUsize::new(WS_CONNS).unwrap_or(std::num::NonZeroUsize::MIN),
+            ),
             proposals,
             queued_bytes,
             retention,
@@ -113,7 +115,10 @@ impl DissectTask {
     }
 
     /// Runs until every sender is gone, on a thread of its own.
-    pub(crate) fn spawn(self, rx: mpsc::Receiver<Msg>) -> std::io::Result<std::thread::JoinHandle<()>> {
+    pub(crate) fn spawn(
+        self,
+        rx: mpsc::Receiver<Msg>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
         std::thread::Builder::new()
             .name("greyproxyd-dissect".into())
             .spawn(move || self.run(rx))
@@ -274,10 +279,19 @@ impl DissectTask {
             turn: assembled.turn,
             stream: d.response.streamed || d.request.stream,
             stop_reason: d.response.stop_reason.clone(),
-            status_code: if t.upgrade_id.is_some() { None } else { t.status_code },
+            status_code: if t.upgrade_id.is_some() {
+                None
+            } else {
+                t.status_code
+            },
             duration_ms: f.duration_ms,
             ttft_ms: f.ttft_ms,
-            tool_calls: d.response.tool_calls.iter().map(|u| u.info.clone()).collect(),
+            tool_calls: d
+                .response
+                .tool_calls
+                .iter()
+                .map(|u| u.info.clone())
+                .collect(),
             last_text: last_line(&d.response.text),
             error,
             usage: d.response.usage,
@@ -291,19 +305,26 @@ impl DissectTask {
         if self.calls_since_prune >= 1000 {
             self.prune();
         }
-        let latest = call.conversation_id.clone().map(|conversation_id| LatestCall {
-            ended_secs: (f.started_ms + f.duration_ms.unwrap_or(0)) / 1000,
-            conversation_id,
-            turn: call.turn.unwrap_or(0),
-            call_id: id,
-            tool_calls: call.tool_calls.clone(),
-            last_text: call.last_text.clone(),
-        });
+        let latest = call
+            .conversation_id
+            .clone()
+            .map(|conversation_id| LatestCall {
+                ended_secs: (f.started_ms + f.duration_ms.unwrap_or(0)) / 1000,
+                conversation_id,
+                turn: call.turn.unwrap_or(0),
+                call_id: id,
+                tool_calls: call.tool_calls.clone(),
+                last_text: call.last_text.clone(),
+            });
         if self.publish {
             self.events.publish(Event::LlmCallNew(call));
-            for s in [assembled.changed_parent, assembled.changed_child, assembled.summary]
-                .into_iter()
-                .flatten()
+            for s in [
+                assembled.changed_parent,
+                assembled.changed_child,
+                assembled.summary,
+            ]
+            .into_iter()
+            .flatten()
             {
                 self.events.publish(Event::ConversationUpdated(s));
             }
@@ -322,8 +343,11 @@ impl DissectTask {
         if let Err(e) = self.store.prune_llm_calls(r.max_calls, cutoff) {
             tracing::warn!(error = %e, "cannot prune LLM calls");
         }
-        if let Err(e) = self.store.prune_conversations(cutoff, r.max_conversations) {
-            tracing::warn!(error = %e, "cannot prune conversations");
+        match self.store.prune_conversations(cutoff, r.max_conversations) {
+            // A cached open conversation that was pruned must not be written back.
+            Ok(n) if n > 0 => self.assembler.reset(),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot prune conversations"),
         }
     }
 
@@ -366,7 +390,11 @@ impl DissectTask {
                     continue;
                 };
                 let at_ms = parse_timestamp_ms(&tx.timestamp).unwrap_or(0)
-                    + if tx.upgrade_id.is_none() { tx.duration_ms.unwrap_or(0) } else { 0 };
+                    + if tx.upgrade_id.is_none() {
+                        tx.duration_ms.unwrap_or(0)
+                    } else {
+                        0
+                    };
                 let job = Job {
                     tx,
                     kind,

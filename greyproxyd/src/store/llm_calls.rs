@@ -55,6 +55,7 @@ impl Store {
     }
 
     /// One call.
+    #[cfg_attr(not(test), allow(dead_code))] // read by the tests
     pub(crate) fn get_llm_call(&self, id: u64) -> Result<Option<LlmCall>, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(LLM_CALLS)?;

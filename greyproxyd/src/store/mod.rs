@@ -23,8 +23,6 @@
 
 #[cfg(test)]
 mod conversation_tests;
-// Until the dissection task and the control handlers use them.
-#[allow(dead_code)]
 mod conversations;
 mod dns;
 mod error;

@@ -158,6 +158,7 @@ impl Assembler {
     }
 
     /// Rows and bytes the latest call wrote.
+    #[cfg_attr(not(test), allow(dead_code))] // read by the flatness tests
     pub(crate) fn last_write(&self) -> WriteStats {
         self.last_write
     }
