@@ -254,3 +254,52 @@ dissect_seed("dissect_gemini", "json_array", 0x11, gemini_request,
                           "usageMetadata": {"promptTokenCount": 770, "candidatesTokenCount": 34, "thoughtsTokenCount": 103}}]))
 dissect_seed("dissect_gemini", "error_body", 0x21, gemini_request,
              json.dumps({"error": {"code": 400, "message": "API key not valid", "status": "INVALID_ARGUMENT"}}))
+
+# --- dissect_responses: flags, request body NUL response body ---------------------------------
+def sse(*events):
+    return "".join("event: %s\ndata: %s\n\n" % (json.loads(e)["type"], e) for e in events)
+
+
+RESP_REQ = ('{"model":"gpt-5.1","stream":true,"prompt_cache_key":"ses_1","instructions":"Be brief.",'
+            '"tools":[{"type":"function","name":"bash"},{"type":"web_search"}],"input":['
+            '{"role":"developer","content":"dev"},{"role":"user","content":[{"type":"input_text","text":"hi"}]},'
+            '{"type":"reasoning","summary":[{"type":"summary_text","text":"t"}]},'
+            '{"type":"function_call","call_id":"c1","name":"bash","arguments":"{\\"command\\":\\"ls\\"}"},'
+            '{"type":"function_call_output","call_id":"c1","output":"task_id: ses_2 done"}]}')
+RESP_SSE = sse(
+    '{"type":"response.created","response":{"id":"r1","model":"gpt-5.1","status":"in_progress"}}',
+    '{"type":"response.reasoning_summary_text.delta","item_id":"rs","summary_index":0,"delta":"plan"}',
+    '{"type":"response.output_text.delta","item_id":"m","delta":"Hi"}',
+    '{"type":"response.output_item.added","output_index":2,"item":{"type":"function_call","id":"fc1","call_id":"c2","name":"read"}}',
+    '{"type":"response.output_item.added","output_index":3,"item":{"type":"function_call","id":"fc2","call_id":"c3","name":"read"}}',
+    '{"type":"response.function_call_arguments.delta","item_id":"fc2","delta":"{\\"file_path\\":"}',
+    '{"type":"response.function_call_arguments.delta","item_id":"fc1","delta":"{\\"file_path\\":\\"a\\"}"}',
+    '{"type":"response.function_call_arguments.done","item_id":"fc2","arguments":"{\\"file_path\\":\\"b\\"}"}',
+    '{"type":"response.completed","response":{"id":"r1","model":"gpt-5.1","status":"completed","output":[],'
+    '"usage":{"input_tokens":10,"input_tokens_details":{"cached_tokens":4},"output_tokens":5,'
+    '"output_tokens_details":{"reasoning_tokens":2}}}}',
+)
+RESP_JSON = ('{"id":"r2","object":"response","status":"incomplete","incomplete_details":{"reason":"max_output_tokens"},'
+             '"output":[{"type":"message","role":"assistant","content":[{"type":"output_text","text":"Hel"}]},'
+             '{"type":"custom_tool_call","call_id":"c4","name":"apply_patch","input":"*** Begin Patch"}],'
+             '"usage":{"input_tokens":3,"output_tokens":1}}')
+put("dissect_responses", "sse", b"\x01" + RESP_REQ.encode() + b"\0" + RESP_SSE.encode())
+put("dissect_responses", "json", b"\x00" + RESP_REQ.encode() + b"\0" + RESP_JSON.encode())
+put("dissect_responses", "error_cut", b"\x07" + RESP_REQ[:40].encode() + b"\0"
+    + sse('{"type":"error","code":"rate_limit_exceeded","message":"slow"}').encode()[:-10])
+
+# --- dissect_responses_ws: one message per line, ">" = client -------------------------------------
+WS_CREATE = ('{"type":"response.create","model":"gpt-5.1-codex","generate":%s,"client_metadata":'
+             '{"session_id":"s","thread_id":"t","x-codex-turn-metadata":"{}"},"input":[{"type":"additional_tools",'
+             '"tools":[{"type":"namespace","name":"mcp","tools":[{"type":"function","name":"x"}]}]},'
+             '{"type":"message","role":"user","content":[{"type":"input_text","text":"go"}]}]}')
+ws_lines = [">" + WS_CREATE % "false",
+            '{"type":"response.created","response":{"id":"w0","status":"in_progress"}}',
+            '{"type":"response.completed","response":{"id":"w0","status":"completed","output":[]}}',
+            ">" + WS_CREATE % "true"] + [line[len("data: "):] for line in RESP_SSE.split("\n")
+                                        if line.startswith("data: ")]
+put("dissect_responses_ws", "codex_turn", "\n".join(ws_lines))
+put("dissect_responses_ws", "superseded_close", "\n".join([
+    ">" + WS_CREATE % "true", '{"type":"response.output_text.delta","delta":"a"}', "not json",
+    ">" + WS_CREATE % "true", '{"type":"error","status":429,"error":{"type":"usage_limit_reached","message":"m"}}',
+    '{"type":"response.output_text.delta","delta":"orphan"}']))

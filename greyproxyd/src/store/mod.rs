@@ -6,7 +6,10 @@
 //! - `rules`, `pending`, `request_logs` (`u64 id → JSON bytes` of [`RuleRecord`],
 //!   [`PendingRecord`], [`RequestLogRecord`](crate::records::RequestLogRecord));
 //! - `settings` (`&str → bytes`), opaque to the store;
-//! - `dns_cache` (`&str` IP → JSON bytes of [`DnsCacheRow`]), see [`Store::put_dns_cache`].
+//! - `dns_cache` (`&str` IP → JSON bytes of [`DnsCacheRow`]), see [`Store::put_dns_cache`];
+//! - the assembled LLM conversations (`conversations`, `conversations_by_activity`,
+//!   `conversation_turns`, `conversation_steps`, `conversation_children`,
+//!   `conversation_sessions`), see [`conversations`].
 //!
 //! Values are serde_json bytes rather than a binary encoding: records are flexible (a field added
 //! later reads from old rows through serde defaults, and an older build ignores fields it does not
@@ -18,6 +21,11 @@
 //! `tokio::task::spawn_blocking`, holding the store as `Arc<Store>`. Request logs, which are
 //! written on every decision, go through the batching writer of [`spawn_log_writer`] instead.
 
+#[cfg(test)]
+mod conversation_tests;
+// Until the dissection task and the control handlers use them.
+#[allow(dead_code)]
+mod conversations;
 mod dns;
 mod error;
 mod llm_calls;
@@ -38,6 +46,11 @@ use redb::{
 };
 use serde::de::DeserializeOwned;
 
+#[allow(unused_imports)]
+pub(crate) use conversations::{
+    ConversationFilter, ConversationPage, ConversationRecord, ConversationWrite,
+    SESSION_ROW_PREFIX, TurnHead, WriteStats,
+};
 pub(crate) use dns::DnsCacheRow;
 pub(crate) use error::StoreError;
 pub(crate) use llm_calls::CallQuery;
