@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod acceptance;
+mod agents;
 mod bad_input;
 mod cert_cli;
 mod cli;
