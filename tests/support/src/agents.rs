@@ -3,7 +3,7 @@
 //! binary of its platform package), at pinned versions, installed with npm once into the
 //! Cargo target dir (`target/test-agents`).
 //!
-//! Like the Python venv ([`crate::python`]), the install happens under an exclusive file lock
+//! Like the Python venv ([`mod@crate::python`]), the install happens under an exclusive file lock
 //! in a scratch dir renamed into place only once both CLIs answer `--version`; a complete
 //! install is reused without asking the registry, so the tests run offline once it exists.
 //! Without npm (or when the install fails) the agent tests are skipped with a message — except

@@ -66,6 +66,8 @@ pub struct Recorded {
     pub method: String,
     /// Path and query.
     pub path: String,
+    /// The host the client named (`:authority` over HTTP/2, else `Host`).
+    pub authority: String,
     /// Headers in arrival order, names lower case (for a WebSocket message: its upgrade's).
     pub headers: Vec<(String, String)>,
     /// The body (a WebSocket message's text).
@@ -300,6 +302,17 @@ impl Shared {
             .map(|p| p.as_str().to_string())
             .unwrap_or_default();
         let path = req.uri().path().to_string();
+        let authority = req
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .or_else(|| {
+                req.headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_string)
+            })
+            .unwrap_or_default();
         let headers: Vec<(String, String)> = req
             .headers()
             .iter()
@@ -319,6 +332,7 @@ impl Shared {
             self.record(Recorded {
                 method,
                 path: path_q,
+                authority: authority.clone(),
                 headers: headers.clone(),
                 body: Vec::new(),
                 transport: Transport::Http,
@@ -330,7 +344,7 @@ impl Shared {
                                      "message":"mock: WebSocket not offered here"}}),
                 );
             }
-            return ws::accept(self.clone(), &mut req, headers);
+            return ws::accept(self.clone(), &mut req, authority, headers);
         }
         let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
             Ok(b) => b.to_bytes().to_vec(),
@@ -339,6 +353,7 @@ impl Shared {
         self.record(Recorded {
             method: method.clone(),
             path: path_q,
+            authority,
             headers,
             body: body.clone(),
             transport: Transport::Http,

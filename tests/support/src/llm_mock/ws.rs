@@ -22,6 +22,7 @@ use super::{Body, Recorded, Shared, openai};
 pub(super) fn accept(
     shared: Arc<Shared>,
     req: &mut Request<Incoming>,
+    authority: String,
     headers: Vec<(String, String)>,
 ) -> Response<Body> {
     let Some(key) = req.headers().get("sec-websocket-key") else {
@@ -37,7 +38,7 @@ pub(super) fn accept(
             return;
         };
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
-        session(shared, ws, headers).await;
+        session(shared, ws, authority, headers).await;
     });
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
@@ -48,8 +49,12 @@ pub(super) fn accept(
         .unwrap()
 }
 
-async fn session<S>(shared: Arc<Shared>, mut ws: WebSocketStream<S>, headers: Vec<(String, String)>)
-where
+async fn session<S>(
+    shared: Arc<Shared>,
+    mut ws: WebSocketStream<S>,
+    authority: String,
+    headers: Vec<(String, String)>,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     while let Some(Ok(msg)) = ws.next().await {
@@ -62,6 +67,7 @@ where
         shared.record(Recorded {
             method: "WS".into(),
             path: "/v1/responses".into(),
+            authority: authority.clone(),
             headers: headers.clone(),
             body: text.clone().into_bytes(),
             transport: Transport::WebSocket,
