@@ -90,7 +90,7 @@ async fn a_mapped_name_is_dialled_at_its_address_and_policy_sees_the_name() {
     assert!(sse.contains("\"cached_tokens\":4"), "{sse}");
     assert!(sse.trim_end().ends_with("data: [DONE]"), "{sse}");
 
-    // SOCKS5 with the name (curl does not resolve it).
+    // SOCKS5 with the name (curl does not resolve it), OpenRouter's path.
     let socks = d.socks.unwrap().to_string();
     let json_body = CHAT.replace("\"stream\":true", "\"stream\":false");
     let args = [
@@ -106,7 +106,7 @@ async fn a_mapped_name_is_dialled_at_its_address_and_policy_sees_the_name() {
         &[&json_body],
     ]
     .concat();
-    let r = fetch(&args, &[&url]).await;
+    let r = fetch(&args, &[&format!("{base}/api/v1/chat/completions")]).await;
     assert_eq!(r.status(), 200, "{r:?}");
     let v: Value = serde_json::from_slice(r.body()).unwrap();
     assert_eq!(v["choices"][0]["message"]["content"], "Mapped hello.");

@@ -10,7 +10,8 @@
 //!   message each; `generate: false` warm-ups get created + completed and no script call) and
 //!   over HTTPS (`POST /v1/responses`, SSE or JSON). With [`LlmMockBuilder::websocket`] off,
 //!   upgrades are refused with 426 and clients fall back to HTTPS.
-//! * Chat Completions `POST /v1/chat/completions`, JSON or SSE (usage chunk when
+//! * Chat Completions `POST /v1/chat/completions` (or any path ending so, like OpenRouter's
+//!   `/api/v1/chat/completions`), JSON or SSE (usage chunk when
 //!   `stream_options.include_usage`).
 //! * `GET /v1/models`: an empty list. Anything else, Claude Code's side calls
 //!   (`GET /api/claude_code/settings`, `GET /api/claude_code/policy_limits`) included: 404 with
@@ -379,7 +380,7 @@ impl Shared {
                     json_response(StatusCode::OK, &openai::response_json(&call, &a, seq))
                 }
             }
-            ("POST", "/v1/chat/completions") => {
+            ("POST", p) if p.ends_with("/chat/completions") => {
                 let (call, a, seq) = self.answer(Api::ChatCompletions, Transport::Http, parsed);
                 if call.stream() {
                     let chunks = openai::chat_chunks(&call, &a, seq);
