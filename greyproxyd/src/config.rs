@@ -1,6 +1,7 @@
 //! Serve configuration: defaults, the TOML config file, command-line flags (which win), and
 //! the state directory.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,6 +10,8 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use crate::control::auth::{ControlAuth, ControlAuthError};
+use crate::net::HostMap;
+use crate::net::hosts::HostMapError;
 
 pub mod check;
 
@@ -75,6 +78,8 @@ pub struct FileConfig {
     pub middleware: Option<Vec<crate::middleware::MiddlewareEntry>>,
     /// `[[llm_endpoint]]` tables: user rules of the LLM endpoint registry (the `llm` filter).
     pub llm_endpoint: Option<Vec<crate::endpoints::LlmRule>>,
+    /// `[hosts]` table: host name → IP address dialled instead of resolving the name.
+    pub hosts: Option<BTreeMap<String, String>>,
     /// `[[endpoint_rule]]` tables: the same rules under the LLM layer's name (both are read,
     /// `llm_endpoint` ones first).
     pub endpoint_rule: Option<Vec<crate::endpoints::LlmRule>>,
@@ -213,6 +218,13 @@ impl FileConfig {
         }
     }
 
+    /// The `[hosts]` table as a host map (empty when absent).
+    pub fn host_map(&self) -> Result<HostMap, HostMapError> {
+        self.hosts
+            .as_ref()
+            .map_or_else(|| Ok(HostMap::new()), HostMap::from_table)
+    }
+
     /// Reads, parses and validates a config file; errors name the file and the offending
     /// key and line.
     pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
@@ -278,6 +290,10 @@ pub struct ServeConfig {
     pub llm_rules: Vec<crate::endpoints::LlmRule>,
     /// The LLM layer.
     pub llm: LlmSettings,
+    /// Names dialled at a fixed address: the file's `[hosts]` merged with `--map-host`.
+    pub host_map: HostMap,
+    /// The `--map-host` entries alone, which win over the file's again at every reload.
+    pub host_map_pinned: HostMap,
 }
 
 impl ServeConfig {
@@ -316,6 +332,8 @@ impl ServeConfig {
             middlewares: Vec::new(),
             llm_rules: Vec::new(),
             llm: LlmSettings::default(),
+            host_map: HostMap::new(),
+            host_map_pinned: HostMap::new(),
         }
     }
 }

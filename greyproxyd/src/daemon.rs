@@ -154,12 +154,21 @@ pub async fn build(cfg: ServeConfig) -> anyhow::Result<Daemon> {
         cfg.log_retention,
         Box::new(move |r| log_events.publish(Event::RequestLogNew(r.to_wire()))),
     );
-    let live = LiveCell::new(Live::new(
-        cfg.mitm_bypass.clone(),
-        cfg.redact_headers.clone(),
-        cfg.llm_rules.clone(),
-        cfg.hold_timeout,
-    )?);
+    let live = LiveCell::new(
+        Live::new(
+            cfg.mitm_bypass.clone(),
+            cfg.redact_headers.clone(),
+            cfg.llm_rules.clone(),
+            cfg.hold_timeout,
+        )?
+        .with_hosts(cfg.host_map.clone()),
+    );
+    if !cfg.host_map.is_empty() {
+        tracing::info!(
+            names = cfg.host_map.len(),
+            "host map: mapped names are dialled at their fixed address"
+        );
+    }
     let policy = Policy::new(store.clone(), events.clone(), logs, live.clone())?;
     let shutdown = Shutdown::new();
     let llm = llm::start(&cfg, &store, &events, &policy, &live)?;
@@ -261,6 +270,7 @@ impl Daemon {
         Reloader {
             file: self.cfg.config_file.clone(),
             hold_timeout_pinned: self.cfg.hold_timeout_pinned,
+            host_map_pinned: self.cfg.host_map_pinned.clone(),
             live: self.mitm.capture.live().clone(),
             endpoint_rules: self.endpoint_rules.clone(),
         }

@@ -1,6 +1,6 @@
 //! The settings a config reload (SIGHUP) may change while the daemon runs — the MITM bypass
-//! list, the header and URL redaction, the LLM endpoint rules and the hold timeout — as one
-//! immutable [`Live`] snapshot in one [`LiveCell`].
+//! list, the header and URL redaction, the LLM endpoint rules, the hold timeout and the host
+//! map — as one immutable [`Live`] snapshot in one [`LiveCell`].
 //!
 //! A reload builds a whole new snapshot (validating everything first) and swaps it in at once;
 //! a reader takes the snapshot once (per hold, per tunnel, per exchange) and uses that one
@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::endpoints::{self, LlmRegistry, LlmRule};
 use crate::http::redact::{RedactError, Redactor};
+use crate::net::HostMap;
 
 /// Why a set of settings cannot become a snapshot.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,9 @@ pub(crate) struct Live {
     pub(crate) llm: LlmRegistry,
     /// How long a connection is held waiting for a decision.
     pub(crate) hold_timeout: Duration,
+    /// Names dialled at a fixed address instead of resolved (shared with the dial closures of
+    /// the tunnels that took this snapshot).
+    pub(crate) hosts: Arc<HostMap>,
 }
 
 impl Live {
@@ -53,7 +57,16 @@ impl Live {
             redactor,
             llm: LlmRegistry::new(llm_rules),
             hold_timeout,
+            hosts: Arc::new(HostMap::new()),
         })
+    }
+
+    /// This snapshot with `hosts` as its host map (none by default).
+    pub(crate) fn with_hosts(self, hosts: HostMap) -> Live {
+        Live {
+            hosts: Arc::new(hosts),
+            ..self
+        }
     }
 }
 

@@ -17,6 +17,7 @@ use greyproxyd::config::{
 use greyproxyd::control::auth::{ensure_token, rotate_token, token_path};
 use greyproxyd::control::session::Heartbeat;
 use greyproxyd::mitm;
+use greyproxyd::net::HostMap;
 use greyproxyd::store::TxRetention;
 
 /// Network gatekeeper for AI coding agents: HTTP and SOCKS5 proxy that holds unknown
@@ -138,6 +139,10 @@ struct ServeArgs {
     /// Extra CA certificate (PEM) trusted for origins, besides the system's; repeatable.
     #[arg(long, value_name = "PEM")]
     upstream_ca: Vec<PathBuf>,
+    /// Dial NAME at IP instead of resolving it (`api.example.com=127.0.0.5`); repeatable, wins
+    /// over the config file's `[hosts]`. Policy and recording still see NAME.
+    #[arg(long = "map-host", value_name = "NAME=IP")]
+    map_host: Vec<String>,
     /// External middleware reached over WebSocket (`ws://`, `wss://`; `http(s)://` is
     /// rewritten); repeatable, consulted in order before `--middleware-cmd` ones.
     #[arg(long = "middleware", value_name = "URL")]
@@ -158,6 +163,12 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
     let control_auth = file
         .control_auth()
         .map_err(|e| anyhow::anyhow!("control.auth: {e}"))?;
+    let host_map_pinned =
+        HostMap::from_flags(&a.map_host).map_err(|e| anyhow::anyhow!("--map-host: {e}"))?;
+    let host_map = file
+        .host_map()
+        .map_err(|e| anyhow::anyhow!("hosts: {e}"))?
+        .merged(&host_map_pinned);
     let state_dir = resolve_state_dir(a.state_dir.as_deref().or(file.state_dir.as_deref()))?;
     let pick = |flag: Option<String>, key: Option<String>, def: &str| {
         flag.or(key).unwrap_or_else(|| def.to_string())
@@ -243,6 +254,8 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         middlewares,
         llm_rules,
         llm,
+        host_map,
+        host_map_pinned,
     })
 }
 

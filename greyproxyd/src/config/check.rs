@@ -1,5 +1,6 @@
 //! Validation of a parsed config file beyond its syntax: values the TOML types cannot express
-//! (addresses, enumerations, minimums, redaction patterns), each error naming its key and line.
+//! (addresses, enumerations, minimums, redaction patterns, host mappings), each error naming
+//! its key and line.
 
 use super::{FileConfig, parse_addr};
 use crate::http::redact::Redactor;
@@ -92,6 +93,11 @@ impl FileConfig {
         if let Some(rules) = &self.llm_endpoint {
             crate::endpoints::validate(rules).map_err(|e| err("llm_endpoint", e.to_string()))?;
         }
+        for (name, ip) in self.hosts.iter().flatten() {
+            let mut one = crate::net::HostMap::new();
+            one.insert(name, ip)
+                .map_err(|e| err(&format!("hosts.{name}"), e.to_string()))?;
+        }
         if let Some(c) = &self.capture {
             if let Some(extra) = &c.redact_headers {
                 Redactor::new(extra).map_err(|e| err("capture.redact_headers", e.to_string()))?;
@@ -135,5 +141,28 @@ mod tests {
         let c: FileConfig = toml::from_str(t).unwrap();
         let e = c.validate(t).unwrap_err().to_string();
         assert!(e.contains("socks_addr") && e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn host_mappings_are_checked() {
+        let t = "[hosts]\n\"api.anthropic.com\" = \"127.0.0.5\"\n\"api.openai.com\" = \"127.0.0.256\"\n";
+        let c: FileConfig = toml::from_str(t).unwrap();
+        let e = c.validate(t).unwrap_err().to_string();
+        assert!(
+            e.contains("hosts.api.openai.com") && e.contains("line 3") && e.contains("127.0.0.256"),
+            "{e}"
+        );
+        let t = "[hosts]\n\"\" = \"127.0.0.5\"\n";
+        let c: FileConfig = toml::from_str(t).unwrap();
+        let e = c.validate(t).unwrap_err().to_string();
+        assert!(e.contains("empty host name"), "{e}");
+        let t = "[hosts]\n\"api.anthropic.com\" = \"127.0.0.5\"\n";
+        let c: FileConfig = toml::from_str(t).unwrap();
+        c.validate(t).unwrap();
+        let m = c.host_map().unwrap();
+        assert_eq!(
+            m.get("api.anthropic.com"),
+            Some("127.0.0.5".parse().unwrap())
+        );
     }
 }

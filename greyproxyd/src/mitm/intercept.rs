@@ -27,7 +27,7 @@ use crate::capture::upstream::Upstream;
 use crate::glob::Dialect;
 use crate::http::text_response;
 use crate::live::LiveCell;
-use crate::net::{Prefixed, boxed_io, connect_upstream, dial_fn, relay, server_name};
+use crate::net::{HostMap, Prefixed, boxed_io, connect_upstream, dial_fn, relay, server_name};
 use crate::policy::Verdict;
 
 const H2: &[u8] = b"h2";
@@ -92,6 +92,12 @@ impl MitmCtx {
             .bypass
             .iter()
             .any(|g| Dialect::BYPASS.matches(g.trim(), host))
+    }
+
+    /// The host map in force now, for a tunnel or connection about to dial its origin (every
+    /// front end shares this context); a reload applies to dials that take it afterwards.
+    pub(crate) fn hosts(&self) -> Arc<HostMap> {
+        self.live.load().hosts.clone()
     }
 }
 
@@ -264,10 +270,12 @@ pub(crate) async fn intercept_tls(
     let (host, port) = (tunnel.host.clone(), tunnel.port);
     let tls = ctx.upstream_tls.clone();
     let proto = client_alpn.clone();
+    let hosts = ctx.hosts();
     let dial = dial_fn(move || {
         let (host, tls, server, proto) = (host.clone(), tls.clone(), server.clone(), proto.clone());
+        let hosts = hosts.clone();
         async move {
-            let tcp = connect_upstream(&host, port, Duration::from_secs(10)).await?;
+            let tcp = connect_upstream(&hosts, &host, port, Duration::from_secs(10)).await?;
             Ok(boxed_io(tls.connect(server, proto, tcp).await?))
         }
     });

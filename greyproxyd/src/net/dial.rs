@@ -11,14 +11,19 @@ use futures_util::future::BoxFuture;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-/// Connects to `host:port` (hostname or IP literal) within `timeout`, with Nagle off.
+use super::hosts::HostMap;
+
+/// Connects to `host:port` (hostname or IP literal) within `timeout`, with Nagle off. A name
+/// in `hosts` is dialled at its mapped address instead of being resolved.
 pub(crate) async fn connect_upstream(
+    hosts: &HostMap,
     host: &str,
     port: u16,
     timeout: Duration,
 ) -> io::Result<TcpStream> {
+    let mapped = hosts.get(host);
     let fut = async {
-        match host.parse::<std::net::IpAddr>() {
+        match mapped.map_or_else(|| host.parse::<std::net::IpAddr>(), Ok) {
             Ok(ip) => TcpStream::connect((ip, port)).await,
             Err(_) => {
                 // Resolve separately so that a name that does not resolve is reported as such

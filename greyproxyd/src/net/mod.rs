@@ -1,15 +1,18 @@
-//! Bytes on sockets, below everything else: relays (spliced, or copied where splicing fails), the replay-prefix
-//! stream, dialing, hang-up detection, the read-chunk size of our WebSocket links and the TLS
-//! server-name helper. Nothing here knows about policy or HTTP.
+//! Bytes on sockets, below everything else: relays (spliced, or copied where splicing fails),
+//! the replay-prefix stream, dialing (and the host map it honours), hang-up detection, the
+//! read-chunk size of our WebSocket links and the TLS server-name helper. Nothing here knows
+//! about policy or HTTP.
 
 pub(crate) mod dial;
 pub(crate) mod hangup;
+pub mod hosts;
 pub(crate) mod prefixed;
 pub(crate) mod relay;
 pub(crate) mod splice;
 
 pub(crate) use dial::{Dial, Io, boxed_io, connect_upstream, dial_fn};
 pub(crate) use hangup::client_gone;
+pub use hosts::HostMap;
 pub(crate) use prefixed::Prefixed;
 pub(crate) use relay::relay;
 

@@ -110,12 +110,12 @@ pub(crate) async fn handle(
             rule_id,
             plain_proxy: false,
         });
-        let (host, port) = (tunnel.host.clone(), tunnel.port);
+        let (host, port, hosts) = (tunnel.host.clone(), tunnel.port, ctx.hosts());
         let dial = dial_fn(move || {
-            let host = host.clone();
+            let (host, hosts) = (host.clone(), hosts.clone());
             async move {
                 Ok(boxed_io(
-                    connect_upstream(&host, port, Duration::from_secs(10)).await?,
+                    connect_upstream(&hosts, &host, port, Duration::from_secs(10)).await?,
                 ))
             }
         });

@@ -116,7 +116,9 @@ async fn connect_tunnel(
     mut verdict: Verdict,
     ctx: ProxyCtx,
 ) -> anyhow::Result<()> {
-    let upstream = match connect_upstream(&head.host, head.port, ctx.connect_timeout).await {
+    let hosts = ctx.mitm.hosts();
+    let upstream = match connect_upstream(&hosts, &head.host, head.port, ctx.connect_timeout).await
+    {
         Ok(u) => u,
         Err(e) => {
             verdict.log_mitm(MitmOutcome::ConnectFailed);
@@ -199,9 +201,10 @@ impl PlainConn {
             return u.clone();
         }
         let (h, timeout) = (host.to_string(), self.ctx.connect_timeout);
+        let hosts = self.ctx.mitm.hosts();
         let dial = dial_fn(move || {
-            let h = h.clone();
-            async move { Ok(boxed_io(connect_upstream(&h, port, timeout).await?)) }
+            let (h, hosts) = (h.clone(), hosts.clone());
+            async move { Ok(boxed_io(connect_upstream(&hosts, &h, port, timeout).await?)) }
         });
         let up = Arc::new(Upstream::lazy(false, dial));
         *slot = Some((key, up.clone()));

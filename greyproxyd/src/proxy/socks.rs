@@ -43,7 +43,8 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, ctx: ProxyCtx) -> anyho
         send_reply(&mut stream, REP_NOT_ALLOWED, None).await?;
         return Ok(());
     }
-    let upstream = match connect_upstream(&host, port, ctx.connect_timeout).await {
+    let hosts = ctx.mitm.hosts();
+    let upstream = match connect_upstream(&hosts, &host, port, ctx.connect_timeout).await {
         Ok(u) => u,
         Err(e) => {
             verdict.log_mitm(MitmOutcome::ConnectFailed);

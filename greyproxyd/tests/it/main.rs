@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod acceptance;
+mod agents;
 mod bad_input;
 mod cert_cli;
 mod cli;
@@ -16,6 +17,7 @@ mod fault_readonly;
 mod fault_upstream_reset;
 mod heartbeat;
 mod holds;
+mod host_map;
 mod middleware_acceptance;
 mod middleware_cascade;
 mod middleware_content;

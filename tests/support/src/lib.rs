@@ -1,8 +1,11 @@
 //! Test support for the end-to-end tests: start the real `greyproxyd` binary on a fresh state
 //! dir with port-0 listeners ([`daemon`]), talk to its control WebSocket as a real client
-//! ([`control`]), run real local origins ([`origin`]) and real `curl` ([`mod@curl`]).
+//! ([`control`]), run real local origins ([`origin`], a mock LLM API in [`llm_mock`]), real
+//! `curl` ([`mod@curl`]) and the real agent CLIs ([`agents`]).
 #![allow(clippy::unwrap_used)]
 
+pub mod agent_env;
+pub mod agents;
 pub mod badio;
 pub mod control;
 pub mod curl;
@@ -10,6 +13,7 @@ pub mod daemon;
 pub mod fakemw;
 pub mod fetch;
 pub mod https_origin;
+pub mod llm_mock;
 pub mod mitm;
 pub mod origin;
 pub mod python;

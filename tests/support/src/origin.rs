@@ -9,7 +9,13 @@ use tokio::net::{TcpListener, TcpStream};
 /// Starts an HTTP/1.1 origin on `ip:0`. Every request gets `200` with body
 /// `hello from <addr> <method> <path>` and keep-alive.
 pub async fn http_origin(ip: &str) -> SocketAddr {
-    let l = TcpListener::bind((ip, 0)).await.unwrap();
+    http_origin_at(SocketAddr::new(ip.parse().unwrap(), 0)).await
+}
+
+/// [`http_origin`] on a given address (a port another origin uses on another IP, so that one
+/// host name can be moved between them).
+pub async fn http_origin_at(addr: SocketAddr) -> SocketAddr {
+    let l = TcpListener::bind(addr).await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {

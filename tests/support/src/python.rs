@@ -127,7 +127,7 @@ fn run(cmd: &mut Command, hint: &str) -> Result<(), String> {
 
 /// Cargo's target dir: the parent of `<profile>/` holding `deps/` and this test executable,
 /// also under `CARGO_TARGET_DIR` or a `--target` triple.
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     if let Ok(exe) = std::env::current_exe()
         && let Some(deps) = exe
             .ancestors()
