@@ -452,3 +452,6 @@ impl LlmMock {
         self.shared.answered.lock().unwrap().clone()
     }
 }
+
+#[cfg(test)]
+mod tests;
