@@ -39,8 +39,10 @@
 //!   `OPENAI_BASE_URL` is ignored (config `openai_base_url` works); against an origin that
 //!   refuses connections it retries for minutes.
 //!
-//! The tests check what the daemon recorded; the LLM layer's conversations, usage and cost
-//! will be asserted on the same runs (the mock reports the usage numbers in the scripts).
+//! The tests check what the daemon recorded, and what the LLM layer made of it: one call per
+//! step with the usage the mock reported (normalised) and the cost the price table implies, a
+//! conversation with the right client, session and turns, `usage_summary` agreeing with the
+//! calls, and the held request naming the tool call that caused it (`llm_context`).
 
 use std::net::SocketAddr;
 
@@ -52,6 +54,10 @@ use greyproxy_testkit::llm_mock::{
 };
 use greyproxy_testkit::origin::http_origin;
 use serde_json::{Value, json};
+
+use crate::llm_checks::{
+    Convention, assert_usage_summary, calls as llm_calls, conversations, normalised, table_cost,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_greyproxyd");
 
@@ -195,6 +201,95 @@ async fn claude_code_tool_call_is_held_and_every_call_recorded() {
         .collect();
     assert!(!side.is_empty(), "{rows:?}");
     assert!(side.iter().all(|r| r["status_code"] == 404), "{side:?}");
+
+    // The LLM layer: two calls, one conversation, the cost the table implies.
+    let session = first["request_headers"]["X-Claude-Code-Session-Id"][0]
+        .as_str()
+        .or_else(|| first["request_headers"]["x-claude-code-session-id"][0].as_str())
+        .unwrap_or_else(|| panic!("no session header: {headers}"))
+        .to_string();
+    let cs = llm_calls(&mut env.ws, "claude", 2).await;
+    assert_eq!(cs.len(), 2, "{cs:?}");
+    for (c, u) in cs.iter().zip([STEP1, STEP2]) {
+        assert_eq!(c["client"], "claude-code", "{c}");
+        assert_eq!(c["provider"], "anthropic", "{c}");
+        assert_eq!(c["thread"], "main", "{c}");
+        assert_eq!(c["session_id"], session.as_str(), "{c}");
+        assert_eq!(c["model_requested"], CLAUDE_MODEL, "{c}");
+        assert_eq!(c["usage"], normalised(Convention::Anthropic, u), "{c}");
+        assert_eq!(c["cost"]["state"], "priced", "{c}");
+        let want = table_cost(CLAUDE_MODEL, Convention::Anthropic, u).unwrap();
+        assert_eq!(c["cost"]["micro_usd"], want, "{c}");
+        assert!(c["ttft_ms"].as_u64().is_some(), "time to first token: {c}");
+    }
+    assert_eq!(cs[0]["stop_reason"], "tool_use");
+    assert_eq!(cs[0]["tool_calls"][0]["name"], "Bash");
+    assert_eq!(
+        cs[0]["tool_calls"][0]["summary"],
+        format!("curl -s http://{t}/x")
+    );
+    assert_eq!(cs[1]["stop_reason"], "end_turn");
+
+    // The held request named the tool call behind it.
+    let ctx = &pending["llm_context"];
+    assert_eq!(ctx["tool"], "Bash", "{pending}");
+    assert_eq!(ctx["summary"], format!("curl -s http://{t}/x"), "{pending}");
+    assert_eq!(ctx["call_id"], cs[0]["id"], "{pending}");
+    assert_eq!(
+        ctx["conversation_id"], cs[0]["conversation_id"],
+        "{pending}"
+    );
+
+    let convs = conversations(&mut env.ws, "claude", 2).await;
+    assert_eq!(convs.len(), 1, "{convs:?}");
+    let conv = &convs[0];
+    assert_eq!(conv["id"], format!("claude-code:{session}"), "{conv}");
+    assert_eq!(conv["client"], "claude-code");
+    assert_eq!(conv["session_source"], "wire");
+    assert_eq!(conv["status"], "answered", "{conv}");
+    assert_eq!(conv["turns"], 1, "{conv}");
+    assert_eq!(conv["totals"]["calls"], 2, "{conv}");
+    let usages: Vec<Value> = cs.iter().map(|c| c["usage"].clone()).collect();
+    assert_eq!(
+        conv["totals"]["usage"],
+        crate::llm_checks::sum_usage(&usages),
+        "{conv}"
+    );
+    let cost: u64 = cs
+        .iter()
+        .map(|c| c["cost"]["micro_usd"].as_u64().unwrap())
+        .sum();
+    assert_eq!(conv["totals"]["cost_micro_usd"], cost, "{conv}");
+    let full = env
+        .ws
+        .query(json!({"command":"get_conversation","conversation_id":conv["id"]}))
+        .await;
+    let turn = &full["turns"][0];
+    assert!(
+        turn["user_prompt"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Fetch the page x"),
+        "{turn}"
+    );
+    let steps = turn["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2, "{turn}");
+    let tool = &steps[0]["tool_calls"][0];
+    assert_eq!(tool["name"], "Bash", "{turn}");
+    assert!(
+        tool["result_preview"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&target_body(t)),
+        "the tool's result is attached to its call: {turn}"
+    );
+    assert!(
+        steps[1]["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("The page greets us.")
+    );
+    assert_usage_summary(&mut env.ws, "claude", &cs).await;
 }
 
 /// One codex run with a tool round; `websocket` says whether the mock accepts the upgrade.
@@ -240,7 +335,75 @@ async fn codex_run(ip: &str, websocket: bool, model: &str) -> AgentEnv {
     };
     assert_two_steps(&env.mock, Api::OpenAiResponses, transport, t);
     assert_tool_fetch(&mut env, &pending, t).await;
+    assert_codex_llm(&mut env, &pending, model, websocket, t).await;
     env
+}
+
+/// The LLM layer's view of a codex run: two generating calls (plus the warm-up over the
+/// WebSocket) with the mock's usage, one conversation of one turn, the tool call named by the
+/// held request; a model the table lacks is unpriced.
+async fn assert_codex_llm(
+    env: &mut AgentEnv,
+    pending: &Value,
+    model: &str,
+    websocket: bool,
+    t: SocketAddr,
+) {
+    let n = if websocket { 3 } else { 2 };
+    let all = llm_calls(&mut env.ws, "codex", n).await;
+    let cs: Vec<Value> = all
+        .iter()
+        .filter(|c| c["usage"]["output_tokens"].as_u64().unwrap_or(0) > 0)
+        .cloned()
+        .collect();
+    assert_eq!(cs.len(), 2, "{all:?}");
+    let decoder = if websocket { "openai-ws" } else { "openai" };
+    for (c, u) in cs.iter().zip([STEP1, STEP2]) {
+        assert_eq!(c["client"], "codex", "{c}");
+        assert_eq!(c["decoder"], decoder, "{c}");
+        assert_eq!(c["usage"], normalised(Convention::OpenAi, u), "{c}");
+        match table_cost(model, Convention::OpenAi, u) {
+            Some(want) => {
+                assert_eq!(c["cost"]["state"], "priced", "{c}");
+                assert_eq!(c["cost"]["micro_usd"], want, "{c}");
+            }
+            None => {
+                assert_eq!(c["cost"]["state"], "unpriced", "{c}");
+                assert!(c["cost"].get("micro_usd").is_none(), "{c}");
+            }
+        }
+        if websocket {
+            assert!(c["upgrade_id"].as_u64().is_some(), "{c}");
+        }
+    }
+    assert_eq!(cs[0]["tool_calls"][0]["name"], "exec_command", "{}", cs[0]);
+    assert_eq!(
+        cs[0]["tool_calls"][0]["summary"],
+        format!("curl -s http://{t}/x")
+    );
+    let ctx = &pending["llm_context"];
+    assert_eq!(ctx["tool"], "exec_command", "{pending}");
+    assert_eq!(ctx["call_id"], cs[0]["id"], "{pending}");
+
+    let convs = conversations(&mut env.ws, "codex", all.len() as u64).await;
+    let main: Vec<&Value> = convs.iter().filter(|c| c["thread"] == "main").collect();
+    assert_eq!(main.len(), 1, "{convs:?}");
+    let conv = main[0];
+    assert_eq!(conv["client"], "codex", "{conv}");
+    assert_eq!(conv["turns"], 1, "{conv}");
+    assert_eq!(conv["status"], "answered", "{conv}");
+    let sum: u64 = all
+        .iter()
+        .map(|c| c["usage"]["input_tokens"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(conv["totals"]["usage"]["input_tokens"], sum, "{conv}");
+    if table_cost(model, Convention::OpenAi, STEP1).is_none() {
+        assert!(
+            conv["totals"]["unpriced_calls"].as_u64() >= Some(2),
+            "{conv}"
+        );
+    }
+    assert_usage_summary(&mut env.ws, "codex", &all).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -212,13 +212,27 @@ impl AgentEnv {
                 }
             }
         };
-        let pending = tokio::select! {
+        let mut pending = tokio::select! {
             p = asked => p,
             out = &mut run => panic!(
                 "the agent exited before its tool reached {dest}:\n{}",
                 show(&out.unwrap())
             ),
         };
+        // The tool call behind the request (`llm_context`) may be attached a moment later, when
+        // its LLM call was still being dissected: read the pending request as a human would
+        // see it in the list, for up to 5 s.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while pending.get("llm_context").is_none() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let list = self.ws.query(json!({"command":"list_pending"})).await;
+            if let Some(p) = list["items"]
+                .as_array()
+                .and_then(|items| items.iter().find(|p| p["id"] == pending["id"]))
+            {
+                pending = p.clone();
+            }
+        }
         let r = self
             .ws
             .cmd(json!({"command":"allow","pending_id":pending["id"]}))
