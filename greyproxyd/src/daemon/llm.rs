@@ -11,7 +11,7 @@ use crate::config::ServeConfig;
 use crate::control::llm::LlmHandles;
 use crate::dissect::price::{PriceOverride, PriceTable};
 use crate::dissect::proposals::Proposals;
-use crate::dissect::queue::{DissectQueue, QUEUE_ROWS};
+use crate::dissect::queue::{DissectQueue, Msg, QUEUE_ROWS};
 use crate::dissect::rules::EndpointRules;
 use crate::dissect::task::{DissectTask, LlmRetention};
 use crate::events::EventBus;
@@ -87,6 +87,21 @@ pub(super) fn start(
     )
     .spawn(rx)
     .context("cannot start the dissection thread")?;
+    // Transactions stored but never dissected (a store from a build without the LLM layer, or
+    // recorded while it was off) are read first, before any new row.
+    match store.llm_cursor() {
+        Ok((cursor, newest)) if newest > cursor.unwrap_or(0) => {
+            let after = cursor.unwrap_or(0);
+            tracing::info!(
+                after,
+                newest,
+                "reading stored transactions the LLM layer has not seen"
+            );
+            let _ = queue.sender().try_send(Msg::CatchUp(after));
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read where dissection stands"),
+    }
     let handles = Arc::new(LlmHandles {
         store: store.clone(),
         queue: queue.clone(),

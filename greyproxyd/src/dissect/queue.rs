@@ -41,6 +41,8 @@ pub(crate) enum Msg {
     /// Re-dissect everything stored (`rebuild_conversations`); the answer says how many
     /// transactions were read and calls recorded.
     Rebuild(tokio::sync::oneshot::Sender<Result<(u64, u64), String>>),
+    /// Read the stored transactions after this id that were never dissected (at start).
+    CatchUp(u64),
 }
 
 /// One queued row.

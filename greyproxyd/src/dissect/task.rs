@@ -67,6 +67,8 @@ pub(crate) struct DissectTask {
     queued_bytes: Arc<AtomicU64>,
     retention: LlmRetention,
     calls_since_prune: u64,
+    /// Calls recorded since start.
+    recorded: u64,
     /// Publish events (off during a rebuild).
     publish: bool,
 }
@@ -110,6 +112,7 @@ impl DissectTask {
             queued_bytes,
             retention,
             calls_since_prune: 0,
+            recorded: 0,
             publish: true,
         }
     }
@@ -137,6 +140,17 @@ impl DissectTask {
                     let r = self.rebuild().map_err(|e| e.to_string());
                     let _ = reply.send(r);
                 }
+                Msg::CatchUp(after) => match self.catch_up(after) {
+                    Ok((rows, calls)) => tracing::info!(
+                        after,
+                        rows,
+                        calls,
+                        "LLM layer caught up with the stored transactions"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot catch up with the stored transactions")
+                    }
+                },
             }
         }
     }
@@ -227,6 +241,7 @@ impl DissectTask {
         let id = self.store.next_id(IdKind::LlmCall);
         let input = CallInput {
             call_id: id,
+            transaction_id: f.request_row,
             timestamp_ms: f.started_ms,
             container: &t.container_name,
             client,
@@ -302,6 +317,7 @@ impl DissectTask {
             tracing::warn!(error = %e, "cannot store an LLM call");
         }
         self.calls_since_prune += 1;
+        self.recorded += 1;
         if self.calls_since_prune >= 1000 {
             self.prune();
         }
@@ -354,15 +370,24 @@ impl DissectTask {
     /// Forgets every call and conversation and reads every stored transaction again, with the
     /// current registry and prices.
     fn rebuild(&mut self) -> Result<(u64, u64), StoreError> {
-        let total = self.store.count_transactions()?;
         self.store.clear_llm_calls()?;
         self.store.clear_conversations()?;
         self.assembler.reset();
-        self.assembler.set_durable(false);
         self.ws.clear();
+        self.catch_up(0)
+    }
+
+    /// Reads the stored transactions after `after` (those recorded while the layer was off,
+    /// by a build without it, or not dissected before a crash) as if they were arriving now,
+    /// without events; `maintenance.progress` reports each page. Returns the transactions read
+    /// and the calls recorded.
+    fn catch_up(&mut self, after: u64) -> Result<(u64, u64), StoreError> {
+        let total = self.store.count_transactions_after(after)?;
+        self.assembler.set_durable(false);
         self.publish = false;
         let registry = self.live.load();
-        let (mut done, mut calls, mut after) = (0u64, 0u64, 0u64);
+        let first_call = self.recorded;
+        let (mut done, mut after) = (0u64, after);
         let progress = |done, calls, finished| {
             Event::MaintenanceProgress(MaintenanceProgress {
                 job: "rebuild_conversations".into(),
@@ -389,6 +414,8 @@ impl DissectTask {
                 let Ok(Some(tx)) = self.store.get_transaction(head.id) else {
                     continue;
                 };
+                // When it ended: the stored start plus the duration (WebSocket messages: when
+                // they passed, to the second).
                 let at_ms = parse_timestamp_ms(&tx.timestamp).unwrap_or(0)
                     + if tx.upgrade_id.is_none() {
                         tx.duration_ms.unwrap_or(0)
@@ -401,16 +428,19 @@ impl DissectTask {
                     at_ms,
                     weight: 0,
                 };
-                if self.row(&job).is_some() || matches!(kind, RowKind::Http(_)) {
-                    calls += u64::from(!matches!(kind, RowKind::Probe));
-                }
+                self.row(&job);
             }
-            self.events.publish(progress(done, calls, false));
+            self.events
+                .publish(progress(done, self.recorded - first_call, false));
         };
         self.publish = true;
         self.assembler.set_durable(true);
+        if let Err(e) = self.store.set_llm_cursor(after) {
+            tracing::warn!(error = %e, "cannot record where dissection stands");
+        }
+        let calls = self.recorded - first_call;
         self.events.publish(progress(done, calls, true));
-        result.map(|()| (done, self.store.count_llm_calls().unwrap_or(calls)))
+        result.map(|()| (done, calls))
     }
 }
 

@@ -5,7 +5,11 @@
 use greyproxy_protocol::llm::LlmCall;
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use super::{IdKind, LLM_CALLS, Store, StoreError, raise};
+use super::{IdKind, LLM_CALLS, META, Store, StoreError, TRANSACTIONS, raise};
+
+/// `meta` key: the highest transaction id a stored call was read from. Transactions above it
+/// were never dissected (recorded while the layer was off, or by a build without it).
+const CURSOR_KEY: &str = "llm.cursor";
 use crate::time::parse_timestamp_ms;
 
 /// `(conversation id, call id) → ()`: the calls of one conversation without a scan.
@@ -33,6 +37,19 @@ impl Store {
         }
         let txn = self.db.begin_write()?;
         let mut high = [0u64; super::N_KINDS];
+        let cursor = calls
+            .iter()
+            .flat_map(|c| {
+                std::iter::once(c.transaction_id).chain(c.response_transaction_ids.iter().copied())
+            })
+            .max()
+            .unwrap_or(0);
+        {
+            let mut meta = txn.open_table(META)?;
+            if meta.get(CURSOR_KEY)?.is_none_or(|v| v.value() < cursor) {
+                meta.insert(CURSOR_KEY, cursor)?;
+            }
+        }
         {
             let mut t = txn.open_table(LLM_CALLS)?;
             let mut by_conv = txn.open_table(LLM_CALLS_BY_CONV)?;
@@ -145,7 +162,35 @@ impl Store {
         Ok(())
     }
 
+    /// Where dissection stands (see `CURSOR_KEY`), and the newest transaction id: `None` for
+    /// the first when no call was ever stored.
+    pub(crate) fn llm_cursor(&self) -> Result<(Option<u64>, u64), StoreError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let cursor = meta.get(CURSOR_KEY)?.map(|v| v.value());
+        let newest = txn
+            .open_table(TRANSACTIONS)?
+            .last()?
+            .map_or(0, |(k, _)| k.value());
+        Ok((cursor, newest))
+    }
+
+    /// Records that every transaction up to `id` was looked at (a rebuild over a store with no
+    /// LLM calls at all).
+    pub(crate) fn set_llm_cursor(&self, id: u64) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            if meta.get(CURSOR_KEY)?.is_none_or(|v| v.value() < id) {
+                meta.insert(CURSOR_KEY, id)?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Number of stored calls.
+    #[cfg_attr(not(test), allow(dead_code))] // read by the tests
     pub(crate) fn count_llm_calls(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;
         Ok(txn.open_table(LLM_CALLS)?.len()?)

@@ -309,10 +309,19 @@ impl Store {
         Ok(out)
     }
 
-    /// Number of stored transactions.
-    pub(crate) fn count_transactions(&self) -> Result<u64, StoreError> {
+    /// Number of stored transactions with ids above `after`.
+    pub(crate) fn count_transactions_after(&self, after: u64) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;
-        Ok(txn.open_table(TRANSACTIONS)?.len()?)
+        let t = txn.open_table(TRANSACTIONS)?;
+        if after == 0 {
+            return Ok(t.len()?);
+        }
+        let mut n = 0;
+        for e in t.range(after.saturating_add(1)..)? {
+            e?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// A page of transaction heads matching `q`, newest first.

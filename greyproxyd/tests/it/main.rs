@@ -18,6 +18,7 @@ mod fault_upstream_reset;
 mod heartbeat;
 mod holds;
 mod host_map;
+mod llm;
 mod llm_checks;
 mod middleware_acceptance;
 mod middleware_cascade;

@@ -68,6 +68,7 @@ impl Harness {
         self.next_call += 1;
         let input = CallInput {
             call_id: id,
+            transaction_id: id,
             timestamp_ms: s.ts,
             container: &s.container,
             client: s.client,

@@ -60,6 +60,9 @@ const RECENT_ROW_PREFIX: &str = "i:";
 pub(crate) struct CallInput<'a> {
     /// The call's id (`llm_calls`).
     pub(crate) call_id: u64,
+    /// The transaction (or WebSocket message) carrying its request: stable across rebuilds,
+    /// so inferred sessions are named by it.
+    pub(crate) transaction_id: u64,
     /// When the request started, Unix ms.
     pub(crate) timestamp_ms: u64,
     /// Client identity (container).
@@ -266,7 +269,7 @@ impl Assembler {
                 ..r
             },
             _ => Recent {
-                session: format!("inferred-{}", c.call_id),
+                session: format!("inferred-{}", c.transaction_id),
                 source: SessionSource::Inferred,
                 last_ms: now,
             },
