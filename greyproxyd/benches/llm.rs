@@ -125,10 +125,9 @@ pub fn load_average() -> String {
         .join(" ")
 }
 
-/// CPU time this thread has used, ns (`/proc/thread-self/schedstat`).
+/// CPU time this thread has used, ns (`CLOCK_THREAD_CPUTIME_ID`: exact, unlike the
+/// per-tick counters of `/proc`).
 pub fn thread_cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }

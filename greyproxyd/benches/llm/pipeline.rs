@@ -224,6 +224,7 @@ pub fn throughput(cfg: &Cfg) {
 pub struct Timed {
     pub request_bytes: usize,
     pub dissect_us: f64,
+    pub drop_us: f64,
     pub record_us: f64,
     pub record_cpu_us: Option<f64>,
 }
@@ -296,13 +297,16 @@ pub fn drive_session(
         let prepared = p.dissect(t, at).expect("read as an Anthropic call");
         let t1 = Instant::now();
         let c1 = with_cpu.then(thread_cpu_ns);
-        let conv = p.record(prepared);
+        let conv = p.record(&prepared);
         let c2 = with_cpu.then(thread_cpu_ns);
         let t2 = Instant::now();
+        drop(prepared);
+        let t3 = Instant::now();
         debug_assert!(conv.is_some());
         out.push(Timed {
             request_bytes,
             dissect_us: (t1 - t0).as_secs_f64() * 1e6,
+            drop_us: (t3 - t2).as_secs_f64() * 1e6,
             record_us: (t2 - t1).as_secs_f64() * 1e6,
             record_cpu_us: c1.zip(c2).map(|(a, b)| (b - a) as f64 / 1e3),
         });
@@ -363,21 +367,22 @@ fn report_session(
     );
     println!();
     println!(
-        "Median of the {WINDOW} calls ending at each checkpoint; \"assemble + store\" is everything after the dissection: client, thread, price, assembly and its commit, the call row and its commit."
+        "Median of the {WINDOW} calls ending at each checkpoint. \"dissect\" reads the request (the whole history) and the answer; \"free\" drops what it read; \"assemble + store\" is everything between: client, thread, price, assembly and its commit, the call row and its commit."
     );
     println!();
     println!(
-        "| call | request KiB | dissect µs | assemble + store µs (wall) | assemble + store CPU µs |"
+        "| call | request KiB | dissect µs | free µs | assemble + store µs (wall) | assemble + store CPU µs |"
     );
-    println!("|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|");
     for &c in cps {
         let w = &calls[(c - WINDOW) as usize..c as usize];
         let med =
             |f: &dyn Fn(&Timed) -> f64| pct(&sorted(&w.iter().map(f).collect::<Vec<_>>()), 50.0);
         println!(
-            "| {c} | {:.1} | {:.0} | {:.0} | {:.0} |",
+            "| {c} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} |",
             med(&|t| t.request_bytes as f64) / 1024.0,
             med(&|t| t.dissect_us),
+            med(&|t| t.drop_us),
             med(&|t| t.record_us),
             med(&|t| t.record_cpu_us.unwrap_or(0.0)),
         );
@@ -385,7 +390,7 @@ fn report_session(
     let size = std::fs::metadata(path).map_or(0, |m| m.len());
     println!();
     println!(
-        "{} calls in {total:.1} s: {dissect:.1} s dissecting, {record:.1} s assembling and storing; store file {:.1} MiB.",
+        "{} calls in {total:.1} s: {dissect:.1} s dissecting (and freeing), {record:.1} s assembling and storing; store file {:.1} MiB.",
         calls.len(),
         size as f64 / (1 << 20) as f64
     );

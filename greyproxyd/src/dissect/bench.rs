@@ -114,10 +114,11 @@ impl Pipeline {
     }
 
     /// The second half: client and thread, price, assembly, the call stored. Returns the
-    /// conversation the call was counted in, if any.
-    pub fn record(&mut self, p: Prepared) -> Option<String> {
+    /// conversation the call was counted in, if any. The dissected call is the caller's to
+    /// drop (freeing a long history's model is part of reading it, not of assembling it).
+    pub fn record(&mut self, p: &Prepared) -> Option<String> {
         self.task
-            .record_http(&p.job, p.d)
+            .record_http(&p.job, &p.d)
             .map(|l| l.conversation_id)
     }
 

@@ -75,7 +75,7 @@ pub(crate) struct DissectTask {
 
 /// One call ready to be recorded: the dissected model plus where it came from.
 struct Found<'a> {
-    d: Dissected,
+    d: &'a Dissected,
     tx: &'a Transaction,
     started_ms: u64,
     duration_ms: Option<u64>,
@@ -170,7 +170,7 @@ impl DissectTask {
     pub(crate) fn row(&mut self, job: &Job) -> Option<LatestCall> {
         let t = &job.tx;
         match job.kind {
-            RowKind::Http(decoder) => self.record_http(job, dissect_http(decoder, t)),
+            RowKind::Http(decoder) => self.record_http(job, &dissect_http(decoder, t)),
             RowKind::WsMessage(_) => {
                 let upgrade = t.upgrade_id?;
                 let payload = super::request_body(t)?;
@@ -199,7 +199,7 @@ impl DissectTask {
 
     /// Records an HTTP call its dissector has read from `job`'s row: everything the task does
     /// after the dissection (the benchmark times the two parts apart).
-    pub(crate) fn record_http(&mut self, job: &Job, d: Dissected) -> Option<LatestCall> {
+    pub(crate) fn record_http(&mut self, job: &Job, d: &Dissected) -> Option<LatestCall> {
         let t = &job.tx;
         let started_ms = parse_timestamp_ms(&t.timestamp)
             .map(|s| s.max(job.at_ms.saturating_sub(t.duration_ms.unwrap_or(0))))
@@ -230,14 +230,14 @@ impl DissectTask {
             request_row: c.request_row,
             response_rows: c.response_rows,
             tx: t,
-            d: c.dissected,
+            d: &c.dissected,
         })
     }
 
     /// Prices, assembles, stores and publishes one call.
     fn record(&mut self, f: Found<'_>) -> Option<LatestCall> {
         let t = f.tx;
-        let d = &f.d;
+        let d = f.d;
         let headers = t.request_headers.as_ref();
         let client = client::detect_client(headers, d);
         let session = client::wire_session(headers, d);
