@@ -131,7 +131,7 @@ struct Bulk {
 }
 
 /// Transactions the daemon's writer dropped (its `row dropped` warnings), from its log.
-fn dropped_transactions(d: &Daemon) -> u64 {
+pub fn dropped_transactions(d: &Daemon) -> u64 {
     d.log()
         .lines()
         .filter(|l| l.contains("row dropped") && l.contains("transaction"))

@@ -464,9 +464,9 @@ impl DissectTask {
 
 /// Puts the calling thread at the lowest CPU priority (nice 19): when every core is busy,
 /// forwarding comes first and dissection takes what is left — its queue is bounded and drops,
-/// the forwarder never waits (docs/performance.md#llm: 80 % of the LLM-off request rate at
-/// nice 0 on 2 saturated cores, 98 % at 19). On Linux the nice value is per thread and
-/// `setpriority(PRIO_PROCESS, 0)` sets the calling thread's.
+/// the forwarder never waits (docs/bench-log/llm.md: at nice 0 the dissection thread took a
+/// quarter of the daemon's CPU from the forwarding on 2 saturated cores). On Linux the nice
+/// value is per thread and `setpriority(PRIO_PROCESS, 0)` sets the calling thread's.
 fn lowest_priority() {
     if let Err(e) = rustix::process::setpriority_process(None, 19) {
         tracing::debug!(error = %e, "cannot lower the dissection thread's priority");
