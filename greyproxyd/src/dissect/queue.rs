@@ -35,6 +35,9 @@ pub(crate) enum RowKind {
 
 /// What the dissection task receives.
 #[derive(Debug)]
+// Rows are nearly every message; the rare maintenance ones are small. Boxing the common case
+// would cost an allocation per row for nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Msg {
     /// A recorded row.
     Row(Job),

@@ -166,6 +166,8 @@ pub enum Effect {
 /// Every modal. It lives here, above the modules of its kinds, so that a form can reopen
 /// itself without [`modal`] and [`form`] importing each other.
 #[derive(Debug, Clone, PartialEq)]
+// One modal at a time lives in the app: its size does not matter, boxing would only add noise.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Modal {
     /// Help overlay, scrolled by this many lines.
     Help(u16),
