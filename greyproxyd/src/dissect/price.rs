@@ -351,3 +351,23 @@ fn micro_from_usd(usd: f64) -> Option<u64> {
     let x = usd * 1e6;
     (x.is_finite() && (0.0..1e18).contains(&x)).then(|| x.round() as u64)
 }
+
+/// The table with the `[[llm.price]]` tables of the configuration file (raw TOML values, so a
+/// bad one is reported with its position).
+pub(crate) fn table_from_config(tables: &[toml::Value]) -> Result<PriceTable, String> {
+    let overrides = tables
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            v.clone()
+                .try_into::<PriceOverride>()
+                .map_err(|e| format!("table {}: {e}", i + 1))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    PriceTable::with_overrides(overrides).map_err(|e| e.to_string())
+}
+
+/// Checks the `[[llm.price]]` tables without keeping the table (`config check`).
+pub(crate) fn check_overrides(tables: &[toml::Value]) -> Result<(), String> {
+    table_from_config(tables).map(|_| ())
+}
