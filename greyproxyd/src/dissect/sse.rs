@@ -218,6 +218,19 @@ mod tests {
     }
 
     #[test]
+    fn the_fuzz_seeds_pass_the_fuzz_checks() {
+        for seed in [
+            &b"\x03: OPENROUTER PROCESSING\n\nevent: a\r\ndata: one\r\ndata:two\r\n\r\ndata: [DONE]\n\n"[..],
+            &b"\x01event: message_start\ndata: {\"type\"}\n\ndata: {\"cut"[..],
+            &b"\x06\r\r\n\n\rdata\r"[..],
+        ] {
+            for cut in 0..=seed.len() {
+                crate::dissect::fuzzing::check_sse_chunking(&seed[..cut]).unwrap();
+            }
+        }
+    }
+
+    #[test]
     fn invalid_utf8_is_replaced_not_fatal() {
         let (evs, cut) = parse_all(b"data: \xff\xfe\n\n");
         assert!(!cut);
