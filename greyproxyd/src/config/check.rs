@@ -185,10 +185,7 @@ mod tests {
         );
         let e =
             check("[llm]\n\n[[llm.price]]\nmodel = \"m\"\ninput = -1\noutput = 2\n").unwrap_err();
-        assert!(
-            e.contains("llm.price") && e.contains("input = -1"),
-            "{e}"
-        );
+        assert!(e.contains("llm.price") && e.contains("input = -1"), "{e}");
         let e = check("[[llm.price]]\nmodel = \"m\"\ncolour = 1\n").unwrap_err();
         assert!(e.contains("colour"), "{e}");
         let e =

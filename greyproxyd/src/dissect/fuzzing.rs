@@ -275,7 +275,10 @@ pub fn check_sse_chunking(data: &[u8]) -> Result<(), String> {
     let mut last = 0;
     for e in &whole {
         if e.end > stream.len() || e.end < last {
-            return Err(format!("end offset {} out of order or past the stream", e.end));
+            return Err(format!(
+                "end offset {} out of order or past the stream",
+                e.end
+            ));
         }
         last = e.end;
         if e.data.len() > stream.len() * 3 {
