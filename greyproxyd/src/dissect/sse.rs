@@ -16,7 +16,8 @@ pub(crate) struct SseEvent {
     pub(crate) event: String,
     /// The `data` lines joined with `\n` (invalid UTF-8 replaced).
     pub(crate) data: String,
-    /// Byte offset in the stream just past the blank line that dispatched the event.
+    /// Byte offset in the stream just past the blank line that dispatched the event (for a
+    /// CRLF blank line, past its CR: the event is complete there, whatever comes next).
     pub(crate) end: usize,
 }
 

@@ -201,6 +201,11 @@ async fn calls_and_conversations_survive_a_restart_and_a_rebuild_reproduces_them
     // A rebuild reads the stored transactions again and arrives at the same place.
     let r = ws.query(json!({"command":"rebuild_conversations"})).await;
     assert_eq!(r["calls"], 3, "{r}");
+    let done = ws
+        .event_where("maintenance.progress", |d| d["finished"] == true)
+        .await;
+    assert_eq!(done["data"]["calls"], 3, "{done}");
+    assert_eq!(done["data"]["done"], r["transactions"], "{done}");
     let rebuilt = calls(&mut ws, "dev", 3).await;
     assert_eq!(facts(&rebuilt), facts(&before));
     let convs_rebuilt = conversations(&mut ws, "dev", 2).await;
