@@ -443,3 +443,43 @@ fn llm_shapes() {
         json!("in_progress")
     );
 }
+
+#[test]
+fn conversation_updated_keeps_greyproxys_conversation_id() {
+    use greyproxy_protocol::event::ConversationUpdated;
+    use greyproxy_protocol::llm::*;
+    let summary = ConversationSummary {
+        id: "codex:s1".into(),
+        session_id: "s1".into(),
+        session_source: SessionSource::Wire,
+        thread: LlmThread::Main,
+        parent_id: None,
+        parent_tool_call_id: None,
+        container_name: "codex".into(),
+        client: LlmClient::Codex,
+        provider: "openai".into(),
+        models: vec!["gpt-5-mini".into()],
+        status: ConversationStatus::Answered,
+        started_at: TS.into(),
+        last_activity: TS.into(),
+        turns: 1,
+        title: String::new(),
+        totals: LlmTotals::default(),
+        context_tokens: 10,
+        context_window: None,
+    };
+    let env = EventEnvelope::new(
+        &Event::ConversationUpdated(ConversationUpdated::from(summary.clone())),
+        3,
+        TS.into(),
+    );
+    let v = to_json(&env);
+    assert_eq!(v["type"], "conversation.updated");
+    assert_eq!(v["data"]["conversation_id"], "codex:s1");
+    assert_eq!(v["data"]["id"], "codex:s1");
+    assert_eq!(v["data"]["totals"]["calls"], 0);
+    let Some(Event::ConversationUpdated(back)) = env.event() else {
+        panic!("{v}")
+    };
+    assert_eq!(back.summary, summary);
+}

@@ -353,7 +353,7 @@ impl DissectTask {
             .into_iter()
             .flatten()
             {
-                self.events.publish(Event::ConversationUpdated(s));
+                self.events.publish(Event::ConversationUpdated(s.into()));
             }
         }
         latest
