@@ -31,6 +31,8 @@ pub mod fuzzing;
 #[cfg(test)]
 mod bad_input_tests;
 #[cfg(test)]
+mod fixtures;
+#[cfg(test)]
 mod golden_tests;
 #[cfg(test)]
 mod shape_tests;
