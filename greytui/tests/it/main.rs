@@ -5,6 +5,7 @@
 
 mod common;
 mod completions;
+mod conversations;
 mod dashboard;
 mod once;
 mod render;
