@@ -252,7 +252,7 @@ pub(crate) static BINDINGS: &[Binding] = &[
     b(C::Pending, &[ch('A')], A::AllowPick, "allow with scope / duration picker", Some("allow…")),
     b(C::Pending, &[ch('d')], A::Dismiss, "dismiss", Some("dismiss")),
     b(C::Pending, &[ch('D')], A::DenyPick, "deny with scope / duration picker", Some("deny…")),
-    b(C::Pending, &[ch('w')], A::OpenWhy, "why: the conversation whose tool call asked, at its turn", Some("why")),
+    b(C::Pending, &[ch('w')], A::OpenWhy, "why: open the asking conversation at its turn", Some("why")),
     b(C::Activity, &[key(KeyCode::Enter)], A::Open, "details of the row", Some("details")),
     b(C::Activity, &[ch('/')], A::Filter, "filter (container, destination, result, kind)", Some("filter")),
     b(C::Activity, &[ch('F')], A::Follow, "follow newest on / off", Some("follow")),

@@ -152,9 +152,7 @@ impl App {
                 vec![Effect::Quit]
             }
             Action::Back => {
-                if self.view == View::Activity && self.ws_close() {
-                    Vec::new()
-                } else if self.view == View::Activity && self.back_to_conversation() {
+                if self.view == View::Activity && (self.ws_close() || self.back_to_conversation()) {
                     Vec::new()
                 } else if self.view == View::Activity && self.activity.detail.is_some() {
                     self.activity.detail = None;

@@ -61,13 +61,9 @@ fn draw_tabs(f: &mut Frame, area: Rect, app: &App) {
     // and the view's state line fit together.
     let full = tab_spans(app, false);
     let full_w: usize = full.iter().map(Span::width).sum();
-    let mut spans = if full_w + right_w <= area.width as usize {
-        full
-    } else {
-        tab_spans(app, true)
-    };
-    let tabs_w: usize = spans.iter().map(Span::width).sum();
-    if tabs_w + brand.width() + right_w <= area.width as usize {
+    let fits = full_w + right_w <= area.width as usize;
+    let mut spans = if fits { full } else { tab_spans(app, true) };
+    if fits && full_w + brand.width() + right_w <= area.width as usize {
         spans.insert(0, brand);
     }
     let left = Line::from(spans);

@@ -1,5 +1,6 @@
 //! greytui's end-to-end tests, built as one test binary: render snapshots, the dashboard
-//! against a real daemon, `--once`, shell completions and the real binary in tmux.
+//! against a real daemon (and one fed by the mock LLM origin), `--once`, shell completions and
+//! the real binary in tmux.
 //! Run one area with `cargo test -p greytui --test it <module>::`.
 #![allow(clippy::unwrap_used)]
 
@@ -7,6 +8,7 @@ mod common;
 mod completions;
 mod conversations;
 mod dashboard;
+mod llm;
 mod once;
 mod render;
 mod tmux;
