@@ -1,9 +1,8 @@
 //! One opened conversation (`get_conversation`) and the stack of them: `Enter` on a tool call
 //! that spawned a subagent opens that conversation above its parent, `q`/`Esc`/`Backspace`
-//! goes back down. The selection moves between the entries of the [`Transcript`] (prompt,
-//! text, thinking, tool call); an entry taller than the screen is scrolled through line by
-//! line first, so nothing is cut without a way to read it. `t` opens the HTTP transaction of
-//! the selected step (its call → `list_llm_calls` → `transaction_id` → the activity detail).
+//! goes back down (the keys are in `conversation_keys`). The selection moves between the
+//! entries of the [`Transcript`] (prompt, text, thinking, tool call); an entry taller than the
+//! screen is scrolled through line by line first, so nothing is cut without a way to read it.
 //!
 //! A `conversation.updated` for the shown conversation fetches it again, at most every
 //! [`REFRESH`]; the turns that did not change keep their layout, and a selection on the last
@@ -11,14 +10,11 @@
 
 use std::time::{Duration, SystemTime};
 
-use greyproxy_protocol::command::{ConversationIdArgs, ListLlmCallsArgs, TransactionIdArgs};
-use greyproxy_protocol::llm::{Conversation, LlmCall, LlmContext, Turn};
-use greyproxy_protocol::{ActivityItem, Command, Reply, Transaction};
-use serde::Deserialize;
+use greyproxy_protocol::command::ConversationIdArgs;
+use greyproxy_protocol::llm::{Conversation, LlmContext, Turn};
+use greyproxy_protocol::{Command, Reply};
 
-use super::detail::Detail;
 use super::{App, ConnState, Effect, Tag, View, send};
-use crate::keymap::Action;
 use crate::layout;
 use crate::transcript::Transcript;
 
@@ -83,7 +79,7 @@ impl ConvDetail {
 
     /// Scrolls so that lines `[start, end)` are on screen (their start first when they do
     /// not fit).
-    fn reveal(&mut self, start: usize, end: usize, rows: usize) {
+    pub(super) fn reveal(&mut self, start: usize, end: usize, rows: usize) {
         if end > self.scroll + rows {
             self.scroll = end.saturating_sub(rows);
         }
@@ -93,13 +89,13 @@ impl ConvDetail {
         self.clamp(rows);
     }
 
-    fn clamp(&mut self, rows: usize) {
+    pub(super) fn clamp(&mut self, rows: usize) {
         self.selected = self.selected.min(self.doc.entries().saturating_sub(1));
         self.scroll = self.scroll.min(self.doc.lines().saturating_sub(rows));
     }
 
     /// `j`: through a tall entry line by line, then to the next entry.
-    fn down(&mut self, rows: usize) {
+    pub(super) fn down(&mut self, rows: usize) {
         let Some(cur) = self.doc.span(self.selected) else {
             return;
         };
@@ -113,7 +109,7 @@ impl ConvDetail {
     }
 
     /// `k`: back through a tall entry line by line, then to the previous entry.
-    fn up(&mut self, rows: usize) {
+    pub(super) fn up(&mut self, rows: usize) {
         let Some(cur) = self.doc.span(self.selected) else {
             return;
         };
@@ -132,7 +128,7 @@ impl ConvDetail {
 
     /// `ctrl-d`/`ctrl-u`, `g`/`G`: scrolls by `delta` lines; the selection moves to the first
     /// entry on screen when it left it.
-    fn page(&mut self, delta: isize, rows: usize) {
+    pub(super) fn page(&mut self, delta: isize, rows: usize) {
         let max = self.doc.lines().saturating_sub(rows);
         self.scroll = self.scroll.saturating_add_signed(delta).min(max);
         let on_screen = self
@@ -149,7 +145,7 @@ impl ConvDetail {
     }
 
     /// Selects the prompt of turn `n` with its heading at the top of the screen.
-    fn go_turn(&mut self, n: u32, rows: usize) -> bool {
+    pub(super) fn go_turn(&mut self, n: u32, rows: usize) -> bool {
         match self.doc.turn(n) {
             Some((e, heading)) => {
                 self.selected = e;
@@ -160,12 +156,6 @@ impl ConvDetail {
             None => false,
         }
     }
-}
-
-/// The reply to `list_llm_calls`.
-#[derive(Debug, Deserialize)]
-struct Calls {
-    calls: Vec<LlmCall>,
 }
 
 impl App {
@@ -322,147 +312,6 @@ impl App {
             reflow(d, width, rows);
         }
     }
-
-    /// Keys of the conversation detail.
-    pub(super) fn conversation_act(&mut self, a: Action) -> Vec<Effect> {
-        let (rows, width) = (self.doc_rows(), self.doc_width());
-        let half = (rows / 2).max(1) as isize;
-        let Some(d) = self.conversations.stack.last_mut() else {
-            return Vec::new();
-        };
-        match a {
-            Action::Down => d.down(rows),
-            Action::Up => d.up(rows),
-            Action::PageDown => d.page(half, rows),
-            Action::PageUp => d.page(-half, rows),
-            Action::Top => {
-                d.selected = 0;
-                d.scroll = 0;
-            }
-            Action::Bottom => {
-                d.selected = d.doc.entries().saturating_sub(1);
-                d.scroll = d.doc.lines().saturating_sub(rows);
-            }
-            Action::NextTurn | Action::PrevTurn => {
-                let cur = d.doc.turn_of(d.selected).unwrap_or(0);
-                let on_prompt = d.doc.turn(cur).is_some_and(|(e, _)| e == d.selected);
-                let n = match a {
-                    Action::NextTurn => cur + 1,
-                    _ if on_prompt => cur.saturating_sub(1),
-                    _ => cur,
-                };
-                if !d.go_turn(n.max(1), rows) {
-                    self.say("no more turns", false);
-                }
-            }
-            Action::Open => {
-                let link = d.doc.entry(d.selected).and_then(|e| e.link.clone());
-                return match link {
-                    Some(id) => self.conversation_open(id, None, None),
-                    None => {
-                        self.say(
-                            "no subagent here: enter opens a tool call that spawned one",
-                            true,
-                        );
-                        Vec::new()
-                    }
-                };
-            }
-            Action::ToTransaction => {
-                let call = d.doc.entry(d.selected).and_then(|e| e.call_id);
-                let id = d.id.clone();
-                return match call {
-                    Some(call) => {
-                        let args = ListLlmCallsArgs {
-                            conversation_id: Some(id),
-                            before_id: Some(call + 1),
-                            limit: Some(1),
-                            ..ListLlmCallsArgs::default()
-                        };
-                        vec![send(Tag::LlmCall(call), Command::ListLlmCalls(args))]
-                    }
-                    None => {
-                        self.say("select a prompt or a step: t opens its transaction", true);
-                        Vec::new()
-                    }
-                };
-            }
-            Action::Back => {
-                let closed = self.conversations.stack.pop();
-                if let Some(v) = closed.and_then(|c| c.origin) {
-                    self.view = v;
-                }
-                if let Some(d) = self.conversations.stack.last_mut() {
-                    reflow(d, width, rows);
-                }
-                return self.conversation_tick();
-            }
-            _ => {}
-        }
-        Vec::new()
-    }
-
-    /// The answer to the `list_llm_calls` of `t`: the call's transaction opens in the
-    /// activity detail; going back from it returns to the conversation.
-    pub(super) fn llm_call_found(
-        &mut self,
-        call_id: u64,
-        outcome: Result<Reply, String>,
-    ) -> Vec<Effect> {
-        let call = match outcome.and_then(super::daemon::data::<Calls>) {
-            Ok(c) => c.calls.into_iter().find(|c| c.id == call_id),
-            Err(e) => {
-                self.say(format!("call {call_id}: {e}"), true);
-                return Vec::new();
-            }
-        };
-        let Some(c) = call else {
-            self.say(format!("call {call_id} is no longer stored"), true);
-            return Vec::new();
-        };
-        let id = c.transaction_id;
-        // What the call says about its exchange, until `get_transaction` answers.
-        let t = Transaction {
-            id,
-            timestamp: c.timestamp.clone(),
-            container_name: c.container_name.clone(),
-            destination_host: c.host.clone(),
-            destination_port: 443,
-            method: "POST".into(),
-            url: format!("https://{}/", c.host),
-            status_code: c.status_code,
-            duration_ms: c.duration_ms,
-            ..Transaction::default()
-        };
-        self.activity.detail = Some(Detail {
-            item: ActivityItem::Transaction(t),
-            full: None,
-            scroll: 0,
-            ws: None,
-        });
-        self.conversations.back_to = Some(id);
-        self.view = View::Activity;
-        let args = TransactionIdArgs { transaction_id: id };
-        vec![send(Tag::Transaction(id), Command::GetTransaction(args))]
-    }
-
-    /// Back from an activity detail: when it was opened from a conversation, back there.
-    /// Returns whether it was.
-    pub(super) fn back_to_conversation(&mut self) -> bool {
-        let Some(id) = self.conversations.back_to.take() else {
-            return false;
-        };
-        let from_conv = self
-            .activity
-            .detail
-            .as_ref()
-            .is_some_and(|d| super::lists::item_key(&d.item) == ("transaction", id));
-        if from_conv {
-            self.activity.detail = None;
-            self.view = View::Conversations;
-        }
-        from_conv
-    }
 }
 
 /// Reads `get_conversation`'s answer. The summary's turn count and the list of turns share
@@ -503,7 +352,7 @@ fn take<T: serde::de::DeserializeOwned + Default>(
 }
 
 /// Lays `d` out again when the width changed.
-fn reflow(d: &mut ConvDetail, width: usize, rows: usize) {
+pub(super) fn reflow(d: &mut ConvDetail, width: usize, rows: usize) {
     if let Some(c) = &d.conv
         && d.doc.width() != width.max(20)
     {

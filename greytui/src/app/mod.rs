@@ -4,6 +4,7 @@
 //! happens here, so every behaviour is tested without a terminal or a daemon.
 
 pub(crate) mod conversation;
+mod conversation_keys;
 pub(crate) mod conversations;
 pub(crate) mod cost;
 mod daemon;

@@ -5,6 +5,7 @@
 mod conversations;
 mod middlewares;
 mod views;
+mod why;
 mod ws;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};

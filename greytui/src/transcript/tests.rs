@@ -3,6 +3,7 @@
 //! unchanged turns giving exactly what a fresh layout gives.
 #![allow(clippy::unwrap_used)]
 
+use super::text::{context_bar, text_width};
 use super::*;
 use crate::sample_llm::{conversation, subagent_id};
 
