@@ -220,7 +220,7 @@ fn tool_call(b: &mut Builder, call_id: u64, t: &StepToolCall) {
 pub(super) fn turn_block(t: &Turn, width: usize) -> Block {
     let mut b = Builder::new(width, Some(t.number));
     b.line(None, Vec::new());
-    let time = crate::format::clock(&t.started_at);
+    let time = clean(crate::format::clock(&t.started_at));
     let calls = plural(t.call_ids.len() as u64, "call");
     let title = format!(" Turn {} · {time} · {calls} ", t.number);
     let rule = width.saturating_sub(text_width(&title) + 2);

@@ -118,14 +118,14 @@ pub(crate) struct Transcript {
 
 /// Where an entry is, in the whole transcript.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Span2 {
+pub(crate) struct Extent {
     /// First line.
     pub(crate) start: usize,
     /// Number of lines.
     pub(crate) len: usize,
 }
 
-impl Span2 {
+impl Extent {
     /// One past the last line.
     pub(crate) fn end(self) -> usize {
         self.start + self.len
@@ -210,10 +210,10 @@ impl Transcript {
     }
 
     /// Where entry `e` is.
-    pub(crate) fn span(&self, e: usize) -> Option<Span2> {
+    pub(crate) fn span(&self, e: usize) -> Option<Extent> {
         let (b, i) = self.entry_block(e)?;
         let en = self.blocks.get(b)?.entries.get(i)?;
-        Some(Span2 {
+        Some(Extent {
             start: self.line_start[b] + en.first,
             len: en.len,
         })
