@@ -9,8 +9,8 @@
 //! words the state of external middlewares and the badges of their decisions for both.
 //!
 //! Imports point one way: `ui` reads `app`, never the reverse; what both need (text in
-//! [`format`](mod@format) and `middlewares`, screen geometry in `layout`, keys in `keymap`)
-//! sits below them.
+//! [`format`](mod@format) and `middlewares`, screen geometry in `layout`, keys in `keymap`, a
+//! conversation laid out as lines in `transcript`) sits below them.
 
 pub mod app;
 pub mod cli;
@@ -24,5 +24,7 @@ pub(crate) mod notify;
 pub mod once;
 pub mod paths;
 pub mod sample;
+pub mod sample_llm;
+pub(crate) mod transcript;
 pub mod tui;
 pub mod ui;

@@ -3,6 +3,10 @@
 //! [`Effect`]s to carry out (commands to send, bell, desktop notification, quit). No I/O
 //! happens here, so every behaviour is tested without a terminal or a daemon.
 
+pub(crate) mod conversation;
+mod conversation_keys;
+pub(crate) mod conversations;
+pub(crate) mod cost;
 mod daemon;
 pub(crate) mod detail;
 pub(crate) mod form;
@@ -40,15 +44,18 @@ pub enum View {
     Rules,
     /// Configured external middlewares.
     Middlewares,
+    /// LLM conversations, and the one opened.
+    Conversations,
 }
 
 impl View {
     /// In tab order (the number keys follow it).
-    pub(crate) const ALL: [View; 4] = [
+    pub(crate) const ALL: [View; 5] = [
         View::Pending,
         View::Activity,
         View::Rules,
         View::Middlewares,
+        View::Conversations,
     ];
 
     /// Tab title.
@@ -58,6 +65,18 @@ impl View {
             View::Activity => "Activity",
             View::Rules => "Rules",
             View::Middlewares => "Middlewares",
+            View::Conversations => "Conversations",
+        }
+    }
+
+    /// Tab title when the full titles do not fit.
+    pub(crate) fn short_title(self) -> &'static str {
+        match self {
+            View::Pending => "Pend",
+            View::Activity => "Act",
+            View::Rules => "Rules",
+            View::Middlewares => "Mw",
+            View::Conversations => "Conv",
         }
     }
 }
@@ -127,6 +146,20 @@ pub enum Tag {
     WsBody(u64),
     /// `list_middlewares` for the Middlewares view.
     Middlewares,
+    /// A page of `list_conversations` for the filter generation `generation` (`more`: an
+    /// older page).
+    Conversations {
+        /// Filter generation the query was made for.
+        generation: u64,
+        /// An older page (appended).
+        more: bool,
+    },
+    /// `get_conversation` of this conversation.
+    Conversation(String),
+    /// `list_llm_calls` finding the transaction of this call.
+    LlmCall(u64),
+    /// `usage_summary` of today, for the status bar.
+    CostToday,
 }
 
 /// Input to [`App::update`].
@@ -217,6 +250,10 @@ pub struct App {
     pub activity: Activity,
     /// The Middlewares view.
     pub(crate) middlewares: lists::Middlewares,
+    /// The Conversations view.
+    pub(crate) conversations: conversations::Conversations,
+    /// Today's LLM cost (status bar).
+    pub(crate) cost: cost::CostToday,
     /// Silent mode.
     pub allow_all: AllowAllStatus,
     /// Notification claims held across all clients.
@@ -251,6 +288,8 @@ impl App {
             rules: Listed::default(),
             activity: Activity::new(),
             middlewares: lists::Middlewares::default(),
+            conversations: conversations::Conversations::default(),
+            cost: cost::CostToday::default(),
             allow_all: AllowAllStatus::default(),
             claims: 0,
             claimed: false,
@@ -279,6 +318,10 @@ impl App {
             (None, View::Activity) => Ctx::Activity,
             (None, View::Rules) => Ctx::Rules,
             (None, View::Middlewares) => Ctx::Middlewares,
+            (None, View::Conversations) if !self.conversations.stack.is_empty() => {
+                Ctx::Conversation
+            }
+            (None, View::Conversations) => Ctx::Conversations,
         }
     }
 
@@ -307,7 +350,10 @@ impl App {
                 {
                     self.message = None;
                 }
-                self.middlewares_tick()
+                let mut fx = self.middlewares_tick();
+                fx.extend(self.conversation_tick());
+                fx.extend(self.cost_poke(false));
+                fx
             }
             Msg::Link(ev) => self.on_link(ev),
         }
@@ -324,6 +370,9 @@ impl App {
         if let Some(ws) = self.activity.detail.as_mut().and_then(|d| d.ws.as_mut()) {
             ws.nav.clamp(ws.items.len(), ws_rows);
         }
+        let c = &mut self.conversations;
+        c.nav.clamp(c.items.len(), rows);
+        self.conversation_reflow();
     }
 }
 

@@ -2,6 +2,7 @@
 //! the current view, the footer hints (from the keymap table), the message line and the status
 //! bar, with an overlay on top when a modal is open.
 
+mod conversations;
 mod detail;
 mod middlewares;
 mod overlays;
@@ -16,7 +17,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use crate::app::{App, ConnState, View};
-use crate::format::{allow_all_label, short_span};
+use crate::format::{allow_all_label, short_span, usd};
 use crate::keymap;
 use widgets::{HEADER, KEY, SELECTED};
 
@@ -39,6 +40,7 @@ pub fn draw(f: &mut Frame, app: &App) {
         },
         View::Rules => views::rules(f, body, app),
         View::Middlewares => middlewares::draw(f, body, app),
+        View::Conversations => conversations::draw(f, body, app),
     }
     draw_hints(f, hints, app);
     draw_message(f, message, app);
@@ -47,14 +49,45 @@ pub fn draw(f: &mut Frame, app: &App) {
 }
 
 fn draw_tabs(f: &mut Frame, area: Rect, app: &App) {
+    let right = match app.view {
+        View::Activity => activity_info(app),
+        View::Middlewares => middlewares::info(app),
+        View::Conversations => conversations::info(app),
+        _ => String::new(),
+    };
+    let right_w = right.chars().count();
+    let brand = Span::styled(" greytui ", HEADER);
+    // The name gives way first, then the titles of the other views shorten, so that the tabs
+    // and the view's state line fit together.
+    let full = tab_spans(app, false);
+    let full_w: usize = full.iter().map(Span::width).sum();
+    let fits = full_w + right_w <= area.width as usize;
+    let mut spans = if fits { full } else { tab_spans(app, true) };
+    if fits && full_w + brand.width() + right_w <= area.width as usize {
+        spans.insert(0, brand);
+    }
+    let left = Line::from(spans);
+    let [l, r] = Layout::horizontal([Constraint::Length(left.width() as u16), Constraint::Min(0)])
+        .areas(area);
+    f.render_widget(Paragraph::new(left), l);
+    f.render_widget(Paragraph::new(Line::from(right).right_aligned()), r);
+}
+
+/// The view tabs; `short`: the views not shown get their short titles.
+fn tab_spans(app: &App, short: bool) -> Vec<Span<'static>> {
     let mut spans = Vec::new();
     for (i, v) in View::ALL.iter().enumerate() {
         let count = match v {
             View::Pending => format!(" ({})", app.pending.len()),
             View::Rules => format!(" ({})", app.rules.len()),
-            View::Activity | View::Middlewares => String::new(),
+            View::Activity | View::Middlewares | View::Conversations => String::new(),
         };
-        let text = format!(" {} {}{count} ", i + 1, v.title());
+        let title = if short && *v != app.view {
+            v.short_title()
+        } else {
+            v.title()
+        };
+        let text = format!(" {} {title}{count} ", i + 1);
         let style = if *v == app.view {
             SELECTED.add_modifier(Modifier::BOLD)
         } else {
@@ -63,22 +96,7 @@ fn draw_tabs(f: &mut Frame, area: Rect, app: &App) {
         spans.push(Span::raw(" "));
         spans.push(Span::styled(text, style));
     }
-    let right = match app.view {
-        View::Activity => activity_info(app),
-        View::Middlewares => middlewares::info(app),
-        _ => String::new(),
-    };
-    let brand = Span::styled(" greytui ", HEADER);
-    // The name gives way to the view's state line when both do not fit.
-    let tabs_w: usize = spans.iter().map(Span::width).sum();
-    if tabs_w + brand.width() + right.chars().count() <= area.width as usize {
-        spans.insert(0, brand);
-    }
-    let left = Line::from(spans);
-    let [l, r] = Layout::horizontal([Constraint::Length(left.width() as u16), Constraint::Min(0)])
-        .areas(area);
-    f.render_widget(Paragraph::new(left), l);
-    f.render_widget(Paragraph::new(Line::from(right).right_aligned()), r);
+    spans
 }
 
 /// `follow · 1234 of 100000 · container~x` for the activity tab line.
@@ -163,8 +181,11 @@ fn draw_status(f: &mut Frame, area: Rect, app: &App) {
         Span::styled(format!(" {dot} {state} "), state_style),
         Span::styled(format!("│ {version} │ "), bar),
         Span::styled(format!("{} pending", app.pending.len()), bar),
-        Span::styled(" │ silent: ", bar),
     ];
+    if let Some(micro) = app.cost.micro_usd {
+        spans.push(Span::styled(format!(" │ {} today", usd(micro)), bar));
+    }
+    spans.push(Span::styled(" │ silent: ", bar));
     let silent = allow_all_label(&app.allow_all);
     let silent_style = if app.allow_all.active {
         bar.fg(Color::LightYellow).add_modifier(Modifier::BOLD)
