@@ -110,7 +110,7 @@ pub struct PendingRequest {
     #[serde(default)]
     pub waiting_count: u64,
     /// Why it was asked for: the tool call the same container's latest LLM call ended with,
-    /// shortly before (docs/llm.md#why).
+    /// shortly before (docs/llm.md#why-a-connection-was-asked-for).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub llm_context: Option<crate::llm::LlmContext>,
 }

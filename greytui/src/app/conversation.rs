@@ -11,7 +11,7 @@
 use std::time::{Duration, SystemTime};
 
 use greyproxy_protocol::command::ConversationIdArgs;
-use greyproxy_protocol::llm::{Conversation, LlmContext, Turn};
+use greyproxy_protocol::llm::{Conversation, LlmContext};
 use greyproxy_protocol::{Command, Reply};
 
 use super::{App, ConnState, Effect, Tag, View, send};
@@ -314,41 +314,10 @@ impl App {
     }
 }
 
-/// Reads `get_conversation`'s answer. The summary's turn count and the list of turns share
-/// the name `turns` on the wire (the list wins), so the protocol type cannot be read from it
-/// as is: the list is taken out first and the summary counts it.
+/// Reads `get_conversation`'s answer.
 fn conversation_of(r: Reply) -> Result<Conversation, String> {
     let v: serde_json::Value = super::daemon::data(r)?;
-    let serde_json::Value::Object(mut m) = v else {
-        return Err("unexpected result: not an object".into());
-    };
-    let turns: Vec<Turn> = match m.remove("turns") {
-        Some(t @ serde_json::Value::Array(_)) => {
-            serde_json::from_value(t).map_err(|e| format!("unexpected turns: {e}"))?
-        }
-        _ => Vec::new(),
-    };
-    let system_prompt_preview: String = take(&mut m, "system_prompt_preview");
-    let subagents: Vec<String> = take(&mut m, "subagents");
-    m.insert("turns".into(), serde_json::json!(turns.len()));
-    let summary = serde_json::from_value(serde_json::Value::Object(m))
-        .map_err(|e| format!("unexpected result: {e}"))?;
-    Ok(Conversation {
-        summary,
-        system_prompt_preview,
-        turns,
-        subagents,
-    })
-}
-
-/// Field `k` of `m`, taken out; its default when absent or of another type.
-fn take<T: serde::de::DeserializeOwned + Default>(
-    m: &mut serde_json::Map<String, serde_json::Value>,
-    k: &str,
-) -> T {
-    m.remove(k)
-        .and_then(|v| serde_json::from_value(v).ok())
-        .unwrap_or_default()
+    serde_json::from_value(v).map_err(|e| format!("unexpected result: {e}"))
 }
 
 /// Lays `d` out again when the width changed.

@@ -186,7 +186,7 @@ impl App {
             }
             Some(Event::TransactionUpdated(t)) => fx.extend(self.update_transaction(t)),
             Some(Event::LlmCallNew(_)) => fx.extend(self.cost_poke(true)),
-            Some(Event::ConversationUpdated(s)) => fx.extend(self.conversation_updated(s)),
+            Some(Event::ConversationUpdated(s)) => fx.extend(self.conversation_updated(s.summary)),
             // Types newer than this build (transaction.new, …) are not shown yet.
             Some(_) | None => {}
         }

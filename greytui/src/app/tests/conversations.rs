@@ -75,7 +75,7 @@ pub(super) fn selected_tool(app: &App) -> Option<String> {
 }
 
 fn updated(app: &mut App, s: ConversationSummary, seq: u64) -> Vec<Effect> {
-    event(app, Event::ConversationUpdated(s), seq)
+    event(app, Event::ConversationUpdated(s.into()), seq)
 }
 
 pub(super) fn tick(app: &mut App, after: Duration) -> Vec<Effect> {
