@@ -20,6 +20,8 @@ pub(crate) enum Ctx {
     Rules,
     /// The middlewares view.
     Middlewares,
+    /// The usage view.
+    Usage,
     /// The detail of one activity row.
     Detail,
     /// The scope / duration picker of `A` and `D`.
@@ -41,6 +43,7 @@ impl Ctx {
             Ctx::Activity => "Activity",
             Ctx::Rules => "Rules",
             Ctx::Middlewares => "Middlewares",
+            Ctx::Usage => "Usage",
             Ctx::Detail => "Activity detail",
             Ctx::Picker => "Scope / duration picker",
             Ctx::Form => "Forms (type to edit the focused field)",
@@ -50,12 +53,13 @@ impl Ctx {
     }
 
     /// Order of the sections in the help overlay.
-    pub(crate) const ALL: [Ctx; 10] = [
+    pub(crate) const ALL: [Ctx; 11] = [
         Ctx::Global,
         Ctx::Pending,
         Ctx::Activity,
         Ctx::Rules,
         Ctx::Middlewares,
+        Ctx::Usage,
         Ctx::Detail,
         Ctx::Picker,
         Ctx::Form,
@@ -85,6 +89,16 @@ pub(crate) enum Action {
     ShowRules,
     /// Middlewares view.
     ShowMiddlewares,
+    /// Usage view.
+    ShowUsage,
+    /// Usage: next grouping (container, client, model).
+    UsageGroup,
+    /// Usage: next time window.
+    UsageWindow,
+    /// Usage: sort by the next column.
+    UsageSort,
+    /// Usage: reverse the sort order.
+    UsageReverse,
     /// Selection up.
     Up,
     /// Selection down.
@@ -221,6 +235,7 @@ pub(crate) static BINDINGS: &[Binding] = &[
     b(C::Global, &[ch('2')], A::ShowActivity, "activity view", None),
     b(C::Global, &[ch('3')], A::ShowRules, "rules view", None),
     b(C::Global, &[ch('4')], A::ShowMiddlewares, "middlewares view", None),
+    b(C::Global, &[ch('6')], A::ShowUsage, "usage view", None),
     b(C::Global, &[ch('j'), key(KeyCode::Down)], A::Down, "down", None),
     b(C::Global, &[ch('k'), key(KeyCode::Up)], A::Up, "up", None),
     b(C::Global, &[ch('g'), key(KeyCode::Home)], A::Top, "first row", None),
@@ -240,6 +255,10 @@ pub(crate) static BINDINGS: &[Binding] = &[
     b(C::Rules, &[ch('e'), key(KeyCode::Enter)], A::EditRule, "edit rule", Some("edit")),
     b(C::Rules, &[ch('d'), key(KeyCode::Delete)], A::DeleteRule, "delete rule (asks)", Some("delete")),
     b(C::Middlewares, &[ch('r')], A::Refresh, "refresh now (every 2 s while shown)", Some("refresh")),
+    b(C::Usage, &[ch('b')], A::UsageGroup, "group by container / client / model", Some("by")),
+    b(C::Usage, &[ch('w')], A::UsageWindow, "window: last hour / today / 7 days / since the daemon started", Some("window")),
+    b(C::Usage, &[ch('s')], A::UsageSort, "sort by the next column", Some("sort")),
+    b(C::Usage, &[ch('r')], A::UsageReverse, "reverse the sort order", Some("reverse")),
     b(C::Detail, &[key(KeyCode::Esc)], A::Back, "back to the list (from a message: to its upgrade)", Some("back")),
     b(C::Detail, &[key(KeyCode::Enter)], A::Open, "open the selected WebSocket message", None),
     b(C::Detail, &[ch('h')], A::UpgradeHeaders, "WebSocket upgrade: its headers / its messages", None),
@@ -330,7 +349,7 @@ pub(crate) fn hints(ctx: Ctx) -> Vec<(String, &'static str)> {
         .collect();
     if matches!(
         ctx,
-        Ctx::Pending | Ctx::Activity | Ctx::Rules | Ctx::Middlewares | Ctx::Detail
+        Ctx::Pending | Ctx::Activity | Ctx::Rules | Ctx::Middlewares | Ctx::Usage | Ctx::Detail
     ) {
         out.extend(
             BINDINGS

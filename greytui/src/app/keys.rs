@@ -89,6 +89,9 @@ impl App {
         if opened && v == View::Middlewares {
             return self.middlewares_fetch();
         }
+        if opened && v == View::Usage {
+            return self.usage_open();
+        }
         Vec::new()
     }
 
@@ -129,6 +132,10 @@ impl App {
             Action::ShowActivity => self.switch(View::Activity),
             Action::ShowRules => self.switch(View::Rules),
             Action::ShowMiddlewares => self.switch(View::Middlewares),
+            Action::ShowUsage => self.switch(View::Usage),
+            Action::UsageGroup | Action::UsageWindow | Action::UsageSort | Action::UsageReverse => {
+                self.usage_key(a)
+            }
             Action::Refresh if self.conn != super::ConnState::Connected => {
                 self.say("not connected to the daemon", true);
                 Vec::new()
@@ -260,6 +267,10 @@ impl App {
             View::Pending => self.pending.step(delta, rows),
             View::Rules => self.rules.step(delta, rows),
             View::Middlewares => self.middlewares.list.step(delta, rows),
+            View::Usage => {
+                let rows = self.usage_rows();
+                self.usage.rows.step(delta, rows)
+            }
             View::Activity => {
                 if let Some(fx) = self.ws_step(delta) {
                     return fx;

@@ -11,6 +11,8 @@ pub(crate) mod listed;
 pub mod lists;
 pub(crate) mod middlewares;
 pub(crate) mod modal;
+pub mod usage;
+pub mod usage_live;
 mod ws;
 
 use std::time::{Duration, SystemTime};
@@ -40,15 +42,18 @@ pub enum View {
     Rules,
     /// Configured external middlewares.
     Middlewares,
+    /// LLM usage and cost by container, client or model, with live rates.
+    Usage,
 }
 
 impl View {
     /// In tab order (the number keys follow it).
-    pub(crate) const ALL: [View; 4] = [
+    pub(crate) const ALL: [View; 5] = [
         View::Pending,
         View::Activity,
         View::Rules,
         View::Middlewares,
+        View::Usage,
     ];
 
     /// Tab title.
@@ -58,6 +63,18 @@ impl View {
             View::Activity => "Activity",
             View::Rules => "Rules",
             View::Middlewares => "Middlewares",
+            View::Usage => "Usage",
+        }
+    }
+
+    /// The number key that shows it (also shown in its tab).
+    pub(crate) fn number(self) -> char {
+        match self {
+            View::Pending => '1',
+            View::Activity => '2',
+            View::Rules => '3',
+            View::Middlewares => '4',
+            View::Usage => '6',
         }
     }
 }
@@ -127,6 +144,11 @@ pub enum Tag {
     WsBody(u64),
     /// `list_middlewares` for the Middlewares view.
     Middlewares,
+    /// `usage_summary` for the Usage view, for the window and grouping of `generation`.
+    Usage {
+        /// Window and grouping generation the query was made for.
+        generation: u64,
+    },
 }
 
 /// Input to [`App::update`].
@@ -217,6 +239,8 @@ pub struct App {
     pub activity: Activity,
     /// The Middlewares view.
     pub(crate) middlewares: lists::Middlewares,
+    /// The Usage view.
+    pub usage: usage::UsageBoard,
     /// Silent mode.
     pub allow_all: AllowAllStatus,
     /// Notification claims held across all clients.
@@ -251,6 +275,7 @@ impl App {
             rules: Listed::default(),
             activity: Activity::new(),
             middlewares: lists::Middlewares::default(),
+            usage: usage::UsageBoard::new(now),
             allow_all: AllowAllStatus::default(),
             claims: 0,
             claimed: false,
@@ -279,6 +304,7 @@ impl App {
             (None, View::Activity) => Ctx::Activity,
             (None, View::Rules) => Ctx::Rules,
             (None, View::Middlewares) => Ctx::Middlewares,
+            (None, View::Usage) => Ctx::Usage,
         }
     }
 
@@ -307,7 +333,9 @@ impl App {
                 {
                     self.message = None;
                 }
-                self.middlewares_tick()
+                let mut fx = self.middlewares_tick();
+                fx.extend(self.usage_tick());
+                fx
             }
             Msg::Link(ev) => self.on_link(ev),
         }
@@ -318,6 +346,8 @@ impl App {
         self.pending.clamp(rows);
         self.rules.clamp(rows);
         self.middlewares.list.clamp(rows);
+        let usage_rows = self.usage_rows();
+        self.usage.rows.clamp(usage_rows);
         let n = self.activity.items.len();
         self.activity.nav.clamp(n, rows);
         let ws_rows = self.ws_rows();

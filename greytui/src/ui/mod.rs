@@ -5,6 +5,7 @@
 mod detail;
 mod middlewares;
 mod overlays;
+mod usage;
 mod views;
 mod widgets;
 mod ws;
@@ -39,6 +40,7 @@ pub fn draw(f: &mut Frame, app: &App) {
         },
         View::Rules => views::rules(f, body, app),
         View::Middlewares => middlewares::draw(f, body, app),
+        View::Usage => usage::draw(f, body, app),
     }
     draw_hints(f, hints, app);
     draw_message(f, message, app);
@@ -47,27 +49,16 @@ pub fn draw(f: &mut Frame, app: &App) {
 }
 
 fn draw_tabs(f: &mut Frame, area: Rect, app: &App) {
-    let mut spans = Vec::new();
-    for (i, v) in View::ALL.iter().enumerate() {
-        let count = match v {
-            View::Pending => format!(" ({})", app.pending.len()),
-            View::Rules => format!(" ({})", app.rules.len()),
-            View::Activity | View::Middlewares => String::new(),
-        };
-        let text = format!(" {} {}{count} ", i + 1, v.title());
-        let style = if *v == app.view {
-            SELECTED.add_modifier(Modifier::BOLD)
-        } else {
-            Style::new()
-        };
-        spans.push(Span::raw(" "));
-        spans.push(Span::styled(text, style));
-    }
     let right = match app.view {
         View::Activity => activity_info(app),
         View::Middlewares => middlewares::info(app),
         _ => String::new(),
     };
+    let mut spans = tab_spans(app, false);
+    // Too many tabs for the width: the others shrink to their number.
+    if spans.iter().map(Span::width).sum::<usize>() > area.width as usize {
+        spans = tab_spans(app, true);
+    }
     let brand = Span::styled(" greytui ", HEADER);
     // The name gives way to the view's state line when both do not fit.
     let tabs_w: usize = spans.iter().map(Span::width).sum();
@@ -79,6 +70,32 @@ fn draw_tabs(f: &mut Frame, area: Rect, app: &App) {
         .areas(area);
     f.render_widget(Paragraph::new(left), l);
     f.render_widget(Paragraph::new(Line::from(right).right_aligned()), r);
+}
+
+/// The view tabs: number, title and count; with `compact`, only the current one has a title.
+fn tab_spans(app: &App, compact: bool) -> Vec<Span<'static>> {
+    let mut spans = Vec::new();
+    for v in View::ALL {
+        let count = match v {
+            View::Pending => format!(" ({})", app.pending.len()),
+            View::Rules => format!(" ({})", app.rules.len()),
+            _ => String::new(),
+        };
+        let current = v == app.view;
+        let text = if compact && !current {
+            format!(" {} ", v.number())
+        } else {
+            format!(" {} {}{count} ", v.number(), v.title())
+        };
+        let style = if current {
+            SELECTED.add_modifier(Modifier::BOLD)
+        } else {
+            Style::new()
+        };
+        spans.push(Span::raw(" "));
+        spans.push(Span::styled(text, style));
+    }
+    spans
 }
 
 /// `follow · 1234 of 100000 · container~x` for the activity tab line.

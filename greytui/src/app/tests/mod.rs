@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod middlewares;
+mod usage;
 mod views;
 mod ws;
 
