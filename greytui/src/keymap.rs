@@ -255,7 +255,7 @@ pub(crate) static BINDINGS: &[Binding] = &[
     b(C::Rules, &[ch('e'), key(KeyCode::Enter)], A::EditRule, "edit rule", Some("edit")),
     b(C::Rules, &[ch('d'), key(KeyCode::Delete)], A::DeleteRule, "delete rule (asks)", Some("delete")),
     b(C::Middlewares, &[ch('r')], A::Refresh, "refresh now (every 2 s while shown)", Some("refresh")),
-    b(C::Usage, &[ch('b')], A::UsageGroup, "group by container / client / model", Some("by")),
+    b(C::Usage, &[ch('b')], A::UsageGroup, "group by container / client / model", Some("group")),
     b(C::Usage, &[ch('w')], A::UsageWindow, "window: last hour / today / 7 days / since the daemon started", Some("window")),
     b(C::Usage, &[ch('s')], A::UsageSort, "sort by the next column", Some("sort")),
     b(C::Usage, &[ch('r')], A::UsageReverse, "reverse the sort order", Some("reverse")),

@@ -2,7 +2,8 @@
 //! `--once`: token counts (compact `12.4k` on screen, exact `12,431` in `--once` tables),
 //! dollars from integer micro-USD, times to first token, and control characters escaped so
 //! that model output can never move the cursor, clear the screen or reorder a line. Also the
-//! one reply shape both read, [`UsageSummary`].
+//! replies the protocol crate does not decode as sent: [`UsageSummary`] and
+//! [`decode_conversation`].
 
 /// `usage_summary`'s result (the protocol crate types its rows, not the envelope).
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -14,6 +15,33 @@ pub(crate) struct UsageSummary {
     pub(crate) rows: Vec<greyproxy_protocol::llm::UsageRow>,
     /// Every call of the window (key `total`).
     pub(crate) total: greyproxy_protocol::llm::UsageRow,
+}
+
+/// Decodes `get_conversation`'s result. The wire object flattens the summary, whose `turns`
+/// (a count) shares its name with the conversation's `turns` (the list): the list wins on the
+/// wire and the plain `Conversation` deserializer refuses the object, so the count is taken
+/// from the list here.
+pub(crate) fn decode_conversation(
+    mut v: serde_json::Value,
+) -> Result<greyproxy_protocol::llm::Conversation, serde_json::Error> {
+    use serde::Deserialize;
+    let turns = v.get_mut("turns").map(serde_json::Value::take);
+    let turns: Vec<greyproxy_protocol::llm::Turn> = match turns {
+        Some(t) => Vec::deserialize(t)?,
+        None => Vec::new(),
+    };
+    if let Some(o) = v.as_object_mut() {
+        o.insert("turns".into(), turns.len().into());
+    }
+    let text = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
+    let system_prompt_preview = text(&v, "system_prompt_preview");
+    let subagents = Vec::<String>::deserialize(v["subagents"].take()).unwrap_or_default();
+    Ok(greyproxy_protocol::llm::Conversation {
+        summary: greyproxy_protocol::llm::ConversationSummary::deserialize(v)?,
+        system_prompt_preview,
+        turns,
+        subagents,
+    })
 }
 
 /// Tokens in at most five characters (below a trillion): `999`, `1.2k`, `123k`, `4.5M`, `12G`.

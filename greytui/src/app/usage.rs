@@ -176,7 +176,7 @@ pub struct UsageBoard {
     /// Window start as the daemon resolved it.
     pub(crate) since: Option<String>,
     /// Bumped when the window or grouping changes: answers for the old ones are ignored.
-    pub(crate) generation: u64,
+    pub generation: u64,
     /// A summary for the current generation is awaited.
     pub(crate) in_flight: bool,
     /// When the last one was asked for.
@@ -217,8 +217,13 @@ impl UsageBoard {
         &self.rows
     }
 
+    /// Why the daemon has no usage to give, when it has none (no LLM layer).
+    pub fn unavailable(&self) -> Option<&str> {
+        self.unavailable.as_deref()
+    }
+
     /// The live rates of a row (`None`: of everything) under the current grouping.
-    pub(crate) fn rate(&self, key: Option<&str>, now: SystemTime) -> Rate {
+    pub fn rate(&self, key: Option<&str>, now: SystemTime) -> Rate {
         self.live.rate(self.group, key, now)
     }
 

@@ -10,10 +10,10 @@ use std::time::{Duration, SystemTime};
 use greyproxy_protocol::llm::{LlmCall, PriceState};
 
 /// Minutes of history kept: the width of the sparkline.
-pub(crate) const LIVE_MINUTES: u64 = 10;
+pub const LIVE_MINUTES: u64 = 10;
 
 /// Rates are averaged over this many of the latest minutes.
-pub(crate) const RATE_MINUTES: u64 = 5;
+pub const RATE_MINUTES: u64 = 5;
 
 /// Distinct keys kept per bucket and grouping; further keys count in the totals only.
 const MAX_KEYS: usize = 512;
@@ -89,13 +89,13 @@ struct Bucket {
 
 /// The live rates of one row (or of everything).
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Rate {
+pub struct Rate {
     /// Tokens per minute over the last [`RATE_MINUTES`].
-    pub(crate) tokens_per_min: f64,
+    pub tokens_per_min: f64,
     /// Dollars per hour over the same span.
-    pub(crate) usd_per_hour: f64,
+    pub usd_per_hour: f64,
     /// Tokens in each of the last [`LIVE_MINUTES`] minutes, oldest first.
-    pub(crate) spark: [u64; LIVE_MINUTES as usize],
+    pub spark: [u64; LIVE_MINUTES as usize],
 }
 
 /// The ring of per-minute buckets.

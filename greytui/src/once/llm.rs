@@ -23,7 +23,8 @@ use crate::cli::{OnceCmd, UsageBy};
 use crate::client::Connection;
 use crate::format::{age, ellipsize, text_table};
 use crate::llm_text::{
-    UsageSummary, dollars, escape_line, escape_text, millis, percent, thousands,
+    UsageSummary, decode_conversation, dollars, escape_line, escape_text, millis, percent,
+    thousands,
 };
 
 /// Largest page asked for (the daemon's maximum).
@@ -76,7 +77,9 @@ pub(super) async fn run(
             if json {
                 return print_json(out, &v);
             }
-            print_conversation(out, &decode(v)?)
+            let c = decode_conversation(v)
+                .map_err(|e| Failure::new(ExitCode::Refused, format!("unexpected result: {e}")))?;
+            print_conversation(out, &c)
         }
         OnceCmd::Calls {
             conversation,

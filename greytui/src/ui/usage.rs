@@ -13,7 +13,7 @@ use greyproxy_protocol::llm::UsageRow;
 
 use super::widgets::{DIM, HEADER, Window, fit};
 use crate::app::usage::{Column, UsageBoard};
-use crate::app::usage_live::{LIVE_MINUTES, Rate, sparkline};
+use crate::app::usage_live::{LIVE_MINUTES, RATE_MINUTES, Rate, sparkline};
 use crate::app::{App, ConnState};
 use crate::format::ellipsize;
 use crate::llm_text::{dollars_short, escape_line, millis, percent, tokens_short};
@@ -23,13 +23,15 @@ const WIDE: u16 = 110;
 
 const WARN: Style = Style::new().fg(Color::Yellow);
 
-/// Fixed widths of the columns after the key, in table order (TREND apart).
+/// Fixed widths of the columns after the key, in table order (TREND apart): their headers
+/// and their widest values (`$123.45*`, `612ms`, `12.4k`).
 fn width(c: Column) -> u16 {
     match c {
         Column::Key => 0,
-        Column::Calls | Column::Input | Column::Ttft => 6,
-        Column::Cached | Column::Output | Column::UsdPerHour => 7,
-        Column::Cost | Column::TokensPerMin => 8,
+        Column::Calls | Column::Input | Column::Ttft => 5,
+        Column::Cached | Column::Output => 6,
+        Column::TokensPerMin | Column::UsdPerHour => 7,
+        Column::Cost => 8,
         Column::CacheHit => 4,
     }
 }
@@ -107,19 +109,21 @@ fn widths(key: u16, area: Rect, wide: bool) -> (Vec<Constraint>, u16) {
     (w, key)
 }
 
+/// The header; the sort column's title is underlined (the title line names it and its order).
 fn header(u: &UsageBoard, wide: bool) -> Row<'static> {
-    let arrow = if u.reverse { "↑" } else { "↓" };
     let mut cells: Vec<Cell> = Column::ALL
         .iter()
         .map(|c| {
-            let mut t = c.title(u.group).to_string();
-            if *c == u.sort {
-                t.push_str(arrow);
-            }
-            if *c == Column::Key {
-                Cell::from(t)
+            let t = c.title(u.group).to_string();
+            let style = if *c == u.sort {
+                Style::new().add_modifier(Modifier::UNDERLINED)
             } else {
-                right(t)
+                Style::new()
+            };
+            if *c == Column::Key {
+                Cell::from(Span::styled(t, style))
+            } else {
+                right_styled(t, style)
             }
         })
         .collect();
@@ -138,11 +142,15 @@ fn since_label(since: &str) -> String {
 }
 
 fn title(u: &UsageBoard) -> Line<'static> {
-    let dir = if u.reverse { "↑" } else { "↓" };
+    // Numbers read largest first, names A to Z, unless reversed.
+    let dir = match (u.sort == Column::Key, u.reverse) {
+        (true, false) | (false, true) => "↑",
+        _ => "↓",
+    };
     let mut spans = vec![
         Span::styled(format!(" {}", u.span.label()), HEADER),
         Span::raw(format!(
-            " · by {} · sorted by {}{dir}",
+            " · by {} · sorted by {} {dir}",
             u.group.wire(),
             u.sort.title(u.group).to_lowercase()
         )),
@@ -189,12 +197,20 @@ fn empty_text(app: &App) -> Option<(String, Style)> {
 /// Draws the view.
 pub(super) fn draw(f: &mut Frame, area: Rect, app: &App) {
     let u = &app.usage;
-    let [title_area, table_area, total_area, live_area, note_area] = Layout::vertical([
+    // The total and the live figures follow the rows; an empty table keeps the room for its
+    // message.
+    let table_h = if u.rows.is_empty() {
+        area.height.saturating_sub(4)
+    } else {
+        (u.rows.len() as u16 + 1).min(area.height.saturating_sub(4))
+    };
+    let [title_area, table_area, total_area, live_area, note_area, _] = Layout::vertical([
         Constraint::Length(1),
-        Constraint::Min(1),
+        Constraint::Length(table_h),
         Constraint::Length(1),
         Constraint::Length(1),
         Constraint::Length(1),
+        Constraint::Min(0),
     ])
     .areas(area);
     f.render_widget(Paragraph::new(title(u)), title_area);
@@ -266,7 +282,7 @@ fn live_line(u: &UsageBoard, all: &Rate) -> Line<'static> {
             tokens_short(all.tokens_per_min.round() as u64),
             dollars_short((all.usd_per_hour * 1e6).round() as u64),
         )),
-        Span::styled(format!(" · per minute, the last {LIVE_MINUTES}"), DIM),
+        Span::styled(format!(" (last {RATE_MINUTES} min; a bar per minute)"), DIM),
     ])
 }
 

@@ -6,6 +6,8 @@
 mod common;
 mod completions;
 mod dashboard;
+mod llm;
 mod once;
 mod render;
 mod tmux;
+mod usage;

@@ -196,3 +196,14 @@ fn empty_conversation_list_says_so() {
         "claude-code:33a9  answered  dev        claude-code  claude-sonnet-4-5-20250929  1      2      10,672  300     $0.0445 +1 unpriced  5m    install left-pad\\x07"
     );
 }
+
+#[test]
+fn a_conversation_decodes_as_the_daemon_serialises_it() {
+    let c = conversation();
+    let wire = serde_json::to_value(&c).unwrap();
+    // The summary's turn count and the list of turns share a name; the list wins on the wire,
+    // which the plain deserializer refuses (when the protocol changes this, drop the helper).
+    assert!(wire["turns"].is_array());
+    assert!(serde_json::from_value::<Conversation>(wire.clone()).is_err());
+    assert_eq!(decode_conversation(wire).unwrap(), c);
+}
