@@ -55,8 +55,9 @@ fn draw_tabs(f: &mut Frame, area: Rect, app: &App) {
         _ => String::new(),
     };
     let mut spans = tab_spans(app, false);
-    // Too many tabs for the width: the others shrink to their number.
-    if spans.iter().map(Span::width).sum::<usize>() > area.width as usize {
+    // Too many tabs for the width beside the view's state line: the other tabs shrink to
+    // their number.
+    if spans.iter().map(Span::width).sum::<usize>() + right.chars().count() > area.width as usize {
         spans = tab_spans(app, true);
     }
     let brand = Span::styled(" greytui ", HEADER);
@@ -72,7 +73,8 @@ fn draw_tabs(f: &mut Frame, area: Rect, app: &App) {
     f.render_widget(Paragraph::new(Line::from(right).right_aligned()), r);
 }
 
-/// The view tabs: number, title and count; with `compact`, only the current one has a title.
+/// The view tabs: number, title and count; with `compact`, only the current one has a title
+/// (the others keep their counts: requests waiting must show).
 fn tab_spans(app: &App, compact: bool) -> Vec<Span<'static>> {
     let mut spans = Vec::new();
     for v in View::ALL {
@@ -83,7 +85,7 @@ fn tab_spans(app: &App, compact: bool) -> Vec<Span<'static>> {
         };
         let current = v == app.view;
         let text = if compact && !current {
-            format!(" {} ", v.number())
+            format!(" {}{count} ", v.number())
         } else {
             format!(" {} {}{count} ", v.number(), v.title())
         };

@@ -266,11 +266,12 @@ pub(super) fn draw(f: &mut Frame, area: Rect, app: &App) {
 
 /// The live figures of every call this dashboard saw in the last minutes.
 fn live_line(u: &UsageBoard, all: &Rate) -> Line<'static> {
+    if u.unavailable.is_some() {
+        return Line::default();
+    }
     if u.live.is_empty() {
         return Line::styled(
-            format!(
-                " live: no LLM call seen in the last {LIVE_MINUTES} minutes (rates come from the calls this dashboard sees)"
-            ),
+            format!(" live: no LLM call seen in the last {LIVE_MINUTES} minutes"),
             DIM,
         );
     }
