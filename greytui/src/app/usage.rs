@@ -33,7 +33,7 @@ pub(crate) const AROUND_ROWS: u16 = 5;
 
 /// The time window of the summary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Span {
+pub(crate) enum Span {
     /// The last hour.
     Hour,
     /// Since UTC midnight.
@@ -81,7 +81,7 @@ impl Span {
 
 /// A sortable column, in table order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Column {
+pub(crate) enum Column {
     /// The group's key.
     Key,
     /// Calls.
@@ -162,13 +162,13 @@ impl Keyed for UsageRow {
 #[derive(Debug, Clone)]
 pub struct UsageBoard {
     /// Rows grouped by.
-    pub group: Group,
+    pub(crate) group: Group,
     /// Time window.
-    pub span: Span,
+    pub(crate) span: Span,
     /// Sort column.
-    pub sort: Column,
+    pub(crate) sort: Column,
     /// Against the column's natural order (numbers largest first, keys A to Z).
-    pub reverse: bool,
+    pub(crate) reverse: bool,
     /// The rows, in display order, and the selection.
     pub(crate) rows: Listed<UsageRow>,
     /// Every call of the window.

@@ -13,14 +13,14 @@ use greyproxy_protocol::llm::{LlmCall, PriceState};
 pub const LIVE_MINUTES: u64 = 10;
 
 /// Rates are averaged over this many of the latest minutes.
-pub const RATE_MINUTES: u64 = 5;
+pub(crate) const RATE_MINUTES: u64 = 5;
 
 /// Distinct keys kept per bucket and grouping; further keys count in the totals only.
 const MAX_KEYS: usize = 512;
 
 /// What the board's rows are grouped by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Group {
+pub(crate) enum Group {
     /// Container name.
     Container,
     /// Agent program.

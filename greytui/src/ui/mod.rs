@@ -56,7 +56,7 @@ fn draw_tabs(f: &mut Frame, area: Rect, app: &App) {
     };
     let mut spans = tab_spans(app, false);
     // Too many tabs for the width beside the view's state line: the other tabs shrink to
-    // their number.
+    // their number and count.
     if spans.iter().map(Span::width).sum::<usize>() + right.chars().count() > area.width as usize {
         spans = tab_spans(app, true);
     }
