@@ -355,7 +355,7 @@ impl Ui {
                 let c = i % CONVERSATIONS;
                 let container = CONTAINERS[c % CONTAINERS.len()];
                 let model = MODELS[i % MODELS.len()];
-                let micro = if i % 5 == 0 { 0 } else { 21_000 };
+                let micro = if i.is_multiple_of(5) { 0 } else { 21_000 };
                 let mut llm = call(
                     container,
                     model,

@@ -3,7 +3,7 @@
 //!
 //! The summary is asked for when the view is opened, when the window or the grouping changes,
 //! on `R`, and after `llm_call.new` events while the view is shown — at most once every
-//! [`USAGE_REFRESH`]: an event inside that time marks the board stale and the clock sends the
+//! `USAGE_REFRESH`: an event inside that time marks the board stale and the clock sends the
 //! one refresh that covers them all. A daemon without the LLM layer answers with an error; the
 //! board then says what is unavailable and asks again only when opened or on `R`.
 

@@ -90,7 +90,7 @@ struct Bucket {
 /// The live rates of one row (or of everything).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rate {
-    /// Tokens per minute over the last [`RATE_MINUTES`].
+    /// Tokens per minute over the last `RATE_MINUTES`.
     pub tokens_per_min: f64,
     /// Dollars per hour over the same span.
     pub usd_per_hour: f64,
