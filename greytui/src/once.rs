@@ -6,7 +6,8 @@
 //! protocol's objects (every page), `status` the status object, `allow`/`deny`
 //! `{"pending_id":N,"rule_id":M}`, `dismiss` `{"pending_id":N}`, `middlewares` an array of
 //! MiddlewareStatus; `watch` prints each event envelope (and `lagged` notices) as one JSON line.
-//! The LLM layer's commands (`conversations`, `conversation`, `calls`, `usage`) are in `once/llm.rs`.
+//! The LLM layer's commands (`conversations`, `conversation`, `calls`, `usage`) are in
+//! `once/llm.rs`.
 
 mod llm;
 

@@ -184,7 +184,7 @@ fn empty_text(app: &App) -> Option<(String, Style)> {
             DIM,
         ),
         (None, Some(e)) => (
-            format!("Cannot load the usage: {e}"),
+            format!("Cannot load the usage: {}", escape_line(e)),
             Style::new().fg(Color::Red),
         ),
         (None, None) if app.conn != ConnState::Connected => {
@@ -287,9 +287,11 @@ fn live_line(u: &UsageBoard, all: &Rate) -> Line<'static> {
     ])
 }
 
-/// The error of the last refresh, else the unpriced calls, else nothing.
+/// The error of the last refresh (unless the table area says it), else the unpriced calls,
+/// else nothing.
 fn note_line(u: &UsageBoard) -> Line<'static> {
-    if let (Some(e), false) = (&u.error, u.rows.is_empty()) {
+    let shown_above = u.total.is_none() && u.rows.is_empty();
+    if let (Some(e), false) = (&u.error, shown_above) {
         return Line::styled(
             format!(" cannot refresh: {}", escape_line(e)),
             Style::new().fg(Color::Red),
