@@ -24,6 +24,8 @@ pub(crate) enum Ctx {
     Conversations,
     /// An opened conversation.
     Conversation,
+    /// The usage view.
+    Usage,
     /// The detail of one activity row.
     Detail,
     /// The scope / duration picker of `A` and `D`.
@@ -47,6 +49,7 @@ impl Ctx {
             Ctx::Middlewares => "Middlewares",
             Ctx::Conversations => "Conversations",
             Ctx::Conversation => "Conversation (opened)",
+            Ctx::Usage => "Usage",
             Ctx::Detail => "Activity detail",
             Ctx::Picker => "Scope / duration picker",
             Ctx::Form => "Forms (type to edit the focused field)",
@@ -56,7 +59,7 @@ impl Ctx {
     }
 
     /// Order of the sections in the help overlay.
-    pub(crate) const ALL: [Ctx; 12] = [
+    pub(crate) const ALL: [Ctx; 13] = [
         Ctx::Global,
         Ctx::Pending,
         Ctx::Activity,
@@ -64,6 +67,7 @@ impl Ctx {
         Ctx::Middlewares,
         Ctx::Conversations,
         Ctx::Conversation,
+        Ctx::Usage,
         Ctx::Detail,
         Ctx::Picker,
         Ctx::Form,
@@ -103,6 +107,16 @@ pub(crate) enum Action {
     NextTurn,
     /// In a conversation: the previous turn.
     PrevTurn,
+    /// Usage view.
+    ShowUsage,
+    /// Usage: next grouping (container, client, model).
+    UsageGroup,
+    /// Usage: next time window.
+    UsageWindow,
+    /// Usage: sort by the next column.
+    UsageSort,
+    /// Usage: reverse the sort order.
+    UsageReverse,
     /// Selection up.
     Up,
     /// Selection down.
@@ -240,6 +254,7 @@ pub(crate) static BINDINGS: &[Binding] = &[
     b(C::Global, &[ch('3')], A::ShowRules, "rules view", None),
     b(C::Global, &[ch('4')], A::ShowMiddlewares, "middlewares view", None),
     b(C::Global, &[ch('5')], A::ShowConversations, "conversations view", None),
+    b(C::Global, &[ch('6')], A::ShowUsage, "usage view", None),
     b(C::Global, &[ch('j'), key(KeyCode::Down)], A::Down, "down", None),
     b(C::Global, &[ch('k'), key(KeyCode::Up)], A::Up, "up", None),
     b(C::Global, &[ch('g'), key(KeyCode::Home)], A::Top, "first row", None),
@@ -268,6 +283,10 @@ pub(crate) static BINDINGS: &[Binding] = &[
     b(C::Conversation, &[ch('t')], A::ToTransaction, "HTTP transaction of the selected step", Some("transaction")),
     b(C::Conversation, &[ch(']')], A::NextTurn, "next turn", Some("turn")),
     b(C::Conversation, &[ch('[')], A::PrevTurn, "previous turn", None),
+    b(C::Usage, &[ch('b')], A::UsageGroup, "group by container / client / model", Some("group")),
+    b(C::Usage, &[ch('w')], A::UsageWindow, "window: last hour / today / 7 days / since the daemon started", Some("window")),
+    b(C::Usage, &[ch('s')], A::UsageSort, "sort by the next column", Some("sort")),
+    b(C::Usage, &[ch('r')], A::UsageReverse, "reverse the sort order", Some("reverse")),
     b(C::Detail, &[key(KeyCode::Esc)], A::Back, "back to the list (from a message: to its upgrade)", Some("back")),
     b(C::Detail, &[key(KeyCode::Enter)], A::Open, "open the selected WebSocket message", None),
     b(C::Detail, &[ch('h')], A::UpgradeHeaders, "WebSocket upgrade: its headers / its messages", None),
@@ -365,6 +384,7 @@ pub(crate) fn hints(ctx: Ctx) -> Vec<(String, &'static str)> {
             | Ctx::Middlewares
             | Ctx::Conversations
             | Ctx::Conversation
+            | Ctx::Usage
             | Ctx::Detail
     ) {
         out.extend(

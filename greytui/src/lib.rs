@@ -19,6 +19,7 @@ pub mod format;
 pub(crate) mod keymap;
 mod layout;
 pub mod link;
+pub(crate) mod llm_text;
 pub(crate) mod middlewares;
 pub(crate) mod notify;
 pub mod once;

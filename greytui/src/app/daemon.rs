@@ -70,6 +70,7 @@ impl App {
                 // Its reply, if any, is an error now; the resync on connect asks again.
                 self.middlewares.in_flight = false;
                 self.cost_disconnected();
+                self.usage_disconnected();
                 Vec::new()
             }
             LinkEvent::Lagged(missed) => {
@@ -104,6 +105,9 @@ impl App {
         }
         fx.extend(self.cost_fetch());
         fx.extend(self.conversations_resync());
+        if self.view == super::View::Usage {
+            fx.extend(self.usage_open());
+        }
         fx
     }
 
@@ -185,7 +189,10 @@ impl App {
                 self.push_activity(ActivityItem::Transaction(t));
             }
             Some(Event::TransactionUpdated(t)) => fx.extend(self.update_transaction(t)),
-            Some(Event::LlmCallNew(_)) => fx.extend(self.cost_poke(true)),
+            Some(Event::LlmCallNew(c)) => {
+                fx.extend(self.cost_poke(true));
+                fx.extend(self.usage_call(&c));
+            }
             Some(Event::ConversationUpdated(s)) => fx.extend(self.conversation_updated(s.summary)),
             // Types newer than this build (transaction.new, …) are not shown yet.
             Some(_) | None => {}
@@ -356,6 +363,7 @@ impl App {
             (Tag::Conversation(id), outcome) => self.conversation_loaded(&id, outcome),
             (Tag::LlmCall(call), outcome) => return self.llm_call_found(call, outcome),
             (Tag::CostToday, outcome) => self.cost_reply(outcome),
+            (Tag::Usage { generation }, outcome) => self.usage_listed(generation, outcome),
             (Tag::Status | Tag::Pending { .. } | Tag::Rules { .. }, Err(e)) => {
                 self.say(format!("reload failed: {e}"), true)
             }

@@ -104,6 +104,9 @@ impl App {
         if opened && v == View::Conversations {
             return self.conversations_opened();
         }
+        if opened && v == View::Usage {
+            return self.usage_open();
+        }
         Vec::new()
     }
 
@@ -185,6 +188,10 @@ impl App {
                 Some(ctx) => self.why_open(&ctx),
                 None => self.no_why(),
             },
+            Action::ShowUsage => self.switch(View::Usage),
+            Action::UsageGroup | Action::UsageWindow | Action::UsageSort | Action::UsageReverse => {
+                self.usage_key(a)
+            }
             Action::Refresh if self.conn != super::ConnState::Connected => {
                 self.say("not connected to the daemon", true);
                 Vec::new()
@@ -325,6 +332,10 @@ impl App {
             View::Rules => self.rules.step(delta, rows),
             View::Middlewares => self.middlewares.list.step(delta, rows),
             View::Conversations => return self.conversations_step(delta),
+            View::Usage => {
+                let rows = self.usage_rows();
+                self.usage.rows.step(delta, rows)
+            }
             View::Activity => {
                 if let Some(fx) = self.ws_step(delta) {
                     return fx;

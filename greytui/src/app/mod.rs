@@ -15,6 +15,8 @@ pub(crate) mod listed;
 pub mod lists;
 pub(crate) mod middlewares;
 pub(crate) mod modal;
+pub mod usage;
+pub mod usage_live;
 mod ws;
 
 use std::time::{Duration, SystemTime};
@@ -46,16 +48,19 @@ pub enum View {
     Middlewares,
     /// LLM conversations, and the one opened.
     Conversations,
+    /// LLM usage and cost by container, client or model, with live rates.
+    Usage,
 }
 
 impl View {
     /// In tab order (the number keys follow it).
-    pub(crate) const ALL: [View; 5] = [
+    pub(crate) const ALL: [View; 6] = [
         View::Pending,
         View::Activity,
         View::Rules,
         View::Middlewares,
         View::Conversations,
+        View::Usage,
     ];
 
     /// Tab title.
@@ -66,6 +71,7 @@ impl View {
             View::Rules => "Rules",
             View::Middlewares => "Middlewares",
             View::Conversations => "Conversations",
+            View::Usage => "Usage",
         }
     }
 
@@ -77,6 +83,19 @@ impl View {
             View::Rules => "Rules",
             View::Middlewares => "Mw",
             View::Conversations => "Conv",
+            View::Usage => "Usage",
+        }
+    }
+
+    /// The number key that shows it (also shown in its tab).
+    pub(crate) fn number(self) -> char {
+        match self {
+            View::Pending => '1',
+            View::Activity => '2',
+            View::Rules => '3',
+            View::Middlewares => '4',
+            View::Conversations => '5',
+            View::Usage => '6',
         }
     }
 }
@@ -160,6 +179,11 @@ pub enum Tag {
     LlmCall(u64),
     /// `usage_summary` of today, for the status bar.
     CostToday,
+    /// `usage_summary` for the Usage view, for the window and grouping of `generation`.
+    Usage {
+        /// Window and grouping generation the query was made for.
+        generation: u64,
+    },
 }
 
 /// Input to [`App::update`].
@@ -254,6 +278,8 @@ pub struct App {
     pub(crate) conversations: conversations::Conversations,
     /// Today's LLM cost (status bar).
     pub(crate) cost: cost::CostToday,
+    /// The Usage view.
+    pub usage: usage::UsageBoard,
     /// Silent mode.
     pub allow_all: AllowAllStatus,
     /// Notification claims held across all clients.
@@ -290,6 +316,7 @@ impl App {
             middlewares: lists::Middlewares::default(),
             conversations: conversations::Conversations::default(),
             cost: cost::CostToday::default(),
+            usage: usage::UsageBoard::new(now),
             allow_all: AllowAllStatus::default(),
             claims: 0,
             claimed: false,
@@ -322,6 +349,7 @@ impl App {
                 Ctx::Conversation
             }
             (None, View::Conversations) => Ctx::Conversations,
+            (None, View::Usage) => Ctx::Usage,
         }
     }
 
@@ -353,6 +381,7 @@ impl App {
                 let mut fx = self.middlewares_tick();
                 fx.extend(self.conversation_tick());
                 fx.extend(self.cost_poke(false));
+                fx.extend(self.usage_tick());
                 fx
             }
             Msg::Link(ev) => self.on_link(ev),
@@ -364,6 +393,8 @@ impl App {
         self.pending.clamp(rows);
         self.rules.clamp(rows);
         self.middlewares.list.clamp(rows);
+        let usage_rows = self.usage_rows();
+        self.usage.rows.clamp(usage_rows);
         let n = self.activity.items.len();
         self.activity.nav.clamp(n, rows);
         let ws_rows = self.ws_rows();

@@ -6,6 +6,7 @@ mod conversations;
 mod detail;
 mod middlewares;
 mod overlays;
+mod usage;
 mod views;
 mod widgets;
 mod ws;
@@ -41,6 +42,7 @@ pub fn draw(f: &mut Frame, app: &App) {
         View::Rules => views::rules(f, body, app),
         View::Middlewares => middlewares::draw(f, body, app),
         View::Conversations => conversations::draw(f, body, app),
+        View::Usage => usage::draw(f, body, app),
     }
     draw_hints(f, hints, app);
     draw_message(f, message, app);
@@ -56,14 +58,20 @@ fn draw_tabs(f: &mut Frame, area: Rect, app: &App) {
         _ => String::new(),
     };
     let right_w = right.chars().count();
+    let width = area.width as usize;
+    // Too many tabs for the width beside the view's state line: the other views' titles
+    // shorten, then shrink to their number and count (requests waiting must show).
+    let mut spans = Vec::new();
+    for mode in [TabMode::Full, TabMode::Short, TabMode::Compact] {
+        spans = tab_spans(app, mode);
+        if spans.iter().map(Span::width).sum::<usize>() + right_w <= width {
+            break;
+        }
+    }
     let brand = Span::styled(" greytui ", HEADER);
-    // The name gives way first, then the titles of the other views shorten, so that the tabs
-    // and the view's state line fit together.
-    let full = tab_spans(app, false);
-    let full_w: usize = full.iter().map(Span::width).sum();
-    let fits = full_w + right_w <= area.width as usize;
-    let mut spans = if fits { full } else { tab_spans(app, true) };
-    if fits && full_w + brand.width() + right_w <= area.width as usize {
+    // The name gives way first.
+    let tabs_w: usize = spans.iter().map(Span::width).sum();
+    if tabs_w + brand.width() + right_w <= width {
         spans.insert(0, brand);
     }
     let left = Line::from(spans);
@@ -73,22 +81,34 @@ fn draw_tabs(f: &mut Frame, area: Rect, app: &App) {
     f.render_widget(Paragraph::new(Line::from(right).right_aligned()), r);
 }
 
-/// The view tabs; `short`: the views not shown get their short titles.
-fn tab_spans(app: &App, short: bool) -> Vec<Span<'static>> {
+/// How much of the other views' tabs shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TabMode {
+    /// Number, title, count.
+    Full,
+    /// Number, short title, count.
+    Short,
+    /// Number and count.
+    Compact,
+}
+
+/// The view tabs; the current one always has its full title.
+fn tab_spans(app: &App, mode: TabMode) -> Vec<Span<'static>> {
     let mut spans = Vec::new();
-    for (i, v) in View::ALL.iter().enumerate() {
+    for v in View::ALL {
         let count = match v {
             View::Pending => format!(" ({})", app.pending.len()),
             View::Rules => format!(" ({})", app.rules.len()),
-            View::Activity | View::Middlewares | View::Conversations => String::new(),
+            _ => String::new(),
         };
-        let title = if short && *v != app.view {
-            v.short_title()
-        } else {
-            v.title()
+        let current = v == app.view;
+        let text = match mode {
+            _ if current => format!(" {} {}{count} ", v.number(), v.title()),
+            TabMode::Full => format!(" {} {}{count} ", v.number(), v.title()),
+            TabMode::Short => format!(" {} {}{count} ", v.number(), v.short_title()),
+            TabMode::Compact => format!(" {}{count} ", v.number()),
         };
-        let text = format!(" {} {title}{count} ", i + 1);
-        let style = if *v == app.view {
+        let style = if current {
             SELECTED.add_modifier(Modifier::BOLD)
         } else {
             Style::new()

@@ -9,6 +9,8 @@ mod completions;
 mod conversations;
 mod dashboard;
 mod llm;
+mod llm_once;
 mod once;
 mod render;
 mod tmux;
+mod usage;

@@ -4,6 +4,7 @@
 
 mod conversations;
 mod middlewares;
+mod usage;
 mod views;
 mod why;
 mod ws;
