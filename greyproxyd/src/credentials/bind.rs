@@ -135,8 +135,7 @@ pub(crate) fn decide(
     if session.container != target.container || !credential.allows_container(target.container) {
         return egress(EgressReason::WrongContainer, label, sid);
     }
-    if target.method.eq_ignore_ascii_case("TRACE") || target.method.eq_ignore_ascii_case("TRACK")
-    {
+    if target.method.eq_ignore_ascii_case("TRACE") || target.method.eq_ignore_ascii_case("TRACK") {
         return egress(EgressReason::EchoMethod, label, sid);
     }
     if target.transport == Transport::PlainHttp && !credential.allow_plaintext {

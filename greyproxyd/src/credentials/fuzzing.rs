@@ -50,7 +50,10 @@ pub fn check_scan(data: &[u8]) -> Result<(), String> {
     let _ = substitute::form_body(data, &pairs);
     if let Some(out) = substitute::json_body(data, &pairs) {
         let back = substitute::scrub(&out, &pairs).unwrap_or(out);
-        if back.windows(secret.expose().len()).any(|w| w == secret.expose().as_bytes()) {
+        if back
+            .windows(secret.expose().len())
+            .any(|w| w == secret.expose().as_bytes())
+        {
             return Err("the scrub left the secret in the body".into());
         }
     }

@@ -100,7 +100,10 @@ pub(crate) fn create(
     } else {
         new.containers.clone()
     };
-    let id = format!("cr-{}", session::random_hex(8).map_err(|_| VaultError::Random)?);
+    let id = format!(
+        "cr-{}",
+        session::random_hex(8).map_err(|_| VaultError::Random)?
+    );
     let c = Credential {
         sealed: vault.seal(&id, &new.secret)?,
         id,

@@ -63,7 +63,9 @@ pub(crate) fn check_label(label: &str) -> Result<(), ModelError> {
     let ok = !label.is_empty()
         && label.len() <= MAX_LABEL
         && !label.starts_with(|c: char| c.is_ascii_digit())
-        && label.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
+        && label
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'_');
     if ok {
         Ok(())
     } else {
@@ -118,7 +120,9 @@ impl Destination {
             return Err(bad("no host"));
         }
         if host == "*" || host == "**" {
-            return Err(bad("'*' would send the secret to every host; name its hosts"));
+            return Err(bad(
+                "'*' would send the secret to every host; name its hosts",
+            ));
         }
         if !host
             .bytes()
@@ -127,18 +131,28 @@ impl Destination {
             return Err(bad("the host has characters a host name cannot have"));
         }
         if host.contains('*') && !(host.starts_with("*.") || host.starts_with("**.")) {
-            return Err(bad("a wildcard is only allowed as '*.domain' or '**.domain'"));
+            return Err(bad(
+                "a wildcard is only allowed as '*.domain' or '**.domain'",
+            ));
         }
         Dialect::DESTINATION
             .check(&host)
             .map_err(|e| bad(&e.to_string()))?;
-        if host.trim_start_matches('*').trim_start_matches('.').contains('*') {
-            return Err(bad("a wildcard is only allowed as '*.domain' or '**.domain'"));
+        if host
+            .trim_start_matches('*')
+            .trim_start_matches('.')
+            .contains('*')
+        {
+            return Err(bad(
+                "a wildcard is only allowed as '*.domain' or '**.domain'",
+            ));
         }
         let path_prefix = match path {
             None | Some("/") => None,
             Some(p) => {
-                if p.bytes().any(|c| !c.is_ascii_graphic() || c == b'?' || c == b'#') {
+                if p.bytes()
+                    .any(|c| !c.is_ascii_graphic() || c == b'?' || c == b'#')
+                {
                     return Err(bad("the path has blanks, '?' or '#'"));
                 }
                 if has_dot_segment(p) {
@@ -277,7 +291,9 @@ impl Credential {
 
     /// True when a request to this destination may carry the secret.
     pub(crate) fn allows_destination(&self, host: &str, port: u16, path: &str) -> bool {
-        self.destinations.iter().any(|d| d.matches(host, port, path))
+        self.destinations
+            .iter()
+            .any(|d| d.matches(host, port, path))
     }
 
     /// Expired at `now` (Unix seconds).

@@ -113,7 +113,11 @@ impl Scan {
     /// Scans every header value.
     pub(crate) fn headers(&mut self, headers: &HeaderMap) {
         for (name, value) in headers {
-            self.scan_bytes(value.as_bytes(), PlaceKind::Header, name.as_str().as_bytes());
+            self.scan_bytes(
+                value.as_bytes(),
+                PlaceKind::Header,
+                name.as_str().as_bytes(),
+            );
         }
     }
 

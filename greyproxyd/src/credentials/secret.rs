@@ -105,7 +105,7 @@ mod tests {
 
     #[test]
     fn debug_and_display_show_only_a_preview() {
-        let key = "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH";
+        let key = "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
         let s = Secret::new(key).unwrap();
         assert_eq!(s.to_string(), "sk-p…(51 chars)");
         assert_eq!(format!("{s:?}"), "Secret(sk-p…(51 chars))");

@@ -34,9 +34,7 @@ pub(crate) const MAX_TTL_SECS: u64 = 3600;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum SessionError {
     /// The id cannot appear in a placeholder.
-    #[error(
-        "session id {0:?} is not valid: 1 to {MAX_SESSION_ID} letters, digits, '-' or '_'"
-    )]
+    #[error("session id {0:?} is not valid: 1 to {MAX_SESSION_ID} letters, digits, '-' or '_'")]
     Id(String),
     /// No container name.
     #[error("a session needs the container name its sandbox uses")]
@@ -69,7 +67,9 @@ pub(crate) fn random_hex(n: usize) -> Result<String, SessionError> {
 /// A fresh placeholder for session `session`.
 pub(crate) fn mint_placeholder(session: &str) -> Result<String, SessionError> {
     if !valid_session_id(session) {
-        return Err(SessionError::Id(session.chars().take(MAX_SESSION_ID).collect()));
+        return Err(SessionError::Id(
+            session.chars().take(MAX_SESSION_ID).collect(),
+        ));
     }
     Ok(format!("{PREFIX_V1}{session}:{}", random_hex(HEX_LEN / 2)?))
 }

@@ -53,8 +53,7 @@ fn apply(bytes: &[u8], pairs: &[Pair<'_>], to: impl Fn(&Secret) -> Vec<u8>) -> O
 pub(crate) fn headers(map: &mut HeaderMap, pairs: &[Pair<'_>]) -> usize {
     let mut changed = 0;
     for value in map.values_mut() {
-        let Some(bytes) = apply(value.as_bytes(), pairs, |s| s.expose().as_bytes().to_vec())
-        else {
+        let Some(bytes) = apply(value.as_bytes(), pairs, |s| s.expose().as_bytes().to_vec()) else {
             continue;
         };
         // A secret is printable ASCII, so the new value is always valid; keep the old one

@@ -87,7 +87,9 @@ impl Tables {
             .filter(|s| !s.live(now))
             .map(|s| s.id.clone())
             .collect();
-        dead.iter().filter_map(|id| self.remove_session(id)).collect()
+        dead.iter()
+            .filter_map(|id| self.remove_session(id))
+            .collect()
     }
 
     /// A credential by id.

@@ -115,9 +115,7 @@ impl Vault {
         let path = state_dir.join(KEY_FILE);
         let bytes = match read_key(&path) {
             Ok(bytes) => bytes,
-            Err(VaultError::KeyIo { source, .. })
-                if source.kind() == io::ErrorKind::NotFound =>
-            {
+            Err(VaultError::KeyIo { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
                 if mode == KeyFile::MustExist {
                     return Err(VaultError::KeyMissing { path });
                 }
@@ -257,14 +255,26 @@ mod tests {
     fn a_blob_moved_to_another_credential_or_damaged_does_not_open() {
         let v = Vault::from_key(&[7; 32]).unwrap();
         let sealed = v.seal("cr-1", &secret()).unwrap();
-        assert!(matches!(v.open_secret("cr-2", &sealed), Err(VaultError::Open)));
+        assert!(matches!(
+            v.open_secret("cr-2", &sealed),
+            Err(VaultError::Open)
+        ));
         let mut flipped = sealed.clone();
         let last = flipped.len() - 1;
         flipped[last] ^= 1;
-        assert!(matches!(v.open_secret("cr-1", &flipped), Err(VaultError::Open)));
-        assert!(matches!(v.open_secret("cr-1", &sealed[..20]), Err(VaultError::Open)));
+        assert!(matches!(
+            v.open_secret("cr-1", &flipped),
+            Err(VaultError::Open)
+        ));
+        assert!(matches!(
+            v.open_secret("cr-1", &sealed[..20]),
+            Err(VaultError::Open)
+        ));
         let other = Vault::from_key(&[8; 32]).unwrap();
-        assert!(matches!(other.open_secret("cr-1", &sealed), Err(VaultError::Open)));
+        assert!(matches!(
+            other.open_secret("cr-1", &sealed),
+            Err(VaultError::Open)
+        ));
     }
 
     #[test]
