@@ -127,7 +127,11 @@ impl Vault {
             }
             Err(e) => return Err(e),
         };
-        Vault::from_key(&bytes).ok_or(VaultError::Random)
+        // The length was checked: aws-lc refusing 32 bytes would mean a bad file all the same.
+        Vault::from_key(&bytes).ok_or(VaultError::KeyLength {
+            path: state_dir.join(KEY_FILE),
+            len: bytes.len() as u64,
+        })
     }
 
     /// A vault over raw key bytes (32), `None` otherwise.
