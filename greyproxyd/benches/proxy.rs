@@ -48,8 +48,16 @@
 //! defaults.
 #![allow(clippy::unwrap_used)]
 
+// Shared with `benches/llm.rs`, which uses more of it.
+#[allow(dead_code)]
+#[path = "llm/claude.rs"]
+mod claude;
 #[path = "proxy/client.rs"]
 mod client;
+#[path = "proxy/daemon_bin.rs"]
+mod daemon_bin;
+#[path = "proxy/llm.rs"]
+mod llm;
 #[path = "proxy/loadgen.rs"]
 mod loadgen;
 #[path = "proxy/measure.rs"]
@@ -89,6 +97,7 @@ use greyproxy_testkit::DaemonBuilder;
 use greyproxy_testkit::origin::echo_origin;
 
 use client::{Via, open_tunnels};
+use daemon_bin::production_daemon;
 use measure::{Throughput, allow_latency, setup_latency, throughput};
 use sys::{Cpu, daemon_pid, human_bytes, machine, mib, pct, rss_kib, sorted};
 
@@ -121,6 +130,8 @@ pub struct Cfg {
     pub protocols: Option<protocols::ProtoCfg>,
     /// Run the established load generators (wrk, oha).
     pub loadgen: Option<loadgen::LoadCfg>,
+    /// Run the LLM section (MITM with the LLM layer on and off).
+    pub llm: Option<llm::LlmCfg>,
     /// Run the soak (only when asked for: it takes 30 minutes).
     pub soak: Option<soak::SoakCfg>,
 }
@@ -136,6 +147,7 @@ impl Cfg {
             "middleware",
             "protocols",
             "loadgen",
+            "llm",
             "soak",
             "all",
         ];
@@ -153,12 +165,13 @@ impl Cfg {
         // `all` is every section but the soak, which takes 30 minutes.
         let on =
             |name: &str| sections.contains(&name) || (name != "soak" && sections.contains(&"all"));
-        let (tunnel, with_mitm, with_mw, with_proto, with_load, with_soak) = (
+        let (tunnel, with_mitm, with_mw, with_proto, with_load, with_llm, with_soak) = (
             on("tunnel"),
             on("mitm"),
             on("middleware"),
             on("protocols"),
             on("loadgen"),
+            on("llm"),
             on("soak"),
         );
         let daemon = std::env::var("BENCH_DAEMON").unwrap_or_else(|_| production_daemon(full));
@@ -177,6 +190,7 @@ impl Cfg {
             middleware: with_mw.then(|| mitm::MitmCfg::from_env(full, &daemon)),
             protocols: with_proto.then(|| protocols::ProtoCfg::from_env(full, &daemon)),
             loadgen: with_load.then(|| loadgen::LoadCfg::from_env(full, &daemon)),
+            llm: with_llm.then(|| llm::LlmCfg::from_env(full, &daemon)),
             soak: with_soak.then(|| soak::SoakCfg::from_env(full, &daemon)),
             daemon,
             tunnel,
@@ -225,6 +239,7 @@ async fn main() {
     let mw_cfg = cfg.middleware.take();
     let proto_cfg = cfg.protocols.take();
     let load_cfg = cfg.loadgen.take();
+    let llm_cfg = cfg.llm.take();
     let soak_cfg = cfg.soak.take();
     let mut tunnel_targets = None;
     if cfg.tunnel {
@@ -244,7 +259,15 @@ async fn main() {
     if let Some(l) = load_cfg {
         loadgen::run(&l).await;
     }
-    summary::print(tunnel_targets.as_ref(), mitm_targets.as_ref());
+    let mut llm_targets = None;
+    if let Some(l) = llm_cfg {
+        llm_targets = Some(llm::run(&l).await);
+    }
+    summary::print(
+        tunnel_targets.as_ref(),
+        mitm_targets.as_ref(),
+        llm_targets.as_ref(),
+    );
     if let Some(s) = soak_cfg {
         soak::run(&s).await;
     }
@@ -453,47 +476,4 @@ async fn tunnel_sections(cfg: Cfg) -> summary::TunnelTargets {
         connect_pct: (connect_pct[0], connect_pct[1]),
         allow_ms: (pct(&rel, 50.0), pct(&rel, 99.0)),
     }
-}
-
-/// The daemon to measure when `BENCH_DAEMON` is not set. The binary cargo builds for a bench
-/// target (`CARGO_BIN_EXE_greyproxyd`) carries the dev-dependencies' features, among them
-/// tokio's `test-util` (paused time for the unit tests), which puts a lock on every clock
-/// read and timer: a full run measures the daemon as `cargo build --release` makes it
-/// instead, built once into `target/bench-daemon` (its own target dir, so the bench's own
-/// build lock is not in the way). A smoke run (`cargo test --benches`) uses the bench's
-/// binary as it is.
-fn production_daemon(full: bool) -> String {
-    let bench_bin = env!("CARGO_BIN_EXE_greyproxyd").to_string();
-    if !full {
-        return bench_bin;
-    }
-    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target = manifest.join("../target/bench-daemon");
-    eprintln!(
-        "      building the release daemon without dev-dependency features into {}…",
-        target.display()
-    );
-    let ok = std::process::Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "greyproxyd",
-            "--bin",
-            "greyproxyd",
-        ])
-        .arg("--manifest-path")
-        .arg(manifest.join("../Cargo.toml"))
-        .env("CARGO_TARGET_DIR", &target)
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "cannot build the release daemon into {}",
-        target.display()
-    );
-    target
-        .join("release/greyproxyd")
-        .to_string_lossy()
-        .into_owned()
 }

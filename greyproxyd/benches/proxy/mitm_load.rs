@@ -201,6 +201,8 @@ pub struct Rate {
     pub cpu: (f64, f64, f64, f64),
     /// The proxy's peak RSS in the window, KiB (`None` without a proxy process).
     pub peak_kib: Option<u64>,
+    /// Requests completed in all, warm-up and the window's last ones included.
+    pub total: u64,
 }
 
 /// `conns` keep-alive connections, each sending `GET /json` back to back: `warm` of warm-up,
@@ -220,28 +222,59 @@ pub async fn rate(
         open.push(connect(via, origin, tls.clone()).await?);
     }
     let authority = origin.to_string();
+    drive(proxy, open, warm, window, move |mut c: Conn| {
+        let authority = authority.clone();
+        async move {
+            let r = match get(&mut c, &authority, "/json").await {
+                Ok(len) if len != JSON.len() as u64 => Err(format!("short response: {len} bytes")),
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            };
+            (c, r)
+        }
+    })
+    .await
+}
+
+/// Runs `one` back to back on each of the `open` connections (a task each): `warm` of warm-up,
+/// then `window` measured; `one` takes a connection, makes one request and gives the
+/// connection back with the outcome. CPU and the peak RSS of `proxy` (a pid) are taken over
+/// the window only.
+pub async fn drive<C, F, Fut>(
+    proxy: Option<u32>,
+    open: Vec<C>,
+    warm: Duration,
+    window: Duration,
+    one: F,
+) -> Result<Rate, String>
+where
+    C: Send + 'static,
+    F: Fn(C) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = (C, Result<(), String>)> + Send,
+{
     let start = Instant::now() + warm;
     let end = start + window;
     let mut tasks = Vec::new();
     for mut c in open {
-        let authority = authority.clone();
+        let one = one.clone();
         tasks.push(tokio::spawn(async move {
             let mut micros = Vec::with_capacity(1 << 16);
+            let mut total = 0u64;
             loop {
                 let t = Instant::now();
                 if t >= end {
                     break;
                 }
-                let len = get(&mut c, &authority, "/json").await?;
+                let (back, r) = one(c).await;
+                c = back;
+                r?;
+                total += 1;
                 let done = Instant::now();
-                if len != JSON.len() as u64 {
-                    return Err(format!("short response: {len} bytes"));
-                }
                 if t >= start && done <= end {
                     micros.push((done - t).as_secs_f64() * 1e6);
                 }
             }
-            Ok::<_, String>(micros)
+            Ok::<_, String>((micros, total))
         }));
     }
     let pid = proxy.unwrap_or(0);
@@ -262,9 +295,12 @@ pub async fn rate(
         window,
         cpu,
         peak_kib,
+        total: 0,
     };
     for t in tasks {
-        out.micros.extend(t.await.map_err(|e| e.to_string())??);
+        let (micros, total) = t.await.map_err(|e| e.to_string())??;
+        out.micros.extend(micros);
+        out.total += total;
     }
     out.requests = out.micros.len() as u64;
     Ok(out)

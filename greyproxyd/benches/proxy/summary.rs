@@ -1,6 +1,7 @@
 //! The closing table: this run's figures for the targets (docs/performance.md#targets),
 //! gathered from the sections that measured them, so one run gives one verdict per target.
 
+use crate::llm::LlmTargets;
 use crate::mitm::MitmTargets;
 
 /// The tunnel sections' figures that have targets.
@@ -16,8 +17,8 @@ fn verdict(met: bool) -> &'static str {
 }
 
 /// Prints the table for whatever was measured; nothing when neither section ran.
-pub fn print(tunnel: Option<&TunnelTargets>, mitm: Option<&MitmTargets>) {
-    if tunnel.is_none() && mitm.is_none() {
+pub fn print(tunnel: Option<&TunnelTargets>, mitm: Option<&MitmTargets>, llm: Option<&LlmTargets>) {
+    if tunnel.is_none() && mitm.is_none() && llm.is_none() {
         return;
     }
     println!("## Targets in this run");
@@ -60,6 +61,18 @@ pub fn print(tunnel: Option<&TunnelTargets>, mitm: Option<&MitmTargets>) {
             t.allow_ms.0,
             t.allow_ms.1,
             verdict(t.allow_ms.0 <= 10.0)
+        );
+    }
+    if let Some(l) = llm {
+        let figs: Vec<String> = l
+            .on_vs_off
+            .iter()
+            .map(|(n, x)| format!("{x:.1} % at {n} conn(s)"))
+            .collect();
+        println!(
+            "| LLM-shaped MITM req/s with the LLM layer on ≥ 95 % of off | {} | {} |",
+            figs.join(", "),
+            verdict(l.on_vs_off.iter().all(|(_, x)| *x >= 95.0))
         );
     }
     println!();

@@ -27,6 +27,8 @@ pub(crate) mod json;
 
 // Public only for the fuzz targets.
 pub mod fuzzing;
+// Public only for the LLM benchmark (`greyproxyd/benches/llm.rs`).
+pub mod bench;
 
 #[cfg(test)]
 mod bad_input_tests;

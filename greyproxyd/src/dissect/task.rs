@@ -75,7 +75,7 @@ pub(crate) struct DissectTask {
 
 /// One call ready to be recorded: the dissected model plus where it came from.
 struct Found<'a> {
-    d: Dissected,
+    d: &'a Dissected,
     tx: &'a Transaction,
     started_ms: u64,
     duration_ms: Option<u64>,
@@ -115,6 +115,17 @@ impl DissectTask {
             recorded: 0,
             publish: true,
         }
+    }
+
+    /// Commit each call's conversation changes with an fsync (the default) or not, as a
+    /// rebuild does; the call row itself is always committed durably.
+    pub(crate) fn set_durable(&mut self, durable: bool) {
+        self.assembler.set_durable(durable);
+    }
+
+    /// Calls recorded since the task was made.
+    pub(crate) fn recorded(&self) -> u64 {
+        self.recorded
     }
 
     /// Runs until every sender is gone, on a thread of its own.
@@ -167,30 +178,10 @@ impl DissectTask {
     }
 
     /// Handles one row; returns the call's "latest" facts when it completed one.
-    fn row(&mut self, job: &Job) -> Option<LatestCall> {
+    pub(crate) fn row(&mut self, job: &Job) -> Option<LatestCall> {
         let t = &job.tx;
         match job.kind {
-            RowKind::Http(decoder) => {
-                let d = dissect_http(decoder, t);
-                let started_ms = parse_timestamp_ms(&t.timestamp)
-                    .map(|s| s.max(job.at_ms.saturating_sub(t.duration_ms.unwrap_or(0))))
-                    .unwrap_or(job.at_ms);
-                let ttft_ms = d.response.first_content_end.and_then(|end| {
-                    t.response_timeline
-                        .iter()
-                        .find(|[off, _]| *off >= end as u64)
-                        .map(|[_, ms]| *ms)
-                });
-                self.record(Found {
-                    duration_ms: t.duration_ms,
-                    ttft_ms,
-                    started_ms,
-                    request_row: t.id,
-                    response_rows: Vec::new(),
-                    tx: t,
-                    d,
-                })
-            }
+            RowKind::Http(decoder) => self.record_http(job, &dissect_http(decoder, t)),
             RowKind::WsMessage(_) => {
                 let upgrade = t.upgrade_id?;
                 let payload = super::request_body(t)?;
@@ -217,6 +208,30 @@ impl DissectTask {
         }
     }
 
+    /// Records an HTTP call its dissector has read from `job`'s row: everything the task does
+    /// after the dissection (the benchmark times the two parts apart).
+    pub(crate) fn record_http(&mut self, job: &Job, d: &Dissected) -> Option<LatestCall> {
+        let t = &job.tx;
+        let started_ms = parse_timestamp_ms(&t.timestamp)
+            .map(|s| s.max(job.at_ms.saturating_sub(t.duration_ms.unwrap_or(0))))
+            .unwrap_or(job.at_ms);
+        let ttft_ms = d.response.first_content_end.and_then(|end| {
+            t.response_timeline
+                .iter()
+                .find(|[off, _]| *off >= end as u64)
+                .map(|[_, ms]| *ms)
+        });
+        self.record(Found {
+            duration_ms: t.duration_ms,
+            ttft_ms,
+            started_ms,
+            request_row: t.id,
+            response_rows: Vec::new(),
+            tx: t,
+            d,
+        })
+    }
+
     fn ws_call(&mut self, call: Option<responses::WsCall>, t: &Transaction) -> Option<LatestCall> {
         let c = call?;
         self.record(Found {
@@ -226,14 +241,14 @@ impl DissectTask {
             request_row: c.request_row,
             response_rows: c.response_rows,
             tx: t,
-            d: c.dissected,
+            d: &c.dissected,
         })
     }
 
     /// Prices, assembles, stores and publishes one call.
     fn record(&mut self, f: Found<'_>) -> Option<LatestCall> {
         let t = f.tx;
-        let d = &f.d;
+        let d = f.d;
         let headers = t.request_headers.as_ref();
         let client = client::detect_client(headers, d);
         let session = client::wire_session(headers, d);

@@ -1,0 +1,422 @@
+//! The LLM section (`BENCH_ONLY=llm`; docs/performance.md#llm): the MITM request rate on
+//! LLM-shaped traffic with the LLM layer on and off. One HTTPS origin answers
+//! `POST /v1/messages` like the Anthropic API: the request body (21–25 KB: Claude Code's system
+//! prompt, tools and a growing history, `llm/claude.rs`) is read whole, the answer is an SSE
+//! stream of 20 events with usage, one frame per event. Two intercepting daemons dial
+//! `api.anthropic.com` at the origin (`--map-host`, trusting its CA with `--upstream-ca`), one
+//! with `[llm] enabled = true`, one with `enabled = false` (each from a `--config` file); the
+//! same client (hyper HTTP/1.1 keep-alive over `CONNECT api.anthropic.com:port`, TLS to the
+//! name) drives direct, off and on. After the rows the on daemon's dissection queue is waited
+//! for, and its calls counted against the requests sent.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper::client::conn::http1::SendRequest;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+
+use greyproxy_testkit::agent_env::rule;
+use greyproxy_testkit::tls::{TestCa, client_config, server_config};
+use greyproxy_testkit::{Daemon, DaemonBuilder};
+
+use crate::claude::{self, Session};
+use crate::client::{check_established, read_head};
+use crate::mitm_load::{Rate, drive};
+use crate::sys::{daemon_pid, mib, pct, proc_cpu_secs, sorted};
+
+/// The API host the client names.
+const API: &str = "api.anthropic.com";
+/// Requests per connection before its history starts again.
+const HISTORY: u64 = 8;
+
+/// What the LLM section runs, from the environment.
+pub struct LlmCfg {
+    /// Measured window per row.
+    pub window: Duration,
+    /// Warm-up per row.
+    pub warm: Duration,
+    /// Connection counts, in order.
+    pub conns: Vec<usize>,
+    /// The daemon binary.
+    pub daemon: String,
+}
+
+impl LlmCfg {
+    /// `BENCH_LLM_SECS`, `BENCH_LLM_WARMUP` (seconds), `BENCH_LLM_CONNS` (comma list).
+    pub fn from_env(full: bool, daemon: &str) -> LlmCfg {
+        let secs = |k: &str, d: f64| {
+            std::env::var(k)
+                .ok()
+                .map(|v| {
+                    v.trim()
+                        .parse::<f64>()
+                        .unwrap_or_else(|_| panic!("{k}={v:?}"))
+                })
+                .unwrap_or(d)
+        };
+        let conns = std::env::var("BENCH_LLM_CONNS")
+            .ok()
+            .map(|v| {
+                v.split(',')
+                    .map(|c| c.trim().parse::<usize>().expect("BENCH_LLM_CONNS").max(1))
+                    .collect()
+            })
+            .unwrap_or_else(|| vec![16, 1]);
+        LlmCfg {
+            window: Duration::from_secs_f64(secs("BENCH_LLM_SECS", if full { 10.0 } else { 0.3 })),
+            warm: Duration::from_secs_f64(secs("BENCH_LLM_WARMUP", if full { 1.0 } else { 0.1 })),
+            conns,
+            daemon: daemon.to_string(),
+        }
+    }
+}
+
+/// The origin: `POST /v1/messages…` reads the body and streams `frames`; anything else 404.
+async fn origin(ca: &TestCa, frames: Arc<Vec<Bytes>>) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(server_config(
+        &ca.leaf(&[API, "127.0.0.1"]),
+        &[b"http/1.1"],
+    ));
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, frames) = (acceptor.clone(), frames.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let frames = frames.clone();
+                    async move {
+                        let ok = req.method() == http::Method::POST
+                            && req.uri().path() == "/v1/messages";
+                        let _ = req.into_body().collect().await;
+                        let chunks: Vec<Bytes> = if ok { frames.to_vec() } else { Vec::new() };
+                        let body = StreamBody::new(futures_util::stream::iter(
+                            chunks
+                                .into_iter()
+                                .map(|b| Ok::<_, Infallible>(Frame::data(b))),
+                        ));
+                        let resp = Response::builder()
+                            .status(if ok {
+                                StatusCode::OK
+                            } else {
+                                StatusCode::NOT_FOUND
+                            })
+                            .header(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")
+                            .header("request-id", "req_bench")
+                            .body(body)
+                            .unwrap();
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// One client connection with its precomputed requests.
+struct Conn {
+    send: SendRequest<Full<Bytes>>,
+    bodies: Arc<Vec<Bytes>>,
+    next: usize,
+}
+
+/// Opens TLS to `api.anthropic.com` (directly at the origin, or through `CONNECT` to the name on
+/// `proxy`), then an HTTP/1.1 client connection.
+async fn connect(
+    proxy: Option<SocketAddr>,
+    origin: SocketAddr,
+    tls: Arc<ClientConfig>,
+) -> Result<SendRequest<Full<Bytes>>, String> {
+    let tcp = match proxy {
+        None => TcpStream::connect(origin)
+            .await
+            .map_err(|e| e.to_string())?,
+        Some(p) => {
+            let mut s = TcpStream::connect(p).await.map_err(|e| e.to_string())?;
+            let target = format!("{API}:{}", origin.port());
+            s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
+            check_established(&read_head(&mut s).await);
+            s
+        }
+    };
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let tls = tokio_rustls::TlsConnector::from(tls)
+        .connect(ServerName::try_from(API).unwrap(), tcp)
+        .await
+        .map_err(|e| format!("TLS handshake: {e}"))?;
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| format!("HTTP handshake: {e}"))?;
+    tokio::spawn(conn);
+    Ok(send)
+}
+
+/// One request on `c`: its next body; checks the status and the streamed length.
+async fn one(
+    mut c: Conn,
+    headers: Arc<Vec<(String, String)>>,
+    authority: Arc<String>,
+    expect: u64,
+) -> (Conn, Result<(), String>) {
+    let body = c.bodies[c.next % c.bodies.len()].clone();
+    c.next += 1;
+    let r = async {
+        c.send
+            .ready()
+            .await
+            .map_err(|e| format!("connection: {e}"))?;
+        let mut req = Request::post("/v1/messages?beta=true").header(header::HOST, &*authority);
+        for (k, v) in headers.iter() {
+            req = req.header(k, v);
+        }
+        let resp = c
+            .send
+            .send_request(req.body(Full::new(body)).unwrap())
+            .await
+            .map_err(|e| format!("request: {e}"))?;
+        if resp.status() != StatusCode::OK {
+            return Err(format!("status {}", resp.status()));
+        }
+        let mut b = resp.into_body();
+        let mut len = 0u64;
+        while let Some(f) = b.frame().await {
+            if let Some(d) = f.map_err(|e| format!("body: {e}"))?.data_ref() {
+                len += d.len() as u64;
+            }
+        }
+        if len != expect {
+            return Err(format!("short stream: {len} of {expect} bytes"));
+        }
+        Ok(())
+    }
+    .await;
+    (c, r)
+}
+
+/// A daemon intercepting with the LLM layer on or off.
+async fn daemon(
+    bin: &str,
+    ca_arg: &str,
+    origin: SocketAddr,
+    llm: bool,
+) -> (Daemon, tempfile::NamedTempFile) {
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(config.path(), format!("[llm]\nenabled = {llm}\n")).unwrap();
+    let map = format!("{API}={}", origin.ip());
+    let d = DaemonBuilder::new(bin)
+        .args(&[
+            "--config",
+            &config.path().display().to_string(),
+            "--upstream-ca",
+            ca_arg,
+            "--map-host",
+            &map,
+        ])
+        .env("RUST_LOG", "info")
+        .start()
+        .await;
+    let mut ws = d.client().await;
+    rule(&mut ws, "*", API, "allow").await;
+    (d, config)
+}
+
+/// The section's figure that has a target (docs/performance.md#targets).
+pub struct LlmTargets {
+    /// req/s with the LLM layer on ÷ off, %, per connection count.
+    pub on_vs_off: Vec<(usize, f64)>,
+}
+
+/// Runs the section and prints its table.
+pub async fn run(cfg: &LlmCfg) -> LlmTargets {
+    eprintln!("[llm] origin, two daemons (LLM layer on, off)…");
+    let ca = TestCa::new("greyproxy bench LLM origin CA");
+    let fixture = claude::fixture();
+    let answer = claude::sse(3, Some("toolu_01BenchMitm000000000003".into()));
+    let frames: Vec<Bytes> = answer
+        .split_inclusive("\n\n")
+        .map(|e| Bytes::copy_from_slice(e.as_bytes()))
+        .collect();
+    let events = frames.len();
+    let expect = answer.len() as u64;
+    let origin = origin(&ca, Arc::new(frames)).await;
+    let ca_arg = ca.pem_arg();
+    let (off, _off_cfg) = daemon(&cfg.daemon, &ca_arg, origin, false).await;
+    let (on, _on_cfg) = daemon(&cfg.daemon, &ca_arg, origin, true).await;
+    let headers = Arc::new(claude::headers(&fixture));
+    let authority = Arc::new(format!("{API}:{}", origin.port()));
+    let mut sizes = Vec::new();
+    // Each connection sends its own session's first calls, over and over.
+    let bodies_for = |n: u64, sizes: &mut Vec<usize>| {
+        let mut s = Session::new(&fixture, n);
+        let mut out = Vec::new();
+        for k in 1..=HISTORY {
+            let b = s.request();
+            sizes.push(b.len());
+            out.push(Bytes::from(b));
+            s.answered(k);
+        }
+        Arc::new(out)
+    };
+    let routes: [(&str, Option<&Daemon>); 3] = [
+        ("direct", None),
+        ("MITM, LLM layer off", Some(&off)),
+        ("MITM, LLM layer on", Some(&on)),
+    ];
+    let cpu0: Vec<f64> = [&off, &on]
+        .iter()
+        .map(|d| proc_cpu_secs(daemon_pid(d.state_dir())))
+        .collect();
+    let mut sent = [0u64; 3];
+    let mut rows: Vec<(usize, usize, Rate)> = Vec::new();
+    let mut session = 0;
+    for &n in &cfg.conns {
+        for (i, (name, d)) in routes.iter().enumerate() {
+            eprintln!("[llm] {n} connection(s), {name}…");
+            let tls = match d {
+                None => client_config(&ca.pem_path(), &[b"http/1.1"]),
+                Some(d) => client_config(&d.state_dir().join("ca-cert.pem"), &[b"http/1.1"]),
+            };
+            let mut open = Vec::new();
+            for _ in 0..n {
+                session += 1;
+                let send = connect(d.map(|d| d.http.unwrap()), origin, tls.clone())
+                    .await
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                open.push(Conn {
+                    send,
+                    bodies: bodies_for(session, &mut sizes),
+                    next: 0,
+                });
+            }
+            let (h, a) = (headers.clone(), authority.clone());
+            let pid = d.map(|d| daemon_pid(d.state_dir()));
+            let r = drive(pid, open, cfg.warm, cfg.window, move |c| {
+                one(c, h.clone(), a.clone(), expect)
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+            sent[i] += r.total;
+            rows.push((n, i, r));
+        }
+    }
+    // The on daemon's queue drains; its calls are counted.
+    let drain = Instant::now();
+    let mut ws = on.client().await;
+    let mut status = ws.query(json!({"command":"status"})).await;
+    while status["llm"]["queued"].as_u64().unwrap_or(0) > 0
+        && drain.elapsed() < Duration::from_secs(60)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status = ws.query(json!({"command":"status"})).await;
+    }
+    let drain_secs = drain.elapsed().as_secs_f64();
+    let summary = ws.query(json!({"command":"usage_summary"})).await;
+    let calls = summary["total"]["calls"].as_u64().unwrap_or(0);
+    let dropped = status["llm"]["dropped"].as_u64().unwrap_or(0);
+    let off_status = off.client().await.query(json!({"command":"status"})).await;
+    let cpu1: Vec<f64> = [&off, &on]
+        .iter()
+        .map(|d| proc_cpu_secs(daemon_pid(d.state_dir())))
+        .collect();
+    report(cfg, &rows, &routes.map(|r| r.0), (events, expect), &sizes);
+    println!(
+        "After the rows: the LLM-on daemon's queue drained {drain_secs:.1} s after the last row; it recorded {calls} calls for {} requests sent ({dropped} rows dropped because the queue was full); the LLM-off daemon reports {}. Daemon CPU over the whole section, drain included: off {:.0} µs/request, on {:.0} µs/request.",
+        sent[2],
+        if off_status.get("llm").is_some_and(|l| !l.is_null()) {
+            "an LLM layer (wrong)"
+        } else {
+            "no LLM layer"
+        },
+        (cpu1[0] - cpu0[0]) * 1e6 / sent[1].max(1) as f64,
+        (cpu1[1] - cpu0[1]) * 1e6 / sent[2].max(1) as f64,
+    );
+    println!();
+    let _ = off.stop().await;
+    let _ = on.stop().await;
+    let rate = |n: usize, i: usize| {
+        rows.iter()
+            .find(|(c, j, _)| *c == n && *j == i)
+            .map_or(0.0, |(_, _, r)| r.requests as f64 / r.window.as_secs_f64())
+    };
+    LlmTargets {
+        on_vs_off: cfg
+            .conns
+            .iter()
+            .map(|&n| (n, 100.0 * rate(n, 2) / rate(n, 1).max(f64::MIN_POSITIVE)))
+            .collect(),
+    }
+}
+
+fn report(
+    cfg: &LlmCfg,
+    rows: &[(usize, usize, Rate)],
+    names: &[&str; 3],
+    (events, bytes): (usize, u64),
+    sizes: &[usize],
+) {
+    let (lo, hi) = (
+        sizes.iter().min().copied().unwrap_or(0),
+        sizes.iter().max().copied().unwrap_or(0),
+    );
+    println!(
+        "## LLM-shaped traffic through the MITM, LLM layer off and on (HTTP/1.1 keep-alive, `POST /v1/messages` with a {:.1}–{:.1} KB JSON body, answered by a {events}-event SSE stream of {bytes} bytes; {} s per row)",
+        lo as f64 / 1e3,
+        hi as f64 / 1e3,
+        cfg.window.as_secs_f64()
+    );
+    println!();
+    println!(
+        "| conns | path | req/s | ÷ LLM off | p50 µs | p99 µs | daemon CPU µs/req | daemon peak RSS |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
+    for &n in &cfg.conns {
+        let rs = |i: usize| {
+            rows.iter()
+                .find(|(c, j, _)| *c == n && *j == i)
+                .map(|(_, _, r)| r.requests as f64 / r.window.as_secs_f64())
+        };
+        for (c, i, r) in rows.iter().filter(|(c, ..)| *c == n) {
+            let v = sorted(&r.micros);
+            let rate = r.requests as f64 / r.window.as_secs_f64();
+            println!(
+                "| {c} | {} | {rate:.0} | {} | {:.0} | {:.0} | {} | {} |",
+                names[*i],
+                match (i, rs(1)) {
+                    (1 | 2, Some(off)) => format!("{:.1} %", 100.0 * rate / off),
+                    _ => "—".into(),
+                },
+                pct(&v, 50.0),
+                pct(&v, 99.0),
+                if *i == 0 {
+                    "—".into()
+                } else {
+                    format!("{:.0}", r.cpu.1 * 1e6 / r.requests.max(1) as f64)
+                },
+                r.peak_kib.map_or("—".into(), mib),
+            );
+        }
+    }
+    println!();
+}
