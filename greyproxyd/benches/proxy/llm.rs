@@ -28,6 +28,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use greyproxy_testkit::agent_env::rule;
+use greyproxy_testkit::control::Control;
 use greyproxy_testkit::tls::{TestCa, client_config, server_config};
 use greyproxy_testkit::{Daemon, DaemonBuilder};
 
@@ -248,6 +249,52 @@ pub struct LlmTargets {
     pub on_vs_off: Vec<(usize, f64)>,
 }
 
+/// Calls recorded (all of `usage_summary`) and rows dropped so far by the on daemon.
+async fn counts(ws: &mut Control) -> (u64, u64) {
+    let summary = ws.query(json!({"command":"usage_summary"})).await;
+    let status = ws.query(json!({"command":"status"})).await;
+    (
+        summary["total"]["calls"].as_u64().unwrap_or(0),
+        status["llm"]["dropped"].as_u64().unwrap_or(0),
+    )
+}
+
+/// CPU seconds used by the threads of `pid` whose name starts with `name`.
+fn threads_cpu_secs(pid: u32, name: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    let mut ticks = 0u64;
+    for t in tasks.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with(name) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        if let Some((_, rest)) = stat.rsplit_once(')') {
+            let f: Vec<u64> = rest
+                .split_whitespace()
+                .map(|x| x.parse().unwrap_or(0))
+                .collect();
+            // utime and stime: fields 14 and 15 of the line, 11 and 12 after the name.
+            ticks += f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+        }
+    }
+    ticks as f64 / 100.0
+}
+
+/// Waits (at most a minute) until the on daemon has no row queued for dissection.
+async fn drain(ws: &mut Control) {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(60) {
+        let status = ws.query(json!({"command":"status"})).await;
+        if status["llm"]["queued"].as_u64().unwrap_or(0) == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Runs the section and prints its table.
 pub async fn run(cfg: &LlmCfg) -> LlmTargets {
     eprintln!("[llm] origin, two daemons (LLM layer on, off)…");
@@ -290,6 +337,9 @@ pub async fn run(cfg: &LlmCfg) -> LlmTargets {
         .collect();
     let mut sent = [0u64; 3];
     let mut rows: Vec<(usize, usize, Rate)> = Vec::new();
+    // Per row of the on daemon: calls recorded, rows dropped, seconds its queue took to drain,
+    // CPU seconds of its dissection thread and of the whole daemon over the row and the drain.
+    let mut dissected: Vec<(usize, u64, u64, f64, f64, f64)> = Vec::new();
     let mut session = 0;
     for &n in &cfg.conns {
         for (i, (name, d)) in routes.iter().enumerate() {
@@ -312,38 +362,63 @@ pub async fn run(cfg: &LlmCfg) -> LlmTargets {
             }
             let (h, a) = (headers.clone(), authority.clone());
             let pid = d.map(|d| daemon_pid(d.state_dir()));
+            // A control connection per query: one left open during a row would fall behind the
+            // events of every request and be dropped by the daemon as a slow reader.
+            let on_pid = daemon_pid(on.state_dir());
+            let before = if i == 2 {
+                let (calls, dropped) = counts(&mut on.client().await).await;
+                let cpu = (
+                    threads_cpu_secs(on_pid, "greyproxyd-dis"),
+                    proc_cpu_secs(on_pid),
+                );
+                Some((calls, dropped, cpu))
+            } else {
+                None
+            };
             let r = drive(pid, open, cfg.warm, cfg.window, move |c| {
                 one(c, h.clone(), a.clone(), expect)
             })
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
             sent[i] += r.total;
+            // The on daemon's queue drains before the next row, which it would disturb.
+            if let Some((calls0, dropped0, (dis0, all0))) = before {
+                let mut ws = on.client().await;
+                let t = Instant::now();
+                drain(&mut ws).await;
+                let secs = t.elapsed().as_secs_f64();
+                let (calls1, dropped1) = counts(&mut ws).await;
+                dissected.push((
+                    n,
+                    calls1 - calls0,
+                    dropped1 - dropped0,
+                    secs,
+                    threads_cpu_secs(on_pid, "greyproxyd-dis") - dis0,
+                    proc_cpu_secs(on_pid) - all0,
+                ));
+            }
             rows.push((n, i, r));
         }
     }
-    // The on daemon's queue drains; its calls are counted.
-    let drain = Instant::now();
-    let mut ws = on.client().await;
-    let mut status = ws.query(json!({"command":"status"})).await;
-    while status["llm"]["queued"].as_u64().unwrap_or(0) > 0
-        && drain.elapsed() < Duration::from_secs(60)
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        status = ws.query(json!({"command":"status"})).await;
-    }
-    let drain_secs = drain.elapsed().as_secs_f64();
-    let summary = ws.query(json!({"command":"usage_summary"})).await;
-    let calls = summary["total"]["calls"].as_u64().unwrap_or(0);
-    let dropped = status["llm"]["dropped"].as_u64().unwrap_or(0);
     let off_status = off.client().await.query(json!({"command":"status"})).await;
     let cpu1: Vec<f64> = [&off, &on]
         .iter()
         .map(|d| proc_cpu_secs(daemon_pid(d.state_dir())))
         .collect();
     report(cfg, &rows, &routes.map(|r| r.0), (events, expect), &sizes);
+    for (n, calls, dropped, secs, dis, all) in &dissected {
+        let total = rows
+            .iter()
+            .find(|(c, i, _)| c == n && *i == 2)
+            .map_or(0, |(_, _, r)| r.total);
+        println!(
+            "- LLM layer on, {n} connection(s): {calls} calls recorded for {total} requests sent (warm-up included), {dropped} rows dropped because the queue was full; the queue drained {secs:.1} s after the row. Over the row and the drain the dissection thread used {dis:.1} CPU-s ({:.0} µs per call recorded), {:.0} % of the daemon's {all:.1} CPU-s.",
+            dis * 1e6 / (*calls).max(1) as f64,
+            100.0 * dis / all.max(f64::MIN_POSITIVE),
+        );
+    }
     println!(
-        "After the rows: the LLM-on daemon's queue drained {drain_secs:.1} s after the last row; it recorded {calls} calls for {} requests sent ({dropped} rows dropped because the queue was full); the LLM-off daemon reports {}. Daemon CPU over the whole section, drain included: off {:.0} µs/request, on {:.0} µs/request.",
-        sent[2],
+        "- The LLM-off daemon reports {}. Daemon CPU over the whole section, drains included: off {:.0} µs/request, on {:.0} µs/request.",
         if off_status.get("llm").is_some_and(|l| !l.is_null()) {
             "an LLM layer (wrong)"
         } else {

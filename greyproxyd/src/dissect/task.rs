@@ -135,7 +135,10 @@ impl DissectTask {
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
         std::thread::Builder::new()
             .name("greyproxyd-dissect".into())
-            .spawn(move || self.run(rx))
+            .spawn(move || {
+                lowest_priority();
+                self.run(rx)
+            })
     }
 
     fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
@@ -467,6 +470,17 @@ impl DissectTask {
         let calls = self.recorded - first_call;
         self.events.publish(progress(done, calls, true));
         result.map(|()| (done, calls))
+    }
+}
+
+/// Puts the calling thread at the lowest CPU priority (nice 19): when every core is busy,
+/// forwarding comes first and dissection takes what is left — its queue is bounded and drops,
+/// the forwarder never waits (docs/performance.md#llm: 80 % of the LLM-off request rate at
+/// nice 0 on 2 saturated cores, 98 % at 19). On Linux the nice value is per thread and
+/// `setpriority(PRIO_PROCESS, 0)` sets the calling thread's.
+fn lowest_priority() {
+    if let Err(e) = rustix::process::setpriority_process(None, 19) {
+        tracing::debug!(error = %e, "cannot lower the dissection thread's priority");
     }
 }
 
