@@ -25,6 +25,10 @@ mod atomic;
 pub mod capture;
 pub mod config;
 pub mod control;
+// Not wired into the exchange, the policy or the control plane yet (the next step); only
+// `credentials::fuzzing` is public, for the fuzz target.
+#[allow(dead_code)]
+pub mod credentials;
 pub mod daemon;
 pub mod dissect;
 pub mod endpoints;
@@ -63,6 +67,7 @@ const LAYERS: &[&str] = &[
     "store",
     "events",
     "dissect",
+    "credentials",
     "policy",
     "middleware",
     "capture",

@@ -60,6 +60,39 @@ pub enum OnceCmd {
     Status,
     /// List the configured external middlewares and their state
     Middlewares,
+    /// List LLM conversations, latest activity first
+    Conversations {
+        /// Only this container (exact name)
+        #[arg(long, value_name = "NAME")]
+        container: Option<String>,
+        /// At most this many
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        limit: usize,
+    },
+    /// Show one LLM conversation turn by turn
+    Conversation {
+        /// Conversation id (as `conversations` lists it)
+        id: String,
+    },
+    /// List LLM calls, newest first
+    Calls {
+        /// Only the calls of this conversation
+        #[arg(long, value_name = "ID")]
+        conversation: Option<String>,
+        /// At most this many
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        limit: usize,
+    },
+    /// LLM tokens and cost grouped by container, client, model or day
+    Usage {
+        /// Group rows by
+        #[arg(long, value_enum, value_name = "GROUP", default_value_t = UsageBy::Container)]
+        by: UsageBy,
+        /// Window start: a span back from now (1h, 24h, 7d), today (UTC), start (the daemon's)
+        /// or an RFC 3339 time [default: everything stored]
+        #[arg(long, value_name = "SINCE")]
+        since: Option<String>,
+    },
     /// Print events as JSON lines until interrupted
     Watch {
         /// Only this event type (repeatable), e.g. pending_request.created
@@ -73,6 +106,31 @@ pub enum OnceCmd {
     },
     /// Print the man page (needs no daemon)
     Man,
+}
+
+/// What `--once usage` groups by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UsageBy {
+    /// Container name
+    Container,
+    /// Agent program
+    Client,
+    /// Model answered
+    Model,
+    /// UTC day
+    Day,
+}
+
+impl UsageBy {
+    /// `usage_summary`'s `group_by`.
+    pub(crate) fn wire(self) -> &'static str {
+        match self {
+            UsageBy::Container => "container",
+            UsageBy::Client => "client",
+            UsageBy::Model => "model",
+            UsageBy::Day => "day",
+        }
+    }
 }
 
 /// Arguments of `allow` and `deny`.
@@ -151,6 +209,29 @@ mod tests {
                 events: vec!["a.b".into(), "c".into()]
             })
         );
+        let c = Cli::try_parse_from([
+            "greytui", "--once", "usage", "--by", "model", "--since", "24h", "--json",
+        ])
+        .unwrap();
+        assert!(c.json);
+        assert_eq!(
+            c.command,
+            Some(OnceCmd::Usage {
+                by: UsageBy::Model,
+                since: Some("24h".into())
+            })
+        );
+        let c =
+            Cli::try_parse_from(["greytui", "--once", "calls", "--conversation", "x:y"]).unwrap();
+        assert_eq!(
+            c.command,
+            Some(OnceCmd::Calls {
+                conversation: Some("x:y".into()),
+                limit: 100
+            })
+        );
+        assert!(Cli::try_parse_from(["greytui", "--once", "usage", "--by", "galaxy"]).is_err());
+        assert!(Cli::try_parse_from(["greytui", "--once", "conversation"]).is_err());
         assert!(Cli::try_parse_from(["greytui", "--once", "allow", "x"]).is_err());
         assert!(Cli::try_parse_from(["greytui", "--bogus"]).is_err());
     }

@@ -147,6 +147,54 @@ pub(crate) fn ellipsize(s: &str, max: usize) -> String {
     out
 }
 
+/// Text from a model or a tool (or anything else a peer wrote) made safe for one terminal
+/// line: control characters (C0, DEL, C1: escape sequences, carriage returns, bells) and the
+/// bidirectional overrides are shown as visible escapes instead of acting on the terminal.
+/// C0 controls become their Unicode control pictures (`\n` → `␊`, ESC → `␛`), the others
+/// `\u{…}`. Borrows when there is nothing to escape.
+pub(crate) fn clean(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(needs_escape) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\0'..='\u{1f}' => out.push(char::from_u32(0x2400 + c as u32).unwrap_or('?')),
+            '\u{7f}' => out.push('␡'),
+            c if needs_escape(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Characters [`clean`] escapes: controls, and the bidirectional embeddings, overrides and
+/// isolates (they reorder what follows them on screen).
+fn needs_escape(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Micro-USD as dollars: `$1.23`; below a cent (and above nothing) four decimals, `$0.0042`,
+/// so that small costs do not read as free.
+pub(crate) fn usd(micro: u64) -> String {
+    if micro > 0 && micro < 10_000 {
+        return format!("${}.{:04}", micro / 1_000_000, (micro % 1_000_000) / 100);
+    }
+    let cents = (micro + 5_000) / 10_000;
+    format!("${}.{:02}", cents / 100, cents % 100)
+}
+
+/// A token count in at most five characters: `980`, `12.3k`, `123k`, `4.5M`.
+pub(crate) fn tokens(n: u64) -> String {
+    match n {
+        0..1_000 => n.to_string(),
+        1_000..99_950 => format!("{:.1}k", n as f64 / 1_000.0),
+        99_950..999_500 => format!("{}k", (n + 500) / 1_000),
+        999_500..99_950_000 => format!("{:.1}M", n as f64 / 1_000_000.0),
+        _ => format!("{}M", (n + 500_000) / 1_000_000),
+    }
+}
+
 /// Column titles of a rule list, shared by `--once rules` and the Rules view.
 pub(crate) const RULE_COLUMNS: [&str; 8] = [
     "ID",
@@ -228,5 +276,30 @@ mod tests {
         assert_eq!(ellipsize("abc", 4), "abc");
         assert_eq!(clock("2026-11-22T10:05:07Z"), "10:05:07");
         assert_eq!(clock("short"), "short");
+    }
+    #[test]
+    fn control_characters_are_escaped_visibly() {
+        assert!(matches!(clean("plain é 漢"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(clean("a\x1b[31mred\x07\r\n"), "a␛[31mred␇␍␊");
+        assert_eq!(clean("tab\there\u{7f}"), "tab␉here␡");
+        assert_eq!(clean("\u{9b}2J"), "\\u{9b}2J");
+        assert_eq!(clean("abc\u{202e}fed"), "abc\\u{202e}fed");
+    }
+
+    #[test]
+    fn dollars_and_token_counts() {
+        assert_eq!(usd(0), "$0.00");
+        assert_eq!(usd(1_234_567), "$1.23");
+        assert_eq!(usd(1_235_000), "$1.24");
+        assert_eq!(usd(4_200), "$0.0042");
+        assert_eq!(usd(22_233), "$0.02");
+        assert_eq!(usd(123_456_789), "$123.46");
+        assert_eq!(tokens(980), "980");
+        assert_eq!(tokens(12_345), "12.3k");
+        assert_eq!(tokens(123_456), "123k");
+        assert_eq!(tokens(4_500_000), "4.5M");
+        assert_eq!(tokens(450_000_000), "450M");
+        assert_eq!(tokens(99_999), "100k");
+        assert_eq!(tokens(999_999), "1.0M");
     }
 }

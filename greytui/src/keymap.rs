@@ -20,6 +20,12 @@ pub(crate) enum Ctx {
     Rules,
     /// The middlewares view.
     Middlewares,
+    /// The conversations list.
+    Conversations,
+    /// An opened conversation.
+    Conversation,
+    /// The usage view.
+    Usage,
     /// The detail of one activity row.
     Detail,
     /// The scope / duration picker of `A` and `D`.
@@ -41,6 +47,9 @@ impl Ctx {
             Ctx::Activity => "Activity",
             Ctx::Rules => "Rules",
             Ctx::Middlewares => "Middlewares",
+            Ctx::Conversations => "Conversations",
+            Ctx::Conversation => "Conversation (opened)",
+            Ctx::Usage => "Usage",
             Ctx::Detail => "Activity detail",
             Ctx::Picker => "Scope / duration picker",
             Ctx::Form => "Forms (type to edit the focused field)",
@@ -50,12 +59,15 @@ impl Ctx {
     }
 
     /// Order of the sections in the help overlay.
-    pub(crate) const ALL: [Ctx; 10] = [
+    pub(crate) const ALL: [Ctx; 13] = [
         Ctx::Global,
         Ctx::Pending,
         Ctx::Activity,
         Ctx::Rules,
         Ctx::Middlewares,
+        Ctx::Conversations,
+        Ctx::Conversation,
+        Ctx::Usage,
         Ctx::Detail,
         Ctx::Picker,
         Ctx::Form,
@@ -85,6 +97,26 @@ pub(crate) enum Action {
     ShowRules,
     /// Middlewares view.
     ShowMiddlewares,
+    /// Conversations view.
+    ShowConversations,
+    /// Open the conversation behind a held request, at the turn of its tool call.
+    OpenWhy,
+    /// In a conversation: the HTTP transaction of the selected step.
+    ToTransaction,
+    /// In a conversation: the next turn.
+    NextTurn,
+    /// In a conversation: the previous turn.
+    PrevTurn,
+    /// Usage view.
+    ShowUsage,
+    /// Usage: next grouping (container, client, model).
+    UsageGroup,
+    /// Usage: next time window.
+    UsageWindow,
+    /// Usage: sort by the next column.
+    UsageSort,
+    /// Usage: reverse the sort order.
+    UsageReverse,
     /// Selection up.
     Up,
     /// Selection down.
@@ -221,6 +253,8 @@ pub(crate) static BINDINGS: &[Binding] = &[
     b(C::Global, &[ch('2')], A::ShowActivity, "activity view", None),
     b(C::Global, &[ch('3')], A::ShowRules, "rules view", None),
     b(C::Global, &[ch('4')], A::ShowMiddlewares, "middlewares view", None),
+    b(C::Global, &[ch('5')], A::ShowConversations, "conversations view", None),
+    b(C::Global, &[ch('6')], A::ShowUsage, "usage view", None),
     b(C::Global, &[ch('j'), key(KeyCode::Down)], A::Down, "down", None),
     b(C::Global, &[ch('k'), key(KeyCode::Up)], A::Up, "up", None),
     b(C::Global, &[ch('g'), key(KeyCode::Home)], A::Top, "first row", None),
@@ -233,6 +267,7 @@ pub(crate) static BINDINGS: &[Binding] = &[
     b(C::Pending, &[ch('A')], A::AllowPick, "allow with scope / duration picker", Some("allow…")),
     b(C::Pending, &[ch('d')], A::Dismiss, "dismiss", Some("dismiss")),
     b(C::Pending, &[ch('D')], A::DenyPick, "deny with scope / duration picker", Some("deny…")),
+    b(C::Pending, &[ch('w')], A::OpenWhy, "why: open the asking conversation at its turn", Some("why")),
     b(C::Activity, &[key(KeyCode::Enter)], A::Open, "details of the row", Some("details")),
     b(C::Activity, &[ch('/')], A::Filter, "filter (container, destination, result, kind)", Some("filter")),
     b(C::Activity, &[ch('F')], A::Follow, "follow newest on / off", Some("follow")),
@@ -240,6 +275,18 @@ pub(crate) static BINDINGS: &[Binding] = &[
     b(C::Rules, &[ch('e'), key(KeyCode::Enter)], A::EditRule, "edit rule", Some("edit")),
     b(C::Rules, &[ch('d'), key(KeyCode::Delete)], A::DeleteRule, "delete rule (asks)", Some("delete")),
     b(C::Middlewares, &[ch('r')], A::Refresh, "refresh now (every 2 s while shown)", Some("refresh")),
+    b(C::Conversations, &[key(KeyCode::Enter)], A::Open, "open the conversation", Some("open")),
+    b(C::Conversations, &[ch('/')], A::Filter, "filter (container, client, model)", Some("filter")),
+    b(C::Conversations, &[ch('F')], A::Follow, "follow newest activity on / off", Some("follow")),
+    b(C::Conversation, &[key(KeyCode::Esc), key(KeyCode::Backspace)], A::Back, "back (to the parent conversation, then the list)", Some("back")),
+    b(C::Conversation, &[key(KeyCode::Enter)], A::Open, "open the subagent of the selected tool call", Some("subagent")),
+    b(C::Conversation, &[ch('t')], A::ToTransaction, "HTTP transaction of the selected step", Some("transaction")),
+    b(C::Conversation, &[ch(']')], A::NextTurn, "next turn", Some("turn")),
+    b(C::Conversation, &[ch('[')], A::PrevTurn, "previous turn", None),
+    b(C::Usage, &[ch('b')], A::UsageGroup, "group by container / client / model", Some("group")),
+    b(C::Usage, &[ch('w')], A::UsageWindow, "window: last hour / today / 7 days / since the daemon started", Some("window")),
+    b(C::Usage, &[ch('s')], A::UsageSort, "sort by the next column", Some("sort")),
+    b(C::Usage, &[ch('r')], A::UsageReverse, "reverse the sort order", Some("reverse")),
     b(C::Detail, &[key(KeyCode::Esc)], A::Back, "back to the list (from a message: to its upgrade)", Some("back")),
     b(C::Detail, &[key(KeyCode::Enter)], A::Open, "open the selected WebSocket message", None),
     b(C::Detail, &[ch('h')], A::UpgradeHeaders, "WebSocket upgrade: its headers / its messages", None),
@@ -247,6 +294,7 @@ pub(crate) static BINDINGS: &[Binding] = &[
     b(C::Picker, &[ch('k'), key(KeyCode::Up)], A::Up, "previous option", None),
     b(C::Picker, &[key(KeyCode::Enter)], A::Select, "choose (1-9 choose directly)", Some("choose")),
     b(C::Picker, &[key(KeyCode::Esc), ch('q')], A::Cancel, "one step back / close", Some("back")),
+    b(C::Picker, &[ch('w')], A::OpenWhy, "why: open the conversation that asked", None),
     b(C::Form, &[key(KeyCode::Tab), key(KeyCode::Down)], A::NextField, "next field", Some("next field")),
     b(C::Form, &[key(KeyCode::BackTab), key(KeyCode::Up)], A::PrevField, "previous field", None),
     b(C::Form, &[key(KeyCode::Right)], A::ChoiceNext, "next choice (also space)", None),
@@ -330,7 +378,14 @@ pub(crate) fn hints(ctx: Ctx) -> Vec<(String, &'static str)> {
         .collect();
     if matches!(
         ctx,
-        Ctx::Pending | Ctx::Activity | Ctx::Rules | Ctx::Middlewares | Ctx::Detail
+        Ctx::Pending
+            | Ctx::Activity
+            | Ctx::Rules
+            | Ctx::Middlewares
+            | Ctx::Conversations
+            | Ctx::Conversation
+            | Ctx::Usage
+            | Ctx::Detail
     ) {
         out.extend(
             BINDINGS

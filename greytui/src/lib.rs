@@ -9,8 +9,8 @@
 //! words the state of external middlewares and the badges of their decisions for both.
 //!
 //! Imports point one way: `ui` reads `app`, never the reverse; what both need (text in
-//! [`format`](mod@format) and `middlewares`, screen geometry in `layout`, keys in `keymap`)
-//! sits below them.
+//! [`format`](mod@format) and `middlewares`, screen geometry in `layout`, keys in `keymap`, a
+//! conversation laid out as lines in `transcript`) sits below them.
 
 pub mod app;
 pub mod cli;
@@ -19,10 +19,13 @@ pub mod format;
 pub(crate) mod keymap;
 mod layout;
 pub mod link;
+pub(crate) mod llm_text;
 pub(crate) mod middlewares;
 pub(crate) mod notify;
 pub mod once;
 pub mod paths;
 pub mod sample;
+pub mod sample_llm;
+pub(crate) mod transcript;
 pub mod tui;
 pub mod ui;

@@ -53,7 +53,7 @@ fn main() -> ExitCode {
     if cli.once || cli.command.is_some() {
         let Some(cmd) = cli.command.clone() else {
             eprintln!(
-                "greytui: --once needs a command: allow, deny, dismiss, pending, rules, status, middlewares or watch"
+                "greytui: --once needs a command: allow, deny, dismiss, pending, rules, status, middlewares, conversations, conversation, calls, usage or watch"
             );
             return ExitCode::from(once::ExitCode::Usage as u8);
         };

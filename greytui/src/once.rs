@@ -6,6 +6,10 @@
 //! protocol's objects (every page), `status` the status object, `allow`/`deny`
 //! `{"pending_id":N,"rule_id":M}`, `dismiss` `{"pending_id":N}`, `middlewares` an array of
 //! MiddlewareStatus; `watch` prints each event envelope (and `lagged` notices) as one JSON line.
+//! The LLM layer's commands (`conversations`, `conversation`, `calls`, `usage`) are in
+//! `once/llm.rs`.
+
+mod llm;
 
 use std::io::Write;
 use std::time::SystemTime;
@@ -135,6 +139,13 @@ pub async fn run(cli: &Cli, cmd: &OnceCmd, out: &mut dyn Write) -> Result<(), Fa
                 print_middlewares(out, &list.middlewares)
             }
         }
+        (
+            c @ (OnceCmd::Conversations { .. }
+            | OnceCmd::Conversation { .. }
+            | OnceCmd::Calls { .. }
+            | OnceCmd::Usage { .. }),
+            None,
+        ) => llm::run(&mut conn, c, cli.json, out).await,
         (OnceCmd::Watch { events }, None) => watch(&mut conn, events, out).await.map_err(|e| {
             if e.code == ExitCode::Unreachable {
                 Failure::new(e.code, format!("{} ({source})", e.message))

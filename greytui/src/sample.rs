@@ -11,6 +11,8 @@ use greyproxy_protocol::{
 use crate::app::{App, Msg};
 use crate::link::LinkEvent;
 
+pub mod usage;
+
 /// The fixed "now" of the samples.
 pub const NOW: &str = "2026-11-22T10:00:00Z";
 

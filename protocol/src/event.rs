@@ -102,7 +102,7 @@ pub enum Event {
     LlmCallNew(LlmCall),
     /// A conversation changed (a call was added); carries the summary with its totals.
     #[serde(rename = "conversation.updated")]
-    ConversationUpdated(ConversationSummary),
+    ConversationUpdated(ConversationUpdated),
     /// An endpoint rule was created over `/ws`.
     #[serde(rename = "endpoint_rule.created")]
     EndpointRuleCreated(EndpointRule),
@@ -118,6 +118,26 @@ pub enum Event {
     /// Progress of a maintenance job (`rebuild_conversations`).
     #[serde(rename = "maintenance.progress")]
     MaintenanceProgress(MaintenanceProgress),
+}
+
+/// Payload of `conversation.updated`: greyproxy's `{"conversation_id": …}` (its clients then
+/// refetch) plus the whole summary, so ours need not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationUpdated {
+    /// The conversation's id (the same as `summary.id`).
+    pub conversation_id: String,
+    /// Its summary after the change.
+    #[serde(flatten)]
+    pub summary: ConversationSummary,
+}
+
+impl From<ConversationSummary> for ConversationUpdated {
+    fn from(summary: ConversationSummary) -> Self {
+        ConversationUpdated {
+            conversation_id: summary.id.clone(),
+            summary,
+        }
+    }
 }
 
 /// Payload of `endpoint_rule.deleted`.

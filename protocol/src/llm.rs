@@ -276,7 +276,9 @@ pub struct ConversationSummary {
     pub started_at: String,
     /// Latest call, RFC 3339.
     pub last_activity: String,
-    /// Turns (real user prompts).
+    /// Turns (real user prompts). `turn_count` on the wire (greyproxy's name), so that it does
+    /// not collide with [`Conversation::turns`], the list, which flattens this summary.
+    #[serde(rename = "turn_count")]
     pub turns: u32,
     /// The first user prompt, cut at 200 characters.
     #[serde(default, skip_serializing_if = "String::is_empty")]

@@ -110,7 +110,7 @@ pub struct PendingRequest {
     #[serde(default)]
     pub waiting_count: u64,
     /// Why it was asked for: the tool call the same container's latest LLM call ended with,
-    /// shortly before (docs/llm.md#why).
+    /// shortly before (docs/llm.md#why-a-connection-was-asked-for).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub llm_context: Option<crate::llm::LlmContext>,
 }
@@ -452,7 +452,7 @@ pub struct Transaction {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub middleware_events: Vec<crate::middleware::MiddlewareEvent>,
     /// When the response body's first chunks passed: `[end offset in the body, ms since the
-    /// request started]` for up to the first 64 chunks; only for bodies stored without
+    /// request started]` for up to the first 64 chunks; only for event streams stored without
     /// content encoding (the offsets are wire offsets). Time to first token comes from it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub response_timeline: Vec<[u64; 2]>,

@@ -443,3 +443,63 @@ fn llm_shapes() {
         json!("in_progress")
     );
 }
+
+#[test]
+fn conversation_updated_keeps_greyproxys_conversation_id() {
+    use greyproxy_protocol::event::ConversationUpdated;
+    use greyproxy_protocol::llm::*;
+    let summary = ConversationSummary {
+        id: "codex:s1".into(),
+        session_id: "s1".into(),
+        session_source: SessionSource::Wire,
+        thread: LlmThread::Main,
+        parent_id: None,
+        parent_tool_call_id: None,
+        container_name: "codex".into(),
+        client: LlmClient::Codex,
+        provider: "openai".into(),
+        models: vec!["gpt-5-mini".into()],
+        status: ConversationStatus::Answered,
+        started_at: TS.into(),
+        last_activity: TS.into(),
+        turns: 1,
+        title: String::new(),
+        totals: LlmTotals::default(),
+        context_tokens: 10,
+        context_window: None,
+    };
+    let env = EventEnvelope::new(
+        &Event::ConversationUpdated(ConversationUpdated::from(summary.clone())),
+        3,
+        TS.into(),
+    );
+    let v = to_json(&env);
+    assert_eq!(v["type"], "conversation.updated");
+    assert_eq!(v["data"]["conversation_id"], "codex:s1");
+    assert_eq!(v["data"]["id"], "codex:s1");
+    assert_eq!(v["data"]["totals"]["calls"], 0);
+    let Some(Event::ConversationUpdated(back)) = env.event() else {
+        panic!("{v}")
+    };
+    assert_eq!(back.summary, summary);
+}
+
+#[test]
+fn a_conversation_round_trips_with_its_turn_count_and_turns() {
+    use greyproxy_protocol::llm::*;
+    let v = json!({"id":"claude-code:s","session_id":"s","session_source":"wire","thread":"main",
+        "container_name":"claude","client":"claude-code","provider":"anthropic",
+        "models":["claude-sonnet-4-5"],"status":"answered","started_at":TS,"last_activity":TS,
+        "turn_count":1,"totals":{"calls":1,"usage":{"input_tokens":5,"cache_read_tokens":0,
+        "cache_write_tokens":0,"output_tokens":2,"reasoning_tokens":0},"cost_micro_usd":7,
+        "unpriced_calls":0,"duration_ms":10},"context_tokens":5,
+        "turns":[{"number":1,"user_prompt":"hi","steps":[{"call_id":3,"text":"hello",
+            "tool_calls":[{"id":"t1","name":"Bash","summary":"ls","result_preview":"a",
+                           "is_error":true,"linked_conversation_id":"claude-code:s/agent-1"}]}],
+            "call_ids":[3],"started_at":TS,"ended_at":TS}]});
+    let c: Conversation = serde_json::from_value(v.clone()).unwrap();
+    assert_eq!(c.summary.turns, 1);
+    assert_eq!(c.turns.len(), 1);
+    assert!(c.turns[0].steps[0].tool_calls[0].is_error);
+    assert_eq!(to_json(&c), v);
+}

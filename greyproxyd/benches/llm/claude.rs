@@ -104,7 +104,7 @@ impl Session {
 
     /// Whether call `k` (from 1) ends with a tool call (else it answers, ending the turn).
     fn uses_tool(k: u64) -> bool {
-        k % 8 != 0
+        !k.is_multiple_of(8)
     }
 
     fn tool_id(&self, k: u64) -> String {

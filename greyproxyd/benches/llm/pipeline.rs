@@ -273,6 +273,7 @@ pub fn header_map(fixture: &Value) -> HeaderMapJson {
 
 /// Drives `calls` calls of session `n` through `p`, from `start_ms`, one every `gap_ms`;
 /// `timed(k)` says which calls to time with their CPU. Returns the per-call figures.
+#[allow(clippy::too_many_arguments)] // a benchmark driver: every knob is one run parameter
 pub fn drive_session(
     p: &mut Pipeline,
     fixture: &Value,

@@ -366,7 +366,7 @@ pub async fn run(cfg: &LlmCfg) -> LlmTargets {
             let window = if i == 0 { cfg.window } else { cfg.window / 2 };
             eprintln!("[llm] {n} connection(s), {name}…");
             let tls = match d {
-                None => client_config(&ca.pem_path(), &[b"http/1.1"]),
+                None => client_config(ca.pem_path(), &[b"http/1.1"]),
                 Some(d) => client_config(&d.state_dir().join("ca-cert.pem"), &[b"http/1.1"]),
             };
             let mut open = Vec::new();

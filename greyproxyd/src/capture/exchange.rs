@@ -513,10 +513,13 @@ impl Exchange {
                     resp_cap.as_ref(),
                     cap,
                 );
-                // Offsets are wire offsets: they index the stored body only when it was not
-                // content-encoded.
+                // Only streams need it (time to first token); offsets are wire offsets, which
+                // index the stored body only when it was not content-encoded.
                 if let Some(c) = &resp_cap
                     && t.response_body_decoding.as_deref() == Some("identity")
+                    && t.response_content_type
+                        .as_deref()
+                        .is_some_and(|ct| ct.starts_with("text/event-stream"))
                 {
                     t.response_timeline = c
                         .timeline

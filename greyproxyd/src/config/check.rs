@@ -93,6 +93,12 @@ impl FileConfig {
         if let Some(rules) = &self.llm_endpoint {
             crate::endpoints::validate(rules).map_err(|e| err("llm_endpoint", e.to_string()))?;
         }
+        if let Some(rules) = &self.endpoint_rule {
+            crate::endpoints::validate(rules).map_err(|e| err("endpoint_rule", e.to_string()))?;
+        }
+        let llm = super::LlmSettings::from_file(self.llm.as_ref())
+            .map_err(|e| err("llm", format!("{e:#}")))?;
+        crate::dissect::price::check_overrides(&llm.prices).map_err(|e| err("llm.price", e))?;
         for (name, ip) in self.hosts.iter().flatten() {
             let mut one = crate::net::HostMap::new();
             one.insert(name, ip)
@@ -164,5 +170,32 @@ mod tests {
             m.get("api.anthropic.com"),
             Some("127.0.0.5".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn llm_settings_and_prices_are_checked() {
+        let check = |t: &str| {
+            let c: FileConfig = toml::from_str(t).unwrap();
+            c.validate(t).map_err(|e| e.to_string())
+        };
+        let e = check("[llm]\ncontext_window = \"soon\"\n").unwrap_err();
+        assert!(
+            e.contains("llm.context_window") && e.contains("soon"),
+            "{e}"
+        );
+        let e =
+            check("[llm]\n\n[[llm.price]]\nmodel = \"m\"\ninput = -1\noutput = 2\n").unwrap_err();
+        assert!(e.contains("llm.price") && e.contains("input = -1"), "{e}");
+        let e = check("[[llm.price]]\nmodel = \"m\"\ncolour = 1\n").unwrap_err();
+        assert!(e.contains("colour"), "{e}");
+        let e =
+            check("[[endpoint_rule]]\nhost = \" \"\npath = \"/x\"\ndecoder = \"openai-chat\"\n")
+                .unwrap_err();
+        assert!(e.contains("endpoint_rule"), "{e}");
+        check("[llm]\nenabled = false\nmax_age = \"30d\"\n[[llm.price]]\nmodel = \"new-model\"\ninput = 1.0\noutput = 2.0\n")
+            .unwrap();
+        let c: FileConfig = toml::from_str("[[endpoint_rule]]\nhost = \"a\"\npath = \"/x\"\ndecoder = \"openai-chat\"\n[[llm_endpoint]]\nhost = \"b\"\npath = \"/x\"\ndecoder = \"openai-chat\"\n").unwrap();
+        let hosts: Vec<_> = c.endpoint_rules().into_iter().map(|r| r.host).collect();
+        assert_eq!(hosts, ["b", "a"]);
     }
 }

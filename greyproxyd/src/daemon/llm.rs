@@ -9,7 +9,6 @@ use tokio::sync::mpsc;
 
 use crate::config::ServeConfig;
 use crate::control::llm::LlmHandles;
-use crate::dissect::price::{PriceOverride, PriceTable};
 use crate::dissect::proposals::Proposals;
 use crate::dissect::queue::{DissectQueue, Msg, QUEUE_ROWS};
 use crate::dissect::rules::EndpointRules;
@@ -46,18 +45,10 @@ pub(super) fn start(
     if !cfg.llm.enabled {
         return Ok(None);
     }
-    let overrides = cfg
-        .llm
-        .prices
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            v.clone()
-                .try_into::<PriceOverride>()
-                .with_context(|| format!("[[llm.price]] table {}", i + 1))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let prices = Arc::new(PriceTable::with_overrides(overrides).context("[[llm.price]]")?);
+    let prices = Arc::new(
+        crate::dissect::price::table_from_config(&cfg.llm.prices)
+            .map_err(|e| anyhow::anyhow!("[[llm.price]]: {e}"))?,
+    );
     let price_table = prices.version().to_owned();
     let recent = policy.recent_calls().clone();
     recent.set_window(cfg.llm.context_window.as_secs());

@@ -143,16 +143,7 @@ fn call(c: &Value) -> ToolUse {
 }
 
 fn response(t: &Transaction) -> ResponseFacts {
-    let mut r = ResponseFacts::default();
-    match super::response_body(t) {
-        None => json::fail(&mut r, "no response body"),
-        Some(body) if json::is_event_stream(t.response_content_type.as_deref(), &body) => {
-            stream(&body, &mut r);
-        }
-        Some(body) => whole(&body, &mut r),
-    }
-    json::finish_response(t, &mut r);
-    r
+    json::read_response(t, false, stream, whole, |_| {})
 }
 
 /// A non-streamed completion, or an error object.

@@ -187,6 +187,48 @@ fn bounds(d: &Dissected, input: &Input<'_>) -> Result<(), String> {
     Ok(())
 }
 
+/// The event-stream parser on `data` (byte 0 seeds the chunk sizes, the rest is the stream):
+/// fed whole and fed in chunks, it must dispatch the same events; every event's end offset is
+/// within the stream and after the previous one's; no event's data is longer than the stream.
+pub fn check_sse_chunking(data: &[u8]) -> Result<(), String> {
+    let Some((&seed, stream)) = data.split_first() else {
+        return Ok(());
+    };
+    let (whole, cut) = super::sse::parse_all(stream);
+    let mut p = super::sse::SseParser::new();
+    let mut chunked = Vec::new();
+    let mut rest = stream;
+    let mut step = usize::from(seed % 7) + 1;
+    while !rest.is_empty() {
+        let n = step.min(rest.len());
+        p.push(&rest[..n], &mut chunked);
+        rest = &rest[n..];
+        step = step * 3 % 11 + 1;
+    }
+    let cut_chunked = p.finish();
+    if chunked != whole || cut != cut_chunked {
+        return Err(format!(
+            "chunking changed the result: {} events whole, {} chunked",
+            whole.len(),
+            chunked.len()
+        ));
+    }
+    let mut last = 0;
+    for e in &whole {
+        if e.end > stream.len() || e.end < last {
+            return Err(format!(
+                "end offset {} out of order or past the stream",
+                e.end
+            ));
+        }
+        last = e.end;
+        if e.data.len() > stream.len() * 3 {
+            return Err("event data longer than the stream allows".into());
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

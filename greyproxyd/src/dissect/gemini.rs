@@ -104,22 +104,12 @@ fn part(p: &Value) -> Option<Block> {
 }
 
 fn response(t: &Transaction) -> ResponseFacts {
-    let mut r = ResponseFacts::default();
-    match super::response_body(t) {
-        None => json::fail(&mut r, "no response body"),
-        // The content type decides: a request for SSE may still be answered with a JSON
-        // error. Without one, the URL's `alt=sse` does.
-        Some(body)
-            if json::is_event_stream(t.response_content_type.as_deref(), &body)
-                || (t.response_content_type.is_none() && t.url.contains("alt=sse")) =>
-        {
-            stream(&body, &mut r);
-        }
-        Some(body) => whole(&body, &mut r),
-    }
-    r.thinking = summary::preview(&r.thinking, json::THINKING_CHARS);
-    json::finish_response(t, &mut r);
-    r
+    // The content type decides: a request for SSE may still be answered with a JSON error.
+    // Without one, the URL's `alt=sse` does.
+    let sse_url = t.response_content_type.is_none() && t.url.contains("alt=sse");
+    json::read_response(t, sse_url, stream, whole, |r| {
+        r.thinking = summary::preview(&r.thinking, json::THINKING_CHARS);
+    })
 }
 
 /// A JSON response: one object, or an array of the chunks a stream would have sent.

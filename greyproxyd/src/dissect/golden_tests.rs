@@ -4,40 +4,14 @@
 //! usage to the token, time-to-first-token offsets).
 #![allow(clippy::unwrap_used)]
 
+use greyproxy_protocol::Transaction;
 use greyproxy_protocol::llm::{LlmClient, LlmThread, Usage};
-use greyproxy_protocol::{HeaderMapJson, Transaction};
 use serde_json::Value;
 
 use super::model::{Block, Decoder, Dissected, Role};
 use super::{anthropic, chat, client, gemini};
 
-/// A fixture as the store would hand it over: bodies as text, header map parsed from the
-/// fixture's JSON string.
-fn load(name: &str) -> Transaction {
-    let path = format!(
-        "{}/tests/fixtures/llm/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
-    Transaction {
-        url: s("url").unwrap(),
-        method: s("method").unwrap_or_default(),
-        destination_host: s("destination_host").unwrap(),
-        request_headers: s("request_headers")
-            .map(|h| serde_json::from_str::<HeaderMapJson>(&h).unwrap()),
-        request_body: s("request_body"),
-        request_body_encoding: Some("text".into()),
-        response_body: s("response_body"),
-        response_body_encoding: Some("text".into()),
-        response_content_type: s("response_content_type"),
-        status_code: v
-            .get("status_code")
-            .and_then(Value::as_u64)
-            .map(|c| u16::try_from(c).unwrap()),
-        ..Transaction::default()
-    }
-}
+use super::fixtures::load;
 
 /// A dissected fixture with what the client layer says about it.
 struct Seen {

@@ -171,6 +171,31 @@ pub(crate) fn fail(r: &mut ResponseFacts, msg: impl Into<String>) {
     r.complete = false;
 }
 
+/// Reads a response body as an event stream (by its content type or sniffed, or when
+/// `stream_anyway` says so) or as one JSON document, then [`finish_response`]. `edit` runs
+/// between the two (Gemini cuts its thinking there).
+pub(crate) fn read_response(
+    t: &Transaction,
+    stream_anyway: bool,
+    stream: impl FnOnce(&[u8], &mut ResponseFacts),
+    whole: impl FnOnce(&[u8], &mut ResponseFacts),
+    edit: impl FnOnce(&mut ResponseFacts),
+) -> ResponseFacts {
+    let mut r = ResponseFacts::default();
+    match super::response_body(t) {
+        None => fail(&mut r, "no response body"),
+        Some(body)
+            if stream_anyway || is_event_stream(t.response_content_type.as_deref(), &body) =>
+        {
+            stream(&body, &mut r);
+        }
+        Some(body) => whole(&body, &mut r),
+    }
+    edit(&mut r);
+    finish_response(t, &mut r);
+    r
+}
+
 /// What every dissector adds once its response is read: a body cut at the capture cap and an
 /// HTTP error status are errors even when the body itself parsed.
 pub(crate) fn finish_response(t: &Transaction, r: &mut ResponseFacts) {

@@ -33,6 +33,8 @@ pub mod bench;
 #[cfg(test)]
 mod bad_input_tests;
 #[cfg(test)]
+mod fixtures;
+#[cfg(test)]
 mod golden_tests;
 #[cfg(test)]
 mod shape_tests;

@@ -229,6 +229,16 @@ impl PriceTable {
     /// The snapshot with these overrides applied (none: the snapshot alone).
     pub(crate) fn with_overrides(overrides: Vec<PriceOverride>) -> Result<PriceTable, PriceError> {
         let snapshot = SNAPSHOT.clone().map_err(PriceError::Snapshot)?;
+        // Names the overrides' values, not only their number, so that history priced before a
+        // price was changed in the file can be told apart (and re-priced).
+        let digest = aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            format!("{overrides:?}").as_bytes(),
+        );
+        let tag: String = digest.as_ref()[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let mut resolved: Vec<Override> = Vec::with_capacity(overrides.len());
         for o in overrides {
             let r = resolve_override(&snapshot, o)?;
@@ -242,8 +252,8 @@ impl PriceTable {
         }
         let version = match resolved.len() {
             0 => snapshot.version.clone(),
-            1 => format!("{} +1 override", snapshot.version),
-            n => format!("{} +{n} overrides", snapshot.version),
+            1 => format!("{} +1 override {tag}", snapshot.version),
+            n => format!("{} +{n} overrides {tag}", snapshot.version),
         };
         Ok(PriceTable {
             snapshot,
@@ -252,7 +262,8 @@ impl PriceTable {
         })
     }
 
-    /// The snapshot's version, plus `+N overrides` when the config adds any.
+    /// The snapshot's version, plus `+N overrides <hash of their values>` when the config adds
+    /// any.
     pub(crate) fn version(&self) -> &str {
         &self.version
     }
@@ -350,4 +361,24 @@ pub(crate) fn micro_usd(price: &Price, u: &Usage) -> u64 {
 fn micro_from_usd(usd: f64) -> Option<u64> {
     let x = usd * 1e6;
     (x.is_finite() && (0.0..1e18).contains(&x)).then(|| x.round() as u64)
+}
+
+/// The table with the `[[llm.price]]` tables of the configuration file (raw TOML values, so a
+/// bad one is reported with its position).
+pub(crate) fn table_from_config(tables: &[toml::Value]) -> Result<PriceTable, String> {
+    let overrides = tables
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            v.clone()
+                .try_into::<PriceOverride>()
+                .map_err(|e| format!("table {}: {e}", i + 1))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    PriceTable::with_overrides(overrides).map_err(|e| e.to_string())
+}
+
+/// Checks the `[[llm.price]]` tables without keeping the table (`config check`).
+pub(crate) fn check_overrides(tables: &[toml::Value]) -> Result<(), String> {
+    table_from_config(tables).map(|_| ())
 }

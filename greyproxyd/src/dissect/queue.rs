@@ -35,6 +35,9 @@ pub(crate) enum RowKind {
 
 /// What the dissection task receives.
 #[derive(Debug)]
+// Rows are nearly every message; the rare maintenance ones are small. Boxing the common case
+// would cost an allocation per row for nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Msg {
     /// A recorded row.
     Row(Job),
@@ -141,7 +144,7 @@ impl DissectQueue {
 
     /// Rows queued and not taken by the task yet.
     pub(crate) fn queued(&self) -> u64 {
-        (QUEUE_ROWS - self.tx.capacity()) as u64
+        (self.tx.max_capacity() - self.tx.capacity()) as u64
     }
 
     /// Rows dropped because the queue was full.
@@ -173,5 +176,87 @@ impl DissectQueue {
             self.recent.done(&container, None);
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::live::Live;
+
+    fn row(host: &str, path: &str, method: &str) -> Transaction {
+        Transaction {
+            id: 1,
+            container_name: "c".into(),
+            destination_host: host.into(),
+            url: format!("https://{host}{path}"),
+            method: method.into(),
+            request_content_type: Some("application/json".into()),
+            request_body: Some("x".repeat(100)),
+            status_code: Some(200),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn classify_reads_the_head_only() {
+        let reg = LlmRegistry::default();
+        let anthropic = row("api.anthropic.com", "/v1/messages?beta=true", "POST");
+        assert_eq!(
+            classify(&reg, &anthropic),
+            Some(RowKind::Http(Decoder::Anthropic))
+        );
+        let mut ws = row("api.openai.com", "/v1/responses", "WS_REQ");
+        ws.upgrade_id = Some(7);
+        assert_eq!(
+            classify(&reg, &ws),
+            Some(RowKind::WsMessage(Decoder::OpenAiWs))
+        );
+        let mut upgrade = row("api.openai.com", "/v1/responses", "GET");
+        upgrade.status_code = Some(101);
+        assert_eq!(classify(&reg, &upgrade), None);
+        upgrade.is_update = true;
+        assert_eq!(classify(&reg, &upgrade), Some(RowKind::WsClosed));
+        let probe = row("llm.internal", "/v1/chat/completions", "POST");
+        assert_eq!(classify(&reg, &probe), Some(RowKind::Probe));
+        let mut form = probe.clone();
+        form.request_content_type = Some("application/x-www-form-urlencoded".into());
+        assert_eq!(classify(&reg, &form), None);
+        assert_eq!(
+            classify(&reg, &row("example.com", "/index.html", "GET")),
+            None
+        );
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_without_waiting() {
+        let live =
+            LiveCell::new(Live::new(vec![], vec![], vec![], Duration::from_secs(1)).unwrap());
+        let recent = Arc::new(RecentCalls::default());
+        let bytes = Arc::new(AtomicU64::new(0));
+        let (tx, mut rx) = mpsc::channel(2);
+        let q = DissectQueue::new(tx, live, recent.clone(), bytes.clone());
+        let t = row("api.anthropic.com", "/v1/messages", "POST");
+        for _ in 0..5 {
+            q.offer(&t);
+        }
+        q.offer(&row("example.com", "/", "GET"));
+        assert_eq!((q.queued(), q.dropped()), (2, 3));
+        assert_eq!(recent.in_flight("c"), 2, "dropped rows are not waited for");
+        assert_eq!(bytes.load(Ordering::Relaxed), 200);
+        let Some(Msg::Row(job)) = rx.try_recv().ok() else {
+            panic!("a row")
+        };
+        assert_eq!(
+            (job.kind, job.weight),
+            (RowKind::Http(Decoder::Anthropic), 100)
+        );
+        // The byte budget refuses too.
+        bytes.store(QUEUE_BYTES, Ordering::Relaxed);
+        q.offer(&t);
+        assert_eq!(q.dropped(), 4);
     }
 }

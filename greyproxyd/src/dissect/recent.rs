@@ -1,6 +1,6 @@
 //! "Why was this connection asked for?": each container's latest LLM call and the tool calls it
 //! ended with, so that a request held for a human shortly after can name the tool call behind
-//! it (docs/llm.md#why). The policy reads it when it creates a pending request; the dissection
+//! it (docs/llm.md#why-a-connection-was-asked-for). The policy reads it when it creates a pending request; the dissection
 //! task writes it after each call.
 //!
 //! A tool runs after the model's response has fully arrived, but dissection of that response is

@@ -16,7 +16,8 @@ pub(crate) struct SseEvent {
     pub(crate) event: String,
     /// The `data` lines joined with `\n` (invalid UTF-8 replaced).
     pub(crate) data: String,
-    /// Byte offset in the stream just past the blank line that dispatched the event.
+    /// Byte offset in the stream just past the blank line that dispatched the event (for a
+    /// CRLF blank line, past its CR: the event is complete there, whatever comes next).
     pub(crate) end: usize,
 }
 
@@ -215,6 +216,19 @@ mod tests {
         assert_eq!(evs.len(), 1);
         let (_, cut) = parse_all(b"");
         assert!(!cut);
+    }
+
+    #[test]
+    fn the_fuzz_seeds_pass_the_fuzz_checks() {
+        for seed in [
+            &b"\x03: OPENROUTER PROCESSING\n\nevent: a\r\ndata: one\r\ndata:two\r\n\r\ndata: [DONE]\n\n"[..],
+            &b"\x01event: message_start\ndata: {\"type\"}\n\ndata: {\"cut"[..],
+            &b"\x06\r\r\n\n\rdata\r"[..],
+        ] {
+            for cut in 0..=seed.len() {
+                crate::dissect::fuzzing::check_sse_chunking(&seed[..cut]).unwrap();
+            }
+        }
     }
 
     #[test]

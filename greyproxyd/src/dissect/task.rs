@@ -147,7 +147,18 @@ impl DissectTask {
                 Msg::Row(job) => {
                     self.queued_bytes.fetch_sub(job.weight, Ordering::Relaxed);
                     let container = job.tx.container_name.clone();
-                    let latest = self.row(&job);
+                    // A bug in a dissector must cost that row only, not the layer: the thread
+                    // goes on with the next row (the dissectors hold no state across rows but
+                    // the WebSocket pairing, which a lost row only cuts short).
+                    let latest =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.row(&job)))
+                            .unwrap_or_else(|_| {
+                                tracing::error!(
+                                    transaction = job.tx.id,
+                                    "dissecting a recorded row panicked; the row is skipped"
+                                );
+                                None
+                            });
                     self.recent.done(&container, latest);
                 }
                 Msg::Rebuild(reply) => {
@@ -360,7 +371,7 @@ impl DissectTask {
             .into_iter()
             .flatten()
             {
-                self.events.publish(Event::ConversationUpdated(s));
+                self.events.publish(Event::ConversationUpdated(s.into()));
             }
         }
         latest

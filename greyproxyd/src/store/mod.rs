@@ -7,6 +7,8 @@
 //!   [`PendingRecord`], [`RequestLogRecord`](crate::records::RequestLogRecord));
 //! - `settings` (`&str → bytes`), opaque to the store;
 //! - `dns_cache` (`&str` IP → JSON bytes of [`DnsCacheRow`]), see [`Store::put_dns_cache`];
+//! - `credentials`, `credential_sessions` (`&str` id → JSON bytes, the secret sealed), see
+//!   [`credentials`];
 //! - the assembled LLM conversations (`conversations`, `conversations_by_activity`,
 //!   `conversation_turns`, `conversation_steps`, `conversation_children`,
 //!   `conversation_sessions`), see [`conversations`].
@@ -24,6 +26,7 @@
 #[cfg(test)]
 mod conversation_tests;
 mod conversations;
+mod credentials;
 mod dns;
 mod error;
 mod llm_calls;
@@ -49,6 +52,7 @@ pub(crate) use conversations::{
     ConversationFilter, ConversationPage, ConversationRecord, ConversationWrite,
     SESSION_ROW_PREFIX, TurnHead, WriteStats,
 };
+pub(crate) use credentials::{RowOp, SecretTable};
 pub(crate) use dns::DnsCacheRow;
 pub(crate) use error::StoreError;
 pub(crate) use llm_calls::CallQuery;

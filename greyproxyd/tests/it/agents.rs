@@ -247,7 +247,7 @@ async fn claude_code_tool_call_is_held_and_every_call_recorded() {
     assert_eq!(conv["client"], "claude-code");
     assert_eq!(conv["session_source"], "wire");
     assert_eq!(conv["status"], "answered", "{conv}");
-    assert_eq!(conv["turns"], 1, "{conv}");
+    assert_eq!(conv["turn_count"], 1, "{conv}");
     assert_eq!(conv["totals"]["calls"], 2, "{conv}");
     let usages: Vec<Value> = cs.iter().map(|c| c["usage"].clone()).collect();
     assert_eq!(
@@ -390,7 +390,7 @@ async fn assert_codex_llm(
     assert_eq!(main.len(), 1, "{convs:?}");
     let conv = main[0];
     assert_eq!(conv["client"], "codex", "{conv}");
-    assert_eq!(conv["turns"], 1, "{conv}");
+    assert_eq!(conv["turn_count"], 1, "{conv}");
     assert_eq!(conv["status"], "answered", "{conv}");
     let sum: u64 = all
         .iter()

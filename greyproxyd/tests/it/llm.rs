@@ -112,7 +112,15 @@ fn facts(calls: &[Value]) -> Vec<Value> {
 fn conv_facts(convs: &[Value]) -> Vec<Value> {
     let mut v: Vec<Value> = convs
         .iter()
-        .map(|c| json!([c["id"], c["turns"], c["totals"], c["status"], c["client"]]))
+        .map(|c| {
+            json!([
+                c["id"],
+                c["turn_count"],
+                c["totals"],
+                c["status"],
+                c["client"]
+            ])
+        })
         .collect();
     v.sort_by_key(|f| f[0].as_str().map(str::to_owned));
     v
@@ -185,7 +193,7 @@ async fn calls_and_conversations_survive_a_restart_and_a_rebuild_reproduces_them
         .iter()
         .find(|c| c["client"] == "claude-code")
         .unwrap_or_else(|| panic!("{convs_before:?}"));
-    assert_eq!(claude_conv["turns"], 2, "{claude_conv}");
+    assert_eq!(claude_conv["turn_count"], 2, "{claude_conv}");
     assert_eq!(claude_conv["title"], "first", "{claude_conv}");
     assert_eq!(claude_conv["context_window"], 200_000, "{claude_conv}");
 
@@ -201,6 +209,11 @@ async fn calls_and_conversations_survive_a_restart_and_a_rebuild_reproduces_them
     // A rebuild reads the stored transactions again and arrives at the same place.
     let r = ws.query(json!({"command":"rebuild_conversations"})).await;
     assert_eq!(r["calls"], 3, "{r}");
+    let done = ws
+        .event_where("maintenance.progress", |d| d["finished"] == true)
+        .await;
+    assert_eq!(done["data"]["calls"], 3, "{done}");
+    assert_eq!(done["data"]["done"], r["transactions"], "{done}");
     let rebuilt = calls(&mut ws, "dev", 3).await;
     assert_eq!(facts(&rebuilt), facts(&before));
     let convs_rebuilt = conversations(&mut ws, "dev", 2).await;

@@ -69,6 +69,8 @@ impl App {
                 self.last_seq = None;
                 // Its reply, if any, is an error now; the resync on connect asks again.
                 self.middlewares.in_flight = false;
+                self.cost_disconnected();
+                self.usage_disconnected();
                 Vec::new()
             }
             LinkEvent::Lagged(missed) => {
@@ -100,6 +102,11 @@ impl App {
         fx.extend(self.activity_page(false));
         if self.view == super::View::Middlewares {
             fx.extend(self.middlewares_fetch());
+        }
+        fx.extend(self.cost_fetch());
+        fx.extend(self.conversations_resync());
+        if self.view == super::View::Usage {
+            fx.extend(self.usage_open());
         }
         fx
     }
@@ -182,6 +189,11 @@ impl App {
                 self.push_activity(ActivityItem::Transaction(t));
             }
             Some(Event::TransactionUpdated(t)) => fx.extend(self.update_transaction(t)),
+            Some(Event::LlmCallNew(c)) => {
+                fx.extend(self.cost_poke(true));
+                fx.extend(self.usage_call(&c));
+            }
+            Some(Event::ConversationUpdated(s)) => fx.extend(self.conversation_updated(s.summary)),
             // Types newer than this build (transaction.new, …) are not shown yet.
             Some(_) | None => {}
         }
@@ -345,6 +357,13 @@ impl App {
             (Tag::WsMessages(id), outcome) => return self.ws_listed(id, outcome),
             (Tag::WsBody(id), outcome) => self.ws_body(id, outcome),
             (Tag::Middlewares, outcome) => self.middlewares_listed(outcome),
+            (Tag::Conversations { generation, more }, outcome) => {
+                self.conversations_listed(generation, more, outcome)
+            }
+            (Tag::Conversation(id), outcome) => self.conversation_loaded(&id, outcome),
+            (Tag::LlmCall(call), outcome) => return self.llm_call_found(call, outcome),
+            (Tag::CostToday, outcome) => self.cost_reply(outcome),
+            (Tag::Usage { generation }, outcome) => self.usage_listed(generation, outcome),
             (Tag::Status | Tag::Pending { .. } | Tag::Rules { .. }, Err(e)) => {
                 self.say(format!("reload failed: {e}"), true)
             }

@@ -1,6 +1,6 @@
-//! Forms: the rule editor, the activity filter and silent mode. Fields are text or a choice;
-//! keys come from the keymap's form context, anything else types into the focused field. The
-//! [`super::App`] validates a submitted form and turns it into a command.
+//! Forms: the rule editor, the activity and conversations filters and silent mode. Fields are
+//! text or a choice; keys come from the keymap's form context, anything else types into the
+//! focused field. The [`super::App`] validates a submitted form and turns it into a command.
 
 use crossterm::event::{KeyCode, KeyEvent};
 use greyproxy_protocol::{Decision, Rule};
@@ -66,6 +66,8 @@ pub(crate) enum FormPurpose {
     Filter,
     /// Switch silent mode on.
     Silent,
+    /// Conversations filter.
+    ConversationFilter,
 }
 
 /// A form.
@@ -86,6 +88,15 @@ pub(crate) struct Form {
 const ACTIONS: &[&str] = &["allow", "deny"];
 const RESULTS: &[&str] = &["any", "allowed", "blocked"];
 const KINDS: &[&str] = &["any", "connection", "transaction"];
+const CLIENTS: &[&str] = &[
+    "any",
+    "claude-code",
+    "codex",
+    "opencode",
+    "aider",
+    "gemini-cli",
+    "other",
+];
 
 impl Form {
     /// An empty rule.
@@ -176,6 +187,26 @@ impl Form {
                 ),
                 choice("result", RESULTS, result, "←/→ or space to change"),
                 choice("kind", KINDS, kind, "←/→ or space to change"),
+            ],
+            focus: 0,
+            error: None,
+        }
+    }
+
+    /// The conversations filter.
+    pub(crate) fn conversation_filter(f: &super::conversations::ConvFilter) -> Form {
+        let client = f
+            .client
+            .as_deref()
+            .and_then(|c| CLIENTS.iter().position(|x| *x == c))
+            .unwrap_or(0);
+        Form {
+            purpose: FormPurpose::ConversationFilter,
+            title: "Filter conversations".into(),
+            fields: vec![
+                text("container", &f.container, "substring of the container name"),
+                choice("client", CLIENTS, client, "←/→ or space to change"),
+                text("model", &f.model, "substring of a model answered"),
             ],
             focus: 0,
             error: None,

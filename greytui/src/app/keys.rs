@@ -15,7 +15,7 @@ use super::detail::{Detail, WsMessages, is_upgrade};
 use super::form::{Form, FormPurpose};
 use super::listed::Nav;
 use super::lists::ActivityFilter;
-use super::modal::{Confirm, Outcome, Picker, Verb};
+use super::modal::{Confirm, Outcome, Picker, PickerStep, Verb};
 use super::{App, Effect, Modal, Tag, View, send};
 use crate::format::describe_pending;
 use crate::keymap::{Action, Ctx, action_for};
@@ -48,6 +48,18 @@ impl App {
                     _ => self.modal = Some(Modal::Help(scroll)),
                 }
                 Vec::new()
+            }
+            Modal::Picker(p)
+                if p.step != PickerStep::Typed
+                    && crate::keymap::action_in(Ctx::Picker, k) == Some(Action::OpenWhy) =>
+            {
+                match p.pending.llm_context.clone() {
+                    Some(ctx) => self.why_open(&ctx),
+                    None => {
+                        self.modal = Some(Modal::Picker(p));
+                        self.no_why()
+                    }
+                }
             }
             Modal::Picker(mut p) => match p.key(k) {
                 Outcome::Stay => {
@@ -89,19 +101,61 @@ impl App {
         if opened && v == View::Middlewares {
             return self.middlewares_fetch();
         }
+        if opened && v == View::Conversations {
+            return self.conversations_opened();
+        }
+        if opened && v == View::Usage {
+            return self.usage_open();
+        }
         Vec::new()
     }
 
     fn act(&mut self, a: Action) -> Vec<Effect> {
         let rows = self.list_rows();
         let half = (rows / 2).max(1) as isize;
+        if self.view == View::Conversations {
+            let detail = !self.conversations.stack.is_empty();
+            match a {
+                Action::Up
+                | Action::Down
+                | Action::PageUp
+                | Action::PageDown
+                | Action::Top
+                | Action::Bottom
+                | Action::Open
+                | Action::Back
+                | Action::ToTransaction
+                | Action::NextTurn
+                | Action::PrevTurn
+                    if detail =>
+                {
+                    return self.conversation_act(a);
+                }
+                Action::Open => {
+                    return match self.conversations.selected().map(|c| c.id.clone()) {
+                        Some(id) => self.conversation_open(id, None, None),
+                        None => self.nothing_selected(),
+                    };
+                }
+                Action::Filter => {
+                    let f = Form::conversation_filter(&self.conversations.filter);
+                    self.modal = Some(Modal::Form(f));
+                    return Vec::new();
+                }
+                Action::Follow => {
+                    self.conversations_follow();
+                    return Vec::new();
+                }
+                _ => {}
+            }
+        }
         match a {
             Action::Quit => {
                 self.quit = true;
                 vec![Effect::Quit]
             }
             Action::Back => {
-                if self.view == View::Activity && self.ws_close() {
+                if self.view == View::Activity && (self.ws_close() || self.back_to_conversation()) {
                     Vec::new()
                 } else if self.view == View::Activity && self.activity.detail.is_some() {
                     self.activity.detail = None;
@@ -129,6 +183,15 @@ impl App {
             Action::ShowActivity => self.switch(View::Activity),
             Action::ShowRules => self.switch(View::Rules),
             Action::ShowMiddlewares => self.switch(View::Middlewares),
+            Action::ShowConversations => self.switch(View::Conversations),
+            Action::OpenWhy => match self.pending.selected().and_then(|p| p.llm_context.clone()) {
+                Some(ctx) => self.why_open(&ctx),
+                None => self.no_why(),
+            },
+            Action::ShowUsage => self.switch(View::Usage),
+            Action::UsageGroup | Action::UsageWindow | Action::UsageSort | Action::UsageReverse => {
+                self.usage_key(a)
+            }
             Action::Refresh if self.conn != super::ConnState::Connected => {
                 self.say("not connected to the daemon", true);
                 Vec::new()
@@ -254,12 +317,25 @@ impl App {
         Vec::new()
     }
 
+    fn no_why(&mut self) -> Vec<Effect> {
+        self.say(
+            "no LLM context: no tool call of this container shortly before the request",
+            true,
+        );
+        Vec::new()
+    }
+
     fn step(&mut self, delta: isize) -> Vec<Effect> {
         let rows = self.list_rows();
         match self.view {
             View::Pending => self.pending.step(delta, rows),
             View::Rules => self.rules.step(delta, rows),
             View::Middlewares => self.middlewares.list.step(delta, rows),
+            View::Conversations => return self.conversations_step(delta),
+            View::Usage => {
+                let rows = self.usage_rows();
+                self.usage.rows.step(delta, rows)
+            }
             View::Activity => {
                 if let Some(fx) = self.ws_step(delta) {
                     return fx;
@@ -381,6 +457,14 @@ impl App {
                 a.follow = true;
                 a.unseen = 0;
                 Ok(self.activity_page(false))
+            }
+            FormPurpose::ConversationFilter => {
+                let f = super::conversations::ConvFilter {
+                    container: f.text(0).into(),
+                    client: Some(f.choice(1).to_string()).filter(|c| c != "any"),
+                    model: f.text(2).into(),
+                };
+                Ok(self.conversations_filter(f))
             }
             FormPurpose::Silent => {
                 let mode = match f.choice(0) {

@@ -3,6 +3,10 @@
 //! [`Effect`]s to carry out (commands to send, bell, desktop notification, quit). No I/O
 //! happens here, so every behaviour is tested without a terminal or a daemon.
 
+pub(crate) mod conversation;
+mod conversation_keys;
+pub(crate) mod conversations;
+pub(crate) mod cost;
 mod daemon;
 pub(crate) mod detail;
 pub(crate) mod form;
@@ -11,6 +15,8 @@ pub(crate) mod listed;
 pub mod lists;
 pub(crate) mod middlewares;
 pub(crate) mod modal;
+pub mod usage;
+pub mod usage_live;
 mod ws;
 
 use std::time::{Duration, SystemTime};
@@ -40,15 +46,21 @@ pub enum View {
     Rules,
     /// Configured external middlewares.
     Middlewares,
+    /// LLM conversations, and the one opened.
+    Conversations,
+    /// LLM usage and cost by container, client or model, with live rates.
+    Usage,
 }
 
 impl View {
     /// In tab order (the number keys follow it).
-    pub(crate) const ALL: [View; 4] = [
+    pub(crate) const ALL: [View; 6] = [
         View::Pending,
         View::Activity,
         View::Rules,
         View::Middlewares,
+        View::Conversations,
+        View::Usage,
     ];
 
     /// Tab title.
@@ -58,6 +70,32 @@ impl View {
             View::Activity => "Activity",
             View::Rules => "Rules",
             View::Middlewares => "Middlewares",
+            View::Conversations => "Conversations",
+            View::Usage => "Usage",
+        }
+    }
+
+    /// Tab title when the full titles do not fit.
+    pub(crate) fn short_title(self) -> &'static str {
+        match self {
+            View::Pending => "Pend",
+            View::Activity => "Act",
+            View::Rules => "Rules",
+            View::Middlewares => "Mw",
+            View::Conversations => "Conv",
+            View::Usage => "Usage",
+        }
+    }
+
+    /// The number key that shows it (also shown in its tab).
+    pub(crate) fn number(self) -> char {
+        match self {
+            View::Pending => '1',
+            View::Activity => '2',
+            View::Rules => '3',
+            View::Middlewares => '4',
+            View::Conversations => '5',
+            View::Usage => '6',
         }
     }
 }
@@ -127,6 +165,25 @@ pub enum Tag {
     WsBody(u64),
     /// `list_middlewares` for the Middlewares view.
     Middlewares,
+    /// A page of `list_conversations` for the filter generation `generation` (`more`: an
+    /// older page).
+    Conversations {
+        /// Filter generation the query was made for.
+        generation: u64,
+        /// An older page (appended).
+        more: bool,
+    },
+    /// `get_conversation` of this conversation.
+    Conversation(String),
+    /// `list_llm_calls` finding the transaction of this call.
+    LlmCall(u64),
+    /// `usage_summary` of today, for the status bar.
+    CostToday,
+    /// `usage_summary` for the Usage view, for the window and grouping of `generation`.
+    Usage {
+        /// Window and grouping generation the query was made for.
+        generation: u64,
+    },
 }
 
 /// Input to [`App::update`].
@@ -166,6 +223,8 @@ pub enum Effect {
 /// Every modal. It lives here, above the modules of its kinds, so that a form can reopen
 /// itself without [`modal`] and [`form`] importing each other.
 #[derive(Debug, Clone, PartialEq)]
+// One modal at a time lives in the app: its size does not matter, boxing would only add noise.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Modal {
     /// Help overlay, scrolled by this many lines.
     Help(u16),
@@ -215,6 +274,12 @@ pub struct App {
     pub activity: Activity,
     /// The Middlewares view.
     pub(crate) middlewares: lists::Middlewares,
+    /// The Conversations view.
+    pub(crate) conversations: conversations::Conversations,
+    /// Today's LLM cost (status bar).
+    pub(crate) cost: cost::CostToday,
+    /// The Usage view.
+    pub usage: usage::UsageBoard,
     /// Silent mode.
     pub allow_all: AllowAllStatus,
     /// Notification claims held across all clients.
@@ -249,6 +314,9 @@ impl App {
             rules: Listed::default(),
             activity: Activity::new(),
             middlewares: lists::Middlewares::default(),
+            conversations: conversations::Conversations::default(),
+            cost: cost::CostToday::default(),
+            usage: usage::UsageBoard::new(now),
             allow_all: AllowAllStatus::default(),
             claims: 0,
             claimed: false,
@@ -277,6 +345,11 @@ impl App {
             (None, View::Activity) => Ctx::Activity,
             (None, View::Rules) => Ctx::Rules,
             (None, View::Middlewares) => Ctx::Middlewares,
+            (None, View::Conversations) if !self.conversations.stack.is_empty() => {
+                Ctx::Conversation
+            }
+            (None, View::Conversations) => Ctx::Conversations,
+            (None, View::Usage) => Ctx::Usage,
         }
     }
 
@@ -305,7 +378,11 @@ impl App {
                 {
                     self.message = None;
                 }
-                self.middlewares_tick()
+                let mut fx = self.middlewares_tick();
+                fx.extend(self.conversation_tick());
+                fx.extend(self.cost_poke(false));
+                fx.extend(self.usage_tick());
+                fx
             }
             Msg::Link(ev) => self.on_link(ev),
         }
@@ -316,12 +393,17 @@ impl App {
         self.pending.clamp(rows);
         self.rules.clamp(rows);
         self.middlewares.list.clamp(rows);
+        let usage_rows = self.usage_rows();
+        self.usage.rows.clamp(usage_rows);
         let n = self.activity.items.len();
         self.activity.nav.clamp(n, rows);
         let ws_rows = self.ws_rows();
         if let Some(ws) = self.activity.detail.as_mut().and_then(|d| d.ws.as_mut()) {
             ws.nav.clamp(ws.items.len(), ws_rows);
         }
+        let c = &mut self.conversations;
+        c.nav.clamp(c.items.len(), rows);
+        self.conversation_reflow();
     }
 }
 

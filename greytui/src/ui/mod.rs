@@ -2,9 +2,11 @@
 //! the current view, the footer hints (from the keymap table), the message line and the status
 //! bar, with an overlay on top when a modal is open.
 
+mod conversations;
 mod detail;
 mod middlewares;
 mod overlays;
+mod usage;
 mod views;
 mod widgets;
 mod ws;
@@ -16,7 +18,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use crate::app::{App, ConnState, View};
-use crate::format::{allow_all_label, short_span};
+use crate::format::{allow_all_label, short_span, usd};
 use crate::keymap;
 use widgets::{HEADER, KEY, SELECTED};
 
@@ -39,6 +41,8 @@ pub fn draw(f: &mut Frame, app: &App) {
         },
         View::Rules => views::rules(f, body, app),
         View::Middlewares => middlewares::draw(f, body, app),
+        View::Conversations => conversations::draw(f, body, app),
+        View::Usage => usage::draw(f, body, app),
     }
     draw_hints(f, hints, app);
     draw_message(f, message, app);
@@ -47,31 +51,27 @@ pub fn draw(f: &mut Frame, app: &App) {
 }
 
 fn draw_tabs(f: &mut Frame, area: Rect, app: &App) {
-    let mut spans = Vec::new();
-    for (i, v) in View::ALL.iter().enumerate() {
-        let count = match v {
-            View::Pending => format!(" ({})", app.pending.len()),
-            View::Rules => format!(" ({})", app.rules.len()),
-            View::Activity | View::Middlewares => String::new(),
-        };
-        let text = format!(" {} {}{count} ", i + 1, v.title());
-        let style = if *v == app.view {
-            SELECTED.add_modifier(Modifier::BOLD)
-        } else {
-            Style::new()
-        };
-        spans.push(Span::raw(" "));
-        spans.push(Span::styled(text, style));
-    }
     let right = match app.view {
         View::Activity => activity_info(app),
         View::Middlewares => middlewares::info(app),
+        View::Conversations => conversations::info(app),
         _ => String::new(),
     };
+    let right_w = right.chars().count();
+    let width = area.width as usize;
+    // Too many tabs for the width beside the view's state line: the other views' titles
+    // shorten, then shrink to their number and count (requests waiting must show).
+    let mut spans = Vec::new();
+    for mode in [TabMode::Full, TabMode::Short, TabMode::Compact] {
+        spans = tab_spans(app, mode);
+        if spans.iter().map(Span::width).sum::<usize>() + right_w <= width {
+            break;
+        }
+    }
     let brand = Span::styled(" greytui ", HEADER);
-    // The name gives way to the view's state line when both do not fit.
+    // The name gives way first.
     let tabs_w: usize = spans.iter().map(Span::width).sum();
-    if tabs_w + brand.width() + right.chars().count() <= area.width as usize {
+    if tabs_w + brand.width() + right_w <= width {
         spans.insert(0, brand);
     }
     let left = Line::from(spans);
@@ -79,6 +79,44 @@ fn draw_tabs(f: &mut Frame, area: Rect, app: &App) {
         .areas(area);
     f.render_widget(Paragraph::new(left), l);
     f.render_widget(Paragraph::new(Line::from(right).right_aligned()), r);
+}
+
+/// How much of the other views' tabs shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TabMode {
+    /// Number, title, count.
+    Full,
+    /// Number, short title, count.
+    Short,
+    /// Number and count.
+    Compact,
+}
+
+/// The view tabs; the current one always has its full title.
+fn tab_spans(app: &App, mode: TabMode) -> Vec<Span<'static>> {
+    let mut spans = Vec::new();
+    for v in View::ALL {
+        let count = match v {
+            View::Pending => format!(" ({})", app.pending.len()),
+            View::Rules => format!(" ({})", app.rules.len()),
+            _ => String::new(),
+        };
+        let current = v == app.view;
+        let text = match mode {
+            _ if current => format!(" {} {}{count} ", v.number(), v.title()),
+            TabMode::Full => format!(" {} {}{count} ", v.number(), v.title()),
+            TabMode::Short => format!(" {} {}{count} ", v.number(), v.short_title()),
+            TabMode::Compact => format!(" {}{count} ", v.number()),
+        };
+        let style = if current {
+            SELECTED.add_modifier(Modifier::BOLD)
+        } else {
+            Style::new()
+        };
+        spans.push(Span::raw(" "));
+        spans.push(Span::styled(text, style));
+    }
+    spans
 }
 
 /// `follow · 1234 of 100000 · container~x` for the activity tab line.
@@ -163,8 +201,11 @@ fn draw_status(f: &mut Frame, area: Rect, app: &App) {
         Span::styled(format!(" {dot} {state} "), state_style),
         Span::styled(format!("│ {version} │ "), bar),
         Span::styled(format!("{} pending", app.pending.len()), bar),
-        Span::styled(" │ silent: ", bar),
     ];
+    if let Some(micro) = app.cost.micro_usd {
+        spans.push(Span::styled(format!(" │ {} today", usd(micro)), bar));
+    }
+    spans.push(Span::styled(" │ silent: ", bar));
     let silent = allow_all_label(&app.allow_all);
     let silent_style = if app.allow_all.active {
         bar.fg(Color::LightYellow).add_modifier(Modifier::BOLD)

@@ -85,7 +85,12 @@ fn picker(f: &mut Frame, p: &Picker) {
         p.pending.destination_port
     );
     let scope_label = SCOPES.get(p.scope).map(|s| s.1).unwrap_or("");
-    let mut lines = match p.step {
+    // Why the connection was asked for, above the choices.
+    let mut lines = match &p.pending.llm_context {
+        Some(c) => super::conversations::picker_why(c, 70),
+        None => Vec::new(),
+    };
+    lines.extend(match p.step {
         PickerStep::Scope => {
             let mut l = vec![Line::styled(" Scope:", HEADER)];
             l.extend(options(
@@ -118,7 +123,7 @@ fn picker(f: &mut Frame, p: &Picker) {
             Line::raw(""),
             Line::styled(" e.g. 30m, 2h30m, 3d — enter applies, esc goes back", DIM),
         ],
-    };
+    });
     lines.push(Line::raw(""));
     let hint = match p.step {
         PickerStep::Typed => "",

@@ -10,7 +10,7 @@ use ratatui::widgets::{Cell, Paragraph, Wrap};
 use greyproxy_protocol::{ActivityItem, Decision, RequestLog};
 
 use super::widgets::{DIM, Window, badge_span, fit, table};
-use super::{detail, ws};
+use super::{conversations, detail, ws};
 use crate::app::App;
 use crate::app::detail::Detail;
 use crate::app::lists::container_of;
@@ -18,7 +18,10 @@ use crate::format::{age, clock, expiry, pending_destination};
 
 /// The pending view: one row per pending request, newest first.
 pub(super) fn pending(f: &mut Frame, area: Rect, app: &App) {
-    let win = Window::under_header(&app.pending.nav, app.pending.len(), area);
+    // A request with an LLM context takes a second line: its why.
+    let lines = area.height.saturating_sub(1) as usize;
+    let (nav, fit_rows) = conversations::pending_rows(&app.pending.nav, &app.pending, lines);
+    let win = Window::new(&nav, app.pending.len(), fit_rows);
     let visible = &app.pending[win.range.clone()];
     let cw = fit(
         "CONTAINER",
@@ -44,6 +47,7 @@ pub(super) fn pending(f: &mut Frame, area: Rect, app: &App) {
         };
         (cells, base)
     });
+    let rows = conversations::pending_heights(rows, visible);
     let widths = vec![
         Constraint::Length(5),
         Constraint::Length(cw),
@@ -70,6 +74,7 @@ pub(super) fn pending(f: &mut Frame, area: Rect, app: &App) {
         rows,
         "No pending requests. New ones appear here at once, with a bell.",
     );
+    conversations::pending_whys(f, area, visible, 5);
 }
 
 fn destination(r: &RequestLog) -> String {

@@ -1,11 +1,16 @@
 //! greytui's end-to-end tests, built as one test binary: render snapshots, the dashboard
-//! against a real daemon, `--once`, shell completions and the real binary in tmux.
+//! against a real daemon (and one fed by the mock LLM origin), `--once`, shell completions and
+//! the real binary in tmux.
 //! Run one area with `cargo test -p greytui --test it <module>::`.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 mod completions;
+mod conversations;
 mod dashboard;
+mod llm;
+mod llm_once;
 mod once;
 mod render;
 mod tmux;
+mod usage;

@@ -1,6 +1,7 @@
 //! The real `greytui` binary in a real terminal: tmux runs it (a bare pipe is no terminal, and
 //! crossterm needs one that answers its queries), `send-keys` types, `capture-pane` reads the
-//! screen. Against a real daemon with real held curl requests.
+//! screen. Against a real daemon with real held curl requests (one of them asked for by the tool
+//! call of an LLM call answered by the mock LLM origin, so that its why line shows).
 //!
 //! Needs `tmux` (Debian package `tmux`); without it the tests print why and pass, except under
 //! `CI=true`, where a missing tmux fails them: CI must not go green without running them.
@@ -277,4 +278,33 @@ async fn sigterm_quits_and_restores_the_terminal() {
         !screen.contains("New rule"),
         "alternate screen left:\n{screen}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_request_shows_its_why_line_and_a_releases_it() {
+    if tmux_missing() {
+        return;
+    }
+    let (mock, d, target) = crate::llm::llm_setup("127.0.0.143", "127.0.0.144").await;
+    let dir = d.state_dir().to_str().unwrap().to_string();
+    let t = Tmux::greytui(&["--state-dir", &dir], 80, 24);
+    t.wait_for("● connected").await;
+    // The agent's call: its answer is a Bash tool call running curl against `target`.
+    crate::llm::anthropic_call(&d, &mock).await;
+    t.wait_line(&["● connected", "$0.18 today"]).await;
+    let curl = crate::llm::held_curl_as_dev(&d, target);
+    let screen = t
+        .wait_line(&["↳ $ Bash: curl -s http://", &target.to_string()])
+        .await;
+    assert!(
+        screen.contains("1 Pending (1)") && screen.contains("w why"),
+        "{screen}"
+    );
+    t.keys(&["a"]);
+    let res = finish(curl).await;
+    assert_eq!((res.exit, res.status), (0, 200), "{res:?}");
+    t.wait_for("1 Pending (0)").await;
+    t.keys(&["q"]);
+    let screen = t.wait_for("tty=").await;
+    assert!(screen.contains("greytui-exit=0"), "{screen}");
 }

@@ -4,34 +4,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use greyproxy_protocol::Transaction;
 use greyproxy_protocol::llm::Usage;
-use serde_json::Value;
 
 use super::super::model::{Block, Decoder, Dissected, Role};
 use super::dissect;
 
-fn fixture(name: &str) -> Transaction {
-    let path = format!(
-        "{}/tests/fixtures/llm/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
-    Transaction {
-        id: v["id"].as_u64().unwrap(),
-        method: s("method").unwrap(),
-        url: s("url").unwrap(),
-        destination_host: s("destination_host").unwrap(),
-        status_code: Some(200),
-        request_body: s("request_body"),
-        request_body_encoding: Some("text".to_owned()),
-        response_body: s("response_body"),
-        response_body_encoding: Some("text".to_owned()),
-        response_content_type: s("response_content_type"),
-        ..Transaction::default()
-    }
-}
+use crate::dissect::fixtures::load as fixture;
 
 fn tool_names(d: &Dissected) -> Vec<(&str, &str, &str)> {
     d.response

@@ -33,12 +33,16 @@ fn opening_the_view_lists_the_middlewares_with_4_and_tab() {
     listed(&mut app);
     assert!(app.middlewares.loaded && !app.middlewares.in_flight);
     assert_eq!(app.middlewares.list.len(), 2);
-    // Tab order: Rules → Middlewares → Pending.
+    // Tab order: Rules → Middlewares → Conversations → Usage → Pending.
     typing(&mut app, "3");
     let fx = typing(&mut app, "\t");
     assert_eq!(app.view, View::Middlewares);
     assert_eq!(names(&fx), ["list_middlewares"]);
     listed(&mut app);
+    typing(&mut app, "\t");
+    assert_eq!(app.view, View::Conversations);
+    typing(&mut app, "\t");
+    assert_eq!(app.view, View::Usage);
     typing(&mut app, "\t");
     assert_eq!(app.view, View::Pending);
 }

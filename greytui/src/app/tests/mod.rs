@@ -2,8 +2,11 @@
 //! This file: connection, pending requests, resyncs; `views.rs`: rules, activity, overlays.
 #![allow(clippy::unwrap_used)]
 
+mod conversations;
 mod middlewares;
+mod usage;
 mod views;
+mod why;
 mod ws;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -102,7 +105,8 @@ fn connecting_claims_notifications_and_loads_every_list() {
             "status",
             "list_pending",
             "list_rules",
-            "list_activity"
+            "list_activity",
+            "usage_summary"
         ]
     );
     assert_eq!(app.conn, ConnState::Connected);
@@ -276,7 +280,7 @@ fn disconnects_show_and_reconnects_resync() {
         server_version: "0.1.1".into(),
         url: "ws://x/ws".into(),
     }));
-    assert_eq!(commands(&fx).len(), 5);
+    assert_eq!(commands(&fx).len(), 6);
     let page = json!({"items": [serde_json::to_value(pending(20, "n", "h", 1, 0)).unwrap()], "total": 1, "next_cursor": null});
     reply(&mut app, Tag::Pending { append: false }, Ok(result(page)));
     assert_eq!(app.pending.iter().map(|p| p.id).collect::<Vec<_>>(), [20]);

@@ -1,0 +1,149 @@
+//! Substitution (placeholder → secret, on the way out) and the echo scrub (secret →
+//! placeholder, in a response body on the way back), as pure functions over header maps, query
+//! strings and bodies. Each takes the pairs the binding decision allowed for that place and
+//! changes nothing else: header order and names stay, untouched query parameters keep their
+//! exact bytes, a changed query value is re-encoded alone.
+
+use http::{HeaderMap, HeaderValue};
+
+use super::scan::find;
+use super::secret::Secret;
+use super::session::PREFIX;
+use crate::http::percent::{self, Plus};
+
+/// One allowed replacement: a placeholder and the secret it stands for.
+pub(crate) type Pair<'a> = (&'a str, &'a Secret);
+
+/// Replaces every occurrence of `needle` in `hay`; `None` when there is none.
+fn replace_all(hay: &[u8], needle: &[u8], with: &[u8]) -> Option<Vec<u8>> {
+    let mut at = find(hay, needle)?;
+    let mut out = Vec::with_capacity(hay.len() + with.len());
+    let mut rest = hay;
+    loop {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(with);
+        rest = &rest[at + needle.len()..];
+        match find(rest, needle) {
+            Some(next) => at = next,
+            None => break,
+        }
+    }
+    out.extend_from_slice(rest);
+    Some(out)
+}
+
+/// Applies every pair to `bytes` (placeholder → what `to` makes of the secret); `None` when
+/// nothing changed.
+fn apply(bytes: &[u8], pairs: &[Pair<'_>], to: impl Fn(&Secret) -> Vec<u8>) -> Option<Vec<u8>> {
+    // The cheap test first: most requests carry no placeholder at all.
+    find(bytes, PREFIX.as_bytes())?;
+    let mut current: Option<Vec<u8>> = None;
+    for (placeholder, secret) in pairs {
+        let hay = current.as_deref().unwrap_or(bytes);
+        if let Some(next) = replace_all(hay, placeholder.as_bytes(), &to(secret)) {
+            current = Some(next);
+        }
+    }
+    current
+}
+
+/// Replaces placeholders in header values; the changed values are marked sensitive (HTTP/2
+/// never indexes them). Returns how many values changed.
+pub(crate) fn headers(map: &mut HeaderMap, pairs: &[Pair<'_>]) -> usize {
+    let mut changed = 0;
+    for value in map.values_mut() {
+        let Some(bytes) = apply(value.as_bytes(), pairs, |s| s.expose().as_bytes().to_vec()) else {
+            continue;
+        };
+        // A secret is printable ASCII, so the new value is always valid; keep the old one
+        // otherwise.
+        if let Ok(mut v) = HeaderValue::from_bytes(&bytes) {
+            v.set_sensitive(true);
+            *value = v;
+            changed += 1;
+        }
+    }
+    changed
+}
+
+/// Replaces placeholders in the values of a query string (or a form body), percent-decoded;
+/// only the changed values are re-encoded. `None` when nothing changed.
+pub(crate) fn query(query: &str, pairs: &[Pair<'_>]) -> Option<String> {
+    if !query.contains('%') && !query.contains(PREFIX) {
+        return None;
+    }
+    let mut changed = false;
+    let parts: Vec<String> = query
+        .split('&')
+        .map(|part| {
+            let Some((key, value)) = part.split_once('=') else {
+                return part.to_string();
+            };
+            let decoded = percent::decode(value, Plus::Space);
+            match apply(&decoded, pairs, |s| s.expose().as_bytes().to_vec()) {
+                Some(new) => {
+                    changed = true;
+                    format!("{key}={}", encode(&new))
+                }
+                None => part.to_string(),
+            }
+        })
+        .collect();
+    changed.then(|| parts.join("&"))
+}
+
+/// Replaces placeholders in a form body; `None` when nothing changed or it is not UTF-8.
+pub(crate) fn form_body(body: &[u8], pairs: &[Pair<'_>]) -> Option<Vec<u8>> {
+    query(std::str::from_utf8(body).ok()?, pairs).map(String::into_bytes)
+}
+
+/// Replaces placeholders in a JSON body with the secret escaped as JSON string content.
+pub(crate) fn json_body(body: &[u8], pairs: &[Pair<'_>]) -> Option<Vec<u8>> {
+    apply(body, pairs, |s| json_escaped(s.expose()))
+}
+
+/// Replaces every form in which an echo can carry a substituted secret (as is, JSON-escaped,
+/// percent-encoded) by its placeholder, in a response body. `None` when none occurs.
+pub(crate) fn scrub(body: &[u8], pairs: &[Pair<'_>]) -> Option<Vec<u8>> {
+    let mut current: Option<Vec<u8>> = None;
+    for (placeholder, secret) in pairs {
+        let raw = secret.expose().as_bytes().to_vec();
+        let mut forms = vec![raw.clone()];
+        for other in [json_escaped(secret.expose()), encode(&raw).into_bytes()] {
+            if !forms.contains(&other) {
+                forms.push(other);
+            }
+        }
+        for form in forms {
+            let hay = current.as_deref().unwrap_or(body);
+            if let Some(next) = replace_all(hay, &form, placeholder.as_bytes()) {
+                current = Some(next);
+            }
+        }
+    }
+    current
+}
+
+/// The secret as the content of a JSON string (without the quotes).
+fn json_escaped(s: &str) -> Vec<u8> {
+    let quoted = serde_json::to_string(s).unwrap_or_default();
+    quoted
+        .strip_prefix('"')
+        .and_then(|q| q.strip_suffix('"'))
+        .unwrap_or("")
+        .as_bytes()
+        .to_vec()
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+fn encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
