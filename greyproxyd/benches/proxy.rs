@@ -30,9 +30,9 @@
 //!    daemon with `[llm] enabled = true` and one with `false`, with the calls recorded and
 //!    dropped (docs/bench-log/llm.md).
 //!
-//! 10. Soak (`proxy/soak.rs`, only with `BENCH_ONLY=soak`): 30 minutes (`BENCH_SOAK_SECS`) of
-//!    mixed traffic; RSS, descriptors, threads and runtime tasks sampled; flat RSS, and
-//!    descriptors and tasks back to baseline, are the verdict.
+//! 10. Soak (`proxy/soak.rs`, only with `BENCH_ONLY=soak`): 30 minutes (`BENCH_SOAK_SECS`)
+//!     of mixed traffic; RSS, descriptors, threads and runtime tasks sampled; flat RSS, and
+//!     descriptors and tasks back to baseline, are the verdict.
 //!
 //! Knobs (environment): `BENCH_BYTES` (bytes per transfer, default 2 GiB; `K`/`M`/`G` suffixes
 //! are binary), `BENCH_REPS` (transfers per path and direction, default 5), `BENCH_HOLDS`
