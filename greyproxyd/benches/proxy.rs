@@ -25,9 +25,14 @@
 //!    (HTTP/1.1 and HTTP/2; direct, greyproxyd MITM and `--no-mitm`, mitmproxy): a cross-check
 //!    of the benchmark's own client by tools nobody here wrote.
 //!
-//! 9. Soak (`proxy/soak.rs`, only with `BENCH_ONLY=soak`): 30 minutes (`BENCH_SOAK_SECS`) of
-//!    mixed traffic; RSS, descriptors, threads and runtime tasks sampled; flat RSS, and
-//!    descriptors and tasks back to baseline, are the verdict.
+//! 9. LLM layer (`proxy/llm.rs`): the MITM request rate on LLM-shaped traffic
+//!    (`POST /v1/messages` with Claude Code's request bodies, Anthropic SSE answers) through a
+//!    daemon with `[llm] enabled = true` and one with `false`, with the calls recorded and
+//!    dropped (docs/bench-log/llm.md).
+//!
+//! 10. Soak (`proxy/soak.rs`, only with `BENCH_ONLY=soak`): 30 minutes (`BENCH_SOAK_SECS`)
+//!     of mixed traffic; RSS, descriptors, threads and runtime tasks sampled; flat RSS, and
+//!     descriptors and tasks back to baseline, are the verdict.
 //!
 //! Knobs (environment): `BENCH_BYTES` (bytes per transfer, default 2 GiB; `K`/`M`/`G` suffixes
 //! are binary), `BENCH_REPS` (transfers per path and direction, default 5), `BENCH_HOLDS`
@@ -36,14 +41,16 @@
 //! `BENCH_DAEMON` (another `greyproxyd` binary, to compare builds; default: a full run builds
 //! the release daemon without dev-dependency features into `target/bench-daemon`),
 //! `BENCH_ONLY` (`tunnel` for 1–4, `mitm` for 5, `middleware` for 6, `protocols` for 7,
-//! `loadgen` for 8, `soak` for 9, or a comma list; default `all`: every section but the soak),
+//! `loadgen` for 8, `llm` for 9, `soak` for 10, or a comma list; default `all`: every section
+//! but the soak),
 //! the MITM knobs `BENCH_MITM_SECS`, `BENCH_MITM_WARMUP`,
 //! `BENCH_MITM_CONNS`, `BENCH_MITM_BYTES`, `BENCH_MITM_REPS`, `BENCH_MITMDUMP` (see
 //! `proxy/mitm.rs`, `proxy/mitmproxy.rs`), and the protocols knobs `BENCH_PROTO_SECS`, `BENCH_PROTO_WARMUP`, `BENCH_PROTO_STREAMS` (HTTP/2
 //! streams, default 16), `BENCH_PROTO_INFLIGHT` (WebSocket messages in flight, default 64),
 //! `BENCH_PROTO_EVENTS` (events per SSE stream), `BENCH_PROTO_FIRST` (SSE streams timed to the
 //! first event) (see `proxy/protocols.rs`), and the load generators' `BENCH_LOAD_SECS`,
-//! `BENCH_LOAD_CONNS`, `BENCH_WRK_THREADS`, `BENCH_OHA` (see `proxy/loadgen.rs`).
+//! `BENCH_LOAD_CONNS`, `BENCH_WRK_THREADS`, `BENCH_OHA` (see `proxy/loadgen.rs`), and the LLM
+//! section's `BENCH_LLM_SECS`, `BENCH_LLM_WARMUP`, `BENCH_LLM_CONNS` (see `proxy/llm.rs`).
 //! Run without `--bench` (as `cargo test --benches` does) it is a quick smoke run with small
 //! defaults.
 #![allow(clippy::unwrap_used)]

@@ -2,7 +2,7 @@
 //! section of `benches/proxy.rs`), shaped like the captured one: every request is fixture 383's
 //! (`tests/fixtures/llm/383.json`: its 16 KB system prompt, its tools, its `metadata.user_id`
 //! with the session, its headers) carrying the whole history so far, as the real client
-//! sends it; every answer is an Anthropic SSE stream of 21 events (message_start with usage,
+//! sends it; every answer is an Anthropic SSE stream of 20 events (message_start with usage,
 //! a thinking block, a text block, a `tool_use` block whose arguments come in
 //! `input_json_delta` chunks, message_delta with the stop reason and cumulative usage,
 //! message_stop). Seven calls of eight end with a tool call whose result opens the next
@@ -169,8 +169,8 @@ fn answer_text(k: u64) -> String {
     }
 }
 
-/// An Anthropic Messages SSE stream of 21 events for call `k`, ending with the tool call
-/// `tool_id` (or an answer when `None`); usage grows with `k` like a growing context's.
+/// An Anthropic Messages SSE stream for call `k` ending with the tool call `tool_id` (20
+/// events), or with an answer when `None` (15); usage grows with `k` like a growing context's.
 pub fn sse(k: u64, tool_id: Option<String>) -> String {
     let mut out = String::with_capacity(6 * 1024);
     let mut ev = |name: &str, data: Value| {
