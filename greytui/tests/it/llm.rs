@@ -95,14 +95,15 @@ pub fn held_curl_as_dev(d: &Daemon, target: SocketAddr) -> JoinHandle<CurlResult
     tokio::spawn(async move { curl(&["-x", proxy.as_str(), url.as_str()]).await })
 }
 
-struct Harness {
-    app: App,
+/// The dashboard's state machine with a real link to a daemon: keys in, screens out.
+pub struct Harness {
+    pub app: App,
     tx: mpsc::Sender<Request<Tag>>,
     rx: mpsc::Receiver<LinkEvent<Tag>>,
 }
 
 impl Harness {
-    fn new(state_dir: std::path::PathBuf) -> Harness {
+    pub fn new(state_dir: std::path::PathBuf) -> Harness {
         let (tx, rx, _task) = link::spawn(move || {
             greytui::paths::endpoint(None, None, Some(&state_dir), &|_| None)
                 .map(|(ep, _)| ep)
@@ -123,7 +124,7 @@ impl Harness {
         }
     }
 
-    async fn keys(&mut self, s: &str) {
+    pub async fn keys(&mut self, s: &str) {
         for c in s.chars() {
             let code = match c {
                 '\n' => KeyCode::Enter,
@@ -136,9 +137,14 @@ impl Harness {
         }
     }
 
-    /// Feeds link events and the clock to the app until `pred` holds.
-    async fn until(&mut self, what: &str, pred: impl Fn(&App) -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    /// Feeds link events and the clock to the app until `pred` holds (20 s at most).
+    pub async fn until(&mut self, what: &str, pred: impl Fn(&App) -> bool) {
+        self.until_within(Duration::from_secs(20), what, pred).await;
+    }
+
+    /// [`Harness::until`] with its own limit.
+    pub async fn until_within(&mut self, limit: Duration, what: &str, pred: impl Fn(&App) -> bool) {
+        let deadline = tokio::time::Instant::now() + limit;
         while !pred(&self.app) {
             assert!(
                 tokio::time::Instant::now() < deadline,
@@ -156,12 +162,12 @@ impl Harness {
         }
     }
 
-    fn screen(&self) -> String {
+    pub fn screen(&self) -> String {
         h_screen(&self.app)
     }
 }
 
-fn has_line(screen: &str, parts: &[&str]) -> bool {
+pub fn has_line(screen: &str, parts: &[&str]) -> bool {
     screen.lines().any(|l| parts.iter().all(|p| l.contains(p)))
 }
 
@@ -233,7 +239,7 @@ async fn a_held_request_shows_the_tool_call_that_asked_for_it() {
 }
 
 /// What the dashboard would draw now (120×40).
-fn h_screen(app: &App) -> String {
+pub fn h_screen(app: &App) -> String {
     let mut t = Terminal::new(TestBackend::new(120, 40)).unwrap();
     t.draw(|f| greytui::ui::draw(f, app)).unwrap();
     format!("{}", t.backend())
