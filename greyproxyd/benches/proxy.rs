@@ -206,6 +206,33 @@ impl Cfg {
 }
 
 /// An integer from the environment, with an optional binary `K`, `M` or `G` suffix.
+/// `key` as seconds (a float), or `default` when unset; panics on a value that is not a number.
+fn env_secs(key: &str, default: f64) -> Duration {
+    let secs = std::env::var(key).ok().map_or(default, |v| {
+        v.trim()
+            .parse::<f64>()
+            .unwrap_or_else(|_| panic!("{key}={v:?} is not a number of seconds"))
+    });
+    Duration::from_secs_f64(secs)
+}
+
+/// `key` as a comma list of connection counts (each at least 1), or 16 then 1 when unset.
+fn env_conns(key: &str) -> Vec<usize> {
+    std::env::var(key).ok().map_or_else(
+        || vec![16, 1],
+        |v| {
+            v.split(',')
+                .map(|c| {
+                    c.trim()
+                        .parse::<usize>()
+                        .unwrap_or_else(|_| panic!("{key}={v:?} is not a list of counts"))
+                        .max(1)
+                })
+                .collect()
+        },
+    )
+}
+
 fn env_size(key: &str) -> Option<u64> {
     let v = std::env::var(key).ok()?;
     let v = v.trim();

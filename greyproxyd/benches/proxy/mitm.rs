@@ -40,27 +40,10 @@ impl MitmCfg {
     /// `BENCH_MITM_SECS`, `BENCH_MITM_WARMUP` (seconds), `BENCH_MITM_CONNS` (comma list),
     /// `BENCH_MITM_BYTES`, `BENCH_MITM_REPS`; small values for a smoke run.
     pub fn from_env(full: bool, daemon: &str) -> MitmCfg {
-        let secs = |k: &str, d: f64| {
-            std::env::var(k)
-                .ok()
-                .map(|v| {
-                    v.trim()
-                        .parse::<f64>()
-                        .unwrap_or_else(|_| panic!("{k}={v:?}"))
-                })
-                .unwrap_or(d)
-        };
-        let conns = std::env::var("BENCH_MITM_CONNS")
-            .ok()
-            .map(|v| {
-                v.split(',')
-                    .map(|c| c.trim().parse::<usize>().expect("BENCH_MITM_CONNS").max(1))
-                    .collect()
-            })
-            .unwrap_or_else(|| vec![16, 1]);
+        let conns = crate::env_conns("BENCH_MITM_CONNS");
         MitmCfg {
-            window: Duration::from_secs_f64(secs("BENCH_MITM_SECS", if full { 10.0 } else { 0.3 })),
-            warm: Duration::from_secs_f64(secs("BENCH_MITM_WARMUP", if full { 1.0 } else { 0.1 })),
+            window: crate::env_secs("BENCH_MITM_SECS", if full { 10.0 } else { 0.3 }),
+            warm: crate::env_secs("BENCH_MITM_WARMUP", if full { 1.0 } else { 0.1 }),
             conns,
             bytes: crate::env_size("BENCH_MITM_BYTES").unwrap_or(if full {
                 1 << 30

@@ -53,21 +53,11 @@ impl ProtoCfg {
     /// (events per SSE stream), `BENCH_PROTO_FIRST` (SSE streams timed to the first event);
     /// small values for a smoke run.
     pub fn from_env(full: bool, daemon: &str) -> ProtoCfg {
-        let secs = |k: &str, d: f64| {
-            std::env::var(k).ok().map_or(d, |v| {
-                v.trim()
-                    .parse::<f64>()
-                    .unwrap_or_else(|_| panic!("{k}={v:?}"))
-            })
-        };
         let n = |k: &str, d: u64| crate::env_size(k).unwrap_or(d).max(1);
         let pair = |k: usize| if k == 1 { vec![1] } else { vec![k, 1] };
         ProtoCfg {
-            window: Duration::from_secs_f64(secs(
-                "BENCH_PROTO_SECS",
-                if full { 10.0 } else { 0.3 },
-            )),
-            warm: Duration::from_secs_f64(secs("BENCH_PROTO_WARMUP", if full { 1.0 } else { 0.1 })),
+            window: crate::env_secs("BENCH_PROTO_SECS", if full { 10.0 } else { 0.3 }),
+            warm: crate::env_secs("BENCH_PROTO_WARMUP", if full { 1.0 } else { 0.1 }),
             streams: pair(n("BENCH_PROTO_STREAMS", 16) as usize),
             inflight: pair(n("BENCH_PROTO_INFLIGHT", 64) as usize),
             events: n("BENCH_PROTO_EVENTS", if full { 5000 } else { 200 }),

@@ -4,7 +4,7 @@
 //! chat call is proposed, and recognised once a rule is created over `/ws`.
 
 use greyproxy_testkit::agent_env::rule;
-use greyproxy_testkit::fetch::fetch;
+use greyproxy_testkit::llm_mock::through::{claude_code_body, post};
 use greyproxy_testkit::llm_mock::{
     Answer, CLAUDE_MODEL, LlmMock, MockUsage, UNKNOWN_MODEL, always,
 };
@@ -50,38 +50,8 @@ async fn allow_apis(ws: &mut Control) {
     }
 }
 
-/// POSTs `body` to `url` through the daemon as container `dev`, with `ua`.
-async fn post(d: &Daemon, mock: &LlmMock, url: &str, ua: &str, body: &Value) {
-    let proxy = format!("http://dev:x@{}", d.http.unwrap());
-    let ca = d.state_dir().join("ca-cert.pem").display().to_string();
-    let url = url.replace(":443", &format!(":{}", mock.port()));
-    let ua = format!("user-agent: {ua}");
-    let body = body.to_string();
-    let r = fetch(
-        &[
-            "-x",
-            &proxy,
-            "--cacert",
-            &ca,
-            "-H",
-            "content-type: application/json",
-            "-H",
-            &ua,
-            "--data-binary",
-            &body,
-        ],
-        &[&url],
-    )
-    .await;
-    assert_eq!(r.status(), 200, "{r:?}\n{}", d.log());
-}
-
 fn anthropic_body(prompt: &str) -> Value {
-    json!({"model": CLAUDE_MODEL, "stream": true, "max_tokens": 1024,
-        "metadata": {"user_id": format!("user_ab12_account_5a3241c6-4cbe-47e2-a7d3-981f6bf69be8_session_{SESSION}")},
-        "system": [{"type":"text","text":"You are Claude Code. ".repeat(600)}],
-        "tools": [{"name":"Bash","input_schema":{}}],
-        "messages": [{"role":"user","content":prompt}]})
+    claude_code_body(SESSION, prompt)
 }
 
 fn chat_body(model: &str) -> Value {

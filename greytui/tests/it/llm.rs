@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime};
 use common::{daemon_bin, finish};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use greyproxy_testkit::agent_env::rule;
-use greyproxy_testkit::fetch::fetch;
-use greyproxy_testkit::llm_mock::{Answer, CLAUDE_MODEL, LlmMock, MockUsage, tool_then_text};
+use greyproxy_testkit::llm_mock::through::{claude_code_body, post};
+use greyproxy_testkit::llm_mock::{Answer, LlmMock, MockUsage, tool_then_text};
 use greyproxy_testkit::origin::http_origin;
 use greyproxy_testkit::{CurlResult, Daemon, DaemonBuilder, curl};
 use greytui::app::{App, Effect, Msg, Tag, View};
@@ -60,32 +60,9 @@ pub async fn llm_setup(ip: &str, target_ip: &str) -> (LlmMock, Daemon, SocketAdd
 
 /// The Anthropic call, as Claude Code sends it, through the daemon as `dev`.
 pub async fn anthropic_call(d: &Daemon, mock: &LlmMock) {
-    let proxy = format!("http://{CONTAINER}:x@{}", d.http.unwrap());
-    let ca = d.state_dir().join("ca-cert.pem").display().to_string();
-    let url = format!("https://api.anthropic.com:{}/v1/messages", mock.port());
-    let body = json!({"model": CLAUDE_MODEL, "stream": true, "max_tokens": 1024,
-        "metadata": {"user_id": "user_ab12_account_5a3241c6-4cbe-47e2-a7d3-981f6bf69be8_session_6b0f7a34-98a5-4c5e-bd0c-8e1f2a3b4c5d"},
-        "system": [{"type": "text", "text": "You are Claude Code. ".repeat(600)}],
-        "tools": [{"name": "Bash", "input_schema": {}}],
-        "messages": [{"role": "user", "content": "fetch the x file"}]})
-    .to_string();
-    let r = fetch(
-        &[
-            "-x",
-            &proxy,
-            "--cacert",
-            &ca,
-            "-H",
-            "content-type: application/json",
-            "-H",
-            "user-agent: claude-cli/2.0.14 (external, cli)",
-            "--data-binary",
-            &body,
-        ],
-        &[&url],
-    )
-    .await;
-    assert_eq!(r.status(), 200, "{r:?}\n{}", d.log());
+    let url = "https://api.anthropic.com:443/v1/messages";
+    let body = claude_code_body("6b0f7a34-98a5-4c5e-bd0c-8e1f2a3b4c5d", "fetch the x file");
+    post(d, mock, url, "claude-cli/2.0.14 (external, cli)", &body).await;
 }
 
 /// The curl the tool call names, as `dev`: held until decided.

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use greyproxy_testkit::agent_env::rule;
-use greyproxy_testkit::fetch::fetch;
+use greyproxy_testkit::llm_mock::through::{claude_code_body, post};
 use greyproxy_testkit::llm_mock::{
     Answer, CLAUDE_MODEL, LlmMock, MockUsage, UNKNOWN_MODEL, always,
 };
@@ -52,36 +52,9 @@ async fn llm_daemon(mock: &LlmMock, extra: &[&str]) -> Daemon {
     d
 }
 
-/// POSTs `body` to `url` through the daemon as container `dev` with `ua`.
-async fn post(d: &Daemon, mock: &LlmMock, url: &str, ua: &str, body: &Value) {
-    let proxy = format!("http://dev:x@{}", d.http.unwrap());
-    let ca = d.state_dir().join("ca-cert.pem").display().to_string();
-    let url = url.replace(":443", &format!(":{}", mock.port()));
-    let ua = format!("user-agent: {ua}");
-    let body = body.to_string();
-    let args = [
-        "-x",
-        &proxy,
-        "--cacert",
-        &ca,
-        "-H",
-        "content-type: application/json",
-        "-H",
-        &ua,
-        "--data-binary",
-        &body,
-    ];
-    let r = fetch(&args, &[&url]).await;
-    assert_eq!(r.status(), 200, "{r:?}\n{}", d.log());
-}
-
 /// A Claude Code call of the test's session with `prompt` as its latest user message.
 async fn claude(d: &Daemon, mock: &LlmMock, prompt: &str) {
-    let body = json!({"model": CLAUDE_MODEL, "stream": true, "max_tokens": 1024,
-        "metadata": {"user_id": format!("user_ab12_account_5a3241c6-4cbe-47e2-a7d3-981f6bf69be8_session_{SESSION}")},
-        "system": [{"type":"text","text":"You are Claude Code. ".repeat(600)}],
-        "tools": [{"name":"Bash","input_schema":{}}],
-        "messages": [{"role":"user","content":prompt}]});
+    let body = claude_code_body(SESSION, prompt);
     let url = "https://api.anthropic.com:443/v1/messages?beta=true";
     post(d, mock, url, "claude-cli/2.1.0 (external, cli)", &body).await;
 }

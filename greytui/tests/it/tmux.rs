@@ -107,6 +107,18 @@ impl Tmux {
     }
 
     /// Waits until the screen shows `text`; returns the screen.
+    /// Waits for greytui's exit line; asserts it exited 0 and left the terminal in canonical
+    /// mode. Returns the screen.
+    async fn exited_restored(&self) -> String {
+        let screen = self.wait_for("tty=").await;
+        assert!(screen.contains("greytui-exit=0"), "{screen}");
+        assert!(
+            screen.contains("tty=icanon"),
+            "terminal restored:\n{screen}"
+        );
+        screen
+    }
+
     async fn wait_for(&self, text: &str) -> String {
         self.wait_line(&[text]).await
     }
@@ -190,12 +202,7 @@ async fn approve_a_held_request_with_a_then_quit_with_q() {
         .await;
 
     t.keys(&["q"]);
-    let screen = t.wait_for("tty=").await;
-    assert!(screen.contains("greytui-exit=0"), "{screen}");
-    assert!(
-        screen.contains("tty=icanon"),
-        "terminal restored:\n{screen}"
-    );
+    t.exited_restored().await;
 }
 
 #[tokio::test]
@@ -241,12 +248,7 @@ async fn picker_at_80x24_resizes_cleanly_and_ctrl_c_restores_the_terminal() {
     .await;
 
     t.keys(&["C-c"]);
-    let screen = t.wait_for("tty=").await;
-    assert!(screen.contains("greytui-exit=0"), "{screen}");
-    assert!(
-        screen.contains("tty=icanon"),
-        "terminal restored:\n{screen}"
-    );
+    t.exited_restored().await;
 }
 
 #[tokio::test]
@@ -268,12 +270,7 @@ async fn sigterm_quits_and_restores_the_terminal() {
             .unwrap()
             .success()
     );
-    let screen = t.wait_for("tty=").await;
-    assert!(screen.contains("greytui-exit=0"), "{screen}");
-    assert!(
-        screen.contains("tty=icanon"),
-        "terminal restored:\n{screen}"
-    );
+    let screen = t.exited_restored().await;
     assert!(
         !screen.contains("New rule"),
         "alternate screen left:\n{screen}"

@@ -29,6 +29,7 @@
 mod anthropic;
 mod openai;
 pub mod script;
+pub mod through;
 mod ws;
 
 use std::convert::Infallible;
