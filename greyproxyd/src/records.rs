@@ -134,6 +134,8 @@ impl PendingRecord {
             attempt_count: self.attempt_count,
             waiting_count,
             llm_context: self.llm_context.clone(),
+            kind: greyproxy_protocol::PendingKind::Connection,
+            credential: None,
         }
     }
 }

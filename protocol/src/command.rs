@@ -4,6 +4,10 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
+use crate::credentials::{
+    CreateCredentialArgs, CreateSessionArgs, CredentialLabelArgs, DecideCredentialArgs,
+    SessionIdArgs, UpdateCredentialArgs,
+};
 use crate::model::{Action, AllowAllMode};
 
 /// A client-chosen correlation id, string or integer, echoed in the reply.
@@ -262,6 +266,26 @@ pub enum Command {
     /// Re-dissect, re-price and re-assemble every stored LLM transaction; progress comes as
     /// `maintenance.progress` events, the reply when it is done.
     RebuildConversations,
+    /// Create a credential (the secret is write-only); `data` is the `CredentialInfo`.
+    CreateCredential(CreateCredentialArgs),
+    /// Change a credential; a new secret keeps its placeholders valid; `data` is the
+    /// `CredentialInfo`.
+    UpdateCredential(UpdateCredentialArgs),
+    /// Delete a credential; its placeholders are held from then on.
+    DeleteCredential(CredentialLabelArgs),
+    /// Credentials with previews; `data` is a `CredentialList`.
+    ListCredentials,
+    /// Register a launcher session; `data` is a `SessionCreated` (placeholders by label).
+    CreateSession(CreateSessionArgs),
+    /// Keep a session alive for another TTL; `data` is the `SessionInfo`. An unknown or
+    /// expired session answers `error` (`session … not found`): register again.
+    HeartbeatSession(SessionIdArgs),
+    /// End a session; its placeholders are held from then on.
+    DeleteSession(SessionIdArgs),
+    /// Live sessions; `data` is a `SessionList`.
+    ListSessions,
+    /// Decide a held `credential` pending request.
+    DecideCredential(DecideCredentialArgs),
 }
 
 /// Arguments of `list_llm_calls`.
@@ -419,6 +443,15 @@ pub const COMMAND_NAMES: &[&str] = &[
     "update_endpoint_rule",
     "delete_endpoint_rule",
     "rebuild_conversations",
+    "create_credential",
+    "update_credential",
+    "delete_credential",
+    "list_credentials",
+    "create_session",
+    "heartbeat_session",
+    "delete_session",
+    "list_sessions",
+    "decide_credential",
 ];
 
 impl Command {
@@ -454,6 +487,15 @@ impl Command {
             Command::UpdateEndpointRule(_) => "update_endpoint_rule",
             Command::DeleteEndpointRule(_) => "delete_endpoint_rule",
             Command::RebuildConversations => "rebuild_conversations",
+            Command::CreateCredential(_) => "create_credential",
+            Command::UpdateCredential(_) => "update_credential",
+            Command::DeleteCredential(_) => "delete_credential",
+            Command::ListCredentials => "list_credentials",
+            Command::CreateSession(_) => "create_session",
+            Command::HeartbeatSession(_) => "heartbeat_session",
+            Command::DeleteSession(_) => "delete_session",
+            Command::ListSessions => "list_sessions",
+            Command::DecideCredential(_) => "decide_credential",
         }
     }
 }
@@ -691,6 +733,42 @@ mod tests {
             }),
             Command::DeleteEndpointRule(EndpointRuleIdArgs { rule_id: 100 }),
             Command::RebuildConversations,
+            Command::CreateCredential(CreateCredentialArgs {
+                label: "OPENAI_API_KEY".into(),
+                secret: "sk-test".into(),
+                destinations: vec!["api.openai.com".into()],
+                ..Default::default()
+            }),
+            Command::UpdateCredential(UpdateCredentialArgs {
+                label: "OPENAI_API_KEY".into(),
+                expires_at: Some(None),
+                ..Default::default()
+            }),
+            Command::DeleteCredential(CredentialLabelArgs {
+                label: "OPENAI_API_KEY".into(),
+            }),
+            Command::ListCredentials,
+            Command::CreateSession(CreateSessionArgs {
+                container: "agent".into(),
+                credentials: vec!["OPENAI_API_KEY".into()],
+                ttl_seconds: Some(600),
+                ..Default::default()
+            }),
+            Command::HeartbeatSession(SessionIdArgs {
+                session_id: "gw-1".into(),
+            }),
+            Command::DeleteSession(SessionIdArgs {
+                session_id: "gw-1".into(),
+            }),
+            Command::ListSessions,
+            Command::DecideCredential(DecideCredentialArgs {
+                pending_id: 3,
+                decision: crate::credentials::CredentialDecision::Refuse,
+                scope: None,
+                duration: None,
+                reason: Some("no".into()),
+                end_session: Some(true),
+            }),
         ];
         assert_eq!(cmds.len(), COMMAND_NAMES.len());
         for c in cmds {

@@ -5,6 +5,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::credentials::{
+    CredentialDeleted, CredentialInfo, SessionEnded, SessionInfo, SubstitutionCounts,
+};
 use crate::llm::{ConversationSummary, EndpointProposal, EndpointRule, LlmCall};
 use crate::model::{AllowAllStatus, PendingRequest, RequestLog, Rule, Transaction};
 
@@ -118,6 +121,27 @@ pub enum Event {
     /// Progress of a maintenance job (`rebuild_conversations`).
     #[serde(rename = "maintenance.progress")]
     MaintenanceProgress(MaintenanceProgress),
+    /// A credential was created (never with its secret).
+    #[serde(rename = "credential.created")]
+    CredentialCreated(CredentialInfo),
+    /// A credential was changed (rotated, rebound).
+    #[serde(rename = "credential.updated")]
+    CredentialUpdated(CredentialInfo),
+    /// A credential was deleted.
+    #[serde(rename = "credential.deleted")]
+    CredentialDeleted(CredentialDeleted),
+    /// Substitution counters changed (at most once a second, only the changed lines).
+    #[serde(rename = "credential.substitutions")]
+    CredentialSubstitutions(SubstitutionCounts),
+    /// A launcher session was registered (or registered again).
+    #[serde(rename = "session.created")]
+    SessionCreated(SessionInfo),
+    /// A session went past its TTL without a heartbeat and was removed.
+    #[serde(rename = "session.expired")]
+    SessionExpired(SessionEnded),
+    /// A session was deleted (by `delete_session` or a refusal that ended it).
+    #[serde(rename = "session.deleted")]
+    SessionDeleted(SessionEnded),
 }
 
 /// Payload of `conversation.updated`: greyproxy's `{"conversation_id": …}` (its clients then
@@ -184,6 +208,13 @@ pub const EVENT_TYPES: &[&str] = &[
     "endpoint_rule.deleted",
     "endpoint_rule.proposed",
     "maintenance.progress",
+    "credential.created",
+    "credential.updated",
+    "credential.deleted",
+    "credential.substitutions",
+    "session.created",
+    "session.expired",
+    "session.deleted",
 ];
 
 impl Event {
@@ -210,6 +241,13 @@ impl Event {
             Event::EndpointRuleDeleted(_) => "endpoint_rule.deleted",
             Event::EndpointRuleProposed(_) => "endpoint_rule.proposed",
             Event::MaintenanceProgress(_) => "maintenance.progress",
+            Event::CredentialCreated(_) => "credential.created",
+            Event::CredentialUpdated(_) => "credential.updated",
+            Event::CredentialDeleted(_) => "credential.deleted",
+            Event::CredentialSubstitutions(_) => "credential.substitutions",
+            Event::SessionCreated(_) => "session.created",
+            Event::SessionExpired(_) => "session.expired",
+            Event::SessionDeleted(_) => "session.deleted",
         }
     }
 }

@@ -3,13 +3,15 @@
 //! This crate is shared by `greyproxyd`, `greytui` and third-party Rust clients. It holds plain
 //! serde types and no I/O: [`model`] has the objects the daemon reports (rules, pending requests,
 //! activity rows, allow-all status), [`command`] what a client sends, [`reply`] the direct answers
-//! and [`event`] the broadcast events with their envelope. [`middleware`] holds the external
+//! and [`event`] the broadcast events with their envelope; [`credentials`] holds the credential and
+//! session commands, reports and events. [`middleware`] holds the external
 //! middleware protocol (what the daemon exchanges with middlewares over stdio or WebSocket).
 //!
 //! The shapes are a superset of the Go greyproxy's `/ws` (see docs/protocol.md): a client written
 //! for greyproxy keeps working once it sends the token.
 
 pub mod command;
+pub mod credentials;
 pub mod event;
 pub mod llm;
 pub mod middleware;

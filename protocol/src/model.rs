@@ -113,6 +113,34 @@ pub struct PendingRequest {
     /// shortly before (docs/llm.md#why-a-connection-was-asked-for).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub llm_context: Option<crate::llm::LlmContext>,
+    /// `connection` (a destination no rule decides; omitted on the wire) or `credential` (a
+    /// request carrying a placeholder where its secret may not go: decided with
+    /// `decide_credential`).
+    #[serde(default, skip_serializing_if = "PendingKind::is_connection")]
+    pub kind: PendingKind,
+    /// For `kind: credential`: which secret, where it was found and why it was held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<crate::credentials::CredentialEgress>,
+}
+
+/// What a pending request waits on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum PendingKind {
+    /// A connection to a destination no rule decides (`allow` / `deny` / `dismiss`).
+    #[default]
+    Connection,
+    /// Secret egress: a placeholder on its way where its secret may not go
+    /// (`decide_credential`; `dismiss` refuses it).
+    Credential,
+}
+
+impl PendingKind {
+    /// True for [`PendingKind::Connection`] (left out of the JSON, greyproxy's shape).
+    pub fn is_connection(&self) -> bool {
+        *self == PendingKind::Connection
+    }
 }
 
 impl PendingRequest {

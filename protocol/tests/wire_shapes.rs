@@ -167,6 +167,8 @@ fn event_envelopes() {
         attempt_count: 4,
         waiting_count: 1,
         llm_context: None,
+        kind: PendingKind::Connection,
+        credential: None,
     };
     let env = EventEnvelope::new(&Event::PendingCreated(pending.clone()), 5, TS.into());
     assert_eq!(
