@@ -15,7 +15,7 @@ use crate::command::Scope;
 
 /// A secret as a client sends it. `Debug` prints `<secret>`, so a command logged with `{:?}`
 /// never shows it; the daemon moves it into its own wiped-on-drop type at once.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct WireSecret(pub String);
 
@@ -88,12 +88,6 @@ pub struct CreateCredentialArgs {
     /// Validity counted from now (`1h`, `30d`, `permanent`); exclusive with `expires_at`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<String>,
-}
-
-impl Default for WireSecret {
-    fn default() -> Self {
-        WireSecret(String::new())
-    }
 }
 
 /// Arguments of `update_credential`: absent fields stay as they are. A new `secret` is a
