@@ -93,6 +93,13 @@ pub enum OnceCmd {
         #[arg(long, value_name = "SINCE")]
         since: Option<String>,
     },
+    /// Credentials: add (the secret is read from standard input, never from the command line),
+    /// rotate, delete, list, decide a held secret egress
+    #[command(subcommand)]
+    Credential(CredentialCmd),
+    /// Launcher sessions: create (prints the placeholders), heartbeat, delete, list
+    #[command(subcommand)]
+    Session(SessionCmd),
     /// Print events as JSON lines until interrupted
     Watch {
         /// Only this event type (repeatable), e.g. pending_request.created
@@ -106,6 +113,126 @@ pub enum OnceCmd {
     },
     /// Print the man page (needs no daemon)
     Man,
+}
+
+/// `--once credential …`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum CredentialCmd {
+    /// Add a credential; its secret is read from standard input (typed without echo on a
+    /// terminal)
+    Add {
+        /// The label: the variable name agents get (OPENAI_API_KEY)
+        label: String,
+        /// Where it may go: host[:port][/path-prefix], *.x or **.x (repeatable, at least one)
+        #[arg(long = "host", value_name = "PATTERN", required = true)]
+        hosts: Vec<String>,
+        /// Container glob it may be used from (repeatable) [default: any]
+        #[arg(long = "container", value_name = "GLOB")]
+        containers: Vec<String>,
+        /// Also substitute in request bodies
+        #[arg(long, value_enum, value_name = "KIND")]
+        body: Option<BodyKind>,
+        /// Also substitute over plain HTTP (not advised)
+        #[arg(long)]
+        plaintext: bool,
+        /// Valid for this long (30d, 12h) [default: no expiry]
+        #[arg(long, value_name = "DURATION")]
+        expires: Option<String>,
+    },
+    /// Replace a credential's secret (read from standard input); its placeholders stay valid
+    Rotate {
+        /// The credential's label
+        label: String,
+    },
+    /// Delete a credential; its placeholders are held from then on
+    Delete {
+        /// The credential's label
+        label: String,
+    },
+    /// List credentials (a preview of each secret, never the secret)
+    List,
+    /// Decide a held secret egress (a pending request of kind credential)
+    Decide {
+        /// Pending request id
+        id: u64,
+        /// What to do
+        #[arg(value_enum)]
+        decision: EgressDecision,
+        /// bind: exact (default), any_port, subdomain_wildcard, all_containers
+        #[arg(long, value_name = "SCOPE")]
+        scope: Option<String>,
+        /// bind: once, 1h, 7d, permanent (default)…
+        #[arg(long, value_name = "DURATION")]
+        duration: Option<String>,
+        /// refuse: the reason in the 403 body
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+}
+
+/// Which request bodies a credential is substituted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BodyKind {
+    /// JSON bodies
+    Json,
+    /// application/x-www-form-urlencoded bodies
+    Form,
+    /// Both
+    Both,
+}
+
+/// The decisions on a held secret egress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EgressDecision {
+    /// 403; the session lives on
+    Refuse,
+    /// 403, and the placeholder's session ends
+    RefuseEnd,
+    /// Forward it with the placeholder (the origin never sees the secret)
+    SendUnchanged,
+    /// Substitute the secret this once
+    SendOnce,
+    /// Bind the destination to the credential (--scope, --duration), then send
+    Bind,
+}
+
+/// `--once session …`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum SessionCmd {
+    /// Register a session: one placeholder per credential, printed (with --env as export
+    /// lines for a launcher script)
+    Create {
+        /// The container name the sandbox's requests carry (proxy user name)
+        #[arg(long, value_name = "NAME")]
+        container: String,
+        /// A credential's label (repeatable)
+        #[arg(long = "credential", value_name = "LABEL")]
+        credentials: Vec<String>,
+        /// Lifetime after the last heartbeat (at most 1h) [default: 15m]
+        #[arg(long, value_name = "DURATION")]
+        ttl: Option<String>,
+        /// Your own session id ([A-Za-z0-9_-], at most 64) [default: minted]
+        #[arg(long, value_name = "ID")]
+        id: Option<String>,
+        /// Learning mode: every destination allowed for the container while the session lives
+        #[arg(long)]
+        allow_all: bool,
+        /// Print `export LABEL='placeholder'` lines and GREYPROXY_SESSION_ID
+        #[arg(long)]
+        env: bool,
+    },
+    /// Keep a session alive for another TTL
+    Heartbeat {
+        /// Session id
+        id: String,
+    },
+    /// End a session; its placeholders stop working
+    Delete {
+        /// Session id
+        id: String,
+    },
+    /// List live sessions
+    List,
 }
 
 /// What `--once usage` groups by.

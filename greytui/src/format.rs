@@ -252,6 +252,8 @@ mod tests {
             attempt_count: 1,
             waiting_count: 0,
             llm_context: None,
+            kind: Default::default(),
+            credential: None,
         };
         assert_eq!(pending_destination(&p), "registry.npmjs.org (104.16.3.35)");
         p.resolved_hostname = Some(String::new());

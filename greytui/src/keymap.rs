@@ -26,6 +26,8 @@ pub(crate) enum Ctx {
     Conversation,
     /// The usage view.
     Usage,
+    /// The credentials view.
+    Credentials,
     /// The detail of one activity row.
     Detail,
     /// The scope / duration picker of `A` and `D`.
@@ -50,6 +52,7 @@ impl Ctx {
             Ctx::Conversations => "Conversations",
             Ctx::Conversation => "Conversation (opened)",
             Ctx::Usage => "Usage",
+            Ctx::Credentials => "Credentials",
             Ctx::Detail => "Activity detail",
             Ctx::Picker => "Scope / duration picker",
             Ctx::Form => "Forms (type to edit the focused field)",
@@ -59,7 +62,7 @@ impl Ctx {
     }
 
     /// Order of the sections in the help overlay.
-    pub(crate) const ALL: [Ctx; 13] = [
+    pub(crate) const ALL: [Ctx; 14] = [
         Ctx::Global,
         Ctx::Pending,
         Ctx::Activity,
@@ -68,6 +71,7 @@ impl Ctx {
         Ctx::Conversations,
         Ctx::Conversation,
         Ctx::Usage,
+        Ctx::Credentials,
         Ctx::Detail,
         Ctx::Picker,
         Ctx::Form,
@@ -117,6 +121,16 @@ pub(crate) enum Action {
     UsageSort,
     /// Usage: reverse the sort order.
     UsageReverse,
+    /// Credentials view.
+    ShowCredentials,
+    /// New credential (form; the secret is typed without echo).
+    NewCredential,
+    /// Edit the selected credential's bindings, or rotate its secret.
+    EditCredential,
+    /// Delete the selected credential or end the selected session (asks).
+    DeleteCredential,
+    /// Move the selection between the credentials and the sessions.
+    SwitchPane,
     /// Selection up.
     Up,
     /// Selection down.
@@ -255,6 +269,7 @@ pub(crate) static BINDINGS: &[Binding] = &[
     b(C::Global, &[ch('4')], A::ShowMiddlewares, "middlewares view", None),
     b(C::Global, &[ch('5')], A::ShowConversations, "conversations view", None),
     b(C::Global, &[ch('6')], A::ShowUsage, "usage view", None),
+    b(C::Global, &[ch('7')], A::ShowCredentials, "credentials view", None),
     b(C::Global, &[ch('j'), key(KeyCode::Down)], A::Down, "down", None),
     b(C::Global, &[ch('k'), key(KeyCode::Up)], A::Up, "up", None),
     b(C::Global, &[ch('g'), key(KeyCode::Home)], A::Top, "first row", None),
@@ -263,7 +278,7 @@ pub(crate) static BINDINGS: &[Binding] = &[
     b(C::Global, &[ctrl('u'), key(KeyCode::PageUp)], A::PageUp, "half page up", None),
     b(C::Global, &[ch('S')], A::ToggleSilent, "silent mode on (asks) / off", None),
     b(C::Global, &[ch('R')], A::Resync, "reload everything from the daemon", None),
-    b(C::Pending, &[ch('a')], A::AllowExact, "allow (exact, permanent)", Some("allow")),
+    b(C::Pending, &[ch('a')], A::AllowExact, "allow (exact, permanent); secret egress: the choices", Some("allow")),
     b(C::Pending, &[ch('A')], A::AllowPick, "allow with scope / duration picker", Some("allow…")),
     b(C::Pending, &[ch('d')], A::Dismiss, "dismiss", Some("dismiss")),
     b(C::Pending, &[ch('D')], A::DenyPick, "deny with scope / duration picker", Some("deny…")),
@@ -287,6 +302,11 @@ pub(crate) static BINDINGS: &[Binding] = &[
     b(C::Usage, &[ch('w')], A::UsageWindow, "window: last hour / today / 7 days / since the daemon started", Some("window")),
     b(C::Usage, &[ch('s')], A::UsageSort, "sort by the next column", Some("sort")),
     b(C::Usage, &[ch('r')], A::UsageReverse, "reverse the sort order", Some("reverse")),
+    b(C::Credentials, &[ch('n')], A::NewCredential, "new credential (the secret is typed without echo)", Some("new")),
+    b(C::Credentials, &[ch('e'), key(KeyCode::Enter)], A::EditCredential, "edit the credential's bindings / rotate its secret", Some("edit")),
+    b(C::Credentials, &[ch('d'), key(KeyCode::Delete)], A::DeleteCredential, "delete the credential / end the session (asks)", Some("delete")),
+    b(C::Credentials, &[ch('s')], A::SwitchPane, "select in credentials / sessions", Some("sessions")),
+    b(C::Credentials, &[ch('r')], A::Refresh, "refresh now (every 5 s while shown)", None),
     b(C::Detail, &[key(KeyCode::Esc)], A::Back, "back to the list (from a message: to its upgrade)", Some("back")),
     b(C::Detail, &[key(KeyCode::Enter)], A::Open, "open the selected WebSocket message", None),
     b(C::Detail, &[ch('h')], A::UpgradeHeaders, "WebSocket upgrade: its headers / its messages", None),
@@ -385,6 +405,7 @@ pub(crate) fn hints(ctx: Ctx) -> Vec<(String, &'static str)> {
             | Ctx::Conversations
             | Ctx::Conversation
             | Ctx::Usage
+            | Ctx::Credentials
             | Ctx::Detail
     ) {
         out.extend(

@@ -7,8 +7,9 @@
 //! `{"pending_id":N,"rule_id":M}`, `dismiss` `{"pending_id":N}`, `middlewares` an array of
 //! MiddlewareStatus; `watch` prints each event envelope (and `lagged` notices) as one JSON line.
 //! The LLM layer's commands (`conversations`, `conversation`, `calls`, `usage`) are in
-//! `once/llm.rs`.
+//! `once/llm.rs`; `credential` and `session` in `once/credentials.rs`.
 
+mod credentials;
 mod llm;
 
 use std::io::Write;
@@ -95,6 +96,11 @@ pub async fn run(cli: &Cli, cmd: &OnceCmd, out: &mut dyn Write) -> Result<(), Fa
         OnceCmd::Dismiss { id } => Some(Command::Dismiss(PendingIdArgs { pending_id: *id })),
         _ => None,
     };
+    let credential_cmd = match cmd {
+        OnceCmd::Credential(c) => credentials::credential_command(c)?,
+        OnceCmd::Session(s) => Some(credentials::session_command(s)?),
+        _ => None,
+    };
     let (ep, source) = paths::endpoint(
         cli.url.as_deref(),
         cli.token_file.as_deref(),
@@ -105,9 +111,15 @@ pub async fn run(cli: &Cli, cmd: &OnceCmd, out: &mut dyn Write) -> Result<(), Fa
     let mut conn = client::connect(&ep)
         .await
         .map_err(|e| client_failure(e, &source))?;
-    let result = match (cmd, command) {
-        (_, Some(c)) => decide_cmd(&mut conn, c, cli.json, out).await,
-        (OnceCmd::Pending, None) => {
+    let result = match (cmd, command, credential_cmd) {
+        (OnceCmd::Credential(c), None, Some(command)) => {
+            credentials::credential(&mut conn, c, command, cli.json, out).await
+        }
+        (OnceCmd::Session(s), None, Some(command)) => {
+            credentials::session(&mut conn, s, command, cli.json, out).await
+        }
+        (_, Some(c), _) => decide_cmd(&mut conn, c, cli.json, out).await,
+        (OnceCmd::Pending, None, _) => {
             let items: Vec<PendingRequest> = list_all(&mut conn, Command::ListPending).await?;
             if cli.json {
                 print_json(out, &items)
@@ -115,7 +127,7 @@ pub async fn run(cli: &Cli, cmd: &OnceCmd, out: &mut dyn Write) -> Result<(), Fa
                 print_pending(out, &items, SystemTime::now())
             }
         }
-        (OnceCmd::Rules, None) => {
+        (OnceCmd::Rules, None, _) => {
             let items: Vec<Rule> = list_all(&mut conn, Command::ListRules).await?;
             if cli.json {
                 print_json(out, &items)
@@ -123,7 +135,7 @@ pub async fn run(cli: &Cli, cmd: &OnceCmd, out: &mut dyn Write) -> Result<(), Fa
                 print_rules(out, &items, SystemTime::now())
             }
         }
-        (OnceCmd::Status, None) => {
+        (OnceCmd::Status, None, _) => {
             let st: Status = query(&mut conn, Command::Status).await?;
             if cli.json {
                 print_json(out, &st)
@@ -131,7 +143,7 @@ pub async fn run(cli: &Cli, cmd: &OnceCmd, out: &mut dyn Write) -> Result<(), Fa
                 print_status(out, &st, &ep.url)
             }
         }
-        (OnceCmd::Middlewares, None) => {
+        (OnceCmd::Middlewares, None, _) => {
             let list: MiddlewareList = query(&mut conn, Command::ListMiddlewares).await?;
             if cli.json {
                 print_json(out, &list.middlewares)
@@ -145,8 +157,9 @@ pub async fn run(cli: &Cli, cmd: &OnceCmd, out: &mut dyn Write) -> Result<(), Fa
             | OnceCmd::Calls { .. }
             | OnceCmd::Usage { .. }),
             None,
+            _,
         ) => llm::run(&mut conn, c, cli.json, out).await,
-        (OnceCmd::Watch { events }, None) => watch(&mut conn, events, out).await.map_err(|e| {
+        (OnceCmd::Watch { events }, None, _) => watch(&mut conn, events, out).await.map_err(|e| {
             if e.code == ExitCode::Unreachable {
                 Failure::new(e.code, format!("{} ({source})", e.message))
             } else {
@@ -254,7 +267,14 @@ pub(crate) fn print_pending(
             vec![
                 p.id.to_string(),
                 p.container_name.clone(),
-                pending_destination(p),
+                match &p.credential {
+                    Some(e) => format!(
+                        "{} [secret egress: {}]",
+                        pending_destination(p),
+                        e.label.as_deref().unwrap_or("unknown placeholder")
+                    ),
+                    None => pending_destination(p),
+                },
                 p.destination_port.to_string(),
                 p.attempt_count.to_string(),
                 p.waiting_count.to_string(),

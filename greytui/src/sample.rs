@@ -11,6 +11,7 @@ use greyproxy_protocol::{
 use crate::app::{App, Msg};
 use crate::link::LinkEvent;
 
+pub mod credentials;
 pub mod usage;
 
 /// The fixed "now" of the samples.
@@ -42,6 +43,8 @@ pub(crate) fn pending(
         attempt_count: 1,
         waiting_count: 1,
         llm_context: None,
+        kind: greyproxy_protocol::PendingKind::Connection,
+        credential: None,
     }
 }
 

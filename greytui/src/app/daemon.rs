@@ -3,8 +3,8 @@
 
 use greyproxy_protocol::command::{ListArgs, TransactionIdArgs};
 use greyproxy_protocol::{
-    ActivityItem, AllowAllStatus, Command, Event, EventEnvelope, Page, PendingRequest, Reply, Rule,
-    Status, Transaction,
+    ActivityItem, AllowAllStatus, Command, Event, EventEnvelope, Page, PendingKind, PendingRequest,
+    Reply, Rule, Status, Transaction,
 };
 use serde::de::DeserializeOwned;
 
@@ -69,6 +69,7 @@ impl App {
                 self.last_seq = None;
                 // Its reply, if any, is an error now; the resync on connect asks again.
                 self.middlewares.in_flight = false;
+                self.credentials_disconnected();
                 self.cost_disconnected();
                 self.usage_disconnected();
                 Vec::new()
@@ -107,6 +108,9 @@ impl App {
         fx.extend(self.conversations_resync());
         if self.view == super::View::Usage {
             fx.extend(self.usage_open());
+        }
+        if self.view == super::View::Credentials {
+            fx.extend(self.credentials_fetch());
         }
         fx
     }
@@ -155,7 +159,20 @@ impl App {
             Some(Event::PendingCreated(p)) => {
                 if !self.pending.contains_key(&p.id) {
                     fx.push(Effect::Bell);
-                    if self.desktop_notify {
+                    if self.desktop_notify && p.kind == PendingKind::Credential {
+                        let label = p.credential.as_ref().and_then(|c| c.label.clone());
+                        fx.push(Effect::Notify {
+                            summary: "greyproxy: a secret is heading where it may not go".into(),
+                            body: format!(
+                                "{} from {} → {}:{} (#{})",
+                                label.as_deref().unwrap_or("a placeholder"),
+                                p.container_name,
+                                p.display_host(),
+                                p.destination_port,
+                                p.id
+                            ),
+                        });
+                    } else if self.desktop_notify {
                         fx.push(Effect::Notify {
                             summary: "greyproxy: request waiting".into(),
                             body: format!(
@@ -194,6 +211,15 @@ impl App {
                 fx.extend(self.usage_call(&c));
             }
             Some(Event::ConversationUpdated(s)) => fx.extend(self.conversation_updated(s.summary)),
+            Some(
+                Event::CredentialCreated(_)
+                | Event::CredentialUpdated(_)
+                | Event::CredentialDeleted(_)
+                | Event::SessionCreated(_)
+                | Event::SessionExpired(_)
+                | Event::SessionDeleted(_),
+            ) => fx.extend(self.credentials_changed()),
+            Some(Event::CredentialSubstitutions(c)) => self.credentials_counted(&c),
             // Types newer than this build (transaction.new, …) are not shown yet.
             Some(_) | None => {}
         }
@@ -364,6 +390,36 @@ impl App {
             (Tag::LlmCall(call), outcome) => return self.llm_call_found(call, outcome),
             (Tag::CostToday, outcome) => self.cost_reply(outcome),
             (Tag::Usage { generation }, outcome) => self.usage_listed(generation, outcome),
+            (Tag::Credentials, outcome) => self.credentials_listed(outcome),
+            (Tag::Sessions, outcome) => self.sessions_listed(outcome),
+            (Tag::CreateCredential(label), Ok(_)) => {
+                self.say(format!("created credential {label}"), false)
+            }
+            (Tag::UpdateCredential(label), Ok(_)) => {
+                self.say(format!("updated credential {label}"), false)
+            }
+            (Tag::DeleteCredential(label), Ok(_)) => {
+                self.say(format!("deleted credential {label}"), false)
+            }
+            (Tag::DeleteSession(id), Ok(_)) => self.say(format!("ended session {id}"), false),
+            (Tag::CreateCredential(label), Err(e)) => {
+                self.say(format!("create credential {label} failed: {e}"), true)
+            }
+            (Tag::UpdateCredential(label), Err(e)) => {
+                self.say(format!("update credential {label} failed: {e}"), true)
+            }
+            (Tag::DeleteCredential(label), Err(e)) => {
+                self.say(format!("delete credential {label} failed: {e}"), true)
+            }
+            (Tag::DeleteSession(id), Err(e)) => {
+                self.say(format!("end session {id} failed: {e}"), true)
+            }
+            (Tag::DecideCredential { done, what }, Ok(_)) => {
+                self.say(format!("{done} {what}"), false)
+            }
+            (Tag::DecideCredential { what, .. }, Err(e)) => {
+                self.say(format!("decision on {what} failed: {e}"), true)
+            }
             (Tag::Status | Tag::Pending { .. } | Tag::Rules { .. }, Err(e)) => {
                 self.say(format!("reload failed: {e}"), true)
             }

@@ -1,8 +1,10 @@
-//! Forms: the rule editor, the activity and conversations filters and silent mode. Fields are
-//! text or a choice; keys come from the keymap's form context, anything else types into the
+//! Forms: the rule editor, the activity and conversations filters, silent mode and the
+//! credential forms (`form_credentials.rs`). Fields are text, a secret (shown as dots) or a
+//! choice; keys come from the keymap's form context, anything else types into the
 //! focused field. The [`super::App`] validates a submitted form and turns it into a command.
 
 use crossterm::event::{KeyCode, KeyEvent};
+use greyproxy_protocol::credentials::{CredentialInfo, WireSecret};
 use greyproxy_protocol::{Decision, Rule};
 
 use super::lists::ActivityFilter;
@@ -14,6 +16,8 @@ use crate::keymap::{Action, Ctx, action_in};
 pub(crate) enum FieldKind {
     /// Free text.
     Text(String),
+    /// A secret: drawn as dots, `Debug` prints `<secret>`.
+    Secret(WireSecret),
     /// One of fixed options.
     Choice {
         /// The options.
@@ -34,7 +38,7 @@ pub(crate) struct Field {
     pub(crate) help: &'static str,
 }
 
-fn text(label: &'static str, value: &str, help: &'static str) -> Field {
+pub(super) fn text(label: &'static str, value: &str, help: &'static str) -> Field {
     Field {
         label,
         kind: FieldKind::Text(value.to_string()),
@@ -42,7 +46,7 @@ fn text(label: &'static str, value: &str, help: &'static str) -> Field {
     }
 }
 
-fn choice(
+pub(super) fn choice(
     label: &'static str,
     options: &'static [&'static str],
     idx: usize,
@@ -68,6 +72,10 @@ pub(crate) enum FormPurpose {
     Silent,
     /// Conversations filter.
     ConversationFilter,
+    /// Create a credential.
+    NewCredential,
+    /// Edit this credential (as it was when the form opened).
+    EditCredential(Box<CredentialInfo>),
 }
 
 /// A form.
@@ -263,16 +271,15 @@ impl Form {
             (Some(Action::PrevField), _) => self.focus = (self.focus + n - 1) % n,
             (Some(Action::ChoiceNext), Some(f)) => cycle(f, 1),
             (Some(Action::ChoicePrev), Some(f)) => cycle(f, -1),
-            (Some(Action::ClearField), Some(f)) => {
-                if let FieldKind::Text(t) = &mut f.kind {
-                    t.clear();
-                }
-            }
+            (Some(Action::ClearField), Some(f)) => match &mut f.kind {
+                FieldKind::Text(t) | FieldKind::Secret(WireSecret(t)) => t.clear(),
+                FieldKind::Choice { .. } => {}
+            },
             (_, Some(f)) => match (&mut f.kind, k.code, typed_char(k)) {
-                (FieldKind::Text(t), KeyCode::Backspace, _) => {
+                (FieldKind::Text(t) | FieldKind::Secret(WireSecret(t)), KeyCode::Backspace, _) => {
                     t.pop();
                 }
-                (FieldKind::Text(t), _, Some(c)) => t.push(c),
+                (FieldKind::Text(t) | FieldKind::Secret(WireSecret(t)), _, Some(c)) => t.push(c),
                 (FieldKind::Choice { .. }, _, Some(' ')) => cycle(f, 1),
                 _ => {}
             },

@@ -7,10 +7,15 @@ use greyproxy_protocol::command::{
     CreateRuleArgs, DecideArgs, PendingIdArgs, RuleIdArgs, Scope, SetAllowAllArgs,
     TransactionIdArgs, UpdateRuleArgs,
 };
+use greyproxy_protocol::credentials::{
+    CredentialDecision, CredentialLabelArgs, DecideCredentialArgs, SessionIdArgs,
+};
 use greyproxy_protocol::{
-    Action as RuleAction, ActivityItem, AllowAllMode, Command, Decision, PendingRequest,
+    Action as RuleAction, ActivityItem, AllowAllMode, Command, Decision, PendingKind,
+    PendingRequest,
 };
 
+use super::credential_picker::{self, EgressChoice, EgressPicker};
 use super::detail::{Detail, WsMessages, is_upgrade};
 use super::form::{Form, FormPurpose};
 use super::listed::Nav;
@@ -71,6 +76,25 @@ impl App {
                     self.decide(p.verb, &p.pending, scope, Some(duration))
                 }
             },
+            Modal::Egress(mut e) => match e.key(k) {
+                Outcome::Stay => {
+                    self.modal = Some(Modal::Egress(e));
+                    Vec::new()
+                }
+                Outcome::Close => Vec::new(),
+                Outcome::Submit(EgressChoice::Bind) => {
+                    self.modal = Some(Modal::Picker(Picker::new(Verb::Bind, e.pending)));
+                    Vec::new()
+                }
+                Outcome::Submit(choice) => {
+                    let args = credential_picker::decision(e.pending.id, choice);
+                    let tag = Tag::DecideCredential {
+                        done: credential_picker::done(choice),
+                        what: describe_pending(&e.pending),
+                    };
+                    vec![send(tag, Command::DecideCredential(args))]
+                }
+            },
             Modal::Form(mut f) => match f.key(k) {
                 Outcome::Stay => {
                     self.modal = Some(Modal::Form(f));
@@ -90,6 +114,14 @@ impl App {
                         Tag::DeleteRule(id),
                         Command::DeleteRule(RuleIdArgs { rule_id: id }),
                     )],
+                    Confirm::DeleteCredential(label) => vec![send(
+                        Tag::DeleteCredential(label.clone()),
+                        Command::DeleteCredential(CredentialLabelArgs { label }),
+                    )],
+                    Confirm::EndSession(id, _) => vec![send(
+                        Tag::DeleteSession(id.clone()),
+                        Command::DeleteSession(SessionIdArgs { session_id: id }),
+                    )],
                 },
             },
         }
@@ -106,6 +138,9 @@ impl App {
         }
         if opened && v == View::Usage {
             return self.usage_open();
+        }
+        if opened && v == View::Credentials {
+            return self.credentials_fetch();
         }
         Vec::new()
     }
@@ -189,6 +224,32 @@ impl App {
                 None => self.no_why(),
             },
             Action::ShowUsage => self.switch(View::Usage),
+            Action::ShowCredentials => self.switch(View::Credentials),
+            Action::NewCredential => {
+                self.modal = Some(Modal::Form(Form::new_credential()));
+                Vec::new()
+            }
+            Action::EditCredential => match self.credentials.selected_credential() {
+                Some(c) => {
+                    self.modal = Some(Modal::Form(Form::edit_credential(c)));
+                    Vec::new()
+                }
+                None => self.nothing_selected(),
+            },
+            Action::DeleteCredential => {
+                let c = &self.credentials;
+                let confirm = match (c.selected_credential(), c.selected_session()) {
+                    (Some(cr), _) => Confirm::DeleteCredential(cr.label.clone()),
+                    (_, Some(s)) => Confirm::EndSession(s.session_id.clone(), s.container.clone()),
+                    _ => return self.nothing_selected(),
+                };
+                self.modal = Some(Modal::Confirm(confirm));
+                Vec::new()
+            }
+            Action::SwitchPane => {
+                self.credentials_switch_pane();
+                Vec::new()
+            }
             Action::UsageGroup | Action::UsageWindow | Action::UsageSort | Action::UsageReverse => {
                 self.usage_key(a)
             }
@@ -196,6 +257,7 @@ impl App {
                 self.say("not connected to the daemon", true);
                 Vec::new()
             }
+            Action::Refresh if self.view == View::Credentials => self.credentials_fetch(),
             Action::Refresh => self.middlewares_fetch(),
             Action::Up => self.step(-1),
             Action::Down => self.step(1),
@@ -203,6 +265,18 @@ impl App {
             Action::PageDown => self.step(half),
             Action::Top => self.step(isize::MIN / 2),
             Action::Bottom => self.step(isize::MAX / 2),
+            Action::AllowExact | Action::AllowPick | Action::DenyPick
+                if self
+                    .pending
+                    .selected()
+                    .is_some_and(|p| p.kind == PendingKind::Credential) =>
+            {
+                // Secret egress: never a one-key send; the choices, refusal first.
+                if let Some(p) = self.pending.selected().cloned() {
+                    self.modal = Some(Modal::Egress(EgressPicker::new(p)));
+                }
+                Vec::new()
+            }
             Action::AllowExact => match self.pending.selected().cloned() {
                 Some(p) => self.decide(Verb::Allow, &p, Scope::Exact, Some("permanent".into())),
                 None => self.nothing_selected(),
@@ -336,6 +410,7 @@ impl App {
                 let rows = self.usage_rows();
                 self.usage.rows.step(delta, rows)
             }
+            View::Credentials => self.credentials_step(delta),
             View::Activity => {
                 if let Some(fx) = self.ws_step(delta) {
                     return fx;
@@ -370,6 +445,22 @@ impl App {
         scope: Scope,
         duration: Option<String>,
     ) -> Vec<Effect> {
+        let what = describe_pending(p);
+        if verb == Verb::Bind {
+            let args = DecideCredentialArgs {
+                pending_id: p.id,
+                decision: CredentialDecision::Bind,
+                scope: Some(scope),
+                duration,
+                reason: None,
+                end_session: None,
+            };
+            let tag = Tag::DecideCredential {
+                done: credential_picker::done(EgressChoice::Bind),
+                what,
+            };
+            return vec![send(tag, Command::DecideCredential(args))];
+        }
         let args = DecideArgs {
             pending_id: p.id,
             scope: Some(scope),
@@ -377,10 +468,9 @@ impl App {
             notes: None,
         };
         let (done, command) = match verb {
-            Verb::Allow => ("allowed", Command::Allow(args)),
             Verb::Deny => ("denied", Command::Deny(args)),
+            _ => ("allowed", Command::Allow(args)),
         };
-        let what = describe_pending(p);
         vec![send(Tag::Decide { done, what }, command)]
     }
 }
@@ -465,6 +555,16 @@ impl App {
                     model: f.text(2).into(),
                 };
                 Ok(self.conversations_filter(f))
+            }
+            FormPurpose::NewCredential => {
+                let args = super::form_credentials::create_args(f)?;
+                let tag = Tag::CreateCredential(args.label.clone());
+                Ok(vec![send(tag, Command::CreateCredential(args))])
+            }
+            FormPurpose::EditCredential(c) => {
+                let args = super::form_credentials::update_args(f, c)?;
+                let tag = Tag::UpdateCredential(args.label.clone());
+                Ok(vec![send(tag, Command::UpdateCredential(args))])
             }
             FormPurpose::Silent => {
                 let mode = match f.choice(0) {

@@ -7,9 +7,12 @@ pub(crate) mod conversation;
 mod conversation_keys;
 pub(crate) mod conversations;
 pub(crate) mod cost;
+pub(crate) mod credential_picker;
+pub(crate) mod credentials;
 mod daemon;
 pub(crate) mod detail;
 pub(crate) mod form;
+mod form_credentials;
 mod keys;
 pub(crate) mod listed;
 pub mod lists;
@@ -50,17 +53,20 @@ pub enum View {
     Conversations,
     /// LLM usage and cost by container, client or model, with live rates.
     Usage,
+    /// Credentials and launcher sessions.
+    Credentials,
 }
 
 impl View {
     /// In tab order (the number keys follow it).
-    pub(crate) const ALL: [View; 6] = [
+    pub(crate) const ALL: [View; 7] = [
         View::Pending,
         View::Activity,
         View::Rules,
         View::Middlewares,
         View::Conversations,
         View::Usage,
+        View::Credentials,
     ];
 
     /// Tab title.
@@ -72,6 +78,7 @@ impl View {
             View::Middlewares => "Middlewares",
             View::Conversations => "Conversations",
             View::Usage => "Usage",
+            View::Credentials => "Credentials",
         }
     }
 
@@ -84,6 +91,7 @@ impl View {
             View::Middlewares => "Mw",
             View::Conversations => "Conv",
             View::Usage => "Usage",
+            View::Credentials => "Cred",
         }
     }
 
@@ -96,6 +104,7 @@ impl View {
             View::Middlewares => '4',
             View::Conversations => '5',
             View::Usage => '6',
+            View::Credentials => '7',
         }
     }
 }
@@ -184,6 +193,25 @@ pub enum Tag {
         /// Window and grouping generation the query was made for.
         generation: u64,
     },
+    /// `list_credentials` for the Credentials view.
+    Credentials,
+    /// `list_sessions` for the Credentials view.
+    Sessions,
+    /// `create_credential` of this label.
+    CreateCredential(String),
+    /// `update_credential` of this label.
+    UpdateCredential(String),
+    /// `delete_credential` of this label.
+    DeleteCredential(String),
+    /// `delete_session` of this id.
+    DeleteSession(String),
+    /// `decide_credential` of a secret-egress request, with a description for the message.
+    DecideCredential {
+        /// `refused`, `sent unchanged`…
+        done: &'static str,
+        /// `#12 opencode → host:443`.
+        what: String,
+    },
 }
 
 /// Input to [`App::update`].
@@ -234,6 +262,8 @@ pub(crate) enum Modal {
     Form(Form),
     /// Confirmation.
     Confirm(Confirm),
+    /// The decision on a secret-egress request.
+    Egress(credential_picker::EgressPicker),
 }
 
 /// A line on the message bar.
@@ -280,6 +310,8 @@ pub struct App {
     pub(crate) cost: cost::CostToday,
     /// The Usage view.
     pub usage: usage::UsageBoard,
+    /// The Credentials view.
+    pub(crate) credentials: credentials::Credentials,
     /// Silent mode.
     pub allow_all: AllowAllStatus,
     /// Notification claims held across all clients.
@@ -317,6 +349,7 @@ impl App {
             conversations: conversations::Conversations::default(),
             cost: cost::CostToday::default(),
             usage: usage::UsageBoard::new(now),
+            credentials: credentials::Credentials::default(),
             allow_all: AllowAllStatus::default(),
             claims: 0,
             claimed: false,
@@ -337,7 +370,7 @@ impl App {
     pub(crate) fn ctx(&self) -> Ctx {
         match (&self.modal, self.view) {
             (Some(Modal::Help(_)), _) => Ctx::Help,
-            (Some(Modal::Picker(_)), _) => Ctx::Picker,
+            (Some(Modal::Picker(_) | Modal::Egress(_)), _) => Ctx::Picker,
             (Some(Modal::Form(_)), _) => Ctx::Form,
             (Some(Modal::Confirm(_)), _) => Ctx::Confirm,
             (None, View::Activity) if self.activity.detail.is_some() => Ctx::Detail,
@@ -350,6 +383,7 @@ impl App {
             }
             (None, View::Conversations) => Ctx::Conversations,
             (None, View::Usage) => Ctx::Usage,
+            (None, View::Credentials) => Ctx::Credentials,
         }
     }
 
@@ -382,6 +416,7 @@ impl App {
                 fx.extend(self.conversation_tick());
                 fx.extend(self.cost_poke(false));
                 fx.extend(self.usage_tick());
+                fx.extend(self.credentials_tick());
                 fx
             }
             Msg::Link(ev) => self.on_link(ev),
@@ -401,6 +436,9 @@ impl App {
         if let Some(ws) = self.activity.detail.as_mut().and_then(|d| d.ws.as_mut()) {
             ws.nav.clamp(ws.items.len(), ws_rows);
         }
+        let cred_rows = self.credential_rows();
+        self.credentials.creds.clamp(cred_rows);
+        self.credentials.sessions.clamp(cred_rows);
         let c = &mut self.conversations;
         c.nav.clamp(c.items.len(), rows);
         self.conversation_reflow();

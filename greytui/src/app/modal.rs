@@ -15,6 +15,8 @@ pub(crate) enum Verb {
     Allow,
     /// `deny`.
     Deny,
+    /// Bind a secret-egress request's destination to its credential (`decide_credential`).
+    Bind,
 }
 
 /// Scopes offered by the picker, with their labels.
@@ -233,6 +235,10 @@ pub(crate) fn guess_domain(host: &str) -> Option<String> {
 pub(crate) enum Confirm {
     /// Delete this rule (id, summary).
     DeleteRule(u64, String),
+    /// Delete this credential (label).
+    DeleteCredential(String),
+    /// End this launcher session (id, container).
+    EndSession(String, String),
 }
 
 impl Confirm {
@@ -240,6 +246,12 @@ impl Confirm {
     pub(crate) fn question(&self) -> String {
         match self {
             Confirm::DeleteRule(id, s) => format!("Delete rule {id} ({s})?"),
+            Confirm::DeleteCredential(label) => format!(
+                "Delete credential {label}? Its placeholders are held as secret egress from then on."
+            ),
+            Confirm::EndSession(id, container) => {
+                format!("End session {id} of {container}? Its placeholders stop working.")
+            }
         }
     }
 

@@ -239,7 +239,7 @@ pub(super) fn pending_rows(nav: &Nav, items: &[PendingRequest], lines: usize) ->
     if items.is_empty() {
         return (*nav, lines.max(1));
     }
-    let h = |p: &PendingRequest| 1 + usize::from(p.llm_context.is_some());
+    let h = |p: &PendingRequest| 1 + extra_lines(p) as usize;
     let sel = nav.selected.min(items.len() - 1);
     let mut start = nav.offset.min(sel);
     while start < sel && items[start..=sel].iter().map(h).sum::<usize>() > lines {
@@ -260,11 +260,16 @@ pub(super) fn pending_rows(nav: &Nav, items: &[PendingRequest], lines: usize) ->
     (nav, n.max(1))
 }
 
+/// Lines under a pending row: its secret-egress line, its why line.
+fn extra_lines(p: &PendingRequest) -> u16 {
+    u16::from(p.credential.is_some()) + u16::from(p.llm_context.is_some())
+}
+
 /// Row heights of the visible pending rows.
 pub(super) fn pending_heights<'a>(rows: Vec<Row<'a>>, visible: &[PendingRequest]) -> Vec<Row<'a>> {
     rows.into_iter()
         .zip(visible)
-        .map(|(r, p)| r.height(1 + u16::from(p.llm_context.is_some())))
+        .map(|(r, p)| r.height(1 + extra_lines(p)))
         .collect()
 }
 
@@ -278,14 +283,21 @@ pub(super) fn pending_whys(f: &mut Frame, area: Rect, visible: &[PendingRequest]
         if y >= area.y + area.height {
             break;
         }
+        let mut line = y + 1;
+        if let Some(e) = &p.credential
+            && line < area.y + area.height
+        {
+            super::credentials::egress_line(f, Rect::new(x, line, width, 1), e);
+            line += 1;
+        }
         if let Some(c) = &p.llm_context
-            && y + 1 < area.y + area.height
+            && line < area.y + area.height
         {
             let text = ellipsize(&format!("↳ {}", why_text(c)), width as usize);
-            let rect = Rect::new(x, y + 1, width, 1);
+            let rect = Rect::new(x, line, width, 1);
             f.render_widget(Paragraph::new(Span::styled(text, DIM)), rect);
         }
-        y += 1 + u16::from(p.llm_context.is_some());
+        y += 1 + extra_lines(p);
     }
 }
 

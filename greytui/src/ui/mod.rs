@@ -3,6 +3,7 @@
 //! bar, with an overlay on top when a modal is open.
 
 mod conversations;
+pub(crate) mod credentials;
 mod detail;
 mod middlewares;
 mod overlays;
@@ -43,6 +44,7 @@ pub fn draw(f: &mut Frame, app: &App) {
         View::Middlewares => middlewares::draw(f, body, app),
         View::Conversations => conversations::draw(f, body, app),
         View::Usage => usage::draw(f, body, app),
+        View::Credentials => credentials::draw(f, body, app),
     }
     draw_hints(f, hints, app);
     draw_message(f, message, app);
@@ -55,6 +57,7 @@ fn draw_tabs(f: &mut Frame, area: Rect, app: &App) {
         View::Activity => activity_info(app),
         View::Middlewares => middlewares::info(app),
         View::Conversations => conversations::info(app),
+        View::Credentials => credentials::info(app),
         _ => String::new(),
     };
     let right_w = right.chars().count();

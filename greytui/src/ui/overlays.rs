@@ -21,6 +21,19 @@ pub(super) fn draw(f: &mut Frame, app: &App) {
         Some(Modal::Picker(p)) => picker(f, p),
         Some(Modal::Form(form)) => form_box(f, form),
         Some(Modal::Confirm(c)) => confirm(f, c),
+        Some(Modal::Egress(p)) => {
+            let title = format!(
+                "Secret egress #{} {} → {}:{}",
+                p.pending.id,
+                p.pending.container_name,
+                p.pending.display_host(),
+                p.pending.destination_port
+            );
+            let lines = super::credentials::picker_lines(p);
+            let area = centered(f.area(), 72, lines.len() as u16 + 2);
+            let inner = boxed(f, area, &title);
+            f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
+        }
     }
 }
 
@@ -74,10 +87,10 @@ fn options<'a>(items: impl Iterator<Item = (String, String)>, selected: usize) -
 fn picker(f: &mut Frame, p: &Picker) {
     let title = format!(
         "{} #{} {} → {}:{}",
-        if p.verb == Verb::Allow {
-            "Allow"
-        } else {
-            "Deny"
+        match p.verb {
+            Verb::Allow => "Allow",
+            Verb::Deny => "Deny",
+            Verb::Bind => "Bind to its credential",
         },
         p.pending.id,
         p.pending.container_name,
@@ -145,6 +158,9 @@ fn form_box(f: &mut Frame, form: &Form) {
         let value = match &field.kind {
             FieldKind::Text(t) if focused => format!("{t}█"),
             FieldKind::Text(t) => t.clone(),
+            // Only how many characters were typed, never what.
+            FieldKind::Secret(s) if focused => format!("{}█", "•".repeat(s.0.chars().count())),
+            FieldKind::Secret(s) => "•".repeat(s.0.chars().count()),
             FieldKind::Choice { options, idx } => options
                 .iter()
                 .enumerate()

@@ -39,8 +39,11 @@ pub(super) fn pending(f: &mut Frame, area: Rect, app: &App) {
             Cell::from(p.waiting_count.to_string()),
             Cell::from(age(&p.first_seen, app.now)),
         ];
-        // A request with connections held open is someone waiting right now.
-        let base = if p.waiting_count > 0 {
+        // A secret on its way where it may not go stands out from everything else; a
+        // request with connections held open is someone waiting right now.
+        let base = if p.kind == greyproxy_protocol::PendingKind::Credential {
+            super::credentials::EGRESS
+        } else if p.waiting_count > 0 {
             Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD)
         } else {
             Style::new()

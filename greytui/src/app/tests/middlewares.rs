@@ -33,7 +33,7 @@ fn opening_the_view_lists_the_middlewares_with_4_and_tab() {
     listed(&mut app);
     assert!(app.middlewares.loaded && !app.middlewares.in_flight);
     assert_eq!(app.middlewares.list.len(), 2);
-    // Tab order: Rules → Middlewares → Conversations → Usage → Pending.
+    // Tab order: Rules → Middlewares → Conversations → Usage → Credentials → Pending.
     typing(&mut app, "3");
     let fx = typing(&mut app, "\t");
     assert_eq!(app.view, View::Middlewares);
@@ -43,6 +43,8 @@ fn opening_the_view_lists_the_middlewares_with_4_and_tab() {
     assert_eq!(app.view, View::Conversations);
     typing(&mut app, "\t");
     assert_eq!(app.view, View::Usage);
+    typing(&mut app, "\t");
+    assert_eq!(app.view, View::Credentials);
     typing(&mut app, "\t");
     assert_eq!(app.view, View::Pending);
 }

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod conversations;
+mod credentials;
 mod middlewares;
 mod usage;
 mod views;

@@ -65,12 +65,12 @@ fn opening_the_view_asks_for_today_by_container_costliest_first() {
     // Cost first; the two that cost nothing by name.
     assert_eq!(keys(&app), ["claude-code", "codex", "aider", "opencode"]);
     assert_eq!(app.usage.total.as_ref().unwrap().totals.calls, 70);
-    // Tab order: Conversations → Usage → Pending.
+    // Tab order: Conversations → Usage → Credentials.
     typing(&mut app, "5");
     typing(&mut app, "\t");
     assert_eq!(app.view, View::Usage);
     typing(&mut app, "\t");
-    assert_eq!(app.view, View::Pending);
+    assert_eq!(app.view, View::Credentials);
 }
 
 #[test]
