@@ -143,9 +143,7 @@ pub(crate) async fn forward(
         // middlewares, the capture or the agent see the response.
         resp = super::scrub::response(resp, i.scrub_pairs());
     }
-    let resp = x
-        .response_hooks(&request.headers, ttfb, &hooks, resp)
-        .await;
+    let resp = x.response_hooks(&request.headers, ttfb, &hooks, resp).await;
     x.record(resp, request)
 }
 

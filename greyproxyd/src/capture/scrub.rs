@@ -140,13 +140,19 @@ mod tests {
         let secret = "sk-live-0123456789abcdef";
         let ph = "greyproxy:credential:v1:s1:00112233445566778899aabbccddeeff";
         let chunks: Vec<Result<Frame<Bytes>, hyper::Error>> = vec![
-            Ok(Frame::data(Bytes::from_static(b"{\"auth\":\"Bearer sk-live-01"))),
-            Ok(Frame::data(Bytes::from_static(b"23456789abcdef\",\"q\":\"sk-live-0123456789abcdef\"}"))),
+            Ok(Frame::data(Bytes::from_static(
+                b"{\"auth\":\"Bearer sk-live-01",
+            ))),
+            Ok(Frame::data(Bytes::from_static(
+                b"23456789abcdef\",\"q\":\"sk-live-0123456789abcdef\"}",
+            ))),
         ];
         let body = http_body_util::StreamBody::new(futures_util::stream::iter(chunks)).boxed();
         let mut resp = Response::new(body);
-        resp.headers_mut()
-            .insert("x-echo", HeaderValue::from_str(&format!("Bearer {secret}")).unwrap());
+        resp.headers_mut().insert(
+            "x-echo",
+            HeaderValue::from_str(&format!("Bearer {secret}")).unwrap(),
+        );
         resp.headers_mut()
             .insert(header::CONTENT_LENGTH, HeaderValue::from_static("70"));
         let out = response(resp, vec![(ph.to_string(), Secret::new(secret).unwrap())]);

@@ -121,7 +121,9 @@ impl Handler {
                 timestamp: now_rfc3339(),
                 request_id: rid,
             },
-            Command::Allow(a) | Command::Deny(a) if self.credentials.held(a.pending_id).is_some() => {
+            Command::Allow(a) | Command::Deny(a)
+                if self.credentials.held(a.pending_id).is_some() =>
+            {
                 error(
                     format!(
                         "pending request {} is a held credential request: decide it with \
@@ -233,12 +235,18 @@ impl Handler {
                 }
                 Err(e) => error(e, rid),
             },
-            Command::CreateCredential(a) => reply(name, creds::create(&self.credentials, a).await, rid),
-            Command::UpdateCredential(a) => reply(name, creds::update(&self.credentials, a).await, rid),
-            Command::DeleteCredential(a) => match self.credentials.delete_credential(&a.label).await {
-                Ok(()) => result(name, &serde_json::json!({"label": a.label}), rid),
-                Err(e) => error(e, rid),
-            },
+            Command::CreateCredential(a) => {
+                reply(name, creds::create(&self.credentials, a).await, rid)
+            }
+            Command::UpdateCredential(a) => {
+                reply(name, creds::update(&self.credentials, a).await, rid)
+            }
+            Command::DeleteCredential(a) => {
+                match self.credentials.delete_credential(&a.label).await {
+                    Ok(()) => result(name, &serde_json::json!({"label": a.label}), rid),
+                    Err(e) => error(e, rid),
+                }
+            }
             Command::ListCredentials => result(name, &self.credentials.list_credentials(), rid),
             Command::CreateSession(a) => {
                 reply(name, creds::create_session(&self.credentials, a).await, rid)
@@ -249,12 +257,15 @@ impl Handler {
                     Err(e) => error(e, rid),
                 }
             }
-            Command::DeleteSession(a) => match self.credentials.delete_session(&a.session_id).await {
+            Command::DeleteSession(a) => match self.credentials.delete_session(&a.session_id).await
+            {
                 Ok(()) => result(name, &serde_json::json!({"session_id": a.session_id}), rid),
                 Err(e) => error(e, rid),
             },
             Command::ListSessions => result(name, &self.credentials.list_sessions(), rid),
-            Command::DecideCredential(a) => reply(name, creds::decide(&self.credentials, a).await, rid),
+            Command::DecideCredential(a) => {
+                reply(name, creds::decide(&self.credentials, a).await, rid)
+            }
             Command::ListRules(a) => match self.policy.list_rules(&a) {
                 Ok(p) => result(name, &p, rid),
                 Err(e) => error(e, rid),

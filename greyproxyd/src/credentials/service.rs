@@ -136,7 +136,9 @@ impl Service {
                     Ok(s) => {
                         secrets.insert(c.id.clone(), s);
                     }
-                    Err(e) => tracing::error!(label = %c.label, error = %e, "cannot open credential"),
+                    Err(e) => {
+                        tracing::error!(label = %c.label, error = %e, "cannot open credential")
+                    }
                 }
             }
         }
@@ -285,8 +287,9 @@ impl Service {
             .credential(id)
             .cloned()
             .ok_or_else(|| ServiceError::NoCredential(id.to_string()))?;
-        c.destinations
-            .retain(|d| !(d.host == dest.host && d.port == dest.port && d.path_prefix == dest.path_prefix));
+        c.destinations.retain(|d| {
+            !(d.host == dest.host && d.port == dest.port && d.path_prefix == dest.path_prefix)
+        });
         c.destinations.push(dest);
         c.validate()?;
         c.updated_at = now_secs();
@@ -328,21 +331,19 @@ impl Service {
             st.secrets.remove(&id);
         }
         tracing::info!(label, "credential deleted");
-        self.events.publish(Event::CredentialDeleted(CredentialDeleted {
-            id,
-            label: label.to_string(),
-        }));
+        self.events
+            .publish(Event::CredentialDeleted(CredentialDeleted {
+                id,
+                label: label.to_string(),
+            }));
         Ok(())
     }
 
     /// `list_credentials`.
     pub(crate) fn list_credentials(&self) -> CredentialList {
         let st = self.lock();
-        let mut credentials: Vec<CredentialInfo> = st
-            .tables
-            .credentials()
-            .map(|c| self.info(&st, c))
-            .collect();
+        let mut credentials: Vec<CredentialInfo> =
+            st.tables.credentials().map(|c| self.info(&st, c)).collect();
         credentials.sort_by(|a, b| a.label.cmp(&b.label));
         CredentialList {
             credentials,
@@ -509,7 +510,9 @@ impl Service {
             .collect();
         drop(st);
         self.events
-            .publish(Event::CredentialSubstitutions(SubstitutionCounts { counts }));
+            .publish(Event::CredentialSubstitutions(SubstitutionCounts {
+                counts,
+            }));
     }
 
     /// Removes the sessions past their TTL, from memory and the store, and announces them.
