@@ -35,6 +35,8 @@ mod bind_tests;
 #[cfg(test)]
 mod scan_tests;
 #[cfg(test)]
+mod service_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::Path;

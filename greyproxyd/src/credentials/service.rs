@@ -481,7 +481,7 @@ impl Service {
     }
 
     /// Publishes the counters that changed since the last call, if any.
-    fn publish_counts(&self) {
+    pub(super) fn publish_counts(&self) {
         let changed: Vec<(String, String, u64, u64)> = {
             let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
             c.iter_mut()

@@ -383,3 +383,44 @@ async fn credentials_and_sessions_survive_a_restart_encrypted_and_rotation_keeps
         format!("Bearer {rotated}").as_str()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_json_body_opted_in_carries_the_secret_upstream_and_the_placeholder_everywhere_else() {
+    let mut env = MitmEnv::start(BIN, "", &[]).await;
+    let origin = Origin::https("127.0.16.11", &env.ca).await;
+    add_credential(
+        &mut env,
+        "TEST_KEY",
+        &[origin.authority()],
+        json!({"places":{"headers":false,"query":false,"json_body":true}}),
+    )
+    .await;
+    let (_, ph) = add_session(&mut env, "codex", "TEST_KEY", None).await;
+    let sent = format!("{{\"api_key\":\"{ph}\"}}");
+    let args = [
+        "-x".to_string(),
+        format!("http://codex:x@{}", env.d.http.unwrap()),
+        "--cacert".into(),
+        env.daemon_ca_arg(),
+        "-H".into(),
+        "Content-Type: application/json".into(),
+        "--data-binary".into(),
+        sent.clone(),
+    ];
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r = fetch(&a, &[&origin.url("/echo")]).await;
+    assert_eq!(r.status(), 200, "{r:?}");
+    // The origin read a body of the secret's length (Content-Length fixed), and echoed it:
+    // the agent gets its own body back, placeholder and all.
+    let upstream_len = sent.len() - ph.len() + SECRET.len();
+    assert_eq!(origin.requests()[0].body_len, upstream_len);
+    assert_eq!(r.text(), sent);
+    let ev = tx_event(&mut env.ws, "/echo").await;
+    let t = get_tx(&mut env.ws, &ev["id"]).await;
+    assert_eq!(
+        t["request_body"],
+        sent.as_str(),
+        "the capture keeps the placeholder"
+    );
+    assert!(!t.to_string().contains(SECRET), "{t}");
+}

@@ -5,9 +5,9 @@
 //! Routes: `/json`, `/gzip`, `/br`, `/zstd`, `/gzip-br` (stacked `gzip, br`) — [`JSON_BODY`],
 //! compressed with [`encode`]; `/bad-gzip` ([`BAD_GZIP`], labelled gzip but not gzip); `/sse`
 //! ([`SSE_EVENTS`] with a 1 s pause after the first); `/big?mb=N` ([`big_body`],
-//! `application/octet-stream`); `/echo` (the request body and content type back); `/reflect` (the request line, headers and
-//! body as text, and `Authorization` in `x-reflect-authorization`: an echo service); `/status/N`
-//! (empty for 204/304); `/chunked` ([`CHUNKS`], no length); `/close` (`Connection: close`);
+//! `application/octet-stream`); `/echo` (the request body and content type back); `/reflect`
+//! (an echo service: the request line, headers and body as text, and `Authorization` in
+//! `x-reflect-authorization`); `/status/N` (empty for 204/304); `/chunked` ([`CHUNKS`], no length); `/close` (`Connection: close`);
 //! `/trailers` ([`TRAILER_VALUE`]); `/slow?ms=N`; anything else: 404. HEAD gets GET's headers.
 
 use std::convert::Infallible;
