@@ -170,13 +170,24 @@ pub async fn build(cfg: ServeConfig) -> anyhow::Result<Daemon> {
         );
     }
     let policy = Policy::new(store.clone(), events.clone(), logs, live.clone())?;
+    let credentials = {
+        let (store, events, dir) = (store.clone(), events.clone(), cfg.state_dir.clone());
+        Arc::new(
+            tokio::task::spawn_blocking(move || {
+                crate::credentials::service::Service::open(store, events, &dir)
+            })
+            .await
+            .context("credentials task")?,
+        )
+    };
+    policy.set_credentials(credentials.clone());
     let shutdown = Shutdown::new();
     let llm = llm::start(&cfg, &store, &events, &policy, &live)?;
     let mitm = build_mitm(
         &cfg,
         &store,
         &events,
-        &policy,
+        (&policy, &credentials),
         &shutdown,
         live,
         llm.as_ref().map(|l| l.queue.clone()),
@@ -231,6 +242,12 @@ pub async fn build(cfg: ServeConfig) -> anyhow::Result<Daemon> {
             .map(|a| a.to_string()),
     };
 
+    // The daemon never proxies to itself (wildcard binds expand to every local address).
+    let mut own: Vec<std::net::SocketAddr> = vec![control.local_addr()?];
+    own.extend(http.as_ref().and_then(|l| l.local_addr().ok()));
+    own.extend(socks.as_ref().and_then(|l| l.local_addr().ok()));
+    own.extend(dns.as_ref().and_then(|(l, _)| l.local_addr().ok()));
+    policy.set_self_addrs(&own);
     let claims = Claims::new(events.clone());
     let handler = Arc::new(Handler {
         policy: policy.clone(),
@@ -243,6 +260,7 @@ pub async fn build(cfg: ServeConfig) -> anyhow::Result<Daemon> {
         heartbeat: cfg.heartbeat,
         middlewares: middlewares.clone(),
         llm: llm.as_ref().map(|l| l.handles.clone()),
+        credentials: credentials.clone(),
     });
     Ok(Daemon {
         endpoint_rules: llm.map(|l| l.rules),
@@ -298,6 +316,7 @@ impl Daemon {
             endpoint_rules: _,
         } = self;
         let begun = shutdown.begun_token();
+        handler.credentials.clone().spawn_background(begun.clone());
         let ctx = ProxyCtx {
             policy: policy.clone(),
             handshake_timeout: Duration::from_secs(30),
@@ -388,6 +407,7 @@ impl Daemon {
 #[derive(Debug)]
 struct DataPlane {
     policy: Arc<Policy>,
+    credentials: Arc<crate::credentials::service::Service>,
     recorder: Arc<Recorder>,
     response_timeout: Duration,
     shutdown: Shutdown,
@@ -419,6 +439,10 @@ impl ExchangeEnv for DataPlane {
     fn live(&self) -> &Arc<LiveCell> {
         &self.live
     }
+
+    fn credentials(&self) -> Option<&Arc<crate::credentials::service::Service>> {
+        Some(&self.credentials)
+    }
 }
 
 /// The CA (generated on first start), origin TLS, redaction and the transaction writer.
@@ -426,7 +450,8 @@ fn build_mitm(
     cfg: &ServeConfig,
     store: &Arc<Store>,
     events: &Arc<EventBus>,
-    policy: &Arc<Policy>,
+    // What each exchange consults: the policy (deny rules) and the credentials service.
+    (policy, credentials): (&Arc<Policy>, &Arc<crate::credentials::service::Service>),
     shutdown: &Shutdown,
     live: Arc<LiveCell>,
     dissect: Option<Arc<crate::dissect::queue::DissectQueue>>,
@@ -477,6 +502,7 @@ fn build_mitm(
     let recorder = Arc::new(recorder);
     let capture: Arc<CaptureCtx> = Arc::new(DataPlane {
         policy: policy.clone(),
+        credentials: credentials.clone(),
         recorder,
         response_timeout: cfg.response_timeout,
         shutdown: shutdown.clone(),

@@ -25,9 +25,7 @@ mod atomic;
 pub mod capture;
 pub mod config;
 pub mod control;
-// Not wired into the exchange, the policy or the control plane yet (the next step); only
-// `credentials::fuzzing` is public, for the fuzz target.
-#[allow(dead_code)]
+// Only `credentials::fuzzing` is public, for the fuzz target.
 pub mod credentials;
 pub mod daemon;
 pub mod dissect;

@@ -8,7 +8,9 @@
 //!
 //! 1. [`Exchange::check_policy`]: a deny rule created while the connection is open applies to
 //!    its next request (403).
-//! 2. [`Exchange::request_hooks`]: the middlewares' request cascade (their deny or rewrite).
+//! 2. [`Exchange::request_hooks`]: the middlewares' request cascade (their deny or rewrite),
+//!    then [`Exchange::credentials`]: placeholders substituted on the copy that goes upstream,
+//!    or the request held as secret egress (403 when refused).
 //! 3. [`Exchange::send_upstream`]: the request, prepared for the origin connection's protocol,
 //!    goes out with a copy of its body taken (502 origin error, 504 origin too slow).
 //! 4. [`Exchange::switch_protocols`] for a `101` (the WebSocket relay takes over), else
@@ -27,11 +29,13 @@ use hyper::upgrade::OnUpgrade;
 use tokio::sync::oneshot;
 
 use super::body::{Captured, TeeBody};
+use super::credentials::{self as creds, Injection};
 use super::record::{self, fill_request, fill_response, ms};
 use super::recorder::Recorder;
 use super::upstream::Upstream;
 use super::ws::Negotiated;
-use crate::http::{Body, Origin, prepare_request, strip_hop_headers, text_response};
+use crate::credentials::service::Service;
+use crate::http::{Body, Origin, full, prepare_request, strip_hop_headers, text_response};
 use crate::live::{Live, LiveCell};
 use crate::middleware::{Middlewares, hook};
 use crate::policy::Policy;
@@ -60,6 +64,10 @@ pub(crate) trait ExchangeEnv: Send + Sync + std::fmt::Debug {
     fn middlewares(&self) -> &Arc<Middlewares>;
     /// The reloadable settings; each exchange takes one snapshot when it begins.
     fn live(&self) -> &Arc<LiveCell>;
+    /// The credentials service (placeholder substitution and secret-egress holds).
+    fn credentials(&self) -> Option<&Arc<Service>> {
+        None
+    }
 }
 
 /// The exchange's view of the daemon, as every connection holds it.
@@ -110,7 +118,14 @@ pub(crate) async fn forward(
         Ok(r) => r,
         Err(answer) => return answer,
     };
-    let sent = match x.send_upstream(&upstream, req, hooks.wants_upgrade).await {
+    let (req, injection) = match x.credentials(req).await {
+        Ok(r) => r,
+        Err(answer) => return answer,
+    };
+    let sent = match x
+        .send_upstream(&upstream, req, hooks.wants_upgrade, injection.as_ref())
+        .await
+    {
         Ok(s) => s,
         Err(answer) => return answer,
     };
@@ -122,9 +137,13 @@ pub(crate) async fn forward(
         response,
         ttfb,
     } = sent;
-    let resp = x
-        .response_hooks(&request.headers, ttfb, &hooks, sent_parts(response))
-        .await;
+    let mut resp = sent_parts(response);
+    if let Some(i) = &injection {
+        // An echo of a substituted secret goes back as its placeholder, before the
+        // middlewares, the capture or the agent see the response.
+        resp = super::scrub::response(resp, i.scrub_pairs());
+    }
+    let resp = x.response_hooks(&request.headers, ttfb, &hooks, resp).await;
     x.record(resp, request)
 }
 
@@ -282,6 +301,27 @@ impl Exchange {
         ))
     }
 
+    /// Stage 2b: the placeholders the request carries (see [`super::credentials`]). `Err` is
+    /// the proxy's refusal (a held request refused, or not decided in time), already recorded
+    /// with the request as the client sent it.
+    async fn credentials(
+        &mut self,
+        req: Request<Body>,
+    ) -> Result<(Request<Body>, Option<Injection>), Response<Body>> {
+        let Some(service) = self.ctx.credentials().cloned() else {
+            return Ok((req, None));
+        };
+        let cap = self.recorder().body_cap;
+        let timeout = self.ctx.policy().hold_timeout();
+        match creds::stage(&service, &self.meta, req, cap, timeout).await {
+            Ok(r) => Ok(r),
+            Err((req, refused)) => {
+                let resp = text_response(refused.status, refused.message);
+                Err(self.middleware_denied(req.headers(), resp))
+            }
+        }
+    }
+
     /// Records a request a middleware denied (without its body, which may be what it objected
     /// to) and returns the middleware's answer.
     fn middleware_denied(
@@ -310,12 +350,25 @@ impl Exchange {
         upstream: &Upstream,
         req: Request<Body>,
         upgrade: bool,
+        injection: Option<&Injection>,
     ) -> Result<Sent, Response<Body>> {
+        // The record's copy is taken before any secret goes in: it keeps the placeholders.
         let headers = req.headers().clone();
         let redacted = self.live.redactor.headers(&headers);
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         let (req_tx, req_rx) = oneshot::channel();
-        let body = TeeBody::new(body, self.recorder().body_cap, req_tx).boxed();
+        let tee = TeeBody::new(body, self.recorder().body_cap, req_tx);
+        let body = match injection.and_then(|i| i.apply(&mut parts)) {
+            Some(substituted) => {
+                // The copy is taken from the original (already whole) body; the origin gets
+                // the substituted one.
+                tokio::spawn(async move {
+                    let _ = tee.collect().await;
+                });
+                full(substituted)
+            }
+            None => tee.boxed(),
+        };
         let mut out = Request::from_parts(parts, body);
         prepare_request(&mut out, self.meta.origin(), upstream.is_h2(), upgrade);
         let request = SentRequest {

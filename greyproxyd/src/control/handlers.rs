@@ -12,7 +12,10 @@ use greyproxy_protocol::{
 };
 use serde::Serialize;
 
+use greyproxy_protocol::credentials::{CredentialDecision, DecideCredentialArgs};
+
 use super::claims::{ClaimGuard, Claims};
+use super::credentials as creds;
 use crate::policy::Policy;
 use crate::policy::duration::parse_allow_all_duration;
 use crate::store::Store;
@@ -57,6 +60,8 @@ pub(crate) struct Handler {
     pub(crate) middlewares: Arc<crate::middleware::Middlewares>,
     /// The LLM layer's commands (`None` when it is off).
     pub(crate) llm: Option<Arc<super::llm::LlmHandles>>,
+    /// Credentials, sessions and held secret egress.
+    pub(crate) credentials: Arc<crate::credentials::service::Service>,
 }
 
 fn error(e: impl std::fmt::Display, request_id: Option<RequestId>) -> Reply {
@@ -83,6 +88,17 @@ fn success(
     }
 }
 
+fn reply<E: std::fmt::Display>(
+    command: &str,
+    r: Result<serde_json::Value, E>,
+    request_id: Option<RequestId>,
+) -> Reply {
+    match r {
+        Ok(v) => result(command, &v, request_id),
+        Err(e) => error(e, request_id),
+    }
+}
+
 fn result<T: Serialize>(command: &str, data: &T, request_id: Option<RequestId>) -> Reply {
     match serde_json::to_value(data) {
         Ok(data) => Reply::Result {
@@ -105,6 +121,18 @@ impl Handler {
                 timestamp: now_rfc3339(),
                 request_id: rid,
             },
+            Command::Allow(a) | Command::Deny(a)
+                if self.credentials.held(a.pending_id).is_some() =>
+            {
+                error(
+                    format!(
+                        "pending request {} is a held credential request: decide it with \
+                         decide_credential (send_once, bind, send_unchanged, refuse)",
+                        a.pending_id
+                    ),
+                    rid,
+                )
+            }
             Command::Allow(a) => match self.policy.allow(&a).await {
                 Ok(r) => success(name, Some(a.pending_id), Some(r.id), rid),
                 Err(e) => error(e, rid),
@@ -113,6 +141,20 @@ impl Handler {
                 Ok(r) => success(name, Some(a.pending_id), Some(r.id), rid),
                 Err(e) => error(e, rid),
             },
+            Command::Dismiss(a) if self.credentials.held(a.pending_id).is_some() => {
+                let d = DecideCredentialArgs {
+                    pending_id: a.pending_id,
+                    decision: CredentialDecision::Refuse,
+                    scope: None,
+                    duration: None,
+                    reason: Some("dismissed".into()),
+                    end_session: None,
+                };
+                match creds::decide(&self.credentials, d).await {
+                    Ok(_) => success(name, Some(a.pending_id), None, rid),
+                    Err(e) => error(e, rid),
+                }
+            }
             Command::Dismiss(a) => match self.policy.dismiss(a.pending_id).await {
                 Ok(()) => success(name, Some(a.pending_id), None, rid),
                 Err(e) => error(e, rid),
@@ -180,9 +222,50 @@ impl Handler {
             }
             Command::Status => result(name, &self.status(), rid),
             Command::ListPending(a) => match self.policy.list_pending(&a) {
-                Ok(p) => result(name, &p, rid),
+                Ok(mut p) => {
+                    // Held credential requests come first, on the first page.
+                    if a.cursor.is_none() {
+                        let held = self
+                            .credentials
+                            .list_holds(a.container.as_deref(), a.destination.as_deref());
+                        p.total += held.len() as u64;
+                        p.items.splice(0..0, held);
+                    }
+                    result(name, &p, rid)
+                }
                 Err(e) => error(e, rid),
             },
+            Command::CreateCredential(a) => {
+                reply(name, creds::create(&self.credentials, a).await, rid)
+            }
+            Command::UpdateCredential(a) => {
+                reply(name, creds::update(&self.credentials, a).await, rid)
+            }
+            Command::DeleteCredential(a) => {
+                match self.credentials.delete_credential(&a.label).await {
+                    Ok(()) => result(name, &serde_json::json!({"label": a.label}), rid),
+                    Err(e) => error(e, rid),
+                }
+            }
+            Command::ListCredentials => result(name, &self.credentials.list_credentials(), rid),
+            Command::CreateSession(a) => {
+                reply(name, creds::create_session(&self.credentials, a).await, rid)
+            }
+            Command::HeartbeatSession(a) => {
+                match self.credentials.heartbeat_session(&a.session_id).await {
+                    Ok(s) => result(name, &s, rid),
+                    Err(e) => error(e, rid),
+                }
+            }
+            Command::DeleteSession(a) => match self.credentials.delete_session(&a.session_id).await
+            {
+                Ok(()) => result(name, &serde_json::json!({"session_id": a.session_id}), rid),
+                Err(e) => error(e, rid),
+            },
+            Command::ListSessions => result(name, &self.credentials.list_sessions(), rid),
+            Command::DecideCredential(a) => {
+                reply(name, creds::decide(&self.credentials, a).await, rid)
+            }
             Command::ListRules(a) => match self.policy.list_rules(&a) {
                 Ok(p) => result(name, &p, rid),
                 Err(e) => error(e, rid),
@@ -271,8 +354,8 @@ impl Handler {
             protocol_version: PROTOCOL_VERSION,
             uptime_seconds: self.started.elapsed().as_secs(),
             listeners: self.listeners.clone(),
-            pending_count: self.policy.pending_count(),
-            held_connections: self.policy.held_connections(),
+            pending_count: self.policy.pending_count() + self.credentials.held_count() as u64,
+            held_connections: self.policy.held_connections() + self.credentials.held_count() as u64,
             rule_count: self.policy.rule_count(),
             allow_all: self.policy.allow_all_status(),
             active_claims: self.claims.active(),

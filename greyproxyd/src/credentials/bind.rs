@@ -141,7 +141,7 @@ pub(crate) fn decide(
     if target.transport == Transport::PlainHttp && !credential.allow_plaintext {
         return egress(EgressReason::PlaintextNotAllowed, label, sid);
     }
-    if !credential.allows_destination(target.host, target.port, target.path) {
+    if !credential.allows_destination(target.host, target.port, target.path, now) {
         return egress(EgressReason::DestinationNotBound, label, sid);
     }
     let p = credential.places;

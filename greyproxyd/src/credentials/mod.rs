@@ -10,23 +10,32 @@
 //! * [`substitute`]: placeholder → secret in headers, query, bodies; secret → placeholder in
 //!   an echoing response.
 //!
-//! This module builds credentials and loads them with their sessions from the store; the
-//! exchange, the policy (holding secret egress) and the control commands use it.
+//! * [`service`]: the daemon's owner of all of it (commands, sweeper, counters); [`plan`]:
+//!   what to do with one request's placeholders; [`holds`]: secret egress held for a human;
+//!   [`wire`]: the control protocol's reports.
+//!
+//! The exchange (capture/credentials.rs) and the control commands use the service.
 
 pub(crate) mod bind;
 pub mod fuzzing;
+pub(crate) mod holds;
 pub(crate) mod model;
+pub(crate) mod plan;
 pub(crate) mod scan;
 pub(crate) mod secret;
+pub(crate) mod service;
 pub(crate) mod session;
 pub(crate) mod substitute;
 pub(crate) mod table;
 pub(crate) mod vault;
+pub(crate) mod wire;
 
 #[cfg(test)]
 mod bind_tests;
 #[cfg(test)]
 mod scan_tests;
+#[cfg(test)]
+mod service_tests;
 #[cfg(test)]
 mod tests;
 

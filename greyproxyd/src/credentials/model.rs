@@ -85,6 +85,10 @@ pub(crate) struct Destination {
     /// Only paths under this prefix (starting with `/`), when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) path_prefix: Option<String>,
+    /// Unix seconds after which it no longer applies: a timed binding a human made from a
+    /// held request (`decide_credential` with `bind` and a duration); `None` is permanent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) expires_at: Option<u64>,
 }
 
 impl Destination {
@@ -165,7 +169,20 @@ impl Destination {
             host,
             port,
             path_prefix,
+            expires_at: None,
         })
+    }
+
+    /// The `host[:port][/path-prefix]` text it was read from (normalised).
+    pub(crate) fn pattern(&self) -> String {
+        let mut s = self.host.clone();
+        if let Some(p) = self.port {
+            s.push_str(&format!(":{p}"));
+        }
+        if let Some(prefix) = &self.path_prefix {
+            s.push_str(prefix);
+        }
+        s
     }
 
     /// True when a request to `host`:`port` with `path` (origin-form, query allowed) is one this
@@ -289,11 +306,12 @@ impl Credential {
             .any(|p| Dialect::CONTAINER.matches(p, container))
     }
 
-    /// True when a request to this destination may carry the secret.
-    pub(crate) fn allows_destination(&self, host: &str, port: u16, path: &str) -> bool {
+    /// True when a request to this destination may carry the secret at `now` (Unix seconds;
+    /// a timed binding past its end no longer counts).
+    pub(crate) fn allows_destination(&self, host: &str, port: u16, path: &str, now: u64) -> bool {
         self.destinations
             .iter()
-            .any(|d| d.matches(host, port, path))
+            .any(|d| d.expires_at.is_none_or(|t| now < t) && d.matches(host, port, path))
     }
 
     /// Expired at `now` (Unix seconds).

@@ -107,11 +107,6 @@ impl Tables {
         self.sessions.get(id)
     }
 
-    /// A session, to heartbeat it.
-    pub(crate) fn session_mut(&mut self, id: &str) -> Option<&mut Session> {
-        self.sessions.get_mut(id)
-    }
-
     /// What a placeholder stands for.
     pub(crate) fn minted(&self, placeholder: &str) -> Option<&Minted> {
         self.placeholders.get(placeholder)

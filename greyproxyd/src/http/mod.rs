@@ -13,5 +13,5 @@ pub(crate) mod message;
 pub(crate) mod percent;
 pub(crate) mod redact;
 
-pub(crate) use body::{Body, text_response};
+pub(crate) use body::{Body, full, text_response};
 pub(crate) use message::{Origin, prepare_request, strip_hop_headers};

@@ -20,7 +20,9 @@ use super::allow_all::AllowAllState;
 use super::clock::Clock;
 use super::error::PolicyError;
 use super::matching::find_matching;
+use super::selfaddr::SelfAddrs;
 use super::tracker::{ConnTracker, Tracked};
+use crate::credentials::service::Service;
 use crate::dissect::recent::RecentCalls;
 use crate::events::EventBus;
 use crate::live::LiveCell;
@@ -84,6 +86,8 @@ pub(crate) enum Reason {
     /// The pending request could not be recorded (the store refused the write), so nobody
     /// could have decided it: refused at once instead of held.
     StoreError,
+    /// The destination is one of the daemon's own listeners: refused before any rule.
+    SelfAddress,
 }
 
 impl Reason {
@@ -98,6 +102,7 @@ impl Reason {
             Reason::Shutdown => "shutdown",
             Reason::InvalidDestination => "invalid_destination",
             Reason::StoreError => "store_error",
+            Reason::SelfAddress => "self",
         }
     }
 }
@@ -176,6 +181,10 @@ pub(crate) struct Policy {
     pub(super) stopping: CancellationToken,
     /// Each container's latest LLM call, for the `llm_context` of new pending requests.
     pub(super) recent: Arc<RecentCalls>,
+    /// The daemon's own listeners, never a destination (set once they are bound).
+    pub(super) self_addrs: std::sync::RwLock<SelfAddrs>,
+    /// Launcher sessions in learning mode (allow-all for their container).
+    pub(super) credentials: std::sync::OnceLock<Arc<Service>>,
 }
 
 /// Result of evaluating a destination against silent mode and the rules.
@@ -230,7 +239,37 @@ impl Policy {
             clock,
             stopping: CancellationToken::new(),
             recent: Arc::new(RecentCalls::default()),
+            self_addrs: std::sync::RwLock::new(SelfAddrs::default()),
+            credentials: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// The daemon's own listening addresses, refused as destinations from now on.
+    pub(crate) fn set_self_addrs(&self, bound: &[std::net::SocketAddr]) {
+        *self.self_addrs.write().unwrap_or_else(|p| p.into_inner()) = SelfAddrs::new(bound);
+    }
+
+    /// True when `host`:`port` (as asked) is one of the daemon's listeners.
+    pub(crate) fn is_self_host(&self, host: &str, port: u16) -> bool {
+        self.self_addrs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_host(host, port)
+    }
+
+    /// True when a connection reached one of the daemon's listeners (a name that resolved
+    /// to it).
+    pub(crate) fn is_self_addr(&self, addr: std::net::SocketAddr) -> bool {
+        self.self_addrs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(addr.ip(), addr.port())
+    }
+
+    /// The credentials service, whose learning-mode sessions allow their container's
+    /// connections that no rule decides.
+    pub(crate) fn set_credentials(&self, service: Arc<Service>) {
+        let _ = self.credentials.set(service);
     }
 
     /// Where the dissection task reports each container's latest LLM call.
@@ -313,6 +352,13 @@ impl Policy {
             req.resolved.as_deref(),
             now,
         ) else {
+            if self
+                .credentials
+                .get()
+                .is_some_and(|c| c.allows_all(&req.container))
+            {
+                return Eval::Decided(Decision::Allowed, None, Reason::AllowAll);
+            }
             return Eval::Undecided;
         };
         let (id, action) = (rule.id, rule.action);

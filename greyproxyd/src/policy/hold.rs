@@ -29,6 +29,9 @@ impl Policy {
         client_gone: impl Future<Output = ()>,
     ) -> Verdict {
         let start = self.clock.instant();
+        if self.is_self_host(&req.host, req.port) {
+            return self.finish(req, start, Decision::Blocked, None, Reason::SelfAddress);
+        }
         // A destination that is no plain host could only ever become a wildcard-like rule.
         if validate_literal_host(&req.host).is_err() {
             return self.finish(

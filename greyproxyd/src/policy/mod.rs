@@ -14,6 +14,7 @@ pub(crate) mod mutate;
 pub(crate) mod pattern;
 pub(crate) mod queries;
 pub(crate) mod scope;
+pub(crate) mod selfaddr;
 pub(crate) mod tracker;
 
 pub(crate) use engine::{ConnRequest, FrontEnd, Policy, Verdict};

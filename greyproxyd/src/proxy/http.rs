@@ -119,6 +119,18 @@ async fn connect_tunnel(
     let hosts = ctx.mitm.hosts();
     let upstream = match connect_upstream(&hosts, &head.host, head.port, ctx.connect_timeout).await
     {
+        // A name that resolved to one of the daemon's own listeners.
+        Ok(u) if u.peer_addr().is_ok_and(|a| ctx.policy.is_self_addr(a)) => {
+            verdict.log_mitm(MitmOutcome::ConnectFailed);
+            let body = format!(
+                "greyproxy: connection to {}:{} blocked (self)\n",
+                head.host, head.port
+            );
+            stream
+                .write_all(&plain_response(StatusCode::FORBIDDEN, body))
+                .await?;
+            return Ok(());
+        }
         Ok(u) => u,
         Err(e) => {
             verdict.log_mitm(MitmOutcome::ConnectFailed);

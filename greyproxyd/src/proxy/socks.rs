@@ -45,6 +45,12 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, ctx: ProxyCtx) -> anyho
     }
     let hosts = ctx.mitm.hosts();
     let upstream = match connect_upstream(&hosts, &host, port, ctx.connect_timeout).await {
+        // A name that resolved to one of the daemon's own listeners.
+        Ok(u) if u.peer_addr().is_ok_and(|a| ctx.policy.is_self_addr(a)) => {
+            verdict.log_mitm(MitmOutcome::ConnectFailed);
+            send_reply(&mut stream, REP_NOT_ALLOWED, None).await?;
+            return Ok(());
+        }
         Ok(u) => u,
         Err(e) => {
             verdict.log_mitm(MitmOutcome::ConnectFailed);

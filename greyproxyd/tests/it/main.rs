@@ -10,6 +10,8 @@ mod cert_cli;
 mod cli;
 mod control;
 mod control_queries;
+mod credentials;
+mod credentials_holds;
 mod dns;
 mod fault_holds;
 mod fault_kill;

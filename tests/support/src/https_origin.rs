@@ -5,8 +5,9 @@
 //! Routes: `/json`, `/gzip`, `/br`, `/zstd`, `/gzip-br` (stacked `gzip, br`) — [`JSON_BODY`],
 //! compressed with [`encode`]; `/bad-gzip` ([`BAD_GZIP`], labelled gzip but not gzip); `/sse`
 //! ([`SSE_EVENTS`] with a 1 s pause after the first); `/big?mb=N` ([`big_body`],
-//! `application/octet-stream`); `/echo` (the request body and content type back); `/status/N`
-//! (empty for 204/304); `/chunked` ([`CHUNKS`], no length); `/close` (`Connection: close`);
+//! `application/octet-stream`); `/echo` (the request body and content type back); `/reflect`
+//! (an echo service: the request line, headers and body as text, and `Authorization` in
+//! `x-reflect-authorization`); `/status/N` (empty for 204/304); `/chunked` ([`CHUNKS`], no length); `/close` (`Connection: close`);
 //! `/trailers` ([`TRAILER_VALUE`]); `/slow?ms=N`; anything else: 404. HEAD gets GET's headers.
 
 use std::convert::Infallible;
@@ -369,6 +370,20 @@ async fn route(req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>) -> Response<
             b.header(header::CONTENT_TYPE, "application/octet-stream")
                 .header(header::CONTENT_LENGTH, len)
                 .body(if head { full("") } else { full(big_body(len)) })
+        }
+        "/reflect" => {
+            // What an echo service (httpbin's /anything) gives back: the request line and
+            // every header, in the body and in `x-reflect-authorization`.
+            let mut text = format!("{} {path}\n", parts.method);
+            for (k, v) in &parts.headers {
+                text.push_str(&format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes())));
+            }
+            text.push_str(&String::from_utf8_lossy(&body));
+            let mut b = b.header(header::CONTENT_TYPE, "text/plain");
+            if let Some(a) = parts.headers.get(header::AUTHORIZATION) {
+                b = b.header("x-reflect-authorization", a);
+            }
+            b.body(full(text))
         }
         "/echo" => {
             let mut b = b;

@@ -1,0 +1,555 @@
+//! The credentials service: the daemon's one owner of the live [`Tables`], the [`Vault`] and
+//! the two store tables. Control commands change them through it (each change committed
+//! durably, off the async workers, before memory changes and the event goes out); the exchange
+//! asks it what to substitute ([`Service::plan`]) and holds secret egress through
+//! [`super::holds`]. A background task expires sessions every minute and publishes the
+//! substitution counters at most once a second.
+//!
+//! When the key file cannot be used (missing next to stored credentials, unreadable, of the
+//! wrong length or mode) the service is *unavailable*: it says why, refuses to create
+//! credentials, substitutes nothing (every placeholder is held), and the proxy serves on.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use greyproxy_protocol::Event;
+use greyproxy_protocol::credentials::{
+    CredentialDeleted, CredentialInfo, CredentialList, SessionCreated, SessionEnded, SessionInfo,
+    SessionList, SubstitutionCount, SubstitutionCounts,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::holds::Holds;
+use super::model::{Credential, Destination, ModelError, Places, check_container};
+use super::secret::Secret;
+use super::session::{self, Session, SessionError};
+use super::table::Tables;
+use super::vault::Vault;
+use super::{CredentialError, NewCredential, wire};
+use crate::events::EventBus;
+use crate::store::{RowOp, SecretTable, Store, StoreError};
+use crate::time::now_secs;
+
+/// How often expired sessions are swept.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// Shortest gap between two `credential.substitutions` events.
+const COUNTS_EVERY: Duration = Duration::from_secs(1);
+
+/// Why a credential or session command failed. Never contains a secret.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ServiceError {
+    /// The key file cannot be used.
+    #[error("credentials are unavailable: {0}")]
+    Unavailable(String),
+    /// The credential was refused.
+    #[error(transparent)]
+    Credential(#[from] CredentialError),
+    /// The session was refused.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// No credential has this label.
+    #[error("no credential labelled {0}")]
+    NoCredential(String),
+    /// No live session has this id (a launcher registers again).
+    #[error("session {0} not found")]
+    NoSession(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A blocking store task failed to run.
+    #[error("store task failed: {0}")]
+    Background(String),
+    /// No held credential request has this id.
+    #[error("no held credential request {0}")]
+    NoHold(u64),
+}
+
+impl From<ModelError> for ServiceError {
+    fn from(e: ModelError) -> Self {
+        ServiceError::Credential(CredentialError::Model(e))
+    }
+}
+
+/// What `update_credential` changes (absent: unchanged).
+#[derive(Debug, Default)]
+pub(crate) struct CredentialUpdate {
+    pub(crate) secret: Option<Secret>,
+    pub(crate) destinations: Option<Vec<String>>,
+    pub(crate) containers: Option<Vec<String>>,
+    pub(crate) places: Option<Places>,
+    pub(crate) allow_plaintext: Option<bool>,
+    /// `Some(None)` clears the expiry.
+    pub(crate) expires_at: Option<Option<u64>>,
+}
+
+/// The live tables and the opened secrets, behind one short-lived lock.
+#[derive(Debug, Default)]
+pub(super) struct State {
+    pub(super) tables: Tables,
+    /// Credential id → its secret, opened once (at load, create or rotation).
+    pub(super) secrets: HashMap<String, Secret>,
+}
+
+/// Substitutions per (session id, credential id): (since start, since the last event).
+type Counts = BTreeMap<(String, String), (u64, u64)>;
+
+/// See the module documentation.
+#[derive(Debug)]
+pub(crate) struct Service {
+    state: Mutex<State>,
+    /// Serialises changes so that the store and memory change in the same order.
+    write: tokio::sync::Mutex<()>,
+    store: Arc<Store>,
+    pub(super) events: Arc<EventBus>,
+    vault: Result<Vault, String>,
+    counts: Mutex<Counts>,
+    /// Requests held as secret egress.
+    pub(crate) holds: Holds,
+}
+
+impl Service {
+    /// Loads credentials and sessions and opens the vault (blocking: run it off the async
+    /// workers). Never fails: a vault or store problem makes the service unavailable, with
+    /// the reason logged and reported.
+    pub(crate) fn open(store: Arc<Store>, events: Arc<EventBus>, state_dir: &Path) -> Service {
+        let (vault, tables) = match super::load(&store, state_dir) {
+            Ok((v, t)) => (Ok(v), t),
+            Err(e) => {
+                tracing::error!(error = %e, "credentials unavailable; the proxy serves on");
+                // Still list what is stored, so that the user sees what cannot be used.
+                let creds = store
+                    .load_secret_rows(SecretTable::Credentials)
+                    .unwrap_or_default();
+                let sessions = store
+                    .load_secret_rows(SecretTable::Sessions)
+                    .unwrap_or_default();
+                (Err(e.to_string()), Tables::new(creds, sessions))
+            }
+        };
+        let mut secrets = HashMap::new();
+        if let Ok(v) = &vault {
+            for c in tables.credentials() {
+                match super::reveal(v, c) {
+                    Ok(s) => {
+                        secrets.insert(c.id.clone(), s);
+                    }
+                    Err(e) => {
+                        tracing::error!(label = %c.label, error = %e, "cannot open credential")
+                    }
+                }
+            }
+        }
+        Service {
+            state: Mutex::new(State { tables, secrets }),
+            write: tokio::sync::Mutex::new(()),
+            store,
+            events,
+            vault,
+            counts: Mutex::new(BTreeMap::new()),
+            holds: Holds::default(),
+        }
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn vault(&self) -> Result<&Vault, ServiceError> {
+        self.vault
+            .as_ref()
+            .map_err(|e| ServiceError::Unavailable(e.clone()))
+    }
+
+    /// `None` when credentials work; else why not.
+    pub(crate) fn unavailable(&self) -> Option<&str> {
+        self.vault.as_ref().err().map(String::as_str)
+    }
+
+    /// A pending id from the store's sequence (shared with connection pending requests).
+    pub(super) fn next_pending_id(&self) -> u64 {
+        self.store.next_id(crate::store::IdKind::Pending)
+    }
+
+    /// Commits `ops` durably off the async workers.
+    async fn save(&self, ops: Vec<RowOp>) -> Result<(), ServiceError> {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || super::save(&store, &ops)).await {
+            Ok(r) => Ok(r?),
+            Err(e) => Err(ServiceError::Background(e.to_string())),
+        }
+    }
+
+    fn info(&self, st: &State, c: &Credential) -> CredentialInfo {
+        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let total = counts
+            .iter()
+            .filter(|((_, cid), _)| *cid == c.id)
+            .map(|(_, (t, _))| t)
+            .sum();
+        let _ = st;
+        wire::credential(c, total)
+    }
+
+    fn session_info(&self, st: &State, s: &Session, now: u64) -> SessionInfo {
+        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut by_label = BTreeMap::new();
+        for cid in s.placeholders.keys() {
+            if let Some(c) = st.tables.credential(cid) {
+                let n = counts
+                    .get(&(s.id.clone(), cid.clone()))
+                    .map_or(0, |(t, _)| *t);
+                by_label.insert(c.label.clone(), n);
+            }
+        }
+        wire::session(s, &by_label, now)
+    }
+
+    /// `create_credential`.
+    pub(crate) async fn create_credential(
+        &self,
+        new: NewCredential,
+    ) -> Result<CredentialInfo, ServiceError> {
+        let vault = self.vault()?;
+        for c in &new.containers {
+            check_container(c)?;
+        }
+        let _w = self.write.lock().await;
+        let c = {
+            let st = self.lock();
+            super::create(vault, &st.tables, &new, now_secs())?
+        };
+        self.save(vec![super::put_credential(&c)?]).await?;
+        let info = {
+            let mut st = self.lock();
+            st.secrets.insert(c.id.clone(), new.secret.clone());
+            st.tables.put_credential(c.clone());
+            self.info(&st, &c)
+        };
+        tracing::info!(label = %c.label, preview = %c.preview, "credential created");
+        self.events.publish(Event::CredentialCreated(info.clone()));
+        Ok(info)
+    }
+
+    /// `update_credential`: a new secret is a rotation (same id, placeholders stay valid).
+    pub(crate) async fn update_credential(
+        &self,
+        label: &str,
+        up: CredentialUpdate,
+    ) -> Result<CredentialInfo, ServiceError> {
+        let vault = self.vault()?;
+        let _w = self.write.lock().await;
+        let mut c = self
+            .lock()
+            .tables
+            .credential_by_label(label)
+            .cloned()
+            .ok_or_else(|| ServiceError::NoCredential(label.to_string()))?;
+        let now = now_secs();
+        if let Some(d) = up.destinations {
+            c.destinations = d
+                .iter()
+                .map(|d| Destination::parse(d))
+                .collect::<Result<Vec<_>, _>>()?;
+        }
+        if let Some(cs) = up.containers {
+            c.containers = if cs.is_empty() { vec!["*".into()] } else { cs };
+        }
+        if let Some(p) = up.places {
+            c.places = p;
+        }
+        if let Some(p) = up.allow_plaintext {
+            c.allow_plaintext = p;
+        }
+        if let Some(e) = up.expires_at {
+            c.expires_at = e;
+        }
+        c.validate()?;
+        if let Some(s) = &up.secret {
+            super::rotate(vault, &mut c, s, now)?;
+        }
+        c.updated_at = now;
+        self.commit_credential(c, up.secret).await
+    }
+
+    /// Adds a (possibly timed) destination to the credential `id` (a `bind` decision).
+    pub(crate) async fn bind(
+        &self,
+        id: &str,
+        dest: Destination,
+    ) -> Result<CredentialInfo, ServiceError> {
+        let _w = self.write.lock().await;
+        let mut c = self
+            .lock()
+            .tables
+            .credential(id)
+            .cloned()
+            .ok_or_else(|| ServiceError::NoCredential(id.to_string()))?;
+        c.destinations.retain(|d| {
+            !(d.host == dest.host && d.port == dest.port && d.path_prefix == dest.path_prefix)
+        });
+        c.destinations.push(dest);
+        c.validate()?;
+        c.updated_at = now_secs();
+        self.commit_credential(c, None).await
+    }
+
+    async fn commit_credential(
+        &self,
+        c: Credential,
+        secret: Option<Secret>,
+    ) -> Result<CredentialInfo, ServiceError> {
+        self.save(vec![super::put_credential(&c)?]).await?;
+        let info = {
+            let mut st = self.lock();
+            if let Some(s) = secret {
+                st.secrets.insert(c.id.clone(), s);
+            }
+            st.tables.put_credential(c.clone());
+            self.info(&st, &c)
+        };
+        self.events.publish(Event::CredentialUpdated(info.clone()));
+        Ok(info)
+    }
+
+    /// `delete_credential`. Its placeholders are held from then on (reason
+    /// `deleted_credential`).
+    pub(crate) async fn delete_credential(&self, label: &str) -> Result<(), ServiceError> {
+        let _w = self.write.lock().await;
+        let id = self
+            .lock()
+            .tables
+            .credential_by_label(label)
+            .map(|c| c.id.clone())
+            .ok_or_else(|| ServiceError::NoCredential(label.to_string()))?;
+        self.save(vec![super::delete_credential(&id)]).await?;
+        {
+            let mut st = self.lock();
+            st.tables.remove_credential(&id);
+            st.secrets.remove(&id);
+        }
+        tracing::info!(label, "credential deleted");
+        self.events
+            .publish(Event::CredentialDeleted(CredentialDeleted {
+                id,
+                label: label.to_string(),
+            }));
+        Ok(())
+    }
+
+    /// `list_credentials`.
+    pub(crate) fn list_credentials(&self) -> CredentialList {
+        let st = self.lock();
+        let mut credentials: Vec<CredentialInfo> =
+            st.tables.credentials().map(|c| self.info(&st, c)).collect();
+        credentials.sort_by(|a, b| a.label.cmp(&b.label));
+        CredentialList {
+            credentials,
+            available: self.vault.is_ok(),
+            unavailable_reason: self.unavailable().map(str::to_string),
+        }
+    }
+
+    /// `create_session`: one placeholder per named credential. An existing id is replaced
+    /// (with new placeholders).
+    pub(crate) async fn create_session(
+        &self,
+        id: Option<String>,
+        container: &str,
+        labels: &[String],
+        ttl_secs: Option<u64>,
+        allow_all: bool,
+    ) -> Result<SessionCreated, ServiceError> {
+        self.vault()?;
+        let id = match id {
+            Some(id) => id,
+            None => format!("gs-{}", session::random_hex(8)?),
+        };
+        let _w = self.write.lock().await;
+        let now = now_secs();
+        let s = {
+            let st = self.lock();
+            let mut creds = Vec::new();
+            for l in labels {
+                let c = st
+                    .tables
+                    .credential_by_label(l)
+                    .ok_or_else(|| ServiceError::NoCredential(l.clone()))?;
+                creds.push(c);
+            }
+            Session::new(&id, container, ttl_secs, &creds, allow_all, now)?
+        };
+        self.save(vec![super::put_session(&s)?]).await?;
+        let (info, placeholders) = {
+            let mut st = self.lock();
+            st.tables.put_session(s.clone());
+            let placeholders = s
+                .placeholders
+                .iter()
+                .filter_map(|(cid, p)| {
+                    let c = st.tables.credential(cid)?;
+                    Some((c.label.clone(), p.clone()))
+                })
+                .collect();
+            (self.session_info(&st, &s, now), placeholders)
+        };
+        tracing::info!(session = %s.id, container, "credential session created");
+        self.events.publish(Event::SessionCreated(info.clone()));
+        Ok(SessionCreated {
+            session: info,
+            placeholders,
+        })
+    }
+
+    /// `heartbeat_session`: another TTL from now. An expired one is gone (register again).
+    pub(crate) async fn heartbeat_session(&self, id: &str) -> Result<SessionInfo, ServiceError> {
+        let _w = self.write.lock().await;
+        let now = now_secs();
+        let s = {
+            let st = self.lock();
+            match st.tables.session(id) {
+                Some(s) if s.live(now) => {
+                    let mut s = s.clone();
+                    s.heartbeat(now);
+                    s
+                }
+                _ => return Err(ServiceError::NoSession(id.to_string())),
+            }
+        };
+        self.save(vec![super::put_session(&s)?]).await?;
+        let mut st = self.lock();
+        st.tables.put_session(s.clone());
+        Ok(self.session_info(&st, &s, now))
+    }
+
+    /// `delete_session` (and a refusal that ends the session).
+    pub(crate) async fn delete_session(&self, id: &str) -> Result<(), ServiceError> {
+        let _w = self.write.lock().await;
+        if self.lock().tables.session(id).is_none() {
+            return Err(ServiceError::NoSession(id.to_string()));
+        }
+        self.save(vec![super::delete_session(id)]).await?;
+        let removed = self.lock().tables.remove_session(id);
+        if let Some(s) = removed {
+            tracing::info!(session = %s.id, "credential session deleted");
+            self.events.publish(Event::SessionDeleted(SessionEnded {
+                session_id: s.id,
+                container: s.container,
+            }));
+        }
+        Ok(())
+    }
+
+    /// `list_sessions`: the live ones.
+    pub(crate) fn list_sessions(&self) -> SessionList {
+        let now = now_secs();
+        let st = self.lock();
+        SessionList {
+            sessions: st
+                .tables
+                .sessions()
+                .filter(|s| s.live(now))
+                .map(|s| self.session_info(&st, s, now))
+                .collect(),
+        }
+    }
+
+    /// True when some credential substitutes in bodies (only then are bodies read).
+    pub(crate) fn any_body_places(&self) -> bool {
+        self.lock().tables.any_body_places()
+    }
+
+    /// True when a live session of `container` asked for allow-all.
+    pub(crate) fn allows_all(&self, container: &str) -> bool {
+        let now = now_secs();
+        self.lock()
+            .tables
+            .sessions()
+            .any(|s| s.allow_all && s.container == container && s.live(now))
+    }
+
+    /// Counts substitutions made for `(session, credential id)`.
+    pub(crate) fn count(&self, session: &str, credential: &str) {
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let e = c
+            .entry((session.to_string(), credential.to_string()))
+            .or_insert((0, 0));
+        e.0 += 1;
+        e.1 += 1;
+    }
+
+    /// Publishes the counters that changed since the last call, if any.
+    pub(super) fn publish_counts(&self) {
+        let changed: Vec<(String, String, u64, u64)> = {
+            let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+            c.iter_mut()
+                .filter(|(_, (_, added))| *added > 0)
+                .map(|((s, cid), (total, added))| {
+                    let a = std::mem::take(added);
+                    (s.clone(), cid.clone(), *total, a)
+                })
+                .collect()
+        };
+        if changed.is_empty() {
+            return;
+        }
+        let st = self.lock();
+        let counts = changed
+            .into_iter()
+            .map(|(session_id, cid, total, added)| SubstitutionCount {
+                session_id,
+                label: st
+                    .tables
+                    .credential(&cid)
+                    .map_or(cid.clone(), |c| c.label.clone()),
+                total,
+                added,
+            })
+            .collect();
+        drop(st);
+        self.events
+            .publish(Event::CredentialSubstitutions(SubstitutionCounts {
+                counts,
+            }));
+    }
+
+    /// Removes the sessions past their TTL, from memory and the store, and announces them.
+    pub(crate) async fn sweep(&self) {
+        let _w = self.write.lock().await;
+        let dead = self.lock().tables.sweep(now_secs());
+        if dead.is_empty() {
+            return;
+        }
+        let ops = dead.iter().map(|s| super::delete_session(&s.id)).collect();
+        if let Err(e) = self.save(ops).await {
+            tracing::warn!(error = %e, "cannot delete expired sessions from the store");
+        }
+        for s in dead {
+            tracing::info!(session = %s.id, "credential session expired");
+            self.events.publish(Event::SessionExpired(SessionEnded {
+                session_id: s.id,
+                container: s.container,
+            }));
+        }
+    }
+
+    /// Runs the sweeper and the counter publisher until `stop`.
+    pub(crate) fn spawn_background(self: Arc<Self>, stop: CancellationToken) {
+        tokio::spawn(async move {
+            let mut sweep = tokio::time::interval(SWEEP_EVERY);
+            let mut counts = tokio::time::interval(COUNTS_EVERY);
+            loop {
+                tokio::select! {
+                    _ = sweep.tick() => self.sweep().await,
+                    _ = counts.tick() => self.publish_counts(),
+                    _ = stop.cancelled() => {
+                        self.publish_counts();
+                        return;
+                    }
+                }
+            }
+        });
+    }
+}
