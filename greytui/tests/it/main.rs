@@ -8,6 +8,7 @@ mod agent;
 mod common;
 mod completions;
 mod conversations;
+mod credentials;
 mod credentials_render;
 mod dashboard;
 mod llm;
