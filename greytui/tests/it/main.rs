@@ -11,6 +11,7 @@ mod conversations;
 mod credentials;
 mod credentials_render;
 mod dashboard;
+mod launcher;
 mod llm;
 mod llm_once;
 mod once;

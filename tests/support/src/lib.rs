@@ -12,6 +12,7 @@ pub mod curl;
 pub mod daemon;
 pub mod fakemw;
 pub mod fetch;
+pub mod grep;
 pub mod https_origin;
 pub mod llm_mock;
 pub mod mitm;
