@@ -231,6 +231,19 @@ pub async fn build(cfg: ServeConfig) -> anyhow::Result<Daemon> {
             .map(|a| a.to_string()),
     };
 
+    let exporter = match &cfg.export {
+        Some(s) => {
+            let tls = UpstreamTls::new(&cfg.upstream_ca)?.config(vec![b"http/1.1".to_vec()]);
+            Some(crate::export::spawn(
+                s.clone(),
+                store.clone(),
+                tls,
+                cfg.host_map.clone(),
+                shutdown.begun_token(),
+            ))
+        }
+        None => None,
+    };
     let claims = Claims::new(events.clone());
     let handler = Arc::new(Handler {
         policy: policy.clone(),
@@ -243,6 +256,7 @@ pub async fn build(cfg: ServeConfig) -> anyhow::Result<Daemon> {
         heartbeat: cfg.heartbeat,
         middlewares: middlewares.clone(),
         llm: llm.as_ref().map(|l| l.handles.clone()),
+        exporter,
     });
     Ok(Daemon {
         endpoint_rules: llm.map(|l| l.rules),

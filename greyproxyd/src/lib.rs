@@ -33,6 +33,7 @@ pub mod daemon;
 pub mod dissect;
 pub mod endpoints;
 pub mod events;
+pub mod export;
 pub mod glob;
 pub mod http;
 pub mod lifecycle;
@@ -73,6 +74,7 @@ const LAYERS: &[&str] = &[
     "capture",
     "mitm",
     "proxy",
+    "export",
     "control",
     "config",
     "reload",

@@ -262,6 +262,9 @@ pub enum Command {
     /// Re-dissect, re-price and re-assemble every stored LLM transaction; progress comes as
     /// `maintenance.progress` events, the reply when it is done.
     RebuildConversations,
+    /// Recorded transactions as HAR 1.2 entries, one page per command (docs/export.md);
+    /// `data` is an `ExportPage`.
+    Export(crate::export::ExportArgs),
 }
 
 /// Arguments of `list_llm_calls`.
@@ -419,6 +422,7 @@ pub const COMMAND_NAMES: &[&str] = &[
     "update_endpoint_rule",
     "delete_endpoint_rule",
     "rebuild_conversations",
+    "export",
 ];
 
 impl Command {
@@ -454,6 +458,7 @@ impl Command {
             Command::UpdateEndpointRule(_) => "update_endpoint_rule",
             Command::DeleteEndpointRule(_) => "delete_endpoint_rule",
             Command::RebuildConversations => "rebuild_conversations",
+            Command::Export(_) => "export",
         }
     }
 }
@@ -691,6 +696,12 @@ mod tests {
             }),
             Command::DeleteEndpointRule(EndpointRuleIdArgs { rule_id: 100 }),
             Command::RebuildConversations,
+            Command::Export(crate::export::ExportArgs {
+                format: "har".into(),
+                container: Some("dev".into()),
+                limit: Some(10),
+                ..Default::default()
+            }),
         ];
         assert_eq!(cmds.len(), COMMAND_NAMES.len());
         for c in cmds {

@@ -11,6 +11,7 @@
 
 pub mod command;
 pub mod event;
+pub mod export;
 pub mod llm;
 pub mod middleware;
 pub mod model;
