@@ -10,6 +10,7 @@
 //! than blocking everything after it; any other status is a configuration problem (wrong path,
 //! missing auth) retried every 30 s with the state `failing`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,12 +43,32 @@ pub(crate) struct Exporter {
     endpoint: String,
     what: What,
     shared: Mutex<ExportStatus>,
+    store: Arc<Store>,
+    /// The accepted cursors (calls, transactions), for the lag.
+    accepted: [AtomicU64; 2],
 }
 
 impl Exporter {
-    /// The state `status` reports.
+    /// The state `status` reports; the lag is read from the store now (two index lookups), so
+    /// that it grows while the collector is down.
     pub(crate) fn status(&self) -> ExportStatus {
-        self.lock().clone()
+        let mut st = self.lock().clone();
+        if let Ok((calls, txs)) = self.store.newest_ids() {
+            let mut lag = 0;
+            if self.what.calls() {
+                lag += calls.saturating_sub(self.accepted[0].load(Ordering::Relaxed));
+            }
+            if self.what.transactions() {
+                lag += txs.saturating_sub(self.accepted[1].load(Ordering::Relaxed));
+            }
+            st.lag = lag;
+        }
+        st
+    }
+
+    fn accept(&self, c: Cursors) {
+        self.accepted[0].store(c.calls, Ordering::Relaxed);
+        self.accepted[1].store(c.transactions, Ordering::Relaxed);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ExportStatus> {
@@ -78,6 +99,8 @@ pub(crate) fn spawn(
             last_error: None,
             last_success: None,
         }),
+        store: store.clone(),
+        accepted: [AtomicU64::new(0), AtomicU64::new(0)],
     });
     let client = OtlpClient::new(
         settings.endpoint.clone(),
@@ -109,8 +132,6 @@ struct Batch {
     next: Cursors,
     /// The batch filled up: more may be waiting.
     full: bool,
-    /// Records behind once this batch is accepted.
-    lag_after: u64,
 }
 
 async fn run(
@@ -136,6 +157,7 @@ async fn run(
         }
         Err(_) => return,
     };
+    exporter.accept(cursors);
     let mut builder = Some(SpanBuilder::new(host_name(), settings.include_content));
     loop {
         // Drain what is stored, one batch at a time.
@@ -192,7 +214,7 @@ async fn run(
                 }
                 cursors = batch.next;
             }
-            exporter.lock().lag = batch.lag_after;
+            exporter.accept(cursors);
             if !batch.full {
                 break;
             }
@@ -205,7 +227,7 @@ async fn run(
 }
 
 /// Reads the next batch after `c`, skipping ahead when the exporter is more than `queue`
-/// records behind; updates the lag.
+/// records behind.
 fn read_batch(
     store: &Store,
     builder: &mut SpanBuilder,
@@ -252,21 +274,7 @@ fn read_batch(
             }
         }
     }
-    let lag_of = |c: Cursors| {
-        let mut lag = 0;
-        if set.what.calls() {
-            lag += newest_call.saturating_sub(c.calls);
-        }
-        if set.what.transactions() {
-            lag += newest_tx.saturating_sub(c.transactions);
-        }
-        lag
-    };
-    {
-        let mut st = exporter.lock();
-        st.lag = lag_of(c).saturating_sub(skipped);
-        st.skipped += skipped;
-    }
+    exporter.lock().skipped += skipped;
     if skipped > 0 {
         tracing::warn!(
             skipped,
@@ -277,7 +285,6 @@ fn read_batch(
         spans,
         next,
         full: records >= set.batch_size,
-        lag_after: lag_of(next),
     })
 }
 

@@ -11,6 +11,7 @@ mod cli;
 mod control;
 mod control_queries;
 mod dns;
+mod export;
 mod fault_holds;
 mod fault_kill;
 mod fault_readonly;
