@@ -9,6 +9,7 @@
 //! The LLM layer's commands (`conversations`, `conversation`, `calls`, `usage`) are in
 //! `once/llm.rs`.
 
+mod export;
 mod llm;
 
 use std::io::Write;
@@ -146,6 +147,7 @@ pub async fn run(cli: &Cli, cmd: &OnceCmd, out: &mut dyn Write) -> Result<(), Fa
             | OnceCmd::Usage { .. }),
             None,
         ) => llm::run(&mut conn, c, cli.json, out).await,
+        (OnceCmd::Export { what }, None) => export::run(&mut conn, what, out).await,
         (OnceCmd::Watch { events }, None) => watch(&mut conn, events, out).await.map_err(|e| {
             if e.code == ExitCode::Unreachable {
                 Failure::new(e.code, format!("{} ({source})", e.message))

@@ -140,6 +140,29 @@ fn query_string(url: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The recorded URL with the destination port when the URL leaves out a port that is not the
+/// scheme's default (an intercepted origin on a non-standard port is recorded without it).
+fn url_with_port(t: &Transaction) -> String {
+    let Some((scheme, rest)) = t.url.split_once("://") else {
+        return t.url.clone();
+    };
+    let default = if scheme == "https" { 443 } else { 80 };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let has_port = !authority.ends_with(']')
+        && authority
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if has_port || t.destination_port == 0 || t.destination_port == default {
+        return t.url.clone();
+    }
+    format!(
+        "{scheme}://{authority}:{}{}",
+        t.destination_port,
+        &rest[end..]
+    )
+}
+
 fn version(t: &Transaction) -> &str {
     t.http_version.as_deref().unwrap_or("HTTP/1.1")
 }
@@ -150,7 +173,7 @@ pub(crate) fn entry(t: &Transaction) -> Value {
     let wait = t.ttfb_ms.unwrap_or(0).min(total);
     let mut request = json!({
         "method": t.method,
-        "url": t.url,
+        "url": url_with_port(t),
         "httpVersion": version(t),
         "cookies": [],
         "headers": headers(&t.request_headers),

@@ -250,6 +250,7 @@ impl App {
                     self.server_version = Some(s.version);
                     self.allow_all = s.allow_all;
                     self.claims = s.active_claims;
+                    self.export = s.export;
                 }
                 Err(e) => self.say(format!("status: {e}"), true),
             },

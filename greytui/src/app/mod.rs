@@ -32,6 +32,8 @@ use listed::Listed;
 use lists::Activity;
 use modal::{Confirm, Picker};
 
+/// How often `status` is asked while the daemon exports (status bar).
+pub(crate) const EXPORT_POLL: Duration = Duration::from_secs(10);
 /// How long a command's result stays on the message line.
 pub(crate) const MESSAGE_TTL: Duration = Duration::from_secs(10);
 
@@ -296,6 +298,10 @@ pub struct App {
     pub(crate) quit: bool,
     /// Resyncs done (connects, gaps, lags, `R`), for the status bar and tests.
     pub resyncs: u64,
+    /// The daemon's OTLP exporter (status bar), from the latest `status`.
+    pub export: Option<greyproxy_protocol::export::ExportStatus>,
+    /// When `status` was last asked for the exporter's state.
+    pub(crate) export_asked: Option<SystemTime>,
 }
 
 impl App {
@@ -325,6 +331,8 @@ impl App {
             dirty: true,
             quit: false,
             resyncs: 0,
+            export: None,
+            export_asked: None,
         }
     }
 
@@ -382,10 +390,27 @@ impl App {
                 fx.extend(self.conversation_tick());
                 fx.extend(self.cost_poke(false));
                 fx.extend(self.usage_tick());
+                fx.extend(self.export_tick());
                 fx
             }
             Msg::Link(ev) => self.on_link(ev),
         }
+    }
+
+    /// Asks `status` every [`EXPORT_POLL`] while the daemon has an exporter, so that the
+    /// status bar shows a lagging or failing one.
+    fn export_tick(&mut self) -> Vec<Effect> {
+        if self.export.is_none() || self.conn != ConnState::Connected {
+            return Vec::new();
+        }
+        let due = self
+            .export_asked
+            .is_none_or(|at| self.now.duration_since(at).unwrap_or_default() >= EXPORT_POLL);
+        if !due {
+            return Vec::new();
+        }
+        self.export_asked = Some(self.now);
+        vec![send(Tag::Status, Command::Status)]
     }
 
     fn clamp_all(&mut self) {

@@ -8,6 +8,7 @@ mod common;
 mod completions;
 mod conversations;
 mod dashboard;
+mod export;
 mod llm;
 mod llm_once;
 mod once;
