@@ -356,6 +356,7 @@ impl App {
                 }
             }
             (Tag::WsMessages(id), outcome) => return self.ws_listed(id, outcome),
+            (Tag::ExportHar, outcome) => return self.har_page(outcome),
             (Tag::WsBody(id), outcome) => self.ws_body(id, outcome),
             (Tag::Middlewares, outcome) => self.middlewares_listed(outcome),
             (Tag::Conversations { generation, more }, outcome) => {

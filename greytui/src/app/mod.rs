@@ -9,6 +9,7 @@ pub(crate) mod conversations;
 pub(crate) mod cost;
 mod daemon;
 pub(crate) mod detail;
+mod export;
 pub(crate) mod form;
 mod keys;
 pub(crate) mod listed;
@@ -161,6 +162,8 @@ pub enum Tag {
     Silent,
     /// `get_transaction` for the detail view.
     Transaction(u64),
+    /// A page of `export` for a HAR file.
+    ExportHar,
     /// `list_activity` of the messages of a WebSocket upgrade (its id).
     WsMessages(u64),
     /// `get_transaction` of one WebSocket message (preview or opened message).
@@ -199,6 +202,13 @@ pub enum Msg {
     Tick(SystemTime),
     /// Something from the daemon link.
     Link(LinkEvent<Tag>),
+    /// A [`Effect::WriteFile`] was carried out (or failed).
+    Wrote {
+        /// Path.
+        path: String,
+        /// The error, if any.
+        result: Result<(), String>,
+    },
 }
 
 /// Output of [`App::update`], carried out by the runtime.
@@ -220,6 +230,15 @@ pub enum Effect {
     },
     /// Leave.
     Quit,
+    /// Write a file (a HAR export); the runtime answers with [`Msg::Wrote`].
+    WriteFile {
+        /// Path.
+        path: String,
+        /// Contents.
+        contents: String,
+    },
+    /// Put text on the terminal's clipboard (OSC 52).
+    Clipboard(String),
 }
 
 /// Every modal. It lives here, above the modules of its kinds, so that a form can reopen
@@ -302,6 +321,8 @@ pub struct App {
     pub export: Option<greyproxy_protocol::export::ExportStatus>,
     /// When `status` was last asked for the exporter's state.
     pub(crate) export_asked: Option<SystemTime>,
+    /// A HAR file being gathered (`E`).
+    pub(crate) har: Option<export::HarJob>,
 }
 
 impl App {
@@ -333,6 +354,7 @@ impl App {
             resyncs: 0,
             export: None,
             export_asked: None,
+            har: None,
         }
     }
 
@@ -394,6 +416,10 @@ impl App {
                 fx
             }
             Msg::Link(ev) => self.on_link(ev),
+            Msg::Wrote { path, result } => {
+                self.wrote(&path, result);
+                Vec::new()
+            }
         }
     }
 
