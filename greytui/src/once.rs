@@ -324,7 +324,7 @@ pub(crate) fn print_middlewares(
 /// The human form of `--once status`.
 pub(crate) fn print_status(out: &mut dyn Write, s: &Status, url: &str) -> Result<(), Failure> {
     let allow_all = allow_all_label(&s.allow_all);
-    let rows = vec![
+    let mut rows = vec![
         vec!["daemon".into(), format!("{} {}", s.service, s.version)],
         vec!["control".into(), url.to_string()],
         vec![
@@ -348,6 +348,16 @@ pub(crate) fn print_status(out: &mut dyn Write, s: &Status, url: &str) -> Result
         ],
         vec!["state dir".into(), s.state_dir.clone()],
     ];
+    if let Some(e) = &s.export {
+        let mut line = format!(
+            "{} → {} ({}), {} behind, {} spans sent",
+            e.state, e.endpoint, e.what, e.lag, e.exported_spans
+        );
+        if let Some(err) = &e.last_error {
+            line.push_str(&format!(", last error: {err}"));
+        }
+        rows.push(vec!["export".into(), line]);
+    }
     for r in rows {
         writeln!(out, "{:<20} {}", format!("{}:", r[0]), r[1]).map_err(io_failure)?;
     }
