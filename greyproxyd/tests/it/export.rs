@@ -205,6 +205,20 @@ async fn a_conversation_with_a_subagent_is_one_trace_with_genai_attributes() {
     assert_eq!(sub.span.parent_span_id, tool.span.span_id, "{sub:?}");
     assert!(main.span.parent_span_id.is_empty());
 
+    // The conversation's transactions as HAR: the main thread's one call (the subagent is a
+    // conversation of its own).
+    let page = ws
+        .query(json!({"command":"export","conversation_id":conv}))
+        .await;
+    let entries = page["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{page}");
+    assert!(
+        entries[0]["request"]["url"]
+            .as_str()
+            .is_some_and(|u| u.contains("/v1/messages")),
+        "{page}"
+    );
+
     // status.export: caught up, nothing failing.
     let st = ws.query(json!({"command":"status"})).await;
     let ex = &st["export"];

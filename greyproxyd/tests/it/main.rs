@@ -12,6 +12,7 @@ mod control;
 mod control_queries;
 mod dns;
 mod export;
+mod export_har;
 mod fault_holds;
 mod fault_kill;
 mod fault_readonly;
