@@ -32,8 +32,8 @@ pub enum EndpointError {
     BadPort(String),
 }
 
-/// A parsed collector URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A parsed collector URL. Its `Debug` leaves the credentials out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Endpoint {
     https: bool,
     host: String,
@@ -42,6 +42,12 @@ pub struct Endpoint {
     path: String,
     /// `Basic` credentials from the URL's user info, sent as `authorization`.
     basic: Option<String>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Endpoint({})", self.display())
+    }
 }
 
 impl Endpoint {
@@ -123,11 +129,23 @@ pub(crate) struct Answer {
     pub(crate) body: String,
 }
 
+/// Extra request headers; `Debug` shows their names only (values usually carry credentials).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Headers(pub(crate) Vec<(String, String)>);
+
+impl std::fmt::Debug for Headers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, _)| format!("{k}: …")))
+            .finish()
+    }
+}
+
 /// Posts OTLP requests to one endpoint.
 #[derive(Debug, Clone)]
 pub(crate) struct OtlpClient {
     endpoint: Endpoint,
-    headers: Vec<(String, String)>,
+    headers: Headers,
     timeout: Duration,
     tls: Arc<rustls::ClientConfig>,
     hosts: HostMap,
@@ -136,7 +154,7 @@ pub(crate) struct OtlpClient {
 impl OtlpClient {
     pub(crate) fn new(
         endpoint: Endpoint,
-        headers: Vec<(String, String)>,
+        headers: Headers,
         timeout: Duration,
         tls: Arc<rustls::ClientConfig>,
         hosts: HostMap,
@@ -196,7 +214,7 @@ impl OtlpClient {
         if let Some(basic) = &ep.basic {
             b = b.header(http::header::AUTHORIZATION, format!("Basic {basic}"));
         }
-        for (k, v) in &self.headers {
+        for (k, v) in &self.headers.0 {
             b = b.header(k.as_str(), v.as_str());
         }
         b.body(Full::new(body))
@@ -265,6 +283,10 @@ mod tests {
             Endpoint::parse("http://[::1]:4318").unwrap().path,
             "/v1/traces"
         );
+        // Neither the URL's password nor a header value shows in debug output.
+        let h = Headers(vec![("authorization".into(), "Basic c2s=".into())]);
+        let dbg = format!("{e:?} {h:?}");
+        assert!(!dbg.contains("sk") && !dbg.contains("c2s="), "{dbg}");
         for bad in [
             "",
             "localhost:4318",

@@ -89,7 +89,7 @@ pub struct OtlpSettings {
     /// The collector's traces endpoint, parsed.
     pub endpoint: client::Endpoint,
     /// Extra headers, sent as given (never logged: they usually carry credentials).
-    pub headers: Vec<(String, String)>,
+    pub headers: client::Headers,
     /// Per-request timeout.
     pub timeout: Duration,
     /// Most spans per request.
@@ -148,7 +148,7 @@ impl OtlpSettings {
         }
         Ok(Some(OtlpSettings {
             endpoint,
-            headers,
+            headers: client::Headers(headers),
             timeout: span(&o.timeout, "timeout", Duration::from_secs(10))?,
             batch_size: batch_size.min(10_000),
             interval: span(&o.interval, "interval", Duration::from_secs(5))?,

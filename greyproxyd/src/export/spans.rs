@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 
 use greyproxy_protocol::Transaction;
-use greyproxy_protocol::llm::{ConversationSummary, LlmCall};
+use greyproxy_protocol::llm::{ConversationSummary, LlmCall, LlmThread};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{
     AnyValue, ArrayValue, InstrumentationScope, KeyValue, any_value::Value,
@@ -114,9 +114,9 @@ impl SpanBuilder {
     ) -> Result<Option<ConversationSummary>, StoreError> {
         if let Some(s) = self.convs.get(id) {
             // A subagent may have been linked after it was first read: re-read unlinked ones.
-            if s.as_ref().is_some_and(|s| {
-                s.parent_id.is_some() || s.thread != greyproxy_protocol::llm::LlmThread::Subagent
-            }) {
+            if s.as_ref()
+                .is_some_and(|s| s.parent_id.is_some() || s.thread != LlmThread::Subagent)
+            {
                 return Ok(s.clone());
             }
         }
