@@ -66,6 +66,13 @@ impl Received {
 #[derive(Default)]
 struct State {
     script: VecDeque<u16>,
+    /// Counting only (benchmarks): spans are counted, not kept.
+    count_only: bool,
+    counted: u64,
+    /// Answer 503 to everything (a collector that is down).
+    down: bool,
+    /// When the first and the latest accepted request since [`OtlpReceiver::mark`] arrived.
+    accepted: Option<(std::time::Instant, std::time::Instant)>,
     spans: Vec<Received>,
     requests: Vec<(u16, Vec<(String, String)>)>,
 }
@@ -80,10 +87,20 @@ pub struct OtlpReceiver {
 impl OtlpReceiver {
     /// Starts on `ip:0`, answering `script` (statuses, in order) before answering 200.
     pub async fn start(ip: &str, script: &[u16]) -> OtlpReceiver {
+        OtlpReceiver::start_with(ip, script, false).await
+    }
+
+    /// A receiver that only counts the spans it accepts (benchmarks: memory stays flat).
+    pub async fn counting(ip: &str) -> OtlpReceiver {
+        OtlpReceiver::start_with(ip, &[], true).await
+    }
+
+    async fn start_with(ip: &str, script: &[u16], count_only: bool) -> OtlpReceiver {
         let l = TcpListener::bind((ip, 0)).await.unwrap();
         let addr = l.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State {
             script: script.iter().copied().collect(),
+            count_only,
             ..Default::default()
         }));
         let st = state.clone();
@@ -109,6 +126,31 @@ impl OtlpReceiver {
     /// Every span accepted so far (duplicates included).
     pub fn spans(&self) -> Vec<Received> {
         self.state.lock().unwrap().spans.clone()
+    }
+
+    /// Spans accepted so far (duplicates included), in either mode.
+    pub fn count(&self) -> u64 {
+        self.state.lock().unwrap().counted
+    }
+
+    /// Answer 503 to every request (`true`) or serve again.
+    pub fn set_down(&self, down: bool) {
+        self.state.lock().unwrap().down = down;
+    }
+
+    /// Forgets when requests were accepted, so that [`OtlpReceiver::accepted_span`] covers
+    /// what comes next.
+    pub fn mark(&self) {
+        self.state.lock().unwrap().accepted = None;
+    }
+
+    /// Time from the first to the latest request accepted since [`OtlpReceiver::mark`].
+    pub fn accepted_span(&self) -> std::time::Duration {
+        self.state
+            .lock()
+            .unwrap()
+            .accepted
+            .map_or(std::time::Duration::ZERO, |(a, b)| b - a)
     }
 
     /// Every request: the status answered and its headers.
@@ -140,7 +182,14 @@ async fn handle(
     let Ok(body) = body else {
         return Ok(answer(400, "cannot read body"));
     };
-    let scripted = st.lock().unwrap().script.pop_front();
+    let scripted = {
+        let mut s = st.lock().unwrap();
+        if s.down {
+            Some(503)
+        } else {
+            s.script.pop_front()
+        }
+    };
     if let Some(code) = scripted {
         st.lock().unwrap().requests.push((code, headers));
         return Ok(answer(code, "scripted"));
@@ -166,6 +215,17 @@ async fn handle(
         return Ok(answer(400, "bad protobuf"));
     };
     let mut s = st.lock().unwrap();
+    let now = std::time::Instant::now();
+    s.accepted = Some(s.accepted.map_or((now, now), |(a, _)| (a, now)));
+    if s.count_only {
+        s.counted += decoded
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|ss| ss.spans.len() as u64)
+            .sum::<u64>();
+        return Ok(answer(200, ""));
+    }
     for rs in decoded.resource_spans {
         let resource: Vec<(String, Value)> = rs
             .resource
@@ -175,6 +235,7 @@ async fn handle(
             .collect();
         for ss in rs.scope_spans {
             for span in ss.spans {
+                s.counted += 1;
                 s.spans.push(Received {
                     span,
                     resource: resource.clone(),
