@@ -298,4 +298,50 @@ mod tests {
             assert!(Endpoint::parse(bad).is_err(), "{bad}");
         }
     }
+
+    fn client(addr: std::net::SocketAddr, timeout: Duration) -> OtlpClient {
+        let tls = crate::mitm::upstream::UpstreamTls::new(&[])
+            .unwrap()
+            .config(vec![b"http/1.1".to_vec()]);
+        OtlpClient::new(
+            Endpoint::parse(&format!("http://{addr}/v1/traces")).unwrap(),
+            Headers::default(),
+            timeout,
+            tls,
+            HostMap::new(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_collector_closing_mid_request_or_never_answering_is_a_clear_error() {
+        use tokio::io::AsyncReadExt;
+        // Closes as soon as the request has started to arrive.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut b = [0u8; 16];
+                let _ = s.read(&mut b).await;
+            }
+        });
+        let e = client(addr, Duration::from_secs(5))
+            .post(Bytes::from_static(b"x"))
+            .await
+            .unwrap_err();
+        assert!(e.starts_with("request failed"), "{e}");
+        // Reads everything and never answers.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                held.push(s);
+            }
+        });
+        let e = client(addr, Duration::from_millis(200))
+            .post(Bytes::from_static(b"x"))
+            .await
+            .unwrap_err();
+        assert!(e.starts_with("no answer within"), "{e}");
+    }
 }

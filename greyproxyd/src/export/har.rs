@@ -269,3 +269,75 @@ fn ws_messages(store: &Store, up: &Transaction) -> Result<Vec<Value>, StoreError
     out.reverse();
     Ok(out)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_keep_the_port_split_the_query_and_mark_base64_and_errors() {
+        let t = Transaction {
+            id: 4,
+            timestamp: "2026-01-01T00:00:00Z".into(),
+            destination_host: "api.example.com".into(),
+            destination_port: 8443,
+            method: "POST".into(),
+            url: "https://api.example.com/v1/x?a=1&b=".into(),
+            request_body: Some("AAEC".into()),
+            request_body_encoding: Some("base64".into()),
+            response_body: Some("AQI=".into()),
+            response_body_encoding: Some("base64".into()),
+            error: Some("origin reset".into()),
+            duration_ms: Some(30),
+            ttfb_ms: Some(50),
+            ..Default::default()
+        };
+        let e = entry(&t);
+        assert_eq!(
+            e["request"]["url"],
+            "https://api.example.com:8443/v1/x?a=1&b="
+        );
+        assert_eq!(
+            e["request"]["queryString"],
+            json!([{"name":"a","value":"1"},{"name":"b","value":""}])
+        );
+        assert_eq!(e["request"]["postData"]["_encoding"], "base64");
+        assert_eq!(e["response"]["content"]["encoding"], "base64");
+        assert_eq!(e["response"]["status"], 0);
+        assert_eq!(e["response"]["_error"], "origin reset");
+        // The wait never exceeds the whole time.
+        assert_eq!(e["timings"], json!({"send": 0, "wait": 30, "receive": 0}));
+        let mut plain = t.clone();
+        plain.url = "https://api.example.com:8443/".into();
+        assert_eq!(
+            entry(&plain)["request"]["url"],
+            "https://api.example.com:8443/"
+        );
+        plain.destination_port = 443;
+        plain.url = "https://api.example.com/".into();
+        assert_eq!(entry(&plain)["request"]["url"], "https://api.example.com/");
+    }
+
+    #[test]
+    fn another_format_is_refused_and_an_empty_store_gives_an_empty_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let bad = ExportArgs {
+            format: "pcap".into(),
+            ..Default::default()
+        };
+        assert!(page(&store, &bad).unwrap_err().to_string().contains("pcap"));
+        let p = page(&store, &ExportArgs::default()).unwrap();
+        assert!(p.entries.is_empty() && p.next_before_id.is_none());
+        let p = page(
+            &store,
+            &ExportArgs {
+                conversation_id: Some("nope".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(p.entries.is_empty());
+    }
+}
