@@ -34,6 +34,10 @@
 //!     of mixed traffic; RSS, descriptors, threads and runtime tasks sampled; flat RSS, and
 //!     descriptors and tasks back to baseline, are the verdict.
 //!
+//! 11. Export (`proxy/export.rs`, `BENCH_ONLY=export`): the MITM request rate with the OTLP
+//!     exporter of every transaction off and on, spans/s to a local receiver, and the daemon
+//!     with its collector down (rate, RSS, `status.export`).
+//!
 //! Knobs (environment): `BENCH_BYTES` (bytes per transfer, default 2 GiB; `K`/`M`/`G` suffixes
 //! are binary), `BENCH_REPS` (transfers per path and direction, default 5), `BENCH_HOLDS`
 //! (held requests, default 50), `BENCH_CONNS` (sequential connections per path, default 2000),
@@ -41,7 +45,7 @@
 //! `BENCH_DAEMON` (another `greyproxyd` binary, to compare builds; default: a full run builds
 //! the release daemon without dev-dependency features into `target/bench-daemon`),
 //! `BENCH_ONLY` (`tunnel` for 1–4, `mitm` for 5, `middleware` for 6, `protocols` for 7,
-//! `loadgen` for 8, `llm` for 9, `soak` for 10, or a comma list; default `all`: every section
+//! `loadgen` for 8, `llm` for 9, `soak` for 10, `export` for 11, or a comma list; default `all`: every section
 //! but the soak),
 //! the MITM knobs `BENCH_MITM_SECS`, `BENCH_MITM_WARMUP`,
 //! `BENCH_MITM_CONNS`, `BENCH_MITM_BYTES`, `BENCH_MITM_REPS`, `BENCH_MITMDUMP` (see
@@ -50,7 +54,9 @@
 //! `BENCH_PROTO_EVENTS` (events per SSE stream), `BENCH_PROTO_FIRST` (SSE streams timed to the
 //! first event) (see `proxy/protocols.rs`), and the load generators' `BENCH_LOAD_SECS`,
 //! `BENCH_LOAD_CONNS`, `BENCH_WRK_THREADS`, `BENCH_OHA` (see `proxy/loadgen.rs`), and the LLM
-//! section's `BENCH_LLM_SECS`, `BENCH_LLM_WARMUP`, `BENCH_LLM_CONNS` (see `proxy/llm.rs`).
+//! section's `BENCH_LLM_SECS`, `BENCH_LLM_WARMUP`, `BENCH_LLM_CONNS` (see `proxy/llm.rs`), and
+//! the export section's `BENCH_EXPORT_SECS`, `BENCH_EXPORT_WARMUP`, `BENCH_EXPORT_CONNS`,
+//! `BENCH_EXPORT_DEAD_SECS` (see `proxy/export.rs`).
 //! Run without `--bench` (as `cargo test --benches` does) it is a quick smoke run with small
 //! defaults.
 #![allow(clippy::unwrap_used)]
@@ -63,6 +69,8 @@ mod claude;
 mod client;
 #[path = "proxy/daemon_bin.rs"]
 mod daemon_bin;
+#[path = "proxy/export.rs"]
+mod export;
 #[path = "proxy/llm.rs"]
 mod llm;
 #[path = "proxy/loadgen.rs"]
@@ -139,6 +147,8 @@ pub struct Cfg {
     pub loadgen: Option<loadgen::LoadCfg>,
     /// Run the LLM section (MITM with the LLM layer on and off).
     pub llm: Option<llm::LlmCfg>,
+    /// Run the export section (OTLP exporter off, on, collector down).
+    pub export: Option<export::ExportCfg>,
     /// Run the soak (only when asked for: it takes 30 minutes).
     pub soak: Option<soak::SoakCfg>,
 }
@@ -155,6 +165,7 @@ impl Cfg {
             "protocols",
             "loadgen",
             "llm",
+            "export",
             "soak",
             "all",
         ];
@@ -198,6 +209,7 @@ impl Cfg {
             protocols: with_proto.then(|| protocols::ProtoCfg::from_env(full, &daemon)),
             loadgen: with_load.then(|| loadgen::LoadCfg::from_env(full, &daemon)),
             llm: with_llm.then(|| llm::LlmCfg::from_env(full, &daemon)),
+            export: on("export").then(|| export::ExportCfg::from_env(full, &daemon)),
             soak: with_soak.then(|| soak::SoakCfg::from_env(full, &daemon)),
             daemon,
             tunnel,
@@ -275,6 +287,7 @@ async fn main() {
     let load_cfg = cfg.loadgen.take();
     let llm_cfg = cfg.llm.take();
     let soak_cfg = cfg.soak.take();
+    let export_cfg = cfg.export.take();
     let mut tunnel_targets = None;
     if cfg.tunnel {
         println!();
@@ -296,6 +309,9 @@ async fn main() {
     let mut llm_targets = None;
     if let Some(l) = llm_cfg {
         llm_targets = Some(llm::run(&l).await);
+    }
+    if let Some(e) = export_cfg {
+        export::run(&e).await;
     }
     summary::print(
         tunnel_targets.as_ref(),

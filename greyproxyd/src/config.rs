@@ -85,6 +85,8 @@ pub struct FileConfig {
     pub endpoint_rule: Option<Vec<crate::endpoints::LlmRule>>,
     /// `[llm]` table.
     pub llm: Option<LlmFileConfig>,
+    /// `[export]` table (`[export.otlp]`: the OTLP exporter).
+    pub export: Option<crate::export::ExportFileConfig>,
 }
 
 impl FileConfig {
@@ -294,6 +296,8 @@ pub struct ServeConfig {
     pub host_map: HostMap,
     /// The `--map-host` entries alone, which win over the file's again at every reload.
     pub host_map_pinned: HostMap,
+    /// The OTLP exporter (`[export.otlp]`), off when `None`.
+    pub export: Option<crate::export::OtlpSettings>,
 }
 
 impl ServeConfig {
@@ -334,6 +338,7 @@ impl ServeConfig {
             llm: LlmSettings::default(),
             host_map: HostMap::new(),
             host_map_pinned: HostMap::new(),
+            export: None,
         }
     }
 }

@@ -248,6 +248,19 @@ pub async fn build(cfg: ServeConfig) -> anyhow::Result<Daemon> {
     own.extend(socks.as_ref().and_then(|l| l.local_addr().ok()));
     own.extend(dns.as_ref().and_then(|(l, _)| l.local_addr().ok()));
     policy.set_self_addrs(&own);
+    let exporter = match &cfg.export {
+        Some(s) => {
+            let tls = UpstreamTls::new(&cfg.upstream_ca)?.config(vec![b"http/1.1".to_vec()]);
+            Some(crate::export::spawn(
+                s.clone(),
+                store.clone(),
+                tls,
+                cfg.host_map.clone(),
+                shutdown.begun_token(),
+            ))
+        }
+        None => None,
+    };
     let claims = Claims::new(events.clone());
     let handler = Arc::new(Handler {
         policy: policy.clone(),
@@ -261,6 +274,7 @@ pub async fn build(cfg: ServeConfig) -> anyhow::Result<Daemon> {
         middlewares: middlewares.clone(),
         llm: llm.as_ref().map(|l| l.handles.clone()),
         credentials: credentials.clone(),
+        exporter,
     });
     Ok(Daemon {
         endpoint_rules: llm.map(|l| l.rules),

@@ -31,6 +31,7 @@ pub mod daemon;
 pub mod dissect;
 pub mod endpoints;
 pub mod events;
+pub mod export;
 pub mod glob;
 pub mod http;
 pub mod lifecycle;
@@ -71,6 +72,7 @@ const LAYERS: &[&str] = &[
     "capture",
     "mitm",
     "proxy",
+    "export",
     "control",
     "config",
     "reload",

@@ -256,6 +256,7 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         llm,
         host_map,
         host_map_pinned,
+        export: greyproxyd::export::OtlpSettings::from_file(file.export.as_ref())?,
     })
 }
 

@@ -100,6 +100,12 @@ pub enum OnceCmd {
     /// Launcher sessions: create (prints the placeholders), heartbeat, delete, list
     #[command(subcommand)]
     Session(SessionCmd),
+    /// Export recorded traffic: a HAR 1.2 file, or one request as a curl command
+    Export {
+        /// What to export
+        #[command(subcommand)]
+        what: ExportCmd,
+    },
     /// Print events as JSON lines until interrupted
     Watch {
         /// Only this event type (repeatable), e.g. pending_request.created
@@ -233,6 +239,38 @@ pub enum SessionCmd {
     },
     /// List live sessions
     List,
+}
+
+/// What `--once export` writes.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum ExportCmd {
+    /// Recorded transactions as HAR 1.2 on stdout (WebSocket messages as _webSocketMessages)
+    Har(HarOpts),
+    /// One recorded request as a runnable curl command (redacted headers stay redacted)
+    Curl {
+        /// Transaction id (as the Activity view and `export har` show it)
+        id: u64,
+    },
+}
+
+/// Filters of `--once export har`; they combine, none exports everything stored.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Args)]
+pub struct HarOpts {
+    /// Container name (case-insensitive substring)
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
+    /// Host or URL (case-insensitive substring)
+    #[arg(long, value_name = "TEXT")]
+    pub destination: Option<String>,
+    /// Window start: a span back from now (1h, 7d) or an RFC 3339 time
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Window end (exclusive): a span back from now or an RFC 3339 time
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
+    /// Only the transactions of this LLM conversation
+    #[arg(long, value_name = "ID")]
+    pub conversation: Option<String>,
 }
 
 /// What `--once usage` groups by.

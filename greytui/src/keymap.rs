@@ -157,6 +157,10 @@ pub(crate) enum Action {
     Filter,
     /// In a WebSocket upgrade's detail: switch between its messages and its own headers.
     UpgradeHeaders,
+    /// Activity: write the transactions of the filter as a HAR file.
+    ExportHar,
+    /// Detail: copy the transaction's curl command (OSC 52).
+    CopyCurl,
     /// Toggle follow mode (selection pinned to the newest row).
     Follow,
     /// New rule.
@@ -286,6 +290,7 @@ pub(crate) static BINDINGS: &[Binding] = &[
     b(C::Activity, &[key(KeyCode::Enter)], A::Open, "details of the row", Some("details")),
     b(C::Activity, &[ch('/')], A::Filter, "filter (container, destination, result, kind)", Some("filter")),
     b(C::Activity, &[ch('F')], A::Follow, "follow newest on / off", Some("follow")),
+    b(C::Activity, &[ch('E')], A::ExportHar, "write the filter's transactions as a HAR file", None),
     b(C::Rules, &[ch('n')], A::NewRule, "new rule", Some("new")),
     b(C::Rules, &[ch('e'), key(KeyCode::Enter)], A::EditRule, "edit rule", Some("edit")),
     b(C::Rules, &[ch('d'), key(KeyCode::Delete)], A::DeleteRule, "delete rule (asks)", Some("delete")),
@@ -310,6 +315,7 @@ pub(crate) static BINDINGS: &[Binding] = &[
     b(C::Detail, &[key(KeyCode::Esc)], A::Back, "back to the list (from a message: to its upgrade)", Some("back")),
     b(C::Detail, &[key(KeyCode::Enter)], A::Open, "open the selected WebSocket message", None),
     b(C::Detail, &[ch('h')], A::UpgradeHeaders, "WebSocket upgrade: its headers / its messages", None),
+    b(C::Detail, &[ch('y')], A::CopyCurl, "copy the request as a curl command (OSC 52)", None),
     b(C::Picker, &[ch('j'), key(KeyCode::Down)], A::Down, "next option", None),
     b(C::Picker, &[ch('k'), key(KeyCode::Up)], A::Up, "previous option", None),
     b(C::Picker, &[key(KeyCode::Enter)], A::Select, "choose (1-9 choose directly)", Some("choose")),

@@ -15,6 +15,7 @@
 pub mod app;
 pub mod cli;
 pub mod client;
+pub(crate) mod curl;
 pub mod format;
 pub(crate) mod keymap;
 mod layout;

@@ -13,6 +13,15 @@ pub(crate) fn bell(out: &mut dyn Write) {
     let _ = out.flush();
 }
 
+/// Puts `text` on the terminal's clipboard with OSC 52 (`ESC ] 52 ; c ; base64 BEL`), which
+/// terminals honour over SSH and tmux passes on (`set -g set-clipboard on`); errors ignored.
+pub(crate) fn clipboard(out: &mut dyn Write, text: &str) {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(text);
+    let _ = write!(out, "\x1b]52;c;{b64}\x07");
+    let _ = out.flush();
+}
+
 /// Whether a desktop session bus is reachable: `$DBUS_SESSION_BUS_ADDRESS` is set, or the
 /// systemd user bus socket `$XDG_RUNTIME_DIR/bus` exists.
 pub(crate) fn session_bus_present(env: &dyn Fn(&str) -> Option<OsString>) -> bool {
@@ -55,6 +64,13 @@ mod tests {
         let runtime =
             |k: &str| (k == "XDG_RUNTIME_DIR").then(|| OsString::from("/nonexistent-dir"));
         assert!(!session_bus_present(&runtime));
+    }
+
+    #[test]
+    fn clipboard_writes_osc_52_with_base64() {
+        let mut out = Vec::new();
+        clipboard(&mut out, "curl 'x'");
+        assert_eq!(out, b"\x1b]52;c;Y3VybCAneCc=\x07");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! `once/llm.rs`; `credential` and `session` in `once/credentials.rs`.
 
 mod credentials;
+mod export;
 mod llm;
 
 use std::io::Write;
@@ -159,6 +160,7 @@ pub async fn run(cli: &Cli, cmd: &OnceCmd, out: &mut dyn Write) -> Result<(), Fa
             None,
             _,
         ) => llm::run(&mut conn, c, cli.json, out).await,
+        (OnceCmd::Export { what }, None, _) => export::run(&mut conn, what, out).await,
         (OnceCmd::Watch { events }, None, _) => watch(&mut conn, events, out).await.map_err(|e| {
             if e.code == ExitCode::Unreachable {
                 Failure::new(e.code, format!("{} ({source})", e.message))
@@ -342,7 +344,7 @@ pub(crate) fn print_middlewares(
 /// The human form of `--once status`.
 pub(crate) fn print_status(out: &mut dyn Write, s: &Status, url: &str) -> Result<(), Failure> {
     let allow_all = allow_all_label(&s.allow_all);
-    let rows = vec![
+    let mut rows = vec![
         vec!["daemon".into(), format!("{} {}", s.service, s.version)],
         vec!["control".into(), url.to_string()],
         vec![
@@ -366,6 +368,16 @@ pub(crate) fn print_status(out: &mut dyn Write, s: &Status, url: &str) -> Result
         ],
         vec!["state dir".into(), s.state_dir.clone()],
     ];
+    if let Some(e) = &s.export {
+        let mut line = format!(
+            "{} → {} ({}), {} behind, {} spans sent",
+            e.state, e.endpoint, e.what, e.lag, e.exported_spans
+        );
+        if let Some(err) = &e.last_error {
+            line.push_str(&format!(", last error: {err}"));
+        }
+        rows.push(vec!["export".into(), line]);
+    }
     for r in rows {
         writeln!(out, "{:<20} {}", format!("{}:", r[0]), r[1]).map_err(io_failure)?;
     }

@@ -131,6 +131,11 @@ pub async fn run(cli: &Cli) -> anyhow::Result<()> {
                 Effect::Bell => notify::bell(&mut std::io::stdout()),
                 Effect::Notify { summary, body } => notify::desktop(&summary, &body),
                 Effect::Quit => {}
+                Effect::WriteFile { path, contents } => {
+                    let result = std::fs::write(&path, contents).map_err(|e| e.to_string());
+                    app.update(Msg::Wrote { path, result });
+                }
+                Effect::Clipboard(text) => notify::clipboard(&mut std::io::stdout(), &text),
             }
         }
         if app.quit {

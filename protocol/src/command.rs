@@ -286,6 +286,9 @@ pub enum Command {
     ListSessions,
     /// Decide a held `credential` pending request.
     DecideCredential(DecideCredentialArgs),
+    /// Recorded transactions as HAR 1.2 entries, one page per command (docs/export.md);
+    /// `data` is an `ExportPage`.
+    Export(crate::export::ExportArgs),
 }
 
 /// Arguments of `list_llm_calls`.
@@ -452,6 +455,7 @@ pub const COMMAND_NAMES: &[&str] = &[
     "delete_session",
     "list_sessions",
     "decide_credential",
+    "export",
 ];
 
 impl Command {
@@ -496,6 +500,7 @@ impl Command {
             Command::DeleteSession(_) => "delete_session",
             Command::ListSessions => "list_sessions",
             Command::DecideCredential(_) => "decide_credential",
+            Command::Export(_) => "export",
         }
     }
 }
@@ -768,6 +773,12 @@ mod tests {
                 duration: None,
                 reason: Some("no".into()),
                 end_session: Some(true),
+            }),
+            Command::Export(crate::export::ExportArgs {
+                format: "har".into(),
+                container: Some("dev".into()),
+                limit: Some(10),
+                ..Default::default()
             }),
         ];
         assert_eq!(cmds.len(), COMMAND_NAMES.len());

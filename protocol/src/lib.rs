@@ -13,6 +13,7 @@
 pub mod command;
 pub mod credentials;
 pub mod event;
+pub mod export;
 pub mod llm;
 pub mod middleware;
 pub mod model;

@@ -346,6 +346,9 @@ pub struct Status {
     /// The LLM layer, when it is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub llm: Option<LlmStatus>,
+    /// The OTLP exporter, when `[export.otlp]` is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<crate::export::ExportStatus>,
 }
 
 /// The LLM layer's state in `status`.

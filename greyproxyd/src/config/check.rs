@@ -99,6 +99,13 @@ impl FileConfig {
         let llm = super::LlmSettings::from_file(self.llm.as_ref())
             .map_err(|e| err("llm", format!("{e:#}")))?;
         crate::dissect::price::check_overrides(&llm.prices).map_err(|e| err("llm.price", e))?;
+        crate::export::OtlpSettings::from_file(self.export.as_ref()).map_err(|e| {
+            let msg = format!("{e:#}");
+            match msg.split_once(": ") {
+                Some((key, why)) => err(key, why.to_owned()),
+                None => err("export", msg.clone()),
+            }
+        })?;
         for (name, ip) in self.hosts.iter().flatten() {
             let mut one = crate::net::HostMap::new();
             one.insert(name, ip)

@@ -220,6 +220,19 @@ impl Handler {
             .map_err(|e| PolicyError::Background(e.to_string()))??
             .ok_or_else(|| bad(format!("transaction {id} not found")))
     }
+
+    /// One page of the `export` command (HAR entries).
+    pub(crate) async fn export_page(
+        &self,
+        a: greyproxy_protocol::export::ExportArgs,
+    ) -> Result<greyproxy_protocol::export::ExportPage, String> {
+        self.transactions.flush().await;
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || crate::export::har::page(&store, &a))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
 }
 
 #[cfg(test)]

@@ -62,6 +62,8 @@ pub(crate) struct Handler {
     pub(crate) llm: Option<Arc<super::llm::LlmHandles>>,
     /// Credentials, sessions and held secret egress.
     pub(crate) credentials: Arc<crate::credentials::service::Service>,
+    /// The OTLP exporter, for `status` (`None` when not configured).
+    pub(crate) exporter: Option<Arc<crate::export::Exporter>>,
 }
 
 fn error(e: impl std::fmt::Display, request_id: Option<RequestId>) -> Reply {
@@ -306,6 +308,10 @@ impl Handler {
                 Ok(t) => result(name, &t, rid),
                 Err(e) => error(e, rid),
             },
+            Command::Export(a) => match self.export_page(a).await {
+                Ok(p) => result(name, &p, rid),
+                Err(e) => error(e, rid),
+            },
             Command::ListMiddlewares => result(
                 name,
                 &serde_json::json!({ "middlewares": self.middlewares.statuses() }),
@@ -366,6 +372,7 @@ impl Handler {
                 .metrics()
                 .num_alive_tasks() as u64,
             llm: self.llm.as_ref().map(|l| l.status()),
+            export: self.exporter.as_ref().map(|e| e.status()),
         }
     }
 }

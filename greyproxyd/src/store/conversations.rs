@@ -300,6 +300,24 @@ impl Store {
         Ok(page)
     }
 
+    /// A conversation's summary alone (one row read); `None` when unknown.
+    pub(crate) fn get_conversation_summary(
+        &self,
+        id: &str,
+    ) -> Result<Option<ConversationSummary>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let convs = match txn.open_table(CONVERSATIONS) {
+            Ok(t) => t,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(row) = convs.get(id)? else {
+            return Ok(None);
+        };
+        let record: ConversationRecord = serde_json::from_slice(row.value())?;
+        Ok(Some(record.summary))
+    }
+
     /// A conversation with all its turns, their steps and its subagents; `None` when unknown.
     pub(crate) fn get_conversation(&self, id: &str) -> Result<Option<Conversation>, StoreError> {
         let txn = self.db.begin_read()?;

@@ -103,7 +103,12 @@ impl Store {
         };
         let mut more = false;
         if let Some(conv) = &q.conversation_id {
-            let idx = txn.open_table(LLM_CALLS_BY_CONV)?;
+            // Created with the first call that has a conversation: none yet, no calls.
+            let idx = match txn.open_table(LLM_CALLS_BY_CONV) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok((out, false)),
+                Err(e) => return Err(e.into()),
+            };
             for e in idx
                 .range((conv.as_str(), 0)..(conv.as_str(), before))?
                 .rev()

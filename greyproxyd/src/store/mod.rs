@@ -29,6 +29,7 @@ mod conversations;
 mod credentials;
 mod dns;
 mod error;
+mod export;
 mod llm_calls;
 #[cfg(test)]
 mod log_tests;

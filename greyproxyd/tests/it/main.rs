@@ -13,6 +13,8 @@ mod control_queries;
 mod credentials;
 mod credentials_holds;
 mod dns;
+mod export;
+mod export_har;
 mod fault_holds;
 mod fault_kill;
 mod fault_readonly;

@@ -276,6 +276,7 @@ impl App {
                     self.server_version = Some(s.version);
                     self.allow_all = s.allow_all;
                     self.claims = s.active_claims;
+                    self.export = s.export;
                 }
                 Err(e) => self.say(format!("status: {e}"), true),
             },
@@ -381,6 +382,7 @@ impl App {
                 }
             }
             (Tag::WsMessages(id), outcome) => return self.ws_listed(id, outcome),
+            (Tag::ExportHar, outcome) => return self.har_page(outcome),
             (Tag::WsBody(id), outcome) => self.ws_body(id, outcome),
             (Tag::Middlewares, outcome) => self.middlewares_listed(outcome),
             (Tag::Conversations { generation, more }, outcome) => {

@@ -304,6 +304,8 @@ impl App {
                 None => self.nothing_selected(),
             },
             Action::Open if self.activity.detail.is_some() => self.ws_open(),
+            Action::ExportHar => self.har_start(),
+            Action::CopyCurl => self.copy_curl(),
             Action::UpgradeHeaders => {
                 self.ws_toggle_headers();
                 Vec::new()

@@ -11,6 +11,7 @@ pub(crate) mod credential_picker;
 pub(crate) mod credentials;
 mod daemon;
 pub(crate) mod detail;
+mod export;
 pub(crate) mod form;
 mod form_credentials;
 mod keys;
@@ -35,6 +36,8 @@ use listed::Listed;
 use lists::Activity;
 use modal::{Confirm, Picker};
 
+/// How often `status` is asked while the daemon exports (status bar).
+pub(crate) const EXPORT_POLL: Duration = Duration::from_secs(10);
 /// How long a command's result stays on the message line.
 pub(crate) const MESSAGE_TTL: Duration = Duration::from_secs(10);
 
@@ -168,6 +171,8 @@ pub enum Tag {
     Silent,
     /// `get_transaction` for the detail view.
     Transaction(u64),
+    /// A page of `export` for a HAR file.
+    ExportHar,
     /// `list_activity` of the messages of a WebSocket upgrade (its id).
     WsMessages(u64),
     /// `get_transaction` of one WebSocket message (preview or opened message).
@@ -225,6 +230,13 @@ pub enum Msg {
     Tick(SystemTime),
     /// Something from the daemon link.
     Link(LinkEvent<Tag>),
+    /// A [`Effect::WriteFile`] was carried out (or failed).
+    Wrote {
+        /// Path.
+        path: String,
+        /// The error, if any.
+        result: Result<(), String>,
+    },
 }
 
 /// Output of [`App::update`], carried out by the runtime.
@@ -246,6 +258,15 @@ pub enum Effect {
     },
     /// Leave.
     Quit,
+    /// Write a file (a HAR export); the runtime answers with [`Msg::Wrote`].
+    WriteFile {
+        /// Path.
+        path: String,
+        /// Contents.
+        contents: String,
+    },
+    /// Put text on the terminal's clipboard (OSC 52).
+    Clipboard(String),
 }
 
 /// Every modal. It lives here, above the modules of its kinds, so that a form can reopen
@@ -328,6 +349,12 @@ pub struct App {
     pub(crate) quit: bool,
     /// Resyncs done (connects, gaps, lags, `R`), for the status bar and tests.
     pub resyncs: u64,
+    /// The daemon's OTLP exporter (status bar), from the latest `status`.
+    pub export: Option<greyproxy_protocol::export::ExportStatus>,
+    /// When `status` was last asked for the exporter's state.
+    pub(crate) export_asked: Option<SystemTime>,
+    /// A HAR file being gathered (`E`).
+    pub(crate) har: Option<export::HarJob>,
 }
 
 impl App {
@@ -358,6 +385,9 @@ impl App {
             dirty: true,
             quit: false,
             resyncs: 0,
+            export: None,
+            export_asked: None,
+            har: None,
         }
     }
 
@@ -417,10 +447,31 @@ impl App {
                 fx.extend(self.cost_poke(false));
                 fx.extend(self.usage_tick());
                 fx.extend(self.credentials_tick());
+                fx.extend(self.export_tick());
                 fx
             }
             Msg::Link(ev) => self.on_link(ev),
+            Msg::Wrote { path, result } => {
+                self.wrote(&path, result);
+                Vec::new()
+            }
         }
+    }
+
+    /// Asks `status` every [`EXPORT_POLL`] while the daemon has an exporter, so that the
+    /// status bar shows a lagging or failing one.
+    fn export_tick(&mut self) -> Vec<Effect> {
+        if self.export.is_none() || self.conn != ConnState::Connected {
+            return Vec::new();
+        }
+        let due = self
+            .export_asked
+            .is_none_or(|at| self.now.duration_since(at).unwrap_or_default() >= EXPORT_POLL);
+        if !due {
+            return Vec::new();
+        }
+        self.export_asked = Some(self.now);
+        vec![send(Tag::Status, Command::Status)]
     }
 
     fn clamp_all(&mut self) {

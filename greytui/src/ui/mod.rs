@@ -20,6 +20,10 @@ use ratatui::widgets::Paragraph;
 
 use crate::app::{App, ConnState, View};
 use crate::format::{allow_all_label, short_span, usd};
+use greyproxy_protocol::export::ExportState;
+
+/// Records behind from which the status bar shows the exporter even when it is fine.
+const EXPORT_LAG_SHOWN: u64 = 1000;
 use crate::keymap;
 use widgets::{HEADER, KEY, SELECTED};
 
@@ -216,6 +220,15 @@ fn draw_status(f: &mut Frame, area: Rect, app: &App) {
         bar
     };
     spans.push(Span::styled(silent, silent_style));
+    if let Some(e) = &app.export
+        && (e.state != ExportState::Ok || e.lag >= EXPORT_LAG_SHOWN)
+    {
+        spans.push(Span::styled(" │ ", bar));
+        spans.push(Span::styled(
+            format!("export {}, {} behind", e.state, e.lag),
+            bar.fg(Color::LightYellow).add_modifier(Modifier::BOLD),
+        ));
+    }
     spans.push(Span::styled(format!(" │ {claims} │ {}", app.url), bar));
     if let ConnState::Disconnected { reason, .. } = &app.conn {
         spans.push(Span::styled(format!(" │ {reason}"), bar));

@@ -1,7 +1,8 @@
 //! The dashboard's state machine and daemon link against a real greyproxyd, without a
 //! terminal: keys are injected into `App::update`, its commands go through the real link, and
 //! real curl requests are held and released. Covers approval from the keyboard, the
-//! subdomain / 1 h picker, reconnection with resync after a daemon restart, and a wrong token.
+//! subdomain / 1 h picker, reconnection with resync after a daemon restart, a wrong token, and
+//! the export keys (`E` writes the Activity filter as HAR, `y` copies a request as curl).
 
 use crate::common;
 
@@ -22,6 +23,10 @@ struct Harness {
     tx: mpsc::Sender<Request<Tag>>,
     rx: mpsc::Receiver<LinkEvent<Tag>>,
     bells: usize,
+    /// Files the app asked to write (path, contents), not written.
+    files: Vec<(String, String)>,
+    /// Texts the app put on the clipboard.
+    clipboard: Vec<String>,
 }
 
 impl Harness {
@@ -42,6 +47,8 @@ impl Harness {
             tx,
             rx,
             bells: 0,
+            files: Vec::new(),
+            clipboard: Vec::new(),
         }
     }
 
@@ -51,6 +58,14 @@ impl Harness {
                 Effect::Send(r) => self.tx.send(r).await.unwrap(),
                 Effect::Bell => self.bells += 1,
                 Effect::Notify { .. } | Effect::Quit => {}
+                Effect::WriteFile { path, contents } => {
+                    self.files.push((path.clone(), contents));
+                    self.app.update(Msg::Wrote {
+                        path,
+                        result: Ok(()),
+                    });
+                }
+                Effect::Clipboard(text) => self.clipboard.push(text),
             }
         }
     }
@@ -285,4 +300,71 @@ async fn a_wrong_token_is_reported_and_retried() {
         matches!(a.conn, ConnState::Disconnected { unauthorized: true, retry_in, .. } if retry_in > link::MIN_BACKOFF)
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e_exports_the_activity_filter_as_har_and_y_copies_a_curl_command() {
+    let d = daemon().await;
+    let origin = http_origin("127.0.0.189").await;
+    let mut ws = d.client().await;
+    greyproxy_testkit::agent_env::rule(&mut ws, "dev", "127.0.0.189", "allow").await;
+    let proxy = format!("http://dev:x@{}", d.http.unwrap());
+    for i in 0..2 {
+        let r =
+            greyproxy_testkit::fetch::fetch(&["-x", &proxy], &[&format!("http://{origin}/e{i}")])
+                .await;
+        assert_eq!(r.status(), 200, "{r:?}");
+    }
+    let mut h = Harness::new(d.state_dir().to_path_buf());
+    h.until("connected and loaded", |a| a.claimed && !a.activity.loading)
+        .await;
+    h.keys("2").await;
+    let is_tx = |i: &greyproxy_protocol::ActivityItem| {
+        matches!(i, greyproxy_protocol::ActivityItem::Transaction(_))
+    };
+    h.until("two transactions listed", |a| {
+        a.activity.items.iter().filter(|i| is_tx(i)).count() >= 2
+    })
+    .await;
+    h.keys("E").await;
+    h.settle().await;
+    assert_eq!(h.files.len(), 1, "{:?}", h.app.message);
+    let (path, contents) = &h.files[0];
+    assert!(
+        path.starts_with("greyproxy-") && path.ends_with(".har"),
+        "{path}"
+    );
+    let har: serde_json::Value = serde_json::from_str(contents).unwrap();
+    assert_eq!(har["log"]["version"], "1.2");
+    let urls: Vec<&str> = har["log"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["request"]["url"].as_str())
+        .collect();
+    assert_eq!(
+        urls,
+        [format!("http://{origin}/e1"), format!("http://{origin}/e0")]
+    );
+    assert_eq!(
+        h.app.message.as_ref().unwrap().text,
+        format!("wrote {path}")
+    );
+
+    // The newest transaction's detail, then `y`.
+    let at = h.app.activity.items.iter().position(is_tx).unwrap();
+    for _ in 0..at {
+        h.keys("j").await;
+    }
+    h.keys("\n").await;
+    h.settle().await;
+    h.keys("y").await;
+    assert_eq!(h.clipboard.len(), 1, "{:?}", h.app.message);
+    let c = &h.clipboard[0];
+    assert!(c.starts_with("curl -H 'Accept: */*'"), "{c}");
+    assert!(c.ends_with(&format!(" 'http://{origin}/e1'")), "{c}");
+    assert!(
+        !c.contains("Proxy-Authorization"),
+        "the proxy's own credentials are left out: {c}"
+    );
 }

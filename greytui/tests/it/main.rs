@@ -12,6 +12,7 @@ mod credentials;
 mod credentials_render;
 mod dashboard;
 mod launcher;
+mod export;
 mod llm;
 mod llm_once;
 mod once;

@@ -17,6 +17,7 @@ pub mod https_origin;
 pub mod llm_mock;
 pub mod mitm;
 pub mod origin;
+pub mod otlp;
 pub mod python;
 pub mod raw;
 pub mod tls;
