@@ -207,6 +207,30 @@ pub struct ControlConfig {
     pub ping_interval: Option<u64>,
     /// Seconds a ping may go unanswered before the connection is closed (default 10).
     pub pong_timeout: Option<u64>,
+    /// Control unix socket path, or `off` (default `<state dir>/control.sock`).
+    pub socket: Option<String>,
+    /// `0600` (default: the daemon's user) or `0660` (its group too).
+    pub socket_mode: Option<String>,
+}
+
+/// Parses `control.socket_mode`: whether the socket's group is admitted.
+pub fn parse_socket_mode(s: &str) -> anyhow::Result<bool> {
+    match s.trim() {
+        "0600" | "600" => Ok(false),
+        "0660" | "660" => Ok(true),
+        other => anyhow::bail!(
+            "invalid control socket mode {other:?}: use 0600 (the daemon's user) or 0660 (its group too)"
+        ),
+    }
+}
+
+/// The control socket's path: `off` disables it; unset means `<state dir>/control.sock`.
+pub fn control_socket_path(value: Option<&str>, state_dir: &Path) -> Option<PathBuf> {
+    match value.map(str::trim) {
+        Some(v) if v.eq_ignore_ascii_case("off") => None,
+        Some(v) if !v.is_empty() => Some(PathBuf::from(v)),
+        _ => Some(state_dir.join(crate::control::unix::SOCKET_FILE)),
+    }
 }
 
 impl FileConfig {
@@ -244,6 +268,10 @@ pub struct ServeConfig {
     pub state_dir: PathBuf,
     /// Control WebSocket address.
     pub control_addr: SocketAddr,
+    /// Control unix socket; `None` = off.
+    pub control_socket: Option<PathBuf>,
+    /// The control socket is 0660 and admits its group's members.
+    pub control_socket_group: bool,
     /// HTTP proxy address; `None` = off.
     pub http_addr: Option<SocketAddr>,
     /// SOCKS5 proxy address; `None` = off.
@@ -304,6 +332,8 @@ impl ServeConfig {
     pub fn ephemeral(state_dir: PathBuf) -> ServeConfig {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         ServeConfig {
+            control_socket: Some(state_dir.join(crate::control::unix::SOCKET_FILE)),
+            control_socket_group: false,
             state_dir,
             control_addr: any,
             http_addr: Some(any),

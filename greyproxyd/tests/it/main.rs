@@ -10,6 +10,7 @@ mod cert_cli;
 mod cli;
 mod control;
 mod control_queries;
+mod control_socket;
 mod dns;
 mod fault_holds;
 mod fault_kill;
