@@ -355,7 +355,15 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Cmd::Attach { state_dir, socket } => attach(state_dir, socket),
+        Cmd::Attach { state_dir, socket } => {
+            // One line on stderr (whatever RUST_BACKTRACE says): over ssh it is what the
+            // client shows for this host.
+            if let Err(e) = attach(state_dir, socket) {
+                eprintln!("greyproxyd attach: {e:#}");
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Cmd::Config {
             action: ConfigCmd::Check { file },
         } => {

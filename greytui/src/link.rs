@@ -13,7 +13,7 @@ use greyproxy_protocol::{Command, EventEnvelope, Reply, RequestId};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::client::{self, ClientError, Endpoint, Incoming};
+use crate::client::{self, ClientError, Incoming, Target};
 
 /// First reconnection delay; doubled after each failure up to `MAX_BACKOFF`.
 pub const MIN_BACKOFF: Duration = Duration::from_millis(200);
@@ -70,7 +70,7 @@ pub enum LinkEvent<T> {
 }
 
 /// Starts the link task. It ends when either channel's other side is dropped.
-pub fn spawn<T, F>(
+pub fn spawn<T, F, E>(
     resolve: F,
 ) -> (
     mpsc::Sender<Request<T>>,
@@ -79,7 +79,8 @@ pub fn spawn<T, F>(
 )
 where
     T: Send + 'static,
-    F: Fn() -> Result<Endpoint, String> + Send + 'static,
+    E: Into<Target> + Send + 'static,
+    F: Fn() -> Result<E, String> + Send + 'static,
 {
     let (req_tx, req_rx) = mpsc::channel(256);
     // Bounded: when the UI falls behind, the link stops reading, the daemon's per-client queue
@@ -92,39 +93,41 @@ where
 /// Ends the task when the UI is gone.
 struct Gone;
 
-async fn run<T, F>(
+async fn run<T, F, E>(
     resolve: F,
     mut req_rx: mpsc::Receiver<Request<T>>,
     ev_tx: mpsc::Sender<LinkEvent<T>>,
 ) where
     T: Send + 'static,
-    F: Fn() -> Result<Endpoint, String> + Send + 'static,
+    E: Into<Target> + Send + 'static,
+    F: Fn() -> Result<E, String> + Send + 'static,
 {
     let mut backoff = MIN_BACKOFF;
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        let (reason, unauthorized) = match resolve() {
+        let (reason, unauthorized) = match resolve().map(Into::into) {
             Err(e) => (e, false),
             Ok(ep) => {
+                let ep: Target = ep;
                 let connecting = LinkEvent::Connecting {
                     attempt,
-                    url: ep.url.clone(),
+                    url: ep.label().to_string(),
                 };
                 if ev_tx.send(connecting).await.is_err() {
                     return;
                 }
-                match client::connect(&ep).await {
+                match client::connect_to(&ep).await {
                     Ok(conn) => {
                         backoff = MIN_BACKOFF;
                         attempt = 0;
-                        match session(conn, &ep.url, &mut req_rx, &ev_tx).await {
+                        match session(conn, ep.label(), &mut req_rx, &ev_tx).await {
                             Ok(e) => (e.to_string(), false),
                             Err(Gone) => return,
                         }
                     }
                     Err(e) => {
-                        let unauthorized = matches!(e, ClientError::Unauthorized(_));
+                        let unauthorized = e.is_refusal();
                         (e.to_string(), unauthorized)
                     }
                 }

@@ -49,8 +49,8 @@ impl Drop for TerminalGuard {
 /// Runs the dashboard until the operator quits or a termination signal arrives.
 pub async fn run(cli: &Cli) -> anyhow::Result<()> {
     let (url, token_file, state_dir) = (
-        cli.url.clone(),
-        cli.token_file.clone(),
+        cli.single_url().map(str::to_string),
+        cli.single_token_file().map(std::path::Path::to_path_buf),
         cli.state_dir.clone(),
     );
     let resolve = move || {

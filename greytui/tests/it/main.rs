@@ -8,6 +8,7 @@ mod common;
 mod completions;
 mod conversations;
 mod dashboard;
+mod fleet;
 mod llm;
 mod llm_once;
 mod once;
