@@ -26,6 +26,8 @@ pub(crate) enum Ctx {
     Conversation,
     /// The usage view.
     Usage,
+    /// The Hosts view of a fleet.
+    Hosts,
     /// The detail of one activity row.
     Detail,
     /// The scope / duration picker of `A` and `D`.
@@ -50,6 +52,7 @@ impl Ctx {
             Ctx::Conversations => "Conversations",
             Ctx::Conversation => "Conversation (opened)",
             Ctx::Usage => "Usage",
+            Ctx::Hosts => "Hosts (fleet)",
             Ctx::Detail => "Activity detail",
             Ctx::Picker => "Scope / duration picker",
             Ctx::Form => "Forms (type to edit the focused field)",
@@ -59,7 +62,7 @@ impl Ctx {
     }
 
     /// Order of the sections in the help overlay.
-    pub(crate) const ALL: [Ctx; 13] = [
+    pub(crate) const ALL: [Ctx; 14] = [
         Ctx::Global,
         Ctx::Pending,
         Ctx::Activity,
@@ -68,6 +71,7 @@ impl Ctx {
         Ctx::Conversations,
         Ctx::Conversation,
         Ctx::Usage,
+        Ctx::Hosts,
         Ctx::Detail,
         Ctx::Picker,
         Ctx::Form,
@@ -109,6 +113,10 @@ pub(crate) enum Action {
     PrevTurn,
     /// Usage view.
     ShowUsage,
+    /// Hosts view (fleet only).
+    ShowHosts,
+    /// Hosts view: the single-host views follow the selected host.
+    FocusHost,
     /// Usage: next grouping (container, client, model).
     UsageGroup,
     /// Usage: next time window.
@@ -255,6 +263,7 @@ pub(crate) static BINDINGS: &[Binding] = &[
     b(C::Global, &[ch('4')], A::ShowMiddlewares, "middlewares view", None),
     b(C::Global, &[ch('5')], A::ShowConversations, "conversations view", None),
     b(C::Global, &[ch('6')], A::ShowUsage, "usage view", None),
+    b(C::Global, &[ch('7')], A::ShowHosts, "hosts view (with several daemons)", None),
     b(C::Global, &[ch('j'), key(KeyCode::Down)], A::Down, "down", None),
     b(C::Global, &[ch('k'), key(KeyCode::Up)], A::Up, "up", None),
     b(C::Global, &[ch('g'), key(KeyCode::Home)], A::Top, "first row", None),
@@ -283,6 +292,7 @@ pub(crate) static BINDINGS: &[Binding] = &[
     b(C::Conversation, &[ch('t')], A::ToTransaction, "HTTP transaction of the selected step", Some("transaction")),
     b(C::Conversation, &[ch(']')], A::NextTurn, "next turn", Some("turn")),
     b(C::Conversation, &[ch('[')], A::PrevTurn, "previous turn", None),
+    b(C::Hosts, &[key(KeyCode::Enter)], A::FocusHost, "focus: activity, conversations, usage and middlewares follow this host", Some("focus")),
     b(C::Usage, &[ch('b')], A::UsageGroup, "group by container / client / model", Some("group")),
     b(C::Usage, &[ch('w')], A::UsageWindow, "window: last hour / today / 7 days / since the daemon started", Some("window")),
     b(C::Usage, &[ch('s')], A::UsageSort, "sort by the next column", Some("sort")),
@@ -385,6 +395,7 @@ pub(crate) fn hints(ctx: Ctx) -> Vec<(String, &'static str)> {
             | Ctx::Conversations
             | Ctx::Conversation
             | Ctx::Usage
+            | Ctx::Hosts
             | Ctx::Detail
     ) {
         out.extend(

@@ -17,6 +17,9 @@ use crate::client::{self, ClientError, Incoming, Target};
 
 /// First reconnection delay; doubled after each failure up to `MAX_BACKOFF`.
 pub const MIN_BACKOFF: Duration = Duration::from_millis(200);
+/// How often a connected link measures the round-trip time.
+pub const RTT_EVERY: Duration = Duration::from_secs(5);
+
 /// Longest reconnection delay.
 pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -59,6 +62,8 @@ pub enum LinkEvent<T> {
     Event(EventEnvelope),
     /// The daemon dropped `missed` events for this client.
     Lagged(u64),
+    /// The round-trip time of a `ping` (sent every [`RTT_EVERY`] while connected).
+    Rtt(Duration),
     /// The reply to a [`Request`]: `Ok` for any non-error reply, `Err` with the daemon's error
     /// text, or with a local reason when the command could not be sent or its answer was lost.
     Reply {
@@ -175,13 +180,28 @@ async fn session<T: Send + 'static>(
     };
     ev_tx.send(hello).await.map_err(|_| Gone)?;
     let mut inflight: HashMap<RequestId, T> = HashMap::new();
+    // The first ping goes at once, so that the Hosts view has a figure soon after connecting.
+    let mut rtt_tick = tokio::time::interval(RTT_EVERY);
+    let mut ping: Option<(RequestId, tokio::time::Instant)> = None;
     let err = loop {
         tokio::select! {
+            _ = rtt_tick.tick(), if ping.is_none() => {
+                match conn.send(greyproxy_protocol::Command::Ping).await {
+                    Ok(id) => ping = Some((id, tokio::time::Instant::now())),
+                    Err(e) => break e,
+                }
+            }
             m = conn.recv() => {
                 let ev = match m {
                     Err(e) => break e,
                     Ok(Incoming::Event(e)) => LinkEvent::Event(e),
                     Ok(Incoming::Reply(Reply::Lagged { data })) => LinkEvent::Lagged(data.missed),
+                    Ok(Incoming::Reply(r))
+                        if ping.as_ref().is_some_and(|(id, _)| client::reply_id(&r) == Some(id)) =>
+                    {
+                        let Some((_, sent)) = ping.take() else { continue };
+                        LinkEvent::Rtt(sent.elapsed())
+                    }
                     Ok(Incoming::Reply(r)) => {
                         let Some(tag) = client::reply_id(&r).and_then(|id| inflight.remove(id)) else {
                             continue; // not ours (or a greeting): nothing waits for it

@@ -8,7 +8,7 @@ use greyproxy_protocol::{
     Transaction,
 };
 
-use crate::app::{App, Msg};
+use crate::app::{App, Hosted, Msg};
 use crate::link::LinkEvent;
 
 pub mod usage;
@@ -166,7 +166,11 @@ pub fn demo_app(w: u16, h: u16) -> App {
     let mut p2 = pending(16, "claude-code", "api.github.com", 443, 95);
     p2.waiting_count = 0;
     let p3 = pending(15, "aider", "pypi.org", 443, 7200);
-    app.pending = vec![p1, p2, p3].into();
+    app.pending = vec![p1, p2, p3]
+        .into_iter()
+        .map(Hosted::local)
+        .collect::<Vec<_>>()
+        .into();
     let mut r1 = rule(7, "opencode", "**.npmjs.org", "*", Action::Allow);
     r1.expires_at = Some("2026-11-22T11:00:00Z".into());
     r1.rule_type = RuleType::Temporary;
@@ -175,7 +179,11 @@ pub fn demo_app(w: u16, h: u16) -> App {
     let mut r3 = rule(1, "*", "127.0.0.1", "*", Action::Allow);
     r3.source = RuleSource::Builtin;
     r3.created_by = "builtin".into();
-    app.rules = vec![r1, r2, r3].into();
+    app.rules = vec![r1, r2, r3]
+        .into_iter()
+        .map(Hosted::local)
+        .collect::<Vec<_>>()
+        .into();
     let items = vec![
         transaction(
             12,

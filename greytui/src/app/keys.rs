@@ -12,7 +12,7 @@ use greyproxy_protocol::{
 };
 
 use super::detail::{Detail, WsMessages, is_upgrade};
-use super::form::{Form, FormPurpose};
+use super::form::{Form, FormPurpose, HOST_SCOPES};
 use super::listed::Nav;
 use super::lists::ActivityFilter;
 use super::modal::{Confirm, Outcome, Picker, PickerStep, Verb};
@@ -68,6 +68,7 @@ impl App {
                 }
                 Outcome::Close => Vec::new(),
                 Outcome::Submit((scope, duration)) => {
+                    self.route = p.pending.host;
                     self.decide(p.verb, &p.pending, scope, Some(duration))
                 }
             },
@@ -86,10 +87,13 @@ impl App {
                 }
                 Outcome::Close => Vec::new(),
                 Outcome::Submit(()) => match c {
-                    Confirm::DeleteRule(id, _) => vec![send(
-                        Tag::DeleteRule(id),
-                        Command::DeleteRule(RuleIdArgs { rule_id: id }),
-                    )],
+                    Confirm::DeleteRule(id, _, host) => {
+                        self.route = host;
+                        vec![send(
+                            Tag::DeleteRule(id),
+                            Command::DeleteRule(RuleIdArgs { rule_id: id }),
+                        )]
+                    }
                 },
             },
         }
@@ -170,14 +174,21 @@ impl App {
                 Vec::new()
             }
             Action::NextView | Action::PrevView => {
-                let i = View::ALL.iter().position(|v| *v == self.view).unwrap_or(0);
-                let n = View::ALL.len();
+                let views = View::all(self.is_fleet());
+                let i = views.iter().position(|v| *v == self.view).unwrap_or(0);
+                let n = views.len();
                 let j = if a == Action::NextView {
                     i + 1
                 } else {
                     i + n - 1
                 } % n;
-                self.switch(View::ALL[j])
+                self.switch(views[j])
+            }
+            Action::ShowHosts if self.is_fleet() => self.switch(View::Hosts),
+            Action::ShowHosts => Vec::new(),
+            Action::FocusHost => {
+                let h = self.hosts_nav.selected;
+                self.focus_host(h)
             }
             Action::ShowPending => self.switch(View::Pending),
             Action::ShowActivity => self.switch(View::Activity),
@@ -204,7 +215,10 @@ impl App {
             Action::Top => self.step(isize::MIN / 2),
             Action::Bottom => self.step(isize::MAX / 2),
             Action::AllowExact => match self.pending.selected().cloned() {
-                Some(p) => self.decide(Verb::Allow, &p, Scope::Exact, Some("permanent".into())),
+                Some(p) => {
+                    self.route = p.host;
+                    self.decide(Verb::Allow, &p, Scope::Exact, Some("permanent".into()))
+                }
                 None => self.nothing_selected(),
             },
             Action::AllowPick | Action::DenyPick => match self.pending.selected().cloned() {
@@ -220,13 +234,16 @@ impl App {
                 None => self.nothing_selected(),
             },
             Action::Dismiss => match self.pending.selected().cloned() {
-                Some(p) => vec![send(
-                    Tag::Decide {
-                        done: "dismissed",
-                        what: describe_pending(&p),
-                    },
-                    Command::Dismiss(PendingIdArgs { pending_id: p.id }),
-                )],
+                Some(p) => {
+                    self.route = p.host;
+                    vec![send(
+                        Tag::Decide {
+                            done: "dismissed",
+                            what: describe_pending(&p),
+                        },
+                        Command::Dismiss(PendingIdArgs { pending_id: p.id }),
+                    )]
+                }
                 None => self.nothing_selected(),
             },
             Action::Open if self.activity.detail.is_some() => self.ws_open(),
@@ -280,7 +297,7 @@ impl App {
                 Vec::new()
             }
             Action::NewRule => {
-                self.modal = Some(Modal::Form(Form::new_rule()));
+                self.modal = Some(Modal::Form(Form::new_rule(self.is_fleet())));
                 Vec::new()
             }
             Action::EditRule => match self.rules.selected() {
@@ -292,7 +309,7 @@ impl App {
             },
             Action::DeleteRule => match self.rules.selected() {
                 Some(r) => {
-                    let c = Confirm::DeleteRule(r.id, crate::format::rule_summary(r));
+                    let c = Confirm::DeleteRule(r.id, crate::format::rule_summary(r), r.host);
                     self.modal = Some(Modal::Confirm(c));
                     Vec::new()
                 }
@@ -329,6 +346,7 @@ impl App {
         let rows = self.list_rows();
         match self.view {
             View::Pending => self.pending.step(delta, rows),
+            View::Hosts => self.hosts_nav.step(delta, self.hosts.len(), rows),
             View::Rules => self.rules.step(delta, rows),
             View::Middlewares => self.middlewares.list.step(delta, rows),
             View::Conversations => return self.conversations_step(delta),
@@ -419,6 +437,9 @@ impl App {
                     expires_at: None,
                     duration: opt(f.text(5)),
                 };
+                if self.is_fleet() && f.fields.len() > 6 && f.choice(6) == HOST_SCOPES[0] {
+                    return Ok(self.to_all_hosts(Tag::CreateRule, Command::CreateRule(args)));
+                }
                 Ok(vec![send(Tag::CreateRule, Command::CreateRule(args))])
             }
             FormPurpose::EditRule(r) => {
@@ -437,6 +458,7 @@ impl App {
                     expires_at: None,
                     duration: opt(f.text(5)),
                 };
+                self.route = r.host;
                 Ok(vec![send(Tag::UpdateRule(r.id), Command::UpdateRule(args))])
             }
             FormPurpose::Filter => {

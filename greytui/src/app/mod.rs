@@ -10,6 +10,7 @@ pub(crate) mod cost;
 mod daemon;
 pub(crate) mod detail;
 pub(crate) mod form;
+pub mod hosted;
 mod keys;
 pub(crate) mod listed;
 pub mod lists;
@@ -28,7 +29,8 @@ use crate::keymap::Ctx;
 use crate::layout;
 use crate::link::{LinkEvent, Request};
 use form::Form;
-use listed::Listed;
+pub use hosted::{HostId, HostView, Hosted};
+use listed::{Listed, Nav};
 use lists::Activity;
 use modal::{Confirm, Picker};
 
@@ -50,18 +52,26 @@ pub enum View {
     Conversations,
     /// LLM usage and cost by container, client or model, with live rates.
     Usage,
+    /// The daemons of a fleet: state, version, pending count, round-trip time.
+    Hosts,
 }
 
 impl View {
     /// In tab order (the number keys follow it).
-    pub(crate) const ALL: [View; 6] = [
+    pub(crate) const ALL: [View; 7] = [
         View::Pending,
         View::Activity,
         View::Rules,
         View::Middlewares,
         View::Conversations,
         View::Usage,
+        View::Hosts,
     ];
+
+    /// The views of this dashboard: the Hosts view only over a fleet.
+    pub(crate) fn all(fleet: bool) -> &'static [View] {
+        if fleet { &View::ALL } else { &View::ALL[..6] }
+    }
 
     /// Tab title.
     pub(crate) fn title(self) -> &'static str {
@@ -72,6 +82,7 @@ impl View {
             View::Middlewares => "Middlewares",
             View::Conversations => "Conversations",
             View::Usage => "Usage",
+            View::Hosts => "Hosts",
         }
     }
 
@@ -84,6 +95,7 @@ impl View {
             View::Middlewares => "Mw",
             View::Conversations => "Conv",
             View::Usage => "Usage",
+            View::Hosts => "Hosts",
         }
     }
 
@@ -96,6 +108,7 @@ impl View {
             View::Middlewares => '4',
             View::Conversations => '5',
             View::Usage => '6',
+            View::Hosts => '7',
         }
     }
 }
@@ -195,8 +208,10 @@ pub enum Msg {
     Resize(u16, u16),
     /// The clock (ages, expiries, message timeout).
     Tick(SystemTime),
-    /// Something from the daemon link.
+    /// Something from the daemon link (the focused host's, or the only one's).
     Link(LinkEvent<Tag>),
+    /// Something from one host's link in a fleet.
+    Host(HostId, LinkEvent<Tag>),
 }
 
 /// Output of [`App::update`], carried out by the runtime.
@@ -205,8 +220,10 @@ pub enum Msg {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    /// Send a command.
+    /// Send a command (to the only daemon).
     Send(Request<Tag>),
+    /// Send a command to one host of a fleet.
+    SendTo(HostId, Request<Tag>),
     /// Ring the terminal bell.
     Bell,
     /// Desktop notification (only when a session bus exists; never fails).
@@ -266,10 +283,18 @@ pub struct App {
     pub server_version: Option<String>,
     /// `seq` of the last event seen on this connection.
     pub(crate) last_seq: Option<u64>,
-    /// Pending requests, newest first, and the selection in the pending view.
-    pub pending: Listed<PendingRequest>,
-    /// Rules, newest first, and the selection in the rules view.
-    pub rules: Listed<Rule>,
+    /// Pending requests of every host, newest first per host, and the selection.
+    pub pending: Listed<Hosted<PendingRequest>>,
+    /// Rules of every host, newest first per host, and the selection.
+    pub rules: Listed<Hosted<Rule>>,
+    /// The daemons (one entry with a single daemon).
+    pub hosts: Vec<HostView>,
+    /// The host the single-host views (activity, conversations, usage, middlewares) follow.
+    pub focus: HostId,
+    /// The host the current update is about: commands it yields go there.
+    pub(crate) route: HostId,
+    /// Selection in the Hosts view.
+    pub(crate) hosts_nav: Nav,
     /// The activity window.
     pub activity: Activity,
     /// The Middlewares view.
@@ -312,6 +337,10 @@ impl App {
             last_seq: None,
             pending: Listed::default(),
             rules: Listed::default(),
+            hosts: vec![HostView::new("local")],
+            focus: 0,
+            route: 0,
+            hosts_nav: Nav::default(),
             activity: Activity::new(),
             middlewares: lists::Middlewares::default(),
             conversations: conversations::Conversations::default(),
@@ -350,6 +379,7 @@ impl App {
             }
             (None, View::Conversations) => Ctx::Conversations,
             (None, View::Usage) => Ctx::Usage,
+            (None, View::Hosts) => Ctx::Hosts,
         }
     }
 
@@ -364,6 +394,29 @@ impl App {
     /// Applies one message; returns what to do.
     pub fn update(&mut self, msg: Msg) -> Vec<Effect> {
         self.dirty = true;
+        self.route = self.focus;
+        let fx = match msg {
+            Msg::Link(ev) => return self.on_host_link(self.focus, ev),
+            Msg::Host(h, ev) => return self.on_host_link(h, ev),
+            other => self.on_input(other),
+        };
+        self.routed(fx)
+    }
+
+    /// One host's link event: noted for the Hosts view, then followed fully (the focused host)
+    /// or for the merged lists only (the others).
+    fn on_host_link(&mut self, host: HostId, ev: LinkEvent<Tag>) -> Vec<Effect> {
+        self.route = host;
+        self.note_host(host, &ev);
+        let fx = if host == self.focus {
+            self.on_link(ev)
+        } else {
+            self.on_other_host(host, ev)
+        };
+        self.routed(fx)
+    }
+
+    fn on_input(&mut self, msg: Msg) -> Vec<Effect> {
         match msg {
             Msg::Key(k) => self.on_key(k),
             Msg::Resize(w, h) => {
@@ -384,7 +437,7 @@ impl App {
                 fx.extend(self.usage_tick());
                 fx
             }
-            Msg::Link(ev) => self.on_link(ev),
+            Msg::Link(_) | Msg::Host(..) => Vec::new(),
         }
     }
 
@@ -392,6 +445,7 @@ impl App {
         let rows = self.list_rows();
         self.pending.clamp(rows);
         self.rules.clamp(rows);
+        self.hosts_nav.clamp(self.hosts.len(), rows);
         self.middlewares.list.clamp(rows);
         let usage_rows = self.usage_rows();
         self.usage.rows.clamp(usage_rows);

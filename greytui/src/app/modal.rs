@@ -6,6 +6,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use greyproxy_protocol::PendingRequest;
 use greyproxy_protocol::command::Scope;
 
+use super::{HostId, Hosted};
 use crate::keymap::{Action, Ctx, action_in};
 
 /// Allow or deny.
@@ -57,7 +58,7 @@ pub(crate) struct Picker {
     /// Allow or deny.
     pub(crate) verb: Verb,
     /// The request being decided (a copy: it may disappear meanwhile).
-    pub(crate) pending: PendingRequest,
+    pub(crate) pending: Hosted<PendingRequest>,
     /// Current step.
     pub(crate) step: PickerStep,
     /// Highlighted scope.
@@ -95,7 +96,7 @@ pub(super) fn typed_char(k: KeyEvent) -> Option<char> {
 
 impl Picker {
     /// A picker at its first step, `permanent` preselected.
-    pub(crate) fn new(verb: Verb, pending: PendingRequest) -> Picker {
+    pub(crate) fn new(verb: Verb, pending: Hosted<PendingRequest>) -> Picker {
         Picker {
             verb,
             pending,
@@ -231,15 +232,15 @@ pub(crate) fn guess_domain(host: &str) -> Option<String> {
 /// What a confirmation confirms.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Confirm {
-    /// Delete this rule (id, summary).
-    DeleteRule(u64, String),
+    /// Delete this rule (id, summary) of this host.
+    DeleteRule(u64, String, HostId),
 }
 
 impl Confirm {
     /// The question.
     pub(crate) fn question(&self) -> String {
         match self {
-            Confirm::DeleteRule(id, s) => format!("Delete rule {id} ({s})?"),
+            Confirm::DeleteRule(id, s, _) => format!("Delete rule {id} ({s})?"),
         }
     }
 

@@ -4,6 +4,7 @@
 
 mod conversations;
 mod detail;
+mod hosts;
 mod middlewares;
 mod overlays;
 mod usage;
@@ -43,6 +44,7 @@ pub fn draw(f: &mut Frame, app: &App) {
         View::Middlewares => middlewares::draw(f, body, app),
         View::Conversations => conversations::draw(f, body, app),
         View::Usage => usage::draw(f, body, app),
+        View::Hosts => hosts::draw(f, body, app),
     }
     draw_hints(f, hints, app);
     draw_message(f, message, app);
@@ -95,7 +97,7 @@ enum TabMode {
 /// The view tabs; the current one always has its full title.
 fn tab_spans(app: &App, mode: TabMode) -> Vec<Span<'static>> {
     let mut spans = Vec::new();
-    for v in View::ALL {
+    for &v in View::all(app.is_fleet()) {
         let count = match v {
             View::Pending => format!(" ({})", app.pending.len()),
             View::Rules => format!(" ({})", app.rules.len()),
@@ -197,11 +199,31 @@ fn draw_status(f: &mut Frame, area: Rect, app: &App) {
     } else {
         format!("claims {}", app.claims)
     };
+    let fleet = (app.is_fleet()).then(|| {
+        let up = app
+            .hosts
+            .iter()
+            .filter(|h| h.conn == ConnState::Connected)
+            .count();
+        let style = if up == app.hosts.len() {
+            bar.fg(Color::LightGreen)
+        } else {
+            bar.fg(Color::LightRed)
+        };
+        let focus = app.host_name(app.focus);
+        Span::styled(
+            format!(" {up}/{} hosts │ focus {focus} │", app.hosts.len()),
+            style,
+        )
+    });
     let mut spans = vec![
         Span::styled(format!(" {dot} {state} "), state_style),
         Span::styled(format!("│ {version} │ "), bar),
         Span::styled(format!("{} pending", app.pending.len()), bar),
     ];
+    if let Some(f) = fleet {
+        spans.insert(0, f);
+    }
     if let Some(micro) = app.cost.micro_usd {
         spans.push(Span::styled(format!(" │ {} today", usd(micro)), bar));
     }

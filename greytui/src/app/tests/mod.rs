@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod conversations;
+mod fleet;
 mod middlewares;
 mod usage;
 mod views;
