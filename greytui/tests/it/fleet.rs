@@ -2,31 +2,13 @@
 //! command that runs `greyproxyd attach` locally, and through a real sshd on 127.0.0.1 driving
 //! three daemons with `--host` entries of a hosts.toml. Real daemons, real curl held by them.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-
 use greyproxy_testkit::origin::http_origin;
 use greyproxy_testkit::sshd::Sshd;
 use greyproxy_testkit::{CurlResult, Daemon};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use crate::common::{daemon, daemon_bin, finish, greytui, held_curl};
-
-/// A stand-in for ssh: skips the options up to `--`, then runs `greyproxyd attach` on the
-/// state dir `BASE/HOST` (a symlink to a test daemon's), ignoring the remote command. `BASE`
-/// holds the script too.
-fn standin(base: &Path) -> PathBuf {
-    let script = base.join("fake-ssh");
-    let text = format!(
-        "#!/bin/sh\nwhile [ \"$#\" -gt 0 ] && [ \"$1\" != \"--\" ]; do shift; done\nshift\nexec {} attach --state-dir {}/\"$1\"\n",
-        daemon_bin().display(),
-        base.display()
-    );
-    std::fs::write(&script, text).unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    script
-}
+use crate::common::{daemon, daemon_bin, finish, greytui, held_curl, standin};
 
 /// A curl held by `d` to a fresh origin on `ip`, and its pending id.
 async fn held(d: &Daemon, ip: &str) -> (JoinHandle<CurlResult>, u64) {
