@@ -89,6 +89,8 @@ impl Links {
     }
 
     /// Hands a command to host `host`'s link without waiting; `Err` gives it back.
+    // The request is handed back as it came, to fail it in place: boxing it would only move it.
+    #[allow(clippy::result_large_err)]
     fn send(&self, host: HostId, r: link::Request<Tag>) -> Result<(), link::Request<Tag>> {
         match self.senders.get(host) {
             Some(s) => s.try_send(r).map_err(|e| match e {

@@ -163,10 +163,10 @@ impl App {
             return;
         };
         match ev {
-            LinkEvent::Connecting { attempt, .. } => {
-                if !matches!(h.conn, ConnState::Disconnected { .. }) || *attempt == 1 {
-                    h.conn = ConnState::Connecting(*attempt);
-                }
+            LinkEvent::Connecting { attempt, .. }
+                if !matches!(h.conn, ConnState::Disconnected { .. }) || *attempt == 1 =>
+            {
+                h.conn = ConnState::Connecting(*attempt);
             }
             LinkEvent::Connected { server_version, .. } => {
                 h.conn = ConnState::Connected;
@@ -260,7 +260,7 @@ impl App {
     }
 
     /// Sends `command` to every connected host (a rule "on all hosts"); says which are not.
-    pub(super) fn to_all_hosts(&mut self, tag: Tag, command: Command) -> Vec<Effect> {
+    pub(super) fn send_to_all_hosts(&mut self, tag: Tag, command: Command) -> Vec<Effect> {
         let mut fx = Vec::new();
         let mut skipped = Vec::new();
         for (i, h) in self.hosts.iter().enumerate() {

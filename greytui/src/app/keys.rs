@@ -438,7 +438,7 @@ impl App {
                     duration: opt(f.text(5)),
                 };
                 if self.is_fleet() && f.fields.len() > 6 && f.choice(6) == HOST_SCOPES[0] {
-                    return Ok(self.to_all_hosts(Tag::CreateRule, Command::CreateRule(args)));
+                    return Ok(self.send_to_all_hosts(Tag::CreateRule, Command::CreateRule(args)));
                 }
                 Ok(vec![send(Tag::CreateRule, Command::CreateRule(args))])
             }

@@ -7,12 +7,12 @@ use super::*;
 fn fleet() -> App {
     let names = ["alpha".to_string(), "beta".to_string()];
     let mut app = App::new(sample::now(), (120, 40), false).with_hosts(&names);
-    for h in 0..2 {
+    for (h, name) in names.iter().enumerate() {
         app.update(Msg::Host(
             h,
             LinkEvent::Connected {
                 server_version: format!("0.{h}.0"),
-                url: names[h].clone(),
+                url: name.clone(),
             },
         ));
     }
