@@ -460,6 +460,33 @@ mod tests {
     }
 
     #[test]
+    fn control_socket_path_and_mode() {
+        let dir = Path::new("/s");
+        assert_eq!(
+            control_socket_path(None, dir),
+            Some(PathBuf::from("/s/control.sock"))
+        );
+        assert_eq!(control_socket_path(Some("OFF"), dir), None);
+        assert_eq!(
+            control_socket_path(Some("/run/g/c.sock"), dir),
+            Some(PathBuf::from("/run/g/c.sock"))
+        );
+        assert!(!parse_socket_mode("0600").unwrap());
+        assert!(parse_socket_mode("660").unwrap());
+        let e = parse_socket_mode("0666").unwrap_err().to_string();
+        assert!(e.contains("0600") && e.contains("0660"), "{e}");
+        let mut c = FileConfig::default();
+        c.control = Some(ControlConfig {
+            socket_mode: Some("777".into()),
+            ..ControlConfig::default()
+        });
+        let e = c
+            .validate("[control]\nsocket_mode = \"777\"\n")
+            .unwrap_err();
+        assert_eq!(e.key, "control.socket_mode");
+    }
+
+    #[test]
     fn state_dir_flag_wins() {
         assert_eq!(
             resolve_state_dir(Some(Path::new("/x"))).unwrap(),

@@ -212,6 +212,42 @@ pub fn demo_app(w: u16, h: u16) -> App {
     app
 }
 
+/// The sample dashboard over a fleet of three hosts: `build1` (focused, the sample's
+/// requests), `build2` (connected, request 15 and rule 6 are its), `lab` (ssh refused).
+pub fn demo_fleet_app(w: u16, h: u16) -> App {
+    use std::time::Duration;
+    let names = ["build1", "build2", "lab"].map(String::from);
+    let mut app = demo_app(w, h).with_hosts(&names);
+    app.hosts[0].conn = crate::app::ConnState::Connected;
+    app.hosts[0].version = Some("0.1.0".into());
+    app.hosts[0].rtt = Some(Duration::from_micros(1800));
+    app.hosts[1].conn = crate::app::ConnState::Connected;
+    app.hosts[1].version = Some("0.1.0".into());
+    app.hosts[1].rtt = Some(Duration::from_micros(23_400));
+    app.hosts[2].conn = crate::app::ConnState::Disconnected {
+        reason: "ssh lab: ssh authentication refused (batch mode asks for no password: load a key into ssh-agent)".into(),
+        unauthorized: true,
+        retry_in: Duration::from_secs(5),
+    };
+    let mut pending = app.pending.to_vec();
+    for p in &mut pending {
+        if p.id == 15 {
+            p.host = 1;
+        }
+    }
+    app.pending = pending.into();
+    let mut rules = app.rules.to_vec();
+    for r in &mut rules {
+        if r.id == 6 {
+            r.host = 1;
+        }
+    }
+    rules.sort_by_key(|r| r.host);
+    app.rules = rules.into();
+    app.url = "ssh build1".into();
+    app
+}
+
 /// A WebSocket upgrade (101) row, completed at close.
 pub fn ws_upgrade(id: u64) -> Transaction {
     Transaction {

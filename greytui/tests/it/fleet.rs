@@ -117,6 +117,18 @@ async fn a_host_that_fails_is_reported_and_the_others_still_answer() {
         r.stderr.contains("greytui: down: ") && r.stderr.contains("no greyproxyd control socket"),
         "{r:?}"
     );
+    // A program that answers garbage instead of the protocol: a per-host error.
+    let junk = base.path().join("junk-ssh");
+    std::fs::write(
+        &junk,
+        "#!/bin/sh\necho 'HTTP/1.0 500 nonsense'\necho oops >&2\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&junk, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let junk = junk.display().to_string();
+    let r = greytui(&["--ssh", "j", "--ssh-command", &junk, "--once", "pending"]).await;
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(r.stderr.contains("greytui: j: ssh j: oops"), "{r:?}");
     // An ssh program that does not exist: a per-host error too, worded.
     let r = greytui(&[
         "--ssh",
