@@ -11,7 +11,7 @@ profile="${PROFILE:-release}"
 dir=$([ "$profile" = dev ] && echo debug || echo "$profile")
 cargo build --profile "$profile" -p greyproxyd -p greytui
 bin="target/$dir"
-out=target/dist
+out="$bin/dist"
 rm -rf "$out"
 mkdir -p "$out/man" "$out/completions" "$out/systemd"
 
