@@ -189,19 +189,49 @@ async fn cost(daemons: &[Daemon], secs: u64, rate: u64) {
     let gt = target_bin("greytui", "GREYTUI");
     let mut args = vec![gt.display().to_string()];
     for d in daemons {
-        args.push(format!("--url {} --token-file {}", d.ws_url(), d.state_dir().join("control.token").display()));
+        args.push(format!(
+            "--url {} --token-file {}",
+            d.ws_url(),
+            d.state_dir().join("control.token").display()
+        ));
     }
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("tmux.sock").display().to_string();
-    let tmux = |a: &[&str]| Command::new("tmux").env_remove("TMUX").args(["-S", &sock]).args(a).output().unwrap();
+    let tmux = |a: &[&str]| {
+        Command::new("tmux")
+            .env_remove("TMUX")
+            .args(["-S", &sock])
+            .args(a)
+            .output()
+            .unwrap()
+    };
     let script = format!("{}; sleep 60", args.join(" "));
-    tmux(&["-f", "/dev/null", "new-session", "-d", "-s", "b", "-x", "120", "-y", "40", &script]);
+    tmux(&[
+        "-f",
+        "/dev/null",
+        "new-session",
+        "-d",
+        "-s",
+        "b",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        &script,
+    ]);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let sh = String::from_utf8_lossy(&tmux(&["display-message", "-p", "-t", "b", "#{pane_pid}"]).stdout)
-        .trim()
-        .to_string();
-    let children = std::fs::read_to_string(format!("/proc/{sh}/task/{sh}/children")).unwrap_or_default();
-    let pid: u32 = children.split_whitespace().next().expect("greytui runs").parse().unwrap();
+    let sh =
+        String::from_utf8_lossy(&tmux(&["display-message", "-p", "-t", "b", "#{pane_pid}"]).stdout)
+            .trim()
+            .to_string();
+    let children =
+        std::fs::read_to_string(format!("/proc/{sh}/task/{sh}/children")).unwrap_or_default();
+    let pid: u32 = children
+        .split_whitespace()
+        .next()
+        .expect("greytui runs")
+        .parse()
+        .unwrap();
     let origin = greyproxy_testkit::origin::http_origin("127.0.0.1").await;
     let stop = Instant::now() + Duration::from_secs(secs);
     let t0 = (Instant::now(), cpu_ticks(pid));
@@ -236,10 +266,18 @@ async fn main() {
     println!("daemon: {}", bin.display());
     let mut daemons = Vec::new();
     for _ in 0..HOSTS {
-        daemons.push(DaemonBuilder::new(&bin).env("RUST_LOG", "warn").start().await);
+        daemons.push(
+            DaemonBuilder::new(&bin)
+                .env("RUST_LOG", "warn")
+                .start()
+                .await,
+        );
     }
     latency(&daemons, if full { 400 } else { 20 }).await;
-    let rate = std::env::var("RATE").ok().and_then(|r| r.parse().ok()).unwrap_or(50);
+    let rate = std::env::var("RATE")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(50);
     if Command::new("tmux").arg("-V").output().is_ok() {
         cost(&daemons, if full { 10 } else { 2 }, rate).await;
     } else {

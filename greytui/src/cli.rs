@@ -18,7 +18,7 @@ pub struct Cli {
     /// dir]; with several --url, the one in the same position
     #[arg(long, global = true, value_name = "FILE")]
     pub(crate) token_file: Vec<PathBuf>,
-    /// A daemon reached by ssh ([user@]host; runs `ssh -T -o BatchMode=yes HOST greyproxyd
+    /// A daemon reached by ssh (`[USER@]HOST`; runs `ssh -T -o BatchMode=yes HOST greyproxyd
     /// attach`, authenticated by the SSH login); repeatable
     #[arg(long, global = true, value_name = "[USER@]HOST")]
     pub(crate) ssh: Vec<String>,

@@ -154,9 +154,9 @@ pub(crate) async fn connect_to(target: &Target) -> Result<Connection, ClientErro
 pub(crate) const SSH_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
 async fn connect_inner(target: &Target) -> Result<Connection, ClientError> {
-    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .max_message_size(Some(greyproxy_protocol::MAX_CONTROL_MESSAGE))
-        .max_frame_size(Some(greyproxy_protocol::MAX_CONTROL_MESSAGE));
+    // tungstenite's default limits (64 MiB messages), as before: the daemon's replies may be
+    // large (a long conversation is megabytes of JSON); only what clients send is capped.
+    let config = None;
     let ws = match target {
         Target::Ws(ep) => {
             let mut req = ep
@@ -180,7 +180,7 @@ async fn connect_inner(target: &Target) -> Result<Connection, ClientError> {
                 .map_err(|e| unreachable(&ep.url, e))?;
             let _ = tcp.set_nodelay(true);
             let io: Box<dyn Duplex> = Box::new(tcp);
-            let (ws, _) = tokio_tungstenite::client_async_with_config(req, io, Some(config))
+            let (ws, _) = tokio_tungstenite::client_async_with_config(req, io, config)
                 .await
                 .map_err(|e| unreachable(&ep.url, e))?;
             ws
@@ -199,7 +199,7 @@ async fn connect_inner(target: &Target) -> Result<Connection, ClientError> {
             // stderr says why, so let it finish writing before reading it.
             let hs = {
                 let io: Box<dyn Duplex> = Box::new(child);
-                tokio_tungstenite::client_async_with_config(req, io, Some(config)).await
+                tokio_tungstenite::client_async_with_config(req, io, config).await
             };
             match hs {
                 Ok((ws, _)) => ws,

@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 /// Bytes of the child's stderr kept (its last lines).
@@ -66,14 +66,17 @@ impl ChildStream {
         let out = child.stdout.take().ok_or_else(missing)?;
         let inp = child.stdin.take().ok_or_else(missing)?;
         let stderr = Arc::new(Mutex::new(String::new()));
-        if let Some(e) = child.stderr.take() {
+        if let Some(mut e) = child.stderr.take() {
             let tail = stderr.clone();
+            // Chunks, not lines: a peer writing one endless line must not grow memory.
             tokio::spawn(async move {
-                let mut lines = BufReader::new(e).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = e.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
                     let Ok(mut t) = tail.lock() else { return };
-                    t.push_str(&line);
-                    t.push('\n');
+                    t.push_str(&String::from_utf8_lossy(&buf[..n]));
                     if t.len() > STDERR_TAIL {
                         let cut = t.len() - STDERR_TAIL;
                         let cut = (cut..t.len()).find(|i| t.is_char_boundary(*i)).unwrap_or(0);
