@@ -16,6 +16,7 @@ pub(crate) mod listed;
 pub mod lists;
 pub(crate) mod middlewares;
 pub(crate) mod modal;
+mod submit;
 pub mod usage;
 pub mod usage_live;
 mod ws;
