@@ -131,7 +131,12 @@ pub fn bridge(stream: UnixStream) -> io::Result<()> {
         let _ = pump(io::stdin().lock(), &mut up);
         let _ = up.shutdown(std::net::Shutdown::Write);
     });
-    pump(&stream, io::stdout().lock())
+    match pump(&stream, io::stdout().lock()) {
+        // The daemon ending the session hard (after a close frame, or at shutdown) is still
+        // the end of the session; the client sees its close frame or the end of the stream.
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(()),
+        other => other,
+    }
 }
 
 #[cfg(test)]

@@ -157,3 +157,29 @@ async fn a_peer_of_another_uid_is_refused() {
     // The daemon's own user still gets in.
     Control::unix(&sock).await.unwrap();
 }
+
+/// With mode 0660 a member of the socket's group is admitted without a token, through a
+/// supplementary group (read from /proc): `nobody` with the daemon's group added. Needs root.
+#[tokio::test]
+async fn a_member_of_the_sockets_group_is_admitted_with_mode_0660() {
+    if !rustix::process::geteuid().is_root() || !Path::new("/usr/bin/setpriv").exists() {
+        eprintln!("skipped: needs root and setpriv; peer::tests covers the decision");
+        return;
+    }
+    let d = daemon().args(&["--control-socket-mode", "0660"]).start().await;
+    let sock = d.state_dir().join("control.sock");
+    let meta = std::fs::metadata(&sock).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    std::fs::set_permissions(d.state_dir(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let mut cmd = tokio::process::Command::new("/usr/bin/setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534"])
+        .arg(format!("--groups={}", meta.gid()))
+        .arg(bin())
+        .args(["attach", "--socket"])
+        .arg(&sock);
+    let mut c = Control::command(cmd).await.expect("a group member is admitted");
+    let st = c.query(json!({"command":"status"})).await;
+    assert_eq!(st["listeners"]["control_socket"], sock.display().to_string());
+    c.close().await;
+}
