@@ -166,7 +166,10 @@ async fn a_member_of_the_sockets_group_is_admitted_with_mode_0660() {
         eprintln!("skipped: needs root and setpriv; peer::tests covers the decision");
         return;
     }
-    let d = daemon().args(&["--control-socket-mode", "0660"]).start().await;
+    let d = daemon()
+        .args(&["--control-socket-mode", "0660"])
+        .start()
+        .await;
     let sock = d.state_dir().join("control.sock");
     let meta = std::fs::metadata(&sock).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
@@ -178,8 +181,13 @@ async fn a_member_of_the_sockets_group_is_admitted_with_mode_0660() {
         .arg(bin())
         .args(["attach", "--socket"])
         .arg(&sock);
-    let mut c = Control::command(cmd).await.expect("a group member is admitted");
+    let mut c = Control::command(cmd)
+        .await
+        .expect("a group member is admitted");
     let st = c.query(json!({"command":"status"})).await;
-    assert_eq!(st["listeners"]["control_socket"], sock.display().to_string());
+    assert_eq!(
+        st["listeners"]["control_socket"],
+        sock.display().to_string()
+    );
     c.close().await;
 }

@@ -259,6 +259,22 @@ impl App {
         fx
     }
 
+    /// `R`: the focused host reloads everything, every other connected host its merged lists.
+    pub(super) fn resync_all(&mut self) -> Vec<Effect> {
+        let mut fx = self.resync();
+        for h in 0..self.hosts.len() {
+            if h == self.focus || self.hosts[h].conn != ConnState::Connected {
+                continue;
+            }
+            for e in self.host_resync() {
+                if let Effect::Send(r) = e {
+                    fx.push(Effect::SendTo(h, r));
+                }
+            }
+        }
+        fx
+    }
+
     /// Sends `command` to every connected host (a rule "on all hosts"); says which are not.
     pub(super) fn send_to_all_hosts(&mut self, tag: Tag, command: Command) -> Vec<Effect> {
         let mut fx = Vec::new();

@@ -319,7 +319,7 @@ impl App {
                     Vec::new()
                 }
             }
-            Action::Resync => self.resync(),
+            Action::Resync => self.resync_all(),
             // Modal-only actions never reach here (modals handle their own keys).
             _ => Vec::new(),
         }

@@ -212,10 +212,13 @@ fn rules_are_deleted_on_their_host_and_focus_moves_the_single_host_views() {
     let s = sent(&fx);
     assert!(s.contains(&(1, "list_activity")), "{s:?}");
     assert!(s.iter().all(|(h, _)| *h == 1), "{s:?}");
-    // Keys now address beta.
+    // Keys now address beta; R reloads beta fully and alpha's merged lists.
     app.update(key(KeyCode::Char('1')));
     let fx = app.update(key(KeyCode::Char('R')));
-    assert!(sent(&fx).iter().all(|(h, _)| *h == 1));
+    let s = sent(&fx);
+    assert!(s.contains(&(1, "list_activity")), "{s:?}");
+    assert!(s.contains(&(0, "list_pending")), "{s:?}");
+    assert!(!s.contains(&(0, "list_activity")), "{s:?}");
 }
 
 #[test]
