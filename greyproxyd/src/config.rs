@@ -475,11 +475,13 @@ mod tests {
         assert!(parse_socket_mode("660").unwrap());
         let e = parse_socket_mode("0666").unwrap_err().to_string();
         assert!(e.contains("0600") && e.contains("0660"), "{e}");
-        let mut c = FileConfig::default();
-        c.control = Some(ControlConfig {
-            socket_mode: Some("777".into()),
-            ..ControlConfig::default()
-        });
+        let c = FileConfig {
+            control: Some(ControlConfig {
+                socket_mode: Some("777".into()),
+                ..ControlConfig::default()
+            }),
+            ..FileConfig::default()
+        };
         let e = c
             .validate("[control]\nsocket_mode = \"777\"\n")
             .unwrap_err();

@@ -2,8 +2,8 @@
 //! host's items (JSON items carry `host`, tables get a HOST column), `status` reports each
 //! host, and `allow`/`deny`/`dismiss HOST:ID` go to the host that owns the request. Hosts are
 //! asked concurrently; one that cannot be reached gets a line `greytui: HOST: why` on stderr
-//! while the others still answer, and the exit code is then 3. Other commands need exactly one
-//! host.
+//! while the others still answer, and the exit code is then 3. `watch` prints every host's
+//! events with `host` added. Other commands need exactly one host.
 
 use std::io::Write;
 use std::time::SystemTime;
@@ -192,6 +192,9 @@ pub(super) async fn run(
             }
             report(&results)
         }
+        (OnceCmd::Watch { events }, None) if hosts.len() > 1 => {
+            watch_all(&hosts, events, out).await
+        }
         (_, decision) => match hosts.as_slice() {
             [one] => {
                 on_host(one, async |conn| {
@@ -205,6 +208,89 @@ pub(super) async fn run(
             )),
         },
     }
+}
+
+/// `watch` over several hosts: every host's events as JSON lines with `"host"` added, until
+/// SIGINT/SIGTERM (exit 0). A host lost on the way is reported on stderr and the others go
+/// on; when none is left the exit code is 3.
+async fn watch_all(
+    hosts: &[HostSpec],
+    events: &[String],
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    use greyproxy_protocol::command::EventTypeArgs;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(usize, Result<Value, String>)>(1024);
+    let connects = hosts.iter().map(|h| async move {
+        let mut conn = client::connect_to(&h.target)
+            .await
+            .map_err(|e| e.to_string())?;
+        for t in events {
+            let c = Command::Subscribe(EventTypeArgs {
+                event_type: Some(t.clone()),
+            });
+            super::request(&mut conn, c).await.map_err(|f| f.message)?;
+        }
+        Ok::<_, String>(conn)
+    });
+    let mut live = 0;
+    for (i, r) in futures_util::future::join_all(connects)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        match r {
+            Err(e) => eprintln!("greytui: {}: {e}", hosts[i].name),
+            Ok(mut conn) => {
+                live += 1;
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    loop {
+                        let m = match conn.recv().await {
+                            Ok(client::Incoming::Event(e)) => serde_json::to_value(e),
+                            Ok(client::Incoming::Reply(
+                                r @ greyproxy_protocol::Reply::Lagged { .. },
+                            )) => serde_json::to_value(r),
+                            Ok(client::Incoming::Reply(_)) => continue,
+                            Err(e) => {
+                                let _ = tx.send((i, Err(e.to_string()))).await;
+                                return;
+                            }
+                        };
+                        let Ok(v) = m else { continue };
+                        if tx.send((i, Ok(v))).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        }
+    }
+    drop(tx);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Failure::new(ExitCode::Refused, format!("cannot watch signals: {e}")))?;
+    while live > 0 {
+        let (i, m) = tokio::select! {
+            m = rx.recv() => match m { Some(m) => m, None => break },
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = term.recv() => return Ok(()),
+        };
+        match m {
+            Ok(mut v) => {
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("host".into(), json!(hosts[i].name));
+                }
+                // A closed stdout (`| head`) ends watching quietly.
+                if writeln!(out, "{v}").and_then(|_| out.flush()).is_err() {
+                    return Ok(());
+                }
+            }
+            Err(e) => {
+                eprintln!("greytui: {}: {e}", hosts[i].name);
+                live -= 1;
+            }
+        }
+    }
+    Err(Failure::new(ExitCode::Unreachable, "no host left to watch"))
 }
 
 /// The host that owns a pending id: the named one, else the only one.

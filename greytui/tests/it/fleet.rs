@@ -234,3 +234,54 @@ async fn three_daemons_through_a_real_sshd() {
         h.abort();
     }
 }
+
+#[tokio::test]
+async fn watch_over_two_hosts_prints_each_event_with_its_host() {
+    use tokio::io::AsyncBufReadExt;
+    let (a, b) = (daemon().await, daemon().await);
+    let base = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(a.state_dir(), base.path().join("alpha")).unwrap();
+    std::os::unix::fs::symlink(b.state_dir(), base.path().join("beta")).unwrap();
+    let ssh = standin(base.path()).display().to_string();
+    let mut child = crate::common::command()
+        .args(["--ssh", "alpha", "--ssh", "beta", "--ssh-command", &ssh])
+        .args(["--once", "watch", "--event", "pending_request.created"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // The watcher subscribes in its own time: hold a fresh request on each host not printed
+    // yet, once a second, until both have been.
+    let mut seen = std::collections::BTreeSet::new();
+    let mut held_ = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while seen.len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "saw only {seen:?}");
+        for (d, host, ip) in [(&a, "alpha", "127.0.0.9"), (&b, "beta", "127.0.0.10")] {
+            if !seen.iter().any(|(h, _): &(String, String)| h == host) {
+                let origin = http_origin(ip).await;
+                held_.push(held_curl(d, &format!("http://{origin}/w")));
+            }
+        }
+        let until = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+        while let Ok(line) = tokio::time::timeout_at(until, lines.next_line()).await {
+            let line = line.unwrap().expect("watch still running");
+            let v: Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(v["type"], "pending_request.created", "{v}");
+            let host = v["host"].as_str().unwrap().to_string();
+            let dest = v["data"]["destination_host"].as_str().unwrap().to_string();
+            seen.insert((host, dest));
+        }
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        [
+            ("alpha".to_string(), "127.0.0.9".to_string()),
+            ("beta".to_string(), "127.0.0.10".to_string())
+        ]
+    );
+    let _ = child.kill().await;
+    for h in held_ {
+        h.abort();
+    }
+}
