@@ -3,7 +3,8 @@
 //! host, and `allow`/`deny`/`dismiss HOST:ID` go to the host that owns the request. Hosts are
 //! asked concurrently; one that cannot be reached gets a line `greytui: HOST: why` on stderr
 //! while the others still answer, and the exit code is then 3. `watch` prints every host's
-//! events with `host` added. Other commands need exactly one host.
+//! events with `host` added; `middlewares`, `conversations`, `calls` and `usage` print one
+//! block per host (JSON: the items with `host` added). `conversation ID` needs one host.
 
 use std::io::Write;
 use std::time::SystemTime;
@@ -194,6 +195,46 @@ pub(super) async fn run(
         }
         (OnceCmd::Watch { events }, None) if hosts.len() > 1 => {
             watch_all(&hosts, events, out).await
+        }
+        (
+            c @ (OnceCmd::Middlewares
+            | OnceCmd::Conversations { .. }
+            | OnceCmd::Calls { .. }
+            | OnceCmd::Usage { .. }),
+            None,
+        ) if hosts.len() > 1 => {
+            let results = ask_all(&hosts, async |conn| {
+                let mut buf = Vec::new();
+                on_connection(conn, cli, c, None, "", None, &mut buf).await?;
+                Ok(buf)
+            })
+            .await;
+            if cli.json {
+                let mut all = Vec::new();
+                for (h, r) in &results {
+                    let Ok(buf) = r else { continue };
+                    match serde_json::from_slice::<Value>(buf) {
+                        Ok(Value::Array(items)) => {
+                            all.extend(items.iter().map(|i| with_host(&h.name, i)))
+                        }
+                        Ok(v) => all.push(json!({ "host": h.name, "result": v })),
+                        Err(_) => {}
+                    }
+                }
+                print_json(out, &all)?;
+            } else {
+                let mut first = true;
+                for (h, r) in &results {
+                    let Ok(buf) = r else { continue };
+                    if !first {
+                        writeln!(out).map_err(io_failure)?;
+                    }
+                    first = false;
+                    writeln!(out, "{:<20} {}", "host:", h.name).map_err(io_failure)?;
+                    out.write_all(buf).map_err(io_failure)?;
+                }
+            }
+            report(&results)
         }
         (_, decision) => match hosts.as_slice() {
             [one] => {

@@ -82,6 +82,29 @@ async fn once_over_ssh_lists_every_hosts_pending_and_allows_on_the_owner() {
     assert_eq!(st[0]["host"], "alpha");
     assert_eq!(st[0]["status"]["pending_count"], 1);
     assert_eq!(st[1]["status"]["pending_count"], 0);
+
+    // A single-daemon listing runs on each host, one block per host.
+    let r = greytui(&[&fleet[..], &["--once", "middlewares"]].concat()).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let blocks: Vec<&str> = r.stdout.split("\n\n").collect();
+    assert_eq!(blocks.len(), 2, "{r:?}");
+    assert!(
+        blocks[0].starts_with("host:") && blocks[0].contains("alpha"),
+        "{r:?}"
+    );
+    assert!(
+        blocks[1].contains("beta") && blocks[1].contains("no middlewares"),
+        "{r:?}"
+    );
+    // An object per host (usage) is wrapped with its host.
+    let r = greytui(&[&fleet[..], &["--once", "usage", "--json"]].concat()).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let u = json(&r.stdout);
+    assert_eq!(
+        (u[0]["host"].as_str(), u[1]["host"].as_str()),
+        (Some("alpha"), Some("beta"))
+    );
+    assert_eq!(u[1]["result"]["group_by"], "container", "{r:?}");
     ha.abort();
 }
 
