@@ -53,12 +53,26 @@ pub fn draw(f: &mut Frame, app: &App) {
 }
 
 fn draw_tabs(f: &mut Frame, area: Rect, app: &App) {
-    let right = match app.view {
+    let mut right = match app.view {
         View::Activity => activity_info(app),
         View::Middlewares => middlewares::info(app),
         View::Conversations => conversations::info(app),
         _ => String::new(),
     };
+    // Over a fleet these views show the focused host alone: say which.
+    if app.is_fleet()
+        && matches!(
+            app.view,
+            View::Activity | View::Middlewares | View::Conversations | View::Usage
+        )
+    {
+        let host = format!("on {}", app.host_name(app.focus));
+        right = if right.is_empty() {
+            format!("{host} ")
+        } else {
+            format!("{host} · {right}")
+        };
+    }
     let right_w = right.chars().count();
     let width = area.width as usize;
     // Too many tabs for the width beside the view's state line: the other views' titles

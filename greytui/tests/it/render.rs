@@ -280,5 +280,8 @@ fn fleet_pending_rules_and_hosts() {
         insta::assert_snapshot!(format!("fleet_rules_{w}x{h}"), render(&app));
         keys(&mut app, "7");
         insta::assert_snapshot!(format!("fleet_hosts_{w}x{h}"), render(&app));
+        // The single-host views name the focused host.
+        keys(&mut app, "2");
+        insta::assert_snapshot!(format!("fleet_activity_{w}x{h}"), render(&app));
     }
 }
