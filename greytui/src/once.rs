@@ -382,6 +382,13 @@ pub(crate) fn print_status(out: &mut dyn Write, s: &Status, url: &str) -> Result
         vec!["daemon".into(), format!("{} {}", s.service, s.version)],
         vec!["control".into(), url.to_string()],
         vec![
+            "control socket".into(),
+            s.listeners
+                .control_socket
+                .clone()
+                .unwrap_or_else(|| "off".into()),
+        ],
+        vec![
             "http proxy".into(),
             s.listeners.http.clone().unwrap_or_else(|| "off".into()),
         ],
