@@ -38,7 +38,9 @@ pub enum SocketError {
     #[error("{0} exists and is not a socket; remove it or choose --control-socket")]
     NotASocket(PathBuf),
     /// Longer than `sun_path` allows.
-    #[error("{0} is too long for a unix socket path (at most 107 bytes)")]
+    #[error(
+        "{0} is too long for a unix socket path (at most 107 bytes): choose a shorter --control-socket PATH, or off"
+    )]
     TooLong(PathBuf),
     /// Any other I/O failure.
     #[error("cannot listen on {path}: {source}")]
