@@ -209,6 +209,30 @@ pub struct ControlConfig {
     pub ping_interval: Option<u64>,
     /// Seconds a ping may go unanswered before the connection is closed (default 10).
     pub pong_timeout: Option<u64>,
+    /// Control unix socket path, or `off` (default `<state dir>/control.sock`).
+    pub socket: Option<String>,
+    /// `0600` (default: the daemon's user) or `0660` (its group too).
+    pub socket_mode: Option<String>,
+}
+
+/// Parses `control.socket_mode`: whether the socket's group is admitted.
+pub fn parse_socket_mode(s: &str) -> anyhow::Result<bool> {
+    match s.trim() {
+        "0600" | "600" => Ok(false),
+        "0660" | "660" => Ok(true),
+        other => anyhow::bail!(
+            "invalid control socket mode {other:?}: use 0600 (the daemon's user) or 0660 (its group too)"
+        ),
+    }
+}
+
+/// The control socket's path: `off` disables it; unset means `<state dir>/control.sock`.
+pub fn control_socket_path(value: Option<&str>, state_dir: &Path) -> Option<PathBuf> {
+    match value.map(str::trim) {
+        Some(v) if v.eq_ignore_ascii_case("off") => None,
+        Some(v) if !v.is_empty() => Some(PathBuf::from(v)),
+        _ => Some(state_dir.join(crate::control::unix::SOCKET_FILE)),
+    }
 }
 
 impl FileConfig {
@@ -246,6 +270,10 @@ pub struct ServeConfig {
     pub state_dir: PathBuf,
     /// Control WebSocket address.
     pub control_addr: SocketAddr,
+    /// Control unix socket; `None` = off.
+    pub control_socket: Option<PathBuf>,
+    /// The control socket is 0660 and admits its group's members.
+    pub control_socket_group: bool,
     /// HTTP proxy address; `None` = off.
     pub http_addr: Option<SocketAddr>,
     /// SOCKS5 proxy address; `None` = off.
@@ -308,6 +336,8 @@ impl ServeConfig {
     pub fn ephemeral(state_dir: PathBuf) -> ServeConfig {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         ServeConfig {
+            control_socket: Some(state_dir.join(crate::control::unix::SOCKET_FILE)),
+            control_socket_group: false,
             state_dir,
             control_addr: any,
             http_addr: Some(any),
@@ -432,6 +462,35 @@ mod tests {
         let c = FileConfig::load(&p).unwrap();
         assert_eq!(c.hold_timeout, Some(5));
         assert_eq!(c.control.unwrap().auth.as_deref(), Some("none"));
+    }
+
+    #[test]
+    fn control_socket_path_and_mode() {
+        let dir = Path::new("/s");
+        assert_eq!(
+            control_socket_path(None, dir),
+            Some(PathBuf::from("/s/control.sock"))
+        );
+        assert_eq!(control_socket_path(Some("OFF"), dir), None);
+        assert_eq!(
+            control_socket_path(Some("/run/g/c.sock"), dir),
+            Some(PathBuf::from("/run/g/c.sock"))
+        );
+        assert!(!parse_socket_mode("0600").unwrap());
+        assert!(parse_socket_mode("660").unwrap());
+        let e = parse_socket_mode("0666").unwrap_err().to_string();
+        assert!(e.contains("0600") && e.contains("0660"), "{e}");
+        let c = FileConfig {
+            control: Some(ControlConfig {
+                socket_mode: Some("777".into()),
+                ..ControlConfig::default()
+            }),
+            ..FileConfig::default()
+        };
+        let e = c
+            .validate("[control]\nsocket_mode = \"777\"\n")
+            .unwrap_err();
+        assert_eq!(e.key, "control.socket_mode");
     }
 
     #[test]

@@ -112,6 +112,7 @@ pub struct Daemon {
     handler: Arc<Handler>,
     auth: AuthMode,
     control: TcpListener,
+    control_socket: Option<crate::control::unix::ControlSocket>,
     http: Option<TcpListener>,
     socks: Option<TcpListener>,
     dns: Option<(DnsListener, Arc<Forwarder>)>,
@@ -207,6 +208,10 @@ pub async fn build(cfg: ServeConfig) -> anyhow::Result<Daemon> {
 
     let control = bind(cfg.control_addr, "control").await?;
     warn_if_public(cfg.control_addr, "control WebSocket");
+    let control_socket = match &cfg.control_socket {
+        Some(p) => Some(crate::control::unix::bind(p, cfg.control_socket_group)?),
+        None => None,
+    };
     let http = match cfg.http_addr {
         Some(a) => {
             warn_if_public(a, "HTTP proxy");
@@ -240,6 +245,9 @@ pub async fn build(cfg: ServeConfig) -> anyhow::Result<Daemon> {
             .as_ref()
             .and_then(|(l, _)| l.local_addr().ok())
             .map(|a| a.to_string()),
+        control_socket: control_socket
+            .as_ref()
+            .map(|s| s.path().display().to_string()),
     };
 
     // The daemon never proxies to itself (wildcard binds expand to every local address).
@@ -290,6 +298,7 @@ pub async fn build(cfg: ServeConfig) -> anyhow::Result<Daemon> {
         handler,
         auth,
         control,
+        control_socket,
         http,
         socks,
         dns,
@@ -324,6 +333,7 @@ impl Daemon {
             handler,
             auth,
             control,
+            control_socket,
             http,
             socks,
             dns,
@@ -355,6 +365,11 @@ impl Daemon {
             }
         }
         let mut tasks = tokio::task::JoinSet::new();
+        if let Some(sock) = control_socket {
+            let unix =
+                crate::control::unix::serve(sock, handler.clone(), auth.clone(), begun.clone());
+            tasks.spawn(unix);
+        }
         tasks.spawn(server::serve(control, handler, auth, begun.clone()));
         if let Some(l) = http {
             tasks.spawn(http::serve(l, ctx.clone()));
@@ -385,6 +400,7 @@ impl Daemon {
             http = listeners.http.as_deref().unwrap_or("off"),
             socks5 = listeners.socks5.as_deref().unwrap_or("off"),
             dns = listeners.dns.as_deref().unwrap_or("off"),
+            control_socket = listeners.control_socket.as_deref().unwrap_or("off"),
             state_dir = %cfg.state_dir.display(),
             "greyproxyd {} listening",
             env!("CARGO_PKG_VERSION")

@@ -146,6 +146,7 @@ mod tests {
             http: Some("127.0.0.1:2".into()),
             socks5: None,
             dns: None,
+            control_socket: None,
         };
         assert_eq!(
             status_line(&l),

@@ -52,6 +52,18 @@ enum Cmd {
         #[arg(long, global = true, value_name = "DIR")]
         state_dir: Option<PathBuf>,
     },
+    /// Bridge stdin/stdout to the local control socket: `ssh HOST greyproxyd attach` is a
+    /// control connection authenticated by the SSH login (greytui --ssh runs it).
+    Attach {
+        /// State directory whose daemon to attach to (default: $GREYPROXY_STATE_DIR,
+        /// $STATE_DIRECTORY, $XDG_STATE_HOME/greyproxy, ~/.local/state/greyproxy, then the
+        /// system service's /run/greyproxy/control.sock).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// The control socket itself (wins over --state-dir).
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
     /// Check a config file.
     Config {
         #[command(subcommand)]
@@ -114,6 +126,14 @@ struct ServeArgs {
     /// Control WebSocket address (path /ws) [default: 127.0.0.1:43080].
     #[arg(long, value_name = "ADDR")]
     control_addr: Option<String>,
+    /// Control unix socket (same protocol as /ws; the daemon's user, and with mode 0660 its
+    /// group, need no token), or `off` [default: <state dir>/control.sock].
+    #[arg(long, value_name = "PATH")]
+    control_socket: Option<String>,
+    /// Control socket mode: 0600 (the daemon's user only) or 0660 (its group too) [default:
+    /// 0600].
+    #[arg(long, value_name = "MODE")]
+    control_socket_mode: Option<String>,
     /// HTTP proxy address, or `off` [default: 127.0.0.1:43051].
     #[arg(long, value_name = "ADDR")]
     http_addr: Option<String>,
@@ -174,6 +194,21 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         flag.or(key).unwrap_or_else(|| def.to_string())
     };
     let control = pick(a.control_addr, file.control_addr, DEFAULT_CONTROL_ADDR);
+    let file_control = file.control.as_ref();
+    let control_socket = greyproxyd::config::control_socket_path(
+        a.control_socket
+            .as_deref()
+            .or(file_control.and_then(|c| c.socket.as_deref())),
+        &state_dir,
+    );
+    let control_socket_group = match a
+        .control_socket_mode
+        .as_deref()
+        .or(file_control.and_then(|c| c.socket_mode.as_deref()))
+    {
+        Some(m) => greyproxyd::config::parse_socket_mode(m)?,
+        None => false,
+    };
     let http = pick(a.http_addr, file.http_addr, DEFAULT_HTTP_ADDR);
     let socks = pick(a.socks_addr, file.socks_addr, DEFAULT_SOCKS_ADDR);
     let dns = pick(
@@ -236,6 +271,8 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
                 .max(1),
         ),
         state_dir,
+        control_socket,
+        control_socket_group,
         control_addr: parse_addr(&control, "control", false)?
             .context("control address required")?,
         http_addr: parse_addr(&http, "HTTP proxy", true)?,
@@ -271,6 +308,19 @@ fn init_tracing() {
         .init();
 }
 
+/// `greyproxyd attach`: stdout carries the protocol, so errors go to stderr only.
+fn attach(state_dir: Option<PathBuf>, socket: Option<PathBuf>) -> anyhow::Result<()> {
+    use greyproxyd::control::attach;
+    let explicit = state_dir.is_some();
+    // No HOME: only an explicit socket or the system one can be meant.
+    let dir = resolve_state_dir(state_dir.as_deref()).ok();
+    let candidates = attach::candidates(socket.as_deref(), dir.as_deref(), explicit);
+    let stream = attach::connect(&candidates)?;
+    attach::bridge(stream).context("the control connection failed")?;
+    // The stdin thread may still be blocked reading: end the process without waiting for it.
+    std::process::exit(0)
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -303,6 +353,15 @@ fn main() -> anyhow::Result<()> {
                         rotate_token(&dir).context("cannot rotate the control token")?
                     );
                 }
+            }
+            Ok(())
+        }
+        Cmd::Attach { state_dir, socket } => {
+            // One line on stderr (whatever RUST_BACKTRACE says): over ssh it is what the
+            // client shows for this host.
+            if let Err(e) = attach(state_dir, socket) {
+                eprintln!("greyproxyd attach: {e:#}");
+                std::process::exit(1);
             }
             Ok(())
         }

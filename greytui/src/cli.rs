@@ -11,13 +11,27 @@ use greyproxy_protocol::command::Scope;
 #[command(name = "greytui", version, about, after_help = EXIT_CODES)]
 pub struct Cli {
     /// Control WebSocket URL [default: from daemon.json in the state dir, else
-    /// ws://127.0.0.1:43080/ws]
+    /// ws://127.0.0.1:43080/ws]; repeat it for several daemons
     #[arg(long, global = true, value_name = "URL")]
-    pub(crate) url: Option<String>,
+    pub(crate) url: Vec<String>,
     /// File holding the control token [default: $GREYPROXY_TOKEN, else control.token in the state
-    /// dir]
+    /// dir]; with several --url, the one in the same position
     #[arg(long, global = true, value_name = "FILE")]
-    pub(crate) token_file: Option<PathBuf>,
+    pub(crate) token_file: Vec<PathBuf>,
+    /// A daemon reached by ssh (`[USER@]HOST`; runs `ssh -T -o BatchMode=yes HOST greyproxyd
+    /// attach`, authenticated by the SSH login); repeatable
+    #[arg(long, global = true, value_name = "[USER@]HOST")]
+    pub(crate) ssh: Vec<String>,
+    /// The program (and options) run instead of `ssh` for --ssh hosts, e.g. "ssh -p 2222"
+    #[arg(long, global = true, value_name = "COMMAND")]
+    pub(crate) ssh_command: Option<String>,
+    /// A daemon named in ~/.config/greytui/hosts.toml; repeatable
+    #[arg(long, global = true, value_name = "NAME")]
+    pub(crate) host: Vec<String>,
+    /// The hosts file read by --host [default: $XDG_CONFIG_HOME/greytui/hosts.toml, else
+    /// ~/.config/greytui/hosts.toml]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) hosts_file: Option<PathBuf>,
     /// The daemon's state directory [default: $GREYPROXY_STATE_DIR, $STATE_DIRECTORY,
     /// $XDG_STATE_HOME/greyproxy, ~/.local/state/greyproxy]
     #[arg(long, global = true, value_name = "DIR")]
@@ -49,8 +63,8 @@ pub enum OnceCmd {
     Deny(DecideOpts),
     /// Dismiss a pending request without a rule
     Dismiss {
-        /// Pending request id
-        id: u64,
+        /// Pending request id (HOST:ID with several hosts)
+        id: PendingRef,
     },
     /// List pending requests
     Pending,
@@ -301,8 +315,8 @@ impl UsageBy {
 /// Arguments of `allow` and `deny`.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct DecideOpts {
-    /// Pending request id
-    pub(crate) id: u64,
+    /// Pending request id (HOST:ID with several hosts)
+    pub(crate) id: PendingRef,
     /// exact (default), any_port, subdomain_wildcard, all_containers
     #[arg(long, value_name = "SCOPE")]
     pub(crate) scope: Option<String>,
@@ -312,6 +326,48 @@ pub struct DecideOpts {
     /// Free text stored on the rule
     #[arg(long, value_name = "TEXT")]
     pub(crate) notes: Option<String>,
+}
+
+/// A pending request named on the command line: `ID`, or `HOST:ID` in a fleet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRef {
+    /// The host's name, when given.
+    pub host: Option<String>,
+    /// The id on that host.
+    pub id: u64,
+}
+
+impl std::str::FromStr for PendingRef {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (host, id) = match s.rsplit_once(':') {
+            Some((h, id)) if !h.is_empty() => (Some(h.to_string()), id),
+            _ => (None, s),
+        };
+        let id = id
+            .parse()
+            .map_err(|_| format!("invalid pending id {s:?}: use ID or HOST:ID"))?;
+        Ok(PendingRef { host, id })
+    }
+}
+
+impl From<u64> for PendingRef {
+    fn from(id: u64) -> Self {
+        PendingRef { host: None, id }
+    }
+}
+
+impl Cli {
+    /// The single `--url`, when not in fleet mode.
+    pub(crate) fn single_url(&self) -> Option<&str> {
+        self.url.first().map(String::as_str)
+    }
+
+    /// The single `--token-file`, when not in fleet mode.
+    pub(crate) fn single_token_file(&self) -> Option<&std::path::Path> {
+        self.token_file.first().map(PathBuf::as_path)
+    }
 }
 
 /// Parses a scope name; the wire names and the short forms `any-port`/`port`, `subdomain`,
@@ -353,7 +409,7 @@ mod tests {
         assert_eq!(
             c.command,
             Some(OnceCmd::Allow(DecideOpts {
-                id: 12,
+                id: 12.into(),
                 scope: Some("any_port".into()),
                 duration: Some("1h".into()),
                 notes: None
@@ -399,6 +455,18 @@ mod tests {
         assert!(Cli::try_parse_from(["greytui", "--once", "conversation"]).is_err());
         assert!(Cli::try_parse_from(["greytui", "--once", "allow", "x"]).is_err());
         assert!(Cli::try_parse_from(["greytui", "--bogus"]).is_err());
+        let c = Cli::try_parse_from(["greytui", "--ssh", "a", "--once", "allow", "a:7"]).unwrap();
+        let Some(OnceCmd::Allow(o)) = c.command else {
+            panic!()
+        };
+        assert_eq!(
+            o.id,
+            PendingRef {
+                host: Some("a".into()),
+                id: 7
+            }
+        );
+        assert!(Cli::try_parse_from(["greytui", "--once", "dismiss", "a:"]).is_err());
     }
 
     #[test]

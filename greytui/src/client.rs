@@ -10,11 +10,14 @@ use futures_util::{SinkExt, StreamExt};
 use greyproxy_protocol::{
     CLOSE_UNAUTHORIZED, ClientMessage, Command, EventEnvelope, Reply, RequestId, ServerMessage,
 };
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::stdio::{ChildStream, StdioCommand, explain};
 
 /// How long connecting (TCP, upgrade and greeting) may take before the daemon counts as down.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -27,6 +30,36 @@ pub struct Endpoint {
     /// Bearer token, if any.
     pub token: Option<String>,
 }
+
+/// What a control connection runs over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The control WebSocket over TCP.
+    Ws(Endpoint),
+    /// The stdio of a command that reaches a control socket (`ssh HOST greyproxyd attach`):
+    /// the SSH login authenticates, so no token is sent.
+    Stdio(StdioCommand),
+}
+
+impl From<Endpoint> for Target {
+    fn from(ep: Endpoint) -> Target {
+        Target::Ws(ep)
+    }
+}
+
+impl Target {
+    /// The URL, or the command's label, for messages.
+    pub fn label(&self) -> &str {
+        match self {
+            Target::Ws(ep) => &ep.url,
+            Target::Stdio(c) => &c.label,
+        }
+    }
+}
+
+/// Any byte stream a control connection runs over.
+pub(crate) trait Duplex: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Duplex for T {}
 
 /// Why a connection could not be made or was lost.
 #[derive(Debug, thiserror::Error)]
@@ -45,9 +78,20 @@ pub(crate) enum ClientError {
     /// The daemon sent something that is not the control protocol.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// A command transport (ssh) ended without a control connection; the message says why.
+    #[error("{0}")]
+    Refused(String),
     /// The connection closed.
     #[error("connection closed{}", .0.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
     Closed(Option<String>),
+}
+
+impl ClientError {
+    /// The daemon or the transport refused this client (token, peer uid, ssh login, no
+    /// daemon there), as opposed to a connection that failed or was lost.
+    pub(crate) fn is_refusal(&self) -> bool {
+        matches!(self, ClientError::Unauthorized(_) | ClientError::Refused(_))
+    }
 }
 
 /// A message read from the daemon.
@@ -59,7 +103,7 @@ pub(crate) enum Incoming {
     Event(EventEnvelope),
 }
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Ws = WebSocketStream<Box<dyn Duplex>>;
 
 /// An open, authenticated control connection.
 pub(crate) struct Connection {
@@ -90,29 +134,85 @@ fn unreachable(url: &str, detail: impl std::fmt::Display) -> ClientError {
 
 /// Connects, authenticates and reads the greeting, all within [`CONNECT_TIMEOUT`].
 pub(crate) async fn connect(ep: &Endpoint) -> Result<Connection, ClientError> {
-    match tokio::time::timeout(CONNECT_TIMEOUT, connect_inner(ep)).await {
+    connect_to(&Target::Ws(ep.clone())).await
+}
+
+/// [`connect`] over any [`Target`]. An ssh command gets [`SSH_CONNECT_TIMEOUT`]: a login over
+/// a slow link takes longer than a local TCP connect.
+pub(crate) async fn connect_to(target: &Target) -> Result<Connection, ClientError> {
+    let limit = match target {
+        Target::Ws(_) => CONNECT_TIMEOUT,
+        Target::Stdio(_) => SSH_CONNECT_TIMEOUT,
+    };
+    match tokio::time::timeout(limit, connect_inner(target)).await {
         Ok(r) => r,
-        Err(_) => Err(unreachable(&ep.url, "timed out")),
+        Err(_) => Err(unreachable(target.label(), "timed out")),
     }
 }
 
-async fn connect_inner(ep: &Endpoint) -> Result<Connection, ClientError> {
-    let mut req = ep
-        .url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| unreachable(&ep.url, format!("invalid URL: {e}")))?;
-    if let Some(t) = &ep.token {
-        let v = HeaderValue::from_str(&format!("Bearer {t}"))
-            .map_err(|_| unreachable(&ep.url, "the token contains invalid characters"))?;
-        req.headers_mut().insert("Authorization", v);
-    }
-    let (ws, _) = tokio_tungstenite::connect_async(req)
-        .await
-        .map_err(|e| unreachable(&ep.url, e))?;
+/// How long an ssh login, `greyproxyd attach` and the greeting may take.
+pub(crate) const SSH_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+async fn connect_inner(target: &Target) -> Result<Connection, ClientError> {
+    // tungstenite's default limits (64 MiB messages), as before: the daemon's replies may be
+    // large (a long conversation is megabytes of JSON); only what clients send is capped.
+    let config = None;
+    let ws = match target {
+        Target::Ws(ep) => {
+            let mut req = ep
+                .url
+                .as_str()
+                .into_client_request()
+                .map_err(|e| unreachable(&ep.url, format!("invalid URL: {e}")))?;
+            if let Some(t) = &ep.token {
+                let v = HeaderValue::from_str(&format!("Bearer {t}"))
+                    .map_err(|_| unreachable(&ep.url, "the token contains invalid characters"))?;
+                req.headers_mut().insert("Authorization", v);
+            }
+            let uri = req.uri();
+            if uri.scheme_str() != Some("ws") {
+                return Err(unreachable(&ep.url, "only ws:// URLs are supported"));
+            }
+            let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
+            let port = uri.port_u16().unwrap_or(80);
+            let tcp = TcpStream::connect((host, port))
+                .await
+                .map_err(|e| unreachable(&ep.url, e))?;
+            let _ = tcp.set_nodelay(true);
+            let io: Box<dyn Duplex> = Box::new(tcp);
+            let (ws, _) = tokio_tungstenite::client_async_with_config(req, io, config)
+                .await
+                .map_err(|e| unreachable(&ep.url, e))?;
+            ws
+        }
+        Target::Stdio(cmd) => {
+            let child = ChildStream::spawn(cmd).map_err(|e| unreachable(&cmd.label, e))?;
+            let stderr = child.stderr();
+            let req = "ws://localhost/ws"
+                .into_client_request()
+                .map_err(|e| unreachable(&cmd.label, e))?;
+            let why = |stderr: &std::sync::Mutex<String>| {
+                let text = stderr.lock().map(|t| t.clone()).unwrap_or_default();
+                ClientError::Refused(explain(&text, &cmd.label))
+            };
+            // The handshake needs the child's first bytes; when the child fails instead, its
+            // stderr says why, so let it finish writing before reading it.
+            let hs = {
+                let io: Box<dyn Duplex> = Box::new(child);
+                tokio_tungstenite::client_async_with_config(req, io, config).await
+            };
+            match hs {
+                Ok((ws, _)) => ws,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    return Err(why(&stderr));
+                }
+            }
+        }
+    };
     let mut conn = Connection {
         ws,
-        url: ep.url.clone(),
+        url: target.label().to_string(),
         next_id: 0,
         server_version: String::new(),
         protocol_version: 0,

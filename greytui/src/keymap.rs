@@ -28,6 +28,8 @@ pub(crate) enum Ctx {
     Usage,
     /// The credentials view.
     Credentials,
+    /// The Hosts view of a fleet.
+    Hosts,
     /// The detail of one activity row.
     Detail,
     /// The scope / duration picker of `A` and `D`.
@@ -53,6 +55,7 @@ impl Ctx {
             Ctx::Conversation => "Conversation (opened)",
             Ctx::Usage => "Usage",
             Ctx::Credentials => "Credentials",
+            Ctx::Hosts => "Hosts (fleet)",
             Ctx::Detail => "Activity detail",
             Ctx::Picker => "Scope / duration picker",
             Ctx::Form => "Forms (type to edit the focused field)",
@@ -62,7 +65,7 @@ impl Ctx {
     }
 
     /// Order of the sections in the help overlay.
-    pub(crate) const ALL: [Ctx; 14] = [
+    pub(crate) const ALL: [Ctx; 15] = [
         Ctx::Global,
         Ctx::Pending,
         Ctx::Activity,
@@ -72,6 +75,7 @@ impl Ctx {
         Ctx::Conversation,
         Ctx::Usage,
         Ctx::Credentials,
+        Ctx::Hosts,
         Ctx::Detail,
         Ctx::Picker,
         Ctx::Form,
@@ -113,6 +117,10 @@ pub(crate) enum Action {
     PrevTurn,
     /// Usage view.
     ShowUsage,
+    /// Hosts view (fleet only).
+    ShowHosts,
+    /// Hosts view: the single-host views follow the selected host.
+    FocusHost,
     /// Usage: next grouping (container, client, model).
     UsageGroup,
     /// Usage: next time window.
@@ -274,6 +282,7 @@ pub(crate) static BINDINGS: &[Binding] = &[
     b(C::Global, &[ch('5')], A::ShowConversations, "conversations view", None),
     b(C::Global, &[ch('6')], A::ShowUsage, "usage view", None),
     b(C::Global, &[ch('7')], A::ShowCredentials, "credentials view", None),
+    b(C::Global, &[ch('8')], A::ShowHosts, "hosts view (with several daemons)", None),
     b(C::Global, &[ch('j'), key(KeyCode::Down)], A::Down, "down", None),
     b(C::Global, &[ch('k'), key(KeyCode::Up)], A::Up, "up", None),
     b(C::Global, &[ch('g'), key(KeyCode::Home)], A::Top, "first row", None),
@@ -303,6 +312,7 @@ pub(crate) static BINDINGS: &[Binding] = &[
     b(C::Conversation, &[ch('t')], A::ToTransaction, "HTTP transaction of the selected step", Some("transaction")),
     b(C::Conversation, &[ch(']')], A::NextTurn, "next turn", Some("turn")),
     b(C::Conversation, &[ch('[')], A::PrevTurn, "previous turn", None),
+    b(C::Hosts, &[key(KeyCode::Enter)], A::FocusHost, "focus: activity, conversations, usage and middlewares follow this host", Some("focus")),
     b(C::Usage, &[ch('b')], A::UsageGroup, "group by container / client / model", Some("group")),
     b(C::Usage, &[ch('w')], A::UsageWindow, "window: last hour / today / 7 days / since the daemon started", Some("window")),
     b(C::Usage, &[ch('s')], A::UsageSort, "sort by the next column", Some("sort")),
@@ -412,6 +422,7 @@ pub(crate) fn hints(ctx: Ctx) -> Vec<(String, &'static str)> {
             | Ctx::Conversation
             | Ctx::Usage
             | Ctx::Credentials
+            | Ctx::Hosts
             | Ctx::Detail
     ) {
         out.extend(
@@ -457,70 +468,4 @@ pub(crate) fn markdown() -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn press(code: KeyCode, mods: KeyModifiers) -> KeyEvent {
-        KeyEvent::new(code, mods)
-    }
-
-    #[test]
-    fn no_key_is_bound_twice_in_one_context() {
-        for ctx in Ctx::ALL {
-            let mut seen = Vec::new();
-            for b in BINDINGS.iter().filter(|b| b.ctx == ctx) {
-                for k in b.keys {
-                    assert!(!seen.contains(k), "{k:?} bound twice in {ctx:?}");
-                    seen.push(*k);
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn view_keys_win_over_global_ones_and_shift_is_folded() {
-        let d = press(KeyCode::Char('d'), KeyModifiers::NONE);
-        assert_eq!(action_for(Ctx::Pending, d), Some(Action::Dismiss));
-        assert_eq!(action_for(Ctx::Rules, d), Some(Action::DeleteRule));
-        assert_eq!(
-            action_for(Ctx::Pending, press(KeyCode::Char('A'), KeyModifiers::SHIFT)),
-            Some(Action::AllowPick)
-        );
-        assert_eq!(
-            action_for(Ctx::Pending, press(KeyCode::BackTab, KeyModifiers::SHIFT)),
-            Some(Action::PrevView)
-        );
-        assert_eq!(
-            action_for(Ctx::Rules, press(KeyCode::Char('C'), KeyModifiers::CONTROL)),
-            Some(Action::Quit)
-        );
-        // Modal contexts are searched alone: `1` types into a form instead of switching views.
-        assert_eq!(
-            action_in(Ctx::Form, press(KeyCode::Char('1'), KeyModifiers::NONE)),
-            None
-        );
-    }
-
-    #[test]
-    fn hints_and_help_come_from_the_table() {
-        let h = hints(Ctx::Pending);
-        assert_eq!(h.first(), Some(&("a".to_string(), "allow")));
-        assert!(h.contains(&("?".to_string(), "help")));
-        let help = help_lines();
-        assert!(
-            help.iter()
-                .any(|(_, k, d)| k == "A" && d.contains("picker"))
-        );
-        assert!(help.iter().any(|(_, k, _)| k == "ctrl-d pgdn"));
-    }
-
-    #[test]
-    fn the_documented_keymap_is_the_table() {
-        let doc = include_str!("../../docs/greytui.md");
-        assert!(
-            doc.contains(&markdown()),
-            "docs/greytui.md's key tables differ from keymap::BINDINGS; paste keymap::markdown():\n{}",
-            markdown()
-        );
-    }
-}
+mod tests;

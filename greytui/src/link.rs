@@ -13,10 +13,13 @@ use greyproxy_protocol::{Command, EventEnvelope, Reply, RequestId};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::client::{self, ClientError, Endpoint, Incoming};
+use crate::client::{self, ClientError, Incoming, Target};
 
 /// First reconnection delay; doubled after each failure up to `MAX_BACKOFF`.
 pub const MIN_BACKOFF: Duration = Duration::from_millis(200);
+/// How often a connected link measures the round-trip time.
+pub const RTT_EVERY: Duration = Duration::from_secs(5);
+
 /// Longest reconnection delay.
 pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -59,6 +62,8 @@ pub enum LinkEvent<T> {
     Event(EventEnvelope),
     /// The daemon dropped `missed` events for this client.
     Lagged(u64),
+    /// The round-trip time of a `ping` (sent every [`RTT_EVERY`] while connected).
+    Rtt(Duration),
     /// The reply to a [`Request`]: `Ok` for any non-error reply, `Err` with the daemon's error
     /// text, or with a local reason when the command could not be sent or its answer was lost.
     Reply {
@@ -70,7 +75,7 @@ pub enum LinkEvent<T> {
 }
 
 /// Starts the link task. It ends when either channel's other side is dropped.
-pub fn spawn<T, F>(
+pub fn spawn<T, F, E>(
     resolve: F,
 ) -> (
     mpsc::Sender<Request<T>>,
@@ -79,7 +84,8 @@ pub fn spawn<T, F>(
 )
 where
     T: Send + 'static,
-    F: Fn() -> Result<Endpoint, String> + Send + 'static,
+    E: Into<Target> + Send + 'static,
+    F: Fn() -> Result<E, String> + Send + 'static,
 {
     let (req_tx, req_rx) = mpsc::channel(256);
     // Bounded: when the UI falls behind, the link stops reading, the daemon's per-client queue
@@ -92,39 +98,41 @@ where
 /// Ends the task when the UI is gone.
 struct Gone;
 
-async fn run<T, F>(
+async fn run<T, F, E>(
     resolve: F,
     mut req_rx: mpsc::Receiver<Request<T>>,
     ev_tx: mpsc::Sender<LinkEvent<T>>,
 ) where
     T: Send + 'static,
-    F: Fn() -> Result<Endpoint, String> + Send + 'static,
+    E: Into<Target> + Send + 'static,
+    F: Fn() -> Result<E, String> + Send + 'static,
 {
     let mut backoff = MIN_BACKOFF;
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        let (reason, unauthorized) = match resolve() {
+        let (reason, unauthorized) = match resolve().map(Into::into) {
             Err(e) => (e, false),
             Ok(ep) => {
+                let ep: Target = ep;
                 let connecting = LinkEvent::Connecting {
                     attempt,
-                    url: ep.url.clone(),
+                    url: ep.label().to_string(),
                 };
                 if ev_tx.send(connecting).await.is_err() {
                     return;
                 }
-                match client::connect(&ep).await {
+                match client::connect_to(&ep).await {
                     Ok(conn) => {
                         backoff = MIN_BACKOFF;
                         attempt = 0;
-                        match session(conn, &ep.url, &mut req_rx, &ev_tx).await {
+                        match session(conn, ep.label(), &mut req_rx, &ev_tx).await {
                             Ok(e) => (e.to_string(), false),
                             Err(Gone) => return,
                         }
                     }
                     Err(e) => {
-                        let unauthorized = matches!(e, ClientError::Unauthorized(_));
+                        let unauthorized = e.is_refusal();
                         (e.to_string(), unauthorized)
                     }
                 }
@@ -172,13 +180,28 @@ async fn session<T: Send + 'static>(
     };
     ev_tx.send(hello).await.map_err(|_| Gone)?;
     let mut inflight: HashMap<RequestId, T> = HashMap::new();
+    // The first ping goes at once, so that the Hosts view has a figure soon after connecting.
+    let mut rtt_tick = tokio::time::interval(RTT_EVERY);
+    let mut ping: Option<(RequestId, tokio::time::Instant)> = None;
     let err = loop {
         tokio::select! {
+            _ = rtt_tick.tick(), if ping.is_none() => {
+                match conn.send(greyproxy_protocol::Command::Ping).await {
+                    Ok(id) => ping = Some((id, tokio::time::Instant::now())),
+                    Err(e) => break e,
+                }
+            }
             m = conn.recv() => {
                 let ev = match m {
                     Err(e) => break e,
                     Ok(Incoming::Event(e)) => LinkEvent::Event(e),
                     Ok(Incoming::Reply(Reply::Lagged { data })) => LinkEvent::Lagged(data.missed),
+                    Ok(Incoming::Reply(r))
+                        if ping.as_ref().is_some_and(|(id, _)| client::reply_id(&r) == Some(id)) =>
+                    {
+                        let Some((_, sent)) = ping.take() else { continue };
+                        LinkEvent::Rtt(sent.elapsed())
+                    }
                     Ok(Incoming::Reply(r)) => {
                         let Some(tag) = client::reply_id(&r).and_then(|id| inflight.remove(id)) else {
                             continue; // not ours (or a greeting): nothing waits for it

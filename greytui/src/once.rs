@@ -11,6 +11,7 @@
 
 mod credentials;
 mod export;
+mod fleet;
 mod llm;
 
 use std::io::Write;
@@ -59,7 +60,7 @@ impl Failure {
     }
 }
 
-fn io_failure(e: std::io::Error) -> Failure {
+pub(super) fn io_failure(e: std::io::Error) -> Failure {
     Failure::new(ExitCode::Refused, format!("cannot write output: {e}"))
 }
 
@@ -71,7 +72,9 @@ fn client_failure(e: ClientError, source: &TokenSource) -> Failure {
         ClientError::Unreachable { .. } | ClientError::Closed(_) => {
             Failure::new(ExitCode::Unreachable, e.to_string())
         }
-        ClientError::Protocol(_) => Failure::new(ExitCode::Unreachable, e.to_string()),
+        ClientError::Protocol(_) | ClientError::Refused(_) => {
+            Failure::new(ExitCode::Unreachable, e.to_string())
+        }
     }
 }
 
@@ -85,7 +88,7 @@ pub async fn run(cli: &Cli, cmd: &OnceCmd, out: &mut dyn Write) -> Result<(), Fa
             None => None,
         };
         Ok(DecideArgs {
-            pending_id: o.id,
+            pending_id: o.id.id,
             scope,
             duration: o.duration.clone(),
             notes: o.notes.clone(),
@@ -94,7 +97,7 @@ pub async fn run(cli: &Cli, cmd: &OnceCmd, out: &mut dyn Write) -> Result<(), Fa
     let command = match cmd {
         OnceCmd::Allow(o) => Some(Command::Allow(decide(o)?)),
         OnceCmd::Deny(o) => Some(Command::Deny(decide(o)?)),
-        OnceCmd::Dismiss { id } => Some(Command::Dismiss(PendingIdArgs { pending_id: *id })),
+        OnceCmd::Dismiss { id } => Some(Command::Dismiss(PendingIdArgs { pending_id: id.id })),
         _ => None,
     };
     let credential_cmd = match cmd {
@@ -102,9 +105,31 @@ pub async fn run(cli: &Cli, cmd: &OnceCmd, out: &mut dyn Write) -> Result<(), Fa
         OnceCmd::Session(s) => Some(credentials::session_command(s)?),
         _ => None,
     };
+    if crate::hosts::is_fleet(cli) {
+        if credential_cmd.is_some() {
+            return Err(Failure::new(
+                ExitCode::Usage,
+                "credentials and sessions are per daemon: name one (--url, --ssh or --host once)",
+            ));
+        }
+        return fleet::run(cli, cmd, command, out).await;
+    }
+    if let OnceCmd::Allow(DecideOpts { id, .. })
+    | OnceCmd::Deny(DecideOpts { id, .. })
+    | OnceCmd::Dismiss { id } = cmd
+        && let Some(h) = &id.host
+    {
+        return Err(Failure::new(
+            ExitCode::Usage,
+            format!(
+                "{h}:{}: HOST:ID names a host of a fleet (--ssh, --host, several --url)",
+                id.id
+            ),
+        ));
+    }
     let (ep, source) = paths::endpoint(
-        cli.url.as_deref(),
-        cli.token_file.as_deref(),
+        cli.single_url(),
+        cli.single_token_file(),
         cli.state_dir.as_deref(),
         &paths::process_env,
     )
@@ -112,40 +137,58 @@ pub async fn run(cli: &Cli, cmd: &OnceCmd, out: &mut dyn Write) -> Result<(), Fa
     let mut conn = client::connect(&ep)
         .await
         .map_err(|e| client_failure(e, &source))?;
-    let result = match (cmd, command, credential_cmd) {
-        (OnceCmd::Credential(c), None, Some(command)) => {
-            credentials::credential(&mut conn, c, command, cli.json, out).await
+    let result = match (cmd, credential_cmd) {
+        (OnceCmd::Credential(c), Some(cc)) => {
+            credentials::credential(&mut conn, c, cc, cli.json, out).await
         }
-        (OnceCmd::Session(s), None, Some(command)) => {
-            credentials::session(&mut conn, s, command, cli.json, out).await
+        (OnceCmd::Session(s), Some(cc)) => {
+            credentials::session(&mut conn, s, cc, cli.json, out).await
         }
-        (_, Some(c), _) => decide_cmd(&mut conn, c, cli.json, out).await,
-        (OnceCmd::Pending, None, _) => {
-            let items: Vec<PendingRequest> = list_all(&mut conn, Command::ListPending).await?;
+        _ => on_connection(&mut conn, cli, cmd, command, &ep.url, Some(&source), out).await,
+    };
+    conn.close().await;
+    result
+}
+
+/// Runs `cmd` on an open connection (`command`: the decision, already built); `label` names
+/// the daemon in `status`, `source` the token in a lost `watch`.
+pub(super) async fn on_connection(
+    conn: &mut Connection,
+    cli: &Cli,
+    cmd: &OnceCmd,
+    command: Option<Command>,
+    label: &str,
+    source: Option<&TokenSource>,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    match (cmd, command) {
+        (_, Some(c)) => decide_cmd(conn, c, cli.json, out).await,
+        (OnceCmd::Pending, None) => {
+            let items: Vec<PendingRequest> = list_all(conn, Command::ListPending).await?;
             if cli.json {
                 print_json(out, &items)
             } else {
                 print_pending(out, &items, SystemTime::now())
             }
         }
-        (OnceCmd::Rules, None, _) => {
-            let items: Vec<Rule> = list_all(&mut conn, Command::ListRules).await?;
+        (OnceCmd::Rules, None) => {
+            let items: Vec<Rule> = list_all(conn, Command::ListRules).await?;
             if cli.json {
                 print_json(out, &items)
             } else {
                 print_rules(out, &items, SystemTime::now())
             }
         }
-        (OnceCmd::Status, None, _) => {
-            let st: Status = query(&mut conn, Command::Status).await?;
+        (OnceCmd::Status, None) => {
+            let st: Status = query(conn, Command::Status).await?;
             if cli.json {
                 print_json(out, &st)
             } else {
-                print_status(out, &st, &ep.url)
+                print_status(out, &st, label)
             }
         }
-        (OnceCmd::Middlewares, None, _) => {
-            let list: MiddlewareList = query(&mut conn, Command::ListMiddlewares).await?;
+        (OnceCmd::Middlewares, None) => {
+            let list: MiddlewareList = query(conn, Command::ListMiddlewares).await?;
             if cli.json {
                 print_json(out, &list.middlewares)
             } else {
@@ -158,24 +201,24 @@ pub async fn run(cli: &Cli, cmd: &OnceCmd, out: &mut dyn Write) -> Result<(), Fa
             | OnceCmd::Calls { .. }
             | OnceCmd::Usage { .. }),
             None,
-            _,
-        ) => llm::run(&mut conn, c, cli.json, out).await,
-        (OnceCmd::Export { what }, None, _) => export::run(&mut conn, what, out).await,
-        (OnceCmd::Watch { events }, None, _) => watch(&mut conn, events, out).await.map_err(|e| {
+        ) => llm::run(conn, c, cli.json, out).await,
+        (OnceCmd::Export { what }, None) => export::run(conn, what, out).await,
+        (OnceCmd::Watch { events }, None) => watch(conn, events, out).await.map_err(|e| {
             if e.code == ExitCode::Unreachable {
-                Failure::new(e.code, format!("{} ({source})", e.message))
+                match source {
+                    Some(source) => Failure::new(e.code, format!("{} ({source})", e.message)),
+                    None => e,
+                }
             } else {
                 e
             }
         }),
         _ => Err(Failure::new(ExitCode::Usage, "unsupported command")),
-    };
-    conn.close().await;
-    result
+    }
 }
 
 /// Sends a command; `Err` with exit code 1 for the daemon's `error` reply, 3 for a lost link.
-async fn request(conn: &mut Connection, c: Command) -> Result<Reply, Failure> {
+pub(super) async fn request(conn: &mut Connection, c: Command) -> Result<Reply, Failure> {
     match conn.request(c).await {
         Ok(Reply::Error { error, .. }) => Err(Failure::new(ExitCode::Refused, error)),
         Ok(r) => Ok(r),
@@ -184,7 +227,10 @@ async fn request(conn: &mut Connection, c: Command) -> Result<Reply, Failure> {
 }
 
 /// A query command's `data`, decoded.
-async fn query<T: DeserializeOwned>(conn: &mut Connection, c: Command) -> Result<T, Failure> {
+pub(super) async fn query<T: DeserializeOwned>(
+    conn: &mut Connection,
+    c: Command,
+) -> Result<T, Failure> {
     match request(conn, c).await? {
         Reply::Result { data, .. } => serde_json::from_value(data)
             .map_err(|e| Failure::new(ExitCode::Refused, format!("unexpected result: {e}"))),
@@ -196,7 +242,7 @@ async fn query<T: DeserializeOwned>(conn: &mut Connection, c: Command) -> Result
 }
 
 /// Every page of a list command.
-async fn list_all<T: DeserializeOwned>(
+pub(super) async fn list_all<T: DeserializeOwned>(
     conn: &mut Connection,
     make: fn(ListArgs) -> Command,
 ) -> Result<Vec<T>, Failure> {
@@ -223,6 +269,17 @@ async fn decide_cmd(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
+    decide_on(conn, c, json, None, out).await
+}
+
+/// A decision; `host` (in a fleet) is named in the output.
+pub(super) async fn decide_on(
+    conn: &mut Connection,
+    c: Command,
+    json: bool,
+    host: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
     let verb = match &c {
         Command::Allow(_) => "allowed",
         Command::Deny(_) => "denied",
@@ -241,14 +298,18 @@ async fn decide_cmd(
         if let Some(r) = rule_id {
             v["rule_id"] = json!(r);
         }
+        if let Some(h) = host {
+            v["host"] = json!(h);
+        }
         return print_json(out, &v);
     }
     let id = pending_id.map(|i| i.to_string()).unwrap_or_default();
     let rule = rule_id.map(|r| format!(" (rule {r})")).unwrap_or_default();
-    writeln!(out, "{verb} pending request {id}{rule}").map_err(io_failure)
+    let on = host.map(|h| format!(" on {h}")).unwrap_or_default();
+    writeln!(out, "{verb} pending request {id}{on}{rule}").map_err(io_failure)
 }
 
-fn print_json<T: serde::Serialize>(out: &mut dyn Write, v: &T) -> Result<(), Failure> {
+pub(super) fn print_json<T: serde::Serialize>(out: &mut dyn Write, v: &T) -> Result<(), Failure> {
     let text = serde_json::to_string(v)
         .map_err(|e| Failure::new(ExitCode::Refused, format!("cannot encode JSON: {e}")))?;
     writeln!(out, "{text}").map_err(io_failure)
@@ -263,37 +324,32 @@ pub(crate) fn print_pending(
     if items.is_empty() {
         return writeln!(out, "no pending requests").map_err(io_failure);
     }
-    let rows: Vec<Vec<String>> = items
-        .iter()
-        .map(|p| {
-            vec![
-                p.id.to_string(),
-                p.container_name.clone(),
-                match &p.credential {
-                    Some(e) => format!(
-                        "{} [secret egress: {}]",
-                        pending_destination(p),
-                        e.label.as_deref().unwrap_or("unknown placeholder")
-                    ),
-                    None => pending_destination(p),
-                },
-                p.destination_port.to_string(),
-                p.attempt_count.to_string(),
-                p.waiting_count.to_string(),
-                age(&p.first_seen, now),
-            ]
-        })
-        .collect();
-    let header = [
-        "ID",
-        "CONTAINER",
-        "DESTINATION",
-        "PORT",
-        "ATTEMPTS",
-        "WAITING",
-        "AGE",
-    ];
-    write!(out, "{}", text_table(&header, &rows)).map_err(io_failure)
+    let rows: Vec<Vec<String>> = items.iter().map(|p| pending_row(p, now)).collect();
+    write!(out, "{}", text_table(&PENDING_COLUMNS, &rows)).map_err(io_failure)
+}
+
+/// Columns of the `--once pending` table.
+pub(crate) const PENDING_COLUMNS: [&str; 7] = [
+    "ID",
+    "CONTAINER",
+    "DESTINATION",
+    "PORT",
+    "ATTEMPTS",
+    "WAITING",
+    "AGE",
+];
+
+/// One row of the `--once pending` table.
+pub(crate) fn pending_row(p: &PendingRequest, now: SystemTime) -> Vec<String> {
+    vec![
+        p.id.to_string(),
+        p.container_name.clone(),
+        pending_destination(p),
+        p.destination_port.to_string(),
+        p.attempt_count.to_string(),
+        p.waiting_count.to_string(),
+        age(&p.first_seen, now),
+    ]
 }
 
 /// The human table of `--once rules`.
@@ -305,23 +361,23 @@ pub(crate) fn print_rules(
     if items.is_empty() {
         return writeln!(out, "no rules").map_err(io_failure);
     }
-    let rows: Vec<Vec<String>> = items
-        .iter()
-        .map(|r| {
-            vec![
-                r.id.to_string(),
-                r.action.as_str().to_string(),
-                r.container_pattern.clone(),
-                r.destination_pattern.clone(),
-                r.port_pattern.clone(),
-                expiry(r.expires_at.as_deref(), now),
-                format!("{:?}", r.source).to_lowercase(),
-                r.notes.clone().unwrap_or_default(),
-            ]
-        })
-        .collect();
+    let rows: Vec<Vec<String>> = items.iter().map(|r| rule_row(r, now)).collect();
     let header = crate::format::RULE_COLUMNS;
     write!(out, "{}", text_table(&header, &rows)).map_err(io_failure)
+}
+
+/// One row of the `--once rules` table.
+pub(crate) fn rule_row(r: &Rule, now: SystemTime) -> Vec<String> {
+    vec![
+        r.id.to_string(),
+        r.action.as_str().to_string(),
+        r.container_pattern.clone(),
+        r.destination_pattern.clone(),
+        r.port_pattern.clone(),
+        expiry(r.expires_at.as_deref(), now),
+        format!("{:?}", r.source).to_lowercase(),
+        r.notes.clone().unwrap_or_default(),
+    ]
 }
 
 /// The human table of `--once middlewares` (a stopped middleware's state carries its last
@@ -347,6 +403,13 @@ pub(crate) fn print_status(out: &mut dyn Write, s: &Status, url: &str) -> Result
     let mut rows = vec![
         vec!["daemon".into(), format!("{} {}", s.service, s.version)],
         vec!["control".into(), url.to_string()],
+        vec![
+            "control socket".into(),
+            s.listeners
+                .control_socket
+                .clone()
+                .unwrap_or_else(|| "off".into()),
+        ],
         vec![
             "http proxy".into(),
             s.listeners.http.clone().unwrap_or_else(|| "off".into()),

@@ -8,7 +8,7 @@ use greyproxy_protocol::{
     Transaction,
 };
 
-use crate::app::{App, Msg};
+use crate::app::{App, Hosted, Msg};
 use crate::link::LinkEvent;
 
 pub mod credentials;
@@ -169,7 +169,11 @@ pub fn demo_app(w: u16, h: u16) -> App {
     let mut p2 = pending(16, "claude-code", "api.github.com", 443, 95);
     p2.waiting_count = 0;
     let p3 = pending(15, "aider", "pypi.org", 443, 7200);
-    app.pending = vec![p1, p2, p3].into();
+    app.pending = vec![p1, p2, p3]
+        .into_iter()
+        .map(Hosted::local)
+        .collect::<Vec<_>>()
+        .into();
     let mut r1 = rule(7, "opencode", "**.npmjs.org", "*", Action::Allow);
     r1.expires_at = Some("2026-11-22T11:00:00Z".into());
     r1.rule_type = RuleType::Temporary;
@@ -178,7 +182,11 @@ pub fn demo_app(w: u16, h: u16) -> App {
     let mut r3 = rule(1, "*", "127.0.0.1", "*", Action::Allow);
     r3.source = RuleSource::Builtin;
     r3.created_by = "builtin".into();
-    app.rules = vec![r1, r2, r3].into();
+    app.rules = vec![r1, r2, r3]
+        .into_iter()
+        .map(Hosted::local)
+        .collect::<Vec<_>>()
+        .into();
     let items = vec![
         transaction(
             12,
@@ -204,6 +212,42 @@ pub fn demo_app(w: u16, h: u16) -> App {
     app.activity.set_first_page(items, 5, None);
     app.message = None;
     app.dirty = true;
+    app
+}
+
+/// The sample dashboard over a fleet of three hosts: `build1` (focused, the sample's
+/// requests), `build2` (connected, request 15 and rule 6 are its), `lab` (ssh refused).
+pub fn demo_fleet_app(w: u16, h: u16) -> App {
+    use std::time::Duration;
+    let names = ["build1", "build2", "lab"].map(String::from);
+    let mut app = demo_app(w, h).with_hosts(&names);
+    app.hosts[0].conn = crate::app::ConnState::Connected;
+    app.hosts[0].version = Some("0.1.0".into());
+    app.hosts[0].rtt = Some(Duration::from_micros(1800));
+    app.hosts[1].conn = crate::app::ConnState::Connected;
+    app.hosts[1].version = Some("0.1.0".into());
+    app.hosts[1].rtt = Some(Duration::from_micros(23_400));
+    app.hosts[2].conn = crate::app::ConnState::Disconnected {
+        reason: "ssh lab: ssh authentication refused (batch mode asks for no password: load a key into ssh-agent)".into(),
+        unauthorized: true,
+        retry_in: Duration::from_secs(5),
+    };
+    let mut pending = app.pending.to_vec();
+    for p in &mut pending {
+        if p.id == 15 {
+            p.host = 1;
+        }
+    }
+    app.pending = pending.into();
+    let mut rules = app.rules.to_vec();
+    for r in &mut rules {
+        if r.id == 6 {
+            r.host = 1;
+        }
+    }
+    rules.sort_by_key(|r| r.host);
+    app.rules = rules.into();
+    app.url = "ssh build1".into();
     app
 }
 

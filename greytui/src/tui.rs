@@ -13,10 +13,12 @@ use crossterm::event::{Event, EventStream, KeyEventKind};
 use futures_util::StreamExt;
 use ratatui::DefaultTerminal;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::app::{App, Effect, Msg};
+use crate::app::{App, Effect, HostId, Msg, Tag};
 use crate::cli::Cli;
 use crate::link::{self, LinkEvent};
 use crate::{notify, paths, ui};
@@ -46,11 +48,84 @@ impl Drop for TerminalGuard {
     }
 }
 
+/// The links to the daemons: one (today's single-daemon dashboard) or one per host of a
+/// fleet, whose events arrive on one channel tagged with the host.
+struct Links {
+    senders: Vec<mpsc::Sender<link::Request<Tag>>>,
+    events: mpsc::Receiver<(HostId, LinkEvent<Tag>)>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Links {
+    /// Starts one link per resolver. Each link has its own task and backoff, so a host that is
+    /// down or slow never delays the others.
+    fn spawn<F, E>(resolvers: Vec<F>) -> Links
+    where
+        F: Fn() -> Result<E, String> + Send + 'static,
+        E: Into<crate::client::Target> + Send + 'static,
+    {
+        // Bounded like a single link's channel: a UI that falls behind makes links stop reading.
+        let (tx, events) = mpsc::channel(4096);
+        let mut senders = Vec::new();
+        let mut tasks = Vec::new();
+        for (i, resolve) in resolvers.into_iter().enumerate() {
+            let (req_tx, mut rx, task) = link::spawn(resolve);
+            senders.push(req_tx);
+            tasks.push(task);
+            let tx = tx.clone();
+            tasks.push(tokio::spawn(async move {
+                while let Some(ev) = rx.recv().await {
+                    if tx.send((i, ev)).await.is_err() {
+                        return;
+                    }
+                }
+            }));
+        }
+        Links {
+            senders,
+            events,
+            tasks,
+        }
+    }
+
+    /// Hands a command to host `host`'s link without waiting; `Err` gives it back.
+    // The request is handed back as it came, to fail it in place: boxing it would only move it.
+    #[allow(clippy::result_large_err)]
+    fn send(&self, host: HostId, r: link::Request<Tag>) -> Result<(), link::Request<Tag>> {
+        match self.senders.get(host) {
+            Some(s) => s.try_send(r).map_err(|e| match e {
+                TrySendError::Full(r) | TrySendError::Closed(r) => r,
+            }),
+            None => Err(r),
+        }
+    }
+}
+
+impl Drop for Links {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
 /// Runs the dashboard until the operator quits or a termination signal arrives.
 pub async fn run(cli: &Cli) -> anyhow::Result<()> {
+    if crate::hosts::is_fleet(cli) {
+        let hosts = crate::hosts::from_cli(cli, &paths::process_env)?;
+        let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
+        let resolvers: Vec<_> = hosts
+            .into_iter()
+            .map(|h| {
+                let target = h.target;
+                move || Ok::<_, String>(target.clone())
+            })
+            .collect();
+        return dashboard(cli, Links::spawn(resolvers), &names).await;
+    }
     let (url, token_file, state_dir) = (
-        cli.url.clone(),
-        cli.token_file.clone(),
+        cli.single_url().map(str::to_string),
+        cli.single_token_file().map(std::path::Path::to_path_buf),
         cli.state_dir.clone(),
     );
     let resolve = move || {
@@ -63,7 +138,11 @@ pub async fn run(cli: &Cli) -> anyhow::Result<()> {
         .map(|(ep, _)| ep)
         .map_err(|e| e.to_string())
     };
-    let (req_tx, mut link_rx, link_task) = link::spawn(resolve);
+    dashboard(cli, Links::spawn(vec![resolve]), &[]).await
+}
+
+/// The event loop over `links`; `names` are the hosts' (empty: the single daemon).
+async fn dashboard(cli: &Cli, mut links: Links, names: &[String]) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
@@ -71,12 +150,11 @@ pub async fn run(cli: &Cli) -> anyhow::Result<()> {
 
     let mut guard = TerminalGuard::enter()?;
     let size = guard.terminal.size().context("terminal size")?;
-    let mut app = App::new(SystemTime::now(), (size.width, size.height), desktop);
+    let mut app = App::new(SystemTime::now(), (size.width, size.height), desktop).with_hosts(names);
     let mut keys = EventStream::new();
     let mut clock = tokio::time::interval(Duration::from_secs(1));
     clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_frame = Instant::now() - FRAME;
-    tokio::pin!(link_task);
 
     loop {
         let effects = tokio::select! {
@@ -90,11 +168,11 @@ pub async fn run(cli: &Cli) -> anyhow::Result<()> {
                 Some(Err(e)) => return Err(e).context("reading the terminal"),
                 None => break,
             },
-            Some(ev) = link_rx.recv() => {
-                let mut fx = app.update(Msg::Link(ev));
+            Some((h, ev)) = links.events.recv() => {
+                let mut fx = app.update(Msg::Host(h, ev));
                 for _ in 0..BATCH {
-                    match link_rx.try_recv() {
-                        Ok(ev) => fx.extend(app.update(Msg::Link(ev))),
+                    match links.events.try_recv() {
+                        Ok((h, ev)) => fx.extend(app.update(Msg::Host(h, ev))),
                         Err(_) => break,
                     }
                 }
@@ -106,28 +184,23 @@ pub async fn run(cli: &Cli) -> anyhow::Result<()> {
                 last_frame = Instant::now();
                 Vec::new()
             }
-            _ = clock.tick() => app.update(Msg::Tick(SystemTime::now())),
+            _ = clock.tick() => {
+                // A link task ends only by panicking while the UI lives: say so rather than
+                // show a frozen dashboard.
+                if links.tasks.iter().any(JoinHandle::is_finished) {
+                    drop(guard);
+                    anyhow::bail!("a daemon link stopped unexpectedly");
+                }
+                app.update(Msg::Tick(SystemTime::now()))
+            }
             _ = term.recv() => break,
             _ = hup.recv() => break,
             _ = int.recv() => break,
-            r = &mut link_task => {
-                drop(guard);
-                anyhow::bail!("the daemon link stopped: {r:?}");
-            }
         };
         for e in effects {
             match e {
-                Effect::Send(r) => match req_tx.try_send(r) {
-                    Ok(()) => {}
-                    // Never block the UI on the link (it may itself wait for the UI to read).
-                    Err(TrySendError::Full(r) | TrySendError::Closed(r)) => {
-                        let failed = LinkEvent::Reply {
-                            tag: r.tag,
-                            outcome: Err("too many commands in flight; try again".into()),
-                        };
-                        app.update(Msg::Link(failed));
-                    }
-                },
+                Effect::Send(r) => send(&mut app, &links, 0, r),
+                Effect::SendTo(h, r) => send(&mut app, &links, h, r),
                 Effect::Bell => notify::bell(&mut std::io::stdout()),
                 Effect::Notify { summary, body } => notify::desktop(&summary, &body),
                 Effect::Quit => {}
@@ -143,6 +216,18 @@ pub async fn run(cli: &Cli) -> anyhow::Result<()> {
         }
     }
     drop(guard);
-    link_task.abort();
+    drop(links);
     Ok(())
+}
+
+/// Hands a command to a host's link; never blocks the UI on the link (it may itself wait for
+/// the UI to read).
+fn send(app: &mut App, links: &Links, host: HostId, r: link::Request<Tag>) {
+    if let Err(r) = links.send(host, r) {
+        let failed = LinkEvent::Reply {
+            tag: r.tag,
+            outcome: Err("too many commands in flight; try again".into()),
+        };
+        app.update(Msg::Host(host, failed));
+    }
 }

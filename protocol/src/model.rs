@@ -307,6 +307,10 @@ pub struct Listeners {
     /// DNS forwarder address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<String>,
+    /// Path of the control unix socket (same protocol as `/ws`; peers are admitted by their
+    /// uid/gid); absent when it is off or the daemon predates it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_socket: Option<String>,
 }
 
 /// Result of the `status` command.

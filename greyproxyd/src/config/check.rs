@@ -80,6 +80,10 @@ impl FileConfig {
         }
         self.control_auth()
             .map_err(|e| err("control.auth", e.to_string()))?;
+        if let Some(m) = self.control.as_ref().and_then(|c| c.socket_mode.as_deref()) {
+            super::parse_socket_mode(m)
+                .map_err(|e| err("control.socket_mode", format!("{e:#}")))?;
+        }
         if let Some(m) = &self.mitm
             && let Some(globs) = &m.bypass
             && globs.iter().any(|g| g.trim().is_empty())

@@ -1,4 +1,5 @@
-//! Accepts control connections: HTTP upgrade on `/ws` only, token check, then a session.
+//! Accepts control connections: HTTP upgrade on `/ws` only, token check, then a session. The
+//! unix socket (`unix.rs`) shares the upgrade and the session, admitting peers by credentials.
 //! A missing or wrong token completes the upgrade and closes at once with 4001
 //! `unauthorized`, before anything else is sent (so WebSocket clients see a close code
 //! rather than an HTTP error they may not surface).
@@ -20,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::auth::{presented_token, read_token, token_matches};
 use super::handlers::Handler;
-use super::session::run_session;
+use super::session::{ControlIo, run_session};
 use crate::accept::accept_loop;
 
 /// How control clients authenticate.
@@ -118,6 +119,56 @@ async fn connection(
         refuse_not_found(stream).await;
         return Ok(());
     }
+    upgrade_and_run(
+        stream,
+        &peer.to_string(),
+        Admission::Token {
+            refusal: "unauthorized".into(),
+        },
+        handler,
+        &auth,
+        shutdown,
+    )
+    .await
+}
+
+/// Whether the presented token (if any) admits a client under `auth`.
+fn token_ok(auth: &AuthMode, presented: Option<&str>) -> bool {
+    match auth {
+        AuthMode::None => true,
+        AuthMode::Token(path) => match read_token(path) {
+            Ok(expected) => presented.is_some_and(|p| token_matches(p, &expected)),
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "cannot read control token; refusing client");
+                false
+            }
+        },
+    }
+}
+
+/// How a connection is admitted besides the token.
+#[derive(Debug, Clone)]
+pub(crate) enum Admission {
+    /// The token decides (TCP clients, and unix peers their credentials did not admit);
+    /// `refusal` is the close reason sent with 4001 when it is missing or wrong.
+    Token {
+        /// Close reason.
+        refusal: String,
+    },
+    /// Admitted by the peer's credentials on the unix socket: no token needed.
+    Peer,
+}
+
+/// The WebSocket upgrade on `stream` (request path `/ws`), the admission check, then the
+/// session. `peer` names the client in logs.
+pub(crate) async fn upgrade_and_run<S: ControlIo>(
+    stream: S,
+    peer: &str,
+    admission: Admission,
+    handler: Arc<Handler>,
+    auth: &AuthMode,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let mut presented: Option<String> = None;
     // The error type is fixed by tungstenite's callback signature.
     #[allow(clippy::result_large_err)]
@@ -140,23 +191,15 @@ async fn connection(
     let mut ws = tokio::time::timeout(std::time::Duration::from_secs(10), handshake)
         .await
         .map_err(|_| anyhow::anyhow!("websocket handshake timed out"))??;
-    let authorized = match &auth {
-        AuthMode::None => true,
-        AuthMode::Token(path) => match read_token(path) {
-            Ok(expected) => presented
-                .as_deref()
-                .is_some_and(|p| token_matches(p, &expected)),
-            Err(e) => {
-                tracing::error!(path = %path.display(), error = %e, "cannot read control token; refusing client");
-                false
-            }
-        },
+    let refusal = match admission {
+        Admission::Peer => None,
+        Admission::Token { refusal } => (!token_ok(auth, presented.as_deref())).then_some(refusal),
     };
-    if !authorized {
-        tracing::info!(%peer, "control client refused: missing or wrong token");
+    if let Some(reason) = refusal {
+        tracing::info!(%peer, %reason, "control client refused: missing or wrong token");
         let frame = CloseFrame {
             code: CloseCode::from(CLOSE_UNAUTHORIZED),
-            reason: "unauthorized".into(),
+            reason: reason.into(),
         };
         let _ = ws.send(Message::Close(Some(frame))).await;
         let _ = ws.close(None).await;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use greyproxy_protocol::reply::Lagged;
 use greyproxy_protocol::{ClientMessage, PROTOCOL_VERSION, Reply};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
@@ -43,23 +43,25 @@ impl Default for Heartbeat {
 /// A write that takes longer than this closes the connection.
 const WRITE_DEADLINE: Duration = Duration::from_secs(10);
 
-type Ws = WebSocketStream<TcpStream>;
+/// What a control connection runs over: TCP (`/ws`) or the unix socket.
+pub(crate) trait ControlIo: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> ControlIo for S {}
 
-async fn send(ws: &mut Ws, msg: Message) -> bool {
+async fn send<S: ControlIo>(ws: &mut WebSocketStream<S>, msg: Message) -> bool {
     matches!(
         tokio::time::timeout(WRITE_DEADLINE, ws.send(msg)).await,
         Ok(Ok(()))
     )
 }
 
-async fn send_reply(ws: &mut Ws, reply: &Reply) -> bool {
+async fn send_reply<S: ControlIo>(ws: &mut WebSocketStream<S>, reply: &Reply) -> bool {
     match serde_json::to_string(reply) {
         Ok(text) => send(ws, Message::text(text)).await,
         Err(_) => true,
     }
 }
 
-async fn close(ws: &mut Ws, code: CloseCode, reason: &str) {
+async fn close<S: ControlIo>(ws: &mut WebSocketStream<S>, code: CloseCode, reason: &str) {
     let frame = CloseFrame {
         code,
         reason: reason.into(),
@@ -68,7 +70,11 @@ async fn close(ws: &mut Ws, code: CloseCode, reason: &str) {
 }
 
 /// Runs a session until the client leaves, misbehaves or the daemon stops.
-pub(crate) async fn run_session(mut ws: Ws, handler: Arc<Handler>, shutdown: CancellationToken) {
+pub(crate) async fn run_session<S: ControlIo>(
+    mut ws: WebSocketStream<S>,
+    handler: Arc<Handler>,
+    shutdown: CancellationToken,
+) {
     let mut events = handler.policy.events().subscribe();
     let mut state = SessionState::default();
     let hello = Reply::Connected {

@@ -12,6 +12,7 @@ mod control;
 mod control_queries;
 mod credentials;
 mod credentials_holds;
+mod control_socket;
 mod dns;
 mod export;
 mod export_har;

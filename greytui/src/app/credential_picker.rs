@@ -6,6 +6,7 @@ use crossterm::event::KeyEvent;
 use greyproxy_protocol::PendingRequest;
 use greyproxy_protocol::credentials::{CredentialDecision, DecideCredentialArgs};
 
+use super::hosted::Hosted;
 use super::modal::{Outcome, typed_char};
 use crate::keymap::{Action, Ctx, action_in};
 
@@ -46,14 +47,14 @@ pub(crate) const CHOICES: [(EgressChoice, &str); 5] = [
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct EgressPicker {
     /// The request (a copy: it may disappear meanwhile).
-    pub(crate) pending: PendingRequest,
+    pub(crate) pending: Hosted<PendingRequest>,
     /// Highlighted choice.
     pub(crate) idx: usize,
 }
 
 impl EgressPicker {
     /// A picker with "refuse" highlighted.
-    pub(crate) fn new(pending: PendingRequest) -> EgressPicker {
+    pub(crate) fn new(pending: Hosted<PendingRequest>) -> EgressPicker {
         EgressPicker { pending, idx: 0 }
     }
 

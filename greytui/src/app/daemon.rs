@@ -8,8 +8,9 @@ use greyproxy_protocol::{
 };
 use serde::de::DeserializeOwned;
 
+use super::hosted::hkey;
 use super::lists::{self, ACTIVITY_PAGE, NextPage};
-use super::{App, ConnState, Effect, Tag, send};
+use super::{App, ConnState, Effect, Hosted, Tag, send};
 use crate::format::allow_all_label;
 use crate::link::LinkEvent;
 
@@ -80,6 +81,8 @@ impl App {
             }
             LinkEvent::Event(env) => self.on_event(env),
             LinkEvent::Reply { tag, outcome } => self.on_reply(tag, outcome),
+            // Kept for the Hosts view by `note_host`.
+            LinkEvent::Rtt(_) => Vec::new(),
         }
     }
 
@@ -154,52 +157,19 @@ impl App {
         let mut fx = Vec::new();
         let gap = self.last_seq.is_some_and(|last| env.seq != last + 1);
         self.last_seq = Some(env.seq);
-        let rows = self.list_rows();
         match env.event() {
-            Some(Event::PendingCreated(p)) => {
-                if !self.pending.contains_key(&p.id) {
-                    fx.push(Effect::Bell);
-                    if self.desktop_notify && p.kind == PendingKind::Credential {
-                        let label = p.credential.as_ref().and_then(|c| c.label.clone());
-                        fx.push(Effect::Notify {
-                            summary: "greyproxy: a secret is heading where it may not go".into(),
-                            body: format!(
-                                "{} from {} → {}:{} (#{})",
-                                label.as_deref().unwrap_or("a placeholder"),
-                                p.container_name,
-                                p.display_host(),
-                                p.destination_port,
-                                p.id
-                            ),
-                        });
-                    } else if self.desktop_notify {
-                        fx.push(Effect::Notify {
-                            summary: "greyproxy: request waiting".into(),
-                            body: format!(
-                                "{} → {}:{} (#{})",
-                                p.container_name,
-                                p.display_host(),
-                                p.destination_port,
-                                p.id
-                            ),
-                        });
-                    }
-                }
-                self.pending.upsert(p, rows);
-            }
-            Some(Event::PendingUpdated(p)) => self.pending.upsert(p, rows),
-            Some(Event::PendingAllowed(d)) | Some(Event::PendingDismissed(d)) => {
-                self.pending.remove(&d.pending_id, rows)
-            }
-            Some(Event::WaitersChanged(w)) => {
-                if let Some(p) = w.pending_id.and_then(|id| self.pending.find_mut(&id)) {
-                    p.waiting_count = w.current_count;
-                }
-            }
+            Some(
+                e @ (Event::PendingCreated(_)
+                | Event::PendingUpdated(_)
+                | Event::PendingAllowed(_)
+                | Event::PendingDismissed(_)
+                | Event::WaitersChanged(_)
+                | Event::RuleCreated(_)
+                | Event::RuleUpdated(_)
+                | Event::RuleDeleted(_)),
+            ) => fx.extend(self.queue_event(e)),
             Some(Event::AllowAllChanged(s)) => self.allow_all = s,
             Some(Event::ClaimsChanged(c)) => self.claims = c.active_claims,
-            Some(Event::RuleCreated(r)) | Some(Event::RuleUpdated(r)) => self.rules.upsert(r, rows),
-            Some(Event::RuleDeleted(d)) => self.rules.remove(&d.rule_id, rows),
             Some(Event::RequestLogNew(r)) => self.push_activity(ActivityItem::Connection(r)),
             Some(Event::TransactionNew(t)) => {
                 fx.extend(self.ws_live(&t));
@@ -226,6 +196,70 @@ impl App {
         if gap {
             self.say("missed events; reloading", true);
             fx.extend(self.resync());
+        }
+        fx
+    }
+
+    /// The events of the merged lists (pending requests, rules) from host `self.route`: any
+    /// host's new request rings the bell and notifies.
+    pub(super) fn queue_event(&mut self, e: Event) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        let rows = self.list_rows();
+        let h = self.route;
+        match e {
+            Event::PendingCreated(p) => {
+                if !self.pending.contains_key(&hkey(h, p.id)) {
+                    fx.push(Effect::Bell);
+                    if self.desktop_notify {
+                        let on = if self.is_fleet() {
+                            format!(" on {}", self.host_name(h))
+                        } else {
+                            String::new()
+                        };
+                        // Secret egress says so, with the credential's label.
+                        let (summary, what) = match (&p.kind, &p.credential) {
+                            (PendingKind::Credential, c) => (
+                                "greyproxy: a secret is heading where it may not go",
+                                format!(
+                                    "{} from ",
+                                    c.as_ref()
+                                        .and_then(|c| c.label.as_deref())
+                                        .unwrap_or("a placeholder")
+                                ),
+                            ),
+                            _ => ("greyproxy: request waiting", String::new()),
+                        };
+                        fx.push(Effect::Notify {
+                            summary: summary.into(),
+                            body: format!(
+                                "{what}{} → {}:{} (#{}){on}",
+                                p.container_name,
+                                p.display_host(),
+                                p.destination_port,
+                                p.id
+                            ),
+                        });
+                    }
+                }
+                self.pending.upsert(Hosted::new(h, p), rows);
+            }
+            Event::PendingUpdated(p) => self.pending.upsert(Hosted::new(h, p), rows),
+            Event::PendingAllowed(d) | Event::PendingDismissed(d) => {
+                self.pending.remove(&hkey(h, d.pending_id), rows)
+            }
+            Event::WaitersChanged(w) => {
+                if let Some(p) = w
+                    .pending_id
+                    .and_then(|id| self.pending.find_mut(&hkey(h, id)))
+                {
+                    p.waiting_count = w.current_count;
+                }
+            }
+            Event::RuleCreated(r) | Event::RuleUpdated(r) => {
+                self.rules.upsert(Hosted::new(h, r), rows)
+            }
+            Event::RuleDeleted(d) => self.rules.remove(&hkey(h, d.rule_id), rows),
+            _ => {}
         }
         fx
     }
@@ -263,7 +297,7 @@ impl App {
         }
     }
 
-    fn on_reply(&mut self, tag: Tag, outcome: Result<Reply, String>) -> Vec<Effect> {
+    pub(super) fn on_reply(&mut self, tag: Tag, outcome: Result<Reply, String>) -> Vec<Effect> {
         let rows = self.list_rows();
         match (tag, outcome) {
             (Tag::Claim, Ok(Reply::NotificationClaimed { active_claims, .. })) => {
@@ -273,6 +307,9 @@ impl App {
             (Tag::Claim, _) => {}
             (Tag::Status, Ok(r)) => match data::<Status>(r) {
                 Ok(s) => {
+                    if let Some(h) = self.hosts.get_mut(self.route) {
+                        h.version = Some(s.version.clone());
+                    }
                     self.server_version = Some(s.version);
                     self.allow_all = s.allow_all;
                     self.claims = s.active_claims;
@@ -282,10 +319,13 @@ impl App {
             },
             (Tag::Pending { append }, Ok(r)) => match data::<Page<PendingRequest>>(r) {
                 Ok(page) => {
+                    let h = self.route;
+                    let items = page.items.into_iter().map(|p| Hosted::new(h, p)).collect();
+                    let block = |x: &Hosted<PendingRequest>| x.host.cmp(&h);
                     if append {
-                        self.pending.extend(page.items, rows);
+                        self.pending.extend_block(block, items, rows);
                     } else {
-                        self.pending.replace(page.items, rows);
+                        self.pending.replace_block(block, items, rows);
                     }
                     if let Some(c) = page.next_cursor {
                         let next = Command::ListPending(list(Some(c), LIST_PAGE));
@@ -296,10 +336,13 @@ impl App {
             },
             (Tag::Rules { append }, Ok(r)) => match data::<Page<Rule>>(r) {
                 Ok(page) => {
+                    let h = self.route;
+                    let items = page.items.into_iter().map(|r| Hosted::new(h, r)).collect();
+                    let block = |x: &Hosted<Rule>| x.host.cmp(&h);
                     if append {
-                        self.rules.extend(page.items, rows);
+                        self.rules.extend_block(block, items, rows);
                     } else {
-                        self.rules.replace(page.items, rows);
+                        self.rules.replace_block(block, items, rows);
                     }
                     if let Some(c) = page.next_cursor {
                         let next = Command::ListRules(list(Some(c), LIST_PAGE));

@@ -7,6 +7,8 @@ use crossterm::event::{KeyCode, KeyEvent};
 use greyproxy_protocol::credentials::{CredentialInfo, WireSecret};
 use greyproxy_protocol::{Decision, Rule};
 
+use super::Hosted;
+
 use super::lists::ActivityFilter;
 use super::modal::{Outcome, typed_char};
 use crate::keymap::{Action, Ctx, action_in};
@@ -64,8 +66,8 @@ pub(super) fn choice(
 pub(crate) enum FormPurpose {
     /// Create a rule.
     NewRule,
-    /// Edit this rule (as it was when the form opened).
-    EditRule(Box<Rule>),
+    /// Edit this rule (as it was when the form opened) of its host.
+    EditRule(Box<Hosted<Rule>>),
     /// Activity filter.
     Filter,
     /// Switch silent mode on.
@@ -94,6 +96,8 @@ pub(crate) struct Form {
 }
 
 const ACTIONS: &[&str] = &["allow", "deny"];
+/// Where a new rule goes over a fleet.
+pub(crate) const HOST_SCOPES: &[&str] = &["all hosts", "focused host"];
 const RESULTS: &[&str] = &["any", "allowed", "blocked"];
 const KINDS: &[&str] = &["any", "connection", "transaction"];
 const CLIENTS: &[&str] = &[
@@ -107,8 +111,21 @@ const CLIENTS: &[&str] = &[
 ];
 
 impl Form {
-    /// An empty rule.
-    pub(crate) fn new_rule() -> Form {
+    /// An empty rule; over a fleet with a `hosts` choice (all hosts, or the focused one).
+    pub(crate) fn new_rule(fleet: bool) -> Form {
+        let mut f = Form::new_rule_fields();
+        if fleet {
+            f.fields.push(choice(
+                "hosts",
+                HOST_SCOPES,
+                0,
+                "←/→: every connected host, or the focused one (Hosts view)",
+            ));
+        }
+        f
+    }
+
+    fn new_rule_fields() -> Form {
         Form {
             purpose: FormPurpose::NewRule,
             title: "New rule".into(),
@@ -130,7 +147,7 @@ impl Form {
     }
 
     /// A rule's fields, to edit.
-    pub(crate) fn edit_rule(r: &Rule) -> Form {
+    pub(crate) fn edit_rule(r: &Hosted<Rule>) -> Form {
         let action = ACTIONS.iter().position(|a| *a == r.action.as_str());
         Form {
             purpose: FormPurpose::EditRule(Box::new(r.clone())),

@@ -1,25 +1,20 @@
 //! How the [`App`] answers keys: the keymap gives an action for the current context, modals
-//! take their own keys, actions become state changes and commands, and a submitted form is
-//! validated and turned into its command.
+//! take their own keys, actions become state changes and commands (a submitted form is
+//! validated and turned into its command in `submit.rs`).
 
 use crossterm::event::KeyEvent;
 use greyproxy_protocol::command::{
-    CreateRuleArgs, DecideArgs, PendingIdArgs, RuleIdArgs, Scope, SetAllowAllArgs,
-    TransactionIdArgs, UpdateRuleArgs,
+    DecideArgs, PendingIdArgs, RuleIdArgs, Scope, TransactionIdArgs,
 };
 use greyproxy_protocol::credentials::{
     CredentialDecision, CredentialLabelArgs, DecideCredentialArgs, SessionIdArgs,
 };
-use greyproxy_protocol::{
-    Action as RuleAction, ActivityItem, AllowAllMode, Command, Decision, PendingKind,
-    PendingRequest,
-};
+use greyproxy_protocol::{ActivityItem, Command, PendingKind, PendingRequest};
 
 use super::credential_picker::{self, EgressChoice, EgressPicker};
 use super::detail::{Detail, WsMessages, is_upgrade};
-use super::form::{Form, FormPurpose};
+use super::form::Form;
 use super::listed::Nav;
-use super::lists::ActivityFilter;
 use super::modal::{Confirm, Outcome, Picker, PickerStep, Verb};
 use super::{App, Effect, Modal, Tag, View, send};
 use crate::format::describe_pending;
@@ -73,6 +68,7 @@ impl App {
                 }
                 Outcome::Close => Vec::new(),
                 Outcome::Submit((scope, duration)) => {
+                    self.route = p.pending.host;
                     self.decide(p.verb, &p.pending, scope, Some(duration))
                 }
             },
@@ -87,6 +83,7 @@ impl App {
                     Vec::new()
                 }
                 Outcome::Submit(choice) => {
+                    self.route = e.pending.host;
                     let args = credential_picker::decision(e.pending.id, choice);
                     let tag = Tag::DecideCredential {
                         done: credential_picker::done(choice),
@@ -110,10 +107,13 @@ impl App {
                 }
                 Outcome::Close => Vec::new(),
                 Outcome::Submit(()) => match c {
-                    Confirm::DeleteRule(id, _) => vec![send(
-                        Tag::DeleteRule(id),
-                        Command::DeleteRule(RuleIdArgs { rule_id: id }),
-                    )],
+                    Confirm::DeleteRule(id, _, host) => {
+                        self.route = host;
+                        vec![send(
+                            Tag::DeleteRule(id),
+                            Command::DeleteRule(RuleIdArgs { rule_id: id }),
+                        )]
+                    }
                     Confirm::DeleteCredential(label) => vec![send(
                         Tag::DeleteCredential(label.clone()),
                         Command::DeleteCredential(CredentialLabelArgs { label }),
@@ -205,14 +205,21 @@ impl App {
                 Vec::new()
             }
             Action::NextView | Action::PrevView => {
-                let i = View::ALL.iter().position(|v| *v == self.view).unwrap_or(0);
-                let n = View::ALL.len();
+                let views = View::all(self.is_fleet());
+                let i = views.iter().position(|v| *v == self.view).unwrap_or(0);
+                let n = views.len();
                 let j = if a == Action::NextView {
                     i + 1
                 } else {
                     i + n - 1
                 } % n;
-                self.switch(View::ALL[j])
+                self.switch(views[j])
+            }
+            Action::ShowHosts if self.is_fleet() => self.switch(View::Hosts),
+            Action::ShowHosts => Vec::new(),
+            Action::FocusHost => {
+                let h = self.hosts_nav.selected;
+                self.focus_host(h)
             }
             Action::ShowPending => self.switch(View::Pending),
             Action::ShowActivity => self.switch(View::Activity),
@@ -278,7 +285,10 @@ impl App {
                 Vec::new()
             }
             Action::AllowExact => match self.pending.selected().cloned() {
-                Some(p) => self.decide(Verb::Allow, &p, Scope::Exact, Some("permanent".into())),
+                Some(p) => {
+                    self.route = p.host;
+                    self.decide(Verb::Allow, &p, Scope::Exact, Some("permanent".into()))
+                }
                 None => self.nothing_selected(),
             },
             Action::AllowPick | Action::DenyPick => match self.pending.selected().cloned() {
@@ -294,13 +304,16 @@ impl App {
                 None => self.nothing_selected(),
             },
             Action::Dismiss => match self.pending.selected().cloned() {
-                Some(p) => vec![send(
-                    Tag::Decide {
-                        done: "dismissed",
-                        what: describe_pending(&p),
-                    },
-                    Command::Dismiss(PendingIdArgs { pending_id: p.id }),
-                )],
+                Some(p) => {
+                    self.route = p.host;
+                    vec![send(
+                        Tag::Decide {
+                            done: "dismissed",
+                            what: describe_pending(&p),
+                        },
+                        Command::Dismiss(PendingIdArgs { pending_id: p.id }),
+                    )]
+                }
                 None => self.nothing_selected(),
             },
             Action::Open if self.activity.detail.is_some() => self.ws_open(),
@@ -356,7 +369,7 @@ impl App {
                 Vec::new()
             }
             Action::NewRule => {
-                self.modal = Some(Modal::Form(Form::new_rule()));
+                self.modal = Some(Modal::Form(Form::new_rule(self.is_fleet())));
                 Vec::new()
             }
             Action::EditRule => match self.rules.selected() {
@@ -368,7 +381,7 @@ impl App {
             },
             Action::DeleteRule => match self.rules.selected() {
                 Some(r) => {
-                    let c = Confirm::DeleteRule(r.id, crate::format::rule_summary(r));
+                    let c = Confirm::DeleteRule(r.id, crate::format::rule_summary(r), r.host);
                     self.modal = Some(Modal::Confirm(c));
                     Vec::new()
                 }
@@ -382,7 +395,7 @@ impl App {
                     Vec::new()
                 }
             }
-            Action::Resync => self.resync(),
+            Action::Resync => self.resync_all(),
             // Modal-only actions never reach here (modals handle their own keys).
             _ => Vec::new(),
         }
@@ -405,6 +418,7 @@ impl App {
         let rows = self.list_rows();
         match self.view {
             View::Pending => self.pending.step(delta, rows),
+            View::Hosts => self.hosts_nav.step(delta, self.hosts.len(), rows),
             View::Rules => self.rules.step(delta, rows),
             View::Middlewares => self.middlewares.list.step(delta, rows),
             View::Conversations => return self.conversations_step(delta),
@@ -474,111 +488,5 @@ impl App {
             _ => ("allowed", Command::Allow(args)),
         };
         vec![send(Tag::Decide { done, what }, command)]
-    }
-}
-
-impl App {
-    /// Validates a submitted form and turns it into a command; an invalid form stays open with
-    /// its error.
-    pub(super) fn submit_form(&mut self, mut f: Form) -> Vec<Effect> {
-        match self.form_command(&f) {
-            Ok(fx) => fx,
-            Err(e) => {
-                f.error = Some(e);
-                self.modal = Some(Modal::Form(f));
-                Vec::new()
-            }
-        }
-    }
-
-    fn form_command(&mut self, f: &Form) -> Result<Vec<Effect>, String> {
-        let opt = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
-        let action = || match f.choice(3) {
-            "deny" => RuleAction::Deny,
-            _ => RuleAction::Allow,
-        };
-        match &f.purpose {
-            FormPurpose::NewRule => {
-                if f.text(0).is_empty() || f.text(1).is_empty() {
-                    return Err("container and destination are required".into());
-                }
-                let args = CreateRuleArgs {
-                    container_pattern: f.text(0).into(),
-                    destination_pattern: f.text(1).into(),
-                    port_pattern: opt(f.text(2)),
-                    action: Some(action()),
-                    notes: opt(f.text(4)),
-                    expires_at: None,
-                    duration: opt(f.text(5)),
-                };
-                Ok(vec![send(Tag::CreateRule, Command::CreateRule(args))])
-            }
-            FormPurpose::EditRule(r) => {
-                if f.text(0).is_empty() || f.text(1).is_empty() || f.text(2).is_empty() {
-                    return Err("container, destination and port are required".into());
-                }
-                let changed = |new: &str, old: &str| (new != old).then(|| new.to_string());
-                let notes = f.text(4);
-                let args = UpdateRuleArgs {
-                    rule_id: r.id,
-                    container_pattern: changed(f.text(0), &r.container_pattern),
-                    destination_pattern: changed(f.text(1), &r.destination_pattern),
-                    port_pattern: changed(f.text(2), &r.port_pattern),
-                    action: Some(action()).filter(|a| *a != r.action),
-                    notes: (notes != r.notes.as_deref().unwrap_or("")).then(|| opt(notes)),
-                    expires_at: None,
-                    duration: opt(f.text(5)),
-                };
-                Ok(vec![send(Tag::UpdateRule(r.id), Command::UpdateRule(args))])
-            }
-            FormPurpose::Filter => {
-                let a = &mut self.activity;
-                a.filter = ActivityFilter {
-                    container: f.text(0).into(),
-                    destination: f.text(1).into(),
-                    result: match f.choice(2) {
-                        "allowed" => Some(Decision::Allowed),
-                        "blocked" => Some(Decision::Blocked),
-                        _ => None,
-                    },
-                    kind: Some(f.choice(3).to_string()).filter(|k| k != "any"),
-                };
-                a.generation += 1;
-                a.items.clear();
-                a.nav = Nav::default();
-                a.follow = true;
-                a.unseen = 0;
-                Ok(self.activity_page(false))
-            }
-            FormPurpose::ConversationFilter => {
-                let f = super::conversations::ConvFilter {
-                    container: f.text(0).into(),
-                    client: Some(f.choice(1).to_string()).filter(|c| c != "any"),
-                    model: f.text(2).into(),
-                };
-                Ok(self.conversations_filter(f))
-            }
-            FormPurpose::NewCredential => {
-                let args = super::form_credentials::create_args(f)?;
-                let tag = Tag::CreateCredential(args.label.clone());
-                Ok(vec![send(tag, Command::CreateCredential(args))])
-            }
-            FormPurpose::EditCredential(c) => {
-                let args = super::form_credentials::update_args(f, c)?;
-                let tag = Tag::UpdateCredential(args.label.clone());
-                Ok(vec![send(tag, Command::UpdateCredential(args))])
-            }
-            FormPurpose::Silent => {
-                let mode = match f.choice(0) {
-                    "deny" => AllowAllMode::Deny,
-                    _ => AllowAllMode::Allow,
-                };
-                let args = SetAllowAllArgs {
-                    mode: Some(mode),
-                    duration: opt(f.text(1)),
-                };
-                Ok(vec![send(Tag::Silent, Command::SetAllowAll(args))])
-            }
-        }
     }
 }

@@ -136,8 +136,43 @@ impl<T: Keyed> Listed<T> {
     }
 
     /// Appends items (a further page).
+    #[cfg(test)]
     pub(crate) fn extend(&mut self, items: Vec<T>, rows: usize) {
         self.keeping_selection(rows, |v| v.extend(items));
+    }
+
+    /// Replaces one block of the list (the items `block` says `Equal` to; those before it say
+    /// `Less`, after it `Greater`) with `items`, in their order: one host's page in a fleet.
+    pub(crate) fn replace_block(
+        &mut self,
+        block: impl Fn(&T) -> std::cmp::Ordering,
+        items: Vec<T>,
+        rows: usize,
+    ) {
+        self.keeping_selection(rows, |v| {
+            v.retain(|x| block(x) != std::cmp::Ordering::Equal);
+            let at = v
+                .iter()
+                .position(|x| block(x) == std::cmp::Ordering::Greater)
+                .unwrap_or(v.len());
+            v.splice(at..at, items);
+        });
+    }
+
+    /// Appends `items` at the end of one block (see [`Listed::replace_block`]).
+    pub(crate) fn extend_block(
+        &mut self,
+        block: impl Fn(&T) -> std::cmp::Ordering,
+        items: Vec<T>,
+        rows: usize,
+    ) {
+        self.keeping_selection(rows, |v| {
+            let at = v
+                .iter()
+                .position(|x| block(x) == std::cmp::Ordering::Greater)
+                .unwrap_or(v.len());
+            v.splice(at..at, items);
+        });
     }
 
     /// Removes the item with `key`, if listed.

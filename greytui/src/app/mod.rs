@@ -14,11 +14,13 @@ pub(crate) mod detail;
 mod export;
 pub(crate) mod form;
 mod form_credentials;
+pub mod hosted;
 mod keys;
 pub(crate) mod listed;
 pub mod lists;
 pub(crate) mod middlewares;
 pub(crate) mod modal;
+mod submit;
 pub mod usage;
 pub mod usage_live;
 mod ws;
@@ -32,7 +34,8 @@ use crate::keymap::Ctx;
 use crate::layout;
 use crate::link::{LinkEvent, Request};
 use form::Form;
-use listed::Listed;
+pub use hosted::{HostId, HostView, Hosted};
+use listed::{Listed, Nav};
 use lists::Activity;
 use modal::{Confirm, Picker};
 
@@ -58,11 +61,13 @@ pub enum View {
     Usage,
     /// Credentials and launcher sessions.
     Credentials,
+    /// The daemons of a fleet: state, version, pending count, round-trip time.
+    Hosts,
 }
 
 impl View {
     /// In tab order (the number keys follow it).
-    pub(crate) const ALL: [View; 7] = [
+    pub(crate) const ALL: [View; 8] = [
         View::Pending,
         View::Activity,
         View::Rules,
@@ -70,7 +75,13 @@ impl View {
         View::Conversations,
         View::Usage,
         View::Credentials,
+        View::Hosts,
     ];
+
+    /// The views of this dashboard: the Hosts view only over a fleet.
+    pub(crate) fn all(fleet: bool) -> &'static [View] {
+        if fleet { &View::ALL } else { &View::ALL[..7] }
+    }
 
     /// Tab title.
     pub(crate) fn title(self) -> &'static str {
@@ -82,6 +93,7 @@ impl View {
             View::Conversations => "Conversations",
             View::Usage => "Usage",
             View::Credentials => "Credentials",
+            View::Hosts => "Hosts",
         }
     }
 
@@ -95,6 +107,7 @@ impl View {
             View::Conversations => "Conv",
             View::Usage => "Usage",
             View::Credentials => "Cred",
+            View::Hosts => "Hosts",
         }
     }
 
@@ -108,6 +121,7 @@ impl View {
             View::Conversations => '5',
             View::Usage => '6',
             View::Credentials => '7',
+            View::Hosts => '8',
         }
     }
 }
@@ -228,7 +242,7 @@ pub enum Msg {
     Resize(u16, u16),
     /// The clock (ages, expiries, message timeout).
     Tick(SystemTime),
-    /// Something from the daemon link.
+    /// Something from the daemon link (the focused host's, or the only one's).
     Link(LinkEvent<Tag>),
     /// A [`Effect::WriteFile`] was carried out (or failed).
     Wrote {
@@ -237,6 +251,8 @@ pub enum Msg {
         /// The error, if any.
         result: Result<(), String>,
     },
+    /// Something from one host's link in a fleet.
+    Host(HostId, LinkEvent<Tag>),
 }
 
 /// Output of [`App::update`], carried out by the runtime.
@@ -245,8 +261,10 @@ pub enum Msg {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    /// Send a command.
+    /// Send a command (to the only daemon).
     Send(Request<Tag>),
+    /// Send a command to one host of a fleet.
+    SendTo(HostId, Request<Tag>),
     /// Ring the terminal bell.
     Bell,
     /// Desktop notification (only when a session bus exists; never fails).
@@ -317,10 +335,18 @@ pub struct App {
     pub server_version: Option<String>,
     /// `seq` of the last event seen on this connection.
     pub(crate) last_seq: Option<u64>,
-    /// Pending requests, newest first, and the selection in the pending view.
-    pub pending: Listed<PendingRequest>,
-    /// Rules, newest first, and the selection in the rules view.
-    pub rules: Listed<Rule>,
+    /// Pending requests of every host, newest first per host, and the selection.
+    pub pending: Listed<Hosted<PendingRequest>>,
+    /// Rules of every host, newest first per host, and the selection.
+    pub rules: Listed<Hosted<Rule>>,
+    /// The daemons (one entry with a single daemon).
+    pub hosts: Vec<HostView>,
+    /// The host the single-host views (activity, conversations, usage, middlewares) follow.
+    pub focus: HostId,
+    /// The host the current update is about: commands it yields go there.
+    pub(crate) route: HostId,
+    /// Selection in the Hosts view.
+    pub(crate) hosts_nav: Nav,
     /// The activity window.
     pub activity: Activity,
     /// The Middlewares view.
@@ -371,6 +397,10 @@ impl App {
             last_seq: None,
             pending: Listed::default(),
             rules: Listed::default(),
+            hosts: vec![HostView::new("local")],
+            focus: 0,
+            route: 0,
+            hosts_nav: Nav::default(),
             activity: Activity::new(),
             middlewares: lists::Middlewares::default(),
             conversations: conversations::Conversations::default(),
@@ -414,6 +444,7 @@ impl App {
             (None, View::Conversations) => Ctx::Conversations,
             (None, View::Usage) => Ctx::Usage,
             (None, View::Credentials) => Ctx::Credentials,
+            (None, View::Hosts) => Ctx::Hosts,
         }
     }
 
@@ -428,6 +459,29 @@ impl App {
     /// Applies one message; returns what to do.
     pub fn update(&mut self, msg: Msg) -> Vec<Effect> {
         self.dirty = true;
+        self.route = self.focus;
+        let fx = match msg {
+            Msg::Link(ev) => return self.on_host_link(self.focus, ev),
+            Msg::Host(h, ev) => return self.on_host_link(h, ev),
+            other => self.on_input(other),
+        };
+        self.routed(fx)
+    }
+
+    /// One host's link event: noted for the Hosts view, then followed fully (the focused host)
+    /// or for the merged lists only (the others).
+    fn on_host_link(&mut self, host: HostId, ev: LinkEvent<Tag>) -> Vec<Effect> {
+        self.route = host;
+        self.note_host(host, &ev);
+        let fx = if host == self.focus {
+            self.on_link(ev)
+        } else {
+            self.on_other_host(host, ev)
+        };
+        self.routed(fx)
+    }
+
+    fn on_input(&mut self, msg: Msg) -> Vec<Effect> {
         match msg {
             Msg::Key(k) => self.on_key(k),
             Msg::Resize(w, h) => {
@@ -450,11 +504,11 @@ impl App {
                 fx.extend(self.export_tick());
                 fx
             }
-            Msg::Link(ev) => self.on_link(ev),
             Msg::Wrote { path, result } => {
                 self.wrote(&path, result);
                 Vec::new()
             }
+            Msg::Link(_) | Msg::Host(..) => Vec::new(),
         }
     }
 
@@ -478,6 +532,7 @@ impl App {
         let rows = self.list_rows();
         self.pending.clamp(rows);
         self.rules.clamp(rows);
+        self.hosts_nav.clamp(self.hosts.len(), rows);
         self.middlewares.list.clamp(rows);
         let usage_rows = self.usage_rows();
         self.usage.rows.clamp(usage_rows);

@@ -6,6 +6,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use greyproxy_protocol::PendingRequest;
 use greyproxy_protocol::command::Scope;
 
+use super::{HostId, Hosted};
 use crate::keymap::{Action, Ctx, action_in};
 
 /// Allow or deny.
@@ -59,7 +60,7 @@ pub(crate) struct Picker {
     /// Allow or deny.
     pub(crate) verb: Verb,
     /// The request being decided (a copy: it may disappear meanwhile).
-    pub(crate) pending: PendingRequest,
+    pub(crate) pending: Hosted<PendingRequest>,
     /// Current step.
     pub(crate) step: PickerStep,
     /// Highlighted scope.
@@ -97,7 +98,7 @@ pub(super) fn typed_char(k: KeyEvent) -> Option<char> {
 
 impl Picker {
     /// A picker at its first step, `permanent` preselected.
-    pub(crate) fn new(verb: Verb, pending: PendingRequest) -> Picker {
+    pub(crate) fn new(verb: Verb, pending: Hosted<PendingRequest>) -> Picker {
         Picker {
             verb,
             pending,
@@ -233,8 +234,8 @@ pub(crate) fn guess_domain(host: &str) -> Option<String> {
 /// What a confirmation confirms.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Confirm {
-    /// Delete this rule (id, summary).
-    DeleteRule(u64, String),
+    /// Delete this rule (id, summary) of this host.
+    DeleteRule(u64, String, HostId),
     /// Delete this credential (label).
     DeleteCredential(String),
     /// End this launcher session (id, container).
@@ -245,7 +246,7 @@ impl Confirm {
     /// The question.
     pub(crate) fn question(&self) -> String {
         match self {
-            Confirm::DeleteRule(id, s) => format!("Delete rule {id} ({s})?"),
+            Confirm::DeleteRule(id, s, _) => format!("Delete rule {id} ({s})?"),
             Confirm::DeleteCredential(label) => format!(
                 "Delete credential {label}? Its placeholders are held as secret egress from then on."
             ),

@@ -11,6 +11,7 @@ use greyproxy_protocol::{PendingKind, PendingRequest};
 use serde_json::Value;
 
 use super::pending;
+use crate::app::hosted::Hosted;
 use crate::app::{App, Msg, Tag};
 use crate::link::LinkEvent;
 
@@ -108,8 +109,8 @@ fn answer(app: &mut App, tag: Tag, data: Value) {
 /// request first in Pending.
 pub fn credentials_app(w: u16, h: u16) -> App {
     let mut app = super::demo_app(w, h);
-    let mut pending: Vec<PendingRequest> = app.pending.to_vec();
-    pending.insert(0, egress_pending(18));
+    let mut pending: Vec<Hosted<PendingRequest>> = app.pending.to_vec();
+    pending.insert(0, Hosted::local(egress_pending(18)));
     app.pending = pending.into();
     app.update(Msg::Key(crossterm::event::KeyEvent::new(
         crossterm::event::KeyCode::Char('7'),

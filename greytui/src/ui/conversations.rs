@@ -14,6 +14,7 @@ use greyproxy_protocol::llm::{ConversationSummary, LlmContext};
 
 use super::widgets::{DIM, HEADER, KEY, Window, fit, table};
 use crate::app::App;
+use crate::app::Hosted;
 use crate::app::conversation::ConvDetail;
 use crate::app::listed::Nav;
 use crate::format::{age, clean, ellipsize, tokens};
@@ -235,11 +236,15 @@ pub(super) fn why_text(c: &LlmContext) -> String {
 
 /// The rows of the pending table when a row with a why takes two lines: the first row on
 /// screen (the selected one always is) and how many fit in `lines` lines.
-pub(super) fn pending_rows(nav: &Nav, items: &[PendingRequest], lines: usize) -> (Nav, usize) {
+pub(super) fn pending_rows(
+    nav: &Nav,
+    items: &[Hosted<PendingRequest>],
+    lines: usize,
+) -> (Nav, usize) {
     if items.is_empty() {
         return (*nav, lines.max(1));
     }
-    let h = |p: &PendingRequest| 1 + extra_lines(p) as usize;
+    let h = |p: &Hosted<PendingRequest>| 1 + extra_lines(p) as usize;
     let sel = nav.selected.min(items.len() - 1);
     let mut start = nav.offset.min(sel);
     while start < sel && items[start..=sel].iter().map(h).sum::<usize>() > lines {
@@ -266,7 +271,10 @@ fn extra_lines(p: &PendingRequest) -> u16 {
 }
 
 /// Row heights of the visible pending rows.
-pub(super) fn pending_heights<'a>(rows: Vec<Row<'a>>, visible: &[PendingRequest]) -> Vec<Row<'a>> {
+pub(super) fn pending_heights<'a>(
+    rows: Vec<Row<'a>>,
+    visible: &[Hosted<PendingRequest>],
+) -> Vec<Row<'a>> {
     rows.into_iter()
         .zip(visible)
         .map(|(r, p)| r.height(1 + extra_lines(p)))
@@ -275,7 +283,12 @@ pub(super) fn pending_heights<'a>(rows: Vec<Row<'a>>, visible: &[PendingRequest]
 
 /// Draws the why lines under the visible pending rows that have one: from the CONTAINER
 /// column to the right edge, dim, cut with `…` (the picker and `w` show all of it).
-pub(super) fn pending_whys(f: &mut Frame, area: Rect, visible: &[PendingRequest], id_w: u16) {
+pub(super) fn pending_whys(
+    f: &mut Frame,
+    area: Rect,
+    visible: &[Hosted<PendingRequest>],
+    id_w: u16,
+) {
     let x = area.x + id_w + 1;
     let width = area.width.saturating_sub(id_w + 1);
     let mut y = area.y + 1; // the header

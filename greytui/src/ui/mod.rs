@@ -5,6 +5,7 @@
 mod conversations;
 pub(crate) mod credentials;
 mod detail;
+mod hosts;
 mod middlewares;
 mod overlays;
 mod usage;
@@ -49,6 +50,7 @@ pub fn draw(f: &mut Frame, app: &App) {
         View::Conversations => conversations::draw(f, body, app),
         View::Usage => usage::draw(f, body, app),
         View::Credentials => credentials::draw(f, body, app),
+        View::Hosts => hosts::draw(f, body, app),
     }
     draw_hints(f, hints, app);
     draw_message(f, message, app);
@@ -57,13 +59,27 @@ pub fn draw(f: &mut Frame, app: &App) {
 }
 
 fn draw_tabs(f: &mut Frame, area: Rect, app: &App) {
-    let right = match app.view {
+    let mut right = match app.view {
         View::Activity => activity_info(app),
         View::Middlewares => middlewares::info(app),
         View::Conversations => conversations::info(app),
         View::Credentials => credentials::info(app),
         _ => String::new(),
     };
+    // Over a fleet these views show the focused host alone: say which.
+    if app.is_fleet()
+        && matches!(
+            app.view,
+            View::Activity | View::Middlewares | View::Conversations | View::Usage
+        )
+    {
+        let host = format!("on {}", app.host_name(app.focus));
+        right = if right.is_empty() {
+            format!("{host} ")
+        } else {
+            format!("{host} · {right}")
+        };
+    }
     let right_w = right.chars().count();
     let width = area.width as usize;
     // Too many tabs for the width beside the view's state line: the other views' titles
@@ -102,7 +118,7 @@ enum TabMode {
 /// The view tabs; the current one always has its full title.
 fn tab_spans(app: &App, mode: TabMode) -> Vec<Span<'static>> {
     let mut spans = Vec::new();
-    for v in View::ALL {
+    for &v in View::all(app.is_fleet()) {
         let count = match v {
             View::Pending => format!(" ({})", app.pending.len()),
             View::Rules => format!(" ({})", app.rules.len()),
@@ -204,11 +220,31 @@ fn draw_status(f: &mut Frame, area: Rect, app: &App) {
     } else {
         format!("claims {}", app.claims)
     };
+    let fleet = (app.is_fleet()).then(|| {
+        let up = app
+            .hosts
+            .iter()
+            .filter(|h| h.conn == ConnState::Connected)
+            .count();
+        let style = if up == app.hosts.len() {
+            bar.fg(Color::LightGreen)
+        } else {
+            bar.fg(Color::LightRed)
+        };
+        let focus = app.host_name(app.focus);
+        Span::styled(
+            format!(" {up}/{} hosts │ focus {focus} │", app.hosts.len()),
+            style,
+        )
+    });
     let mut spans = vec![
         Span::styled(format!(" {dot} {state} "), state_style),
         Span::styled(format!("│ {version} │ "), bar),
         Span::styled(format!("{} pending", app.pending.len()), bar),
     ];
+    if let Some(f) = fleet {
+        spans.insert(0, f);
+    }
     if let Some(micro) = app.cost.micro_usd {
         spans.push(Span::styled(format!(" │ {} today", usd(micro)), bar));
     }

@@ -29,8 +29,10 @@ pub(super) fn pending(f: &mut Frame, area: Rect, app: &App) {
         9,
         20,
     );
+    let fleet = app.is_fleet();
+    let hw = fit("HOST", visible.iter().map(|p| app.host_name(p.host)), 4, 16);
     let rows = win.rows(visible, |p| {
-        let cells = vec![
+        let mut cells = vec![
             Cell::from(p.id.to_string()),
             Cell::from(p.container_name.clone()),
             Cell::from(pending_destination(p)),
@@ -39,6 +41,9 @@ pub(super) fn pending(f: &mut Frame, area: Rect, app: &App) {
             Cell::from(p.waiting_count.to_string()),
             Cell::from(age(&p.first_seen, app.now)),
         ];
+        if fleet {
+            cells.insert(0, Cell::from(app.host_name(p.host).to_string()));
+        }
         // A secret on its way where it may not go stands out from everything else; a
         // request with connections held open is someone waiting right now.
         let base = if p.kind == greyproxy_protocol::PendingKind::Credential {
@@ -51,7 +56,7 @@ pub(super) fn pending(f: &mut Frame, area: Rect, app: &App) {
         (cells, base)
     });
     let rows = conversations::pending_heights(rows, visible);
-    let widths = vec![
+    let mut widths = vec![
         Constraint::Length(5),
         Constraint::Length(cw),
         Constraint::Fill(1),
@@ -60,7 +65,7 @@ pub(super) fn pending(f: &mut Frame, area: Rect, app: &App) {
         Constraint::Length(7),
         Constraint::Length(4),
     ];
-    let header = [
+    let mut header = vec![
         "ID",
         "CONTAINER",
         "DESTINATION",
@@ -69,6 +74,13 @@ pub(super) fn pending(f: &mut Frame, area: Rect, app: &App) {
         "WAITING",
         "AGE",
     ];
+    // The why lines start under CONTAINER: after ID, and HOST when shown.
+    let mut lead = 5;
+    if fleet {
+        header.insert(0, "HOST");
+        widths.insert(0, Constraint::Length(hw));
+        lead += hw + 1;
+    }
     table(
         f,
         area,
@@ -77,7 +89,7 @@ pub(super) fn pending(f: &mut Frame, area: Rect, app: &App) {
         rows,
         "No pending requests. New ones appear here at once, with a bell.",
     );
-    conversations::pending_whys(f, area, visible, 5);
+    conversations::pending_whys(f, area, visible, lead);
 }
 
 fn destination(r: &RequestLog) -> String {
@@ -218,6 +230,8 @@ pub(super) fn rules(f: &mut Frame, area: Rect, app: &App) {
         4,
         11,
     );
+    let fleet = app.is_fleet();
+    let hw = fit("HOST", visible.iter().map(|r| app.host_name(r.host)), 4, 16);
     let rows = win.rows(visible, |r| {
         let action = match r.action {
             greyproxy_protocol::Action::Allow => {
@@ -226,7 +240,7 @@ pub(super) fn rules(f: &mut Frame, area: Rect, app: &App) {
             greyproxy_protocol::Action::Deny => Span::styled("deny", Style::new().fg(Color::Red)),
             other => Span::raw(format!("{other:?}").to_lowercase()),
         };
-        let cells = vec![
+        let mut cells = vec![
             Cell::from(r.id.to_string()),
             Cell::from(action),
             Cell::from(r.container_pattern.clone()),
@@ -236,10 +250,13 @@ pub(super) fn rules(f: &mut Frame, area: Rect, app: &App) {
             Cell::from(format!("{:?}", r.source).to_lowercase()),
             Cell::from(r.notes.clone().unwrap_or_default()),
         ];
+        if fleet {
+            cells.insert(0, Cell::from(app.host_name(r.host).to_string()));
+        }
         let base = if r.is_active { Style::new() } else { DIM };
         (cells, base)
     });
-    let widths = vec![
+    let mut widths = vec![
         Constraint::Length(4),
         Constraint::Length(6),
         Constraint::Length(cw),
@@ -249,7 +266,11 @@ pub(super) fn rules(f: &mut Frame, area: Rect, app: &App) {
         Constraint::Length(7),
         Constraint::Fill(1),
     ];
-    let header = crate::format::RULE_COLUMNS;
+    let mut header = crate::format::RULE_COLUMNS.to_vec();
+    if fleet {
+        header.insert(0, "HOST");
+        widths.insert(0, Constraint::Length(hw));
+    }
     table(
         f,
         area,

@@ -55,7 +55,8 @@ impl Harness {
     async fn apply(&mut self, fx: Vec<Effect>) {
         for e in fx {
             match e {
-                Effect::Send(r) => self.tx.send(r).await.unwrap(),
+                // One daemon: every command goes to it.
+                Effect::Send(r) | Effect::SendTo(_, r) => self.tx.send(r).await.unwrap(),
                 Effect::Bell => self.bells += 1,
                 Effect::Notify { .. } | Effect::Quit => {}
                 Effect::WriteFile { path, contents } => {

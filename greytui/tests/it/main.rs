@@ -13,6 +13,7 @@ mod credentials_render;
 mod dashboard;
 mod launcher;
 mod export;
+mod fleet;
 mod llm;
 mod llm_once;
 mod once;

@@ -246,6 +246,11 @@ async fn status_json_and_table_and_discovery_from_the_environment() {
         "{text}"
     );
     assert!(text.contains("pending:             0"), "{text}");
+    let sock = d.state_dir().join("control.sock");
+    assert!(
+        text.contains(&format!("control socket:      {}", sock.display())),
+        "{text}"
+    );
     let out = command()
         .args(["--once", "rules", "--url", &d.ws_url()])
         .env("GREYPROXY_TOKEN", &d.token)

@@ -5,7 +5,7 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use greytui::app::{App, ConnState, Msg, Tag};
 use greytui::link::LinkEvent;
-use greytui::sample::{demo_app, now};
+use greytui::sample::{demo_app, demo_fleet_app, now};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
@@ -267,5 +267,21 @@ fn sizes_are_respected_and_tiny_terminals_do_not_panic() {
             assert_eq!(b.buffer().area.width, w);
         }
         let _ = demo_app(w, h);
+    }
+}
+
+/// A fleet of three hosts: pending and rules with their HOST, and the Hosts view.
+#[test]
+fn fleet_pending_rules_and_hosts() {
+    for (w, h) in SIZES {
+        let mut app = demo_fleet_app(w, h);
+        insta::assert_snapshot!(format!("fleet_pending_{w}x{h}"), render(&app));
+        keys(&mut app, "3");
+        insta::assert_snapshot!(format!("fleet_rules_{w}x{h}"), render(&app));
+        keys(&mut app, "8");
+        insta::assert_snapshot!(format!("fleet_hosts_{w}x{h}"), render(&app));
+        // The single-host views name the focused host.
+        keys(&mut app, "2");
+        insta::assert_snapshot!(format!("fleet_activity_{w}x{h}"), render(&app));
     }
 }

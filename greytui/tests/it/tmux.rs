@@ -11,7 +11,7 @@ use crate::common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{daemon, finish, greytui_bin, held_curl};
+use common::{daemon, finish, greytui_bin, held_curl, standin};
 use greyproxy_testkit::origin::http_origin;
 use greyproxy_testkit::{Text, eventually_sync};
 
@@ -301,6 +301,63 @@ async fn a_held_request_shows_its_why_line_and_a_releases_it() {
     let res = finish(curl).await;
     assert_eq!((res.exit, res.status), (0, 200), "{res:?}");
     t.wait_for("1 Pending (0)").await;
+    t.keys(&["q"]);
+    let screen = t.wait_for("tty=").await;
+    assert!(screen.contains("greytui-exit=0"), "{screen}");
+}
+
+/// The dashboard over two daemons reached through a stand-in ssh (`greyproxyd attach`): both
+/// hosts' requests in one list with their HOST, `a` on a row allows it on its own host, a new
+/// rule goes to both, and a host that dies shows as reconnecting in the Hosts view while the
+/// other stays usable.
+#[tokio::test]
+async fn a_fleet_merges_pending_and_decides_on_the_owning_host() {
+    if tmux_missing() {
+        return;
+    }
+    let (alpha, mut beta) = (daemon().await, daemon().await);
+    let base = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(alpha.state_dir(), base.path().join("alpha")).unwrap();
+    std::os::unix::fs::symlink(beta.state_dir(), base.path().join("beta")).unwrap();
+    let ssh = standin(base.path()).display().to_string();
+    let t = Tmux::greytui(
+        &["--ssh", "alpha", "--ssh", "beta", "--ssh-command", &ssh],
+        140,
+        40,
+    );
+    t.wait_for("2/2 hosts").await;
+
+    let oa = http_origin("127.0.0.3").await;
+    let ob = http_origin("127.0.0.4").await;
+    let ca = held_curl(&alpha, &format!("http://{oa}/a"));
+    let cb = held_curl(&beta, &format!("http://{ob}/b"));
+    t.wait_line(&["alpha ", "127.0.0.3"]).await;
+    let screen = t.wait_line(&["beta ", "127.0.0.4"]).await;
+    assert!(screen.contains("1 Pending (2)"), "{screen}");
+
+    // alpha's block comes first: j selects beta's request, a allows it on beta.
+    t.keys(&["j", "a"]);
+    let res = finish(cb).await;
+    assert_eq!((res.exit, res.status), (0, 200), "{res:?}");
+    t.wait_for("1 Pending (1)").await;
+    assert!(!ca.is_finished(), "alpha's request is still held");
+
+    // A rule for all hosts (the default over a fleet).
+    t.keys(&["3", "n"]);
+    t.wait_for("New rule").await;
+    t.keys(&["fleet.example", "Enter"]);
+    t.wait_line(&["alpha ", "fleet.example"]).await;
+    t.wait_line(&["beta ", "fleet.example"]).await;
+
+    // beta dies: the Hosts view says so, alpha still answers.
+    beta.kill();
+    t.keys(&["8"]);
+    t.wait_line(&["beta", "reconnecting"]).await;
+    t.wait_line(&["alpha", "connected"]).await;
+    t.keys(&["1", "g", "a"]);
+    let res = finish(ca).await;
+    assert_eq!((res.exit, res.status), (0, 200), "{res:?}");
+
     t.keys(&["q"]);
     let screen = t.wait_for("tty=").await;
     assert!(screen.contains("greytui-exit=0"), "{screen}");

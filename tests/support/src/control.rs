@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, UnixStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, http::HeaderValue};
@@ -17,9 +18,14 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// Any byte stream a control connection can run over: TCP, the control unix socket, or the
+/// stdio of `greyproxyd attach`.
+pub trait Duplex: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Duplex for T {}
+
 /// A connected control client.
 pub struct Control {
-    ws: Ws,
+    ws: WebSocketStream<Box<dyn Duplex>>,
     backlog: VecDeque<Value>,
     next_id: u64,
     /// The `connected` greeting.
@@ -54,9 +60,67 @@ pub async fn expect_close(ws: &mut Ws) -> Option<CloseFrame> {
 }
 
 impl Control {
-    /// Connects and reads the greeting.
+    /// Connects (plain `ws://` only) and reads the greeting.
     pub async fn connect(url: &str, token: Option<&str>) -> anyhow::Result<Control> {
-        let ws = open(url, token).await?;
+        let uri: http::Uri = url.parse()?;
+        let host = uri
+            .host()
+            .ok_or_else(|| anyhow::anyhow!("no host in {url}"))?;
+        let port = uri.port_u16().unwrap_or(80);
+        let tcp = TcpStream::connect((host, port)).await?;
+        Control::over(Box::new(tcp), url, token).await
+    }
+
+    /// Connects to a control unix socket with no token (the peer's uid admits it).
+    pub async fn unix(path: &std::path::Path) -> anyhow::Result<Control> {
+        let s = UnixStream::connect(path).await?;
+        Control::over(Box::new(s), "ws://localhost/ws", None).await
+    }
+
+    /// Runs `greyproxyd attach ARGS…` and speaks the protocol over its stdin/stdout; the
+    /// child ends when this client closes (its stdin reaches end of file).
+    pub async fn attach(bin: &std::path::Path, args: &[&str]) -> anyhow::Result<Control> {
+        let mut cmd = tokio::process::Command::new(bin);
+        cmd.arg("attach").args(args);
+        Control::command(cmd).await
+    }
+
+    /// Runs `cmd` (a `greyproxyd attach`, maybe wrapped: another user, ssh) and speaks the
+    /// protocol over its stdin/stdout.
+    pub async fn command(mut cmd: tokio::process::Command) -> anyhow::Result<Control> {
+        let mut child = cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let io = tokio::io::join(
+            child
+                .stdout
+                .take()
+                .ok_or_else(|| anyhow::anyhow!("no stdout"))?,
+            child
+                .stdin
+                .take()
+                .ok_or_else(|| anyhow::anyhow!("no stdin"))?,
+        );
+        Control::over(Box::new(io), "ws://localhost/ws", None).await
+    }
+
+    /// The WebSocket handshake for `url` over `stream`, then the greeting.
+    pub async fn over(
+        stream: Box<dyn Duplex>,
+        url: &str,
+        token: Option<&str>,
+    ) -> anyhow::Result<Control> {
+        let mut req = url.into_client_request()?;
+        if let Some(t) = token {
+            req.headers_mut().insert(
+                "Authorization",
+                HeaderValue::from_str(&format!("Bearer {t}"))?,
+            );
+        }
+        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(req, stream))
+            .await
+            .map_err(|_| anyhow::anyhow!("WebSocket handshake timed out"))??;
         let mut c = Control {
             ws,
             backlog: VecDeque::new(),

@@ -229,6 +229,14 @@ impl Daemon {
         self.dir.take().unwrap()
     }
 
+    /// SIGKILL, as a crash would: the state dir stays (with a stale control socket).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// Stops (SIGTERM) and starts again on the same state dir with the same arguments.
     pub async fn restart(self) -> Daemon {
         let builder = self.builder.clone();

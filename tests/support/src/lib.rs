@@ -1,7 +1,7 @@
 //! Test support for the end-to-end tests: start the real `greyproxyd` binary on a fresh state
 //! dir with port-0 listeners ([`daemon`]), talk to its control WebSocket as a real client
 //! ([`control`]), run real local origins ([`origin`], a mock LLM API in [`llm_mock`]), real
-//! `curl` ([`mod@curl`]) and the real agent CLIs ([`agents`]).
+//! `curl` ([`mod@curl`]), the real agent CLIs ([`agents`]) and a real sshd ([`sshd`]).
 #![allow(clippy::unwrap_used)]
 
 pub mod agent_env;
@@ -20,6 +20,7 @@ pub mod origin;
 pub mod otlp;
 pub mod python;
 pub mod raw;
+pub mod sshd;
 pub mod tls;
 pub mod wait;
 pub mod wire;

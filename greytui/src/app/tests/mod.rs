@@ -4,6 +4,7 @@
 
 mod conversations;
 mod credentials;
+mod fleet;
 mod middlewares;
 mod usage;
 mod views;

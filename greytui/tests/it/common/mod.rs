@@ -97,3 +97,19 @@ pub async fn finish(h: JoinHandle<CurlResult>) -> CurlResult {
         .expect("curl answered")
         .unwrap()
 }
+
+/// A stand-in for ssh: skips the options up to `--`, then runs `greyproxyd attach` on the
+/// state dir `BASE/HOST` (a symlink to a test daemon's), ignoring the remote command. `BASE`
+/// holds the script too.
+pub fn standin(base: &std::path::Path) -> PathBuf {
+    let script = base.join("fake-ssh");
+    let text = format!(
+        "#!/bin/sh\nwhile [ \"$#\" -gt 0 ] && [ \"$1\" != \"--\" ]; do shift; done\nshift\nexec {} attach --state-dir {}/\"$1\"\n",
+        daemon_bin().display(),
+        base.display()
+    );
+    std::fs::write(&script, text).unwrap();
+    let exec = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755);
+    std::fs::set_permissions(&script, exec).unwrap();
+    script
+}

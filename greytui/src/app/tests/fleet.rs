@@ -1,0 +1,256 @@
+//! The dashboard over a fleet: merged pending requests and rules with their host, commands
+//! addressed to the owning host, a new request on any host rings, a rule for all hosts, the
+//! Hosts view's state per host, focus.
+
+use super::*;
+
+fn fleet() -> App {
+    let names = ["alpha".to_string(), "beta".to_string()];
+    let mut app = App::new(sample::now(), (120, 40), false).with_hosts(&names);
+    for (h, name) in names.iter().enumerate() {
+        app.update(Msg::Host(
+            h,
+            LinkEvent::Connected {
+                server_version: format!("0.{h}.0"),
+                url: name.clone(),
+            },
+        ));
+    }
+    app
+}
+
+fn host_event(app: &mut App, h: HostId, ev: Event, seq: u64) -> Vec<Effect> {
+    app.update(Msg::Host(h, LinkEvent::Event(envelope(&ev, seq))))
+}
+
+/// `(host, command name)` of every command sent.
+fn sent(fx: &[Effect]) -> Vec<(HostId, &'static str)> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::SendTo(h, r) => Some((*h, r.command.name())),
+            Effect::Send(r) => panic!("unaddressed {r:?} in a fleet"),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn each_host_is_loaded_and_the_other_hosts_only_for_the_merged_lists() {
+    let names = ["alpha".to_string(), "beta".to_string()];
+    let mut app = App::new(sample::now(), (120, 40), false).with_hosts(&names);
+    let connected = |h: usize| LinkEvent::Connected {
+        server_version: "0.1.0".into(),
+        url: names[h].clone(),
+    };
+    let fx = app.update(Msg::Host(1, connected(1)));
+    assert_eq!(
+        sent(&fx),
+        [
+            (1, "claim_notifications"),
+            (1, "status"),
+            (1, "list_pending"),
+            (1, "list_rules")
+        ]
+    );
+    let fx = app.update(Msg::Host(0, connected(0)));
+    assert!(sent(&fx).iter().all(|(h, _)| *h == 0));
+    assert!(sent(&fx).contains(&(0, "list_activity")));
+    assert_eq!(app.hosts[1].state_word(), "connected");
+}
+
+#[test]
+fn the_same_id_on_two_hosts_is_two_requests_and_a_decision_goes_to_its_owner() {
+    let mut app = fleet();
+    let fx = host_event(
+        &mut app,
+        0,
+        Event::PendingCreated(pending(5, "a", "x.example", 443, 0)),
+        1,
+    );
+    assert!(fx.contains(&Effect::Bell));
+    let fx = host_event(
+        &mut app,
+        1,
+        Event::PendingCreated(pending(5, "b", "y.example", 443, 0)),
+        1,
+    );
+    assert!(fx.contains(&Effect::Bell), "a request on any host rings");
+    assert_eq!(app.pending.len(), 2);
+    assert_eq!(
+        app.pending
+            .iter()
+            .map(|p| (p.host, p.id))
+            .collect::<Vec<_>>(),
+        [(0, 5), (1, 5)]
+    );
+    assert_eq!(app.pending_on(1), 1);
+
+    // Select beta's request and allow it: the allow goes to beta only.
+    app.update(key(KeyCode::Char('j')));
+    let fx = app.update(key(KeyCode::Char('a')));
+    assert_eq!(sent(&fx), [(1, "allow")]);
+    // Beta reports it allowed: alpha's request 5 stays.
+    let d = PendingDecided {
+        pending_id: 5,
+        rule: None,
+    };
+    host_event(&mut app, 1, Event::PendingAllowed(d), 2);
+    assert_eq!(app.pending.len(), 1);
+    assert_eq!((app.pending[0].host, app.pending[0].id), (0, 5));
+}
+
+#[test]
+fn a_hosts_page_replaces_only_its_own_items() {
+    let mut app = fleet();
+    host_event(
+        &mut app,
+        0,
+        Event::PendingCreated(pending(1, "a", "x", 1, 0)),
+        1,
+    );
+    host_event(
+        &mut app,
+        1,
+        Event::PendingCreated(pending(2, "b", "y", 1, 0)),
+        1,
+    );
+    let page = json!({"items": [serde_json::to_value(pending(7, "b", "z", 1, 0)).unwrap()], "total": 1, "next_cursor": null});
+    app.update(Msg::Host(
+        1,
+        LinkEvent::Reply {
+            tag: Tag::Pending { append: false },
+            outcome: Ok(result(page)),
+        },
+    ));
+    assert_eq!(
+        app.pending
+            .iter()
+            .map(|p| (p.host, p.id))
+            .collect::<Vec<_>>(),
+        [(0, 1), (1, 7)]
+    );
+}
+
+#[test]
+fn a_seq_gap_on_one_host_resyncs_that_host_only() {
+    let mut app = fleet();
+    host_event(
+        &mut app,
+        1,
+        Event::PendingCreated(pending(1, "b", "y", 1, 0)),
+        10,
+    );
+    let fx = host_event(
+        &mut app,
+        1,
+        Event::PendingCreated(pending(2, "b", "y", 2, 0)),
+        12,
+    );
+    let s = sent(&fx);
+    assert!(s.contains(&(1, "list_pending")), "{s:?}");
+    assert!(s.iter().all(|(h, _)| *h == 1), "{s:?}");
+    // Interleaved hosts are no gap.
+    let fx = host_event(
+        &mut app,
+        0,
+        Event::PendingCreated(pending(1, "a", "x", 1, 0)),
+        1,
+    );
+    let fx2 = host_event(
+        &mut app,
+        1,
+        Event::PendingCreated(pending(3, "b", "y", 3, 0)),
+        13,
+    );
+    assert!(sent(&fx).is_empty() && sent(&fx2).is_empty());
+}
+
+#[test]
+fn a_new_rule_goes_to_every_connected_host_by_default() {
+    let mut app = fleet();
+    app.update(key(KeyCode::Char('3')));
+    app.update(key(KeyCode::Char('n')));
+    let fx = typing(&mut app, "api.example\n");
+    assert_eq!(sent(&fx), [(0, "create_rule"), (1, "create_rule")]);
+
+    // Beta goes away: the next rule reaches alpha and says beta was skipped.
+    app.update(Msg::Host(
+        1,
+        LinkEvent::Disconnected {
+            reason: "ssh beta: connection refused".into(),
+            unauthorized: false,
+            retry_in: std::time::Duration::from_secs(1),
+        },
+    ));
+    assert_eq!(app.hosts[1].state_word(), "reconnecting");
+    app.update(key(KeyCode::Char('n')));
+    let fx = typing(&mut app, "b.example\n");
+    assert_eq!(sent(&fx), [(0, "create_rule")]);
+    assert!(app.message.as_ref().unwrap().text.contains("beta"));
+}
+
+#[test]
+fn rules_are_deleted_on_their_host_and_focus_moves_the_single_host_views() {
+    let mut app = fleet();
+    host_event(
+        &mut app,
+        1,
+        Event::RuleCreated(rule(4, "*", "b.example", "*", RuleAction::Allow)),
+        1,
+    );
+    app.update(key(KeyCode::Char('3')));
+    assert_eq!(app.rules[0].host, 1);
+    app.update(key(KeyCode::Char('d')));
+    let fx = app.update(key(KeyCode::Char('y')));
+    assert_eq!(sent(&fx), [(1, "delete_rule")]);
+
+    app.update(key(KeyCode::Char('8')));
+    assert_eq!(app.view, View::Hosts);
+    app.update(key(KeyCode::Char('j')));
+    let fx = app.update(key(KeyCode::Enter));
+    assert_eq!(app.focus, 1);
+    let s = sent(&fx);
+    assert!(s.contains(&(1, "list_activity")), "{s:?}");
+    assert!(s.iter().all(|(h, _)| *h == 1), "{s:?}");
+    // Keys now address beta; R reloads beta fully and alpha's merged lists.
+    app.update(key(KeyCode::Char('1')));
+    let fx = app.update(key(KeyCode::Char('R')));
+    let s = sent(&fx);
+    assert!(s.contains(&(1, "list_activity")), "{s:?}");
+    assert!(s.contains(&(0, "list_pending")), "{s:?}");
+    assert!(!s.contains(&(0, "list_activity")), "{s:?}");
+}
+
+#[test]
+fn one_daemon_keeps_plain_sends_and_no_hosts_view() {
+    let mut app = App::new(sample::now(), (80, 24), false);
+    assert!(!app.is_fleet());
+    let fx = app.update(Msg::Link(LinkEvent::Connected {
+        server_version: "0.1.0".into(),
+        url: "ws://x/ws".into(),
+    }));
+    assert!(fx.iter().all(|e| !matches!(e, Effect::SendTo(..))));
+    app.update(key(KeyCode::Char('8')));
+    assert_eq!(app.view, View::Pending);
+}
+
+#[test]
+fn the_hosts_view_records_rtt_and_refusals() {
+    let mut app = fleet();
+    app.update(Msg::Host(
+        0,
+        LinkEvent::Rtt(std::time::Duration::from_millis(3)),
+    ));
+    assert_eq!(app.hosts[0].rtt, Some(std::time::Duration::from_millis(3)));
+    app.update(Msg::Host(
+        1,
+        LinkEvent::Disconnected {
+            reason: "ssh beta: greyproxyd there is too old for `attach`".into(),
+            unauthorized: true,
+            retry_in: std::time::Duration::from_secs(5),
+        },
+    ));
+    assert_eq!(app.hosts[1].state_word(), "refused");
+    assert!(app.hosts[1].reason().unwrap().contains("too old"));
+    assert_eq!(app.hosts[0].version.as_deref(), Some("0.0.0"));
+}
