@@ -16,6 +16,7 @@
 //!
 //! The exchange (capture/credentials.rs) and the control commands use the service.
 
+pub mod bench;
 pub(crate) mod bind;
 pub mod fuzzing;
 pub(crate) mod holds;
