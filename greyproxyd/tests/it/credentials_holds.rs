@@ -354,3 +354,50 @@ async fn bad_credential_input_gets_clear_errors_that_never_quote_the_secret() {
     );
     assert!(!env.d.log().contains(SECRET));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_learning_session_allows_its_containers_connections_while_it_lives() {
+    let d = DaemonBuilder::new(BIN).start().await;
+    let mut ws = d.client().await;
+    let origin = greyproxy_testkit::origin::http_origin("127.0.16.12").await;
+    let created = ws
+        .query(
+            json!({"command":"create_session","container":"learner","credentials":[],
+                      "allow_all":true}),
+        )
+        .await;
+    let sid = created["session"]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(created["session"]["allow_all"], true);
+    let url = format!("http://{origin}/x");
+    let via = |user: &str| format!("http://{user}:x@{}", d.http.unwrap());
+    let r = fetch(&["-x", &via("learner")], &[&url]).await;
+    assert_eq!(
+        r.status(),
+        200,
+        "no rule, but the learning session allows it: {r:?}"
+    );
+
+    // Another container is held as usual; and so is the learner once its session is gone.
+    for (user, delete_first) in [("other", false), ("learner", true)] {
+        if delete_first {
+            let r = ws
+                .cmd(json!({"command":"delete_session","session_id":sid}))
+                .await;
+            assert_eq!(r["type"], "result", "{r}");
+        }
+        let proxy = via(user);
+        let url = url.clone();
+        let c = tokio::spawn(async move { fetch(&["-x", &proxy], &[&url]).await });
+        let p = ws
+            .event_where("pending_request.created", |d| d["container_name"] == user)
+            .await;
+        let r = ws
+            .cmd(json!({"command":"dismiss","pending_id":p["data"]["id"]}))
+            .await;
+        assert_eq!(r["type"], "command_success", "{r}");
+        assert_eq!(c.await.unwrap().status(), 403, "{user}");
+    }
+}
