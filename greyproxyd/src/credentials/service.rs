@@ -1,6 +1,7 @@
 //! The credentials service: the daemon's one owner of the live [`Tables`], the [`Vault`] and
 //! the two store tables. Control commands change them through it (each change committed
-//! durably, off the async workers, before memory changes and the event goes out); the exchange
+//! durably, off the async workers, before memory changes and the event goes out; the session
+//! commands and the sweeper are in [`super::sessions`]); the exchange
 //! asks it what to substitute ([`Service::plan`]) and holds secret egress through
 //! [`super::holds`]. A background task expires sessions every minute and publishes the
 //! substitution counters at most once a second.
@@ -16,15 +17,15 @@ use std::time::Duration;
 
 use greyproxy_protocol::Event;
 use greyproxy_protocol::credentials::{
-    CredentialDeleted, CredentialInfo, CredentialList, SessionCreated, SessionEnded, SessionInfo,
-    SessionList, SubstitutionCount, SubstitutionCounts,
+    CredentialDeleted, CredentialInfo, CredentialList, SessionInfo, SubstitutionCount,
+    SubstitutionCounts,
 };
 use tokio_util::sync::CancellationToken;
 
 use super::holds::Holds;
 use super::model::{Credential, Destination, ModelError, Places, check_container};
 use super::secret::Secret;
-use super::session::{self, Session, SessionError};
+use super::session::{Session, SessionError};
 use super::table::Tables;
 use super::vault::Vault;
 use super::{CredentialError, NewCredential, wire};
@@ -101,7 +102,7 @@ type Counts = BTreeMap<(String, String), (u64, u64)>;
 pub(crate) struct Service {
     state: Mutex<State>,
     /// Serialises changes so that the store and memory change in the same order.
-    write: tokio::sync::Mutex<()>,
+    pub(super) write: tokio::sync::Mutex<()>,
     store: Arc<Store>,
     pub(super) events: Arc<EventBus>,
     vault: Result<Vault, String>,
@@ -157,7 +158,7 @@ impl Service {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn vault(&self) -> Result<&Vault, ServiceError> {
+    pub(super) fn vault(&self) -> Result<&Vault, ServiceError> {
         self.vault
             .as_ref()
             .map_err(|e| ServiceError::Unavailable(e.clone()))
@@ -174,7 +175,7 @@ impl Service {
     }
 
     /// Commits `ops` durably off the async workers.
-    async fn save(&self, ops: Vec<RowOp>) -> Result<(), ServiceError> {
+    pub(super) async fn save(&self, ops: Vec<RowOp>) -> Result<(), ServiceError> {
         let store = self.store.clone();
         match tokio::task::spawn_blocking(move || super::save(&store, &ops)).await {
             Ok(r) => Ok(r?),
@@ -193,7 +194,7 @@ impl Service {
         wire::credential(c, total)
     }
 
-    fn session_info(&self, st: &State, s: &Session, now: u64) -> SessionInfo {
+    pub(super) fn session_info(&self, st: &State, s: &Session, now: u64) -> SessionInfo {
         let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let mut by_label = BTreeMap::new();
         for cid in s.placeholders.keys() {
@@ -352,124 +353,6 @@ impl Service {
         }
     }
 
-    /// `create_session`: one placeholder per named credential. An existing id is replaced
-    /// (with new placeholders).
-    pub(crate) async fn create_session(
-        &self,
-        id: Option<String>,
-        container: &str,
-        labels: &[String],
-        ttl_secs: Option<u64>,
-        allow_all: bool,
-    ) -> Result<SessionCreated, ServiceError> {
-        self.vault()?;
-        let id = match id {
-            Some(id) => id,
-            None => format!("gs-{}", session::random_hex(8)?),
-        };
-        let _w = self.write.lock().await;
-        let now = now_secs();
-        let s = {
-            let st = self.lock();
-            let mut creds = Vec::new();
-            for l in labels {
-                let c = st
-                    .tables
-                    .credential_by_label(l)
-                    .ok_or_else(|| ServiceError::NoCredential(l.clone()))?;
-                creds.push(c);
-            }
-            Session::new(&id, container, ttl_secs, &creds, allow_all, now)?
-        };
-        self.save(vec![super::put_session(&s)?]).await?;
-        let (info, placeholders) = {
-            let mut st = self.lock();
-            st.tables.put_session(s.clone());
-            let placeholders = s
-                .placeholders
-                .iter()
-                .filter_map(|(cid, p)| {
-                    let c = st.tables.credential(cid)?;
-                    Some((c.label.clone(), p.clone()))
-                })
-                .collect();
-            (self.session_info(&st, &s, now), placeholders)
-        };
-        tracing::info!(session = %s.id, container, "credential session created");
-        self.events.publish(Event::SessionCreated(info.clone()));
-        Ok(SessionCreated {
-            session: info,
-            placeholders,
-        })
-    }
-
-    /// `heartbeat_session`: another TTL from now. An expired one is gone (register again).
-    pub(crate) async fn heartbeat_session(&self, id: &str) -> Result<SessionInfo, ServiceError> {
-        let _w = self.write.lock().await;
-        let now = now_secs();
-        let s = {
-            let st = self.lock();
-            match st.tables.session(id) {
-                Some(s) if s.live(now) => {
-                    let mut s = s.clone();
-                    s.heartbeat(now);
-                    s
-                }
-                _ => return Err(ServiceError::NoSession(id.to_string())),
-            }
-        };
-        self.save(vec![super::put_session(&s)?]).await?;
-        let mut st = self.lock();
-        st.tables.put_session(s.clone());
-        Ok(self.session_info(&st, &s, now))
-    }
-
-    /// `delete_session` (and a refusal that ends the session).
-    pub(crate) async fn delete_session(&self, id: &str) -> Result<(), ServiceError> {
-        let _w = self.write.lock().await;
-        if self.lock().tables.session(id).is_none() {
-            return Err(ServiceError::NoSession(id.to_string()));
-        }
-        self.save(vec![super::delete_session(id)]).await?;
-        let removed = self.lock().tables.remove_session(id);
-        if let Some(s) = removed {
-            tracing::info!(session = %s.id, "credential session deleted");
-            self.events.publish(Event::SessionDeleted(SessionEnded {
-                session_id: s.id,
-                container: s.container,
-            }));
-        }
-        Ok(())
-    }
-
-    /// `list_sessions`: the live ones.
-    pub(crate) fn list_sessions(&self) -> SessionList {
-        let now = now_secs();
-        let st = self.lock();
-        SessionList {
-            sessions: st
-                .tables
-                .sessions()
-                .filter(|s| s.live(now))
-                .map(|s| self.session_info(&st, s, now))
-                .collect(),
-        }
-    }
-
-    /// True when some credential substitutes in bodies (only then are bodies read).
-    pub(crate) fn any_body_places(&self) -> bool {
-        self.lock().tables.any_body_places()
-    }
-
-    /// True when a live session of `container` asked for allow-all.
-    pub(crate) fn allows_all(&self, container: &str) -> bool {
-        let now = now_secs();
-        self.lock()
-            .tables
-            .sessions()
-            .any(|s| s.allow_all && s.container == container && s.live(now))
-    }
-
     /// Counts substitutions made for `(session, credential id)`.
     pub(crate) fn count(&self, session: &str, credential: &str) {
         let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
@@ -513,26 +396,6 @@ impl Service {
             .publish(Event::CredentialSubstitutions(SubstitutionCounts {
                 counts,
             }));
-    }
-
-    /// Removes the sessions past their TTL, from memory and the store, and announces them.
-    pub(crate) async fn sweep(&self) {
-        let _w = self.write.lock().await;
-        let dead = self.lock().tables.sweep(now_secs());
-        if dead.is_empty() {
-            return;
-        }
-        let ops = dead.iter().map(|s| super::delete_session(&s.id)).collect();
-        if let Err(e) = self.save(ops).await {
-            tracing::warn!(error = %e, "cannot delete expired sessions from the store");
-        }
-        for s in dead {
-            tracing::info!(session = %s.id, "credential session expired");
-            self.events.publish(Event::SessionExpired(SessionEnded {
-                session_id: s.id,
-                container: s.container,
-            }));
-        }
     }
 
     /// Runs the sweeper and the counter publisher until `stop`.
