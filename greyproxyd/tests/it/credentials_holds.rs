@@ -212,7 +212,7 @@ async fn other_containers_expired_sessions_and_plain_http_are_held() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_control_port_is_refused_through_the_proxies_whatever_the_rules() {
-    let mut env = MitmEnv::start(BIN, "", &[]).await;
+    let mut env = MitmEnv::start(BIN, "", &["--map-host", "selfname.test=127.0.0.1"]).await;
     // The loopback rule allows 127.0.0.0/8, the control port included.
     let ctl = env.d.control;
     let proxy = format!("http://codex:x@{}", env.d.http.unwrap());
@@ -246,6 +246,22 @@ async fn the_control_port_is_refused_through_the_proxies_whatever_the_rules() {
         .event_where("request_log.new", |d| d["reason"] == "self")
         .await;
     assert_eq!(row["data"]["result"], "blocked", "{row}");
+
+    // A name a rule allows that leads to the daemon: refused once connected.
+    greyproxy_testkit::agent_env::rule(&mut env.ws, "*", "selfname.test", "allow").await;
+    let url = format!("http://selfname.test:{}/ws", ctl.port());
+    let r = fetch(&["-x", &proxy, "-p"], &[&url]).await;
+    assert!(r.headers.contains(" 403"), "CONNECT: {}", r.headers);
+    let r = fetch(&["-x", &proxy], &[&url]).await;
+    assert_eq!(r.status(), 502, "{r:?}");
+    assert!(r.text().contains("(self)"), "{}", r.text());
+    let (_, rep) = socks5_connect(
+        env.d.socks.unwrap(),
+        &SocksTarget::Domain("selfname.test".into(), ctl.port()),
+        Some(("codex", "x")),
+    )
+    .await;
+    assert_eq!(rep, Some(0x02));
 }
 
 #[tokio::test(flavor = "multi_thread")]
