@@ -94,8 +94,15 @@ pub(super) struct State {
     pub(super) secrets: HashMap<String, Secret>,
 }
 
-/// Substitutions per (session id, credential id): (since start, since the last event).
-type Counts = BTreeMap<(String, String), (u64, u64)>;
+/// Substitution counters, bounded by the live sessions and the credentials.
+#[derive(Debug, Default)]
+struct Counts {
+    /// (session id, credential id) → (since start, since the last event); a session's lines
+    /// go when it ends.
+    by_session: BTreeMap<(String, String), (u64, u64)>,
+    /// Credential id → since start, all sessions (ended ones included).
+    by_credential: HashMap<String, u64>,
+}
 
 /// See the module documentation.
 #[derive(Debug)]
@@ -149,7 +156,7 @@ impl Service {
             store,
             events,
             vault,
-            counts: Mutex::new(BTreeMap::new()),
+            counts: Mutex::new(Counts::default()),
             holds: Holds::default(),
         }
     }
@@ -184,14 +191,9 @@ impl Service {
     }
 
     fn info(&self, st: &State, c: &Credential) -> CredentialInfo {
-        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let total = counts
-            .iter()
-            .filter(|((_, cid), _)| *cid == c.id)
-            .map(|(_, (t, _))| t)
-            .sum();
         let _ = st;
-        wire::credential(c, total)
+        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        wire::credential(c, counts.by_credential.get(&c.id).copied().unwrap_or(0))
     }
 
     pub(super) fn session_info(&self, st: &State, s: &Session, now: u64) -> SessionInfo {
@@ -200,6 +202,7 @@ impl Service {
         for cid in s.placeholders.keys() {
             if let Some(c) = st.tables.credential(cid) {
                 let n = counts
+                    .by_session
                     .get(&(s.id.clone(), cid.clone()))
                     .map_or(0, |(t, _)| *t);
                 by_label.insert(c.label.clone(), n);
@@ -331,6 +334,11 @@ impl Service {
             st.tables.remove_credential(&id);
             st.secrets.remove(&id);
         }
+        self.counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_credential
+            .remove(&id);
         tracing::info!(label, "credential deleted");
         self.events
             .publish(Event::CredentialDeleted(CredentialDeleted {
@@ -357,17 +365,30 @@ impl Service {
     pub(crate) fn count(&self, session: &str, credential: &str) {
         let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let e = c
+            .by_session
             .entry((session.to_string(), credential.to_string()))
             .or_insert((0, 0));
         e.0 += 1;
         e.1 += 1;
+        *c.by_credential.entry(credential.to_string()).or_insert(0) += 1;
+    }
+
+    /// Drops the counters of an ended session (published first if they changed).
+    pub(super) fn forget_counts(&self, session: &str) {
+        self.publish_counts();
+        self.counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_session
+            .retain(|(s, _), _| s != session);
     }
 
     /// Publishes the counters that changed since the last call, if any.
     pub(super) fn publish_counts(&self) {
         let changed: Vec<(String, String, u64, u64)> = {
             let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-            c.iter_mut()
+            c.by_session
+                .iter_mut()
                 .filter(|(_, (_, added))| *added > 0)
                 .map(|((s, cid), (total, added))| {
                     let a = std::mem::take(added);

@@ -91,6 +91,7 @@ impl Service {
         self.save(vec![super::delete_session(id)]).await?;
         let removed = self.lock().tables.remove_session(id);
         if let Some(s) = removed {
+            self.forget_counts(&s.id);
             tracing::info!(session = %s.id, "credential session deleted");
             self.events.publish(Event::SessionDeleted(SessionEnded {
                 session_id: s.id,
@@ -140,6 +141,7 @@ impl Service {
             tracing::warn!(error = %e, "cannot delete expired sessions from the store");
         }
         for s in dead {
+            self.forget_counts(&s.id);
             tracing::info!(session = %s.id, "credential session expired");
             self.events.publish(Event::SessionExpired(SessionEnded {
                 session_id: s.id,
