@@ -116,6 +116,8 @@ pub(crate) struct Service {
     counts: Mutex<Counts>,
     /// Requests held as secret egress.
     pub(crate) holds: Holds,
+    /// Cancelled when the daemon's shutdown begins: held requests end refused.
+    pub(super) stopping: CancellationToken,
 }
 
 impl Service {
@@ -158,6 +160,7 @@ impl Service {
             vault,
             counts: Mutex::new(Counts::default()),
             holds: Holds::default(),
+            stopping: CancellationToken::new(),
         }
     }
 
@@ -419,7 +422,7 @@ impl Service {
             }));
     }
 
-    /// Runs the sweeper and the counter publisher until `stop`.
+    /// Runs the sweeper and the counter publisher until `stop`, which also ends every hold.
     pub(crate) fn spawn_background(self: Arc<Self>, stop: CancellationToken) {
         tokio::spawn(async move {
             let mut sweep = tokio::time::interval(SWEEP_EVERY);
@@ -429,6 +432,7 @@ impl Service {
                     _ = sweep.tick() => self.sweep().await,
                     _ = counts.tick() => self.publish_counts(),
                     _ = stop.cancelled() => {
+                        self.stopping.cancel();
                         self.publish_counts();
                         return;
                     }

@@ -30,6 +30,15 @@ async fn each_decision_does_what_it_says() {
     // send_once: this request carries the secret, the echo of it comes back scrubbed.
     let c = spawn_curl(&env, "codex", true, &auth, &other.url("/reflect?n=1"));
     let p = held(&mut env).await;
+    // A connection's commands do not apply to it.
+    let r = env
+        .ws
+        .cmd(json!({"command":"allow","pending_id":p["id"]}))
+        .await;
+    assert!(
+        r["error"].as_str().unwrap().contains("decide_credential"),
+        "{r}"
+    );
     assert_eq!(
         decide(&mut env, &p, "send_once", json!({})).await["type"],
         "result"
@@ -416,4 +425,27 @@ async fn a_learning_session_allows_its_containers_connections_while_it_lives() {
         assert_eq!(r["type"], "command_success", "{r}");
         assert_eq!(c.await.unwrap().status(), 403, "{user}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_credential_request_is_refused_when_the_daemon_stops() {
+    let mut env = MitmEnv::start(BIN, "", &[]).await;
+    let other = Origin::https("127.0.16.13", &env.ca).await;
+    add_credential(&mut env, "TEST_KEY", &["api.example.com".into()], json!({})).await;
+    let (_, ph) = add_session(&mut env, "codex", "TEST_KEY", None).await;
+    let c = spawn_curl(
+        &env,
+        "codex",
+        false,
+        &[format!("Authorization: Bearer {ph}")],
+        &other.url("/reflect"),
+    );
+    held(&mut env).await;
+    let MitmEnv { d, ws, .. } = env;
+    ws.close().await;
+    let _dir = d.stop().await;
+    let r = c.await.unwrap();
+    assert_eq!(r.status(), 403, "{r:?}");
+    assert!(r.text().contains("stopping"), "{}", r.text());
+    assert!(other.requests().is_empty());
 }
