@@ -30,6 +30,10 @@
 //!    daemon with `[llm] enabled = true` and one with `false`, with the calls recorded and
 //!    dropped (docs/bench-log/llm.md).
 //!
+//! 9b. Credentials (`proxy/credentials.rs`): the MITM request rate with a placeholder
+//!     substituted on every request (header and query) vs a daemon with no credentials, and
+//!     the in-process cost of scanning a request that carries no placeholder.
+//!
 //! 10. Soak (`proxy/soak.rs`, only with `BENCH_ONLY=soak`): 30 minutes (`BENCH_SOAK_SECS`)
 //!     of mixed traffic; RSS, descriptors, threads and runtime tasks sampled; flat RSS, and
 //!     descriptors and tasks back to baseline, are the verdict.
@@ -45,7 +49,7 @@
 //! `BENCH_DAEMON` (another `greyproxyd` binary, to compare builds; default: a full run builds
 //! the release daemon without dev-dependency features into `target/bench-daemon`),
 //! `BENCH_ONLY` (`tunnel` for 1–4, `mitm` for 5, `middleware` for 6, `protocols` for 7,
-//! `loadgen` for 8, `llm` for 9, `soak` for 10, `export` for 11, or a comma list; default `all`: every section
+//! `loadgen` for 8, `llm` for 9, `credentials` for 9b, `soak` for 10, `export` for 11, or a comma list; default `all`: every section
 //! but the soak),
 //! the MITM knobs `BENCH_MITM_SECS`, `BENCH_MITM_WARMUP`,
 //! `BENCH_MITM_CONNS`, `BENCH_MITM_BYTES`, `BENCH_MITM_REPS`, `BENCH_MITMDUMP` (see
@@ -57,6 +61,7 @@
 //! section's `BENCH_LLM_SECS`, `BENCH_LLM_WARMUP`, `BENCH_LLM_CONNS` (see `proxy/llm.rs`), and
 //! the export section's `BENCH_EXPORT_SECS`, `BENCH_EXPORT_WARMUP`, `BENCH_EXPORT_CONNS`,
 //! `BENCH_EXPORT_DEAD_SECS` (see `proxy/export.rs`).
+//! the credentials section's `BENCH_CRED_SECS`, `BENCH_CRED_WARMUP`, `BENCH_CRED_CONNS`.
 //! Run without `--bench` (as `cargo test --benches` does) it is a quick smoke run with small
 //! defaults.
 #![allow(clippy::unwrap_used)]
@@ -67,6 +72,8 @@
 mod claude;
 #[path = "proxy/client.rs"]
 mod client;
+#[path = "proxy/credentials.rs"]
+mod credentials;
 #[path = "proxy/daemon_bin.rs"]
 mod daemon_bin;
 #[path = "proxy/export.rs"]
@@ -149,6 +156,8 @@ pub struct Cfg {
     pub llm: Option<llm::LlmCfg>,
     /// Run the export section (OTLP exporter off, on, collector down).
     pub export: Option<export::ExportCfg>,
+    /// Run the credentials section (substitution on and off).
+    pub credentials: Option<credentials::CredCfg>,
     /// Run the soak (only when asked for: it takes 30 minutes).
     pub soak: Option<soak::SoakCfg>,
 }
@@ -166,6 +175,7 @@ impl Cfg {
             "loadgen",
             "llm",
             "export",
+            "credentials",
             "soak",
             "all",
         ];
@@ -210,6 +220,7 @@ impl Cfg {
             loadgen: with_load.then(|| loadgen::LoadCfg::from_env(full, &daemon)),
             llm: with_llm.then(|| llm::LlmCfg::from_env(full, &daemon)),
             export: on("export").then(|| export::ExportCfg::from_env(full, &daemon)),
+            credentials: on("credentials").then(|| credentials::CredCfg::from_env(full, &daemon)),
             soak: with_soak.then(|| soak::SoakCfg::from_env(full, &daemon)),
             daemon,
             tunnel,
@@ -286,6 +297,7 @@ async fn main() {
     let proto_cfg = cfg.protocols.take();
     let load_cfg = cfg.loadgen.take();
     let llm_cfg = cfg.llm.take();
+    let cred_cfg = cfg.credentials.take();
     let soak_cfg = cfg.soak.take();
     let export_cfg = cfg.export.take();
     let mut tunnel_targets = None;
@@ -310,6 +322,10 @@ async fn main() {
     if let Some(l) = llm_cfg {
         llm_targets = Some(llm::run(&l).await);
     }
+    let mut cred_targets = None;
+    if let Some(c) = cred_cfg {
+        cred_targets = Some(credentials::run(&c).await);
+    }
     if let Some(e) = export_cfg {
         export::run(&e).await;
     }
@@ -317,6 +333,7 @@ async fn main() {
         tunnel_targets.as_ref(),
         mitm_targets.as_ref(),
         llm_targets.as_ref(),
+        cred_targets.as_ref(),
     );
     if let Some(s) = soak_cfg {
         soak::run(&s).await;

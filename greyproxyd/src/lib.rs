@@ -25,7 +25,8 @@ mod atomic;
 pub mod capture;
 pub mod config;
 pub mod control;
-// Only `credentials::fuzzing` is public, for the fuzz target.
+// Only `credentials::fuzzing` (the fuzz target's door) and `credentials::bench` (the proxy
+// benchmark's) are public.
 pub mod credentials;
 pub mod daemon;
 pub mod dissect;

@@ -1,6 +1,7 @@
 //! The closing table: this run's figures for the targets (docs/performance.md#targets),
 //! gathered from the sections that measured them, so one run gives one verdict per target.
 
+use crate::credentials::CredTargets;
 use crate::llm::LlmTargets;
 use crate::mitm::MitmTargets;
 
@@ -17,8 +18,13 @@ fn verdict(met: bool) -> &'static str {
 }
 
 /// Prints the table for whatever was measured; nothing when neither section ran.
-pub fn print(tunnel: Option<&TunnelTargets>, mitm: Option<&MitmTargets>, llm: Option<&LlmTargets>) {
-    if tunnel.is_none() && mitm.is_none() && llm.is_none() {
+pub fn print(
+    tunnel: Option<&TunnelTargets>,
+    mitm: Option<&MitmTargets>,
+    llm: Option<&LlmTargets>,
+    cred: Option<&CredTargets>,
+) {
+    if tunnel.is_none() && mitm.is_none() && llm.is_none() && cred.is_none() {
         return;
     }
     println!("## Targets in this run");
@@ -73,6 +79,18 @@ pub fn print(tunnel: Option<&TunnelTargets>, mitm: Option<&MitmTargets>, llm: Op
             "| LLM-shaped MITM req/s with the LLM layer on ≥ 95 % of off | {} | {} |",
             figs.join(", "),
             verdict(l.on_vs_off.iter().all(|(_, x)| *x >= 95.0))
+        );
+    }
+    if let Some(c) = cred {
+        let figs: Vec<String> = c
+            .on_vs_off
+            .iter()
+            .map(|(n, x)| format!("{x:.1} % at {n} conn(s)"))
+            .collect();
+        println!(
+            "| MITM req/s with substitution on a bound host ≥ 95 % of no credentials | {} | {} |",
+            figs.join(", "),
+            verdict(c.on_vs_off.iter().all(|(_, x)| *x >= 95.0))
         );
     }
     println!();

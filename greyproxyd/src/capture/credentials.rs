@@ -154,7 +154,8 @@ pub(crate) async fn stage(
                         status: StatusCode::FORBIDDEN,
                         message: format!(
                             "greyproxy: credential refused: a placeholder was held for a \
-                             decision that did not come within {} s\n",
+                             decision that did not come within {} s (or the daemon is \
+                             stopping)\n",
                             hold_timeout.as_secs()
                         ),
                     },

@@ -5,8 +5,9 @@
 //! agent and the capture never see it.
 //!
 //! The body is scrubbed as it streams: each chunk is joined to the tail held back from the
-//! previous one, scrubbed, and all but the last `longest form − 1` bytes are passed on, so a
-//! secret split across chunks is still found. The length changes when a secret is replaced
+//! previous one and scrubbed; only a tail that could begin a secret (the longest suffix that is
+//! a prefix of one of its forms) is held back, so a secret split across chunks is still found
+//! while an event stream is not delayed (its events end in `\n\n`, which begins no secret). The length changes when a secret is replaced
 //! (a placeholder is not as long), so `Content-Length` is dropped and the body framed anew.
 //! Compressed bodies cannot be scrubbed: the exchange asks the origin for an identity body
 //! (no `Accept-Encoding`) whenever it substitutes.
@@ -20,7 +21,7 @@ use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 
 use crate::credentials::secret::Secret;
-use crate::credentials::substitute::{Pair, scrub};
+use crate::credentials::substitute::{Pair, forms, scrub};
 use crate::http::Body;
 
 /// The pairs to scrub, owned (the body outlives the request).
@@ -42,19 +43,13 @@ pub(crate) fn response(resp: Response<Body>, owned: Owned) -> Response<Body> {
         }
     }
     parts.headers.remove(header::CONTENT_LENGTH);
-    // The longest form a secret can take: percent-encoding triples each byte.
-    let keep = owned
-        .iter()
-        .map(|(_, s)| s.expose().len() * 3)
-        .max()
-        .unwrap_or(1)
-        .saturating_sub(1);
     drop(p);
+    let forms = owned.iter().flat_map(|(_, s)| forms(s)).collect();
     let body = ScrubBody {
         inner: Box::pin(body),
         owned,
+        forms,
         carry: Vec::new(),
-        keep,
         trailers: None,
         done: false,
     };
@@ -64,9 +59,10 @@ pub(crate) fn response(resp: Response<Body>, owned: Owned) -> Response<Body> {
 struct ScrubBody {
     inner: Pin<Box<Body>>,
     owned: Owned,
+    /// Every form of every secret.
+    forms: Vec<Vec<u8>>,
     /// Scrubbed bytes not passed on yet (they may begin a secret the next chunk ends).
     carry: Vec<u8>,
-    keep: usize,
     /// Trailers seen after the data, sent once the carry is out.
     trailers: Option<http::HeaderMap>,
     done: bool,
@@ -75,6 +71,19 @@ struct ScrubBody {
 impl ScrubBody {
     fn scrubbed(&self, bytes: Vec<u8>) -> Vec<u8> {
         scrub(&bytes, &pairs(&self.owned)).unwrap_or(bytes)
+    }
+
+    /// How many trailing bytes of `out` could be the start of a secret.
+    fn partial_tail(&self, out: &[u8]) -> usize {
+        self.forms
+            .iter()
+            .filter_map(|f| {
+                (1..f.len().min(out.len() + 1))
+                    .rev()
+                    .find(|&k| out.ends_with(&f[..k]))
+            })
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -101,7 +110,7 @@ impl http_body::Body for ScrubBody {
                         let mut joined = std::mem::take(&mut this.carry);
                         joined.extend_from_slice(&data);
                         let out = this.scrubbed(joined);
-                        let cut = out.len().saturating_sub(this.keep);
+                        let cut = out.len() - this.partial_tail(&out);
                         this.carry = out[cut..].to_vec();
                         if cut > 0 {
                             return Poll::Ready(Some(Ok(Frame::data(Bytes::copy_from_slice(
@@ -135,6 +144,13 @@ mod tests {
     use super::*;
     use crate::http::full;
 
+    /// A channel as a stream of frames.
+    fn tokio_stream_rx<T: Send + 'static>(
+        mut rx: tokio::sync::mpsc::Receiver<T>,
+    ) -> impl futures_util::Stream<Item = T> {
+        futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+    }
+
     #[tokio::test]
     async fn a_secret_split_across_chunks_is_scrubbed_in_body_and_headers() {
         let secret = "sk-live-0123456789abcdef";
@@ -162,6 +178,39 @@ mod tests {
         let text = String::from_utf8(bytes.to_vec()).unwrap();
         assert!(!text.contains(secret), "{text}");
         assert_eq!(text, format!("{{\"auth\":\"Bearer {ph}\",\"q\":\"{ph}\"}}"));
+        // Nothing is held back unless it could begin the secret: each event of a stream
+        // passes at once.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, hyper::Error>>(4);
+        let body = http_body_util::StreamBody::new(tokio_stream_rx(rx)).boxed();
+        let out = response(
+            Response::new(body),
+            vec![(ph.to_string(), Secret::new(secret).unwrap())],
+        );
+        let mut b = out.into_body();
+        tx.send(Ok(Frame::data(Bytes::from_static(b"data: {\"a\":1}\n\n"))))
+            .await
+            .unwrap();
+        let f = b.frame().await.unwrap().unwrap();
+        assert_eq!(
+            f.data_ref().unwrap(),
+            &Bytes::from_static(b"data: {\"a\":1}\n\n")
+        );
+        tx.send(Ok(Frame::data(Bytes::from_static(b"data: sk-li"))))
+            .await
+            .unwrap();
+        let f = b.frame().await.unwrap().unwrap();
+        assert_eq!(
+            f.data_ref().unwrap(),
+            &Bytes::from_static(b"data: "),
+            "held: `sk-li`"
+        );
+        drop(tx);
+        let f = b.frame().await.unwrap().unwrap();
+        assert_eq!(
+            f.data_ref().unwrap(),
+            &Bytes::from_static(b"sk-li"),
+            "flushed at the end"
+        );
         // A body without the secret passes unchanged.
         let out = response(
             Response::new(full("hello")),

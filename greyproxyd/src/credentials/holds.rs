@@ -78,12 +78,13 @@ pub(crate) struct Ticket {
 }
 
 impl Ticket {
-    /// Waits for the decision, at most `timeout`; `None` when nobody decided in time.
+    /// Waits for the decision, at most `timeout`; `None` when nobody decided in time or the
+    /// daemon is shutting down.
     pub(crate) async fn wait(&mut self, timeout: std::time::Duration) -> Option<Resolution> {
         let rx = self.rx.take()?;
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(r)) => Some(r),
-            _ => None,
+        tokio::select! {
+            r = tokio::time::timeout(timeout, rx) => r.ok().and_then(Result::ok),
+            _ = self.service.stopping.cancelled() => None,
         }
     }
 }

@@ -10,12 +10,14 @@
 //! * [`substitute`]: placeholder → secret in headers, query, bodies; secret → placeholder in
 //!   an echoing response.
 //!
-//! * [`service`]: the daemon's owner of all of it (commands, sweeper, counters); [`plan`]:
+//! * [`service`]: the daemon's owner of all of it (commands, counters; the session commands
+//!   and the sweeper in [`sessions`]); [`plan`]:
 //!   what to do with one request's placeholders; [`holds`]: secret egress held for a human;
 //!   [`wire`]: the control protocol's reports.
 //!
 //! The exchange (capture/credentials.rs) and the control commands use the service.
 
+pub mod bench;
 pub(crate) mod bind;
 pub mod fuzzing;
 pub(crate) mod holds;
@@ -25,6 +27,7 @@ pub(crate) mod scan;
 pub(crate) mod secret;
 pub(crate) mod service;
 pub(crate) mod session;
+pub(crate) mod sessions;
 pub(crate) mod substitute;
 pub(crate) mod table;
 pub(crate) mod vault;

@@ -1,6 +1,7 @@
 //! The credentials service: the daemon's one owner of the live [`Tables`], the [`Vault`] and
 //! the two store tables. Control commands change them through it (each change committed
-//! durably, off the async workers, before memory changes and the event goes out); the exchange
+//! durably, off the async workers, before memory changes and the event goes out; the session
+//! commands and the sweeper are in [`super::sessions`]); the exchange
 //! asks it what to substitute ([`Service::plan`]) and holds secret egress through
 //! [`super::holds`]. A background task expires sessions every minute and publishes the
 //! substitution counters at most once a second.
@@ -16,15 +17,15 @@ use std::time::Duration;
 
 use greyproxy_protocol::Event;
 use greyproxy_protocol::credentials::{
-    CredentialDeleted, CredentialInfo, CredentialList, SessionCreated, SessionEnded, SessionInfo,
-    SessionList, SubstitutionCount, SubstitutionCounts,
+    CredentialDeleted, CredentialInfo, CredentialList, SessionInfo, SubstitutionCount,
+    SubstitutionCounts,
 };
 use tokio_util::sync::CancellationToken;
 
 use super::holds::Holds;
 use super::model::{Credential, Destination, ModelError, Places, check_container};
 use super::secret::Secret;
-use super::session::{self, Session, SessionError};
+use super::session::{Session, SessionError};
 use super::table::Tables;
 use super::vault::Vault;
 use super::{CredentialError, NewCredential, wire};
@@ -93,21 +94,30 @@ pub(super) struct State {
     pub(super) secrets: HashMap<String, Secret>,
 }
 
-/// Substitutions per (session id, credential id): (since start, since the last event).
-type Counts = BTreeMap<(String, String), (u64, u64)>;
+/// Substitution counters, bounded by the live sessions and the credentials.
+#[derive(Debug, Default)]
+struct Counts {
+    /// (session id, credential id) → (since start, since the last event); a session's lines
+    /// go when it ends.
+    by_session: BTreeMap<(String, String), (u64, u64)>,
+    /// Credential id → since start, all sessions (ended ones included).
+    by_credential: HashMap<String, u64>,
+}
 
 /// See the module documentation.
 #[derive(Debug)]
 pub(crate) struct Service {
     state: Mutex<State>,
     /// Serialises changes so that the store and memory change in the same order.
-    write: tokio::sync::Mutex<()>,
+    pub(super) write: tokio::sync::Mutex<()>,
     store: Arc<Store>,
     pub(super) events: Arc<EventBus>,
     vault: Result<Vault, String>,
     counts: Mutex<Counts>,
     /// Requests held as secret egress.
     pub(crate) holds: Holds,
+    /// Cancelled when the daemon's shutdown begins: held requests end refused.
+    pub(super) stopping: CancellationToken,
 }
 
 impl Service {
@@ -148,8 +158,9 @@ impl Service {
             store,
             events,
             vault,
-            counts: Mutex::new(BTreeMap::new()),
+            counts: Mutex::new(Counts::default()),
             holds: Holds::default(),
+            stopping: CancellationToken::new(),
         }
     }
 
@@ -157,7 +168,7 @@ impl Service {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn vault(&self) -> Result<&Vault, ServiceError> {
+    pub(super) fn vault(&self) -> Result<&Vault, ServiceError> {
         self.vault
             .as_ref()
             .map_err(|e| ServiceError::Unavailable(e.clone()))
@@ -174,7 +185,7 @@ impl Service {
     }
 
     /// Commits `ops` durably off the async workers.
-    async fn save(&self, ops: Vec<RowOp>) -> Result<(), ServiceError> {
+    pub(super) async fn save(&self, ops: Vec<RowOp>) -> Result<(), ServiceError> {
         let store = self.store.clone();
         match tokio::task::spawn_blocking(move || super::save(&store, &ops)).await {
             Ok(r) => Ok(r?),
@@ -183,22 +194,18 @@ impl Service {
     }
 
     fn info(&self, st: &State, c: &Credential) -> CredentialInfo {
-        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let total = counts
-            .iter()
-            .filter(|((_, cid), _)| *cid == c.id)
-            .map(|(_, (t, _))| t)
-            .sum();
         let _ = st;
-        wire::credential(c, total)
+        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        wire::credential(c, counts.by_credential.get(&c.id).copied().unwrap_or(0))
     }
 
-    fn session_info(&self, st: &State, s: &Session, now: u64) -> SessionInfo {
+    pub(super) fn session_info(&self, st: &State, s: &Session, now: u64) -> SessionInfo {
         let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let mut by_label = BTreeMap::new();
         for cid in s.placeholders.keys() {
             if let Some(c) = st.tables.credential(cid) {
                 let n = counts
+                    .by_session
                     .get(&(s.id.clone(), cid.clone()))
                     .map_or(0, |(t, _)| *t);
                 by_label.insert(c.label.clone(), n);
@@ -330,6 +337,11 @@ impl Service {
             st.tables.remove_credential(&id);
             st.secrets.remove(&id);
         }
+        self.counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_credential
+            .remove(&id);
         tracing::info!(label, "credential deleted");
         self.events
             .publish(Event::CredentialDeleted(CredentialDeleted {
@@ -352,139 +364,34 @@ impl Service {
         }
     }
 
-    /// `create_session`: one placeholder per named credential. An existing id is replaced
-    /// (with new placeholders).
-    pub(crate) async fn create_session(
-        &self,
-        id: Option<String>,
-        container: &str,
-        labels: &[String],
-        ttl_secs: Option<u64>,
-        allow_all: bool,
-    ) -> Result<SessionCreated, ServiceError> {
-        self.vault()?;
-        let id = match id {
-            Some(id) => id,
-            None => format!("gs-{}", session::random_hex(8)?),
-        };
-        let _w = self.write.lock().await;
-        let now = now_secs();
-        let s = {
-            let st = self.lock();
-            let mut creds = Vec::new();
-            for l in labels {
-                let c = st
-                    .tables
-                    .credential_by_label(l)
-                    .ok_or_else(|| ServiceError::NoCredential(l.clone()))?;
-                creds.push(c);
-            }
-            Session::new(&id, container, ttl_secs, &creds, allow_all, now)?
-        };
-        self.save(vec![super::put_session(&s)?]).await?;
-        let (info, placeholders) = {
-            let mut st = self.lock();
-            st.tables.put_session(s.clone());
-            let placeholders = s
-                .placeholders
-                .iter()
-                .filter_map(|(cid, p)| {
-                    let c = st.tables.credential(cid)?;
-                    Some((c.label.clone(), p.clone()))
-                })
-                .collect();
-            (self.session_info(&st, &s, now), placeholders)
-        };
-        tracing::info!(session = %s.id, container, "credential session created");
-        self.events.publish(Event::SessionCreated(info.clone()));
-        Ok(SessionCreated {
-            session: info,
-            placeholders,
-        })
-    }
-
-    /// `heartbeat_session`: another TTL from now. An expired one is gone (register again).
-    pub(crate) async fn heartbeat_session(&self, id: &str) -> Result<SessionInfo, ServiceError> {
-        let _w = self.write.lock().await;
-        let now = now_secs();
-        let s = {
-            let st = self.lock();
-            match st.tables.session(id) {
-                Some(s) if s.live(now) => {
-                    let mut s = s.clone();
-                    s.heartbeat(now);
-                    s
-                }
-                _ => return Err(ServiceError::NoSession(id.to_string())),
-            }
-        };
-        self.save(vec![super::put_session(&s)?]).await?;
-        let mut st = self.lock();
-        st.tables.put_session(s.clone());
-        Ok(self.session_info(&st, &s, now))
-    }
-
-    /// `delete_session` (and a refusal that ends the session).
-    pub(crate) async fn delete_session(&self, id: &str) -> Result<(), ServiceError> {
-        let _w = self.write.lock().await;
-        if self.lock().tables.session(id).is_none() {
-            return Err(ServiceError::NoSession(id.to_string()));
-        }
-        self.save(vec![super::delete_session(id)]).await?;
-        let removed = self.lock().tables.remove_session(id);
-        if let Some(s) = removed {
-            tracing::info!(session = %s.id, "credential session deleted");
-            self.events.publish(Event::SessionDeleted(SessionEnded {
-                session_id: s.id,
-                container: s.container,
-            }));
-        }
-        Ok(())
-    }
-
-    /// `list_sessions`: the live ones.
-    pub(crate) fn list_sessions(&self) -> SessionList {
-        let now = now_secs();
-        let st = self.lock();
-        SessionList {
-            sessions: st
-                .tables
-                .sessions()
-                .filter(|s| s.live(now))
-                .map(|s| self.session_info(&st, s, now))
-                .collect(),
-        }
-    }
-
-    /// True when some credential substitutes in bodies (only then are bodies read).
-    pub(crate) fn any_body_places(&self) -> bool {
-        self.lock().tables.any_body_places()
-    }
-
-    /// True when a live session of `container` asked for allow-all.
-    pub(crate) fn allows_all(&self, container: &str) -> bool {
-        let now = now_secs();
-        self.lock()
-            .tables
-            .sessions()
-            .any(|s| s.allow_all && s.container == container && s.live(now))
-    }
-
     /// Counts substitutions made for `(session, credential id)`.
     pub(crate) fn count(&self, session: &str, credential: &str) {
         let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let e = c
+            .by_session
             .entry((session.to_string(), credential.to_string()))
             .or_insert((0, 0));
         e.0 += 1;
         e.1 += 1;
+        *c.by_credential.entry(credential.to_string()).or_insert(0) += 1;
+    }
+
+    /// Drops the counters of an ended session (published first if they changed).
+    pub(super) fn forget_counts(&self, session: &str) {
+        self.publish_counts();
+        self.counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_session
+            .retain(|(s, _), _| s != session);
     }
 
     /// Publishes the counters that changed since the last call, if any.
     pub(super) fn publish_counts(&self) {
         let changed: Vec<(String, String, u64, u64)> = {
             let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-            c.iter_mut()
+            c.by_session
+                .iter_mut()
                 .filter(|(_, (_, added))| *added > 0)
                 .map(|((s, cid), (total, added))| {
                     let a = std::mem::take(added);
@@ -515,27 +422,7 @@ impl Service {
             }));
     }
 
-    /// Removes the sessions past their TTL, from memory and the store, and announces them.
-    pub(crate) async fn sweep(&self) {
-        let _w = self.write.lock().await;
-        let dead = self.lock().tables.sweep(now_secs());
-        if dead.is_empty() {
-            return;
-        }
-        let ops = dead.iter().map(|s| super::delete_session(&s.id)).collect();
-        if let Err(e) = self.save(ops).await {
-            tracing::warn!(error = %e, "cannot delete expired sessions from the store");
-        }
-        for s in dead {
-            tracing::info!(session = %s.id, "credential session expired");
-            self.events.publish(Event::SessionExpired(SessionEnded {
-                session_id: s.id,
-                container: s.container,
-            }));
-        }
-    }
-
-    /// Runs the sweeper and the counter publisher until `stop`.
+    /// Runs the sweeper and the counter publisher until `stop`, which also ends every hold.
     pub(crate) fn spawn_background(self: Arc<Self>, stop: CancellationToken) {
         tokio::spawn(async move {
             let mut sweep = tokio::time::interval(SWEEP_EVERY);
@@ -545,6 +432,7 @@ impl Service {
                     _ = sweep.tick() => self.sweep().await,
                     _ = counts.tick() => self.publish_counts(),
                     _ = stop.cancelled() => {
+                        self.stopping.cancel();
                         self.publish_counts();
                         return;
                     }

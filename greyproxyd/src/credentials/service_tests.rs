@@ -139,6 +139,8 @@ async fn sessions_are_swept_and_announced_and_counters_batched() {
         "{seen:?}"
     );
     assert!(svc.list_sessions().sessions.is_empty());
+    // The session's counter lines are gone; the credential's total stays.
+    assert_eq!(svc.list_credentials().credentials[0].substitutions, 2);
     let ph = s.placeholders["K"].clone();
     let plan = svc.plan(&scan_of(&ph), &target("api.test"), now());
     assert_eq!(plan.egress[0].reason, "unknown_placeholder");

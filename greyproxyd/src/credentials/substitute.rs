@@ -107,14 +107,7 @@ pub(crate) fn json_body(body: &[u8], pairs: &[Pair<'_>]) -> Option<Vec<u8>> {
 pub(crate) fn scrub(body: &[u8], pairs: &[Pair<'_>]) -> Option<Vec<u8>> {
     let mut current: Option<Vec<u8>> = None;
     for (placeholder, secret) in pairs {
-        let raw = secret.expose().as_bytes().to_vec();
-        let mut forms = vec![raw.clone()];
-        for other in [json_escaped(secret.expose()), encode(&raw).into_bytes()] {
-            if !forms.contains(&other) {
-                forms.push(other);
-            }
-        }
-        for form in forms {
+        for form in forms(secret) {
             let hay = current.as_deref().unwrap_or(body);
             if let Some(next) = replace_all(hay, &form, placeholder.as_bytes()) {
                 current = Some(next);
@@ -122,6 +115,19 @@ pub(crate) fn scrub(body: &[u8], pairs: &[Pair<'_>]) -> Option<Vec<u8>> {
         }
     }
     current
+}
+
+/// Every form in which an echo can carry `secret`: as is, JSON-escaped, percent-encoded
+/// (each once).
+pub(crate) fn forms(secret: &Secret) -> Vec<Vec<u8>> {
+    let raw = secret.expose().as_bytes().to_vec();
+    let mut forms = vec![raw.clone()];
+    for other in [json_escaped(secret.expose()), encode(&raw).into_bytes()] {
+        if !forms.contains(&other) {
+            forms.push(other);
+        }
+    }
+    forms
 }
 
 /// The secret as the content of a JSON string (without the quotes).

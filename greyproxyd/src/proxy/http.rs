@@ -214,9 +214,20 @@ impl PlainConn {
         }
         let (h, timeout) = (host.to_string(), self.ctx.connect_timeout);
         let hosts = self.ctx.mitm.hosts();
+        let policy = self.ctx.policy.clone();
         let dial = dial_fn(move || {
-            let (h, hosts) = (h.clone(), hosts.clone());
-            async move { Ok(boxed_io(connect_upstream(&hosts, &h, port, timeout).await?)) }
+            let (h, hosts, policy) = (h.clone(), hosts.clone(), policy.clone());
+            async move {
+                let tcp = connect_upstream(&hosts, &h, port, timeout).await?;
+                // A name that resolved to one of the daemon's own listeners.
+                if tcp.peer_addr().is_ok_and(|a| policy.is_self_addr(a)) {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::PermissionDenied,
+                        format!("{h}:{port} is the daemon itself (self)"),
+                    ));
+                }
+                Ok(boxed_io(tcp))
+            }
         });
         let up = Arc::new(Upstream::lazy(false, dial));
         *slot = Some((key, up.clone()));

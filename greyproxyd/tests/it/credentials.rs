@@ -5,11 +5,11 @@
 //! daemon's log, captures, events, every file of the state dir). The decisions, the refusals
 //! of other containers, expired sessions and plain HTTP are in `credentials_holds.rs`.
 
-use std::path::Path;
 use std::time::Duration;
 
 use greyproxy_testkit::daemon::DaemonBuilder;
 use greyproxy_testkit::fetch::{Fetch, fetch};
+pub(crate) use greyproxy_testkit::grep::files_containing;
 use greyproxy_testkit::https_origin::Origin;
 use greyproxy_testkit::mitm::{MitmEnv, allow_loopback, get_tx, tx_event};
 use greyproxy_testkit::tls::TestCa;
@@ -112,24 +112,6 @@ pub(crate) async fn decide(
         c.extend(e.clone());
     }
     env.ws.cmd(cmd).await
-}
-
-/// Every file under `dir` whose bytes contain `needle`.
-pub(crate) fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
-    let mut hits = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        if p.is_dir() {
-            for e in std::fs::read_dir(&p).unwrap().flatten() {
-                stack.push(e.path());
-            }
-        } else if let Ok(bytes) = std::fs::read(&p)
-            && bytes.windows(needle.len()).any(|w| w == needle)
-        {
-            hits.push(p.display().to_string());
-        }
-    }
-    hits
 }
 
 #[tokio::test(flavor = "multi_thread")]

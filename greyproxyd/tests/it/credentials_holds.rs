@@ -30,6 +30,15 @@ async fn each_decision_does_what_it_says() {
     // send_once: this request carries the secret, the echo of it comes back scrubbed.
     let c = spawn_curl(&env, "codex", true, &auth, &other.url("/reflect?n=1"));
     let p = held(&mut env).await;
+    // A connection's commands do not apply to it.
+    let r = env
+        .ws
+        .cmd(json!({"command":"allow","pending_id":p["id"]}))
+        .await;
+    assert!(
+        r["error"].as_str().unwrap().contains("decide_credential"),
+        "{r}"
+    );
     assert_eq!(
         decide(&mut env, &p, "send_once", json!({})).await["type"],
         "result"
@@ -212,7 +221,7 @@ async fn other_containers_expired_sessions_and_plain_http_are_held() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_control_port_is_refused_through_the_proxies_whatever_the_rules() {
-    let mut env = MitmEnv::start(BIN, "", &[]).await;
+    let mut env = MitmEnv::start(BIN, "", &["--map-host", "selfname.test=127.0.0.1"]).await;
     // The loopback rule allows 127.0.0.0/8, the control port included.
     let ctl = env.d.control;
     let proxy = format!("http://codex:x@{}", env.d.http.unwrap());
@@ -246,6 +255,22 @@ async fn the_control_port_is_refused_through_the_proxies_whatever_the_rules() {
         .event_where("request_log.new", |d| d["reason"] == "self")
         .await;
     assert_eq!(row["data"]["result"], "blocked", "{row}");
+
+    // A name a rule allows that leads to the daemon: refused once connected.
+    greyproxy_testkit::agent_env::rule(&mut env.ws, "*", "selfname.test", "allow").await;
+    let url = format!("http://selfname.test:{}/ws", ctl.port());
+    let r = fetch(&["-x", &proxy, "-p"], &[&url]).await;
+    assert!(r.headers.contains(" 403"), "CONNECT: {}", r.headers);
+    let r = fetch(&["-x", &proxy], &[&url]).await;
+    assert_eq!(r.status(), 502, "{r:?}");
+    assert!(r.text().contains("(self)"), "{}", r.text());
+    let (_, rep) = socks5_connect(
+        env.d.socks.unwrap(),
+        &SocksTarget::Domain("selfname.test".into(), ctl.port()),
+        Some(("codex", "x")),
+    )
+    .await;
+    assert_eq!(rep, Some(0x02));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -353,4 +378,74 @@ async fn bad_credential_input_gets_clear_errors_that_never_quote_the_secret() {
         "nothing lost: {list}"
     );
     assert!(!env.d.log().contains(SECRET));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_learning_session_allows_its_containers_connections_while_it_lives() {
+    let d = DaemonBuilder::new(BIN).start().await;
+    let mut ws = d.client().await;
+    let origin = greyproxy_testkit::origin::http_origin("127.0.16.12").await;
+    let created = ws
+        .query(
+            json!({"command":"create_session","container":"learner","credentials":[],
+                      "allow_all":true}),
+        )
+        .await;
+    let sid = created["session"]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(created["session"]["allow_all"], true);
+    let url = format!("http://{origin}/x");
+    let via = |user: &str| format!("http://{user}:x@{}", d.http.unwrap());
+    let r = fetch(&["-x", &via("learner")], &[&url]).await;
+    assert_eq!(
+        r.status(),
+        200,
+        "no rule, but the learning session allows it: {r:?}"
+    );
+
+    // Another container is held as usual; and so is the learner once its session is gone.
+    for (user, delete_first) in [("other", false), ("learner", true)] {
+        if delete_first {
+            let r = ws
+                .cmd(json!({"command":"delete_session","session_id":sid}))
+                .await;
+            assert_eq!(r["type"], "result", "{r}");
+        }
+        let proxy = via(user);
+        let url = url.clone();
+        let c = tokio::spawn(async move { fetch(&["-x", &proxy], &[&url]).await });
+        let p = ws
+            .event_where("pending_request.created", |d| d["container_name"] == user)
+            .await;
+        let r = ws
+            .cmd(json!({"command":"dismiss","pending_id":p["data"]["id"]}))
+            .await;
+        assert_eq!(r["type"], "command_success", "{r}");
+        assert_eq!(c.await.unwrap().status(), 403, "{user}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_credential_request_is_refused_when_the_daemon_stops() {
+    let mut env = MitmEnv::start(BIN, "", &[]).await;
+    let other = Origin::https("127.0.16.13", &env.ca).await;
+    add_credential(&mut env, "TEST_KEY", &["api.example.com".into()], json!({})).await;
+    let (_, ph) = add_session(&mut env, "codex", "TEST_KEY", None).await;
+    let c = spawn_curl(
+        &env,
+        "codex",
+        false,
+        &[format!("Authorization: Bearer {ph}")],
+        &other.url("/reflect"),
+    );
+    held(&mut env).await;
+    let MitmEnv { d, ws, .. } = env;
+    ws.close().await;
+    let _dir = d.stop().await;
+    let r = c.await.unwrap();
+    assert_eq!(r.status(), 403, "{r:?}");
+    assert!(r.text().contains("stopping"), "{}", r.text());
+    assert!(other.requests().is_empty());
 }
