@@ -62,7 +62,7 @@ use crate::llm_checks::{
 const BIN: &str = env!("CARGO_BIN_EXE_greyproxyd");
 
 /// The destination the agents' tools fetch: a plain HTTP origin no rule covers.
-async fn target() -> SocketAddr {
+pub(crate) async fn target() -> SocketAddr {
     http_origin("127.0.0.9").await
 }
 
@@ -72,14 +72,14 @@ fn target_body(t: SocketAddr) -> String {
 }
 
 /// Usage of the tool-call step (the numbers of Anthropic fixture 383) and of the final step.
-const STEP1: MockUsage = MockUsage {
+pub(crate) const STEP1: MockUsage = MockUsage {
     input: 3,
     cache_creation: 5333,
     cache_read: 0,
     output: 148,
     reasoning: 0,
 };
-const STEP2: MockUsage = MockUsage {
+pub(crate) const STEP2: MockUsage = MockUsage {
     input: 10,
     cache_creation: 0,
     cache_read: 5333,
@@ -88,7 +88,11 @@ const STEP2: MockUsage = MockUsage {
 };
 
 /// Step 1 calls `tool` with `input`; step 2 (carrying the tool result) ends with `text`.
-fn one_tool_round(tool: &str, input: Value, text: &str) -> greyproxy_testkit::llm_mock::Script {
+pub(crate) fn one_tool_round(
+    tool: &str,
+    input: Value,
+    text: &str,
+) -> greyproxy_testkit::llm_mock::Script {
     tool_then_text(
         Answer::tool(tool, input)
             .with_thinking("The user wants the page; curl it.")

@@ -107,7 +107,7 @@ fn mock_script() -> greyproxy_testkit::llm_mock::Script {
 }
 
 /// Waits until the receiver holds spans for `n` distinct span ids.
-async fn distinct_spans(r: &OtlpReceiver, n: usize, d: &Daemon) -> Vec<Received> {
+pub(crate) async fn distinct_spans(r: &OtlpReceiver, n: usize, d: &Daemon) -> Vec<Received> {
     eventually(
         "spans at the receiver",
         Duration::from_secs(30),

@@ -5,6 +5,7 @@
 
 mod acceptance;
 mod agents;
+mod agents_export;
 mod bad_input;
 mod cert_cli;
 mod cli;

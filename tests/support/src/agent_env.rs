@@ -69,23 +69,34 @@ impl AgentEnv {
         allow: &[&str],
         deny: &[&str],
     ) -> AgentEnv {
+        AgentEnv::start_with(bin, mock, container, allow, deny, &[]).await
+    }
+
+    /// [`AgentEnv::start`] with `extra` arguments for `greyproxyd serve` (a `--config` file…).
+    pub async fn start_with(
+        bin: &str,
+        mock: LlmMock,
+        container: &str,
+        allow: &[&str],
+        deny: &[&str],
+        extra: &[&str],
+    ) -> AgentEnv {
         let ip = mock.ip();
         let (anthropic, openai) = (
             format!("api.anthropic.com={ip}"),
             format!("api.openai.com={ip}"),
         );
         let ca = mock.ca_pem().display().to_string();
-        let d = DaemonBuilder::new(bin)
-            .args(&[
-                "--map-host",
-                &anthropic,
-                "--map-host",
-                &openai,
-                "--upstream-ca",
-                &ca,
-            ])
-            .start()
-            .await;
+        let mut args = vec![
+            "--map-host",
+            anthropic.as_str(),
+            "--map-host",
+            openai.as_str(),
+            "--upstream-ca",
+            ca.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        let d = DaemonBuilder::new(bin).args(&args).start().await;
         let mut ws = d.client().await;
         for host in allow {
             rule(&mut ws, container, host, "allow").await;
