@@ -51,7 +51,7 @@ pub(super) fn read_secret(label: &str) -> Result<WireSecret, Failure> {
     if secret.is_empty() {
         return Err(usage(
             "no secret on standard input (pipe it in, e.g. `greytui --once credential add \
-             LABEL --host H < keyfile`)",
+             LABEL --dest H < keyfile`)",
         ));
     }
     Ok(WireSecret(secret))

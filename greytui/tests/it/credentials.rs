@@ -84,7 +84,7 @@ async fn once_credential_and_session_commands_keep_the_secret_to_the_bound_origi
     let host = bound.authority();
 
     // The secret comes from standard input; nothing printed contains it.
-    let add = ["credential", "add", "TEST_KEY", "--host", host.as_str()];
+    let add = ["credential", "add", "TEST_KEY", "--dest", host.as_str()];
     let r = once_stdin(&env, &add, &format!("{SECRET}\n")).await;
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(
@@ -95,7 +95,7 @@ async fn once_credential_and_session_commands_keep_the_secret_to_the_bound_origi
     // No secret on standard input: a usage error, nothing created.
     let r = once_stdin(
         &env,
-        &["credential", "add", "EMPTY", "--host", "x.test"],
+        &["credential", "add", "EMPTY", "--dest", "x.test"],
         "",
     )
     .await;
