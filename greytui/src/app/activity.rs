@@ -15,8 +15,8 @@ use greyproxy_protocol::{ActivityItem, Decision};
 use super::detail::Detail;
 use super::hosted::{HostId, Hosted};
 use super::listed::Nav;
-use super::lists::{MAX_ACTIVITY, PREFETCH_MARGIN, container_of, decision_of, item_key, kind_of};
 use super::lists::time_of;
+use super::lists::{MAX_ACTIVITY, PREFETCH_MARGIN, container_of, decision_of, item_key, kind_of};
 
 /// Identity of a row across hosts.
 pub(crate) type RowKey = (HostId, (&'static str, u64));
@@ -291,15 +291,16 @@ impl Activity {
     /// rows are then asked for by time: everything up to the new last row's second (the same
     /// second's rows already shown are skipped when the page arrives).
     fn drop_oldest(&mut self) {
-        let dropped: BTreeSet<HostId> = self.items.iter().skip(MAX_ACTIVITY).map(|i| i.host).collect();
-        self.items.truncate(MAX_ACTIVITY);
-        let until = self
+        let dropped: BTreeSet<HostId> = self
             .items
-            .back()
-            .and_then(when)
-            .map(|t| {
-                humantime::format_rfc3339_seconds(t + std::time::Duration::from_secs(1)).to_string()
-            });
+            .iter()
+            .skip(MAX_ACTIVITY)
+            .map(|i| i.host)
+            .collect();
+        self.items.truncate(MAX_ACTIVITY);
+        let until = self.items.back().and_then(when).map(|t| {
+            humantime::format_rfc3339_seconds(t + std::time::Duration::from_secs(1)).to_string()
+        });
         for h in dropped {
             match &until {
                 Some(u) => {
@@ -433,7 +434,12 @@ mod tests {
         assert_eq!(a.next.keys().copied().collect::<Vec<_>>(), vec![0]);
         // Host 0's next page slots in by time, below host 1's newer rows.
         let asked = a.next.get(&0).cloned().unwrap();
-        a.append_page(0, vec![at(4, "2026-11-22T10:00:04Z"), at(1, "2026-11-22T10:00:01Z")], &asked, None);
+        a.append_page(
+            0,
+            vec![at(4, "2026-11-22T10:00:04Z"), at(1, "2026-11-22T10:00:01Z")],
+            &asked,
+            None,
+        );
         let order: Vec<_> = a.items.iter().map(row_key).collect();
         assert_eq!(
             order,

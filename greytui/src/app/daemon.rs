@@ -134,7 +134,9 @@ impl App {
     /// Whether `host`'s link is up (the only daemon's, with one).
     pub(super) fn host_connected(&self, host: HostId) -> bool {
         if self.is_fleet() {
-            self.hosts.get(host).is_some_and(|h| h.conn == ConnState::Connected)
+            self.hosts
+                .get(host)
+                .is_some_and(|h| h.conn == ConnState::Connected)
         } else {
             self.conn == ConnState::Connected
         }

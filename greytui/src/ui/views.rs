@@ -11,9 +11,9 @@ use greyproxy_protocol::{ActivityItem, Decision, RequestLog};
 
 use super::widgets::{DIM, Window, badge_span, fit, table};
 use super::{conversations, detail, ws};
-use crate::app::{App, Hosted};
 use crate::app::detail::Detail;
 use crate::app::lists::container_of;
+use crate::app::{App, Hosted};
 use crate::format::{age, clock, expiry, pending_destination};
 
 /// The pending view: one row per pending request, newest first.
