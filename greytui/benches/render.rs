@@ -438,15 +438,15 @@ async fn main() {
         ui.draw();
         if t.elapsed() > Duration::from_secs(120)
             || ui.app.activity.nav.selected + 1 >= ui.app.activity.items.len()
-                && ui.app.activity.next.is_none()
+                && ui.app.activity.next.is_empty()
         {
             let a = &ui.app.activity;
             panic!(
-                "scrolling stalled at row {} of {} loaded (cursor {:?}, last row {:?}, loading {} {}, resyncs {}, msg {:?})",
+                "scrolling stalled at row {} of {} loaded (cursor {:?}, last row {:?}, loading {:?} {:?}, resyncs {}, msg {:?})",
                 a.nav.selected,
                 a.items.len(),
                 a.next,
-                a.items.back().map(greytui::app::lists::item_key),
+                a.items.back().map(|i| greytui::app::lists::item_key(i)),
                 a.loading,
                 a.loading_more,
                 ui.app.resyncs,
