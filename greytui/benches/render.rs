@@ -274,7 +274,7 @@ async fn main() {
     let dir = d.state_dir().to_path_buf();
     let mut ui = Ui::start(dir.clone());
     let mut last = Instant::now();
-    while !ui.app.claimed || ui.app.activity.loading {
+    while !ui.app.claimed || ui.app.activity.is_loading() {
         ui.turn(&mut last).await;
     }
     let mut seen = Vec::new();
@@ -307,7 +307,7 @@ async fn main() {
     ui.draw();
     let first_blank = start.elapsed();
     let mut last = Instant::now();
-    while ui.app.activity.loading || ui.app.activity.items.is_empty() {
+    while ui.app.activity.is_loading() || ui.app.activity.items.is_empty() {
         ui.turn(&mut last).await;
     }
     ui.draw();
@@ -340,7 +340,7 @@ async fn main() {
         .update(Msg::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)));
     ui.apply(fx);
     let mut last = Instant::now();
-    while ui.app.activity.loading {
+    while ui.app.activity.is_loading() {
         ui.turn(&mut last).await;
     }
     ui.draw();
@@ -369,7 +369,7 @@ async fn main() {
         let fx = ui.app.update(Msg::Key(KeyEvent::new(code, mods)));
         ui.apply(fx);
     }
-    while ui.app.activity.loading {
+    while ui.app.activity.is_loading() {
         ui.turn(&mut last).await;
     }
     assert!(
@@ -428,9 +428,9 @@ async fn main() {
         )));
         ui.apply(fx);
         ui.drain();
-        if ui.app.activity.loading_more {
+        if !ui.app.activity.loading_more.is_empty() {
             // Wait for the page like the operator would (the loop keeps drawing meanwhile).
-            while ui.app.activity.loading_more {
+            while !ui.app.activity.loading_more.is_empty() {
                 let mut l = Instant::now() - FRAME;
                 ui.turn(&mut l).await;
             }
@@ -438,15 +438,15 @@ async fn main() {
         ui.draw();
         if t.elapsed() > Duration::from_secs(120)
             || ui.app.activity.nav.selected + 1 >= ui.app.activity.items.len()
-                && ui.app.activity.next.is_none()
+                && ui.app.activity.next.is_empty()
         {
             let a = &ui.app.activity;
             panic!(
-                "scrolling stalled at row {} of {} loaded (cursor {:?}, last row {:?}, loading {} {}, resyncs {}, msg {:?})",
+                "scrolling stalled at row {} of {} loaded (cursor {:?}, last row {:?}, loading {:?} {:?}, resyncs {}, msg {:?})",
                 a.nav.selected,
                 a.items.len(),
                 a.next,
-                a.items.back().map(greytui::app::lists::item_key),
+                a.items.back().map(|i| greytui::app::lists::item_key(i)),
                 a.loading,
                 a.loading_more,
                 ui.app.resyncs,

@@ -208,8 +208,8 @@ pub fn demo_app(w: u16, h: u16) -> App {
         ),
         connection(39, "09:58:01", "claude-code", "api.github.com", 443, true),
     ];
-    app.activity.loading = false;
-    app.activity.set_first_page(items, 5, None);
+    app.activity.loading.clear();
+    app.activity.set_first_page(0, items, 5, None);
     app.message = None;
     app.dirty = true;
     app

@@ -132,6 +132,7 @@ impl App {
             ..Transaction::default()
         };
         self.activity.detail = Some(Detail {
+            host: self.route,
             item: ActivityItem::Transaction(t),
             full: None,
             scroll: 0,

@@ -2,15 +2,17 @@
 //! `since: "today"` (UTC midnight), asked for on every resync and again when `llm_call.new`
 //! says a call was priced — at most every [`COST_REFRESH`], however fast calls arrive. A
 //! daemon without the LLM layer (off, or an older build) answers with an error: the status bar
-//! then shows no cost at all.
+//! then shows no cost at all. Over a fleet every host is asked and the status bar shows the
+//! sum of the hosts that answered.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 use greyproxy_protocol::command::UsageSummaryArgs;
 use greyproxy_protocol::{Command, Reply};
 use serde::Deserialize;
 
-use super::{App, ConnState, Effect, Tag, send};
+use super::{App, Effect, HostId, Tag};
 
 /// Shortest time between two `usage_summary` requests.
 pub(crate) const COST_REFRESH: Duration = Duration::from_secs(2);
@@ -25,8 +27,10 @@ pub(crate) struct CostToday {
     pub(crate) micro_usd: Option<u64>,
     /// Calls today without a price (their cost is not in the sum).
     pub(crate) unpriced: u64,
-    /// A request is in flight.
-    in_flight: bool,
+    /// Each host's answer: cost (micro-USD) and unpriced calls.
+    by_host: BTreeMap<HostId, (u64, u64)>,
+    /// Hosts whose answer is awaited.
+    pub(crate) in_flight: BTreeSet<HostId>,
     /// When the last one was sent.
     asked_at: Option<SystemTime>,
     /// A call arrived since the last request: ask again when allowed.
@@ -48,22 +52,41 @@ struct Total {
 }
 
 impl App {
-    /// Asks now (resync), unless a request is in flight or the link is down.
+    /// Asks every connected host now, except those whose answer is awaited.
     pub(super) fn cost_fetch(&mut self) -> Vec<Effect> {
-        let c = &mut self.cost;
-        if c.in_flight || self.conn != ConnState::Connected {
-            c.due |= c.in_flight;
-            return Vec::new();
+        let hosts = self.live_hosts();
+        self.cost_fetch_from(&hosts)
+    }
+
+    /// Asks `hosts` now (a resync), unless their answer is awaited or their link is down.
+    pub(super) fn cost_fetch_from(&mut self, hosts: &[HostId]) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        let mut busy = false;
+        for &h in hosts {
+            if !self.host_connected(h) {
+                continue;
+            }
+            let c = &mut self.cost;
+            if c.in_flight.contains(&h) {
+                busy = true;
+                continue;
+            }
+            c.in_flight.insert(h);
+            c.asked_at = Some(self.now);
+            let args = UsageSummaryArgs {
+                group_by: Some("container".into()),
+                since: Some("today".into()),
+                ..UsageSummaryArgs::default()
+            };
+            fx.push(self.send_on(h, Tag::CostToday, Command::UsageSummary(args)));
         }
-        c.in_flight = true;
-        c.due = false;
-        c.asked_at = Some(self.now);
-        let args = UsageSummaryArgs {
-            group_by: Some("container".into()),
-            since: Some("today".into()),
-            ..UsageSummaryArgs::default()
-        };
-        vec![send(Tag::CostToday, Command::UsageSummary(args))]
+        // An awaited answer may predate the calls that made this one due: ask again later.
+        if busy {
+            self.cost.due = true;
+        } else if !fx.is_empty() {
+            self.cost.due = false;
+        }
+        fx
     }
 
     /// `llm_call.new`, and the clock: asks when a call came and the last request is old
@@ -81,24 +104,27 @@ impl App {
         }
     }
 
-    /// The answer.
+    /// The answer of host `self.route`.
     pub(super) fn cost_reply(&mut self, outcome: Result<Reply, String>) {
+        let h = self.route;
         let c = &mut self.cost;
-        c.in_flight = false;
+        c.in_flight.remove(&h);
         match outcome.and_then(super::daemon::data::<Summary>) {
             Ok(s) => {
-                c.micro_usd = Some(s.total.cost_micro_usd);
-                c.unpriced = s.total.unpriced_calls;
+                c.by_host
+                    .insert(h, (s.total.cost_micro_usd, s.total.unpriced_calls));
             }
             Err(_) => {
-                c.micro_usd = None;
-                c.unpriced = 0;
+                c.by_host.remove(&h);
             }
         }
+        c.micro_usd = (!c.by_host.is_empty()).then(|| c.by_host.values().map(|v| v.0).sum());
+        c.unpriced = c.by_host.values().map(|v| v.1).sum();
     }
 
     /// The link went down: the answer to a request in flight is lost.
     pub(super) fn cost_disconnected(&mut self) {
-        self.cost.in_flight = false;
+        let h = self.route;
+        self.cost.in_flight.remove(&h);
     }
 }

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use super::hosted::hkey;
 use super::lists::{self, ACTIVITY_PAGE, NextPage};
-use super::{App, ConnState, Effect, Hosted, Tag, send};
+use super::{App, ConnState, Effect, HostId, Hosted, Tag, send};
 use crate::format::allow_all_label;
 use crate::link::LinkEvent;
 
@@ -71,6 +71,8 @@ impl App {
                 // Its reply, if any, is an error now; the resync on connect asks again.
                 self.middlewares.in_flight = false;
                 self.credentials_disconnected();
+                self.activity.loading.remove(&self.route);
+                self.activity.loading_more.remove(&self.route);
                 self.cost_disconnected();
                 self.usage_disconnected();
                 Vec::new()
@@ -103,14 +105,15 @@ impl App {
                 Command::ListRules(list(None, LIST_PAGE)),
             ),
         ];
-        fx.extend(self.activity_page(false));
+        fx.extend(self.activity_page_of(self.route, false));
         if self.view == super::View::Middlewares {
             fx.extend(self.middlewares_fetch());
         }
-        fx.extend(self.cost_fetch());
+        fx.extend(self.cost_fetch_from(&[self.route]));
         fx.extend(self.conversations_resync());
         if self.view == super::View::Usage {
-            fx.extend(self.usage_open());
+            self.usage.unavailable = None;
+            fx.extend(self.usage_fetch_from(&[self.route]));
         }
         if self.view == super::View::Credentials {
             fx.extend(self.credentials_fetch());
@@ -118,11 +121,55 @@ impl App {
         fx
     }
 
-    /// Requests the first page (`more == false`) or the next page of the activity feed.
+    /// The hosts to ask now: every connected host of a fleet, or the only daemon.
+    pub(super) fn live_hosts(&self) -> Vec<HostId> {
+        if !self.is_fleet() {
+            return vec![self.focus];
+        }
+        (0..self.hosts.len())
+            .filter(|h| self.hosts[*h].conn == ConnState::Connected)
+            .collect()
+    }
+
+    /// Whether `host`'s link is up (the only daemon's, with one).
+    pub(super) fn host_connected(&self, host: HostId) -> bool {
+        if self.is_fleet() {
+            self.hosts
+                .get(host)
+                .is_some_and(|h| h.conn == ConnState::Connected)
+        } else {
+            self.conn == ConnState::Connected
+        }
+    }
+
+    /// `command` for `host`: addressed to it over a fleet, plain with one daemon.
+    pub(super) fn send_on(&self, host: HostId, tag: Tag, command: Command) -> Effect {
+        if self.is_fleet() {
+            Effect::SendTo(host, crate::link::Request { tag, command })
+        } else {
+            send(tag, command)
+        }
+    }
+
+    /// Requests the first pages (`more == false`) or the next pages of the activity feed, of
+    /// every host (each asked with the filter).
     pub(super) fn activity_page(&mut self, more: bool) -> Vec<Effect> {
+        let hosts = if more {
+            self.activity.next.keys().copied().collect()
+        } else {
+            self.live_hosts()
+        };
+        hosts
+            .into_iter()
+            .flat_map(|h| self.activity_page_of(h, more))
+            .collect()
+    }
+
+    /// Requests `host`'s first page (`more == false`) or next page of the activity feed.
+    pub(super) fn activity_page_of(&mut self, host: HostId, more: bool) -> Vec<Effect> {
         let a = &mut self.activity;
         let next = if more {
-            match a.next.clone() {
+            match a.next.get(&host).cloned() {
                 Some(n) => n,
                 None => return Vec::new(),
             }
@@ -130,10 +177,10 @@ impl App {
             NextPage::default()
         };
         if more {
-            a.loading_more = true;
+            a.loading_more.insert(host);
         } else {
-            a.loading = true;
-            a.loading_more = false;
+            a.loading.insert(host);
+            a.loading_more.remove(&host);
         }
         let f = &a.filter;
         let args = ListArgs {
@@ -150,52 +197,59 @@ impl App {
             generation: a.generation,
             more: more.then_some(next),
         };
-        vec![send(tag, Command::ListActivity(args))]
+        vec![self.send_on(host, tag, Command::ListActivity(args))]
     }
 
     fn on_event(&mut self, env: EventEnvelope) -> Vec<Effect> {
-        let mut fx = Vec::new();
         let gap = self.last_seq.is_some_and(|last| env.seq != last + 1);
         self.last_seq = Some(env.seq);
-        match env.event() {
-            Some(
-                e @ (Event::PendingCreated(_)
-                | Event::PendingUpdated(_)
-                | Event::PendingAllowed(_)
-                | Event::PendingDismissed(_)
-                | Event::WaitersChanged(_)
-                | Event::RuleCreated(_)
-                | Event::RuleUpdated(_)
-                | Event::RuleDeleted(_)),
-            ) => fx.extend(self.queue_event(e)),
-            Some(Event::AllowAllChanged(s)) => self.allow_all = s,
-            Some(Event::ClaimsChanged(c)) => self.claims = c.active_claims,
-            Some(Event::RequestLogNew(r)) => self.push_activity(ActivityItem::Connection(r)),
-            Some(Event::TransactionNew(t)) => {
-                fx.extend(self.ws_live(&t));
-                self.push_activity(ActivityItem::Transaction(t));
-            }
-            Some(Event::TransactionUpdated(t)) => fx.extend(self.update_transaction(t)),
-            Some(Event::LlmCallNew(c)) => {
-                fx.extend(self.cost_poke(true));
-                fx.extend(self.usage_call(&c));
-            }
-            Some(Event::ConversationUpdated(s)) => fx.extend(self.conversation_updated(s.summary)),
-            Some(
-                Event::CredentialCreated(_)
-                | Event::CredentialUpdated(_)
-                | Event::CredentialDeleted(_)
-                | Event::SessionCreated(_)
-                | Event::SessionExpired(_)
-                | Event::SessionDeleted(_),
-            ) => fx.extend(self.credentials_changed()),
-            Some(Event::CredentialSubstitutions(c)) => self.credentials_counted(&c),
-            // Types newer than this build (transaction.new, …) are not shown yet.
-            Some(_) | None => {}
-        }
+        let mut fx = match env.event() {
+            Some(e) => self.host_event(e, true),
+            None => Vec::new(),
+        };
         if gap {
             self.say("missed events; reloading", true);
             fx.extend(self.resync());
+        }
+        fx
+    }
+
+    /// An event of host `self.route`: what the merged views show is followed on every host;
+    /// the focused host's own settings (silent mode, claims, credentials) only on it.
+    pub(super) fn host_event(&mut self, e: Event, focused: bool) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        match e {
+            e @ (Event::PendingCreated(_)
+            | Event::PendingUpdated(_)
+            | Event::PendingAllowed(_)
+            | Event::PendingDismissed(_)
+            | Event::WaitersChanged(_)
+            | Event::RuleCreated(_)
+            | Event::RuleUpdated(_)
+            | Event::RuleDeleted(_)) => fx.extend(self.queue_event(e)),
+            Event::RequestLogNew(r) => self.push_activity(ActivityItem::Connection(r)),
+            Event::TransactionNew(t) => {
+                fx.extend(self.ws_live(&t));
+                self.push_activity(ActivityItem::Transaction(t));
+            }
+            Event::TransactionUpdated(t) => fx.extend(self.update_transaction(t)),
+            Event::LlmCallNew(c) => {
+                fx.extend(self.cost_poke(true));
+                fx.extend(self.usage_call(&c));
+            }
+            _ if !focused => {}
+            Event::AllowAllChanged(s) => self.allow_all = s,
+            Event::ClaimsChanged(c) => self.claims = c.active_claims,
+            Event::ConversationUpdated(s) => fx.extend(self.conversation_updated(s.summary)),
+            Event::CredentialCreated(_)
+            | Event::CredentialUpdated(_)
+            | Event::CredentialDeleted(_)
+            | Event::SessionCreated(_)
+            | Event::SessionExpired(_)
+            | Event::SessionDeleted(_) => fx.extend(self.credentials_changed()),
+            Event::CredentialSubstitutions(c) => self.credentials_counted(&c),
+            // Types newer than this build are not shown yet.
+            _ => {}
         }
         fx
     }
@@ -265,10 +319,11 @@ impl App {
     }
 
     fn push_activity(&mut self, item: ActivityItem) {
-        // While the first page is loading it will contain this row (or a newer state).
-        if !self.activity.loading {
+        // While the host's first page is loading it will contain this row (or a newer state).
+        let h = self.route;
+        if !self.activity.loading.contains(&h) {
             let rows = self.list_rows();
-            self.activity.push_live(item, rows);
+            self.activity.push_live(Hosted::new(h, item), rows);
         }
     }
 
@@ -276,18 +331,19 @@ impl App {
     /// replaced where it is, and an open detail of it is fetched again.
     fn update_transaction(&mut self, t: Transaction) -> Vec<Effect> {
         let id = t.id;
+        let h = self.route;
         let item = ActivityItem::Transaction(t);
         let key = lists::item_key(&item);
         if let Some(row) = self
             .activity
             .items
             .iter_mut()
-            .find(|i| lists::item_key(i) == key)
+            .find(|i| i.host == h && lists::item_key(i) == key)
         {
-            *row = item.clone();
+            row.item = item.clone();
         }
         match &mut self.activity.detail {
-            Some(d) if lists::item_key(&d.item) == key => {
+            Some(d) if d.host == h && lists::item_key(&d.item) == key => {
                 d.item = item;
                 d.full = None;
                 let args = TransactionIdArgs { transaction_id: id };
@@ -355,18 +411,20 @@ impl App {
                 if generation != self.activity.generation {
                     return Vec::new(); // an answer for a filter that is gone
                 }
+                let h = self.route;
                 if more.is_some() {
-                    self.activity.loading_more = false;
+                    self.activity.loading_more.remove(&h);
                 } else {
-                    self.activity.loading = false;
+                    self.activity.loading.remove(&h);
                 }
                 match (outcome.and_then(data::<Page<ActivityItem>>), more) {
                     (Ok(p), Some(asked)) => {
-                        self.activity.append_page(p.items, &asked, p.next_cursor)
+                        self.activity.append_page(h, p.items, &asked, p.next_cursor)
                     }
-                    (Ok(p), None) => self
-                        .activity
-                        .set_first_page(p.items, p.total, p.next_cursor),
+                    (Ok(p), None) => {
+                        self.activity
+                            .set_first_page(h, p.items, p.total, p.next_cursor)
+                    }
                     (Err(e), _) => self.say(format!("activity: {e}"), true),
                 }
                 let n = self.activity.items.len();
@@ -416,6 +474,7 @@ impl App {
             (Tag::Silent, Err(e)) => self.say(format!("silent mode failed: {e}"), true),
             (Tag::Transaction(id), outcome) => {
                 if let Some(d) = &mut self.activity.detail
+                    && d.host == self.route
                     && lists::item_key(&d.item) == ("transaction", id)
                 {
                     d.full = Some(outcome.and_then(|r| match r {

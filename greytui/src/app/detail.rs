@@ -6,11 +6,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use greyproxy_protocol::{ActivityItem, Transaction};
 
+use super::hosted::HostId;
 use super::listed::Nav;
 
 /// The detail of one activity row.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Detail {
+    /// The host the row came from: what the detail asks for goes there.
+    pub(crate) host: HostId,
     /// The row as listed.
     pub(crate) item: ActivityItem,
     /// For a transaction: what `get_transaction` answered (any JSON: it is rendered as a

@@ -2,11 +2,12 @@
 //! state of each host for the Hosts view ([`HostView`]), and how the [`App`] follows a host
 //! other than the focused one.
 //!
-//! Pending requests and rules of every host merge into one list each (a HOST column shows when
-//! there is more than one host); a command about an item goes to the host that owns it. The
-//! other views (activity, conversations, usage, middlewares) follow the focused host, chosen in
-//! the Hosts view. A host other than the focused one is followed for what the merged lists
-//! need: its greeting, `status`, pending requests, rules and their events.
+//! Pending requests, rules and activity of every host merge into one list each (a HOST column
+//! shows when there is more than one host), and the status bar's cost and the Usage view sum
+//! every host's; a command about an item goes to the host that owns it. The per-daemon views
+//! (conversations, middlewares, credentials) and silent mode follow the focused host, chosen
+//! in the Hosts view. A host other than the focused one is followed for what the merged views
+//! need: its greeting, `status`, pending requests, rules, activity, LLM usage and their events.
 
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
@@ -144,6 +145,7 @@ impl App {
         if !names.is_empty() {
             self.hosts = names.iter().map(HostView::new).collect();
         }
+        self.activity.fleet = self.is_fleet();
         self
     }
 
@@ -190,9 +192,11 @@ impl App {
         }
     }
 
-    /// What the merged lists need from a host: status, pending requests, rules.
+    /// What the merged views need from host `self.route`: status, pending requests, rules, the
+    /// first page of its activity, today's cost, and its usage while the Usage view is shown.
     fn host_resync(&mut self) -> Vec<Effect> {
-        vec![
+        let h = self.route;
+        let mut fx = vec![
             send(Tag::Status, Command::Status),
             send(
                 Tag::Pending { append: false },
@@ -202,7 +206,13 @@ impl App {
                 Tag::Rules { append: false },
                 Command::ListRules(first_page()),
             ),
-        ]
+        ];
+        fx.extend(self.activity_page_of(h, false));
+        fx.extend(self.cost_fetch_from(&[h]));
+        if self.view == super::View::Usage {
+            fx.extend(self.usage_fetch_from(&[h]));
+        }
+        fx
     }
 
     /// A link event of a host other than the focused one (`self.route` is that host).
@@ -231,15 +241,27 @@ impl App {
                     | Tag::Decide { .. }
                     | Tag::CreateRule
                     | Tag::UpdateRule(_)
-                    | Tag::DeleteRule(_)),
+                    | Tag::DeleteRule(_)
+                    | Tag::Activity { .. }
+                    | Tag::Transaction(_)
+                    | Tag::WsMessages(_)
+                    | Tag::WsBody(_)
+                    | Tag::CostToday
+                    | Tag::Usage { .. }),
                     outcome,
                 ) => self.on_reply(tag, outcome),
                 // The other views follow the focused host: answers for them are stale.
                 (_, _) => Vec::new(),
             },
-            LinkEvent::Connecting { .. } | LinkEvent::Disconnected { .. } | LinkEvent::Rtt(_) => {
+            LinkEvent::Disconnected { .. } => {
+                // Answers in flight are lost; the resync on connect asks again.
+                self.activity.loading.remove(&host);
+                self.activity.loading_more.remove(&host);
+                self.cost.in_flight.remove(&host);
+                self.usage.in_flight.remove(&host);
                 Vec::new()
             }
+            LinkEvent::Connecting { .. } | LinkEvent::Rtt(_) => Vec::new(),
         }
     }
 
@@ -250,7 +272,7 @@ impl App {
         let gap = h.last_seq.is_some_and(|last| env.seq != last + 1);
         h.last_seq = Some(env.seq);
         let mut fx = match env.event() {
-            Some(e) => self.queue_event(e),
+            Some(e) => self.host_event(e, false),
             None => Vec::new(),
         };
         if gap {
@@ -266,12 +288,15 @@ impl App {
             if h == self.focus || self.hosts[h].conn != ConnState::Connected {
                 continue;
             }
+            self.route = h;
             for e in self.host_resync() {
-                if let Effect::Send(r) = e {
-                    fx.push(Effect::SendTo(h, r));
-                }
+                fx.push(match e {
+                    Effect::Send(r) => Effect::SendTo(h, r),
+                    e => e,
+                });
             }
         }
+        self.route = self.focus;
         fx
     }
 
@@ -315,7 +340,8 @@ impl App {
             .collect()
     }
 
-    /// Focuses `host`: the single-host views reload from it.
+    /// Focuses `host`: the per-daemon views (conversations, middlewares, credentials) reload
+    /// from it; the merged views keep every host's items.
     pub(super) fn focus_host(&mut self, host: HostId) -> Vec<Effect> {
         if host >= self.hosts.len() || host == self.focus {
             return Vec::new();
@@ -330,12 +356,75 @@ impl App {
         self.server_version = h.version.clone();
         self.url = h.name.clone();
         self.say(format!("focused on {}", h.name), false);
-        self.activity.items.clear();
-        self.activity.generation += 1;
         if self.conn == ConnState::Connected {
             self.resync()
         } else {
             Vec::new()
         }
+    }
+}
+
+/// The usage summaries of several hosts as one: each group key's totals summed over hosts,
+/// the cache hit ratio recomputed from the sums, and for time to first token the slowest
+/// host's median (medians do not add up). `since` is the earliest host's.
+pub(crate) fn sum_usage<'a>(
+    summaries: impl Iterator<Item = &'a crate::llm_text::UsageSummary>,
+) -> crate::llm_text::UsageSummary {
+    use greyproxy_protocol::llm::UsageRow;
+    fn add(into: &mut UsageRow, r: &UsageRow) {
+        let (a, b) = (&mut into.totals, &r.totals);
+        a.calls += b.calls;
+        a.cost_micro_usd += b.cost_micro_usd;
+        a.unpriced_calls += b.unpriced_calls;
+        a.duration_ms += b.duration_ms;
+        let (x, y) = (&mut a.usage, &b.usage);
+        x.input_tokens += y.input_tokens;
+        x.cache_read_tokens += y.cache_read_tokens;
+        x.cache_write_tokens += y.cache_write_tokens;
+        x.output_tokens += y.output_tokens;
+        x.reasoning_tokens += y.reasoning_tokens;
+        x.cache_write_5m_tokens = sum_opt(x.cache_write_5m_tokens, y.cache_write_5m_tokens);
+        x.cache_write_1h_tokens = sum_opt(x.cache_write_1h_tokens, y.cache_write_1h_tokens);
+        into.ttft_p50_ms = into.ttft_p50_ms.max(r.ttft_p50_ms);
+        let u = &into.totals.usage;
+        into.cache_hit_ratio = if u.input_tokens == 0 {
+            0.0
+        } else {
+            u.cache_read_tokens as f64 / u.input_tokens as f64
+        };
+    }
+    fn sum_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+        match (a, b) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+        }
+    }
+    let mut rows: Vec<UsageRow> = Vec::new();
+    let mut total: Option<UsageRow> = None;
+    let mut since: Option<String> = None;
+    for s in summaries {
+        for r in &s.rows {
+            match rows.iter_mut().find(|x| x.key == r.key) {
+                Some(x) => add(x, r),
+                None => rows.push(r.clone()),
+            }
+        }
+        match &mut total {
+            Some(t) => add(t, &s.total),
+            None => total = Some(s.total.clone()),
+        }
+        if since.as_ref().is_none_or(|x| s.since < *x) {
+            since = Some(s.since.clone());
+        }
+    }
+    crate::llm_text::UsageSummary {
+        since: since.unwrap_or_default(),
+        rows,
+        total: total.unwrap_or_else(|| UsageRow {
+            key: "total".into(),
+            totals: Default::default(),
+            cache_hit_ratio: 0.0,
+            ttft_p50_ms: None,
+        }),
     }
 }

@@ -29,7 +29,15 @@ impl App {
         if let Some(m) = self.modal.take() {
             return self.modal_key(m, k);
         }
-        match action_for(self.ctx(), k) {
+        let ctx = self.ctx();
+        if ctx == Ctx::Detail
+            && let Some(d) = &self.activity.detail
+        {
+            // What an open detail asks for (its WebSocket messages, their payloads) goes to
+            // the host its row came from.
+            self.route = d.host;
+        }
+        match action_for(ctx, k) {
             Some(a) => self.act(a),
             None => {
                 self.dirty = false;
@@ -328,6 +336,10 @@ impl App {
                 else {
                     return self.nothing_selected();
                 };
+                // The detail asks the host the row came from.
+                self.route = item.host;
+                let host = item.host;
+                let item = item.item;
                 let mut fetch = Vec::new();
                 let mut ws = None;
                 if let ActivityItem::Transaction(t) = &item {
@@ -346,6 +358,7 @@ impl App {
                     }
                 }
                 self.activity.detail = Some(Detail {
+                    host,
                     item,
                     full: None,
                     scroll: 0,

@@ -3,6 +3,7 @@
 //! [`Effect`]s to carry out (commands to send, bell, desktop notification, quit). No I/O
 //! happens here, so every behaviour is tested without a terminal or a daemon.
 
+pub(crate) mod activity;
 pub(crate) mod conversation;
 mod conversation_keys;
 pub(crate) mod conversations;

@@ -6,8 +6,12 @@
 //! `USAGE_REFRESH`: an event inside that time marks the board stale and the clock sends the
 //! one refresh that covers them all. A daemon without the LLM layer answers with an error; the
 //! board then says what is unavailable and asks again only when opened or on `R`.
+//!
+//! Over a fleet every connected host is asked; the board shows each group key's rows summed
+//! over the hosts that answered ([`super::hosted::sum_usage`]).
 
 use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 use greyproxy_protocol::command::UsageSummaryArgs;
@@ -16,7 +20,7 @@ use greyproxy_protocol::{Command, Reply};
 
 use super::listed::{Keyed, Listed};
 use super::usage_live::{Group, Live, Rate};
-use super::{App, ConnState, Effect, Tag, View, send};
+use super::{App, Effect, HostId, Tag, View};
 use crate::keymap::Action;
 use crate::layout;
 use crate::llm_text::UsageSummary;
@@ -177,8 +181,12 @@ pub struct UsageBoard {
     pub(crate) since: Option<String>,
     /// Bumped when the window or grouping changes: answers for the old ones are ignored.
     pub generation: u64,
-    /// A summary for the current generation is awaited.
-    pub(crate) in_flight: bool,
+    /// Hosts whose summary for the current generation is awaited.
+    pub(crate) in_flight: BTreeSet<HostId>,
+    /// Each host's last summary for the current generation.
+    pub(crate) by_host: BTreeMap<HostId, UsageSummary>,
+    /// Hosts without an LLM layer, and why.
+    pub(crate) unavailable_on: BTreeMap<HostId, String>,
     /// When the last one was asked for.
     pub(crate) asked_at: Option<SystemTime>,
     /// Calls arrived since it was asked for.
@@ -203,7 +211,9 @@ impl UsageBoard {
             total: None,
             since: None,
             generation: 0,
-            in_flight: false,
+            in_flight: BTreeSet::new(),
+            by_host: BTreeMap::new(),
+            unavailable_on: BTreeMap::new(),
             asked_at: None,
             stale: false,
             error: None,
@@ -301,29 +311,40 @@ impl App {
             .max(1)
     }
 
-    /// Asks for the summary of the current window and grouping, unless one is awaited (then
-    /// the board is marked stale) or the link is down (the resync on connect asks again).
+    /// Asks every connected host for the summary of the current window and grouping.
     pub(super) fn usage_fetch(&mut self) -> Vec<Effect> {
-        let u = &mut self.usage;
-        if self.conn != ConnState::Connected {
-            return Vec::new();
+        let hosts = self.live_hosts();
+        self.usage_fetch_from(&hosts)
+    }
+
+    /// Asks `hosts` for the summary of the current window and grouping, except a host whose
+    /// summary is awaited (then the board is marked stale) or whose link is down (the resync
+    /// on connect asks again).
+    pub(super) fn usage_fetch_from(&mut self, hosts: &[HostId]) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        let mut busy = false;
+        for &h in hosts {
+            if !self.host_connected(h) {
+                continue;
+            }
+            let u = &mut self.usage;
+            if !u.in_flight.insert(h) {
+                busy = true;
+                continue;
+            }
+            u.asked_at = Some(self.now);
+            let args = UsageSummaryArgs {
+                group_by: Some(u.group.wire().into()),
+                since: Some(u.span.wire().into()),
+                ..UsageSummaryArgs::default()
+            };
+            let tag = Tag::Usage {
+                generation: u.generation,
+            };
+            fx.push(self.send_on(h, tag, Command::UsageSummary(args)));
         }
-        if u.in_flight {
-            u.stale = true;
-            return Vec::new();
-        }
-        u.in_flight = true;
-        u.stale = false;
-        u.asked_at = Some(self.now);
-        let args = UsageSummaryArgs {
-            group_by: Some(u.group.wire().into()),
-            since: Some(u.span.wire().into()),
-            ..UsageSummaryArgs::default()
-        };
-        let tag = Tag::Usage {
-            generation: u.generation,
-        };
-        vec![send(tag, Command::UsageSummary(args))]
+        self.usage.stale = busy;
+        fx
     }
 
     /// Whether the last summary is old enough to ask again.
@@ -347,7 +368,7 @@ impl App {
             let rows = self.usage_rows();
             self.usage.sort_rows(self.now, rows);
         }
-        if !self.usage.in_flight && self.usage_due() {
+        if self.usage.in_flight.is_empty() && self.usage_due() {
             self.usage_fetch()
         } else {
             self.usage.stale = true;
@@ -371,7 +392,7 @@ impl App {
             let rows = self.usage_rows();
             self.usage.sort_rows(self.now, rows);
         }
-        if self.usage.stale && !self.usage.in_flight && self.usage_due() {
+        if self.usage.stale && self.usage.in_flight.is_empty() && self.usage_due() {
             self.usage_fetch()
         } else {
             Vec::new()
@@ -386,7 +407,8 @@ impl App {
 
     /// The link dropped: the awaited answer will not come.
     pub(super) fn usage_disconnected(&mut self) {
-        self.usage.in_flight = false;
+        let h = self.route;
+        self.usage.in_flight.remove(&h);
     }
 
     /// The view's own keys: grouping, window, sort column, sort direction.
@@ -417,7 +439,9 @@ impl App {
         }
         // Another window or grouping: what is shown no longer applies.
         u.generation += 1;
-        u.in_flight = false;
+        u.in_flight.clear();
+        u.by_host.clear();
+        u.unavailable_on.clear();
         u.rows.clear();
         u.total = None;
         u.since = None;
@@ -425,32 +449,45 @@ impl App {
         self.usage_fetch()
     }
 
-    /// The reply to `usage_summary`.
+    /// The reply to `usage_summary` of host `self.route`.
     pub(super) fn usage_listed(&mut self, generation: u64, outcome: Result<Reply, String>) {
         if generation != self.usage.generation {
             return; // for a window or grouping that is gone
         }
         let rows = self.usage_rows();
+        let h = self.route;
         let u = &mut self.usage;
-        u.in_flight = false;
+        u.in_flight.remove(&h);
         match outcome.and_then(super::daemon::data::<UsageSummary>) {
             Ok(s) => {
-                u.rows.replace(s.rows, rows);
-                u.total = Some(s.total);
-                u.since = Some(s.since);
+                u.by_host.insert(h, s);
+                u.unavailable_on.remove(&h);
                 u.error = None;
-                u.unavailable = None;
-                u.sort_rows(self.now, rows);
             }
             Err(e) => match unavailable_reason(&e) {
                 Some(why) => {
-                    u.unavailable = Some(why);
-                    u.rows.clear();
-                    u.total = None;
-                    u.stale = false;
+                    u.unavailable_on.insert(h, why);
+                    u.by_host.remove(&h);
                 }
-                None => u.error = Some(e),
+                None => {
+                    u.error = Some(e);
+                    return;
+                }
             },
         }
+        if u.by_host.is_empty() {
+            // No host has usage to give: say why (the first host's reason).
+            u.unavailable = u.unavailable_on.values().next().cloned();
+            u.rows.clear();
+            u.total = None;
+            u.stale = false;
+            return;
+        }
+        let s = super::hosted::sum_usage(u.by_host.values());
+        u.rows.replace(s.rows, rows);
+        u.total = Some(s.total);
+        u.since = Some(s.since);
+        u.unavailable = None;
+        u.sort_rows(self.now, rows);
     }
 }

@@ -86,7 +86,12 @@ impl App {
             return Vec::new();
         };
         let id = m.id;
+        let host = self.activity.detail.as_ref().map_or(self.focus, |d| d.host);
+        let Some(ws) = self.ws_mut() else {
+            return Vec::new();
+        };
         ws.open = Some(Box::new(Detail {
+            host,
             item: ActivityItem::Transaction(m),
             full: None,
             scroll: 0,
@@ -124,10 +129,11 @@ impl App {
         };
         let shown = match &self.activity.detail {
             Some(Detail {
+                host,
                 item: ActivityItem::Transaction(u),
                 ws: Some(_),
                 ..
-            }) => u.id == up,
+            }) => u.id == up && *host == self.route,
             _ => false,
         };
         if !shown {

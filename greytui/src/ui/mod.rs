@@ -146,7 +146,7 @@ fn tab_spans(app: &App, mode: TabMode) -> Vec<Span<'static>> {
 fn activity_info(app: &App) -> String {
     let a = &app.activity;
     let mut parts = Vec::new();
-    if a.loading {
+    if a.is_loading() {
         parts.push("loading…".to_string());
     }
     parts.push(if a.follow {

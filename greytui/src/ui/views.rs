@@ -11,9 +11,9 @@ use greyproxy_protocol::{ActivityItem, Decision, RequestLog};
 
 use super::widgets::{DIM, Window, badge_span, fit, table};
 use super::{conversations, detail, ws};
-use crate::app::App;
 use crate::app::detail::Detail;
 use crate::app::lists::container_of;
+use crate::app::{App, Hosted};
 use crate::format::{age, clock, expiry, pending_destination};
 
 /// The pending view: one row per pending request, newest first.
@@ -176,10 +176,19 @@ fn activity_cells(item: &ActivityItem, wide: bool) -> Vec<Cell<'static>> {
 pub(super) fn activity(f: &mut Frame, area: Rect, app: &App) {
     let a = &app.activity;
     let win = Window::under_header(&a.nav, a.items.len(), area);
-    let visible: Vec<&ActivityItem> = a.items.range(win.range.clone()).collect();
+    let visible: Vec<&Hosted<ActivityItem>> = a.items.range(win.range.clone()).collect();
     let cw = fit("CONTAINER", visible.iter().map(|i| container_of(i)), 9, 16);
     let wide = area.width >= 110;
-    let rows = win.rows(&visible, |item| (activity_cells(item, wide), Style::new()));
+    let fleet = app.is_fleet();
+    let hw = fit("HOST", visible.iter().map(|i| app.host_name(i.host)), 4, 16);
+    let rows = win.rows(&visible, |item| {
+        let mut cells = activity_cells(item, wide);
+        if fleet {
+            // After the marker column.
+            cells.insert(1, Cell::from(app.host_name(item.host).to_string()));
+        }
+        (cells, Style::new())
+    });
     let mut widths = vec![
         Constraint::Length(1),
         Constraint::Length(8),
@@ -204,7 +213,11 @@ pub(super) fn activity(f: &mut Frame, area: Rect, app: &App) {
         widths.push(Constraint::Fill(1));
         header.push("RULE");
     }
-    let empty = if a.loading {
+    if fleet {
+        widths.insert(1, Constraint::Length(hw));
+        header.insert(1, "HOST");
+    }
+    let empty = if a.is_loading() {
         "Loading…"
     } else if a.filter.is_active() {
         "No activity matches the filter (/ to change it)."

@@ -114,8 +114,10 @@ impl Harness {
 async fn a_held_request_appears_with_a_bell_and_a_lets_it_through() {
     let d = daemon().await;
     let mut h = Harness::new(d.state_dir().to_path_buf());
-    h.until("connected and loaded", |a| a.claimed && !a.activity.loading)
-        .await;
+    h.until("connected and loaded", |a| {
+        a.claimed && !a.activity.is_loading()
+    })
+    .await;
     assert_eq!(
         h.app.server_version.as_deref(),
         Some(env!("CARGO_PKG_VERSION"))
@@ -149,7 +151,7 @@ async fn a_held_request_appears_with_a_bell_and_a_lets_it_through() {
     })
     .await;
     h.until("the allowed connection in the activity feed", |a| {
-        a.activity.items.iter().any(|i| matches!(i,
+        a.activity.items.iter().any(|i| matches!(&i.item,
             greyproxy_protocol::ActivityItem::Connection(r)
                 if r.destination_host == "127.0.0.2" && r.result == greyproxy_protocol::Decision::Allowed))
     })
@@ -219,7 +221,7 @@ async fn a_daemon_restart_is_survived_with_reconnect_and_resync() {
     let d = daemon().await;
     let dir_path = d.state_dir().to_path_buf();
     let mut h = Harness::new(dir_path.clone());
-    h.until("connected", |a| a.claimed && !a.activity.loading)
+    h.until("connected", |a| a.claimed && !a.activity.is_loading())
         .await;
     h.keys("3n").await;
     h.keys("restart.example\n").await;
@@ -317,14 +319,16 @@ async fn e_exports_the_activity_filter_as_har_and_y_copies_a_curl_command() {
         assert_eq!(r.status(), 200, "{r:?}");
     }
     let mut h = Harness::new(d.state_dir().to_path_buf());
-    h.until("connected and loaded", |a| a.claimed && !a.activity.loading)
-        .await;
+    h.until("connected and loaded", |a| {
+        a.claimed && !a.activity.is_loading()
+    })
+    .await;
     h.keys("2").await;
     let is_tx = |i: &greyproxy_protocol::ActivityItem| {
         matches!(i, greyproxy_protocol::ActivityItem::Transaction(_))
     };
     h.until("two transactions listed", |a| {
-        a.activity.items.iter().filter(|i| is_tx(i)).count() >= 2
+        a.activity.items.iter().filter(|i| is_tx(&i.item)).count() >= 2
     })
     .await;
     h.keys("E").await;
@@ -353,7 +357,13 @@ async fn e_exports_the_activity_filter_as_har_and_y_copies_a_curl_command() {
     );
 
     // The newest transaction's detail, then `y`.
-    let at = h.app.activity.items.iter().position(is_tx).unwrap();
+    let at = h
+        .app
+        .activity
+        .items
+        .iter()
+        .position(|i| is_tx(&i.item))
+        .unwrap();
     for _ in 0..at {
         h.keys("j").await;
     }

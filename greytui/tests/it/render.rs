@@ -83,7 +83,7 @@ fn activity_details() {
     snap("detail_connection", |app| keys(app, "2j\n"));
     snap("detail_transaction", |app| {
         keys(app, "2\n");
-        let mut full = match &app.activity.items[0] {
+        let mut full = match &app.activity.items[0].item {
             greyproxy_protocol::ActivityItem::Transaction(t) => serde_json::to_value(t).unwrap(),
             _ => unreachable!(),
         };
@@ -135,7 +135,7 @@ fn with_middleware_events(app: &mut App) {
     use greyproxy_protocol::ActivityItem;
     let events = greytui::sample::middleware_events();
     for item in app.activity.items.iter_mut() {
-        if let ActivityItem::Transaction(t) = item {
+        if let ActivityItem::Transaction(t) = &mut item.item {
             t.middleware_events = match t.id {
                 12 => events.clone(),
                 _ => events[..1].to_vec(),
@@ -153,7 +153,7 @@ fn middleware_decisions_in_activity_and_detail() {
     snap("detail_middleware_events", |app| {
         with_middleware_events(app);
         keys(app, "2\n");
-        let full = match &app.activity.items[0] {
+        let full = match &app.activity.items[0].item {
             greyproxy_protocol::ActivityItem::Transaction(t) => serde_json::to_value(t).unwrap(),
             _ => unreachable!(),
         };
@@ -170,7 +170,9 @@ fn ws_detail(app: &mut App) {
     use greytui::sample::{result_reply, ws_message, ws_upgrade};
     let mut up = ws_upgrade(50);
     up.ws_capture_stopped = Some("tap fell behind".into());
-    app.activity.items.push_front(ActivityItem::Transaction(up));
+    app.activity
+        .items
+        .push_front(greytui::app::Hosted::local(ActivityItem::Transaction(up)));
     app.activity.total += 1;
     keys(app, "2g\n");
     let msgs = [

@@ -1,6 +1,7 @@
 //! The dashboard over a fleet: merged pending requests and rules with their host, commands
 //! addressed to the owning host, a new request on any host rings, a rule for all hosts, the
-//! Hosts view's state per host, focus.
+//! Hosts view's state per host, focus; activity merged by time with a detail asked of its
+//! owner; usage and today's cost summed over hosts.
 
 use super::*;
 
@@ -35,7 +36,7 @@ fn sent(fx: &[Effect]) -> Vec<(HostId, &'static str)> {
 }
 
 #[test]
-fn each_host_is_loaded_and_the_other_hosts_only_for_the_merged_lists() {
+fn each_host_is_loaded_for_the_merged_views() {
     let names = ["alpha".to_string(), "beta".to_string()];
     let mut app = App::new(sample::now(), (120, 40), false).with_hosts(&names);
     let connected = |h: usize| LinkEvent::Connected {
@@ -49,7 +50,9 @@ fn each_host_is_loaded_and_the_other_hosts_only_for_the_merged_lists() {
             (1, "claim_notifications"),
             (1, "status"),
             (1, "list_pending"),
-            (1, "list_rules")
+            (1, "list_rules"),
+            (1, "list_activity"),
+            (1, "usage_summary")
         ]
     );
     let fx = app.update(Msg::Host(0, connected(0)));
@@ -218,7 +221,7 @@ fn rules_are_deleted_on_their_host_and_focus_moves_the_single_host_views() {
     let s = sent(&fx);
     assert!(s.contains(&(1, "list_activity")), "{s:?}");
     assert!(s.contains(&(0, "list_pending")), "{s:?}");
-    assert!(!s.contains(&(0, "list_activity")), "{s:?}");
+    assert!(s.contains(&(0, "list_activity")), "{s:?}");
 }
 
 #[test]
@@ -253,4 +256,129 @@ fn the_hosts_view_records_rtt_and_refusals() {
     assert_eq!(app.hosts[1].state_word(), "refused");
     assert!(app.hosts[1].reason().unwrap().contains("too old"));
     assert_eq!(app.hosts[0].version.as_deref(), Some("0.0.0"));
+}
+
+fn host_reply(app: &mut App, h: HostId, tag: Tag, data: serde_json::Value) -> Vec<Effect> {
+    app.update(Msg::Host(
+        h,
+        LinkEvent::Reply {
+            tag,
+            outcome: Ok(result(data)),
+        },
+    ))
+}
+
+#[test]
+fn activity_of_every_host_is_merged_by_time_and_a_detail_asks_its_owner() {
+    let mut app = fleet();
+    let generation = app.activity.generation;
+    let tag = Tag::Activity {
+        generation,
+        more: None,
+    };
+    let conn = |id, time| {
+        greyproxy_protocol::ActivityItem::Connection(sample::request_log(
+            id,
+            time,
+            "agent",
+            "x.example",
+            443,
+            true,
+        ))
+    };
+    let tx = greyproxy_protocol::ActivityItem::Transaction(greyproxy_protocol::Transaction {
+        id: 7,
+        timestamp: "2026-11-22T09:59:30Z".into(),
+        container_name: "agent".into(),
+        ..Default::default()
+    });
+    let page = |items: Vec<greyproxy_protocol::ActivityItem>| json!({"items": items, "total": items.len(), "next_cursor": null});
+    host_reply(
+        &mut app,
+        0,
+        tag.clone(),
+        page(vec![conn(2, "09:59:50"), conn(1, "09:59:10")]),
+    );
+    host_reply(&mut app, 1, tag, page(vec![tx]));
+    let rows: Vec<_> = app
+        .activity
+        .items
+        .iter()
+        .map(|i| (i.host, super::lists::item_key(i)))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (0, ("connection", 2)),
+            (1, ("transaction", 7)),
+            (0, ("connection", 1))
+        ]
+    );
+    assert_eq!(app.activity.total, 3);
+    // A live row of beta goes on top, with its host.
+    host_event(&mut app, 1, log_new(3, "10:00:00"), 1);
+    assert_eq!(app.activity.items[0].host, 1);
+    // Opening beta's transaction asks beta.
+    app.update(key(KeyCode::Char('2')));
+    app.update(key(KeyCode::Char('j')));
+    app.update(key(KeyCode::Char('j')));
+    let fx = app.update(key(KeyCode::Enter));
+    assert_eq!(sent(&fx), [(1, "get_transaction")]);
+    // alpha's answer about its own transaction 7 is not beta's.
+    app.update(Msg::Host(
+        0,
+        LinkEvent::Reply {
+            tag: Tag::Transaction(7),
+            outcome: Ok(result(json!({"id": 7}))),
+        },
+    ));
+    assert!(app.activity.detail.as_ref().unwrap().full.is_none());
+}
+
+fn log_new(id: u64, time: &str) -> Event {
+    Event::RequestLogNew(sample::request_log(
+        id,
+        time,
+        "agent",
+        "y.example",
+        443,
+        true,
+    ))
+}
+
+#[test]
+fn usage_and_todays_cost_are_summed_over_hosts() {
+    let mut app = fleet();
+    // Today's cost: one answer per host, summed.
+    for (h, cost) in [(0, 1_000_000u64), (1, 250_000)] {
+        host_reply(
+            &mut app,
+            h,
+            Tag::CostToday,
+            json!({"total": {"cost_micro_usd": cost, "unpriced_calls": h}}),
+        );
+    }
+    assert_eq!(app.cost.micro_usd, Some(1_250_000));
+    assert_eq!(app.cost.unpriced, 1);
+    let fx = app.update(key(KeyCode::Char('6')));
+    assert_eq!(sent(&fx), [(0, "usage_summary"), (1, "usage_summary")]);
+    let generation = app.usage.generation;
+    for h in 0..2 {
+        host_reply(
+            &mut app,
+            h,
+            Tag::Usage { generation },
+            sample::usage::summary("container"),
+        );
+    }
+    let claude = app
+        .usage
+        .rows()
+        .iter()
+        .find(|r| r.key == "claude-code")
+        .unwrap();
+    assert_eq!(claude.totals.calls, 84);
+    assert_eq!(claude.totals.cost_micro_usd, 2 * 3_214_999);
+    assert_eq!(app.usage.total.as_ref().unwrap().totals.calls, 140);
+    assert_eq!(app.usage.rows().len(), 4);
 }

@@ -112,7 +112,7 @@ fn connecting_claims_notifications_and_loads_every_list() {
         ]
     );
     assert_eq!(app.conn, ConnState::Connected);
-    assert!(app.activity.loading);
+    assert!(app.activity.is_loading());
     let fx = reply(
         &mut app,
         Tag::Claim,

@@ -57,11 +57,11 @@ fn opening_the_view_asks_for_today_by_container_costliest_first() {
     let fx = typing(&mut app, "6");
     assert_eq!(app.view, View::Usage);
     assert_eq!(commands(&fx), [summary_cmd("container", "today")]);
-    assert!(app.usage.in_flight);
+    assert!(!app.usage.in_flight.is_empty());
     // Pressed again while shown: nothing more.
     assert!(typing(&mut app, "6").is_empty());
     answer(&mut app);
-    assert!(!app.usage.in_flight);
+    assert!(app.usage.in_flight.is_empty());
     // Cost first; the two that cost nothing by name.
     assert_eq!(keys(&app), ["claude-code", "codex", "aider", "opencode"]);
     assert_eq!(app.usage.total.as_ref().unwrap().totals.calls, 70);
@@ -241,13 +241,13 @@ fn other_errors_keep_the_rows_and_say_why() {
 fn a_lost_link_frees_the_refresh_and_reconnecting_asks_again() {
     let mut app = board();
     typing(&mut app, "w");
-    assert!(app.usage.in_flight);
+    assert!(!app.usage.in_flight.is_empty());
     app.update(Msg::Link(LinkEvent::Disconnected {
         reason: "gone".into(),
         unauthorized: false,
         retry_in: Duration::from_secs(1),
     }));
-    assert!(!app.usage.in_flight);
+    assert!(app.usage.in_flight.is_empty());
     assert!(commands(&typing(&mut app, "w")).is_empty(), "not connected");
     let fx = app.update(Msg::Link(LinkEvent::Connected {
         server_version: "0.1.0".into(),

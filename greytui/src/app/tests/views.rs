@@ -145,7 +145,7 @@ fn activity_filter_queries_the_daemon_and_ignores_stale_answers() {
         Ok(result(stale)),
     );
     assert!(
-        app.activity.loading,
+        app.activity.is_loading(),
         "an answer for the old filter is ignored"
     );
     // Live rows that do not match the filter stay out.
@@ -163,7 +163,12 @@ fn activity_filter_queries_the_daemon_and_ignores_stale_answers() {
     );
     event(&mut app, log_event(62, "aider", false), 3);
     event(&mut app, log_event(63, "opencode", false), 4);
-    let ids: Vec<_> = app.activity.items.iter().map(lists::item_key).collect();
+    let ids: Vec<_> = app
+        .activity
+        .items
+        .iter()
+        .map(|i| lists::item_key(i))
+        .collect();
     assert_eq!(ids, [("connection", 63)]);
 }
 
@@ -174,7 +179,7 @@ fn scrolling_near_the_end_fetches_the_next_page() {
         cursor: Some("c39_t11".into()),
         until: None,
     };
-    app.activity.next = Some(next.clone());
+    app.activity.next = [(0, next.clone())].into();
     let fx = typing(&mut app, "2j");
     assert_eq!(
         commands(&fx),
@@ -199,7 +204,7 @@ fn scrolling_near_the_end_fetches_the_next_page() {
         Ok(result(more)),
     );
     assert_eq!(app.activity.items.len(), 6);
-    assert!(!app.activity.loading_more);
+    assert!(app.activity.loading_more.is_empty());
 }
 
 #[test]
@@ -324,7 +329,8 @@ fn messages_expire_and_resizes_keep_the_selection_visible() {
 fn transaction_updates_replace_the_row_and_refresh_an_open_detail() {
     let mut app = demo_app(80, 24);
     typing(&mut app, "2\n");
-    let greyproxy_protocol::ActivityItem::Transaction(mut t) = app.activity.items[0].clone() else {
+    let greyproxy_protocol::ActivityItem::Transaction(mut t) = app.activity.items[0].item.clone()
+    else {
         panic!()
     };
     t.status_code = Some(101);
@@ -356,7 +362,8 @@ fn the_activity_window_stays_bounded_and_reloads_its_top_when_needed() {
     let rows: Vec<_> = (0..MAX_ACTIVITY as u64)
         .map(|i| connection(1000 - i.min(999), "09:00:00", "c", "h", 1, true))
         .collect();
-    app.activity.set_first_page(rows, MAX_ACTIVITY as u64, None);
+    app.activity
+        .set_first_page(0, rows, MAX_ACTIVITY as u64, None);
     app.activity.follow = false;
     app.activity
         .nav
@@ -369,7 +376,7 @@ fn the_activity_window_stays_bounded_and_reloads_its_top_when_needed() {
     // Going back to the top (or following again) reloads the newest rows.
     let fx = typing(&mut app, "g");
     assert_eq!(commands(&fx).len(), 1);
-    assert!(app.activity.loading);
+    assert!(app.activity.is_loading());
     let page = json!({"items": [], "total": 0, "next_cursor": null});
     let generation = app.activity.generation;
     reply(

@@ -21,7 +21,9 @@ fn get(id: u64) -> Command {
 fn open_upgrade(app: &mut App) -> Vec<Effect> {
     app.activity
         .items
-        .push_front(ActivityItem::Transaction(ws_upgrade(50)));
+        .push_front(crate::app::Hosted::local(ActivityItem::Transaction(
+            ws_upgrade(50),
+        )));
     typing(app, "2g\n")
 }
 
