@@ -145,7 +145,12 @@ pub enum CredentialCmd {
         label: String,
         /// Where it may go: host[:port][/path-prefix], *.x or **.x (repeatable, at least one;
         /// `--dest`, since `--host` names a daemon of a fleet)
-        #[arg(long = "dest", visible_alias = "destination", value_name = "PATTERN", required = true)]
+        #[arg(
+            long = "dest",
+            visible_alias = "destination",
+            value_name = "PATTERN",
+            required = true
+        )]
         hosts: Vec<String>,
         /// Container glob it may be used from (repeatable) [default: any]
         #[arg(long = "container", value_name = "GLOB")]
