@@ -34,6 +34,9 @@ pub struct MitmCfg {
     pub install: bool,
     /// The daemon binary.
     pub daemon: String,
+    /// Another daemon binary measured beside it as an extra path (`BENCH_MITM_BASELINE`), for
+    /// before/after figures of a change in one run.
+    pub baseline: Option<String>,
 }
 
 impl MitmCfg {
@@ -55,6 +58,9 @@ impl MitmCfg {
                 .max(1),
             install: full,
             daemon: daemon.to_string(),
+            baseline: std::env::var("BENCH_MITM_BASELINE")
+                .ok()
+                .filter(|b| !b.is_empty()),
         }
     }
 }
@@ -74,6 +80,7 @@ const MITM: &str = "greyproxyd MITM";
 const TUNNEL: &str = "greyproxyd `--no-mitm` (tunnel)";
 const MITMPROXY: &str = "mitmproxy";
 const HUDSUCKER: &str = crate::hudsucker::NAME;
+const BASELINE: &str = "greyproxyd MITM, `BENCH_MITM_BASELINE` build";
 
 /// Paths whose failure is reported in a row rather than ending the run: the peers.
 fn is_peer(name: &str) -> bool {
@@ -87,17 +94,23 @@ fn h1_client(roots: &Path) -> Arc<ClientConfig> {
 /// The two daemons every comparison section runs: one intercepting (trusting the origins'
 /// test CA `ca_arg`) and one `--no-mitm`; also the intercepting one's CA file, once written.
 pub async fn daemon_pair(bin: &str, ca_arg: &str) -> (Daemon, Daemon, PathBuf) {
-    let mitm_d = DaemonBuilder::new(bin)
-        .args(&["--upstream-ca", ca_arg])
-        .env("RUST_LOG", "info")
-        .start()
-        .await;
+    let (mitm_d, daemon_ca) = intercepting(bin, ca_arg).await;
     let tun_d = DaemonBuilder::new(bin)
         .args(&["--no-mitm"])
         .env("RUST_LOG", "info")
         .start()
         .await;
-    let daemon_ca = mitm_d.state_dir().join("ca-cert.pem");
+    (mitm_d, tun_d, daemon_ca)
+}
+
+/// An intercepting daemon trusting the origins' test CA `ca_arg`, and its CA file once written.
+async fn intercepting(bin: &str, ca_arg: &str) -> (Daemon, PathBuf) {
+    let d = DaemonBuilder::new(bin)
+        .args(&["--upstream-ca", ca_arg])
+        .env("RUST_LOG", "info")
+        .start()
+        .await;
+    let daemon_ca = d.state_dir().join("ca-cert.pem");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !daemon_ca.is_file() {
         assert!(
@@ -107,7 +120,7 @@ pub async fn daemon_pair(bin: &str, ca_arg: &str) -> (Daemon, Daemon, PathBuf) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    (mitm_d, tun_d, daemon_ca)
+    (d, daemon_ca)
 }
 
 /// A bulk row: MB/s and CPU s/GB (bench, proxy) per download, and the proxy's peak RSS.
@@ -190,6 +203,21 @@ pub async fn run(cfg: &MitmCfg) -> MitmTargets {
             pid: Some(daemon_pid(tun_d.state_dir())),
         },
     ];
+    let baseline = match &cfg.baseline {
+        Some(bin) => Some(intercepting(bin, &ca_arg).await),
+        None => None,
+    };
+    if let Some((d, ca_file)) = &baseline {
+        routes.insert(
+            2,
+            Route {
+                name: BASELINE,
+                via: Via::Http(d.http.unwrap()),
+                tls: h1_client(ca_file),
+                pid: Some(daemon_pid(d.state_dir())),
+            },
+        );
+    }
     // Each peer: a note for the report, or why it is not there.
     let mut notes: Vec<(&'static str, Result<String, String>)> = Vec::new();
     match &mitmdump {
@@ -347,6 +375,14 @@ pub async fn run(cfg: &MitmCfg) -> MitmTargets {
     let targets = crate::mitm_report::targets(&rates, &peers);
     drop(mitmdump);
     drop(hudsucker);
+    if let Some((d, _)) = baseline {
+        println!(
+            "- {BASELINE}: `{}`",
+            cfg.baseline.as_deref().unwrap_or_default()
+        );
+        println!();
+        let _ = d.stop().await;
+    }
     let _ = mitm_d.stop().await;
     let _ = tun_d.stop().await;
     targets

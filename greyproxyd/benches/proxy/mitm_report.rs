@@ -106,7 +106,8 @@ pub fn rates(cfg: &MitmCfg, rates: &Rates, p: &Peers) {
         println!();
         println!("| path | p50 µs | p99 µs | added p50 µs | added p99 µs |");
         println!("|---|---:|---:|---:|---:|");
-        for name in [p.direct, p.mitm, p.tunnel, mitmproxy, hudsucker] {
+        // Every path of the 1-connection rows, in the order they ran.
+        for name in rates.iter().filter(|r| r.0 == n).map(|r| r.1) {
             let Some(r) = find(rates, n, name) else {
                 continue;
             };
