@@ -353,7 +353,6 @@ pub async fn run(cfg: &MitmCfg) -> MitmTargets {
         names: [MITMPROXY, HUDSUCKER],
         direct: DIRECT,
         mitm: MITM,
-        tunnel: TUNNEL,
         missing: &missing,
     };
     crate::mitm_report::rates(cfg, &rates, &peers);

@@ -14,8 +14,6 @@ pub struct Peers<'a> {
     pub direct: &'static str,
     /// greyproxyd intercepting.
     pub mitm: &'static str,
-    /// greyproxyd `--no-mitm`.
-    pub tunnel: &'static str,
     /// Peers that are not in the run, with why.
     pub missing: &'a [(&'static str, String)],
 }
