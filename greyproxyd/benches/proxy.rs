@@ -2,7 +2,9 @@
 //! table: `cargo bench -p greyproxyd --bench proxy`.
 //!
 //! 1. Bulk throughput of a CONNECT tunnel and of a SOCKS5 tunnel over loopback, download
-//!    (origin → client) and upload (client → origin), against the same transfer done directly.
+//!    (origin → client) and upload (client → origin), against the same transfer done directly,
+//!    tinyproxy (`proxy/tinyproxy.rs`) and HAProxy as a TCP relay with splice
+//!    (`proxy/haproxy.rs`; not a CONNECT proxy: one frontend per origin).
 //! 2. Allow → release latency: K connections held on distinct destinations, each released by an
 //!    `allow` on the control WebSocket; also the time to the `command_success` reply.
 //! 3. Connection setup through the proxy to an allowed destination: connect, handshake, one
@@ -10,7 +12,9 @@
 //! 4. Daemon RSS idle, with many open tunnels, after the benchmarks, and its peak.
 //! 5. MITM (`proxy/mitm.rs`): HTTP/1.1 keep-alive request rate and latency, and bulk HTTPS
 //!    download throughput, direct vs greyproxyd MITM vs greyproxyd `--no-mitm` vs mitmproxy
-//!    (installed with pip when missing), with one client and one HTTPS origin.
+//!    (installed with pip when missing) vs a minimal hudsucker proxy that records nothing
+//!    (`proxy/hudsucker.rs`, built once into `target/bench-peers/hudsucker`), with one client
+//!    and one HTTPS origin; `BENCH_MITM_BASELINE` adds another daemon build as a path.
 //!
 //! 6. Middleware (`proxy/middleware.rs`): the MITM request rate and latency with no middleware
 //!    and with the Python passthrough example on stdio and on WebSocket.
@@ -31,7 +35,9 @@
 //!    dropped (docs/bench-log/llm.md).
 //!
 //! 10. Soak (`proxy/soak.rs`, only with `BENCH_ONLY=soak`): 30 minutes (`BENCH_SOAK_SECS`)
-//!     of mixed traffic; RSS, descriptors, threads and runtime tasks sampled; flat RSS, and
+//!     of mixed traffic; RSS, descriptors, threads and runtime tasks sampled, then idle RSS for
+//!     `BENCH_SOAK_IDLE` s; other builds side by side with `BENCH_SOAK_COMPARE` (default with
+//!     `--bench`: the glibc build); flat RSS ≤ 64 MiB, idle ≤ 30 MiB within a minute, and
 //!     descriptors and tasks back to baseline, are the verdict.
 //!
 //! Knobs (environment): `BENCH_BYTES` (bytes per transfer, default 2 GiB; `K`/`M`/`G` suffixes

@@ -18,7 +18,7 @@ pub enum Via {
     Peer(SocketAddr, &'static str),
     /// A plain TCP relay with one frontend per target (HAProxy), named in the report: no
     /// CONNECT, the client connects to the frontend that stands for its target.
-    Relay(Relay, &'static str),
+    Relay(&'static Relay, &'static str),
 }
 
 impl Via {

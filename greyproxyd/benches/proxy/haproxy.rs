@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 /// Its name in the reports.
 pub const NAME: &str = "HAProxy TCP relay (no CONNECT)";
 
-/// Frontends per HAProxy instance (a fixed size keeps [`Relay`] `Copy`, like every `Via`).
+/// Frontends per HAProxy instance.
 pub const MAX_TARGETS: usize = 4;
 
 /// Where a client connects to reach each target through the relay.
@@ -40,8 +40,9 @@ impl Relay {
 /// A running HAProxy; killed on drop.
 pub struct Haproxy {
     child: Child,
-    /// Its frontends.
-    pub relay: Relay,
+    /// Its frontends (leaked: a few bytes per HAProxy started, and `Via` stays small and
+    /// `Copy`).
+    pub relay: &'static Relay,
     /// Its pid (`-db`: one foreground process, no master).
     pub pid: u32,
     /// `haproxy -v`, first line.
@@ -114,7 +115,7 @@ impl Haproxy {
         let mut h = Haproxy {
             pid: child.id(),
             child,
-            relay: Relay { map },
+            relay: Box::leak(Box::new(Relay { map })),
             version,
             _dir: dir,
         };

@@ -142,10 +142,10 @@ fn version() -> String {
     let lock = std::fs::read_to_string(project().join("Cargo.lock")).unwrap_or_default();
     let mut lines = lock.lines();
     while let Some(l) = lines.next() {
-        if l == "name = \"hudsucker\"" {
-            if let Some(v) = lines.next().and_then(|v| v.strip_prefix("version = ")) {
-                return format!("hudsucker {}", v.trim_matches('"'));
-            }
+        if l == "name = \"hudsucker\""
+            && let Some(v) = lines.next().and_then(|v| v.strip_prefix("version = "))
+        {
+            return format!("hudsucker {}", v.trim_matches('"'));
         }
     }
     "hudsucker".into()
