@@ -1,5 +1,6 @@
 //! HAProxy as the reference TCP relay (Debian package `haproxy`, installed with apt when
-//! missing, allowed and running as root): `mode tcp` with `option splice-auto`, one frontend
+//! missing, allowed and running as root): `mode tcp` with splice in both directions
+//! (`option splice-auto`, `splice-request`, `splice-response`), one frontend
 //! per origin on a free loopback port, run in the foreground, and stopped on drop.
 //!
 //! HAProxy is not a CONNECT proxy: a client connects to the frontend that stands for its
@@ -85,10 +86,12 @@ impl Haproxy {
             })
             .unwrap_or_default();
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        // Threads: HAProxy's default (one per CPU). Long timeouts: a 2 GiB transfer on a busy
-        // machine must not be cut.
+        // Threads: HAProxy's default (one per CPU). Splice asked for in both directions, not
+        // only when `splice-auto` guesses it worthwhile; HAProxy still copies part of the data
+        // through its buffers (docs/bench-log/issue-19.md). Long timeouts: a 2 GiB transfer on
+        // a busy machine must not be cut.
         let mut conf = String::from(
-            "global\n  maxconn 4096\n\ndefaults\n  mode tcp\n  option splice-auto\n  timeout connect 5s\n  timeout client 600s\n  timeout server 600s\n",
+            "global\n  maxconn 4096\n\ndefaults\n  mode tcp\n  option splice-auto\n  option splice-request\n  option splice-response\n  timeout connect 5s\n  timeout client 600s\n  timeout server 600s\n",
         );
         let mut map = [None; MAX_TARGETS];
         for (i, &t) in targets.iter().enumerate() {
