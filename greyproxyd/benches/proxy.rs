@@ -2,7 +2,9 @@
 //! table: `cargo bench -p greyproxyd --bench proxy`.
 //!
 //! 1. Bulk throughput of a CONNECT tunnel and of a SOCKS5 tunnel over loopback, download
-//!    (origin → client) and upload (client → origin), against the same transfer done directly.
+//!    (origin → client) and upload (client → origin), against the same transfer done directly,
+//!    tinyproxy (`proxy/tinyproxy.rs`) and HAProxy as a TCP relay with splice
+//!    (`proxy/haproxy.rs`; not a CONNECT proxy: one frontend per origin).
 //! 2. Allow → release latency: K connections held on distinct destinations, each released by an
 //!    `allow` on the control WebSocket; also the time to the `command_success` reply.
 //! 3. Connection setup through the proxy to an allowed destination: connect, handshake, one
@@ -10,7 +12,9 @@
 //! 4. Daemon RSS idle, with many open tunnels, after the benchmarks, and its peak.
 //! 5. MITM (`proxy/mitm.rs`): HTTP/1.1 keep-alive request rate and latency, and bulk HTTPS
 //!    download throughput, direct vs greyproxyd MITM vs greyproxyd `--no-mitm` vs mitmproxy
-//!    (installed with pip when missing), with one client and one HTTPS origin.
+//!    (installed with pip when missing) vs a minimal hudsucker proxy that records nothing
+//!    (`proxy/hudsucker.rs`, built once into `target/bench-peers/hudsucker`), with one client
+//!    and one HTTPS origin; `BENCH_MITM_BASELINE` adds another daemon build as a path.
 //!
 //! 6. Middleware (`proxy/middleware.rs`): the MITM request rate and latency with no middleware
 //!    and with the Python passthrough example on stdio and on WebSocket.
@@ -35,7 +39,9 @@
 //!     the in-process cost of scanning a request that carries no placeholder.
 //!
 //! 10. Soak (`proxy/soak.rs`, only with `BENCH_ONLY=soak`): 30 minutes (`BENCH_SOAK_SECS`)
-//!     of mixed traffic; RSS, descriptors, threads and runtime tasks sampled; flat RSS, and
+//!     of mixed traffic; RSS, descriptors, threads and runtime tasks sampled, then idle RSS for
+//!     `BENCH_SOAK_IDLE` s; other builds side by side with `BENCH_SOAK_COMPARE` (default with
+//!     `--bench`: the glibc build); flat RSS ≤ 64 MiB, idle ≤ 30 MiB within a minute, and
 //!     descriptors and tasks back to baseline, are the verdict.
 //!
 //! 11. Export (`proxy/export.rs`, `BENCH_ONLY=export`): the MITM request rate with the OTLP
@@ -78,6 +84,10 @@ mod credentials;
 mod daemon_bin;
 #[path = "proxy/export.rs"]
 mod export;
+#[path = "proxy/haproxy.rs"]
+mod haproxy;
+#[path = "proxy/hudsucker.rs"]
+mod hudsucker;
 #[path = "proxy/llm.rs"]
 mod llm;
 #[path = "proxy/loadgen.rs"]
@@ -90,6 +100,8 @@ mod middleware;
 mod mitm;
 #[path = "proxy/mitm_load.rs"]
 mod mitm_load;
+#[path = "proxy/mitm_report.rs"]
+mod mitm_report;
 #[path = "proxy/mitmproxy.rs"]
 mod mitmproxy;
 #[path = "proxy/oha.rs"]
@@ -104,12 +116,16 @@ mod protocols_ws;
 mod soak;
 #[path = "proxy/soak_mix.rs"]
 mod soak_mix;
+#[path = "proxy/soak_target.rs"]
+mod soak_target;
 #[path = "proxy/summary.rs"]
 mod summary;
 #[path = "proxy/sys.rs"]
 mod sys;
 #[path = "proxy/tinyproxy.rs"]
 mod tinyproxy;
+#[path = "proxy/tunnel_report.rs"]
+mod tunnel_report;
 #[path = "proxy/wrk.rs"]
 mod wrk;
 
@@ -120,8 +136,8 @@ use greyproxy_testkit::origin::echo_origin;
 
 use client::{Via, open_tunnels};
 use daemon_bin::production_daemon;
-use measure::{Throughput, allow_latency, setup_latency, throughput};
-use sys::{Cpu, daemon_pid, human_bytes, machine, mib, pct, rss_kib, sorted};
+use measure::{BulkOrigins, allow_latency, setup_latency, throughput};
+use sys::{Cpu, daemon_pid, human_bytes, machine, rss_kib};
 
 /// Size of the client's read buffer and of the origin's writes in the bulk transfers.
 pub const BULK_BUF: usize = 1 << 20;
@@ -359,25 +375,46 @@ async fn tunnel_sections(cfg: Cfg) -> summary::TunnelTargets {
         human_bytes(cfg.bytes)
     );
     let full = std::env::args().any(|a| a == "--bench");
-    let peer = match tinyproxy::Tinyproxy::start(full) {
+    let origins = BulkOrigins::start(&cfg);
+    let mut vias = vec![
+        (Via::Direct, pid),
+        (Via::Http(http), pid),
+        (Via::Socks(socks), pid),
+    ];
+    // The peers: absent ones get a line in the report saying why, never a panic.
+    let mut peers = Vec::new();
+    let tiny = match tinyproxy::Tinyproxy::start(full) {
         Ok(t) => {
             eprintln!("      tinyproxy {} (pid {})", t.version, t.pid);
+            peers.push(format!("tinyproxy: {} (its CPU column is its own process; downloads only: it closes both directions on the client's half-close, which the upload's acknowledgement needs)", t.version));
+            vias.push((Via::Peer(t.addr, "tinyproxy CONNECT"), t.pid));
             Some(t)
         }
         Err(e) => {
             eprintln!("      tinyproxy: not available: {e}");
+            peers.push(format!("tinyproxy: not available ({e})"));
             None
         }
     };
-    let peer_addr = peer.as_ref().map(|t| (t.addr, t.pid));
+    let relay = match haproxy::Haproxy::start(full, &origins.all()) {
+        Ok(h) => {
+            eprintln!("      {} (pid {})", h.version, h.pid);
+            peers.push(format!("HAProxy: {} — `mode tcp`, `option splice-auto`, one frontend per origin: a TCP relay, not a CONNECT proxy (what a greyproxyd tunnel does after CONNECT); its CPU column is its own process", h.version));
+            vias.push((Via::Relay(h.relay, haproxy::NAME), h.pid));
+            Some(h)
+        }
+        Err(e) => {
+            eprintln!("      HAProxy: not available: {e}");
+            peers.push(format!("HAProxy: not available ({e})"));
+            None
+        }
+    };
     let cpu_start = Cpu::now(pid);
     let started = Instant::now();
-    let (tp, cfg) =
-        tokio::task::spawn_blocking(move || (throughput(&cfg, http, socks, pid, peer_addr), cfg))
-            .await
-            .unwrap();
-    let peer_note = peer.as_ref().map(|t| t.version.clone());
-    drop(peer);
+    let (tp, cfg) = tokio::task::spawn_blocking(move || (throughput(&cfg, origins, vias), cfg))
+        .await
+        .unwrap();
+    drop((tiny, relay));
 
     eprintln!("[2/4] allow → release ({} holds)…", cfg.holds);
     let mut holds = Vec::new();
@@ -388,12 +425,13 @@ async fn tunnel_sections(cfg: Cfg) -> summary::TunnelTargets {
 
     eprintln!("[3/4] connection setup ({} per path)…", cfg.conns);
     // holds[0] was allowed in step 2: a destination allowed by a user rule.
-    let setup = setup_latency(
-        &cfg,
-        holds[0],
-        [Via::Direct, Via::Http(http), Via::Socks(socks)],
-    )
-    .await;
+    let mut setup_vias = vec![Via::Direct, Via::Http(http), Via::Socks(socks)];
+    let relay = haproxy::Haproxy::start(full, &[holds[0]]).ok();
+    if let Some(h) = &relay {
+        setup_vias.push(Via::Relay(h.relay, haproxy::NAME));
+    }
+    let setup = setup_latency(&cfg, holds[0], &setup_vias).await;
+    drop(relay);
 
     let (_, _, others, steal) = Cpu::now(pid).since(cpu_start);
     let elapsed = started.elapsed().as_secs_f64();
@@ -406,141 +444,14 @@ async fn tunnel_sections(cfg: Cfg) -> summary::TunnelTargets {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (after_rss, peak_rss) = rss_kib(pid);
 
-    // ----- report -----
-    println!(
-        "## Bulk tunnel throughput (MB/s = 10^6 B/s, {} reps)",
-        cfg.reps
-    );
-    println!();
-    println!(
-        "| direction | path | best MB/s | median MB/s | best / direct | median / direct | CPU s/GB all | CPU s/GB proxy |"
-    );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
-    let mut connect_pct = [0.0f64; 2];
-    for (d, dir) in ["download", "upload"].into_iter().enumerate() {
-        let rows: Vec<&Throughput> = tp.iter().filter(|t| t.direction == dir).collect();
-        let direct = rows.iter().find(|t| t.via == Via::Direct).unwrap();
-        let (db, dm) = {
-            let s = sorted(&direct.runs);
-            (*s.last().unwrap(), pct(&s, 50.0))
-        };
-        for t in rows {
-            let s = sorted(&t.runs);
-            let (best, med) = (*s.last().unwrap(), pct(&s, 50.0));
-            let all = sorted(&t.cpu.iter().map(|c| c.0).collect::<Vec<_>>());
-            let daemon = sorted(&t.cpu.iter().map(|c| c.1).collect::<Vec<_>>());
-            if matches!(t.via, Via::Http(_)) {
-                connect_pct[d] = 100.0 * med / dm;
-            }
-            println!(
-                "| {dir} | {} | {best:.0} | {med:.0} | {:.1} % | {:.1} % | {:.2} | {:.2} |",
-                t.via.name(),
-                100.0 * best / db,
-                100.0 * med / dm,
-                pct(&all, 50.0),
-                pct(&daemon, 50.0),
-            );
-        }
-    }
-    println!();
-    println!(
-        "- peer: {} (its CPU column is its own process)",
-        peer_note.as_deref().unwrap_or("tinyproxy not available")
-    );
-    println!();
-
-    let rel = sorted(&allow.release_ms);
-    let rep = sorted(&allow.reply_ms);
-    println!(
-        "## Allow → release ({} held CONNECTs on distinct destinations, allowed one by one)",
-        cfg.holds
-    );
-    println!();
-    println!("| measure | p50 ms | p90 ms | p99 ms | max ms |");
-    println!("|---|---:|---:|---:|---:|");
-    for (name, v) in [
-        (
-            "allow sent → client reads `200 Connection established`",
-            &rel,
-        ),
-        ("allow sent → `command_success` received", &rep),
-    ] {
-        println!(
-            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} |",
-            pct(v, 50.0),
-            pct(v, 90.0),
-            pct(v, 99.0),
-            v.last().unwrap()
-        );
-    }
-    if allow.early_releases > 0 {
-        println!();
-        println!(
-            "WARNING: {} held clients were released before their own allow",
-            allow.early_releases
-        );
-    }
-    println!();
-
-    println!(
-        "## Connection setup (connect + handshake + one 32-byte echo round trip, {} sequential per path)",
-        cfg.conns
-    );
-    println!();
-    println!("| path | p50 µs | p90 µs | p99 µs | conn/s | added p50 µs | added p99 µs |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    let direct = sorted(&setup[0].micros);
-    for s in &setup {
-        let v = sorted(&s.micros);
-        let rate = s.micros.len() as f64 / s.wall.as_secs_f64();
-        let (added50, added99) = if s.via == Via::Direct {
-            ("—".to_string(), "—".to_string())
-        } else {
-            (
-                format!("{:.0}", pct(&v, 50.0) - pct(&direct, 50.0)),
-                format!("{:.0}", pct(&v, 99.0) - pct(&direct, 99.0)),
-            )
-        };
-        println!(
-            "| {} | {:.0} | {:.0} | {:.0} | {rate:.0} | {added50} | {added99} |",
-            s.via.name(),
-            pct(&v, 50.0),
-            pct(&v, 90.0),
-            pct(&v, 99.0),
-        );
-    }
-    println!();
-
-    println!("## Machine load during the run");
-    println!();
-    println!(
-        "Other processes used {:.2} CPUs on average over the {elapsed:.0} s of measurement (of {}); hypervisor steal {:.2} CPUs. Figures taken while this is well above 0 are disturbed.",
-        others / elapsed,
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        steal / elapsed
-    );
-    println!();
-
-    println!("## Daemon memory");
-    println!();
-    println!("| measure | RSS |");
-    println!("|---|---:|");
-    println!("| idle, 1 s after start | {} |", mib(idle_rss));
-    println!(
-        "| {} tunnels open, each has relayed 1 MiB both ways | {} |",
-        cfg.tunnels,
-        mib(open_rss)
-    );
-    println!(
-        "| after the benchmarks, 1 s after the last connection closed | {} |",
-        mib(after_rss)
-    );
-    println!("| peak during the run (VmHWM) | {} |", mib(peak_rss));
-    println!();
-
     let _ = d.stop().await;
-    summary::TunnelTargets {
-        connect_pct: (connect_pct[0], connect_pct[1]),
-        allow_ms: (pct(&rel, 50.0), pct(&rel, 99.0)),
-    }
+    tunnel_report::print(&tunnel_report::TunnelRun {
+        cfg: &cfg,
+        tp,
+        peers,
+        allow,
+        setup,
+        load: (others, steal, elapsed),
+        rss: (idle_rss, open_rss, after_rss, peak_rss),
+    })
 }

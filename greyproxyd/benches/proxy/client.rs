@@ -6,6 +6,8 @@ use std::net::{SocketAddr, TcpStream as StdStream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::haproxy::Relay;
+
 /// How a client reaches its target.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Via {
@@ -14,6 +16,9 @@ pub enum Via {
     Socks(SocketAddr),
     /// HTTP CONNECT through another proxy (a peer such as tinyproxy), named in the report.
     Peer(SocketAddr, &'static str),
+    /// A plain TCP relay with one frontend per target (HAProxy), named in the report: no
+    /// CONNECT, the client connects to the frontend that stands for its target.
+    Relay(&'static Relay, &'static str),
 }
 
 impl Via {
@@ -23,7 +28,7 @@ impl Via {
             Via::Direct => "direct",
             Via::Http(_) => "HTTP CONNECT",
             Via::Socks(_) => "SOCKS5",
-            Via::Peer(_, name) => name,
+            Via::Peer(_, name) | Via::Relay(_, name) => name,
         }
     }
 }
@@ -62,6 +67,7 @@ pub fn check_established(head: &[u8]) {
 pub fn open_blocking(via: Via, target: SocketAddr) -> (StdStream, Vec<u8>) {
     match via {
         Via::Direct => (StdStream::connect(target).unwrap(), Vec::new()),
+        Via::Relay(r, _) => (StdStream::connect(r.front(target)).unwrap(), Vec::new()),
         Via::Http(proxy) | Via::Peer(proxy, _) => {
             let mut s = StdStream::connect(proxy).unwrap();
             s.write_all(connect_request(target).as_bytes()).unwrap();
@@ -104,8 +110,12 @@ pub fn open_blocking(via: Via, target: SocketAddr) -> (StdStream, Vec<u8>) {
 /// Async client: opens a tunnel to `target` (the target must not speak first).
 pub async fn open_async(via: Via, target: SocketAddr) -> TcpStream {
     match via {
-        Via::Direct => {
-            let s = TcpStream::connect(target).await.unwrap();
+        Via::Direct | Via::Relay(..) => {
+            let to = match via {
+                Via::Relay(r, _) => r.front(target),
+                _ => target,
+            };
+            let s = TcpStream::connect(to).await.unwrap();
             s.set_nodelay(true).unwrap();
             s
         }

@@ -13,10 +13,21 @@ pub fn production_daemon(full: bool) -> String {
     if !full {
         return bench_bin;
     }
+    build(&[]).to_string_lossy().into_owned()
+}
+
+/// `target/bench-daemon` of this workspace.
+fn target_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-daemon")
+}
+
+/// `cargo build --release` of the daemon into [`target_dir`] with `features` (cargo flags);
+/// returns the binary. Panics when the build fails (nothing to measure).
+fn build(features: &[&str]) -> std::path::PathBuf {
     let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target = manifest.join("../target/bench-daemon");
+    let target = target_dir();
     eprintln!(
-        "      building the release daemon without dev-dependency features into {}…",
+        "      building the release daemon {features:?} without dev-dependency features into {}…",
         target.display()
     );
     let ok = std::process::Command::new(env!("CARGO"))
@@ -28,6 +39,7 @@ pub fn production_daemon(full: bool) -> String {
             "--bin",
             "greyproxyd",
         ])
+        .args(features)
         .arg("--manifest-path")
         .arg(manifest.join("../Cargo.toml"))
         .env("CARGO_TARGET_DIR", &target)
@@ -38,8 +50,27 @@ pub fn production_daemon(full: bool) -> String {
         "cannot build the release daemon into {}",
         target.display()
     );
-    target
-        .join("release/greyproxyd")
-        .to_string_lossy()
-        .into_owned()
+    target.join("release/greyproxyd")
+}
+
+/// The release daemon with another allocator, for the soak's comparison: `glibc` (no
+/// allocator feature: glibc's malloc), `jemalloc` or `mimalloc` alone. Built into the same
+/// target dir as the production daemon (the dependencies are shared, only the daemon crate is
+/// rebuilt), copied to `target/bench-daemon/greyproxyd-<name>`, after which the production
+/// build is restored (cargo keeps both, so that is a copy, not a rebuild).
+// `benches/llm.rs` shares this file and has no soak.
+#[allow(dead_code)]
+pub fn variant(name: &str) -> String {
+    let features: &[&str] = match name {
+        "glibc" => &["--no-default-features"],
+        "jemalloc" => &["--no-default-features", "--features", "jemalloc"],
+        "mimalloc" => &["--no-default-features", "--features", "mimalloc"],
+        other => panic!("no daemon variant {other:?}"),
+    };
+    let built = build(features);
+    let copy = target_dir().join(format!("greyproxyd-{name}"));
+    std::fs::copy(&built, &copy)
+        .unwrap_or_else(|e| panic!("copy {} → {}: {e}", built.display(), copy.display()));
+    build(&[]);
+    copy.to_string_lossy().into_owned()
 }

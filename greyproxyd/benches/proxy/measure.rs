@@ -120,27 +120,40 @@ pub struct Throughput {
     pub cpu: Vec<(f64, f64)>,
 }
 
-/// Bulk transfers direct, through CONNECT and through SOCKS5, both directions, interleaved.
-pub fn throughput(
-    cfg: &Cfg,
-    http: SocketAddr,
-    socks: SocketAddr,
-    pid: u32,
-    peer: Option<(SocketAddr, u32)>,
-) -> Vec<Throughput> {
-    let source = source_origin(cfg.bytes);
-    let warm = cfg.bytes.min(64 << 20);
-    let warm_source = source_origin(warm);
-    let sink = sink_origin();
-    // Each path with the process whose CPU is the proxy's (the peer's own for tinyproxy).
-    let mut vias = vec![
-        (Via::Direct, pid),
-        (Via::Http(http), pid),
-        (Via::Socks(socks), pid),
-    ];
-    if let Some((addr, ppid)) = peer {
-        vias.push((Via::Peer(addr, "tinyproxy CONNECT"), ppid));
+/// The bulk transfers' origins: a source of `bytes`, a smaller source for the warm-up, a sink.
+#[derive(Clone, Copy)]
+pub struct BulkOrigins {
+    /// Writes `cfg.bytes` to every client.
+    pub source: SocketAddr,
+    /// Writes the warm-up size to every client.
+    pub warm_source: SocketAddr,
+    /// Counts what it reads, then answers the count.
+    pub sink: SocketAddr,
+    warm: u64,
+}
+
+impl BulkOrigins {
+    /// Starts the three origins (threads of this process).
+    pub fn start(cfg: &Cfg) -> BulkOrigins {
+        let warm = cfg.bytes.min(64 << 20);
+        BulkOrigins {
+            source: source_origin(cfg.bytes),
+            warm_source: source_origin(warm),
+            sink: sink_origin(),
+            warm,
+        }
     }
+
+    /// Every origin, for a relay that needs one frontend per target.
+    pub fn all(&self) -> [SocketAddr; 3] {
+        [self.source, self.warm_source, self.sink]
+    }
+}
+
+/// Bulk transfers over each of `vias` (each with the pid whose CPU is the proxy's), both
+/// directions, interleaved.
+pub fn throughput(cfg: &Cfg, o: BulkOrigins, vias: Vec<(Via, u32)>) -> Vec<Throughput> {
+    let (source, warm_source, sink, warm) = (o.source, o.warm_source, o.sink, o.warm);
     let mut out = Vec::new();
     let all_vias = vias;
     for direction in ["download", "upload"] {
@@ -284,8 +297,8 @@ pub struct Setup {
 }
 
 /// `cfg.conns` sequential connections with one echo round trip per path, interleaved.
-pub async fn setup_latency(cfg: &Cfg, target: SocketAddr, vias: [Via; 3]) -> Vec<Setup> {
-    for via in vias {
+pub async fn setup_latency(cfg: &Cfg, target: SocketAddr, vias: &[Via]) -> Vec<Setup> {
+    for &via in vias {
         for _ in 0..20 {
             one_round_trip(via, target).await;
         }

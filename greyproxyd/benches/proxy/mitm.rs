@@ -16,7 +16,7 @@ use greyproxy_testkit::{Daemon, DaemonBuilder};
 use crate::client::Via;
 use crate::mitm_load::{JSON, Rate, bulk, connect, get, https_origin, rate};
 use crate::mitmproxy::{Mitmdump, locate};
-use crate::sys::{Cpu, daemon_pid, human_bytes, mib, pct, reset_peak_rss, rss_kib, sorted};
+use crate::sys::{Cpu, daemon_pid, human_bytes, mib, reset_peak_rss, rss_kib};
 
 /// What the MITM section runs, from the environment.
 pub struct MitmCfg {
@@ -34,6 +34,9 @@ pub struct MitmCfg {
     pub install: bool,
     /// The daemon binary.
     pub daemon: String,
+    /// Another daemon binary measured beside it as an extra path (`BENCH_MITM_BASELINE`), for
+    /// before/after figures of a change in one run.
+    pub baseline: Option<String>,
 }
 
 impl MitmCfg {
@@ -55,24 +58,34 @@ impl MitmCfg {
                 .max(1),
             install: full,
             daemon: daemon.to_string(),
+            baseline: std::env::var("BENCH_MITM_BASELINE")
+                .ok()
+                .filter(|b| !b.is_empty()),
         }
     }
 }
 
 /// One way from the client to the origin.
-struct Route {
-    name: &'static str,
-    via: Via,
+pub(crate) struct Route {
+    pub(crate) name: &'static str,
+    pub(crate) via: Via,
     /// What the client trusts.
-    tls: Arc<ClientConfig>,
+    pub(crate) tls: Arc<ClientConfig>,
     /// The proxy process, if any.
-    pid: Option<u32>,
+    pub(crate) pid: Option<u32>,
 }
 
 const DIRECT: &str = "direct";
 const MITM: &str = "greyproxyd MITM";
 const TUNNEL: &str = "greyproxyd `--no-mitm` (tunnel)";
 const MITMPROXY: &str = "mitmproxy";
+const HUDSUCKER: &str = crate::hudsucker::NAME;
+const BASELINE: &str = "greyproxyd MITM, `BENCH_MITM_BASELINE` build";
+
+/// Paths whose failure is reported in a row rather than ending the run: the peers.
+fn is_peer(name: &str) -> bool {
+    name == MITMPROXY || name == HUDSUCKER
+}
 
 fn h1_client(roots: &Path) -> Arc<ClientConfig> {
     client_config(roots, &[b"http/1.1"])
@@ -81,17 +94,23 @@ fn h1_client(roots: &Path) -> Arc<ClientConfig> {
 /// The two daemons every comparison section runs: one intercepting (trusting the origins'
 /// test CA `ca_arg`) and one `--no-mitm`; also the intercepting one's CA file, once written.
 pub async fn daemon_pair(bin: &str, ca_arg: &str) -> (Daemon, Daemon, PathBuf) {
-    let mitm_d = DaemonBuilder::new(bin)
-        .args(&["--upstream-ca", ca_arg])
-        .env("RUST_LOG", "info")
-        .start()
-        .await;
+    let (mitm_d, daemon_ca) = intercepting(bin, ca_arg).await;
     let tun_d = DaemonBuilder::new(bin)
         .args(&["--no-mitm"])
         .env("RUST_LOG", "info")
         .start()
         .await;
-    let daemon_ca = mitm_d.state_dir().join("ca-cert.pem");
+    (mitm_d, tun_d, daemon_ca)
+}
+
+/// An intercepting daemon trusting the origins' test CA `ca_arg`, and its CA file once written.
+async fn intercepting(bin: &str, ca_arg: &str) -> (Daemon, PathBuf) {
+    let d = DaemonBuilder::new(bin)
+        .args(&["--upstream-ca", ca_arg])
+        .env("RUST_LOG", "info")
+        .start()
+        .await;
+    let daemon_ca = d.state_dir().join("ca-cert.pem");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !daemon_ca.is_file() {
         assert!(
@@ -101,16 +120,16 @@ pub async fn daemon_pair(bin: &str, ca_arg: &str) -> (Daemon, Daemon, PathBuf) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    (mitm_d, tun_d, daemon_ca)
+    (d, daemon_ca)
 }
 
 /// A bulk row: MB/s and CPU s/GB (bench, proxy) per download, and the proxy's peak RSS.
 #[derive(Default)]
-struct Bulk {
-    mbs: Vec<f64>,
-    cpu: Vec<(f64, f64)>,
-    peak_kib: Option<u64>,
-    error: Option<String>,
+pub(crate) struct Bulk {
+    pub(crate) mbs: Vec<f64>,
+    pub(crate) cpu: Vec<(f64, f64)>,
+    pub(crate) peak_kib: Option<u64>,
+    pub(crate) error: Option<String>,
 }
 
 /// Transactions the daemon's writer dropped (its `row dropped` warnings), from its log.
@@ -130,8 +149,14 @@ pub fn dropped_transactions(d: &Daemon) -> u64 {
 pub struct MitmTargets {
     /// greyproxyd MITM req/s ÷ mitmproxy's, per connection count (absent: not measured).
     pub vs_mitmproxy: Vec<(usize, f64)>,
+    /// greyproxyd MITM req/s ÷ hudsucker's, per connection count (absent: not measured).
+    pub vs_hudsucker: Vec<(usize, f64)>,
+    /// greyproxyd MITM p99 ÷ p50 latency, per connection count.
+    pub p99_over_p50: Vec<(usize, f64)>,
     /// Added p50 latency of a small MITM request over direct, µs (1 connection).
     pub added_p50_us: Option<f64>,
+    /// Why a peer is missing from the run, per peer.
+    pub missing: Vec<(&'static str, String)>,
 }
 
 /// Runs the MITM section and prints its tables.
@@ -178,10 +203,26 @@ pub async fn run(cfg: &MitmCfg) -> MitmTargets {
             pid: Some(daemon_pid(tun_d.state_dir())),
         },
     ];
-    let mut mitmproxy_note = String::new();
+    let baseline = match &cfg.baseline {
+        Some(bin) => Some(intercepting(bin, &ca_arg).await),
+        None => None,
+    };
+    if let Some((d, ca_file)) = &baseline {
+        routes.insert(
+            2,
+            Route {
+                name: BASELINE,
+                via: Via::Http(d.http.unwrap()),
+                tls: h1_client(ca_file),
+                pid: Some(daemon_pid(d.state_dir())),
+            },
+        );
+    }
+    // Each peer: a note for the report, or why it is not there.
+    let mut notes: Vec<(&'static str, Result<String, String>)> = Vec::new();
     match &mitmdump {
         Ok(m) => {
-            mitmproxy_note = format!("{} (pid {})", m.version, m.pid);
+            notes.push((MITMPROXY, Ok(format!("{} (pid {})", m.version, m.pid))));
             routes.push(Route {
                 name: MITMPROXY,
                 via: Via::Http(m.addr),
@@ -189,7 +230,27 @@ pub async fn run(cfg: &MitmCfg) -> MitmTargets {
                 pid: Some(m.pid),
             });
         }
-        Err(e) => eprintln!("      mitmproxy: not available: {e}"),
+        Err(e) => {
+            eprintln!("      mitmproxy: not available: {e}");
+            notes.push((MITMPROXY, Err(format!("not available ({e})"))));
+        }
+    }
+    let hudsucker = crate::hudsucker::locate(cfg.install)
+        .and_then(|bin| crate::hudsucker::Hudsucker::start(&bin, ca.pem_path()));
+    match &hudsucker {
+        Ok(h) => {
+            notes.push((HUDSUCKER, Ok(format!("{} (pid {}), our minimal proxy on it with no handlers (`benches/proxy/peers/hudsucker_main.rs.txt`), built `--release`", h.version, h.pid))));
+            routes.push(Route {
+                name: HUDSUCKER,
+                via: Via::Http(h.addr),
+                tls: h1_client(&h.ca),
+                pid: Some(h.pid),
+            });
+        }
+        Err(e) => {
+            eprintln!("      hudsucker: not available: {e}");
+            notes.push((HUDSUCKER, Err(format!("not available ({e})"))));
+        }
     }
     // Every route must deliver the origin's bytes before anything is timed; the roots each
     // client trusts prove who terminated TLS (the daemon's CA only works if it intercepted).
@@ -207,7 +268,7 @@ pub async fn run(cfg: &MitmCfg) -> MitmTargets {
         };
         match check.await {
             Ok(()) => ok.push(r),
-            Err(e) if r.name == MITMPROXY => failed.push((r.name, e)),
+            Err(e) if is_peer(r.name) => failed.push((r.name, e)),
             Err(e) => panic!("{}: {e}", r.name),
         }
     }
@@ -228,7 +289,7 @@ pub async fn run(cfg: &MitmCfg) -> MitmTargets {
             );
             let res = rate(r.pid, r.via, origin, r.tls.clone(), n, cfg.warm, cfg.window).await;
             if let Err(e) = &res {
-                assert_eq!(r.name, MITMPROXY, "{}: {e}", r.name);
+                assert!(is_peer(r.name), "{}: {e}", r.name);
             }
             rates.push((n, r.name, res));
         }
@@ -263,7 +324,7 @@ pub async fn run(cfg: &MitmCfg) -> MitmTargets {
                     b.cpu.push((me / gb, proxy / gb));
                 }
                 Err(e) => {
-                    assert_eq!(r.name, MITMPROXY, "{}: {e}", r.name);
+                    assert!(is_peer(r.name), "{}: {e}", r.name);
                     b.error = Some(e);
                 }
             }
@@ -278,199 +339,50 @@ pub async fn run(cfg: &MitmCfg) -> MitmTargets {
         std::fs::metadata(mitm_d.state_dir().join("greyproxy.redb")).map_or(0, |m| m.len());
 
     // ----- report -----
-    let unavailable = match (&mitmdump, failed.first()) {
-        (Err(e), _) => Some(format!("not available ({e})")),
-        (Ok(_), Some((_, e))) => Some(format!("failed ({e})")),
-        _ => None,
+    // A peer that started but failed the check is reported as failed.
+    for (name, e) in failed {
+        if let Some(n) = notes.iter_mut().find(|n| n.0 == name) {
+            n.1 = Err(format!("failed ({e})"));
+        }
+    }
+    let missing: Vec<(&'static str, String)> = notes
+        .iter()
+        .filter_map(|(n, r)| r.as_ref().err().map(|e| (*n, e.clone())))
+        .collect();
+    let peers = crate::mitm_report::Peers {
+        names: [MITMPROXY, HUDSUCKER],
+        direct: DIRECT,
+        mitm: MITM,
+        missing: &missing,
     };
-    report_rates(cfg, &rates, unavailable.as_deref());
-    report_bulk(cfg, &routes, &bulks, unavailable.as_deref());
-    println!(
-        "- mitmproxy: {}",
-        unavailable.as_deref().unwrap_or(&mitmproxy_note)
-    );
+    crate::mitm_report::rates(cfg, &rates, &peers);
+    crate::mitm_report::bulk(cfg, &routes, &bulks, &peers);
+    for (name, note) in &notes {
+        println!(
+            "- {name}: {}",
+            match note {
+                Ok(n) | Err(n) => n,
+            }
+        );
+    }
     println!(
         "- transactions dropped by the MITM daemon's writer (queue full): {dropped}; its RSS after the run: {}; its store file: {:.1} MiB",
         mib(mitm_idle),
         db_bytes as f64 / (1 << 20) as f64
     );
     println!();
-    let targets = targets(&rates);
+    let targets = crate::mitm_report::targets(&rates, &peers);
     drop(mitmdump);
+    drop(hudsucker);
+    if let Some((d, _)) = baseline {
+        println!(
+            "- {BASELINE}: `{}`",
+            cfg.baseline.as_deref().unwrap_or_default()
+        );
+        println!();
+        let _ = d.stop().await;
+    }
     let _ = mitm_d.stop().await;
     let _ = tun_d.stop().await;
     targets
-}
-
-fn find<'a>(
-    rates: &'a [(usize, &str, Result<Rate, String>)],
-    n: usize,
-    name: &str,
-) -> Option<&'a Rate> {
-    rates
-        .iter()
-        .find(|(c, p, _)| *c == n && *p == name)
-        .and_then(|(_, _, r)| r.as_ref().ok())
-}
-
-fn req_s(r: &Rate) -> f64 {
-    r.requests as f64 / r.window.as_secs_f64()
-}
-
-fn report_rates(
-    cfg: &MitmCfg,
-    rates: &[(usize, &'static str, Result<Rate, String>)],
-    unavailable: Option<&str>,
-) {
-    println!(
-        "## MITM request rate (HTTP/1.1 keep-alive, GET of a {}-byte JSON, {} s per row after {} s warm-up)",
-        JSON.len(),
-        cfg.window.as_secs_f64(),
-        cfg.warm.as_secs_f64()
-    );
-    println!();
-    println!(
-        "| conns | path | req/s | p50 µs | p99 µs | ÷ direct | ÷ mitmproxy | proxy CPU s | proxy CPU µs/req | proxy peak RSS | client+origin CPU s | softirq CPUs | other CPUs |"
-    );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for &n in &cfg.conns {
-        let direct = find(rates, n, DIRECT).map(req_s);
-        let mp = find(rates, n, MITMPROXY).map(req_s);
-        for (c, name, r) in rates.iter().filter(|(c, _, _)| *c == n) {
-            let Ok(r) = r else {
-                continue;
-            };
-            let v = sorted(&r.micros);
-            let rs = req_s(r);
-            let ratio =
-                |base: Option<f64>| base.map_or("—".into(), |b| format!("{:.2}×", rs / b));
-            let (me, proxy, others, irq) = r.cpu;
-            let secs = r.window.as_secs_f64();
-            let proxy_cols = if *name == DIRECT {
-                ("—".to_string(), "—".to_string(), "—".to_string())
-            } else {
-                (
-                    format!("{proxy:.2}"),
-                    format!("{:.0}", proxy * 1e6 / r.requests.max(1) as f64),
-                    r.peak_kib.map_or("—".into(), mib),
-                )
-            };
-            println!(
-                "| {c} | {name} | {rs:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {me:.2} | {:.2} | {:.2} |",
-                pct(&v, 50.0),
-                pct(&v, 99.0),
-                ratio(direct),
-                ratio(mp),
-                proxy_cols.0,
-                proxy_cols.1,
-                proxy_cols.2,
-                irq / secs,
-                others / secs
-            );
-        }
-        if let Some(u) = unavailable {
-            println!("| {n} | mitmproxy: {u} | | | | | | | | | | | |");
-        }
-    }
-    println!();
-    let base = cfg.conns.iter().find(|&&n| n == 1).copied();
-    if let Some(n) = base
-        && let Some(d) = find(rates, n, DIRECT)
-    {
-        let dv = sorted(&d.micros);
-        println!("## Added latency over direct (1 connection, difference of the percentiles)");
-        println!();
-        println!("| path | p50 µs | p99 µs | added p50 µs | added p99 µs |");
-        println!("|---|---:|---:|---:|---:|");
-        for name in [DIRECT, MITM, TUNNEL, MITMPROXY] {
-            let Some(r) = find(rates, n, name) else {
-                continue;
-            };
-            let v = sorted(&r.micros);
-            let (p50, p99) = (pct(&v, 50.0), pct(&v, 99.0));
-            let added = |x: f64| {
-                if name == DIRECT {
-                    "—".to_string()
-                } else {
-                    format!("{x:.0}")
-                }
-            };
-            println!(
-                "| {name} | {p50:.0} | {p99:.0} | {} | {} |",
-                added(p50 - pct(&dv, 50.0)),
-                added(p99 - pct(&dv, 99.0))
-            );
-        }
-        println!();
-    }
-}
-
-fn report_bulk(cfg: &MitmCfg, routes: &[Route], bulks: &[Bulk], unavailable: Option<&str>) {
-    println!(
-        "## MITM bulk download ({} HTTPS body per transfer, {} reps, MB/s = 10^6 B/s)",
-        human_bytes(cfg.bytes),
-        cfg.reps
-    );
-    println!();
-    println!(
-        "| path | best MB/s | median MB/s | median ÷ direct | proxy CPU s/GB | client+origin CPU s/GB | proxy peak RSS |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    let direct = bulks[0].mbs.clone();
-    let dmed = (!direct.is_empty()).then(|| pct(&sorted(&direct), 50.0));
-    for (r, b) in routes.iter().zip(bulks) {
-        if let Some(e) = &b.error {
-            println!("| {}: failed ({e}) | | | | | | |", r.name);
-            continue;
-        }
-        let s = sorted(&b.mbs);
-        let med = pct(&s, 50.0);
-        let me = pct(
-            &sorted(&b.cpu.iter().map(|c| c.0).collect::<Vec<_>>()),
-            50.0,
-        );
-        let proxy = pct(
-            &sorted(&b.cpu.iter().map(|c| c.1).collect::<Vec<_>>()),
-            50.0,
-        );
-        let is_direct = r.pid.is_none();
-        println!(
-            "| {} | {:.0} | {med:.0} | {} | {} | {me:.2} | {} |",
-            r.name,
-            s.last().unwrap(),
-            dmed.map_or("—".into(), |d| format!("{:.1} %", 100.0 * med / d)),
-            if is_direct {
-                "—".into()
-            } else {
-                format!("{proxy:.2}")
-            },
-            if is_direct {
-                "—".into()
-            } else {
-                b.peak_kib.map_or("—".into(), mib)
-            },
-        );
-    }
-    if let Some(u) = unavailable {
-        println!("| mitmproxy: {u} | | | | | | |");
-    }
-    println!();
-}
-
-/// The figures the closing summary (`summary.rs`) judges against the targets.
-fn targets(rates: &[(usize, &'static str, Result<Rate, String>)]) -> MitmTargets {
-    let mut conns: Vec<usize> = rates.iter().map(|r| r.0).collect();
-    conns.dedup();
-    MitmTargets {
-        vs_mitmproxy: conns
-            .into_iter()
-            .filter_map(|n| {
-                let (g, m) = (find(rates, n, MITM)?, find(rates, n, MITMPROXY)?);
-                Some((n, req_s(g) / req_s(m)))
-            })
-            .collect(),
-        added_p50_us: find(rates, 1, MITM)
-            .zip(find(rates, 1, DIRECT))
-            .map(|(g, d)| pct(&sorted(&g.micros), 50.0) - pct(&sorted(&d.micros), 50.0)),
-    }
 }

@@ -1,42 +1,39 @@
-//! The soak run (`BENCH_ONLY=soak`): mixed traffic against one intercepting daemon for
-//! `BENCH_SOAK_SECS` (default 1800 with `--bench`, 120 otherwise), sampling its RSS, open file
-//! descriptors and threads every `BENCH_SOAK_SAMPLE` seconds (default 10). Passes when RSS stays
-//! flat after warm-up (capture caps bound the store; no queue grows) and the descriptors return
-//! to their idle baseline once the traffic stops.
+//! The soak run (`BENCH_ONLY=soak`): mixed traffic (`soak_target.rs`) against one intercepting
+//! daemon for `BENCH_SOAK_SECS` (default 1800 with `--bench`, 120 otherwise), sampling its RSS,
+//! open file descriptors, threads and runtime tasks every `BENCH_SOAK_SAMPLE` seconds (default
+//! 10), then its idle RSS for `BENCH_SOAK_IDLE` seconds (default 60) after the traffic stops.
+//! Passes when RSS stays flat after warm-up (capture caps bound the store; no queue grows),
+//! stays ≤ 64 MiB, returns to ≤ 30 MiB idle within the idle window, and the descriptors and
+//! tasks return to their idle baseline.
 //!
-//! Traffic, all at once: keep-alive HTTPS requests through the MITM (4 workers, reconnecting
-//! every 200 requests), HTTPS bulk downloads larger than the capture cap, HTTP/2 requests, SSE
-//! streams and WebSocket echoes through the MITM, plain-HTTP requests through the forwarding
-//! (`soak_mix.rs`), raw CONNECT tunnels to an
-//! echo origin (not HTTP: relayed untouched), a held connection to a fresh destination
-//! allowed over the control socket and its rule deleted again every 2 s, and `list_activity`
-//! pages read every 5 s.
+//! `BENCH_SOAK_COMPARE` runs other builds side by side in the same soak, each with the same
+//! traffic of its own: a comma list of `glibc`, `jemalloc`, `mimalloc` (the daemon built by the
+//! bench with that allocator, `daemon_bin::variant`) or `label=/path/to/greyproxyd`; `none` for
+//! none. Default: `glibc` with `--bench` (RSS with and without the shipped allocator in one
+//! run), none otherwise.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-use greyproxy_testkit::DaemonBuilder;
-use greyproxy_testkit::origin::echo_origin;
-use greyproxy_testkit::tls::{TestCa, client_config};
-
-use crate::client::{Via, open_async};
-use crate::mitm_load::{connect, get, https_origin};
-use crate::sys::{daemon_pid, mib, rss_kib};
+use crate::soak_target::{Origins, Sample, Target, fds, tasks_alone};
+use crate::sys::{mib, rss_kib};
 
 /// Soak settings from the environment.
 pub struct SoakCfg {
     duration: Duration,
     sample: Duration,
-    daemon: String,
+    idle: Duration,
+    /// (label, binary), the measured daemon first.
+    daemons: Vec<(String, String)>,
 }
 
+/// The soak's bounds (docs/performance.md#targets).
+const PLATEAU_MAX_KIB: u64 = 64 * 1024;
+const IDLE_MAX_KIB: u64 = 30 * 1024;
+
 impl SoakCfg {
-    /// `BENCH_SOAK_SECS`, `BENCH_SOAK_SAMPLE`.
+    /// `BENCH_SOAK_SECS`, `BENCH_SOAK_SAMPLE`, `BENCH_SOAK_IDLE`, `BENCH_SOAK_COMPARE`.
     pub fn from_env(full: bool, daemon: &str) -> SoakCfg {
         let secs = |k: &str, d: u64| {
             std::env::var(k)
@@ -48,231 +45,153 @@ impl SoakCfg {
                 })
                 .unwrap_or(d)
         };
+        let compare = std::env::var("BENCH_SOAK_COMPARE")
+            .unwrap_or_else(|_| if full { "glibc" } else { "none" }.into());
+        let mut daemons = vec![("greyproxyd".to_string(), daemon.to_string())];
+        for item in compare.split(',').map(str::trim) {
+            match item {
+                "" | "none" => {}
+                "glibc" | "jemalloc" | "mimalloc" => {
+                    daemons.push((format!("{item} build"), crate::daemon_bin::variant(item)))
+                }
+                other => {
+                    let (label, path) = other.split_once('=').unwrap_or_else(|| {
+                        panic!("BENCH_SOAK_COMPARE={compare:?}: expected glibc, jemalloc, mimalloc or label=/path")
+                    });
+                    daemons.push((label.to_string(), path.to_string()));
+                }
+            }
+        }
         SoakCfg {
             duration: Duration::from_secs(secs("BENCH_SOAK_SECS", if full { 1800 } else { 120 })),
             sample: Duration::from_secs(secs("BENCH_SOAK_SAMPLE", 10).max(1)),
-            daemon: daemon.to_string(),
+            idle: Duration::from_secs(secs("BENCH_SOAK_IDLE", 60)),
+            daemons,
         }
     }
 }
 
-/// One sample of the daemon.
-struct Sample {
-    at: Duration,
-    rss_kib: u64,
-    fds: usize,
-    threads: u64,
-    /// `status.alive_tasks`, with the soak's own control connection open.
-    tasks: u64,
-    requests: u64,
-}
-
-fn fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
-}
-
-fn threads(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// `status.alive_tasks` seen from a control connection of its own, opened and closed here:
-/// the same count before and after the traffic is comparable.
-async fn tasks_alone(d: &greyproxy_testkit::Daemon) -> u64 {
-    let mut c = d.client().await;
-    let st = c.query(json!({"command": "status"})).await;
-    drop(c);
-    st["alive_tasks"].as_u64().unwrap_or(0)
-}
-
-/// Runs the soak and prints its table and verdict.
+/// Runs the soak and prints its tables and verdicts.
 pub async fn run(cfg: &SoakCfg) {
-    eprintln!("[soak] {} s of mixed traffic…", cfg.duration.as_secs());
-    let ca = TestCa::new("greyproxy soak origin CA");
-    let origin = https_origin(&ca).await;
-    let echo = echo_origin("127.0.0.1").await;
-    let proto = crate::protocols_load::proto_origin(&ca).await;
-    let ws = crate::protocols_ws::ws_origin(&ca).await;
-    let plain_origin = greyproxy_testkit::origin::http_origin("127.0.0.1").await;
-    let ca_arg = ca.pem_arg();
-    let d = DaemonBuilder::new(&cfg.daemon)
-        .args(&["--upstream-ca", &ca_arg, "--hold-timeout", "60"])
-        .env("RUST_LOG", "warn")
-        .start()
-        .await;
-    let pid = daemon_pid(d.state_dir());
-    let proxy = Via::Http(d.http.unwrap());
-    let tls = client_config(&d.state_dir().join("ca-cert.pem"), &[b"http/1.1"]);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let idle_fds = fds(pid);
-    let idle_rss = rss_kib(pid).0;
-    let idle_tasks = tasks_alone(&d).await;
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let requests = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
-    let mut workers = Vec::new();
-    for _ in 0..4 {
-        workers.push(tokio::spawn(keepalive(
-            proxy,
-            origin,
-            tls.clone(),
-            stop.clone(),
-            requests.clone(),
-            errors.clone(),
-        )));
-    }
-    workers.push(tokio::spawn(bulk(
-        proxy,
-        origin,
-        tls.clone(),
-        stop.clone(),
-        errors.clone(),
-    )));
-    workers.push(tokio::spawn(tunnels(
-        proxy,
-        echo,
-        stop.clone(),
-        errors.clone(),
-    )));
-    let mix = crate::soak_mix::Shared {
-        stop: stop.clone(),
-        errors: errors.clone(),
-    };
-    let ca_pem = d.state_dir().join("ca-cert.pem");
-    let h2_tls = client_config(&ca_pem, &[b"h2", b"http/1.1"]);
-    let (h2_done, sse_done, ws_done, plain_done) = (
-        Arc::new(AtomicU64::new(0)),
-        Arc::new(AtomicU64::new(0)),
-        Arc::new(AtomicU64::new(0)),
-        Arc::new(AtomicU64::new(0)),
+    eprintln!(
+        "[soak] {} s of mixed traffic against {}…",
+        cfg.duration.as_secs(),
+        cfg.daemons
+            .iter()
+            .map(|(l, _)| l.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
-    workers.push(tokio::spawn(crate::soak_mix::plain(
-        d.http.unwrap(),
-        plain_origin,
-        mix.clone(),
-        plain_done.clone(),
-    )));
-    workers.push(tokio::spawn(crate::soak_mix::h2(
-        proxy,
-        proto,
-        h2_tls.clone(),
-        mix.clone(),
-        h2_done.clone(),
-    )));
-    workers.push(tokio::spawn(crate::soak_mix::sse(
-        proxy,
-        proto,
-        h2_tls,
-        mix.clone(),
-        sse_done.clone(),
-    )));
-    workers.push(tokio::spawn(crate::soak_mix::ws(
-        proxy,
-        ws,
-        tls.clone(),
-        mix,
-        ws_done.clone(),
-    )));
-    let mut ctl = d.client().await;
-    // Only what the hold step waits for: every transaction would otherwise be queued in this
-    // client for the whole run (a 30-minute run grew the benchmark itself to 24 GB).
-    let _ = ctl
-        .cmd(json!({"command": "subscribe", "event_type": "pending_request.created"}))
-        .await;
+    let origins = Origins::start().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut targets = Vec::new();
+    for (label, bin) in &cfg.daemons {
+        targets.push(Target::start(label, bin, &origins, &stop).await);
+    }
     let started = Instant::now();
-    let mut samples = Vec::new();
-    let mut next_sample = started;
-    let mut next_hold = started;
-    let mut next_list = started;
-    let mut holds = 0u64;
+    let (mut next_sample, mut next_hold, mut next_list) = (started, started, started);
     while started.elapsed() < cfg.duration {
         let now = Instant::now();
         if now >= next_sample {
-            let st = ctl.query(json!({"command": "status"})).await;
-            samples.push(Sample {
-                tasks: st["alive_tasks"].as_u64().unwrap_or(0),
-                at: started.elapsed(),
-                rss_kib: rss_kib(pid).0,
-                fds: fds(pid),
-                threads: threads(pid),
-                requests: requests.load(Ordering::Relaxed),
-            });
+            for t in &mut targets {
+                t.sample(started.elapsed()).await;
+            }
             next_sample += cfg.sample;
         }
         if now >= next_hold {
-            if hold_and_allow(&mut ctl, proxy).await {
-                holds += 1;
-            } else {
-                errors.fetch_add(1, Ordering::Relaxed);
+            for t in &mut targets {
+                t.hold().await;
             }
             next_hold += Duration::from_secs(2);
         }
         if now >= next_list {
-            let _ = ctl
-                .query(json!({"command": "list_activity", "limit": 200}))
-                .await;
+            for t in &mut targets {
+                t.list().await;
+            }
             next_list += Duration::from_secs(5);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        let _ = w.await;
+    for t in &mut targets {
+        t.quiesce().await;
     }
-    drop(ctl);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let end_fds = fds(pid);
-    let (end_rss, peak_rss) = rss_kib(pid);
-    let end_tasks = tasks_alone(&d).await;
-    report(
-        cfg,
-        &samples,
-        (idle_fds, end_fds),
-        (idle_tasks, end_tasks),
-        (idle_rss, end_rss, peak_rss),
-        holds,
-        &errors,
-    );
-    println!(
-        "- other traffic: {} HTTP/2 requests, {} SSE events, {} WebSocket round trips through the MITM; {} plain-HTTP requests",
-        h2_done.load(Ordering::Relaxed),
-        sse_done.load(Ordering::Relaxed),
-        ws_done.load(Ordering::Relaxed),
-        plain_done.load(Ordering::Relaxed)
-    );
-    let log = d.log();
-    let bad: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains(" ERROR ") || l.contains(" WARN "))
-        .collect();
-    println!("- daemon warnings and errors: {}", bad.len());
-    for l in bad.iter().take(5) {
-        println!("  - `{l}`");
+    // Idle RSS after the traffic, every second for `cfg.idle` (at least the 3 s the
+    // descriptor and task checks wait).
+    let stopped = Instant::now();
+    let idle_secs = cfg.idle.as_secs().max(3);
+    let mut idle_rss: Vec<Vec<u64>> = vec![Vec::new(); targets.len()];
+    let mut ends = Vec::new();
+    for s in 1..=idle_secs {
+        tokio::time::sleep_until((stopped + Duration::from_secs(s)).into()).await;
+        for (t, v) in targets.iter().zip(&mut idle_rss) {
+            v.push(rss_kib(t.pid).0);
+        }
+        if s == 3 {
+            for t in &targets {
+                ends.push((fds(t.pid), tasks_alone(&t.d).await, rss_kib(t.pid)));
+            }
+        }
     }
-    println!();
-    let _ = d.stop().await;
+    rss_table(cfg, &targets);
+    idle_table(&targets, &idle_rss);
+    for ((t, end), idle) in targets.iter().zip(&ends).zip(&idle_rss) {
+        report(cfg, t, *end, idle);
+    }
+    for t in targets {
+        let _ = t.d.stop().await;
+    }
 }
 
-/// Prints the samples and the verdict; pairs are (idle before traffic, 3 s after it).
-fn report(
-    cfg: &SoakCfg,
-    samples: &[Sample],
-    (idle_fds, end_fds): (usize, usize),
-    (idle_tasks, end_tasks): (u64, u64),
-    (idle_rss, end_rss, peak_rss): (u64, u64, u64),
-    holds: u64,
-    errors: &AtomicU64,
-) {
+/// RSS over time, one column per daemon (a row per sample, at most about 15).
+fn rss_table(cfg: &SoakCfg, targets: &[Target]) {
     println!(
-        "## Soak ({} s of mixed traffic, sampled every {} s)",
+        "## Soak: RSS over time ({} s of mixed traffic per daemon, all at once, sampled every {} s)",
         cfg.duration.as_secs(),
         cfg.sample.as_secs()
     );
+    println!();
+    let head: Vec<&str> = targets.iter().map(|t| t.label.as_str()).collect();
+    println!("| t (s) | {} |", head.join(" | "));
+    println!("|---:|{}", "---:|".repeat(targets.len()));
+    let n = targets.iter().map(|t| t.samples.len()).min().unwrap_or(0);
+    let step = (n / 15).max(1);
+    for i in (0..n).filter(|i| i % step == 0 || i + 1 == n) {
+        let cells: Vec<String> = targets.iter().map(|t| mib(t.samples[i].rss_kib)).collect();
+        println!(
+            "| {} | {} |",
+            targets[0].samples[i].at.as_secs(),
+            cells.join(" | ")
+        );
+    }
+    println!();
+}
+
+/// Idle RSS after the traffic stopped, per daemon.
+fn idle_table(targets: &[Target], idle: &[Vec<u64>]) {
+    println!("## Soak: idle RSS after the traffic stopped");
+    println!();
+    let head: Vec<&str> = targets.iter().map(|t| t.label.as_str()).collect();
+    println!("| after | {} |", head.join(" | "));
+    println!("|---:|{}", "---:|".repeat(targets.len()));
+    let n = idle.iter().map(Vec::len).min().unwrap_or(0);
+    for s in [1usize, 3, 5, 10, 20, 30, 45, 60, 90, 120]
+        .into_iter()
+        .filter(|&s| s <= n)
+    {
+        let cells: Vec<String> = idle.iter().map(|v| mib(v[s - 1])).collect();
+        println!("| {s} s | {} |", cells.join(" | "));
+    }
+    println!();
+}
+
+/// One daemon's samples and verdicts; `end` is (descriptors, tasks, (RSS, peak)) 3 s after the
+/// traffic, `idle` its RSS each second after the traffic.
+fn report(cfg: &SoakCfg, t: &Target, end: (usize, u64, (u64, u64)), idle: &[u64]) {
+    let (end_fds, end_tasks, (end_rss, peak_rss)) = end;
+    let (idle_rss, idle_fds, idle_tasks) = t.idle;
+    let samples: &[Sample] = &t.samples;
+    println!("### Soak: {} (`{}`)", t.label, t.d.state_dir().display());
     println!();
     println!("| t (s) | RSS | open fds | threads | runtime tasks | MITM requests so far |");
     println!("|---:|---:|---:|---:|---:|---:|");
@@ -304,7 +223,7 @@ fn report(
             })
             .map(|s| s.rss_kib)
             .collect();
-        (!v.is_empty()).then(|| v.iter().sum::<u64>() as i64 / v.len() as i64)
+        (!v.is_empty()).then(|| v.iter().sum::<u64>() / v.len() as u64)
     };
     let last = samples.last();
     let warm = samples.iter().find(|s| s.at >= cfg.duration / 4);
@@ -312,10 +231,21 @@ fn report(
         (Some(w), Some(l)) => l.rss_kib as i64 - w.rss_kib as i64,
         _ => 0,
     };
-    let (flat, growth) = match (mean(0.5, 0.75), mean(0.75, 1.01)) {
-        (Some(q3), Some(q4)) => (q4 - q3 <= (q3 / 10).max(8 * 1024), q4 - q3),
+    let (q3, q4) = (mean(0.5, 0.75), mean(0.75, 1.01));
+    let (flat, growth) = match (q3, q4) {
+        (Some(q3), Some(q4)) => (
+            q4 as i64 - q3 as i64 <= (q3 as i64 / 10).max(8 * 1024),
+            q4 as i64 - q3 as i64,
+        ),
         _ => (false, 0),
     };
+    let plateau_max = samples
+        .iter()
+        .filter(|s| s.at >= cfg.duration / 4)
+        .map(|s| s.rss_kib)
+        .max()
+        .unwrap_or(0);
+    let c = &t.counts;
     let total = last.map_or(0, |l| l.requests);
     println!(
         "- idle before traffic: {} RSS, {idle_fds} fds, {idle_tasks} runtime tasks",
@@ -346,97 +276,42 @@ fn report(
         from_warm as f64 / 1024.0
     );
     println!(
-        "- traffic: {total} MITM requests, {holds} held-then-allowed connections, {} client-side errors",
-        errors.load(Ordering::Relaxed)
+        "- plateau (highest sample after the first quarter): {} — {} (≤ 64 MiB); last-quarter mean {}",
+        mib(plateau_max),
+        if plateau_max <= PLATEAU_MAX_KIB {
+            "met"
+        } else {
+            "**missed**"
+        },
+        q4.map_or("—".into(), mib)
     );
+    let back = idle.iter().position(|&r| r <= IDLE_MAX_KIB);
+    println!(
+        "- idle RSS after the traffic: {} at +{} s — {}",
+        idle.last().map_or("—".into(), |&r| mib(r)),
+        idle.len(),
+        match back {
+            Some(i) => format!("≤ 30 MiB after {} s: met", i + 1),
+            None => format!("not ≤ 30 MiB within {} s: **missed**", idle.len()),
+        }
+    );
+    println!(
+        "- traffic: {total} MITM requests, {} held-then-allowed connections, {} client-side errors; {} HTTP/2 requests, {} SSE events, {} WebSocket round trips through the MITM; {} plain-HTTP requests",
+        t.holds,
+        c.errors.load(Ordering::Relaxed),
+        c.h2.load(Ordering::Relaxed),
+        c.sse.load(Ordering::Relaxed),
+        c.ws.load(Ordering::Relaxed),
+        c.plain.load(Ordering::Relaxed)
+    );
+    let log = t.d.log();
+    let bad: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" ERROR ") || l.contains(" WARN "))
+        .collect();
+    println!("- daemon warnings and errors: {}", bad.len());
+    for l in bad.iter().take(5) {
+        println!("  - `{l}`");
+    }
     println!();
-}
-
-/// Keep-alive GETs through the MITM, a new connection every 200 requests.
-async fn keepalive(
-    via: Via,
-    origin: SocketAddr,
-    tls: Arc<rustls::ClientConfig>,
-    stop: Arc<AtomicBool>,
-    requests: Arc<AtomicU64>,
-    errors: Arc<AtomicU64>,
-) {
-    let authority = origin.to_string();
-    while !stop.load(Ordering::Relaxed) {
-        let Ok(mut c) = connect(via, origin, tls.clone()).await else {
-            errors.fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
-        for _ in 0..200 {
-            if stop.load(Ordering::Relaxed) {
-                return;
-            }
-            match get(&mut c, &authority, "/json").await {
-                Ok(_) => requests.fetch_add(1, Ordering::Relaxed),
-                Err(_) => {
-                    errors.fetch_add(1, Ordering::Relaxed);
-                    break;
-                }
-            };
-        }
-    }
-}
-
-/// 4 MiB HTTPS downloads (twice the default capture cap), one after another.
-async fn bulk(
-    via: Via,
-    origin: SocketAddr,
-    tls: Arc<rustls::ClientConfig>,
-    stop: Arc<AtomicBool>,
-    errors: Arc<AtomicU64>,
-) {
-    let authority = origin.to_string();
-    while !stop.load(Ordering::Relaxed) {
-        let ok = match connect(via, origin, tls.clone()).await {
-            Ok(mut c) => get(&mut c, &authority, "/bulk?bytes=4194304").await.is_ok(),
-            Err(_) => false,
-        };
-        if !ok {
-            errors.fetch_add(1, Ordering::Relaxed);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Raw tunnels: 64 KiB echoed through a CONNECT to a non-HTTP origin, then closed.
-async fn tunnels(via: Via, echo: SocketAddr, stop: Arc<AtomicBool>, errors: Arc<AtomicU64>) {
-    let block = vec![0x5au8; 64 * 1024];
-    while !stop.load(Ordering::Relaxed) {
-        let mut s = open_async(via, echo).await;
-        let mut back = vec![0u8; block.len()];
-        let ok = s.write_all(&block).await.is_ok() && s.read_exact(&mut back).await.is_ok();
-        if !ok || back != block {
-            errors.fetch_add(1, Ordering::Relaxed);
-        }
-        drop(s);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// A CONNECT to a fresh destination is held, allowed over the control socket (a rule), the
-/// tunnel used, and the rule deleted again.
-async fn hold_and_allow(ctl: &mut greyproxy_testkit::Control, via: Via) -> bool {
-    let target = echo_origin("127.0.0.3").await;
-    let held = tokio::spawn(async move {
-        let mut s = open_async(via, target).await;
-        let mut b = [0u8; 4];
-        s.write_all(b"ping").await.is_ok() && s.read_exact(&mut b).await.is_ok() && &b == b"ping"
-    });
-    let p: Value = ctl.pending_for("127.0.0.3", target.port()).await;
-    let r = ctl
-        .cmd(json!({"command": "allow", "pending_id": p["id"], "scope": "exact", "duration": "permanent"}))
-        .await;
-    let ok = held.await.unwrap_or(false);
-    if let Some(rule) = r["rule_id"].as_u64() {
-        let _ = ctl
-            .cmd(json!({"command": "delete_rule", "rule_id": rule}))
-            .await;
-    }
-    ok && r["type"] == "command_success"
 }

@@ -139,10 +139,19 @@ pub(crate) struct Captured {
     pub(crate) ended: Instant,
 }
 
+/// Who gets the copy once the body is over.
+enum Done {
+    /// A channel, for a pipeline that awaits the copy.
+    Channel(oneshot::Sender<Captured>),
+    /// A function run where the body ends, on the task that forwards it: no task and no
+    /// wake-up per body (see [`TeeBody::calling`]).
+    Call(Box<dyn FnOnce(Captured) + Send + Sync>),
+}
+
 /// What is still owed once the body is over; taken exactly once.
 struct Pending {
     capture: BodyCapture,
-    done: oneshot::Sender<Captured>,
+    done: Done,
 }
 
 /// An [`http_body::Body`] that forwards its inner body frame by frame, unchanged and without
@@ -158,6 +167,21 @@ pub(crate) struct TeeBody<B: Body> {
 impl<B: Body> TeeBody<B> {
     /// Wraps `inner`, keeping at most `cap` bytes of it; `done` receives the copy once.
     pub(crate) fn new(inner: B, cap: usize, done: oneshot::Sender<Captured>) -> Self {
+        Self::with(inner, cap, Done::Channel(done))
+    }
+
+    /// Wraps `inner` like [`TeeBody::new`], but hands the copy to `done`, called once where
+    /// the body ends (the frame that ends it, or the drop) on the task forwarding it. For
+    /// quick work only: it runs before that last frame reaches the peer.
+    pub(crate) fn calling(
+        inner: B,
+        cap: usize,
+        done: impl FnOnce(Captured) + Send + Sync + 'static,
+    ) -> Self {
+        Self::with(inner, cap, Done::Call(Box::new(done)))
+    }
+
+    fn with(inner: B, cap: usize, done: Done) -> Self {
         Self {
             inner: Box::pin(inner),
             pending: Some(Pending {
@@ -167,12 +191,18 @@ impl<B: Body> TeeBody<B> {
         }
     }
 
-    /// Sends the copy if it has not been sent yet.
+    /// Hands the copy over if it has not been yet.
     fn finish(&mut self, complete: bool) {
         if let Some(pending) = self.pending.take() {
-            // The receiver is gone when the transaction was abandoned; the traffic must not
-            // care whether anyone still wants the copy.
-            let _ = pending.done.send(pending.capture.finish(complete));
+            let captured = pending.capture.finish(complete);
+            match pending.done {
+                // The receiver is gone when the transaction was abandoned; the traffic must
+                // not care whether anyone still wants the copy.
+                Done::Channel(tx) => {
+                    let _ = tx.send(captured);
+                }
+                Done::Call(f) => f(captured),
+            }
         }
     }
 }

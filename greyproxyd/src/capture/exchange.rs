@@ -522,7 +522,9 @@ impl Exchange {
     }
 
     /// Stage 5: the response streams to the client while a copy of its body is taken; the
-    /// transaction is completed and recorded when both copies are done, off the client's path.
+    /// transaction is completed and recorded when both copies are done: where the response
+    /// body ends for small bodies (a few µs of work, less than a task's hand-over), on the
+    /// blocking pool for large ones.
     fn record(self, resp: Response<Body>, request: SentRequest) -> Response<Body> {
         let Exchange {
             ctx,
@@ -532,15 +534,16 @@ impl Exchange {
             ..
         } = self;
         let recorder = ctx.recorder().clone();
+        let body_cap = recorder.body_cap;
         let status = resp.status();
         let resp_headers = resp.headers().clone();
         let (parts, body) = resp.into_parts();
-        let (resp_tx, resp_rx) = oneshot::channel();
-        let body = TeeBody::new(body, recorder.body_cap, resp_tx).boxed();
-        tokio::spawn(async move {
-            let req_cap = request.body.await.ok();
-            let resp_cap: Option<Captured> = resp_rx.await.ok();
-            let end = resp_cap.as_ref().map_or_else(Instant::now, |c| c.ended);
+        // Completed where the response body ends, on the connection's own task: a task per
+        // exchange cost a spawn and two wake-ups, which at one connection woke the idle worker
+        // thread every request (docs/bench-log/issue-19.md).
+        let complete = move |req_cap: Option<Captured>, resp_cap: Captured| {
+            let end = resp_cap.ended;
+            let resp_cap = Some(resp_cap);
             t.duration_ms = Some(ms(start, end));
             let cap = recorder.body_cap;
             let redacted_resp = live.redactor.headers(&resp_headers);
@@ -584,15 +587,30 @@ impl Exchange {
             };
             // Decoding a few MiB takes milliseconds: keep that off the async workers. Small
             // bodies (the usual API call) are cheaper to finish here than to hand over.
-            let t = if small {
-                Ok(fill())
-            } else {
-                tokio::task::spawn_blocking(fill).await
-            };
-            if let Ok(t) = t {
-                recorder.record(t);
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) if !small => {
+                    rt.spawn_blocking(move || recorder.record(fill()));
+                }
+                _ => recorder.record(fill()),
             }
-        });
+        };
+        let mut req_body = request.body;
+        let body = TeeBody::calling(body, body_cap, move |resp_cap: Captured| {
+            match req_body.try_recv() {
+                Ok(req_cap) => complete(Some(req_cap), resp_cap),
+                Err(oneshot::error::TryRecvError::Closed) => complete(None, resp_cap),
+                // The origin answered before the request body ended (a streaming upload):
+                // wait for it off this task.
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                        rt.spawn(async move { complete(req_body.await.ok(), resp_cap) });
+                    } else {
+                        complete(None, resp_cap);
+                    }
+                }
+            }
+        })
+        .boxed();
         Response::from_parts(parts, body)
     }
 }

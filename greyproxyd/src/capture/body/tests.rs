@@ -223,6 +223,43 @@ async fn dropped_receiver_does_not_disturb_traffic() {
     assert_eq!(&collected[..], b"still flows");
 }
 
+#[tokio::test]
+async fn calling_hands_the_copy_over_once_at_the_end() {
+    // The recording path's form: the copy goes to a function, run where the body ends.
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Captured>::new()));
+    let sink = got.clone();
+    let mut tee = TeeBody::calling(Full::new(Bytes::from_static(b"0123456789")), 4, move |c| {
+        sink.lock().unwrap().push(c)
+    });
+    poll_now(&mut tee).unwrap().unwrap();
+    assert_eq!(
+        got.lock().unwrap().len(),
+        1,
+        "called at the frame that ends it"
+    );
+    drop(tee);
+    let got = got.lock().unwrap();
+    assert_eq!(got.len(), 1, "not called again on drop");
+    assert!(got[0].complete && got[0].truncated);
+    assert_eq!(&got[0].bytes[..], b"0123");
+}
+
+#[tokio::test]
+async fn calling_on_a_body_dropped_midway_gets_an_incomplete_copy() {
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Captured>::new()));
+    let sink = got.clone();
+    let (tx, body) = channel_body();
+    let mut tee = TeeBody::calling(body, 1024, move |c| sink.lock().unwrap().push(c));
+    tx.send(data("part")).unwrap();
+    poll_now(&mut tee).unwrap().unwrap();
+    assert!(got.lock().unwrap().is_empty(), "not over yet");
+    drop(tee);
+    let got = got.lock().unwrap();
+    assert_eq!(got.len(), 1);
+    assert!(!got[0].complete);
+    assert_eq!(&got[0].bytes[..], b"part");
+}
+
 #[test]
 fn textual_content_types() {
     for ct in [
