@@ -321,6 +321,23 @@ pub fn demo_llm_app(w: u16, h: u16) -> App {
     app.cost.micro_usd = Some(1_234_567);
     let c = &mut app.conversations;
     c.wanted = true;
-    c.items = summaries();
+    c.items = summaries()
+        .into_iter()
+        .map(crate::app::Hosted::local)
+        .collect();
+    app
+}
+
+/// The sample fleet (`build1`, `build2`, `lab`) with the LLM layer: the conversations are
+/// listed, every other one held by `build2`.
+pub fn demo_fleet_llm_app(w: u16, h: u16) -> App {
+    let mut app = crate::sample::demo_fleet_app(w, h);
+    let c = &mut app.conversations;
+    c.wanted = true;
+    c.items = summaries()
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| crate::app::Hosted::new(i % 2, s))
+        .collect();
     app
 }

@@ -14,7 +14,8 @@ use greyproxy_protocol::command::ConversationIdArgs;
 use greyproxy_protocol::llm::{Conversation, LlmContext};
 use greyproxy_protocol::{Command, Reply};
 
-use super::{App, ConnState, Effect, Tag, View, send};
+use super::hosted::HostId;
+use super::{App, Effect, Tag, View};
 use crate::layout;
 use crate::transcript::Transcript;
 
@@ -36,6 +37,8 @@ pub(crate) struct Target {
 /// One opened conversation.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ConvDetail {
+    /// The host that holds it (asked for it and for its calls).
+    pub(crate) host: HostId,
     /// Its id.
     pub(crate) id: String,
     /// As last fetched.
@@ -61,8 +64,9 @@ pub(crate) struct ConvDetail {
 }
 
 impl ConvDetail {
-    fn new(id: String, target: Option<Target>, origin: Option<View>) -> ConvDetail {
+    fn new(host: HostId, id: String, target: Option<Target>, origin: Option<View>) -> ConvDetail {
         ConvDetail {
+            host,
             id,
             conv: None,
             doc: Transcript::default(),
@@ -171,7 +175,11 @@ impl App {
 
     fn get_conversation(&mut self) -> Vec<Effect> {
         let now = self.now;
-        let connected = self.conn == ConnState::Connected;
+        let host = match self.conversations.stack.last() {
+            Some(d) => d.host,
+            None => return Vec::new(),
+        };
+        let connected = self.host_connected(host);
         let Some(d) = self.conversations.stack.last_mut() else {
             return Vec::new();
         };
@@ -184,16 +192,15 @@ impl App {
         let args = ConversationIdArgs {
             conversation_id: d.id.clone(),
         };
-        vec![send(
-            Tag::Conversation(d.id.clone()),
-            Command::GetConversation(args),
-        )]
+        let tag = Tag::Conversation(d.id.clone());
+        vec![self.send_on(host, tag, Command::GetConversation(args))]
     }
 
-    /// Opens conversation `id` above the current one (or as the first), in the Conversations
-    /// view.
+    /// Opens conversation `id` of `host` above the current one (or as the first), in the
+    /// Conversations view; it is asked of that host.
     pub(super) fn conversation_open(
         &mut self,
+        host: HostId,
         id: String,
         target: Option<Target>,
         origin: Option<View>,
@@ -201,14 +208,15 @@ impl App {
         self.view = View::Conversations;
         self.conversations
             .stack
-            .push(ConvDetail::new(id, target, origin));
+            .push(ConvDetail::new(host, id, target, origin));
         let mut fx = self.conversations_opened();
         fx.extend(self.get_conversation());
         fx
     }
 
-    /// The "why" of a held request: its conversation at its turn, the tool call selected.
-    pub(super) fn why_open(&mut self, ctx: &LlmContext) -> Vec<Effect> {
+    /// The "why" of a held request of `host`: its conversation (on that host) at its turn, the
+    /// tool call selected.
+    pub(super) fn why_open(&mut self, host: HostId, ctx: &LlmContext) -> Vec<Effect> {
         let from = self.view;
         // A new question: the conversations opened before are closed.
         self.conversations.stack.clear();
@@ -216,7 +224,7 @@ impl App {
             turn: ctx.turn,
             call: Some((ctx.call_id, ctx.tool.clone())),
         };
-        self.conversation_open(ctx.conversation_id.clone(), Some(target), Some(from))
+        self.conversation_open(host, ctx.conversation_id.clone(), Some(target), Some(from))
     }
 
     /// Fetches the open conversation again (resync).
@@ -227,13 +235,13 @@ impl App {
         self.get_conversation()
     }
 
-    /// A conversation changed: the shown one is fetched again (at most every [`REFRESH`]),
-    /// the ones below it when they are shown again.
-    pub(super) fn conversation_changed(&mut self, id: &str) -> Vec<Effect> {
+    /// Conversation `id` of `host` changed: the shown one is fetched again (at most every
+    /// [`REFRESH`]), the ones below it when they are shown again.
+    pub(super) fn conversation_changed(&mut self, host: HostId, id: &str) -> Vec<Effect> {
         let mut top = false;
         let n = self.conversations.stack.len();
         for (i, d) in self.conversations.stack.iter_mut().enumerate() {
-            if d.id == id {
+            if d.host == host && d.id == id {
                 d.stale = true;
                 top |= i + 1 == n;
             }
@@ -264,13 +272,13 @@ impl App {
         }
     }
 
-    /// The answer to `get_conversation`.
+    /// The answer to `get_conversation` from host `self.route`.
     pub(super) fn conversation_loaded(&mut self, id: &str, outcome: Result<Reply, String>) {
         let (rows, width) = (self.doc_rows(), self.doc_width());
         let Some(d) = self.conversations.stack.last_mut() else {
             return;
         };
-        if d.id != id {
+        if d.id != id || d.host != self.route {
             return; // closed meanwhile
         }
         d.loading = false;

@@ -27,6 +27,7 @@ impl App {
         let Some(d) = self.conversations.stack.last_mut() else {
             return Vec::new();
         };
+        let host = d.host;
         match a {
             Action::Down => d.down(rows),
             Action::Up => d.up(rows),
@@ -55,7 +56,8 @@ impl App {
             Action::Open => {
                 let link = d.doc.entry(d.selected).and_then(|e| e.link.clone());
                 return match link {
-                    Some(id) => self.conversation_open(id, None, None),
+                    // A subagent runs on the host of its parent.
+                    Some(id) => self.conversation_open(host, id, None, None),
                     None => {
                         self.say(
                             "no subagent here: enter opens a tool call that spawned one",
@@ -76,7 +78,8 @@ impl App {
                             limit: Some(1),
                             ..ListLlmCallsArgs::default()
                         };
-                        vec![send(Tag::LlmCall(call), Command::ListLlmCalls(args))]
+                        let cmd = Command::ListLlmCalls(args);
+                        vec![self.send_on(host, Tag::LlmCall(call), cmd)]
                     }
                     None => {
                         self.say("select a prompt or a step: t opens its transaction", true);
@@ -99,8 +102,9 @@ impl App {
         Vec::new()
     }
 
-    /// The answer to the `list_llm_calls` of `t`: the call's transaction opens in the
-    /// activity detail; going back from it returns to the conversation.
+    /// The answer to the `list_llm_calls` of `t` (from host `self.route`, the conversation's):
+    /// the call's transaction opens in the activity detail, asked of that host; going back
+    /// from it returns to the conversation.
     pub(super) fn llm_call_found(
         &mut self,
         call_id: u64,

@@ -5,8 +5,13 @@
 //! applied by the daemon to pages and by [`ConvFilter::matches`] to live rows, with the
 //! daemon's semantics. The list is loaded the first time the view is opened, and again on
 //! every resync after that.
+//!
+//! Over a fleet every host's conversations are listed, each with its host ([`Hosted`]): each
+//! host keeps its own place in its list (`next_before`, one per host), and its pages and live
+//! summaries are merged by last activity, so the list reads newest first across hosts. With
+//! one daemon the list is that daemon's, as it pages it.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use greyproxy_protocol::command::ListConversationsArgs;
 use greyproxy_protocol::llm::ConversationSummary;
@@ -14,8 +19,9 @@ use greyproxy_protocol::{Command, Reply};
 use serde::Deserialize;
 
 use super::conversation::ConvDetail;
+use super::hosted::{HostId, Hosted};
 use super::listed::Nav;
-use super::{App, ConnState, Effect, Tag, send};
+use super::{App, Effect, Tag};
 
 /// Most conversations kept in the list; further pages are not fetched (the filter narrows).
 pub(crate) const MAX_CONVERSATIONS: usize = 10_000;
@@ -74,8 +80,8 @@ impl ConvFilter {
 /// The Conversations view: its list and the stack of opened conversations.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Conversations {
-    /// Newest activity first.
-    pub(crate) items: Vec<ConversationSummary>,
+    /// Every host's, newest activity first.
+    pub(crate) items: Vec<Hosted<ConversationSummary>>,
     /// Selection.
     pub(crate) nav: Nav,
     /// The filter.
@@ -84,12 +90,12 @@ pub(crate) struct Conversations {
     pub(crate) generation: u64,
     /// The view was opened: the list is kept loaded (and reloaded on resync).
     pub(crate) wanted: bool,
-    /// The first page was asked for and not answered yet.
-    pub(crate) loading: bool,
-    /// An older page was asked for and not answered yet.
-    pub(crate) loading_more: bool,
-    /// Where the next (older) page starts (`before`), when there is one.
-    pub(crate) next_before: Option<String>,
+    /// Hosts whose first page was asked for and not answered yet.
+    pub(crate) loading: BTreeSet<HostId>,
+    /// Hosts whose older page was asked for and not answered yet.
+    pub(crate) loading_more: BTreeSet<HostId>,
+    /// Where each host's next (older) page starts (`before`); a host absent is at its end.
+    pub(crate) next_before: BTreeMap<HostId, String>,
     /// Why the list could not be loaded (the LLM layer is off, an older daemon).
     pub(crate) error: Option<String>,
     /// Selection pinned to the newest activity.
@@ -110,9 +116,9 @@ impl Default for Conversations {
             filter: ConvFilter::default(),
             generation: 0,
             wanted: false,
-            loading: false,
-            loading_more: false,
-            next_before: None,
+            loading: BTreeSet::new(),
+            loading_more: BTreeSet::new(),
+            next_before: BTreeMap::new(),
             error: None,
             follow: true,
             unseen: 0,
@@ -130,33 +136,91 @@ struct Page {
     next_before: Option<String>,
 }
 
+/// Identity of a listed conversation across hosts.
+type ConvKey = (HostId, String);
+
+fn conv_key(c: &Hosted<ConversationSummary>) -> ConvKey {
+    (c.host, c.id.clone())
+}
+
+/// Merges `new` (newest activity first) into `old` (newest first) by last activity; at equal
+/// times `old` rows come first. Each side keeps its own order.
+fn merge(
+    old: Vec<Hosted<ConversationSummary>>,
+    new: Vec<Hosted<ConversationSummary>>,
+) -> Vec<Hosted<ConversationSummary>> {
+    let mut out = Vec::with_capacity(old.len() + new.len());
+    let mut old = old.into_iter().peekable();
+    let mut new = new.into_iter().peekable();
+    loop {
+        let take_new = match (old.peek(), new.peek()) {
+            (Some(o), Some(n)) => n.last_activity.as_str() > o.last_activity.as_str(),
+            (None, Some(_)) => true,
+            (_, None) => false,
+        };
+        let next = if take_new { new.next() } else { old.next() };
+        match next {
+            Some(c) => out.push(c),
+            None => return out,
+        }
+    }
+}
+
 impl Conversations {
     /// The selected conversation.
-    pub(crate) fn selected(&self) -> Option<&ConversationSummary> {
+    pub(crate) fn selected(&self) -> Option<&Hosted<ConversationSummary>> {
         self.items.get(self.nav.selected)
     }
 
-    /// Puts the selection back on conversation `id` when it is still listed.
-    fn reselect(&mut self, id: Option<String>, rows: usize) {
-        if let Some(i) = id.and_then(|id| self.items.iter().position(|c| c.id == id)) {
+    /// Whether a first page is awaited from any host.
+    pub(crate) fn is_loading(&self) -> bool {
+        !self.loading.is_empty()
+    }
+
+    /// Puts the selection back on conversation `key` when it is still listed.
+    fn reselect(&mut self, key: Option<ConvKey>, rows: usize) {
+        if let Some(i) = key.and_then(|k| self.items.iter().position(|c| conv_key(c) == k)) {
             self.nav.selected = i;
         }
         self.nav.clamp(self.items.len(), rows);
     }
 
-    /// Replaces the list with a first page (the selection stays on its conversation).
+    /// Records where `host`'s next page starts (nowhere: it is at its end).
+    fn set_next(&mut self, host: HostId, next: Option<String>) {
+        match next {
+            Some(b) => {
+                self.next_before.insert(host, b);
+            }
+            None => {
+                self.next_before.remove(&host);
+            }
+        }
+    }
+
+    /// `host`'s first page: replaces that host's conversations (the selection stays on its
+    /// conversation); with one daemon the list becomes the page.
     pub(crate) fn set_first_page(
         &mut self,
-        mut items: Vec<ConversationSummary>,
+        host: HostId,
+        items: Vec<ConversationSummary>,
         next: Option<String>,
         rows: usize,
     ) {
-        let keep = (!self.follow).then(|| self.selected().map(|c| c.id.clone()));
+        let keep = (!self.follow).then(|| self.selected().map(conv_key));
         let mut seen = HashSet::new();
-        items.retain(|c| seen.insert(c.id.clone()));
-        items.truncate(MAX_CONVERSATIONS);
-        self.items = items;
-        self.next_before = next;
+        let mut page: Vec<_> = items
+            .into_iter()
+            .filter(|c| seen.insert(c.id.clone()))
+            .map(|c| Hosted::new(host, c))
+            .collect();
+        page.truncate(MAX_CONVERSATIONS);
+        let old: Vec<_> = std::mem::take(&mut self.items)
+            .into_iter()
+            .filter(|c| c.host != host)
+            .collect();
+        self.items = merge(old, page);
+        self.set_next(host, next);
+        self.trim();
         self.unseen = 0;
         if self.follow {
             self.nav = Nav::default();
@@ -164,33 +228,59 @@ impl Conversations {
         self.reselect(keep.flatten(), rows);
     }
 
-    /// Appends an older page, skipping conversations already listed.
+    /// Appends an older page of `host`, skipping conversations already listed; over a fleet
+    /// its rows slot in by last activity among the other hosts'.
     pub(crate) fn append_page(
         &mut self,
+        host: HostId,
         items: Vec<ConversationSummary>,
         next: Option<String>,
         rows: usize,
     ) {
-        let listed: HashSet<&str> = self.items.iter().map(|c| c.id.as_str()).collect();
-        let fresh: Vec<ConversationSummary> = items
+        let keep = self.selected().map(conv_key);
+        let listed: HashSet<&str> = self
+            .items
+            .iter()
+            .filter(|c| c.host == host)
+            .map(|c| c.id.as_str())
+            .collect();
+        let fresh: Vec<_> = items
             .into_iter()
             .filter(|c| !listed.contains(c.id.as_str()))
+            .map(|c| Hosted::new(host, c))
             .collect();
-        self.items.extend(fresh);
-        self.next_before = next;
+        let old = std::mem::take(&mut self.items);
+        self.items = merge(old, fresh);
+        self.set_next(host, next);
         if self.items.len() >= MAX_CONVERSATIONS {
             self.items.truncate(MAX_CONVERSATIONS);
-            self.next_before = None;
+            self.next_before.clear();
         }
-        self.nav.clamp(self.items.len(), rows);
+        self.reselect(keep, rows);
     }
 
-    /// A live summary: replaced and moved to its place by last activity (inserted when new);
-    /// removed when it no longer matches the filter. Older than everything loaded while more
-    /// pages exist, it is left for its page. Returns whether the list changed.
-    pub(crate) fn upsert(&mut self, s: ConversationSummary, rows: usize) -> bool {
-        let was = self.items.iter().position(|c| c.id == s.id);
-        let keep = self.selected().map(|c| c.id.clone());
+    /// Keeps the list within [`MAX_CONVERSATIONS`]; a host that lost rows pages on below the
+    /// last row it keeps (same moment included).
+    fn trim(&mut self) {
+        if self.items.len() <= MAX_CONVERSATIONS {
+            return;
+        }
+        for c in self.items.split_off(MAX_CONVERSATIONS) {
+            let last = self.items.iter().rev().find(|k| k.host == c.host);
+            let at = last.map_or(c.last_activity.as_str(), |k| k.last_activity.as_str());
+            let b = just_after(at);
+            self.next_before.insert(c.host, b);
+        }
+    }
+
+    /// A live summary of `s.host`: replaced and moved to its place by last activity (inserted
+    /// when new); removed when it no longer matches the filter. Older than everything loaded
+    /// of its host while that host has more pages, it is left for its page. Returns whether
+    /// the list changed.
+    pub(crate) fn upsert(&mut self, s: Hosted<ConversationSummary>, rows: usize) -> bool {
+        let key = conv_key(&s);
+        let was = self.items.iter().position(|c| conv_key(c) == key);
+        let keep = self.selected().map(conv_key);
         if !self.filter.matches(&s) {
             let Some(i) = was else { return false };
             self.items.remove(i);
@@ -200,21 +290,27 @@ impl Conversations {
         if let Some(i) = was {
             self.items.remove(i);
         }
+        let below_its_end = self
+            .items
+            .iter()
+            .filter(|c| c.host == s.host)
+            .all(|c| c.last_activity.as_str() >= s.last_activity.as_str());
+        if below_its_end && self.next_before.contains_key(&s.host) && was.is_none() {
+            return false;
+        }
         let at = self
             .items
             .iter()
             .position(|c| c.last_activity.as_str() < s.last_activity.as_str())
             .unwrap_or(self.items.len());
-        if at == self.items.len() && self.next_before.is_some() && was.is_none() {
-            return false;
-        }
         let old_sel = self.nav.selected;
         self.items.insert(at, s);
         if self.items.len() > MAX_CONVERSATIONS
             && let Some(last) = self.items.pop()
         {
             // Pages below ask for what was older than the dropped row, same moment included.
-            self.next_before = Some(just_after(&last.last_activity));
+            self.next_before
+                .insert(last.host, just_after(&last.last_activity));
         }
         if self.follow {
             self.nav = Nav::default();
@@ -222,7 +318,7 @@ impl Conversations {
             return true;
         }
         // Not following: the selected conversation stays where it is on screen.
-        let now = keep.and_then(|id| self.items.iter().position(|c| c.id == id));
+        let now = keep.and_then(|k| self.items.iter().position(|c| conv_key(c) == k));
         if let Some(ni) = now {
             if ni > old_sel {
                 self.nav.offset += ni - old_sel;
@@ -234,11 +330,11 @@ impl Conversations {
         true
     }
 
-    /// Whether the next page should be requested now.
+    /// Whether the next pages should be requested now.
     pub(crate) fn wants_more(&self) -> bool {
-        self.next_before.is_some()
-            && !self.loading
-            && !self.loading_more
+        !self.next_before.is_empty()
+            && self.loading.is_empty()
+            && self.loading_more.is_empty()
             && self.nav.selected + PREFETCH >= self.items.len()
     }
 }
@@ -264,32 +360,51 @@ impl App {
         self.conversations_page(false)
     }
 
-    /// What a resync asks for: the list (once the view was opened) and the open conversation.
+    /// What a resync of host `self.route` asks for: its list (once the view was opened) and
+    /// the open conversation when it is that host's.
     pub(super) fn conversations_resync(&mut self) -> Vec<Effect> {
         let mut fx = Vec::new();
         if self.conversations.wanted {
-            fx.extend(self.conversations_page(false));
+            fx.extend(self.conversations_page_of(self.route, false));
         }
-        fx.extend(self.conversation_refetch());
+        let open_here = (self.conversations.stack.last()).is_some_and(|d| d.host == self.route);
+        if open_here {
+            fx.extend(self.conversation_refetch());
+        }
         fx
     }
 
-    /// Asks for the first page (`more == false`) or the next older one.
+    /// Asks every host for its first page (`more == false`), or each host that has more for
+    /// its next older one.
     pub(super) fn conversations_page(&mut self, more: bool) -> Vec<Effect> {
-        if self.conn != ConnState::Connected {
+        let hosts = if more {
+            self.conversations.next_before.keys().copied().collect()
+        } else {
+            self.live_hosts()
+        };
+        hosts
+            .into_iter()
+            .flat_map(|h| self.conversations_page_of(h, more))
+            .collect()
+    }
+
+    /// Asks `host` for its first page (`more == false`) or its next older one, with the
+    /// filter.
+    pub(super) fn conversations_page_of(&mut self, host: HostId, more: bool) -> Vec<Effect> {
+        if !self.host_connected(host) {
             return Vec::new();
         }
         let c = &mut self.conversations;
-        let before = match (more, &c.next_before) {
+        let before = match (more, c.next_before.get(&host)) {
             (false, _) => None,
             (true, Some(b)) => Some(b.clone()),
             (true, None) => return Vec::new(),
         };
         if more {
-            c.loading_more = true;
+            c.loading_more.insert(host);
         } else {
-            c.loading = true;
-            c.loading_more = false;
+            c.loading.insert(host);
+            c.loading_more.remove(&host);
         }
         let f = &c.filter;
         let args = ListConversationsArgs {
@@ -304,10 +419,10 @@ impl App {
             generation: c.generation,
             more,
         };
-        vec![send(tag, Command::ListConversations(args))]
+        vec![self.send_on(host, tag, Command::ListConversations(args))]
     }
 
-    /// The answer to a page.
+    /// The answer to a page of host `self.route`.
     pub(super) fn conversations_listed(
         &mut self,
         generation: u64,
@@ -315,33 +430,40 @@ impl App {
         outcome: Result<Reply, String>,
     ) {
         let rows = self.list_rows();
+        let host = self.route;
+        let fleet = self.is_fleet();
+        let name = self.host_name(host).to_string();
         let c = &mut self.conversations;
         if generation != c.generation {
             return; // an answer for a filter that is gone
         }
         if more {
-            c.loading_more = false;
+            c.loading_more.remove(&host);
         } else {
-            c.loading = false;
+            c.loading.remove(&host);
         }
         match outcome.and_then(super::daemon::data::<Page>) {
-            Ok(p) if more => c.append_page(p.conversations, p.next_before, rows),
+            Ok(p) if more => c.append_page(host, p.conversations, p.next_before, rows),
             Ok(p) => {
                 c.error = None;
-                c.set_first_page(p.conversations, p.next_before, rows);
+                c.set_first_page(host, p.conversations, p.next_before, rows);
             }
+            // Over a fleet, which host could not answer.
+            Err(e) if fleet => c.error = Some(format!("{name}: {e}")),
             Err(e) => c.error = Some(e),
         }
     }
 
-    /// `conversation.updated`: the list row, and the open conversation when it is this one.
+    /// `conversation.updated` of host `self.route`: the list row, and the open conversation
+    /// when it is this one.
     pub(super) fn conversation_updated(&mut self, s: ConversationSummary) -> Vec<Effect> {
-        let fx = self.conversation_changed(&s.id);
+        let host = self.route;
+        let fx = self.conversation_changed(host, &s.id);
         let rows = self.list_rows();
         let c = &mut self.conversations;
-        // While the first page is loading it will contain this state (or a newer one).
-        if c.wanted && !c.loading {
-            c.upsert(s, rows);
+        // While its first page is loading it will contain this state (or a newer one).
+        if c.wanted && !c.loading.contains(&host) {
+            c.upsert(Hosted::new(host, s), rows);
         }
         fx
     }
@@ -353,7 +475,7 @@ impl App {
         c.generation += 1;
         c.items.clear();
         c.nav = Nav::default();
-        c.next_before = None;
+        c.next_before.clear();
         c.follow = true;
         c.unseen = 0;
         c.wanted = true;

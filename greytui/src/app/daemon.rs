@@ -73,6 +73,8 @@ impl App {
                 self.credentials_disconnected();
                 self.activity.loading.remove(&self.route);
                 self.activity.loading_more.remove(&self.route);
+                self.conversations.loading.remove(&self.route);
+                self.conversations.loading_more.remove(&self.route);
                 self.cost_disconnected();
                 self.usage_disconnected();
                 Vec::new()
@@ -237,10 +239,10 @@ impl App {
                 fx.extend(self.cost_poke(true));
                 fx.extend(self.usage_call(&c));
             }
+            Event::ConversationUpdated(s) => fx.extend(self.conversation_updated(s.summary)),
             _ if !focused => {}
             Event::AllowAllChanged(s) => self.allow_all = s,
             Event::ClaimsChanged(c) => self.claims = c.active_claims,
-            Event::ConversationUpdated(s) => fx.extend(self.conversation_updated(s.summary)),
             Event::CredentialCreated(_)
             | Event::CredentialUpdated(_)
             | Event::CredentialDeleted(_)

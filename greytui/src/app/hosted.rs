@@ -2,12 +2,13 @@
 //! state of each host for the Hosts view ([`HostView`]), and how the [`App`] follows a host
 //! other than the focused one.
 //!
-//! Pending requests, rules and activity of every host merge into one list each (a HOST column
-//! shows when there is more than one host), and the status bar's cost and the Usage view sum
-//! every host's; a command about an item goes to the host that owns it. The per-daemon views
-//! (conversations, middlewares, credentials) and silent mode follow the focused host, chosen
+//! Pending requests, rules, activity and conversations of every host merge into one list each
+//! (a HOST column shows when there is more than one host), and the status bar's cost and the
+//! Usage view sum every host's; a command about an item goes to the host that owns it. The
+//! per-daemon views (middlewares, credentials) and silent mode follow the focused host, chosen
 //! in the Hosts view. A host other than the focused one is followed for what the merged views
-//! need: its greeting, `status`, pending requests, rules, activity, LLM usage and their events.
+//! need: its greeting, `status`, pending requests, rules, activity, conversations, LLM usage
+//! and their events.
 
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
@@ -193,7 +194,8 @@ impl App {
     }
 
     /// What the merged views need from host `self.route`: status, pending requests, rules, the
-    /// first page of its activity, today's cost, and its usage while the Usage view is shown.
+    /// first page of its activity, today's cost, its usage while the Usage view is shown, and
+    /// its conversations once that view was opened (with the open conversation, if its).
     fn host_resync(&mut self) -> Vec<Effect> {
         let h = self.route;
         let mut fx = vec![
@@ -212,6 +214,7 @@ impl App {
         if self.view == super::View::Usage {
             fx.extend(self.usage_fetch_from(&[h]));
         }
+        fx.extend(self.conversations_resync());
         fx
     }
 
@@ -247,7 +250,10 @@ impl App {
                     | Tag::WsMessages(_)
                     | Tag::WsBody(_)
                     | Tag::CostToday
-                    | Tag::Usage { .. }),
+                    | Tag::Usage { .. }
+                    | Tag::Conversations { .. }
+                    | Tag::Conversation(_)
+                    | Tag::LlmCall(_)),
                     outcome,
                 ) => self.on_reply(tag, outcome),
                 // The other views follow the focused host: answers for them are stale.
@@ -259,6 +265,8 @@ impl App {
                 self.activity.loading_more.remove(&host);
                 self.cost.in_flight.remove(&host);
                 self.usage.in_flight.remove(&host);
+                self.conversations.loading.remove(&host);
+                self.conversations.loading_more.remove(&host);
                 Vec::new()
             }
             LinkEvent::Connecting { .. } | LinkEvent::Rtt(_) => Vec::new(),
@@ -340,8 +348,8 @@ impl App {
             .collect()
     }
 
-    /// Focuses `host`: the per-daemon views (conversations, middlewares, credentials) reload
-    /// from it; the merged views keep every host's items.
+    /// Focuses `host`: the per-daemon views (middlewares, credentials) reload from it; the
+    /// merged views keep every host's items.
     pub(super) fn focus_host(&mut self, host: HostId) -> Vec<Effect> {
         if host >= self.hosts.len() || host == self.focus {
             return Vec::new();

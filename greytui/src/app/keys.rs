@@ -62,7 +62,7 @@ impl App {
                     && crate::keymap::action_in(Ctx::Picker, k) == Some(Action::OpenWhy) =>
             {
                 match p.pending.llm_context.clone() {
-                    Some(ctx) => self.why_open(&ctx),
+                    Some(ctx) => self.why_open(p.pending.host, &ctx),
                     None => {
                         self.modal = Some(Modal::Picker(p));
                         self.no_why()
@@ -175,8 +175,12 @@ impl App {
                     return self.conversation_act(a);
                 }
                 Action::Open => {
-                    return match self.conversations.selected().map(|c| c.id.clone()) {
-                        Some(id) => self.conversation_open(id, None, None),
+                    let sel = self
+                        .conversations
+                        .selected()
+                        .map(|c| (c.host, c.id.clone()));
+                    return match sel {
+                        Some((host, id)) => self.conversation_open(host, id, None, None),
                         None => self.nothing_selected(),
                     };
                 }
@@ -234,8 +238,10 @@ impl App {
             Action::ShowRules => self.switch(View::Rules),
             Action::ShowMiddlewares => self.switch(View::Middlewares),
             Action::ShowConversations => self.switch(View::Conversations),
-            Action::OpenWhy => match self.pending.selected().and_then(|p| p.llm_context.clone()) {
-                Some(ctx) => self.why_open(&ctx),
+            Action::OpenWhy => match (self.pending.selected())
+                .and_then(|p| Some((p.host, p.llm_context.clone()?)))
+            {
+                Some((host, ctx)) => self.why_open(host, &ctx),
                 None => self.no_why(),
             },
             Action::ShowUsage => self.switch(View::Usage),

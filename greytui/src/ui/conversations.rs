@@ -82,7 +82,7 @@ pub(super) fn info(app: &App) -> String {
         return format!("{depth}{}-{end}/{lines} ", d.scroll + 1);
     }
     let mut parts = Vec::new();
-    if c.loading {
+    if c.is_loading() {
         parts.push("loading…".to_string());
     }
     parts.push(if c.follow {
@@ -92,7 +92,7 @@ pub(super) fn info(app: &App) -> String {
     } else {
         "paused".to_string()
     });
-    let more = if c.next_before.is_some() { "+" } else { "" };
+    let more = if c.next_before.is_empty() { "" } else { "+" };
     parts.push(format!("{}{more} listed", c.items.len()));
     if c.filter.is_active() {
         parts.push(c.filter.describe());
@@ -126,6 +126,8 @@ fn list(f: &mut Frame, area: Rect, app: &App) {
         .collect();
     let cw = fit("CONTAINER", containers.iter().map(String::as_str), 9, 16);
     let mw = fit("MODEL", models.iter().map(String::as_str), 10, 28);
+    let fleet = app.is_fleet();
+    let hw = fit("HOST", visible.iter().map(|s| app.host_name(s.host)), 4, 16);
     let rows = win.rows(visible.iter().enumerate(), |(i, s)| {
         let t = &s.totals;
         let mut cells = vec![
@@ -142,6 +144,10 @@ fn list(f: &mut Frame, area: Rect, app: &App) {
         ];
         if wide {
             cells.push(Cell::from(one_line(&s.title)));
+        }
+        if fleet {
+            // After the status glyph.
+            cells.insert(1, Cell::from(app.host_name(s.host).to_string()));
         }
         (cells, Style::new())
     });
@@ -177,8 +183,12 @@ fn list(f: &mut Frame, area: Rect, app: &App) {
         widths.push(Constraint::Fill(1));
         header.push("TITLE");
     }
+    if fleet {
+        widths.insert(1, Constraint::Length(hw));
+        header.insert(1, "HOST");
+    }
     let empty = match &c.error {
-        _ if c.loading => "Loading…".to_string(),
+        _ if c.is_loading() => "Loading…".to_string(),
         Some(e) => format!("Conversations are unavailable: {e}"),
         None if c.filter.is_active() => {
             "No conversation matches the filter (/ to change it).".into()

@@ -66,13 +66,9 @@ fn draw_tabs(f: &mut Frame, area: Rect, app: &App) {
         View::Credentials => credentials::info(app),
         _ => String::new(),
     };
-    // Over a fleet these views show the focused host alone: say which.
-    if app.is_fleet()
-        && matches!(
-            app.view,
-            View::Activity | View::Middlewares | View::Conversations | View::Usage
-        )
-    {
+    // Over a fleet these views show the focused host alone (the others merge every host's):
+    // say which.
+    if app.is_fleet() && matches!(app.view, View::Middlewares | View::Credentials) {
         let host = format!("on {}", app.host_name(app.focus));
         right = if right.is_empty() {
             format!("{host} ")

@@ -287,3 +287,13 @@ fn fleet_pending_rules_and_hosts() {
         insta::assert_snapshot!(format!("fleet_activity_{w}x{h}"), render(&app));
     }
 }
+
+/// A fleet's conversations: every host's, newest first, each with its HOST.
+#[test]
+fn fleet_conversations() {
+    for (w, h) in SIZES {
+        let mut app = greytui::sample_llm::demo_fleet_llm_app(w, h);
+        keys(&mut app, "5");
+        insta::assert_snapshot!(format!("fleet_conversations_{w}x{h}"), render(&app));
+    }
+}

@@ -393,7 +393,7 @@ fn without_the_llm_layer_the_list_keeps_the_error_and_nothing_breaks() {
         Err("unknown command list_conversations".into()),
     );
     let c = &app.conversations;
-    assert!(!c.loading && c.items.is_empty());
+    assert!(!c.is_loading() && c.items.is_empty());
     assert_eq!(
         c.error.as_deref(),
         Some("unknown command list_conversations")

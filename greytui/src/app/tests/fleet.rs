@@ -1,7 +1,8 @@
 //! The dashboard over a fleet: merged pending requests and rules with their host, commands
 //! addressed to the owning host, a new request on any host rings, a rule for all hosts, the
 //! Hosts view's state per host, focus; activity merged by time with a detail asked of its
-//! owner; usage and today's cost summed over hosts.
+//! owner; conversations merged by time, each opened on (and followed from) its owner; usage
+//! and today's cost summed over hosts.
 
 use super::*;
 
@@ -381,4 +382,122 @@ fn usage_and_todays_cost_are_summed_over_hosts() {
     assert_eq!(claude.totals.cost_micro_usd, 2 * 3_214_999);
     assert_eq!(app.usage.total.as_ref().unwrap().totals.calls, 140);
     assert_eq!(app.usage.rows().len(), 4);
+}
+
+/// A conversation summary with this id and last activity (the sample's main one otherwise).
+fn conv(id: &str, at: &str) -> greyproxy_protocol::llm::ConversationSummary {
+    let mut s = crate::sample_llm::summaries()
+        .into_iter()
+        .find(|s| s.id == crate::sample_llm::main_id())
+        .unwrap();
+    s.id = id.into();
+    s.last_activity = at.into();
+    s
+}
+
+fn conv_rows(app: &App) -> Vec<(HostId, String)> {
+    let c = &app.conversations.items;
+    c.iter().map(|c| (c.host, c.id.clone())).collect()
+}
+
+#[test]
+fn conversations_of_every_host_are_merged_by_time_and_open_on_their_owner() {
+    let mut app = fleet();
+    // Opening the view asks every host, each with the filter.
+    let fx = app.update(key(KeyCode::Char('5')));
+    assert_eq!(
+        sent(&fx),
+        [(0, "list_conversations"), (1, "list_conversations")]
+    );
+    let generation = app.conversations.generation;
+    let tag = Tag::Conversations {
+        generation,
+        more: false,
+    };
+    let main = crate::sample_llm::main_id();
+    let page = |items: Vec<greyproxy_protocol::llm::ConversationSummary>, next: Option<&str>| json!({"conversations": items, "next_before": next});
+    host_reply(
+        &mut app,
+        0,
+        tag.clone(),
+        page(
+            vec![
+                conv("c:2", "2026-11-22T09:59:50.000Z"),
+                conv(&main, "2026-11-22T09:59:10.000Z"),
+            ],
+            Some("2026-11-22T09:59:10.000Z"),
+        ),
+    );
+    // Beta's conversation has the same id as one of alpha's: it is another conversation.
+    host_reply(
+        &mut app,
+        1,
+        tag,
+        page(vec![conv(&main, "2026-11-22T09:59:30.000Z")], None),
+    );
+    assert_eq!(
+        conv_rows(&app),
+        [(0, "c:2".into()), (1, main.clone()), (0, main.clone())]
+    );
+    // Only alpha has older conversations: paging on asks alpha only.
+    assert_eq!(
+        app.conversations
+            .next_before
+            .keys()
+            .copied()
+            .collect::<Vec<_>>(),
+        [0]
+    );
+
+    // Beta's updates are followed though alpha is focused: its conversation moves up,
+    // alpha's of the same id stays where it was.
+    let mut moved = conv(&main, "2026-11-22T10:00:01.000Z");
+    moved.turns = 9;
+    host_event(&mut app, 1, Event::ConversationUpdated(moved.into()), 1);
+    assert_eq!(
+        conv_rows(&app),
+        [(1, main.clone()), (0, "c:2".into()), (0, main.clone())]
+    );
+    assert_eq!(app.conversations.items[0].turns, 9);
+    assert_ne!(app.conversations.items[2].turns, 9);
+
+    // Enter on beta's row asks beta only.
+    let fx = app.update(key(KeyCode::Enter));
+    assert_eq!(sent(&fx), [(1, "get_conversation")]);
+    // Alpha's answer about its own conversation of that id is not the one opened.
+    host_reply(
+        &mut app,
+        0,
+        Tag::Conversation(main.clone()),
+        serde_json::to_value(crate::sample_llm::conversation()).unwrap(),
+    );
+    let open = app.conversations.stack.last().unwrap();
+    assert!(open.conv.is_none());
+    host_reply(
+        &mut app,
+        1,
+        Tag::Conversation(main.clone()),
+        serde_json::to_value(crate::sample_llm::conversation()).unwrap(),
+    );
+    let open = app.conversations.stack.last().unwrap();
+    assert_eq!(open.host, 1);
+    assert!(open.conv.is_some());
+    // `t` on a step asks beta for the call of its transaction.
+    app.update(key(KeyCode::Char('G')));
+    let fx = app.update(key(KeyCode::Char('t')));
+    assert_eq!(sent(&fx), [(1, "list_llm_calls")]);
+}
+
+#[test]
+fn why_opens_the_conversation_on_the_pending_requests_host() {
+    let mut app = fleet();
+    let mut p = pending(5, "agent", "x.example", 443, 0);
+    p.llm_context = Some(crate::sample_llm::llm_context());
+    host_event(&mut app, 1, Event::PendingCreated(p), 1);
+    let fx = app.update(key(KeyCode::Char('w')));
+    assert_eq!(app.view, View::Conversations);
+    let s = sent(&fx);
+    assert!(s.contains(&(1, "get_conversation")), "{s:?}");
+    assert!(!s.contains(&(0, "get_conversation")), "{s:?}");
+    assert_eq!(app.conversations.stack.last().unwrap().host, 1);
 }
