@@ -143,7 +143,7 @@ pub enum CredentialCmd {
     Add {
         /// The label: the variable name agents get (OPENAI_API_KEY)
         label: String,
-        /// Where it may go: host[:port][/path-prefix], *.x or **.x (repeatable, at least one;
+        /// Where it may go: `host[:port][/path-prefix]`, *.x or **.x (repeatable, at least one;
         /// `--dest`, since `--host` names a daemon of a fleet)
         #[arg(
             long = "dest",

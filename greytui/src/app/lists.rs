@@ -2,7 +2,7 @@
 //! (their `Listed` does the rest), the middlewares' freshness and the activity window. Pure
 //! data: the [`super::App`] decides when to fetch pages.
 //!
-//! The activity window itself lives in [`super::activity`]; the helpers reading an activity row
+//! The activity window itself lives in `super::activity`; the helpers reading an activity row
 //! (identity, kind, container, decision, time) live here.
 
 use std::time::SystemTime;

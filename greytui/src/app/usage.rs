@@ -8,7 +8,7 @@
 //! board then says what is unavailable and asks again only when opened or on `R`.
 //!
 //! Over a fleet every connected host is asked; the board shows each group key's rows summed
-//! over the hosts that answered ([`super::hosted::sum_usage`]).
+//! over the hosts that answered (`super::hosted::sum_usage`).
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
