@@ -116,25 +116,9 @@ pub(super) async fn run(
                 list_all::<PendingRequest>(conn, Command::ListPending).await
             })
             .await;
-            let items = results
-                .iter()
-                .filter_map(|(h, r)| r.as_ref().ok().map(|v| (h, v)));
-            if cli.json {
-                let all: Vec<Value> = items
-                    .flat_map(|(h, v)| v.iter().map(|p| with_host(&h.name, p)))
-                    .collect();
-                print_json(out, &all)?;
-            } else {
-                let rows: Vec<Vec<String>> = items
-                    .flat_map(|(h, v)| v.iter().map(|p| hosted(&h.name, pending_row(p, now))))
-                    .collect();
-                if rows.is_empty() {
-                    writeln!(out, "no pending requests").map_err(io_failure)?;
-                } else {
-                    let header = hosted_header(&PENDING_COLUMNS);
-                    write!(out, "{}", text_table(&header, &rows)).map_err(io_failure)?;
-                }
-            }
+            let row = |p: &PendingRequest| pending_row(p, now);
+            let table = (&PENDING_COLUMNS[..], "no pending requests");
+            print_merged(out, cli.json, &results, row, table)?;
             report(&results)
         }
         (OnceCmd::Rules, None) => {
@@ -142,25 +126,14 @@ pub(super) async fn run(
                 list_all::<Rule>(conn, Command::ListRules).await
             })
             .await;
-            let items = results
-                .iter()
-                .filter_map(|(h, r)| r.as_ref().ok().map(|v| (h, v)));
-            if cli.json {
-                let all: Vec<Value> = items
-                    .flat_map(|(h, v)| v.iter().map(|r| with_host(&h.name, r)))
-                    .collect();
-                print_json(out, &all)?;
-            } else {
-                let rows: Vec<Vec<String>> = items
-                    .flat_map(|(h, v)| v.iter().map(|r| hosted(&h.name, rule_row(r, now))))
-                    .collect();
-                if rows.is_empty() {
-                    writeln!(out, "no rules").map_err(io_failure)?;
-                } else {
-                    let header = hosted_header(&RULE_COLUMNS);
-                    write!(out, "{}", text_table(&header, &rows)).map_err(io_failure)?;
-                }
-            }
+            let row = |r: &Rule| rule_row(r, now);
+            print_merged(
+                out,
+                cli.json,
+                &results,
+                row,
+                (&RULE_COLUMNS[..], "no rules"),
+            )?;
             report(&results)
         }
         (OnceCmd::Status, None) => {
@@ -356,6 +329,34 @@ fn owner<'h>(hosts: &'h [HostSpec], name: Option<&str>, id: u64) -> Result<&'h H
             ),
         )),
     }
+}
+
+/// Every answering host's items: one JSON array of objects with `host`, or one table with a
+/// HOST column (`table`: the columns and what to print when there is no row).
+fn print_merged<T: Serialize>(
+    out: &mut dyn Write,
+    json: bool,
+    results: &[(&HostSpec, Result<Vec<T>, Failure>)],
+    row: impl Fn(&T) -> Vec<String>,
+    table: (&[&str], &str),
+) -> Result<(), Failure> {
+    let items = results
+        .iter()
+        .filter_map(|(h, r)| r.as_ref().ok().map(|v| (h, v)));
+    if json {
+        let all: Vec<Value> = items
+            .flat_map(|(h, v)| v.iter().map(|x| with_host(&h.name, x)))
+            .collect();
+        return print_json(out, &all);
+    }
+    let rows: Vec<Vec<String>> = items
+        .flat_map(|(h, v)| v.iter().map(|x| hosted(&h.name, row(x))))
+        .collect();
+    if rows.is_empty() {
+        return writeln!(out, "{}", table.1).map_err(io_failure);
+    }
+    let header = hosted_header(table.0);
+    write!(out, "{}", text_table(&header, &rows)).map_err(io_failure)
 }
 
 fn hosted(host: &str, mut row: Vec<String>) -> Vec<String> {
