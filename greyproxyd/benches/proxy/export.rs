@@ -182,15 +182,18 @@ pub async fn run(cfg: &ExportCfg) {
     let (on, _f2) = daemon(&cfg.daemon, &ca_arg, &on_cfg).await;
     let (dead, _f3) = daemon(&cfg.daemon, &ca_arg, &dead_cfg).await;
     let (off_tls, on_tls, dead_tls) = (client_tls(&off), client_tls(&on), client_tls(&dead));
-    let mut on_ws = on.client().await;
 
     let (mut off_rate, mut on_rate) = (None, None);
     merge(&mut off_rate, half(&off, origin, &off_tls, cfg).await);
     merge(&mut on_rate, half(&on, origin, &on_tls, cfg).await);
     merge(&mut on_rate, half(&on, origin, &on_tls, cfg).await);
     merge(&mut off_rate, half(&off, origin, &off_tls, cfg).await);
+    // A control client receives every event: connected during the load, it would have a
+    // transaction.new per request to read before the reply to its first command.
+    let mut on_ws = on.client().await;
     // Throughput: a backlog built while the receiver is down, then drained.
     caught_up(&mut on_ws).await;
+    on_ws.close().await;
     rx.set_down(true);
     let pid = daemon_pid(on.state_dir());
     rate(
@@ -204,6 +207,7 @@ pub async fn run(cfg: &ExportCfg) {
     )
     .await
     .unwrap_or_else(|e| panic!("export bench: {e}\n{}", on.log()));
+    let mut on_ws = on.client().await;
     let backlog = export_status(&mut on_ws).await["lag"].as_u64().unwrap_or(0);
     let before = rx.count();
     rx.mark();
