@@ -231,9 +231,10 @@ impl AgentEnv {
             ),
         };
         // The tool call behind the request (`llm_context`) may be attached a moment later, when
-        // its LLM call was still being dissected: read the pending request as a human would
-        // see it in the list, for up to 5 s.
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        // its LLM call was still being dissected (on a thread at the lowest priority: on a
+        // machine busy with a parallel test run, seconds later): read the pending request as a
+        // human would see it in the list, for up to 20 s.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while pending.get("llm_context").is_none() && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
             let list = self.ws.query(json!({"command":"list_pending"})).await;
