@@ -54,9 +54,9 @@ async fn claude_code_live_in_the_dashboard_and_its_held_request_decided_there() 
 
     // The dashboard, on the Conversations view, before the agent starts.
     let mut h = Harness::new(env.d.state_dir().to_path_buf());
-    h.until("connected", |a| a.claimed).await;
+    h.until_within(AGENT_WAIT, "connected", |a| a.claimed).await;
     h.keys("5").await;
-    h.until("the empty conversation list", |a| {
+    h.until_within(AGENT_WAIT, "the empty conversation list", |a| {
         a.view == View::Conversations && !has_line(&h_screen(a), &["Loading"])
     })
     .await;
@@ -122,12 +122,14 @@ async fn claude_code_live_in_the_dashboard_and_its_held_request_decided_there() 
     assert!(out.status.success(), "{}", show(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("The page greets us."), "{}", show(&out));
-    h.until("the pending row to go", |a| a.pending.is_empty())
-        .await;
+    h.until_within(AGENT_WAIT, "the pending row to go", |a| {
+        a.pending.is_empty()
+    })
+    .await;
 
     // The conversation now has both calls: 148 + 42 output tokens.
     h.keys("5").await;
-    h.until("the conversation with both calls", |a| {
+    h.until_within(AGENT_WAIT, "the conversation with both calls", |a| {
         has_line(
             &h_screen(a),
             &["claude", "claude-code", CLAUDE_MODEL, "190"],
@@ -143,7 +145,7 @@ async fn claude_code_live_in_the_dashboard_and_its_held_request_decided_there() 
         .map(str::to_string)
         .unwrap();
     let today = format!("{cost} today");
-    h.until("today's cost in the status bar", |a| {
+    h.until_within(AGENT_WAIT, "today's cost in the status bar", |a| {
         has_line(&h_screen(a), &["● connected", &today])
     })
     .await;
