@@ -64,27 +64,10 @@ pub struct CredCfg {
 impl CredCfg {
     /// `BENCH_CRED_SECS`, `BENCH_CRED_WARMUP` (seconds), `BENCH_CRED_CONNS` (comma list).
     pub fn from_env(full: bool, daemon: &str) -> CredCfg {
-        let secs = |k: &str, d: f64| {
-            std::env::var(k)
-                .ok()
-                .map(|v| {
-                    v.trim()
-                        .parse::<f64>()
-                        .unwrap_or_else(|_| panic!("{k}={v:?}"))
-                })
-                .unwrap_or(d)
-        };
-        let conns = std::env::var("BENCH_CRED_CONNS")
-            .ok()
-            .map(|v| {
-                v.split(',')
-                    .map(|c| c.trim().parse::<usize>().expect("BENCH_CRED_CONNS").max(1))
-                    .collect()
-            })
-            .unwrap_or_else(|| vec![16, 1]);
+        let conns = crate::env_conns("BENCH_CRED_CONNS");
         CredCfg {
-            window: Duration::from_secs_f64(secs("BENCH_CRED_SECS", if full { 10.0 } else { 0.3 })),
-            warm: Duration::from_secs_f64(secs("BENCH_CRED_WARMUP", if full { 1.0 } else { 0.1 })),
+            window: crate::env_secs("BENCH_CRED_SECS", if full { 10.0 } else { 0.3 }),
+            warm: crate::env_secs("BENCH_CRED_WARMUP", if full { 1.0 } else { 0.1 }),
             conns,
             daemon: daemon.to_string(),
         }

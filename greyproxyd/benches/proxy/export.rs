@@ -45,30 +45,11 @@ impl ExportCfg {
     /// `BENCH_EXPORT_SECS`, `BENCH_EXPORT_WARMUP`, `BENCH_EXPORT_DEAD_SECS` (seconds),
     /// `BENCH_EXPORT_CONNS`.
     pub fn from_env(full: bool, daemon: &str) -> ExportCfg {
-        let secs = |k: &str, d: f64| {
-            std::env::var(k)
-                .ok()
-                .map(|v| {
-                    v.trim()
-                        .parse::<f64>()
-                        .unwrap_or_else(|_| panic!("{k}={v:?}"))
-                })
-                .unwrap_or(d)
-        };
         ExportCfg {
-            window: Duration::from_secs_f64(secs(
-                "BENCH_EXPORT_SECS",
-                if full { 10.0 } else { 0.4 },
-            )),
-            warm: Duration::from_secs_f64(secs(
-                "BENCH_EXPORT_WARMUP",
-                if full { 1.0 } else { 0.1 },
-            )),
-            conns: secs("BENCH_EXPORT_CONNS", 16.0).max(1.0) as usize,
-            dead: Duration::from_secs_f64(secs(
-                "BENCH_EXPORT_DEAD_SECS",
-                if full { 60.0 } else { 0.5 },
-            )),
+            window: crate::env_secs("BENCH_EXPORT_SECS", if full { 10.0 } else { 0.4 }),
+            warm: crate::env_secs("BENCH_EXPORT_WARMUP", if full { 1.0 } else { 0.1 }),
+            conns: crate::env_size("BENCH_EXPORT_CONNS").unwrap_or(16).max(1) as usize,
+            dead: crate::env_secs("BENCH_EXPORT_DEAD_SECS", if full { 60.0 } else { 0.5 }),
             daemon: daemon.to_string(),
         }
     }
