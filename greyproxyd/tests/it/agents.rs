@@ -476,16 +476,27 @@ async fn codex_falls_back_to_https_sse_when_the_upgrade_is_refused() {
         return;
     }
     let mut env = codex_run("127.0.0.112", false, UNKNOWN_MODEL).await;
-    let rows = env.transactions("api.openai.com", 3).await;
-    let refused = rows
-        .iter()
-        .filter(|r| r["method"] == "GET" && r["status_code"] == 426)
-        .count();
-    assert!(refused >= 1, "the WebSocket attempt is recorded: {rows:?}");
-    let posts: Vec<&Value> = rows
-        .iter()
-        .filter(|r| r["method"] == "POST" && r["url"] == "https://api.openai.com/v1/responses")
-        .collect();
+    let refused = |rows: &[Value]| {
+        rows.iter()
+            .filter(|r| r["method"] == "GET" && r["status_code"] == 426)
+            .count()
+    };
+    let posts = |rows: &[Value]| -> Vec<Value> {
+        rows.iter()
+            .filter(|r| r["method"] == "POST" && r["url"] == "https://api.openai.com/v1/responses")
+            .cloned()
+            .collect()
+    };
+    let rows = env
+        .transactions_until("api.openai.com", |rows| {
+            refused(rows) >= 1 && posts(rows).len() >= 2
+        })
+        .await;
+    assert!(
+        refused(&rows) >= 1,
+        "the WebSocket attempt is recorded: {rows:?}"
+    );
+    let posts = posts(&rows);
     assert_eq!(posts.len(), 2, "{rows:?}");
     let last = env.transaction(&posts[1]["id"]).await;
     assert_eq!(last["response_content_type"], "text/event-stream", "{last}");

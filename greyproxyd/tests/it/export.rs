@@ -219,8 +219,21 @@ async fn a_conversation_with_a_subagent_is_one_trace_with_genai_attributes() {
         "{page}"
     );
 
-    // status.export: caught up, nothing failing.
-    let st = ws.query(json!({"command":"status"})).await;
+    // status.export: caught up, nothing failing (the exporter counts a batch once it has read
+    // the receiver's answer, a moment after the receiver has the spans).
+    let st = eventually(
+        "the exporter's count",
+        Duration::from_secs(10),
+        async || {
+            let st = ws.query(json!({"command":"status"})).await;
+            if st["export"]["exported_spans"].as_u64() >= Some(3) {
+                Ok(st)
+            } else {
+                Err(st)
+            }
+        },
+    )
+    .await;
     let ex = &st["export"];
     assert_eq!(ex["state"], "ok", "{st}");
     assert_eq!(ex["what"], "llm_calls");
@@ -264,9 +277,21 @@ async fn a_receiver_answering_503_twice_gets_every_span_and_a_restart_resends_no
         assert_eq!(get("content-encoding"), Some("gzip"));
         assert_eq!(get("content-type"), Some("application/x-protobuf"));
     }
-    let st = ws.query(json!({"command":"status"})).await;
+    // The receiver has the spans before the exporter has read its 200: the state follows.
+    let st = eventually(
+        "the exporter's state back to ok",
+        Duration::from_secs(10),
+        async || {
+            let st = ws.query(json!({"command":"status"})).await;
+            if st["export"]["state"] == "ok" {
+                Ok(st)
+            } else {
+                Err(st)
+            }
+        },
+    )
+    .await;
     assert!(st["export"]["retries"].as_u64() >= Some(2), "{st}");
-    assert_eq!(st["export"]["state"], "ok", "{st}");
 
     // After a restart the cursor holds: a new call is sent, the old ones are not resent.
     let before = rx.spans().len();

@@ -262,9 +262,20 @@ impl AgentEnv {
     /// Every transaction recorded for `host` (oldest first), once there are at least `n`
     /// (waits up to 10 s, then returns what there is).
     pub async fn transactions(&mut self, host: &str, n: usize) -> Vec<Value> {
+        self.transactions_until(host, |rows| rows.len() >= n).await
+    }
+
+    /// Every transaction recorded for `host` (oldest first), once `done` says the list is
+    /// complete (waits up to 20 s, then returns what there is). A count alone can be met early
+    /// when an agent retries: the recording of a request is finished after its response ends.
+    pub async fn transactions_until(
+        &mut self,
+        host: &str,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
         let ws = &mut self.ws;
         let got = crate::wait::within(
-            Duration::from_secs(10),
+            Duration::from_secs(20),
             Duration::from_millis(100),
             async || {
                 let page = ws
@@ -273,11 +284,7 @@ impl AgentEnv {
                     .await;
                 let mut items = page["items"].as_array().cloned().unwrap_or_default();
                 items.reverse();
-                if items.len() >= n {
-                    Ok(items)
-                } else {
-                    Err(items)
-                }
+                if done(&items) { Ok(items) } else { Err(items) }
             },
         )
         .await;
