@@ -306,7 +306,10 @@ async fn codex_run(ip: &str, websocket: bool, model: &str) -> AgentEnv {
         .websocket(websocket)
         .script(one_tool_round(
             "exec_command",
-            json!({"cmd": format!("curl -s http://{t}/x")}),
+            // codex hands the model a command's output after `yield_time_ms` (10 s unless
+            // asked, 30 s at most) whether or not it finished: the held curl must be allowed
+            // within that, which a loaded machine can miss by 10 s.
+            json!({"cmd": format!("curl -s http://{t}/x"), "yield_time_ms": 30000}),
             "The page greets us.",
         ))
         .start()
