@@ -49,7 +49,7 @@ pub fn check_scan(data: &[u8]) -> Result<(), String> {
     let _ = substitute::query(&text, &pairs);
     let _ = substitute::form_body(data, &pairs);
     if let Some(out) = substitute::json_body(data, &pairs) {
-        let back = substitute::scrub(&out, &pairs).unwrap_or(out);
+        let back = substitute::Scrubber::new(&pairs).scrub(&out).unwrap_or(out);
         if back
             .windows(secret.expose().len())
             .any(|w| w == secret.expose().as_bytes())

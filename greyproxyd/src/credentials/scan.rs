@@ -195,11 +195,11 @@ fn read_token(hay: &[u8], start: usize) -> (Token, usize) {
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_'))
             && hex.len() == HEX_LEN
             && hex.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
-        ok.then(|| String::from_utf8_lossy(session).into_owned())
+        ok.then(|| ascii(session))
     });
     let token = match well_formed {
         Some(session) => Token::Placeholder {
-            text: String::from_utf8_lossy(text).into_owned(),
+            text: ascii(text),
             session,
         },
         None => Token::Malformed(
@@ -207,6 +207,11 @@ fn read_token(hay: &[u8], start: usize) -> (Token, usize) {
         ),
     };
     (token, end)
+}
+
+/// The text of a token's bytes, which are all ASCII (the run above admits nothing else).
+fn ascii(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| char::from(b)).collect()
 }
 
 /// First offset of `needle` in `hay`.

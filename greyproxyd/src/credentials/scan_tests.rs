@@ -161,10 +161,18 @@ fn an_echoed_secret_is_scrubbed_back_to_the_placeholder_in_every_form() {
         "Authorization: Bearer {SECRET}\n{{\"h\":{}}}\nurl=/?k=sk-live%2F%22quoted%22%2Bsecret",
         serde_json::to_string(SECRET).unwrap()
     );
-    let out = String::from_utf8(substitute::scrub(body.as_bytes(), &[(P, &s)]).unwrap()).unwrap();
+    let out = String::from_utf8(
+        substitute::Scrubber::new(&[(P, &s)])
+            .scrub(body.as_bytes())
+            .unwrap(),
+    )
+    .unwrap();
     assert!(!out.contains("sk-live"), "{out}");
     assert_eq!(out.matches(P).count(), 3, "{out}");
-    assert_eq!(substitute::scrub(b"nothing", &[(P, &s)]), None);
+    assert_eq!(
+        substitute::Scrubber::new(&[(P, &s)]).scrub(b"nothing"),
+        None
+    );
 }
 
 #[test]

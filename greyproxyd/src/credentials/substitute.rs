@@ -5,6 +5,7 @@
 //! exact bytes, a changed query value is re-encoded alone.
 
 use http::{HeaderMap, HeaderValue};
+use zeroize::Zeroizing;
 
 use super::scan::find;
 use super::secret::Secret;
@@ -83,7 +84,7 @@ pub(crate) fn query(query: &str, pairs: &[Pair<'_>]) -> Option<String> {
             match apply(&decoded, pairs, |s| s.expose().as_bytes().to_vec()) {
                 Some(new) => {
                     changed = true;
-                    format!("{key}={}", encode(&new))
+                    format!("{key}={}", percent::encode(&new))
                 }
                 None => part.to_string(),
             }
@@ -102,27 +103,62 @@ pub(crate) fn json_body(body: &[u8], pairs: &[Pair<'_>]) -> Option<Vec<u8>> {
     apply(body, pairs, |s| json_escaped(s.expose()))
 }
 
-/// Replaces every form in which an echo can carry a substituted secret (as is, JSON-escaped,
-/// percent-encoded) by its placeholder, in a response body. `None` when none occurs.
-pub(crate) fn scrub(body: &[u8], pairs: &[Pair<'_>]) -> Option<Vec<u8>> {
-    let mut current: Option<Vec<u8>> = None;
-    for (placeholder, secret) in pairs {
-        for form in forms(secret) {
-            let hay = current.as_deref().unwrap_or(body);
-            if let Some(next) = replace_all(hay, &form, placeholder.as_bytes()) {
-                current = Some(next);
+/// The echo scrub of one response: every form in which an echo can carry a substituted secret
+/// (as is, JSON-escaped, percent-encoded), each replaced by its placeholder. The forms are
+/// computed once, when the response starts, and wiped when it ends.
+pub(crate) struct Scrubber {
+    /// Each placeholder with the distinct forms of its secret.
+    entries: Vec<(Vec<u8>, Vec<Zeroizing<Vec<u8>>>)>,
+}
+
+impl Scrubber {
+    /// The scrub for `pairs`.
+    pub(crate) fn new(pairs: &[Pair<'_>]) -> Scrubber {
+        let entries = pairs
+            .iter()
+            .map(|(placeholder, secret)| (placeholder.as_bytes().to_vec(), forms(secret)))
+            .collect();
+        Scrubber { entries }
+    }
+
+    /// `body` with every form replaced; `None` when none occurs.
+    pub(crate) fn scrub(&self, body: &[u8]) -> Option<Vec<u8>> {
+        let mut current: Option<Vec<u8>> = None;
+        for (placeholder, forms) in &self.entries {
+            for form in forms {
+                let hay = current.as_deref().unwrap_or(body);
+                if let Some(next) = replace_all(hay, form, placeholder) {
+                    current = Some(next);
+                }
             }
         }
+        current
     }
-    current
+
+    /// How many trailing bytes of `out` could be the start of a form: what a streaming scrub
+    /// holds back until the next chunk.
+    pub(crate) fn partial_tail(&self, out: &[u8]) -> usize {
+        self.entries
+            .iter()
+            .flat_map(|(_, forms)| forms)
+            .filter_map(|f| {
+                (1..f.len().min(out.len() + 1))
+                    .rev()
+                    .find(|&k| out.ends_with(&f[..k]))
+            })
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 /// Every form in which an echo can carry `secret`: as is, JSON-escaped, percent-encoded
 /// (each once).
-pub(crate) fn forms(secret: &Secret) -> Vec<Vec<u8>> {
-    let raw = secret.expose().as_bytes().to_vec();
-    let mut forms = vec![raw.clone()];
-    for other in [json_escaped(secret.expose()), encode(&raw).into_bytes()] {
+fn forms(secret: &Secret) -> Vec<Zeroizing<Vec<u8>>> {
+    let raw = Zeroizing::new(secret.expose().as_bytes().to_vec());
+    let json = Zeroizing::new(json_escaped(secret.expose()));
+    let pct = Zeroizing::new(percent::encode(&raw).into_bytes());
+    let mut forms = vec![raw];
+    for other in [json, pct] {
         if !forms.contains(&other) {
             forms.push(other);
         }
@@ -139,17 +175,4 @@ fn json_escaped(s: &str) -> Vec<u8> {
         .unwrap_or("")
         .as_bytes()
         .to_vec()
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-fn encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for &b in bytes {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

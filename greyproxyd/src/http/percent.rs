@@ -1,5 +1,7 @@
 //! Percent-decoding (`%XX`), the one decoder for control-token query parameters, query
-//! parameter names matched by redaction and request paths matched by middleware filters.
+//! parameter names matched by redaction and request paths matched by middleware filters; and
+//! [`encode`], the one encoder (a substituted query value, the percent-encoded form of a secret
+//! the echo scrub looks for).
 //!
 //! An escape is a `%` followed by exactly two hex digits (either case). Anything else stays as
 //! it is, byte for byte: `%zz`, a `%` or `%2` at the end, and — security-relevant, as a
@@ -51,6 +53,23 @@ pub(crate) fn decode(s: &str, plus: Plus) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
+/// Percent-encodes every byte but the RFC 3986 unreserved characters (`A-Z a-z 0-9 - . _ ~`),
+/// with upper-case hex digits.
+pub(crate) fn encode(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(bytes.len() * 3);
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+    }
+    out
+}
+
 /// [`decode`], as text: invalid UTF-8 becomes U+FFFD.
 pub(crate) fn decode_lossy(s: &str, plus: Plus) -> Cow<'_, str> {
     match decode(s, plus) {
@@ -75,6 +94,15 @@ fn hex(b: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encode_keeps_unreserved_and_round_trips() {
+        assert_eq!(encode(b"aZ09-._~"), "aZ09-._~");
+        assert_eq!(encode(b"a b/c:+%\xff"), "a%20b%2Fc%3A%2B%25%FF");
+        assert_eq!(encode(b""), "");
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(decode(&encode(&all), Plus::Literal).as_ref(), &all[..]);
+    }
 
     #[test]
     fn escapes_decode() {
