@@ -11,7 +11,9 @@
 //!
 //! A writer may also *linger* (group commit): after the first row of a batch it waits up to a
 //! few milliseconds for more before committing, so that rows trickling in one by one (a single
-//! keep-alive client) share a commit instead of paying one each. A flush ends the wait at once.
+//! keep-alive client) share a commit instead of paying one each. It sleeps out the linger rather
+//! than waiting on the channel, so that rows arriving meanwhile wake nothing; a flush that opens
+//! a batch commits it at once, one sent during a linger waits for its end.
 
 use std::fmt;
 use std::sync::Arc;
@@ -222,6 +224,7 @@ async fn run_writer<T: Send + 'static>(
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
         let deadline = tokio::time::Instant::now() + linger;
+        let mut lingered = false;
         loop {
             while let Some(msg) = next.take() {
                 match msg {
@@ -232,14 +235,16 @@ async fn run_writer<T: Send + 'static>(
                     next = rx.try_recv().ok();
                 }
             }
-            if linger.is_zero() || batch.len() >= BATCH_MAX || !waiters.is_empty() {
+            if lingered || linger.is_zero() || batch.len() >= BATCH_MAX || !waiters.is_empty() {
                 break;
             }
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(msg)) => next = Some(msg),
-                // Waited long enough, or every sender is gone: commit what there is.
-                Ok(None) | Err(_) => break,
-            }
+            // Sleep out the linger, then take what came meanwhile: waiting on the channel
+            // instead would wake this task (and often a parked worker thread) for every row.
+            // The queue holds thousands of rows; a linger's worth at any rate we reach is far
+            // fewer. A flush sent meanwhile waits for the linger's end, as its rows do.
+            tokio::time::sleep_until(deadline).await;
+            lingered = true;
+            next = rx.try_recv().ok();
         }
         if !batch.is_empty() {
             let mut rows = std::mem::take(&mut batch);
