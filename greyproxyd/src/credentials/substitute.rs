@@ -108,8 +108,11 @@ pub(crate) fn json_body(body: &[u8], pairs: &[Pair<'_>]) -> Option<Vec<u8>> {
 /// computed once, when the response starts, and wiped when it ends.
 pub(crate) struct Scrubber {
     /// Each placeholder with the distinct forms of its secret.
-    entries: Vec<(Vec<u8>, Vec<Zeroizing<Vec<u8>>>)>,
+    entries: Vec<(Vec<u8>, Forms)>,
 }
+
+/// The forms of one secret, wiped on drop.
+type Forms = Vec<Zeroizing<Vec<u8>>>;
 
 impl Scrubber {
     /// The scrub for `pairs`.
@@ -153,7 +156,7 @@ impl Scrubber {
 
 /// Every form in which an echo can carry `secret`: as is, JSON-escaped, percent-encoded
 /// (each once).
-fn forms(secret: &Secret) -> Vec<Zeroizing<Vec<u8>>> {
+fn forms(secret: &Secret) -> Forms {
     let raw = Zeroizing::new(secret.expose().as_bytes().to_vec());
     let json = Zeroizing::new(json_escaped(secret.expose()));
     let pct = Zeroizing::new(percent::encode(&raw).into_bytes());

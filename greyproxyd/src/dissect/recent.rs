@@ -3,10 +3,10 @@
 //! it (docs/llm.md#why-a-connection-was-asked-for). The policy reads it when it creates a pending request; the dissection
 //! task writes it after each call.
 //!
-//! A tool runs after the model's response has fully arrived, but dissection of that response is
-//! queued: a held request may come before its call is dissected. Calls queued but not yet
-//! dissected are counted per container, so the policy can wait briefly for them
-//! ([`RecentCalls::settled`]) and attach the context late.
+//! A tool runs as soon as the model's response has arrived, but that response is recorded when
+//! the proxy sees its end and dissected from a queue: a held request may come before its call is
+//! recorded or dissected. Calls queued but not yet dissected are counted per container, so the
+//! policy can wait a while for a context ([`RecentCalls::context_within`]) and attach it late.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -127,18 +127,30 @@ impl RecentCalls {
         self.lock().in_flight.get(container).copied().unwrap_or(0)
     }
 
-    /// Waits until no call of `container` is queued, at most `max`. True when settled.
-    pub(crate) async fn settled(&self, container: &str, max: Duration) -> bool {
+    /// Waits up to `max` for a context for a request of `container` to `host` that had none when
+    /// it was held: its call may still be queued for dissection, or not even recorded yet (an
+    /// agent can run the tool on the response's last bytes, before the proxy has seen the end of
+    /// that response). Answers once no call of `container` is queued and one gives a context;
+    /// `now_secs` reads the clock for the window.
+    pub(crate) async fn context_within(
+        &self,
+        container: &str,
+        host: &str,
+        max: Duration,
+        now_secs: impl Fn() -> u64,
+    ) -> Option<LlmContext> {
         let wait = async {
             loop {
                 let notified = self.changed.notified();
-                if self.in_flight(container) == 0 {
-                    return;
+                if self.in_flight(container) == 0
+                    && let Some(c) = self.context_for(container, host, now_secs())
+                {
+                    return c;
                 }
                 notified.await;
             }
         };
-        tokio::time::timeout(max, wait).await.is_ok()
+        tokio::time::timeout(max, wait).await.ok()
     }
 
     /// The context for a request of `container` to `host` held at `now_secs`: the latest call's
@@ -239,17 +251,27 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn settled_waits_for_queued_calls_at_most_the_limit() {
+    async fn a_context_arriving_after_the_hold_is_found_one_that_never_does_is_not() {
         let r = std::sync::Arc::new(RecentCalls::new(120));
-        assert!(r.settled("c", Duration::from_secs(1)).await);
-        r.queued("c");
-        assert_eq!(r.in_flight("c"), 1);
-        assert!(!r.settled("c", Duration::from_secs(1)).await);
+        // Nothing queued, nothing known: gives up at the limit.
+        assert!(
+            r.context_within("c", "pypi.org", Duration::from_secs(1), || 100)
+                .await
+                .is_none()
+        );
+        // The call is recorded and dissected after the request was held.
         let r2 = r.clone();
-        let waiter = tokio::spawn(async move { r2.settled("c", Duration::from_secs(5)).await });
+        let waiter = tokio::spawn(async move {
+            r2.context_within("c", "pypi.org", Duration::from_secs(5), || 100)
+                .await
+        });
         tokio::task::yield_now().await;
-        r.done("c", None);
-        assert!(waiter.await.unwrap());
-        assert_eq!(r.in_flight("c"), 0);
+        r.queued("c");
+        r.done(
+            "c",
+            Some(call(99, vec![tool("Bash", "pip install x from pypi.org")])),
+        );
+        let ctx = waiter.await.unwrap().expect("the late call's context");
+        assert_eq!(ctx.tool, "Bash");
     }
 }

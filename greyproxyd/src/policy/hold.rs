@@ -14,9 +14,10 @@ use super::pattern::validate_literal_host;
 use crate::records::{PendingRecord, RequestLogRecord, RuleRecord};
 use crate::store::{IdKind, Op};
 
-/// How long a new pending request waits for the LLM call of its container still queued for
-/// dissection before it gives up on naming the tool call behind it.
-const LATE_CONTEXT_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+/// How long a new pending request without a tool call behind it waits for the LLM call of its
+/// container (still queued for dissection, or not yet recorded: on a loaded machine the
+/// lowest-priority dissection thread can take seconds) before it gives up on naming one.
+const LATE_CONTEXT_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 impl Policy {
     /// Decides a connection. With no deciding rule the connection is held: a pending request is
@@ -235,7 +236,7 @@ impl Policy {
         if created {
             self.commit(vec![Op::PutPending(record.clone())]).await?;
             self.lock().pending.insert(record.id, record.clone());
-            if record.llm_context.is_none() && self.recent.in_flight(&req.container) > 0 {
+            if record.llm_context.is_none() {
                 self.clone().attach_context_late(record.id, req.clone());
             }
         } else {
@@ -251,18 +252,22 @@ impl Policy {
         Ok((record, created))
     }
 
-    /// The LLM call behind a new pending request may still be queued for dissection (the tool
-    /// ran as soon as the response arrived): wait for it briefly, then attach its context and
-    /// publish `pending_request.updated`.
+    /// The LLM call behind a new pending request may still be queued for dissection, or not yet
+    /// recorded (the tool ran as soon as the response's last bytes arrived): wait for it a
+    /// while, then attach its context and publish `pending_request.updated`.
     fn attach_context_late(self: Arc<Self>, pending_id: u64, req: ConnRequest) {
         tokio::spawn(async move {
-            let settle = self.recent.settled(&req.container, LATE_CONTEXT_WAIT);
-            tokio::select! {
-                _ = settle => {}
+            let clock = self.clock;
+            let found =
+                self.recent
+                    .context_within(&req.container, &req.host, LATE_CONTEXT_WAIT, || {
+                        clock.now_secs()
+                    });
+            let ctx = tokio::select! {
+                found = found => found,
                 _ = self.stopping.cancelled() => return,
-            }
-            let now = self.clock.now_secs();
-            let Some(ctx) = self.recent.context_for(&req.container, &req.host, now) else {
+            };
+            let Some(ctx) = ctx else {
                 return;
             };
             let record = {
