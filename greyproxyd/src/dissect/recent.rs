@@ -127,6 +127,13 @@ impl RecentCalls {
         self.lock().in_flight.get(container).copied().unwrap_or(0)
     }
 
+    /// Has `container` made an LLM call the layer knows of, or one queued? Only then is a
+    /// context worth waiting for.
+    pub(crate) fn active(&self, container: &str) -> bool {
+        let g = self.lock();
+        g.in_flight.contains_key(container) || g.latest.contains_key(container)
+    }
+
     /// Waits up to `max` for a context for a request of `container` to `host` that had none when
     /// it was held: its call may still be queued for dissection, or not even recorded yet (an
     /// agent can run the tool on the response's last bytes, before the proxy has seen the end of

@@ -236,7 +236,9 @@ impl Policy {
         if created {
             self.commit(vec![Op::PutPending(record.clone())]).await?;
             self.lock().pending.insert(record.id, record.clone());
-            if record.llm_context.is_none() {
+            // Only for a container that speaks to an LLM: any other held request would keep a
+            // task alive for nothing.
+            if record.llm_context.is_none() && self.recent.active(&req.container) {
                 self.clone().attach_context_late(record.id, req.clone());
             }
         } else {
