@@ -21,7 +21,7 @@ use crate::credentials::holds::{HeldRequest, Resolution};
 use crate::credentials::plan::Plan;
 use crate::credentials::scan::{PlaceKind, Scan};
 use crate::credentials::service::Service;
-use crate::credentials::substitute;
+use crate::credentials::substitute::{self, Scrubber};
 use crate::credentials::wire::found_in;
 use crate::http::{Body, full};
 use crate::time::now_secs;
@@ -269,12 +269,14 @@ impl Injection {
         new_body
     }
 
-    /// The pairs the response is scrubbed of.
-    pub(crate) fn scrub_pairs(&self) -> super::scrub::Owned {
-        self.plan
+    /// The echo scrub of the response: every substituted secret back to its placeholder.
+    pub(crate) fn scrubber(&self) -> Scrubber {
+        let pairs: Vec<_> = self
+            .plan
             .subs
             .iter()
-            .map(|s| (s.placeholder.clone(), s.secret.clone()))
-            .collect()
+            .map(|s| (s.placeholder.as_str(), &s.secret))
+            .collect();
+        Scrubber::new(&pairs)
     }
 }

@@ -141,7 +141,7 @@ pub(crate) async fn forward(
     if let Some(i) = &injection {
         // An echo of a substituted secret goes back as its placeholder, before the
         // middlewares, the capture or the agent see the response.
-        resp = super::scrub::response(resp, i.scrub_pairs()).await;
+        resp = super::scrub::response(resp, i.scrubber()).await;
     }
     let resp = x.response_hooks(&request.headers, ttfb, &hooks, resp).await;
     x.record(resp, request)

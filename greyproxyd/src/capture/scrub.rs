@@ -24,23 +24,15 @@ use http::{HeaderValue, Response, header};
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::BodyExt;
 
-use crate::credentials::secret::Secret;
-use crate::credentials::substitute::{Pair, Scrubber};
+use crate::credentials::substitute::Scrubber;
 use crate::http::{Body, full};
-
-/// The pairs to scrub, owned (the body outlives the request).
-pub(crate) type Owned = Vec<(String, Secret)>;
 
 /// Largest declared body length read whole before the response goes on (the bytes held per
 /// response; a larger or undeclared body streams).
 pub(crate) const WHOLE_MAX: u64 = 64 * 1024;
 
 /// The response with every substituted secret replaced by its placeholder.
-pub(crate) async fn response(resp: Response<Body>, owned: Owned) -> Response<Body> {
-    let pairs: Vec<Pair<'_>> = owned.iter().map(|(p, s)| (p.as_str(), s)).collect();
-    let scrubber = Scrubber::new(&pairs);
-    drop(pairs);
-    drop(owned);
+pub(crate) async fn response(resp: Response<Body>, scrubber: Scrubber) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
     for value in parts.headers.values_mut() {
         if let Some(new) = scrubber.scrub(value.as_bytes())
@@ -203,6 +195,7 @@ impl http_body::Body for ScrubBody {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::credentials::secret::Secret;
     use crate::http::full;
 
     /// A channel as a stream of frames.
@@ -215,8 +208,8 @@ mod tests {
     const SECRET: &str = "sk-live-0123456789abcdef";
     const PH: &str = "greyproxy:credential:v1:s1:00112233445566778899aabbccddeeff";
 
-    fn owned() -> Owned {
-        vec![(PH.to_string(), Secret::new(SECRET).unwrap())]
+    fn scrubber() -> Scrubber {
+        Scrubber::new(&[(PH, &Secret::new(SECRET).unwrap())])
     }
 
     fn chunked(chunks: &[&'static [u8]]) -> Body {
@@ -241,7 +234,7 @@ mod tests {
         );
         resp.headers_mut()
             .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-        let out = response(resp, owned()).await;
+        let out = response(resp, scrubber()).await;
         assert_eq!(out.headers()["x-echo"], format!("Bearer {PH}").as_str());
         let want = format!("{{\"auth\":\"Bearer {PH}\",\"q\":\"{PH}\"}}");
         assert_eq!(
@@ -255,7 +248,7 @@ mod tests {
         let mut resp = Response::new(full("hello"));
         resp.headers_mut()
             .insert(header::CONTENT_LENGTH, HeaderValue::from(5));
-        let out = response(resp, owned()).await;
+        let out = response(resp, scrubber()).await;
         assert_eq!(out.headers()[header::CONTENT_LENGTH], "5");
         let bytes = out.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&bytes[..], b"hello");
@@ -264,7 +257,7 @@ mod tests {
         let mut resp = Response::new(full(Bytes::new()));
         resp.headers_mut()
             .insert(header::CONTENT_LENGTH, HeaderValue::from(1234));
-        let out = response(resp, owned()).await;
+        let out = response(resp, scrubber()).await;
         assert_eq!(out.headers()[header::CONTENT_LENGTH], "1234");
     }
 
@@ -274,7 +267,7 @@ mod tests {
             b"{\"auth\":\"Bearer sk-live-01",
             b"23456789abcdef\",\"q\":\"sk-live-0123456789abcdef\"}",
         ];
-        let out = response(Response::new(chunked(&chunks)), owned()).await;
+        let out = response(Response::new(chunked(&chunks)), scrubber()).await;
         assert!(out.headers().get(header::CONTENT_LENGTH).is_none());
         let bytes = out.into_body().collect().await.unwrap().to_bytes();
         let text = String::from_utf8(bytes.to_vec()).unwrap();
@@ -285,7 +278,7 @@ mod tests {
         let mut resp = Response::new(full(big.clone()));
         resp.headers_mut()
             .insert(header::CONTENT_LENGTH, HeaderValue::from(big.len()));
-        let out = response(resp, owned()).await;
+        let out = response(resp, scrubber()).await;
         assert!(out.headers().get(header::CONTENT_LENGTH).is_none());
         let bytes = out.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(bytes.len(), WHOLE_MAX as usize + PH.len());
@@ -295,7 +288,7 @@ mod tests {
         // passes at once.
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, hyper::Error>>(4);
         let body = http_body_util::StreamBody::new(tokio_stream_rx(rx)).boxed();
-        let out = response(Response::new(body), owned()).await;
+        let out = response(Response::new(body), scrubber()).await;
         let mut b = out.into_body();
         tx.send(Ok(Frame::data(Bytes::from_static(b"data: {\"a\":1}\n\n"))))
             .await
@@ -322,7 +315,7 @@ mod tests {
             "flushed at the end"
         );
         // A body without the secret passes unchanged.
-        let out = response(Response::new(full("hello")), owned()).await;
+        let out = response(Response::new(full("hello")), scrubber()).await;
         let bytes = out.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&bytes[..], b"hello");
     }
