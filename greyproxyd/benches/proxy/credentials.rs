@@ -30,14 +30,14 @@ use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use greyproxy_testkit::agent_env::rule;
-use greyproxy_testkit::tls::{TestCa, client_config, server_config};
+use greyproxy_testkit::tls::{TestCa, client_config};
 use greyproxy_testkit::{Daemon, DaemonBuilder};
 
 use crate::client::{check_established, read_head};
-use crate::mitm_load::{Rate, drive};
+use crate::mitm_load::{Rate, drive, serve_h1_tls};
 use crate::sys::{daemon_pid, pct, sorted};
 
 /// The API host the client names.
@@ -83,47 +83,30 @@ pub struct CredTargets {
 /// The origin: answers every request with [`ANSWER`]; counts those that carried the secret in
 /// both places.
 async fn origin(ca: &TestCa, with_secret: Arc<AtomicU64>) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(server_config(
-        &ca.leaf(&[API, "127.0.0.1"]),
-        &[b"http/1.1"],
-    ));
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = l.accept().await {
-            let _ = tcp.set_nodelay(true);
-            let (acceptor, seen) = (acceptor.clone(), with_secret.clone());
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let seen = seen.clone();
-                    async move {
-                        let auth = req
-                            .headers()
-                            .get(header::AUTHORIZATION)
-                            .is_some_and(|v| v.as_bytes().ends_with(SECRET.as_bytes()));
-                        let query = req.uri().query().is_some_and(|q| q.contains(SECRET));
-                        if auth && query {
-                            seen.fetch_add(1, Ordering::Relaxed);
-                        }
-                        let _ = req.into_body().collect().await;
-                        Ok::<_, Infallible>(
-                            Response::builder()
-                                .header(header::CONTENT_TYPE, "application/json")
-                                .body(Full::new(Bytes::from_static(ANSWER.as_bytes())))
-                                .unwrap(),
-                        )
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tls), svc)
-                    .await;
-            });
-        }
-    });
-    addr
+    serve_h1_tls(ca, &[API, "127.0.0.1"], move || {
+        let seen = with_secret.clone();
+        service_fn(move |req: Request<hyper::body::Incoming>| {
+            let seen = seen.clone();
+            async move {
+                let auth = req
+                    .headers()
+                    .get(header::AUTHORIZATION)
+                    .is_some_and(|v| v.as_bytes().ends_with(SECRET.as_bytes()));
+                let query = req.uri().query().is_some_and(|q| q.contains(SECRET));
+                if auth && query {
+                    seen.fetch_add(1, Ordering::Relaxed);
+                }
+                let _ = req.into_body().collect().await;
+                Ok::<_, Infallible>(
+                    Response::builder()
+                        .header(header::CONTENT_TYPE, "application/json")
+                        .body(Full::new(Bytes::from_static(ANSWER.as_bytes())))
+                        .unwrap(),
+                )
+            }
+        })
+    })
+    .await
 }
 
 /// A daemon intercepting `api.bench.test`; with `credential`, one credential bound to it and a

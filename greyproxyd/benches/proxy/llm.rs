@@ -27,16 +27,16 @@ use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use greyproxy_testkit::agent_env::rule;
 use greyproxy_testkit::control::Control;
-use greyproxy_testkit::tls::{TestCa, client_config, server_config};
+use greyproxy_testkit::tls::{TestCa, client_config};
 use greyproxy_testkit::{Daemon, DaemonBuilder};
 
 use crate::claude::{self, Session};
 use crate::client::{check_established, read_head};
-use crate::mitm_load::{Rate, drive};
+use crate::mitm_load::{Rate, drive, serve_h1_tls};
 use crate::sys::{daemon_pid, mib, pct, proc_cpu_secs, sorted};
 
 /// The API host the client names.
@@ -71,52 +71,34 @@ impl LlmCfg {
 
 /// The origin: `POST /v1/messages…` reads the body and streams `frames`; anything else 404.
 async fn origin(ca: &TestCa, frames: Arc<Vec<Bytes>>) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(server_config(
-        &ca.leaf(&[API, "127.0.0.1"]),
-        &[b"http/1.1"],
-    ));
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = l.accept().await {
-            let _ = tcp.set_nodelay(true);
-            let (acceptor, frames) = (acceptor.clone(), frames.clone());
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let frames = frames.clone();
-                    async move {
-                        let ok = req.method() == http::Method::POST
-                            && req.uri().path() == "/v1/messages";
-                        let _ = req.into_body().collect().await;
-                        let chunks: Vec<Bytes> = if ok { frames.to_vec() } else { Vec::new() };
-                        let body = StreamBody::new(futures_util::stream::iter(
-                            chunks
-                                .into_iter()
-                                .map(|b| Ok::<_, Infallible>(Frame::data(b))),
-                        ));
-                        let resp = Response::builder()
-                            .status(if ok {
-                                StatusCode::OK
-                            } else {
-                                StatusCode::NOT_FOUND
-                            })
-                            .header(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")
-                            .header("request-id", "req_bench")
-                            .body(body)
-                            .unwrap();
-                        Ok::<_, Infallible>(resp)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tls), svc)
-                    .await;
-            });
-        }
-    });
-    addr
+    serve_h1_tls(ca, &[API, "127.0.0.1"], move || {
+        let frames = frames.clone();
+        service_fn(move |req: Request<hyper::body::Incoming>| {
+            let frames = frames.clone();
+            async move {
+                let ok = req.method() == http::Method::POST && req.uri().path() == "/v1/messages";
+                let _ = req.into_body().collect().await;
+                let chunks: Vec<Bytes> = if ok { frames.to_vec() } else { Vec::new() };
+                let body = StreamBody::new(futures_util::stream::iter(
+                    chunks
+                        .into_iter()
+                        .map(|b| Ok::<_, Infallible>(Frame::data(b))),
+                ));
+                let resp = Response::builder()
+                    .status(if ok {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::NOT_FOUND
+                    })
+                    .header(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")
+                    .header("request-id", "req_bench")
+                    .body(body)
+                    .unwrap();
+                Ok::<_, Infallible>(resp)
+            }
+        })
+    })
+    .await
 }
 
 /// One client connection with its precomputed requests.

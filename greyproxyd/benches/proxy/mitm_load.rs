@@ -105,28 +105,36 @@ fn respond(path: &str, block: &Bytes) -> Response<OBody> {
     }
 }
 
-/// Starts the origin on 127.0.0.1 with a certificate from `ca` for `127.0.0.1` and `localhost`.
-pub async fn https_origin(ca: &TestCa) -> SocketAddr {
+/// Serves HTTP/1.1 over TLS on 127.0.0.1 (a leaf from `ca` for `names`, ALPN `http/1.1`,
+/// `TCP_NODELAY`): every section's HTTPS origin, each connection with the service `make` gives.
+pub async fn serve_h1_tls<S, B>(
+    ca: &TestCa,
+    names: &[&str],
+    make: impl Fn() -> S + Send + Sync + 'static,
+) -> SocketAddr
+where
+    S: hyper::service::Service<
+            Request<hyper::body::Incoming>,
+            Response = Response<B>,
+            Error = Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let acceptor = tokio_rustls::TlsAcceptor::from(server_config(&ca.leaf(names), &[b"http/1.1"]));
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(server_config(
-        &ca.leaf(&["127.0.0.1", "localhost"]),
-        &[b"http/1.1"],
-    ));
-    let block = Bytes::from(big_body(BULK_CHUNK));
     tokio::spawn(async move {
         while let Ok((tcp, _)) = l.accept().await {
             let _ = tcp.set_nodelay(true);
-            let (acceptor, block) = (acceptor.clone(), block.clone());
+            let (acceptor, svc) = (acceptor.clone(), make());
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-                    let resp = respond(path, &block);
-                    async move { Ok::<_, Infallible>(resp) }
-                });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(tls), svc)
                     .await;
@@ -134,6 +142,20 @@ pub async fn https_origin(ca: &TestCa) -> SocketAddr {
         }
     });
     addr
+}
+
+/// Starts the origin on 127.0.0.1 with a certificate from `ca` for `127.0.0.1` and `localhost`.
+pub async fn https_origin(ca: &TestCa) -> SocketAddr {
+    let block = Bytes::from(big_body(BULK_CHUNK));
+    serve_h1_tls(ca, &["127.0.0.1", "localhost"], move || {
+        let block = block.clone();
+        service_fn(move |req: Request<hyper::body::Incoming>| {
+            let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            let resp = respond(path, &block);
+            async move { Ok::<_, Infallible>(resp) }
+        })
+    })
+    .await
 }
 
 /// One keep-alive client connection.
