@@ -22,13 +22,36 @@ use greyproxyd::store::TxRetention;
 
 // The allocator is ours, not the operator's (docs/performance.md#allocator). glibc's malloc
 // keeps up to 8 arenas per core and returns little of them: a soak grew to 255–275 MiB without
-// `MALLOC_ARENA_MAX=2`, and stayed there when idle. jemalloc (built with its background thread
-// on, which purges freed pages about 10 s after they are freed) held the lowest plateau and was
-// the only one to give memory back within a minute of idleness. `--no-default-features
+// `MALLOC_ARENA_MAX=2`, and stayed there when idle. jemalloc (with a background thread that
+// returns freed pages) held the lowest plateau and was the only one to give memory back within
+// a minute of idleness; its options are below. `--no-default-features
 // --features mimalloc` selects mimalloc instead, for comparison.
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, compiled into the binary (jemalloc reads the C symbol `malloc_conf`,
+/// `_rjem_malloc_conf` in this build, before the first allocation; `_RJEM_MALLOC_CONF` in the
+/// environment still overrides it). Measured side by side in one soak
+/// (docs/performance.md#allocator): one arena instead of jemalloc's four per core lets a buffer
+/// freed by one worker thread be reused by the next, which halved the plateau under the mixed
+/// load (108 → 51 MiB); freed pages are returned after 1 s instead of 10 s. The background
+/// thread does the returning, so an idle daemon shrinks without an allocation to trigger it.
+#[cfg(feature = "jemalloc")]
+#[allow(unsafe_code)] // Defining a C symbol; nothing is called, read or written through it.
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static MALLOC_CONF: MallocConf =
+    MallocConf(c"background_thread:true,narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr());
+
+/// A `const char *` jemalloc reads once at start-up.
+#[cfg(feature = "jemalloc")]
+#[repr(transparent)]
+struct MallocConf(*const std::ffi::c_char);
+// SAFETY: the pointer is to a `'static` C string literal that nothing writes; sharing it
+// between threads is sound.
+#[cfg(feature = "jemalloc")]
+#[allow(unsafe_code)]
+unsafe impl Sync for MallocConf {}
 #[cfg(all(feature = "mimalloc", not(feature = "jemalloc")))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

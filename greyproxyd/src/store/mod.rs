@@ -169,11 +169,12 @@ pub(crate) struct Store {
 /// redb's page cache. Its default (1 GiB) follows the file as capture fills it, so the daemon's
 /// memory grew with the recorded traffic (the soak run saw 450 MiB after 40 s); the pages are in
 /// the kernel's page cache anyway, so a small cache costs little on the (rare) full scans. Once
-/// filled it stays filled, so it is most of a daemon's idle memory after traffic: 8 MiB keeps
-/// the tables' upper levels (what every insert and page of a listing walks) and leaves the idle
-/// daemon near its start (docs/performance.md#soak). redb holds at most half of it as the write
-/// buffer of a commit; a group commit of transactions is far smaller.
-pub(crate) const CACHE_BYTES: usize = 8 << 20;
+/// filled it stays filled, so it is most of a daemon's idle memory after traffic: 4 MiB (a
+/// thousand pages) keeps the tables' upper levels (what every insert and page of a listing
+/// walks) and brings the idle daemon back near its start after traffic (docs/performance.md#soak;
+/// at 8 MiB a soak left it at 31 MiB, over the 30 MiB target). redb holds at most half of it as
+/// the write buffer of a commit and writes a larger commit's pages straight to the file.
+pub(crate) const CACHE_BYTES: usize = 4 << 20;
 
 impl Store {
     /// Opens the store at `path`, creating the file and its tables when missing.

@@ -159,3 +159,26 @@ fn completions_and_man_pages() {
         assert!(dir.path().join(page).is_file(), "{page}");
     }
 }
+
+/// The allocator's options are compiled into the binary, so a daemon started by hand needs no
+/// environment knob (docs/performance.md#allocator): jemalloc lists the options in effect in
+/// the statistics it prints at exit when asked to.
+#[cfg(feature = "jemalloc")]
+#[test]
+fn the_allocator_options_are_built_in() {
+    let out = Command::new(BIN)
+        .arg("--version")
+        .env("_RJEM_MALLOC_CONF", "stats_print:true")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stats = String::from_utf8_lossy(&out.stderr);
+    for option in [
+        "opt.narenas: 1\n",
+        "opt.background_thread: true",
+        "opt.dirty_decay_ms: 1000 ",
+        "opt.muzzy_decay_ms: 0 ",
+    ] {
+        assert!(stats.contains(option), "{option:?} not in:\n{stats}");
+    }
+}
