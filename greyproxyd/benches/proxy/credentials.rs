@@ -57,18 +57,28 @@ pub struct CredCfg {
     pub warm: Duration,
     /// Connection counts, in order.
     pub conns: Vec<usize>,
+    /// Off-on-on-off cycles per connection count; the ratio is judged on their median.
+    pub rounds: usize,
     /// The daemon binary.
     pub daemon: String,
 }
 
 impl CredCfg {
-    /// `BENCH_CRED_SECS`, `BENCH_CRED_WARMUP` (seconds), `BENCH_CRED_CONNS` (comma list).
+    /// `BENCH_CRED_SECS`, `BENCH_CRED_WARMUP` (seconds), `BENCH_CRED_CONNS` (comma list),
+    /// `BENCH_CRED_ROUNDS`.
     pub fn from_env(full: bool, daemon: &str) -> CredCfg {
         let conns = crate::env_conns("BENCH_CRED_CONNS");
+        let rounds = std::env::var("BENCH_CRED_ROUNDS").map_or(if full { 6 } else { 1 }, |v| {
+            v.trim()
+                .parse::<usize>()
+                .unwrap_or_else(|_| panic!("BENCH_CRED_ROUNDS={v:?}"))
+                .max(1)
+        });
         CredCfg {
-            window: crate::env_secs("BENCH_CRED_SECS", if full { 10.0 } else { 0.3 }),
-            warm: crate::env_secs("BENCH_CRED_WARMUP", if full { 1.0 } else { 0.1 }),
+            window: crate::env_secs("BENCH_CRED_SECS", if full { 4.0 } else { 0.3 }),
+            warm: crate::env_secs("BENCH_CRED_WARMUP", if full { 0.5 } else { 0.1 }),
             conns,
+            rounds,
             daemon: daemon.to_string(),
         }
     }
@@ -259,56 +269,74 @@ pub async fn run(cfg: &CredCfg) -> CredTargets {
     let origin = origin(&ca, with_secret.clone()).await;
     let ca_arg = ca.pem_arg();
     let (off, off_token) = daemon(&cfg.daemon, &ca_arg, origin, false).await;
-    let (on, on_token) = daemon(&cfg.daemon, &ca_arg, origin, true).await;
+    // `BENCH_CRED_AA`: the second daemon without credentials too, so that the two rows differ
+    // only in which daemon serves them: the method's own bias, which the target's ratio
+    // includes.
+    let aa = std::env::var_os("BENCH_CRED_AA").is_some();
+    if aa {
+        eprintln!("[credentials] BENCH_CRED_AA: neither daemon has a credential");
+    }
+    let (on, on_token) = daemon(&cfg.daemon, &ca_arg, origin, !aa).await;
     let authority = format!("{API}:{}", origin.port());
     let routes = [
         ("MITM, no credentials", &off, &off_token),
         ("MITM, substituted", &on, &on_token),
     ];
     let mut rows: Vec<(usize, usize, Rate)> = Vec::new();
+    // Per connection count, each round's on ÷ off rate (%).
+    let mut ratios: Vec<(usize, Vec<f64>)> = Vec::new();
     let mut sent = [0u64; 2];
     for &n in &cfg.conns {
-        for i in [0, 1, 1, 0] {
-            let (name, d, token) = routes[i];
-            eprintln!("[credentials] {n} connection(s), {name}…");
-            let tls = client_config(&d.state_dir().join("ca-cert.pem"), &[b"http/1.1"]);
-            let mut open = Vec::new();
-            for _ in 0..n {
-                open.push(
-                    connect(d.http.unwrap(), origin, tls.clone())
-                        .await
-                        .unwrap_or_else(|e| panic!("{name}: {e}")),
-                );
-            }
-            let h = Arc::new(headers(token, &authority));
-            let path = Arc::new(format!("/v1/models?limit=20&key={token}"));
-            let before = with_secret.load(Ordering::Relaxed);
-            let r = drive(
-                Some(daemon_pid(d.state_dir())),
-                open,
-                cfg.warm,
-                cfg.window / 2,
-                move |c| one(c, h.clone(), path.clone()),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-            let got = with_secret.load(Ordering::Relaxed) - before;
-            assert!(
-                got >= r.total,
-                "{name}: {got} of {} requests reached the origin with the secret",
-                r.total
-            );
-            sent[i] += r.total;
-            match rows.iter_mut().find(|(c, j, _)| *c == n && *j == i) {
-                Some((_, _, sum)) => {
-                    sum.requests += r.requests;
-                    sum.micros.extend(r.micros);
-                    sum.window += r.window;
-                    sum.cpu.1 += r.cpu.1;
+        let mut round_ratios = Vec::new();
+        for _ in 0..cfg.rounds {
+            let mut round = [(0u64, Duration::ZERO); 2];
+            for i in [0, 1, 1, 0] {
+                let (name, d, token) = routes[i];
+                eprintln!("[credentials] {n} connection(s), {name}…");
+                let tls = client_config(&d.state_dir().join("ca-cert.pem"), &[b"http/1.1"]);
+                let mut open = Vec::new();
+                for _ in 0..n {
+                    open.push(
+                        connect(d.http.unwrap(), origin, tls.clone())
+                            .await
+                            .unwrap_or_else(|e| panic!("{name}: {e}")),
+                    );
                 }
-                None => rows.push((n, i, r)),
+                let h = Arc::new(headers(token, &authority));
+                let path = Arc::new(format!("/v1/models?limit=20&key={token}"));
+                let before = with_secret.load(Ordering::Relaxed);
+                let r = drive(
+                    Some(daemon_pid(d.state_dir())),
+                    open,
+                    cfg.warm,
+                    cfg.window / 2,
+                    move |c| one(c, h.clone(), path.clone()),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+                let got = with_secret.load(Ordering::Relaxed) - before;
+                assert!(
+                    got >= r.total,
+                    "{name}: {got} of {} requests reached the origin with the secret",
+                    r.total
+                );
+                sent[i] += r.total;
+                round[i].0 += r.requests;
+                round[i].1 += r.window;
+                match rows.iter_mut().find(|(c, j, _)| *c == n && *j == i) {
+                    Some((_, _, sum)) => {
+                        sum.requests += r.requests;
+                        sum.micros.extend(r.micros);
+                        sum.window += r.window;
+                        sum.cpu.1 += r.cpu.1;
+                    }
+                    None => rows.push((n, i, r)),
+                }
             }
+            let per_s = |(k, w): (u64, Duration)| k as f64 / w.as_secs_f64().max(f64::MIN_POSITIVE);
+            round_ratios.push(100.0 * per_s(round[1]) / per_s(round[0]).max(f64::MIN_POSITIVE));
         }
+        ratios.push((n, round_ratios));
     }
     let counted = on
         .client()
@@ -323,9 +351,10 @@ pub async fn run(cfg: &CredCfg) -> CredTargets {
         "limit=20&key=sk-no-placeholder-here-0123456789abcdef",
     );
     println!(
-        "## Credentials: MITM with a placeholder substituted on every request vs no credentials (HTTP/1.1 keep-alive, `GET /v1/models?…&key=…` with {} headers, the token in `Authorization` and the query; {} s per row, as two halves: off on on off)",
+        "## Credentials: MITM with a placeholder substituted on every request vs no credentials (HTTP/1.1 keep-alive, `GET /v1/models?…&key=…` with {} headers, the token in `Authorization` and the query; {} rounds of off on on off per connection count, {} s each; rates over all rounds, the target judged on the median of the rounds' ratios)",
         plain.len(),
-        cfg.window.as_secs_f64()
+        cfg.rounds,
+        cfg.window.as_secs_f64() / 2.0
     );
     println!();
     println!("| conns | path | req/s | ÷ no credentials | p50 µs | p99 µs | daemon CPU µs/req |");
@@ -350,6 +379,24 @@ pub async fn run(cfg: &CredCfg) -> CredTargets {
         }
     }
     println!();
+    let median = |v: &[f64]| {
+        let v = sorted(v);
+        if v.is_empty() {
+            0.0
+        } else if v.len() % 2 == 1 {
+            v[v.len() / 2]
+        } else {
+            (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+        }
+    };
+    for (n, r) in &ratios {
+        let list: Vec<String> = r.iter().map(|x| format!("{x:.1}")).collect();
+        println!(
+            "- {n} connection(s): substituted ÷ no credentials per round {} %; **median {:.1} %**.",
+            list.join(", "),
+            median(r)
+        );
+    }
     println!(
         "- Every request reached the origin with the real secret in the header and the query ({} substituted, {} sent by the client itself); the on daemon counted {counted} substitutions (two places per request, warm-up included).",
         sent[1], sent[0]
@@ -362,10 +409,6 @@ pub async fn run(cfg: &CredCfg) -> CredTargets {
     let _ = off.stop().await;
     let _ = on.stop().await;
     CredTargets {
-        on_vs_off: cfg
-            .conns
-            .iter()
-            .map(|&n| (n, 100.0 * rate(n, 1) / rate(n, 0).max(f64::MIN_POSITIVE)))
-            .collect(),
+        on_vs_off: ratios.iter().map(|(n, r)| (*n, median(r))).collect(),
     }
 }

@@ -2,10 +2,17 @@
 //! [`fmt::Display`] show only a preview (`sk-p…(51 chars)`); there is no `Serialize`, so a
 //! secret cannot end up in a record, an event or a log line by accident — what is stored is the
 //! vault's ciphertext.
+//!
+//! The forms in which an echo can carry the secret (as is, JSON-escaped, percent-encoded) are
+//! computed once, when the secret is read, and shared by every request it goes into: a clone is
+//! a reference, not another copy of the secret in memory.
 
 use std::fmt;
+use std::sync::Arc;
 
 use zeroize::Zeroizing;
+
+use crate::http::percent;
 
 /// Longest secret accepted, in bytes. API keys and tokens are far shorter; a JWT with many
 /// claims stays below it.
@@ -43,8 +50,23 @@ pub(crate) enum SecretError {
 }
 
 /// A secret value; see the module documentation.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) struct Secret(Zeroizing<String>);
+#[derive(Clone)]
+pub(crate) struct Secret(Arc<Inner>);
+
+/// The secret and its forms, wiped when the last clone goes.
+struct Inner {
+    value: Zeroizing<String>,
+    /// The distinct forms, the value as is first.
+    forms: Vec<Zeroizing<Vec<u8>>>,
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        self.0.value == other.0.value
+    }
+}
+
+impl Eq for Secret {}
 
 impl Secret {
     /// Checks and wraps a secret: printable ASCII (spaces inside allowed), 1 to
@@ -67,21 +89,39 @@ impl Secret {
         if b[b.len() - 1] == b' ' {
             return Err(SecretError::Unprintable { at: b.len() - 1 });
         }
-        Ok(Secret(Zeroizing::new(value.to_string())))
+        let raw = Zeroizing::new(b.to_vec());
+        let json = Zeroizing::new(json_escaped(value));
+        let pct = Zeroizing::new(percent::encode(b).into_bytes());
+        let mut forms = vec![raw];
+        for other in [json, pct] {
+            if !forms.contains(&other) {
+                forms.push(other);
+            }
+        }
+        Ok(Secret(Arc::new(Inner {
+            value: Zeroizing::new(value.to_string()),
+            forms,
+        })))
+    }
+
+    /// Every form in which an echo can carry the secret: as is, JSON-escaped,
+    /// percent-encoded (each once).
+    pub(crate) fn forms(&self) -> &[Zeroizing<Vec<u8>>] {
+        &self.0.forms
     }
 
     /// The secret itself: only for sealing and substitution.
     pub(crate) fn expose(&self) -> &str {
-        &self.0
+        &self.0.value
     }
 
     /// What lists and logs show instead: `sk-p…(51 chars)`, or `…(8 chars)` for a short one.
     pub(crate) fn preview(&self) -> String {
-        let len = self.0.chars().count();
+        let len = self.expose().chars().count();
         if len < PREVIEW_MIN_LEN {
             return format!("…({len} chars)");
         }
-        let head: String = self.0.chars().take(PREVIEW_CHARS).collect();
+        let head: String = self.expose().chars().take(PREVIEW_CHARS).collect();
         format!("{head}…({len} chars)")
     }
 }
@@ -96,6 +136,17 @@ impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.preview())
     }
+}
+
+/// `s` as the content of a JSON string (without the quotes).
+pub(crate) fn json_escaped(s: &str) -> Vec<u8> {
+    let quoted = serde_json::to_string(s).unwrap_or_default();
+    quoted
+        .strip_prefix('"')
+        .and_then(|q| q.strip_suffix('"'))
+        .unwrap_or("")
+        .as_bytes()
+        .to_vec()
 }
 
 #[cfg(test)]

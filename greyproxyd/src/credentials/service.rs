@@ -97,9 +97,10 @@ pub(super) struct State {
 /// Substitution counters, bounded by the live sessions and the credentials.
 #[derive(Debug, Default)]
 struct Counts {
-    /// (session id, credential id) → (since start, since the last event); a session's lines
-    /// go when it ends.
-    by_session: BTreeMap<(String, String), (u64, u64)>,
+    /// Session id → credential id → (since start, since the last event); a session's lines go
+    /// when it ends. Nested rather than keyed by the pair so that counting a substitution, on
+    /// every request that has one, looks its line up without allocating the key.
+    by_session: BTreeMap<String, BTreeMap<String, (u64, u64)>>,
     /// Credential id → since start, all sessions (ended ones included).
     by_credential: HashMap<String, u64>,
 }
@@ -206,7 +207,8 @@ impl Service {
             if let Some(c) = st.tables.credential(cid) {
                 let n = counts
                     .by_session
-                    .get(&(s.id.clone(), cid.clone()))
+                    .get(&s.id)
+                    .and_then(|m| m.get(cid))
                     .map_or(0, |(t, _)| *t);
                 by_label.insert(c.label.clone(), n);
             }
@@ -367,13 +369,26 @@ impl Service {
     /// Counts substitutions made for `(session, credential id)`.
     pub(crate) fn count(&self, session: &str, credential: &str) {
         let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let e = c
-            .by_session
-            .entry((session.to_string(), credential.to_string()))
-            .or_insert((0, 0));
-        e.0 += 1;
-        e.1 += 1;
-        *c.by_credential.entry(credential.to_string()).or_insert(0) += 1;
+        if !c.by_session.contains_key(session) {
+            c.by_session.insert(session.to_string(), BTreeMap::new());
+        }
+        if let Some(lines) = c.by_session.get_mut(session) {
+            match lines.get_mut(credential) {
+                Some(e) => {
+                    e.0 += 1;
+                    e.1 += 1;
+                }
+                None => {
+                    lines.insert(credential.to_string(), (1, 1));
+                }
+            }
+        }
+        match c.by_credential.get_mut(credential) {
+            Some(n) => *n += 1,
+            None => {
+                c.by_credential.insert(credential.to_string(), 1);
+            }
+        }
     }
 
     /// Drops the counters of an ended session (published first if they changed).
@@ -383,7 +398,7 @@ impl Service {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .by_session
-            .retain(|(s, _), _| s != session);
+            .remove(session);
     }
 
     /// Publishes the counters that changed since the last call, if any.
@@ -392,8 +407,9 @@ impl Service {
             let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
             c.by_session
                 .iter_mut()
-                .filter(|(_, (_, added))| *added > 0)
-                .map(|((s, cid), (total, added))| {
+                .flat_map(|(s, lines)| lines.iter_mut().map(move |(cid, e)| (s, cid, e)))
+                .filter(|(_, _, (_, added))| *added > 0)
+                .map(|(s, cid, (total, added))| {
                     let a = std::mem::take(added);
                     (s.clone(), cid.clone(), *total, a)
                 })

@@ -4,11 +4,12 @@
 //! changes nothing else: header order and names stay, untouched query parameters keep their
 //! exact bytes, a changed query value is re-encoded alone.
 
+use std::borrow::Cow;
+
 use http::{HeaderMap, HeaderValue};
-use zeroize::Zeroizing;
 
 use super::scan::find;
-use super::secret::Secret;
+use super::secret::{Secret, json_escaped};
 use super::session::PREFIX;
 use crate::http::percent::{self, Plus};
 
@@ -35,7 +36,11 @@ fn replace_all(hay: &[u8], needle: &[u8], with: &[u8]) -> Option<Vec<u8>> {
 
 /// Applies every pair to `bytes` (placeholder → what `to` makes of the secret); `None` when
 /// nothing changed.
-fn apply(bytes: &[u8], pairs: &[Pair<'_>], to: impl Fn(&Secret) -> Vec<u8>) -> Option<Vec<u8>> {
+fn apply(
+    bytes: &[u8],
+    pairs: &[Pair<'_>],
+    to: impl Fn(&Secret) -> Cow<'_, [u8]>,
+) -> Option<Vec<u8>> {
     // The cheap test first: most requests carry no placeholder at all.
     find(bytes, PREFIX.as_bytes())?;
     let mut current: Option<Vec<u8>> = None;
@@ -53,7 +58,7 @@ fn apply(bytes: &[u8], pairs: &[Pair<'_>], to: impl Fn(&Secret) -> Vec<u8>) -> O
 pub(crate) fn headers(map: &mut HeaderMap, pairs: &[Pair<'_>]) -> usize {
     let mut changed = 0;
     for value in map.values_mut() {
-        let Some(bytes) = apply(value.as_bytes(), pairs, |s| s.expose().as_bytes().to_vec()) else {
+        let Some(bytes) = apply(value.as_bytes(), pairs, |s| s.expose().as_bytes().into()) else {
             continue;
         };
         // A secret is printable ASCII, so the new value is always valid; keep the old one
@@ -81,7 +86,7 @@ pub(crate) fn query(query: &str, pairs: &[Pair<'_>]) -> Option<String> {
                 return part.to_string();
             };
             let decoded = percent::decode(value, Plus::Space);
-            match apply(&decoded, pairs, |s| s.expose().as_bytes().to_vec()) {
+            match apply(&decoded, pairs, |s| s.expose().as_bytes().into()) {
                 Some(new) => {
                     changed = true;
                     format!("{key}={}", percent::encode(&new))
@@ -100,26 +105,23 @@ pub(crate) fn form_body(body: &[u8], pairs: &[Pair<'_>]) -> Option<Vec<u8>> {
 
 /// Replaces placeholders in a JSON body with the secret escaped as JSON string content.
 pub(crate) fn json_body(body: &[u8], pairs: &[Pair<'_>]) -> Option<Vec<u8>> {
-    apply(body, pairs, |s| json_escaped(s.expose()))
+    apply(body, pairs, |s| json_escaped(s.expose()).into())
 }
 
 /// The echo scrub of one response: every form in which an echo can carry a substituted secret
-/// (as is, JSON-escaped, percent-encoded), each replaced by its placeholder. The forms are
-/// computed once, when the response starts, and wiped when it ends.
+/// (as is, JSON-escaped, percent-encoded; [`Secret::forms`], computed when the secret was
+/// read), each replaced by its placeholder.
 pub(crate) struct Scrubber {
-    /// Each placeholder with the distinct forms of its secret.
-    entries: Vec<(Vec<u8>, Forms)>,
+    /// Each placeholder with its secret.
+    entries: Vec<(Vec<u8>, Secret)>,
 }
-
-/// The forms of one secret, wiped on drop.
-type Forms = Vec<Zeroizing<Vec<u8>>>;
 
 impl Scrubber {
     /// The scrub for `pairs`.
     pub(crate) fn new(pairs: &[Pair<'_>]) -> Scrubber {
         let entries = pairs
             .iter()
-            .map(|(placeholder, secret)| (placeholder.as_bytes().to_vec(), forms(secret)))
+            .map(|(placeholder, secret)| (placeholder.as_bytes().to_vec(), (*secret).clone()))
             .collect();
         Scrubber { entries }
     }
@@ -127,8 +129,8 @@ impl Scrubber {
     /// `body` with every form replaced; `None` when none occurs.
     pub(crate) fn scrub(&self, body: &[u8]) -> Option<Vec<u8>> {
         let mut current: Option<Vec<u8>> = None;
-        for (placeholder, forms) in &self.entries {
-            for form in forms {
+        for (placeholder, secret) in &self.entries {
+            for form in secret.forms() {
                 let hay = current.as_deref().unwrap_or(body);
                 if let Some(next) = replace_all(hay, form, placeholder) {
                     current = Some(next);
@@ -143,7 +145,7 @@ impl Scrubber {
     pub(crate) fn partial_tail(&self, out: &[u8]) -> usize {
         self.entries
             .iter()
-            .flat_map(|(_, forms)| forms)
+            .flat_map(|(_, secret)| secret.forms())
             .filter_map(|f| {
                 (1..f.len().min(out.len() + 1))
                     .rev()
@@ -152,30 +154,4 @@ impl Scrubber {
             .max()
             .unwrap_or(0)
     }
-}
-
-/// Every form in which an echo can carry `secret`: as is, JSON-escaped, percent-encoded
-/// (each once).
-fn forms(secret: &Secret) -> Forms {
-    let raw = Zeroizing::new(secret.expose().as_bytes().to_vec());
-    let json = Zeroizing::new(json_escaped(secret.expose()));
-    let pct = Zeroizing::new(percent::encode(&raw).into_bytes());
-    let mut forms = vec![raw];
-    for other in [json, pct] {
-        if !forms.contains(&other) {
-            forms.push(other);
-        }
-    }
-    forms
-}
-
-/// The secret as the content of a JSON string (without the quotes).
-fn json_escaped(s: &str) -> Vec<u8> {
-    let quoted = serde_json::to_string(s).unwrap_or_default();
-    quoted
-        .strip_prefix('"')
-        .and_then(|q| q.strip_suffix('"'))
-        .unwrap_or("")
-        .as_bytes()
-        .to_vec()
 }
