@@ -106,17 +106,20 @@ async fn whole(mut body: Body, declared: u64) -> Whole {
                 }
                 Err(frame) => {
                     // Trailers: only a streamed (chunked) body can carry them on.
-                    let rest = futures_util::stream::iter([Ok(frame)]);
-                    return Whole::Stream(http_body_util::StreamBody::new(rest).boxed(), data);
+                    return Whole::Stream(last(Ok(frame)), data);
                 }
             },
             Some(Err(e)) => {
                 // What came before the error goes on, then the error ends the body.
-                let rest = futures_util::stream::iter([Err(e)]);
-                return Whole::Stream(http_body_util::StreamBody::new(rest).boxed(), data);
+                return Whole::Stream(last(Err(e)), data);
             }
         }
     }
+}
+
+/// A body of one last frame (trailers) or error, streamed on after what was read whole.
+fn last(item: Result<Frame<Bytes>, hyper::Error>) -> Body {
+    http_body_util::StreamBody::new(futures_util::stream::iter([item])).boxed()
 }
 
 struct ScrubBody {

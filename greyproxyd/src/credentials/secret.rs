@@ -56,6 +56,8 @@ pub(crate) struct Secret(Arc<Inner>);
 /// The secret and its forms, wiped when the last clone goes.
 struct Inner {
     value: Zeroizing<String>,
+    /// The value as the content of a JSON string (what a JSON body substitution puts in).
+    json: Zeroizing<Vec<u8>>,
     /// The distinct forms, the value as is first.
     forms: Vec<Zeroizing<Vec<u8>>>,
 }
@@ -93,13 +95,14 @@ impl Secret {
         let json = Zeroizing::new(json_escaped(value));
         let pct = Zeroizing::new(percent::encode(b).into_bytes());
         let mut forms = vec![raw];
-        for other in [json, pct] {
+        for other in [json.clone(), pct] {
             if !forms.contains(&other) {
                 forms.push(other);
             }
         }
         Ok(Secret(Arc::new(Inner {
             value: Zeroizing::new(value.to_string()),
+            json,
             forms,
         })))
     }
@@ -108,6 +111,12 @@ impl Secret {
     /// percent-encoded (each once).
     pub(crate) fn forms(&self) -> &[Zeroizing<Vec<u8>>] {
         &self.0.forms
+    }
+
+    /// The secret as the content of a JSON string (without the quotes), for substitution
+    /// into a JSON body.
+    pub(crate) fn json(&self) -> &[u8] {
+        &self.0.json
     }
 
     /// The secret itself: only for sealing and substitution.
@@ -139,7 +148,7 @@ impl fmt::Display for Secret {
 }
 
 /// `s` as the content of a JSON string (without the quotes).
-pub(crate) fn json_escaped(s: &str) -> Vec<u8> {
+fn json_escaped(s: &str) -> Vec<u8> {
     let quoted = serde_json::to_string(s).unwrap_or_default();
     quoted
         .strip_prefix('"')

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use http::{HeaderMap, HeaderValue};
 
 use super::scan::find;
-use super::secret::{Secret, json_escaped};
+use super::secret::Secret;
 use super::session::PREFIX;
 use crate::http::percent::{self, Plus};
 
@@ -105,7 +105,7 @@ pub(crate) fn form_body(body: &[u8], pairs: &[Pair<'_>]) -> Option<Vec<u8>> {
 
 /// Replaces placeholders in a JSON body with the secret escaped as JSON string content.
 pub(crate) fn json_body(body: &[u8], pairs: &[Pair<'_>]) -> Option<Vec<u8>> {
-    apply(body, pairs, |s| json_escaped(s.expose()).into())
+    apply(body, pairs, |s| s.json().into())
 }
 
 /// The echo scrub of one response: every form in which an echo can carry a substituted secret
